@@ -1,0 +1,45 @@
+"""Errors raised by td-physics.
+
+Every error a user can trigger with bad input is a :class:`ValueError` subclass whose message
+names the rule that was broken and the value that was received.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "TDPhysicsError",
+    "ModelDefinitionError",
+    "KPointError",
+    "OccupationError",
+    "SymmetryError",
+    "ConvergenceError",
+    "FileFormatError",
+]
+
+
+class TDPhysicsError(ValueError):
+    """Base class of every td-physics input error."""
+
+
+class ModelDefinitionError(TDPhysicsError):
+    """A tight-binding model was given inconsistent data (orbital index, R vector, hermiticity)."""
+
+
+class KPointError(TDPhysicsError):
+    """k-points of the wrong shape or dimension."""
+
+
+class OccupationError(TDPhysicsError):
+    """The number of occupied bands is impossible for the model."""
+
+
+class SymmetryError(TDPhysicsError):
+    """A symmetry operator does not commute with the Hamiltonian, or is malformed."""
+
+
+class ConvergenceError(TDPhysicsError):
+    """A computation could not be converged within the allowed resources."""
+
+
+class FileFormatError(TDPhysicsError):
+    """A model file (JSON, HDF5, Wannier90) is malformed."""

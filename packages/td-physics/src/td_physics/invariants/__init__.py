@@ -1,0 +1,41 @@
+"""Topological invariants as free functions of a model, each returning an :class:`InvariantResult`.
+
+Conventions are stated in each module: Berry connection ``A = i<u|grad_k u>`` (PythTB's sign),
+orbital positions included in every overlap, so the values never depend on the Bloch convention.
+"""
+
+from td_physics.invariants._core import InvariantResult
+from td_physics.invariants.chern import (
+    anomalous_hall_conductivity,
+    berry_curvature,
+    berry_flux_map,
+    chern_number,
+    spin_chern_number,
+)
+from td_physics.invariants.weyl import WeylNode, node_chirality, weyl_nodes
+from td_physics.invariants.z2 import (
+    WilsonLoopResult,
+    detect_inversion,
+    parity_z2,
+    wilson_loop,
+    z2_indices,
+    z2_invariant,
+)
+
+__all__ = [
+    "InvariantResult",
+    "chern_number",
+    "berry_curvature",
+    "berry_flux_map",
+    "spin_chern_number",
+    "anomalous_hall_conductivity",
+    "wilson_loop",
+    "WilsonLoopResult",
+    "z2_invariant",
+    "z2_indices",
+    "parity_z2",
+    "detect_inversion",
+    "weyl_nodes",
+    "WeylNode",
+    "node_chirality",
+]

@@ -1,0 +1,35 @@
+"""Model factories, one module per family; each returns a :class:`~td_physics.TightBindingModel`.
+
+Every factory cites its paper and states its sign conventions in its module docstring, and fills
+``name``, ``occupied``, ``metadata["k_path"]`` (reduced nodes and labels of a default
+high-symmetry path), ``metadata["reference"]`` and ``metadata["parameters"]``; an inversion
+operator is declared (and checked) wherever the model has inversion symmetry.
+"""
+
+from __future__ import annotations
+
+from td_physics.models.bhz import bhz, hgte_quantum_well
+from td_physics.models.bi2se3 import bi2se3
+from td_physics.models.buckled import buckled_honeycomb, germanene, silicene, stanene
+from td_physics.models.fu_kane_mele import fu_kane_mele
+from td_physics.models.graphene import graphene
+from td_physics.models.haldane import haldane
+from td_physics.models.kane_mele import kane_mele
+from td_physics.models.qwz import qwz
+from td_physics.models.weyl import weyl_two_band
+
+__all__ = [
+    "haldane",
+    "qwz",
+    "graphene",
+    "kane_mele",
+    "bhz",
+    "hgte_quantum_well",
+    "fu_kane_mele",
+    "bi2se3",
+    "weyl_two_band",
+    "buckled_honeycomb",
+    "silicene",
+    "germanene",
+    "stanene",
+]
