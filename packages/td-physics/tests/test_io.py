@@ -222,7 +222,7 @@ def test_model_from_hand_written_files() -> None:
 
 
 def test_positions_default_to_origin_with_warning(caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.WARNING, logger="td_physics.io"):
+    with caplog.at_level(logging.WARNING, logger="td_physics.wannier90"):
         model = model_from_wannier90(DATA / "chain_hr.dat", lattice=np.eye(3), dim_k=1)
     assert np.all(model.site_positions == 0)
     assert "origin" in caplog.text
