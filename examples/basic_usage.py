@@ -79,9 +79,15 @@ def write_json_atomic(data: dict, path: Path) -> None:
 def figures(out: Path) -> list[Path]:
     """Band structures and the two phase diagrams; returns the files written."""
     written = []
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    plot_band_structure(band_structure(bi2se3(), n_points=300), axes[0], title="Bi2Se3 four-band model, (1;000)")
-    plot_band_structure(band_structure(kane_mele(lambda_so=0.06)), axes[1], title="Kane-Mele, Z2 = 1")
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4), constrained_layout=True)
+    model = bi2se3()
+    bands = band_structure(model, n_points=300)
+    plot_band_structure(bands, axes[0], title="Bi2Se3 four-band model, (1;000)")
+    # the lattice-regularised k.p model is only meant near Gamma: zoom on the inverted gap there
+    near = band_structure(model, [[0.12, 0.0, 0.0], [0.0, 0.0, 0.0], [0.0, 0.0, 0.25]], ["0.12 X", "G", "0.25 Z"])
+    plot_band_structure(near, axes[1], title="Bi2Se3 near Gamma")
+    axes[1].set_ylim(-0.6, 0.8)
+    plot_band_structure(band_structure(kane_mele(lambda_so=0.06)), axes[2], title="Kane-Mele, Z2 = 1")
     path = out / "band_structure.png"
     fig.savefig(path, dpi=130)
     plt.close(fig)

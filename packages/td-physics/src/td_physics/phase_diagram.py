@@ -69,19 +69,34 @@ class PhaseDiagram:
         else:
             fig = ax.figure
         vals = self.values if self.values.ndim == len(self.axes) else self.values[..., 0]
+        integer = np.issubdtype(vals.dtype, np.integer)
         if len(self.axes) == 1:
-            ax.step(self.axes[0], vals, where="mid", color="C0", label=self.invariant)
-            ax.plot(self.axes[0], self.min_gap, color="C1", lw=1, label="min gap (eV)")
+            x = self.axes[0]
+            ax.step(x, vals, where="mid", color="C0", lw=2, label=self.invariant)
             bad = ~self.converged
             if bad.any():
-                ax.plot(self.axes[0][bad], vals[bad], "x", color="C3", label="not converged")
+                ax.plot(x[bad], vals[bad], "x", color="C3", label="not converged")
+            if integer:
+                ax.set_yticks(np.arange(vals.min(), vals.max() + 1))
             ax.set_xlabel(self.parameters[0])
-            ax.set_ylabel(self.invariant)
-            ax.legend(frameon=False)
+            ax.set_ylabel(self.invariant, color="C0")
+            gap_ax = ax.twinx()
+            gap_ax.plot(x, self.min_gap * 1e3, color="C1", lw=1)
+            gap_ax.set_ylabel("smallest direct gap (meV)", color="C1")
+            gap_ax.set_ylim(bottom=0)
+            ax.legend(frameon=False, loc="best")
         elif len(self.axes) == 2:
+            from matplotlib.colors import BoundaryNorm
+
             x, y = self.axes
-            mesh = ax.pcolormesh(x, y, vals.T, shading="nearest", cmap="coolwarm")
-            fig.colorbar(mesh, ax=ax, label=self.invariant)
+            if integer:
+                levels = np.arange(vals.min(), vals.max() + 2) - 0.5
+                norm = BoundaryNorm(levels, 256)
+                mesh = ax.pcolormesh(x, y, vals.T, shading="nearest", cmap="coolwarm", norm=norm)
+                fig.colorbar(mesh, ax=ax, label=self.invariant, ticks=np.arange(vals.min(), vals.max() + 1))
+            else:
+                mesh = ax.pcolormesh(x, y, vals.T, shading="nearest", cmap="viridis")
+                fig.colorbar(mesh, ax=ax, label=self.invariant)
             if boundary is not None:
                 xs = np.linspace(x.min(), x.max(), 400)
                 ax.plot(xs, boundary(xs), "k--", lw=1)
