@@ -17,6 +17,7 @@ High-symmetry points (reduced): Gamma (0, 0), K (2/3, 1/3), K' (1/3, 2/3), M (1/
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 
@@ -59,8 +60,13 @@ class HoneycombGeometry:
     inversion_centre: tuple[float, ...]  # bond centre, maps A <-> B
 
 
+@lru_cache(maxsize=64)
 def honeycomb_geometry(a: float = 1.0, buckling: float | None = None, c: float = 20.0) -> HoneycombGeometry:
-    """The honeycomb sheet with lattice constant ``a``; 3D with ``z = +-buckling`` if given."""
+    """The honeycomb sheet with lattice constant ``a``; 3D with ``z = +-buckling`` if given.
+
+    Cached (factories are called thousands of times in phase diagrams); the arrays of the
+    returned geometry are read-only.
+    """
     planar = np.array([[1.0, 0.0], [0.5, np.sqrt(3.0) / 2.0]]) * a
     if buckling is None:
         lattice = planar
@@ -78,6 +84,8 @@ def honeycomb_geometry(a: float = 1.0, buckling: float | None = None, c: float =
         d1, d2 = turn_vectors(lattice, sites, 2, hop, d_nn)
         cross_z = d1[0] * d2[1] - d1[1] * d2[0]
         second.append(SecondNeighbourHop(hop, int(np.sign(cross_z)), d1, d2))
+    for arr in (lattice, sites, *(h.d1 for h in second), *(h.d2 for h in second)):
+        arr.setflags(write=False)
     return HoneycombGeometry(lattice, sites, nearest, second, centre)
 
 
