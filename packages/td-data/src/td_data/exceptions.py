@@ -1,0 +1,25 @@
+"""Errors raised by td-data: ``ValueError`` subclasses whose messages name the rule and the value."""
+
+from __future__ import annotations
+
+__all__ = ["TDDataError", "RecordValidationError", "ReaderError", "StoreError", "UntrustedInputError"]
+
+
+class TDDataError(ValueError):
+    """Base class of every td-data input error."""
+
+
+class RecordValidationError(TDDataError):
+    """A crystal record breaks a rule (shape, finite numbers, positive volume, known elements)."""
+
+
+class ReaderError(TDDataError):
+    """A file could not be read as the format it claims to be."""
+
+
+class StoreError(TDDataError):
+    """An HDF5 crystal store is malformed, of another schema version, or misused."""
+
+
+class UntrustedInputError(TDDataError):
+    """Input that could run code when read (pickle) was refused because trusted=True was not given."""
