@@ -18,7 +18,7 @@ $(BIN)/python:
 
 $(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.txt
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
-	$(BIN)/python -m pip install --quiet -r requirements-dev.txt $(foreach p,$(PACKAGES),-e "$(p)[test,torch]")
+	$(BIN)/python -m pip install --quiet -r requirements-dev.txt $(foreach p,$(PACKAGES),-e "$(p)[test]")
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install every package editable
