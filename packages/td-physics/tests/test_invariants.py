@@ -301,3 +301,23 @@ def test_clear_errors():
         from td_physics.invariants.z2 import _defaults
 
         _defaults({"bogus": 1})
+
+
+@SETTINGS
+@given(angle=st.floats(-np.pi, np.pi), phi=st.floats(0.3, 2.8))
+def test_rotations_keep_and_mirrors_flip_the_hall_response(angle, phi):
+    model = haldane(t2=0.15, phi=phi, m=0.1)
+    rot = np.array([[np.cos(angle), -np.sin(angle)], [np.sin(angle), np.cos(angle)]])
+    mirror = np.diag([-1.0, 1.0])
+    c = chern_number(model).value
+
+    def moved(matrix):
+        return TightBindingModel.from_hopping_matrices(
+            model.lattice @ matrix.T, model.site_positions, model.onsite, model.hoppings
+        )
+
+    assert chern_number(moved(rot)).value == c  # a proper rotation changes nothing
+    assert chern_number(moved(mirror)).value == -c  # C (sigma_xy) is odd under a mirror
+    # the Cartesian Berry curvature, hence sigma_xy on the same mesh, is unchanged by a rotation
+    sigma = anomalous_hall_conductivity(model, 0.0, mesh=24).value
+    assert anomalous_hall_conductivity(moved(rot), 0.0, mesh=24).value == pytest.approx(sigma, abs=1e-9)
