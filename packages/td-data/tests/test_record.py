@@ -115,3 +115,11 @@ def test_composition_validity_known_cases(species, valid):
     from td_data.record import atomic_number
 
     assert composition_validity([atomic_number(s) for s in species])[0] is valid
+
+
+def test_records_pickle_for_worker_processes():
+    import pickle
+
+    rec = rocksalt()
+    back = pickle.loads(pickle.dumps(rec))
+    assert back.to_dict() == rec.to_dict()

@@ -177,6 +177,51 @@ class CrystalRecord:
         object.__setattr__(self, "id", str(self.id))
         object.__setattr__(self, "source", str(self.source))
 
+    @classmethod
+    def _from_checked(
+        cls,
+        lattice: np.ndarray,
+        frac_coords: np.ndarray,
+        atomic_numbers: np.ndarray,
+        properties: dict[str, float],
+        labels: dict[str, Any],
+        id: str,
+        source: str,
+    ) -> CrystalRecord:
+        """Internal: a record from data that was already validated in bulk, without re-checking.
+
+        For readers that check whole blocks at once (the HDF5 store loads 100k records this way):
+        the arrays must be read-only float64 / int64 of the right shapes, coordinates in [0, 1),
+        properties finite floats and labels JSON values. Never use it for user input.
+        """
+        rec = object.__new__(cls)
+        for name, value in (
+            ("lattice", lattice),
+            ("frac_coords", frac_coords),
+            ("atomic_numbers", atomic_numbers),
+            ("properties", MappingProxyType(properties)),
+            ("labels", MappingProxyType(labels)),
+            ("id", id),
+            ("source", source),
+        ):
+            object.__setattr__(rec, name, value)
+        return rec
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickle support (multiprocessing, DataLoader workers): rebuilt through the validating constructor."""
+        return (
+            CrystalRecord,
+            (
+                np.array(self.lattice),
+                np.array(self.frac_coords),
+                np.array(self.atomic_numbers),
+                dict(self.properties),
+                dict(self.labels),
+                self.id,
+                self.source,
+            ),
+        )
+
     @staticmethod
     def _numbers(values: Any) -> np.ndarray:
         raw = list(np.atleast_1d(np.asarray(values, dtype=object)))
