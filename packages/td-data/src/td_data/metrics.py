@@ -1,0 +1,608 @@
+"""Generation and structure-prediction metrics after CDVAE and DiffCSP.
+
+The protocol of Xie et al., "Crystal Diffusion Variational Autoencoder for Periodic Material
+Generation" (ICLR 2022; ``scripts/compute_metrics.py`` and ``scripts/eval_utils.py`` in
+txie-93/cdvae), reused by Jiao et al., "Crystal Structure Prediction by Joint Equivariant
+Diffusion" (DiffCSP, NeurIPS 2023; jiaor17/DiffCSP). Written from their definitions, not copied.
+
+Definitions
+-----------
+Validity (fractions of *all* generated crystals)
+    ``struct_valid``: shortest interatomic distance (periodic images included) at least 0.5
+    Angstrom and cell volume at least 0.1 Angstrom^3. ``comp_valid``: SMACT charge neutrality
+    with the Pauling test (single elements and all-metal alloys pass). ``valid``: both, *and*
+    the CrystalNN fingerprint could be computed: as in the reference code, a crystal whose
+    fingerprint raises is counted invalid (tests in :mod:`td_data.validity`).
+Fingerprints
+    Structure: matminer ``CrystalNNFingerprint.from_preset("ops")`` of every site, averaged over
+    the sites (61 numbers). Composition: matminer ``ElementProperty.from_preset("magpie")`` of
+    the cell's composition (132 numbers).
+Composition normalisation (**deviation**)
+    CDVAE standardises the Magpie vectors with fixed means and standard deviations stored in its
+    repository. We do not copy those numbers: by default each Magpie feature is standardised
+    with the mean and standard deviation (ddof 0) of the *reference set*; features with zero or
+    undefined spread get a scale of 1, and missing values become 0 after scaling (as CDVAE's
+    ``replace_nan_token=0``). The composition cutoffs below were chosen by CDVAE for its own
+    scaling, so COV numbers are comparable to published ones only approximately. Pass
+    ``comp_scaler=(means, stds)`` to use other constants (for example CDVAE's).
+Coverage
+    Euclidean distances (``scipy.spatial.distance.cdist``) between generated and reference
+    fingerprints. ``cov_recall`` (COV-R): fraction of reference crystals whose nearest generated
+    structure fingerprint is within the structure cutoff *and* whose nearest generated
+    composition fingerprint is within the composition cutoff. ``cov_precision`` (COV-P): the
+    same test from each generated crystal to the reference set, counted and divided by the
+    number of *all* generated crystals. As in the reference code, the two nearest neighbours
+    may be different crystals (the minima are thresholded separately). Exact handling in
+    the reference code, followed here: the generated crystals that enter the distances are
+    those whose fingerprints could be computed (CDVAE's ``filter_fps`` drops the others); it
+    does *not* drop crystals that fail the distance or SMACT test. COV-P still divides by all
+    generated crystals, so featurisation failures count as misses. ``coverage_valid_only=True``
+    restricts the distances to fully valid crystals instead (a stricter reading).
+    ``amsd_*`` / ``amcd_*`` are the mean minimum structure / composition distances (recall:
+    over reference crystals, precision: over the generated crystals used).
+    Cutoffs (structure, composition): ``mp_20`` (0.4, 10), ``perov_5`` and ``carbon_24`` (0.2, 4).
+Wasserstein distances (``scipy.stats.wasserstein_distance``)
+    Between the *valid* generated crystals and *all* reference crystals: ``wdist_density``
+    (g/cm^3), ``wdist_num_elems`` (number of distinct elements per cell) and, with a
+    ``property_fn``, ``wdist_prop`` of the predicted property.
+Uniqueness and novelty (not in CDVAE's script; the definitions of later papers)
+    ``uniqueness``: fraction of all generated crystals that no *earlier* generated crystal
+    matches. ``novelty``: fraction of valid generated crystals that no training crystal matches.
+    Both use pymatgen ``StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)`` (its defaults,
+    with ``primitive_cell=True, scale=True``) and compare only crystals with the same reduced
+    formula.
+Structure prediction (CSP)
+    ``StructureMatcher(stol=0.5, angle_tol=10, ltol=0.3)``; a prediction counts only when it
+    and its target are both valid (structure and composition; DiffCSP checks both, CDVAE only
+    the prediction). ``match_rate``: matched pairs over *all* pairs. ``rms_dist``: mean over
+    matched pairs of pymatgen's ``get_rms_dist`` RMS displacement, which is normalised by
+    (V/N)^(1/3). **Deviation**: the reference code also counts a prediction invalid when its
+    CrystalNN fingerprint fails; we do not featurise for CSP.
+
+Other deviations
+    CDVAE draws 1,000 valid crystals at random (``np.random.choice``, no seed) for the
+    Wasserstein distances; we use every valid crystal, deterministically (pass a subset to
+    reproduce that). Densities use :attr:`CrystalRecord.density` (IUPAC 2021 masses) instead of
+    pymatgen's. A reference crystal whose fingerprint fails (CDVAE would crash) is left out of
+    coverage, counted in ``n_reference_featurisation_failed`` and logged.
+
+Speed: CrystalNN costs about 20 ms per site. :func:`fingerprints` runs a process pool
+(``n_jobs``, results in input order) and can keep an ``.npz`` cache keyed by a content hash of
+each crystal, so a fixed reference set is featurised once.
+
+Examples
+--------
+>>> from td_data.record import CrystalRecord
+>>> nacl = CrystalRecord([[0, 2.8, 2.8], [2.8, 0, 2.8], [2.8, 2.8, 0]], [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"])
+>>> bad = CrystalRecord(4 * np.eye(3), [[0, 0, 0], [0.05, 0, 0]], ["Na", "Na"])
+>>> validity_fractions([nacl, bad])
+{'struct_valid': 0.5, 'comp_valid': 1.0, 'valid': 0.5}
+>>> m = structure_prediction_metrics([nacl, bad], [nacl, nacl])
+>>> m["match_rate"], round(m["rms_dist"], 6)
+(0.5, 0.0)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from td_data.exceptions import TDDataError
+from td_data.record import CrystalRecord
+from td_data.validity import composition_validity, structure_validity
+
+__all__ = [
+    "COVERAGE_CUTOFFS",
+    "MATCHER_TOLERANCES",
+    "CSP_MATCHER_TOLERANCES",
+    "Fingerprints",
+    "fingerprints",
+    "content_hash",
+    "fit_composition_scaler",
+    "validity_flags",
+    "validity_fractions",
+    "coverage",
+    "wasserstein_metrics",
+    "uniqueness",
+    "novelty",
+    "generation_metrics",
+    "structure_prediction_metrics",
+]
+
+log = logging.getLogger(__name__)
+
+# (structure cutoff, composition cutoff) per data set, from CDVAE's COV_Cutoffs.
+COVERAGE_CUTOFFS: dict[str, tuple[float, float]] = {
+    "mp_20": (0.4, 10.0),
+    "perov_5": (0.2, 4.0),
+    "carbon_24": (0.2, 4.0),
+}
+# StructureMatcher tolerances for uniqueness, novelty and duplicates (pymatgen's defaults).
+MATCHER_TOLERANCES: dict[str, float] = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
+# StructureMatcher tolerances of CDVAE / DiffCSP for structure prediction (reconstruction).
+CSP_MATCHER_TOLERANCES: dict[str, float] = {"stol": 0.5, "angle_tol": 10.0, "ltol": 0.3}
+
+_CACHE_FORMAT = "td-data.fingerprints.v1"
+
+
+# ---------------------------------------------------------------------------------------------- fingerprints
+@dataclass(frozen=True, eq=False)
+class Fingerprints:
+    """Fingerprints of ``n`` crystals, in input order.
+
+    ``structure`` (n, 61): site-averaged CrystalNN "ops" fingerprints; ``composition`` (n, 132):
+    Magpie vectors (unscaled); ``ok`` (n,): False where featurisation failed (those rows are NaN).
+    """
+
+    structure: np.ndarray
+    composition: np.ndarray
+    ok: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ok)
+
+
+_FEATURISERS: tuple[Any, Any] | None = None
+
+
+def _featurisers() -> tuple[Any, Any]:
+    """The matminer featurisers, built once per process."""
+    global _FEATURISERS
+    if _FEATURISERS is None:
+        from matminer.featurizers.composition.composite import ElementProperty
+        from matminer.featurizers.site.fingerprint import CrystalNNFingerprint
+
+        _FEATURISERS = (CrystalNNFingerprint.from_preset("ops"), ElementProperty.from_preset("magpie"))
+    return _FEATURISERS
+
+
+def _dims() -> tuple[int, int]:
+    site_fp, comp_fp = _featurisers()
+    return len(site_fp.feature_labels()), len(comp_fp.feature_labels())
+
+
+def _featurise_cell(cell: tuple[np.ndarray, np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray] | str:
+    """(structure fingerprint, composition fingerprint) of one cell, or the error text."""
+    from pymatgen.core import Composition, Lattice, Structure
+
+    lattice, frac, numbers = cell
+    site_fp, comp_fp = _featurisers()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            structure = Structure(Lattice(lattice), numbers.tolist(), frac)
+            sites = np.array([site_fp.featurize(structure, i) for i in range(len(structure))], dtype=float)
+            comp = np.array(comp_fp.featurize(Composition(structure.composition.as_dict())), dtype=float)
+    except Exception as err:  # any featurisation error makes the crystal invalid, as in CDVAE
+        return f"{type(err).__name__}: {err}"
+    return sites.mean(axis=0), comp  # (61,), (132,)
+
+
+def content_hash(record: CrystalRecord) -> str:
+    """Hex digest identifying a crystal by its cell, coordinates and species (not id or labels)."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(record.lattice, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(record.frac_coords, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(record.atomic_numbers, dtype=np.int64).tobytes())
+    return h.hexdigest()[:32]
+
+
+def _featuriser_version() -> str:
+    from importlib.metadata import version
+
+    return f"{_CACHE_FORMAT} CrystalNN-ops+magpie matminer={version('matminer')} pymatgen={version('pymatgen')}"
+
+
+def _load_cache(path: Path) -> dict[str, tuple[np.ndarray, np.ndarray, bool]]:
+    if not path.exists():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            if str(data["version"]) != _featuriser_version():
+                log.warning("fingerprint cache %s was made by %s; ignoring it", path, data["version"])
+                return {}
+            keys, struct, comp, ok = data["keys"], data["structure"], data["composition"], data["ok"]
+    except (OSError, KeyError, ValueError) as err:
+        log.warning("fingerprint cache %s could not be read (%s); ignoring it", path, err)
+        return {}
+    return {str(k): (s, c, bool(o)) for k, s, c, o in zip(keys, struct, comp, ok)}
+
+
+def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, np.ndarray, bool]]) -> None:
+    keys = sorted(entries)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
+    os.close(fd)
+    try:
+        np.savez_compressed(
+            tmp,
+            version=np.array(_featuriser_version()),
+            keys=np.array(keys),
+            structure=np.stack([entries[k][0] for k in keys]),
+            composition=np.stack([entries[k][1] for k in keys]),
+            ok=np.array([entries[k][2] for k in keys], dtype=bool),
+        )
+        os.replace(tmp, path)  # atomic: readers never see half a file
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def _run_featurisation(cells: list, n_jobs: int) -> list:
+    if n_jobs <= 1 or len(cells) < 4 * n_jobs:
+        return [_featurise_cell(c) for c in cells]
+    import multiprocessing
+
+    _featurisers()  # built before the fork, so forked workers inherit them instead of importing matminer again
+    chunksize = max(1, len(cells) // (8 * n_jobs))
+    with multiprocessing.get_context().Pool(n_jobs) as pool:
+        return list(pool.imap(_featurise_cell, cells, chunksize=chunksize))  # imap keeps the input order
+
+
+def fingerprints(
+    records: Sequence[CrystalRecord], *, n_jobs: int | None = None, cache: str | os.PathLike | None = None
+) -> Fingerprints:
+    """Structure (CrystalNN "ops", site average) and composition (Magpie) fingerprints.
+
+    Parameters
+    ----------
+    records:
+        The crystals; identical crystals are featurised once.
+    n_jobs:
+        Worker processes; ``None`` uses every CPU (``os.cpu_count()``), 1 runs in this process.
+        Results do not depend on it.
+    cache:
+        Optional ``.npz`` file. Entries are keyed by :func:`content_hash` and tagged with the
+        matminer and pymatgen versions; missing crystals are featurised and the file is rewritten
+        (atomically) with the old and the new entries.
+
+    Failures (any exception from the featurisers) give ``ok=False`` and NaN rows, and are logged.
+    """
+    records = list(records)
+    n_jobs = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
+    if n_jobs < 1:
+        raise TDDataError(f"n_jobs must be a positive number of processes or None, got {n_jobs}")
+    keys = [content_hash(r) for r in records]
+    path = Path(cache) if cache is not None else None
+    known = _load_cache(path) if path is not None else {}
+    todo: dict[str, CrystalRecord] = {}
+    for key, rec in zip(keys, records):
+        if key not in known and key not in todo:
+            todo[key] = rec
+    if todo:
+        log.info("featurising %d crystals with %d process(es)", len(todo), n_jobs)
+        cells = [(r.lattice.copy(), r.frac_coords.copy(), r.atomic_numbers.copy()) for r in todo.values()]
+        results = _run_featurisation(cells, n_jobs)
+        n_struct, n_comp = _dims()
+        for (key, rec), res in zip(todo.items(), results):
+            if isinstance(res, str):
+                log.warning("fingerprint of %r failed, counted invalid: %s", rec, res)
+                known[key] = (np.full(n_struct, np.nan), np.full(n_comp, np.nan), False)
+            else:
+                known[key] = (res[0], res[1], True)
+        if path is not None:
+            _save_cache(path, known)
+    if not records:
+        n_struct, n_comp = _dims()
+        return Fingerprints(np.zeros((0, n_struct)), np.zeros((0, n_comp)), np.zeros(0, dtype=bool))
+    struct = np.stack([known[k][0] for k in keys])  # (n, 61)
+    comp = np.stack([known[k][1] for k in keys])  # (n, 132)
+    ok = np.array([known[k][2] for k in keys], dtype=bool)
+    for arr in (struct, comp, ok):
+        arr.setflags(write=False)
+    return Fingerprints(struct, comp, ok)
+
+
+# ---------------------------------------------------------------------------------------------- validity
+def validity_flags(records: Sequence[CrystalRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """(structurally valid, compositionally valid), two (n,) bool arrays."""
+    struct = np.array([structure_validity(r)[0] for r in records], dtype=bool)
+    comp = np.array([composition_validity(r.atomic_numbers)[0] for r in records], dtype=bool)
+    return struct, comp
+
+
+def validity_fractions(records: Sequence[CrystalRecord], featurised: np.ndarray | None = None) -> dict[str, float]:
+    """``struct_valid``, ``comp_valid`` and ``valid`` (both, and featurised when ``featurised`` is given)
+    as fractions of all records."""
+    if len(records) == 0:
+        raise TDDataError("validity needs at least one crystal, got an empty set")
+    struct, comp = validity_flags(records)
+    valid = struct & comp
+    if featurised is not None:
+        valid &= np.asarray(featurised, dtype=bool)
+    return {"struct_valid": float(struct.mean()), "comp_valid": float(comp.mean()), "valid": float(valid.mean())}
+
+
+# ---------------------------------------------------------------------------------------------- coverage
+def fit_composition_scaler(composition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(means, stds) of Magpie vectors (n, 132), ignoring NaN; a zero or undefined std becomes 1."""
+    comp = np.asarray(composition, dtype=float)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        mean = np.nanmean(comp, axis=0)
+        std = np.nanstd(comp, axis=0)
+    mean = np.where(np.isfinite(mean), mean, 0.0)
+    std = np.where(np.isfinite(std) & (std > 0), std, 1.0)
+    return mean, std
+
+
+def _scale(comp: np.ndarray, scaler: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    out = (comp - scaler[0]) / scaler[1]
+    return np.where(np.isfinite(out), out, 0.0)  # CDVAE's replace_nan_token=0
+
+
+def coverage(
+    generated: Fingerprints,
+    reference: Fingerprints,
+    *,
+    struct_cutoff: float,
+    comp_cutoff: float,
+    comp_scaler: tuple[np.ndarray, np.ndarray] | None = None,
+    generated_mask: np.ndarray | None = None,
+) -> dict[str, float]:
+    """COV-R, COV-P and the mean minimum distances (see the module docstring).
+
+    Generated rows used: ``generated.ok`` (and ``generated_mask`` when given); COV-P divides by
+    ``len(generated)``. Reference rows used: ``reference.ok``; COV-R divides by their number.
+    ``comp_scaler`` defaults to :func:`fit_composition_scaler` of the reference rows used.
+    """
+    from scipy.spatial.distance import cdist
+
+    use_gen = np.asarray(generated.ok, dtype=bool).copy()
+    if generated_mask is not None:
+        use_gen &= np.asarray(generated_mask, dtype=bool)
+    use_ref = np.asarray(reference.ok, dtype=bool)
+    if not use_ref.any():
+        raise TDDataError(f"coverage needs at least one featurised reference crystal, got 0 of {len(reference)}")
+    if comp_scaler is None:
+        comp_scaler = fit_composition_scaler(reference.composition[use_ref])
+    n_gen = len(generated)
+    if not use_gen.any():
+        nan = float("nan")
+        keys = ("amsd_recall", "amsd_precision", "amcd_recall", "amcd_precision")
+        return {"cov_recall": 0.0, "cov_precision": 0.0, **dict.fromkeys(keys, nan)}
+    struct_d = cdist(generated.structure[use_gen], reference.structure[use_ref])  # (n_gen_used, n_ref_used)
+    comp_d = cdist(
+        _scale(generated.composition[use_gen], comp_scaler), _scale(reference.composition[use_ref], comp_scaler)
+    )
+    # As CDVAE: the nearest structure and the nearest composition are thresholded separately, so
+    # the two cutoffs may be met by two different partners.
+    recall_s, recall_c = struct_d.min(axis=0), comp_d.min(axis=0)  # (n_ref_used,)
+    prec_s, prec_c = struct_d.min(axis=1), comp_d.min(axis=1)  # (n_gen_used,)
+    return {
+        "cov_recall": float(np.mean((recall_s <= struct_cutoff) & (recall_c <= comp_cutoff))),
+        "cov_precision": float(np.sum((prec_s <= struct_cutoff) & (prec_c <= comp_cutoff)) / n_gen),
+        "amsd_recall": float(recall_s.mean()),
+        "amsd_precision": float(prec_s.mean()),
+        "amcd_recall": float(recall_c.mean()),
+        "amcd_precision": float(prec_c.mean()),
+    }
+
+
+# ---------------------------------------------------------------------------------------------- distributions
+def wasserstein_metrics(
+    generated: Sequence[CrystalRecord],
+    reference: Sequence[CrystalRecord],
+    property_fn: Callable[[Sequence[CrystalRecord]], Sequence[float]] | None = None,
+) -> dict[str, float | None]:
+    """Wasserstein-1 distances of density (g/cm^3), number of distinct elements and, with
+    ``property_fn`` (records -> one number each), the property. Pass the *valid* generated set."""
+    from scipy.stats import wasserstein_distance
+
+    if len(generated) == 0 or len(reference) == 0:
+        nan = float("nan")
+        return {"wdist_density": nan, "wdist_num_elems": nan, "wdist_prop": None if property_fn is None else nan}
+    out: dict[str, float | None] = {
+        "wdist_density": float(wasserstein_distance([r.density for r in generated], [r.density for r in reference])),
+        "wdist_num_elems": float(
+            wasserstein_distance(
+                [len(set(r.atomic_numbers.tolist())) for r in generated],
+                [len(set(r.atomic_numbers.tolist())) for r in reference],
+            )
+        ),
+        "wdist_prop": None,
+    }
+    if property_fn is not None:
+        gen_p = np.asarray(property_fn(list(generated)), dtype=float)
+        ref_p = np.asarray(property_fn(list(reference)), dtype=float)
+        if gen_p.shape != (len(generated),) or ref_p.shape != (len(reference),):
+            raise TDDataError(
+                f"property_fn must return one number per crystal, got shapes {gen_p.shape} and {ref_p.shape} "
+                f"for {len(generated)} and {len(reference)} crystals"
+            )
+        out["wdist_prop"] = float(wasserstein_distance(gen_p, ref_p))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- matching
+def _matcher(tolerances: dict[str, float]):
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    return StructureMatcher(**tolerances)
+
+
+def _by_formula(records: Sequence[CrystalRecord]) -> tuple[list[str], list[Any]]:
+    return [r.formula for r in records], [r.to_structure() for r in records]
+
+
+def uniqueness(records: Sequence[CrystalRecord], *, tolerances: dict[str, float] | None = None) -> float:
+    """Fraction of ``records`` that no earlier record matches (same reduced formula,
+    ``StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)`` by default)."""
+    if len(records) == 0:
+        raise TDDataError("uniqueness needs at least one crystal, got an empty set")
+    matcher = _matcher(tolerances or MATCHER_TOLERANCES)
+    formulas, structures = _by_formula(records)
+    seen: dict[str, list[Any]] = {}
+    unique = 0
+    for formula, s in zip(formulas, structures):
+        earlier = seen.setdefault(formula, [])
+        if not any(matcher.fit(e, s) for e in earlier):
+            unique += 1
+        earlier.append(s)  # compared against *every* earlier crystal, duplicates included
+    return unique / len(records)
+
+
+def novelty(
+    records: Sequence[CrystalRecord], train: Sequence[CrystalRecord], *, tolerances: dict[str, float] | None = None
+) -> float:
+    """Fraction of ``records`` that no ``train`` crystal matches (same reduced formula, same tolerances as
+    :func:`uniqueness`). :func:`generation_metrics` passes the valid generated crystals."""
+    if len(records) == 0:
+        return float("nan")
+    matcher = _matcher(tolerances or MATCHER_TOLERANCES)
+    train_by_formula: dict[str, list[CrystalRecord]] = {}
+    for t in train:
+        train_by_formula.setdefault(t.formula, []).append(t)
+    structures: dict[int, Any] = {}
+    novel = 0
+    for rec in records:
+        candidates = train_by_formula.get(rec.formula, [])
+        s = rec.to_structure() if candidates else None
+        matched = False
+        for t in candidates:
+            if id(t) not in structures:
+                structures[id(t)] = t.to_structure()
+            if matcher.fit(structures[id(t)], s):
+                matched = True
+                break
+        novel += not matched
+    return novel / len(records)
+
+
+# ---------------------------------------------------------------------------------------------- entry points
+def generation_metrics(
+    generated: Sequence[CrystalRecord],
+    reference: Sequence[CrystalRecord],
+    dataset: str = "perov_5",
+    train: Sequence[CrystalRecord] | None = None,
+    property_fn: Callable[[Sequence[CrystalRecord]], Sequence[float]] | None = None,
+    *,
+    cutoffs: tuple[float, float] | None = None,
+    comp_scaler: tuple[np.ndarray, np.ndarray] | None = None,
+    coverage_valid_only: bool = False,
+    n_jobs: int | None = None,
+    reference_cache: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """The CDVAE / DiffCSP generation metrics of ``generated`` against ``reference`` (the test set).
+
+    Parameters
+    ----------
+    dataset:
+        ``"perov_5"``, ``"carbon_24"`` or ``"mp_20"``: picks the coverage cutoffs
+        (:data:`COVERAGE_CUTOFFS`) unless ``cutoffs=(structure, composition)`` is given.
+    train:
+        Training crystals for ``novelty`` (``None`` reports ``novelty: None``).
+    property_fn:
+        ``records -> one number each`` (a property predictor) for ``wdist_prop``.
+    comp_scaler:
+        ``(means, stds)`` for the Magpie vectors; default: fitted on the reference set.
+    coverage_valid_only:
+        False (the reference code): every featurised generated crystal enters the coverage
+        distances; True: only fully valid ones.
+    n_jobs, reference_cache:
+        Passed to :func:`fingerprints` (the cache only for the reference set).
+
+    Returns
+    -------
+    dict with ``n_generated``, ``n_valid``, ``struct_valid``, ``comp_valid``, ``valid``,
+    ``cov_recall``, ``cov_precision``, ``amsd_recall``, ``amsd_precision``, ``amcd_recall``,
+    ``amcd_precision``, ``wdist_density``, ``wdist_num_elems``, ``wdist_prop``, ``uniqueness``,
+    ``novelty``, ``n_featurisation_failed``, ``n_reference_featurisation_failed``,
+    ``struct_cutoff``, ``comp_cutoff``. Fractions are in [0, 1] (published tables use percent).
+    """
+    generated, reference = list(generated), list(reference)
+    if cutoffs is None:
+        if dataset not in COVERAGE_CUTOFFS:
+            raise TDDataError(f"dataset must be one of {sorted(COVERAGE_CUTOFFS)} (or give cutoffs), got {dataset!r}")
+        cutoffs = COVERAGE_CUTOFFS[dataset]
+    struct_cutoff, comp_cutoff = (float(c) for c in cutoffs)
+    if not generated:
+        raise TDDataError("generation_metrics needs at least one generated crystal, got 0")
+    if not reference:
+        raise TDDataError("generation_metrics needs at least one reference crystal, got 0")
+
+    struct_ok, comp_ok = validity_flags(generated)
+    gen_fp = fingerprints(generated, n_jobs=n_jobs)
+    ref_fp = fingerprints(reference, n_jobs=n_jobs, cache=reference_cache)
+    valid = struct_ok & comp_ok & gen_fp.ok  # a failed fingerprint makes a crystal invalid, as in CDVAE
+    n_ref_failed = int((~ref_fp.ok).sum())
+    if n_ref_failed:
+        msg = "%d of %d reference crystals could not be featurised; left out of coverage"
+        log.warning(msg, n_ref_failed, len(reference))
+    out: dict[str, Any] = {
+        "n_generated": len(generated),
+        "n_valid": int(valid.sum()),
+        "struct_valid": float(struct_ok.mean()),
+        "comp_valid": float(comp_ok.mean()),
+        "valid": float(valid.mean()),
+    }
+    out.update(
+        coverage(
+            gen_fp,
+            ref_fp,
+            struct_cutoff=struct_cutoff,
+            comp_cutoff=comp_cutoff,
+            comp_scaler=comp_scaler,
+            generated_mask=valid if coverage_valid_only else None,
+        )
+    )
+    valid_records = [r for r, v in zip(generated, valid) if v]
+    out.update(wasserstein_metrics(valid_records, reference, property_fn))
+    out["uniqueness"] = uniqueness(generated)
+    out["novelty"] = None if train is None else novelty(valid_records, list(train))
+    out["n_featurisation_failed"] = int((~gen_fp.ok).sum())
+    out["n_reference_featurisation_failed"] = n_ref_failed
+    out["struct_cutoff"], out["comp_cutoff"] = struct_cutoff, comp_cutoff
+    return out
+
+
+def structure_prediction_metrics(
+    predicted: Sequence[CrystalRecord],
+    targets: Sequence[CrystalRecord],
+    *,
+    stol: float = 0.5,
+    angle_tol: float = 10.0,
+    ltol: float = 0.3,
+) -> dict[str, float | int]:
+    """Match rate and RMS distance of predictions against their targets (pair i with i).
+
+    A pair counts only if both crystals are valid (structure and composition); ``match_rate`` is
+    matched pairs over all pairs, ``rms_dist`` the mean normalised RMS displacement over matched
+    pairs (NaN when none matched). Also returns ``n``, ``n_valid_pairs`` and ``n_matched``.
+    """
+    predicted, targets = list(predicted), list(targets)
+    if len(predicted) != len(targets):
+        raise TDDataError(f"predicted and targets must have the same length, got {len(predicted)} and {len(targets)}")
+    if not predicted:
+        raise TDDataError("structure_prediction_metrics needs at least one pair, got 0")
+    matcher = _matcher({"stol": stol, "angle_tol": angle_tol, "ltol": ltol})
+    p_struct, p_comp = validity_flags(predicted)
+    t_struct, t_comp = validity_flags(targets)
+    pair_valid = p_struct & p_comp & t_struct & t_comp
+    rms: list[float] = []
+    for pred, target, ok in zip(predicted, targets, pair_valid):
+        if not ok:
+            continue
+        try:
+            result = matcher.get_rms_dist(pred.to_structure(), target.to_structure())
+        except Exception as err:  # the reference code counts matcher errors as no match
+            log.warning("StructureMatcher failed on %r vs %r: %s", pred, target, err)
+            result = None
+        if result is not None:
+            rms.append(float(result[0]))
+    return {
+        "match_rate": len(rms) / len(predicted),
+        "rms_dist": float(np.mean(rms)) if rms else float("nan"),
+        "n": len(predicted),
+        "n_valid_pairs": int(pair_valid.sum()),
+        "n_matched": len(rms),
+    }
