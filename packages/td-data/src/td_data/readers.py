@@ -584,9 +584,7 @@ def load_materials_database(
 
 def _relabel(rec: CrystalRecord, id: str, source: str) -> CrystalRecord:
     """``rec`` with this id and source, without validating the unchanged arrays again."""
-    from td_data.store import _trusted_record
-
     if rec.id == id and rec.source == source:
         return rec
     props, labels = dict(rec.properties), dict(rec.labels)
-    return _trusted_record(rec.lattice, rec.frac_coords, rec.atomic_numbers, props, labels, id, source)
+    return CrystalRecord._from_checked(rec.lattice, rec.frac_coords, rec.atomic_numbers, props, labels, id, source)

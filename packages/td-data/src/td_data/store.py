@@ -73,26 +73,6 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"labels must hold finite numbers, got {name}")
 
 
-def _trusted_record(
-    lattice: np.ndarray,
-    frac_coords: np.ndarray,
-    atomic_numbers: np.ndarray,
-    properties: dict[str, float],
-    labels: dict[str, Any],
-    id: str,
-    source: str,
-) -> CrystalRecord:
-    """A record from arrays that were already checked in bulk (read-only float64/int64 arrays)."""
-    return CrystalRecord._from_checked(lattice, frac_coords, atomic_numbers, properties, labels, id, source)
-
-
-def _with_source(rec: CrystalRecord, source: str) -> CrystalRecord:
-    """``rec`` with another ``source`` (no re-validation: the rest of the record is unchanged)."""
-    return _trusted_record(
-        rec.lattice, rec.frac_coords, rec.atomic_numbers, dict(rec.properties), dict(rec.labels), rec.id, source
-    )
-
-
 def _temp_path(path: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
@@ -440,7 +420,7 @@ class CrystalStore:
                 raise StoreError(f"labels must be a JSON object, got {text[:80]!r} at record {start + j}")
             lo, hi = local[j], local[j + 1]
             out.append(
-                _trusted_record(
+                CrystalRecord._from_checked(
                     lattices[j],
                     frac[lo:hi],
                     numbers[lo:hi],
