@@ -101,8 +101,9 @@ def _check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
         raise TDDataError(f"fractions must be three numbers (train, val, test), got {fractions!r}") from None
     if len(values) != 3:
         raise TDDataError(f"fractions must be three numbers (train, val, test), got {len(values)}: {fractions!r}")
-    if not all(math.isfinite(f) and f >= 0 for f in values):
+    if not all(math.isfinite(f) and f >= -1e-12 for f in values):
         raise TDDataError(f"fractions must be non-negative finite numbers, got {fractions!r}")
+    values = tuple(max(f, 0.0) for f in values)  # a rounding error such as 1 - 0.8 - 0.2 < 0 counts as 0
     if not math.isclose(sum(values), 1.0, abs_tol=1e-9):
         raise TDDataError(f"fractions must sum to 1, got {fractions!r} (sum {sum(values):.6g})")
     return values  # type: ignore[return-value]
