@@ -1,0 +1,132 @@
+"""Physics labels for crystal records: batched, parallel, resumable, with quarantine.
+
+:func:`label_records` runs :func:`td_physics.classify.classify_structure` on every record that
+needs it, in a pool of worker processes, and returns new records whose ``labels`` carry the
+topological class, the Z2 indices or Chern number, the gaps, the ``confidence`` of the variant
+ensemble and the labeller and its version (``label_source``).
+
+* Labels supplied by the user win: a record that already has a ``topo_class`` whose
+  ``label_source`` is not this labeller keeps it untouched (a column from a topological
+  materials database, a DFT study or a Wannier90 model).
+* Resumable: with ``store_path``, records already labelled in that HDF5 store (same id) are taken
+  from it and not recomputed; the store is rewritten atomically at the end.
+* One failing record never loses the others: it is quarantined with its reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from td_data.readers import Quarantined
+from td_data.record import CrystalRecord
+
+__all__ = ["LabelResult", "label_records", "LABELLER_PREFIX"]
+
+logger = logging.getLogger(__name__)
+
+LABELLER_PREFIX = "td-physics universal tight binding"
+
+
+@dataclass(frozen=True)
+class LabelResult:
+    """Labelled records (input order, quarantined ones left out) and what could not be labelled."""
+
+    records: tuple[CrystalRecord, ...]
+    quarantined: tuple[Quarantined, ...]
+    computed: int
+    reused: int
+    user_labelled: int
+
+
+def _user_labelled(record: CrystalRecord) -> bool:
+    source = str(record.labels.get("label_source", ""))
+    return "topo_class" in record.labels and not source.startswith(LABELLER_PREFIX)
+
+
+def _label_one(args: tuple[CrystalRecord, dict[str, Any]]) -> tuple[str, dict[str, Any] | None, str]:
+    """Worker: (id, labels or None, error reason). Never raises, so one record cannot stop a pool."""
+    record, options = args
+    try:
+        from td_physics.classify import classify_structure
+
+        moments = record.labels.get("magnetic_moments")
+        result = classify_structure(
+            record.lattice, record.frac_coords, record.atomic_numbers, magnetic_moments=moments, **options
+        )
+        return record.id, result.as_labels(), ""
+    except Exception as err:  # noqa: BLE001 - every failure is quarantined with its reason
+        return record.id, None, f"{type(err).__name__}: {err}"
+
+
+def label_records(
+    records: Sequence[CrystalRecord],
+    *,
+    workers: int | None = None,
+    store_path: str | os.PathLike[str] | None = None,
+    chunksize: int = 4,
+    progress: Callable[[int, int], None] | None = None,
+    **classify_options: Any,
+) -> LabelResult:
+    """Label ``records`` with the structure labeller; see the module docstring.
+
+    ``workers`` processes (default: the CPU count; 1 runs in this process); ``progress(done,
+    total)`` is called as results arrive; ``classify_options`` go to ``classify_structure``
+    (``variants``, ``gap_mesh``, ``metal_gap``, ``dimension``, ``electric_field``).
+    """
+    from td_data.store import CrystalStore, write_store
+
+    previous: dict[str, CrystalRecord] = {}
+    if store_path is not None and Path(store_path).exists():
+        with CrystalStore.open(store_path) as store:
+            previous = {r.id: r for r in store.read_all() if "topo_class" in r.labels}
+    todo: list[CrystalRecord] = []
+    out: dict[str, CrystalRecord] = {}
+    user = reused = 0
+    for rec in records:
+        if _user_labelled(rec):
+            out[rec.id] = rec
+            user += 1
+        elif rec.id in previous:
+            out[rec.id] = rec.replace(labels={**rec.labels, **previous[rec.id].labels})
+            reused += 1
+        else:
+            todo.append(rec)
+    quarantined: list[Quarantined] = []
+    jobs = [(rec, classify_options) for rec in todo]
+    by_id = {rec.id: rec for rec in todo}
+    n_workers = workers or os.cpu_count() or 1
+    if n_workers <= 1 or len(jobs) <= 1:
+        results = map(_label_one, jobs)
+        pool = None
+    else:
+        pool = ProcessPoolExecutor(max_workers=n_workers)
+        results = pool.map(_label_one, jobs, chunksize=chunksize)
+    try:
+        for done, (rid, labels, reason) in enumerate(results, 1):
+            if labels is None:
+                quarantined.append(Quarantined(by_id[rid].source or rid, f"labelling {rid} failed: {reason}"))
+            else:
+                out[rid] = by_id[rid].with_labels(**labels)
+            if progress is not None:
+                progress(done, len(jobs))
+    finally:
+        if pool is not None:
+            pool.shutdown()
+    labelled = tuple(out[r.id] for r in records if r.id in out)
+    if store_path is not None:
+        write_store(store_path, labelled, overwrite=True)
+    logger.info(
+        "labelled %d records (%d computed, %d reused, %d user labels), %d quarantined",
+        len(labelled),
+        len(todo) - len(quarantined),
+        reused,
+        user,
+        len(quarantined),
+    )
+    return LabelResult(labelled, tuple(quarantined), len(todo) - len(quarantined), reused, user)

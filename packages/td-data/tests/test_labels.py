@@ -1,0 +1,41 @@
+"""label_records: parallel, resumable, user labels first, failures quarantined."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from td_data import CrystalRecord
+from td_data.labels import label_records
+from td_data.store import CrystalStore
+
+SI = 0.5 * 5.431 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+OPTS = {"spin_orbit_constants": {"Si": 0.03, "C": 0.003}, "gap_mesh": 4}
+
+
+def records() -> list[CrystalRecord]:
+    si = CrystalRecord(SI, [[0, 0, 0], [0.25, 0.25, 0.25]], [14, 14], id="si")
+    diamond = CrystalRecord(0.5 * 3.567 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]), si.frac_coords, [6, 6], id="c")
+    iron = CrystalRecord(2.87 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], [26, 26], id="fe", source="bcc.cif")
+    user = si.replace(id="si-user", labels={"topo_class": "z2_ti", "label_source": "my DFT study"})
+    return [si, diamond, iron, user]
+
+
+def test_labels_user_precedence_and_quarantine(tmp_path):
+    res = label_records(records(), workers=2, **OPTS)
+    by_id = {r.id: r for r in res.records}
+    assert by_id["si"].labels["topo_class"] == "trivial" and by_id["c"].labels["topo_class"] == "trivial"
+    assert by_id["si"].labels["confidence"] == 1.0
+    assert by_id["si-user"].labels == {"topo_class": "z2_ti", "label_source": "my DFT study"}
+    assert "fe" not in by_id and len(res.quarantined) == 1
+    assert "Fe" in res.quarantined[0].reason and res.quarantined[0].source == "bcc.cif"
+    assert (res.computed, res.reused, res.user_labelled) == (2, 0, 1)
+
+
+def test_resume_from_the_store(tmp_path):
+    path = tmp_path / "labelled.h5"
+    first = label_records(records()[:2], workers=1, store_path=path, **OPTS)
+    assert first.computed == 2
+    second = label_records(records(), workers=1, store_path=path, **OPTS)
+    assert second.reused == 2 and second.computed == 0
+    with CrystalStore.open(path) as store:
+        assert set(store.ids) == {"si", "c", "si-user"}

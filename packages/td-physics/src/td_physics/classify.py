@@ -1,0 +1,212 @@
+"""Topological class of a crystal structure, with an honest confidence.
+
+:func:`classify_structure` builds the universal-parameter tight-binding model of
+:mod:`td_physics.structure` once per variant of an ensemble of equally defensible choices
+(parameter set, distance law, neighbour cutoff), classifies each, and reports the majority class
+with ``confidence`` = the share of variants that agree with it. A structure whose variants
+disagree is flagged (``flagged=True``), not guessed: band inversions such as Bi2Se3's depend on
+details that no universal table settles (DESIGN.md, "honest limits").
+
+Per variant:
+
+1. the gap above the filling (``n_electrons`` bands, spinful) on a uniform mesh, batched over k
+   and over all variants in one ``eigh``; no gap (indirect gap <= ``metal_gap``) is
+   ``semimetal_or_metal``, and so is an odd electron count without magnetic moments (Kramers);
+2. with magnetic moments: the Chern number (2D cells; the k_3 = 0 plane of 3D cells) gives
+   ``chern`` or ``trivial``;
+3. without: Fu-Kane parities at the TRIMs when the crystal has inversion (the operator from
+   spglib's symmetry operation, :func:`td_physics.structure.inversion_operator`), Wannier-centre
+   flow on the TRIM planes otherwise; any nonzero index (strong or weak) is ``z2_ti``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from td_physics.bands import batched_band_gaps
+from td_physics.exceptions import ModelDefinitionError
+from td_physics.invariants import chern_number, parity_z2, z2_indices, z2_invariant
+from td_physics.model import TightBindingModel
+
+__all__ = ["TOPO_CLASSES", "VariantAnswer", "StructureClassification", "classify_structure", "structure_arrays"]
+
+logger = logging.getLogger(__name__)
+
+TOPO_CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
+
+
+@dataclass(frozen=True)
+class VariantAnswer:
+    """The answer of one parameter variant."""
+
+    variant: str
+    topo_class: str
+    z2_indices: tuple[int, ...] | None
+    chern: int | None
+    direct_gap: float
+    indirect_gap: float
+    method: str
+    converged: bool
+
+
+@dataclass(frozen=True)
+class StructureClassification:
+    """Consensus of the variants: class, invariants of the majority, gaps (eV) and confidence in [0, 1]."""
+
+    topo_class: str
+    z2_indices: tuple[int, ...] | None
+    chern: int | None
+    direct_gap: float
+    indirect_gap: float
+    confidence: float
+    flagged: bool
+    variants: tuple[VariantAnswer, ...]
+    labeller: str = field(default="td-physics universal tight binding")
+
+    def as_labels(self) -> dict[str, Any]:
+        """JSON-ready labels for a crystal record."""
+        from td_physics import __version__
+
+        return {
+            "topo_class": self.topo_class,
+            "z2_indices": list(self.z2_indices) if self.z2_indices is not None else None,
+            "chern": self.chern,
+            "confidence": self.confidence,
+            "flagged": self.flagged,
+            "direct_gap": self.direct_gap,
+            "indirect_gap": self.indirect_gap,
+            "label_source": f"{self.labeller} {__version__}",
+            "variants": {v.variant: v.topo_class for v in self.variants},
+        }
+
+
+def structure_arrays(structure: Any, frac_coords: Any = None, atomic_numbers: Any = None) -> tuple:
+    """(lattice, frac_coords, atomic_numbers) from arrays, a CrystalRecord or a pymatgen Structure.
+
+    Duck-typed, so td-physics needs neither td-data nor pymatgen: a record has ``lattice`` as an
+    array, a pymatgen Structure has ``lattice.matrix``.
+    """
+    if frac_coords is not None and atomic_numbers is not None:
+        return np.asarray(structure, dtype=float), np.asarray(frac_coords, dtype=float), np.asarray(atomic_numbers)
+    lattice = getattr(structure, "lattice", None)
+    if lattice is None or not hasattr(structure, "frac_coords"):
+        raise ModelDefinitionError(
+            "give (lattice, frac_coords, atomic_numbers) arrays, a CrystalRecord or a pymatgen Structure; "
+            f"got {type(structure).__name__}"
+        )
+    matrix = getattr(lattice, "matrix", lattice)
+    numbers = getattr(structure, "atomic_numbers", None)
+    return np.asarray(matrix, dtype=float), np.asarray(structure.frac_coords, dtype=float), np.asarray(numbers)
+
+
+def _classify_gapped(
+    model: TightBindingModel, nocc: int, magnetic: bool
+) -> tuple[str, tuple[int, ...] | None, int | None, str, bool]:
+    if magnetic:
+        res = chern_number(model, nocc, mesh=16, max_mesh=64)
+        return ("chern" if res.value else "trivial"), None, int(res.value), "chern", res.converged
+    if model.inversion is not None:  # set by the builder from spglib's inversion operation
+        res = parity_z2(model, nocc, model.inversion)
+        method = "parity"
+    elif model.dim_k == 3:
+        res = z2_indices(model, nocc, method="wcc", max_string=384, max_pump=101)
+        method = "wcc"
+    else:
+        res = z2_invariant(model, nocc, method="wcc", max_string=384, max_pump=101)
+        method = "wcc"
+    value = res.value if isinstance(res.value, tuple) else (int(res.value),)
+    return ("z2_ti" if any(value) else "trivial"), tuple(int(v) for v in value), None, method, res.converged
+
+
+def classify_structure(
+    structure: Any,
+    frac_coords: Any = None,
+    atomic_numbers: Any = None,
+    *,
+    variants: Sequence[Any] | None = None,
+    magnetic_moments: Any = None,
+    electric_field: float | None = None,
+    dimension: int | None = None,
+    spin_orbit_constants: dict[str, float] | None = None,
+    gap_mesh: int = 8,
+    metal_gap: float = 1e-3,
+) -> StructureClassification:
+    """Classify a crystal as ``trivial``, ``z2_ti``, ``chern`` or ``semimetal_or_metal``.
+
+    ``structure`` is a (3, 3) lattice (rows, Angstrom) with ``frac_coords`` and
+    ``atomic_numbers``, or a CrystalRecord, or a pymatgen Structure. ``variants`` defaults to
+    :data:`td_physics.structure.DEFAULT_VARIANTS`. ``metal_gap`` (eV) is the smallest indirect
+    gap counted as insulating; ``gap_mesh`` points per periodic axis locate it.
+    ``spin_orbit_constants`` ({symbol: lambda_p in eV}) are passed to the builder; the shipped
+    table of sourced constants is still empty, so p-shell crystals need them (see
+    :mod:`td_physics.structure.parameters`).
+    """
+    from td_physics import structure as tb
+
+    lattice, frac, numbers = structure_arrays(structure, frac_coords, atomic_numbers)
+    variants = list(variants) if variants is not None else list(tb.DEFAULT_VARIANTS)
+    magnetic = magnetic_moments is not None and bool(np.any(np.asarray(magnetic_moments) != 0))
+    models = [
+        tb.tight_binding_from_structure(
+            lattice,
+            frac,
+            numbers,
+            variant=v,
+            magnetic_moments=magnetic_moments,
+            electric_field=electric_field,
+            dimension=dimension,
+            spin_orbit_constants=spin_orbit_constants,
+        )
+        for v in variants
+    ]
+    n_electrons = int(models[0].metadata["n_electrons"])
+    nocc = n_electrons
+    if not 0 < nocc < models[0].norb:
+        answers = [
+            VariantAnswer(getattr(v, "name", str(v)), "semimetal_or_metal", None, None, 0.0, -np.inf, "filling", True)
+            for v in variants
+        ]
+    else:
+        direct, indirect = np.zeros(len(models)), np.zeros(len(models))
+        groups: dict[int, list[int]] = {}
+        for i, m in enumerate(models):  # variants with the same basis share one batched eigh
+            groups.setdefault(m.norb, []).append(i)
+        for idx in groups.values():
+            d, i_gap = batched_band_gaps([models[i] for i in idx], nocc, gap_mesh)
+            direct[idx], indirect[idx] = d, i_gap
+        answers = []
+        for v, model, d, i in zip(variants, models, direct, indirect):
+            name = getattr(v, "name", str(v))
+            if (nocc % 2 and not magnetic) or i <= metal_gap:
+                answers.append(VariantAnswer(name, "semimetal_or_metal", None, None, float(d), float(i), "gap", True))
+                continue
+            cls, z2, chern, method, ok = _classify_gapped(model, nocc, magnetic)
+            answers.append(VariantAnswer(name, cls, z2, chern, float(d), float(i), method, ok))
+    votes = Counter(a.topo_class for a in answers)
+    top = max(votes.values())
+    # ties are broken towards the more conservative class (metal, then trivial) rather than guessed
+    order = ("semimetal_or_metal", "trivial", "z2_ti", "chern")
+    winner = next(c for c in order if votes.get(c, 0) == top)
+    majority = [a for a in answers if a.topo_class == winner]
+    indices = Counter(a.z2_indices for a in majority).most_common(1)[0][0]
+    chern = Counter(a.chern for a in majority).most_common(1)[0][0]
+    confidence = top / len(answers)
+    result = StructureClassification(
+        topo_class=winner,
+        z2_indices=indices,
+        chern=chern,
+        direct_gap=float(np.median([a.direct_gap for a in majority])),
+        indirect_gap=float(np.median([a.indirect_gap for a in majority])),
+        confidence=float(confidence),
+        flagged=confidence < 1.0 or not all(a.converged for a in majority),
+        variants=tuple(answers),
+    )
+    if result.flagged:
+        logger.info("classification flagged: %s", {a.variant: a.topo_class for a in answers})
+    return result

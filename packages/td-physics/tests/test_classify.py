@@ -1,0 +1,78 @@
+"""classify_structure: consensus over variants, method agreement, cell invariance, input forms."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from td_physics.classify import classify_structure, structure_arrays
+from td_physics.invariants import parity_z2, z2_indices
+from td_physics.structure import Variant, tight_binding_from_structure
+
+SI_LATTICE = 0.5 * 5.431 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+SI_COORDS = [[0, 0, 0], [0.25, 0.25, 0.25]]
+SO = {"Si": 0.03, "Ga": 0.1, "As": 0.2}  # test values, not sourced constants
+
+
+def test_silicon_is_a_confident_trivial_insulator_by_parities():
+    res = classify_structure(SI_LATTICE, SI_COORDS, ["Si", "Si"], spin_orbit_constants=SO)
+    assert res.topo_class == "trivial" and res.z2_indices == (0, 0, 0, 0)
+    assert res.confidence == 1.0 and not res.flagged
+    assert {v.method for v in res.variants} == {"parity"}
+    assert res.indirect_gap > 0.5
+    labels = res.as_labels()
+    assert labels["label_source"].startswith("td-physics universal tight binding")
+
+
+def test_parity_and_wannier_centres_agree_on_a_centrosymmetric_crystal():
+    model = tight_binding_from_structure(SI_LATTICE, SI_COORDS, ["Si", "Si"], Variant(), spin_orbit_constants=SO)
+    assert model.inversion is not None
+    nocc = model.metadata["n_electrons"]
+    assert z2_indices(model, nocc, method="wcc").value == parity_z2(model, nocc).value == (0, 0, 0, 0)
+
+
+def test_class_does_not_depend_on_the_cell_or_the_origin():
+    conventional = 5.431 * np.eye(3)
+    fcc = np.array([[0, 0, 0], [0, 0.5, 0.5], [0.5, 0, 0.5], [0.5, 0.5, 0]])
+    coords = np.vstack([fcc, fcc + 0.25])
+    variant = [Variant()]
+    prim = classify_structure(SI_LATTICE, SI_COORDS, ["Si"] * 2, variants=variant, spin_orbit_constants=SO)
+    conv = classify_structure(conventional, coords, ["Si"] * 8, variants=variant, spin_orbit_constants=SO, gap_mesh=4)
+    shifted = classify_structure(
+        SI_LATTICE,
+        np.mod(np.array(SI_COORDS) + [0.11, 0.3, 0.05], 1),
+        ["Si"] * 2,
+        variants=variant,
+        spin_orbit_constants=SO,
+    )
+    assert prim.topo_class == conv.topo_class == shifted.topo_class == "trivial"
+    assert conv.indirect_gap == pytest.approx(prim.indirect_gap, abs=0.05)
+
+
+def test_without_inversion_the_wannier_centres_decide():
+    lattice = 0.5 * 5.653 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    res = classify_structure(lattice, SI_COORDS, ["Ga", "As"], spin_orbit_constants=SO, variants=[Variant()])
+    assert res.topo_class == "trivial" and res.variants[0].method == "wcc"
+
+
+def test_odd_electron_count_is_a_metal():
+    # one Si atom per cell: 4 electrons per spin-degenerate cell are fine, so use B (3 electrons)
+    lattice = 2.5 * np.eye(3)
+    res = classify_structure(lattice, [[0, 0, 0]], ["B"], spin_orbit_constants={"B": 0.001}, variants=[Variant()])
+    assert res.topo_class == "semimetal_or_metal"
+
+
+def test_input_forms_and_errors():
+    class RecordLike:  # what a td-data CrystalRecord exposes
+        lattice = SI_LATTICE
+        frac_coords = np.array(SI_COORDS)
+        atomic_numbers = np.array([14, 14])
+
+    lat, frac, numbers = structure_arrays(RecordLike())
+    assert np.allclose(lat, SI_LATTICE) and numbers.tolist() == [14, 14]
+    pymatgen = pytest.importorskip("pymatgen.core")
+    s = pymatgen.Structure(pymatgen.Lattice(SI_LATTICE), ["Si", "Si"], SI_COORDS)
+    res = classify_structure(s, spin_orbit_constants=SO, variants=[Variant()])
+    assert res.topo_class == "trivial"
+    with pytest.raises(ValueError, match="give \\(lattice, frac_coords, atomic_numbers\\)"):
+        structure_arrays(42)
