@@ -76,3 +76,20 @@ def test_input_forms_and_errors():
     assert res.topo_class == "trivial"
     with pytest.raises(ValueError, match="give \\(lattice, frac_coords, atomic_numbers\\)"):
         structure_arrays(42)
+
+
+def test_irreducible_mesh_gives_the_full_mesh_gaps():
+    from td_physics.bands import batched_band_gaps, irreducible_mesh
+
+    lattice = 0.5 * 5.653 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    species = ["Ga", "As"]
+    models = [
+        tight_binding_from_structure(lattice, SI_COORDS, species, v, spin_orbit_constants=SO)
+        for v in (Variant(), Variant(hopping="harrison1999"))
+    ]
+    nocc = models[0].metadata["n_electrons"]
+    kir = irreducible_mesh(lattice, np.array(SI_COORDS), species, 6)
+    assert len(kir) < 6**3 / 4
+    full = batched_band_gaps(models, nocc, 6)
+    reduced = batched_band_gaps(models, nocc, 6, kpoints=kir)
+    assert np.allclose(full, reduced, atol=1e-10)

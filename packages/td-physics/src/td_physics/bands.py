@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -11,7 +12,15 @@ from scipy.optimize import minimize
 from td_physics.exceptions import KPointError
 from td_physics.model import TightBindingModel, stacked_hamiltonian
 
-__all__ = ["BandStructure", "GapResult", "k_path", "band_structure", "band_gap", "batched_band_gaps"]
+__all__ = [
+    "BandStructure",
+    "GapResult",
+    "k_path",
+    "band_structure",
+    "band_gap",
+    "batched_band_gaps",
+    "irreducible_mesh",
+]
 
 
 @dataclass(frozen=True)
@@ -92,15 +101,41 @@ def band_structure(
     return BandStructure(k, dist, energies, ticks, labels, occ)
 
 
-def batched_band_gaps(models: Sequence[TightBindingModel], nocc: int, mesh: int) -> tuple[np.ndarray, np.ndarray]:
-    """Direct and indirect gaps (nm,) of many models on a shared uniform mesh (one batched solve)."""
+def batched_band_gaps(
+    models: Sequence[TightBindingModel], nocc: int, mesh: int, *, kpoints: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Direct and indirect gaps (nm,) of many models on a shared uniform mesh (one batched solve).
+
+    ``kpoints`` (nk, dim_k) replaces the mesh, for example by its irreducible points when the
+    models share the crystal's symmetry (see :func:`irreducible_mesh`).
+    """
     dim = models[0].dim_k
-    axis = np.arange(mesh) / mesh
-    grid = np.stack(np.meshgrid(*([axis] * dim), indexing="ij"), -1).reshape(-1, dim)
-    e = np.linalg.eigvalsh(stacked_hamiltonian(models, grid))  # (nm, nk, norb)
+    if kpoints is None:
+        axis = np.arange(mesh) / mesh
+        kpoints = np.stack(np.meshgrid(*([axis] * dim), indexing="ij"), -1).reshape(-1, dim)
+    e = np.linalg.eigvalsh(stacked_hamiltonian(models, kpoints))  # (nm, nk, norb)
     direct = (e[..., nocc] - e[..., nocc - 1]).min(axis=1)
     indirect = e[..., nocc].min(axis=1) - e[..., nocc - 1].max(axis=1)
     return direct, indirect
+
+
+def irreducible_mesh(
+    lattice: np.ndarray, frac_coords: np.ndarray, atomic_numbers: Sequence[int], mesh: int, *, symprec: float = 1e-3
+) -> np.ndarray:
+    """Reduced k-points of a ``mesh`` x ``mesh`` x ``mesh`` grid that are not related by the
+    crystal's point group or time reversal (spglib ``get_ir_reciprocal_mesh``), (n_ir, 3).
+
+    Valid for quantities that share the crystal's full symmetry, such as the band energies of a
+    non-magnetic model built from the structure (no field, no moments).
+    """
+    import spglib
+
+    species = np.unique(np.asarray(atomic_numbers).astype(str), return_inverse=True)[1]  # symbols or numbers
+    cell = (np.asarray(lattice, dtype=float), np.asarray(frac_coords, dtype=float), species.astype(np.intc) + 1)
+    with warnings.catch_warnings():  # spglib 2.x warns about its own legacy error handling on every call
+        warnings.simplefilter("ignore", DeprecationWarning)
+        mapping, grid = spglib.get_ir_reciprocal_mesh([mesh] * 3, cell, is_shift=[0, 0, 0], symprec=symprec)
+    return grid[np.unique(mapping)] / float(mesh)
 
 
 def band_gap(

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.bands import batched_band_gaps
+from td_physics.bands import batched_band_gaps, irreducible_mesh
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants import chern_number, parity_z2, z2_indices, z2_invariant
 from td_physics.model import TightBindingModel
@@ -174,11 +174,15 @@ def classify_structure(
         ]
     else:
         direct, indirect = np.zeros(len(models)), np.zeros(len(models))
+        kpoints = None
+        if not magnetic and electric_field is None and models[0].dim_k == 3:
+            # the models share the crystal's symmetry: the irreducible points of the mesh suffice
+            kpoints = irreducible_mesh(lattice, frac, numbers, gap_mesh)
         groups: dict[int, list[int]] = {}
         for i, m in enumerate(models):  # variants with the same basis share one batched eigh
             groups.setdefault(m.norb, []).append(i)
         for idx in groups.values():
-            d, i_gap = batched_band_gaps([models[i] for i in idx], nocc, gap_mesh)
+            d, i_gap = batched_band_gaps([models[i] for i in idx], nocc, gap_mesh, kpoints=kpoints)
             direct[idx], indirect[idx] = d, i_gap
         answers = []
         for v, model, d, i in zip(variants, models, direct, indirect):
