@@ -39,3 +39,13 @@ def test_resume_from_the_store(tmp_path):
     assert second.reused == 2 and second.computed == 0
     with CrystalStore.open(path) as store:
         assert set(store.ids) == {"si", "c", "si-user"}
+
+
+def test_a_user_model_takes_precedence_over_the_universal_tables():
+    from td_physics.models import bi2se3
+
+    rec = records()[0].replace(id="bi2se3-w90")
+    res = label_records([rec], workers=1, models={"bi2se3-w90": bi2se3()}, **OPTS)
+    labels = res.records[0].labels
+    assert labels["topo_class"] == "z2_ti" and labels["label_source"].startswith("user model for bi2se3-w90")
+    assert res.computed == 1

@@ -93,3 +93,16 @@ def test_irreducible_mesh_gives_the_full_mesh_gaps():
     full = batched_band_gaps(models, nocc, 6)
     reduced = batched_band_gaps(models, nocc, 6, kpoints=kir)
     assert np.allclose(full, reduced, atol=1e-10)
+
+
+def test_a_trusted_model_is_classified_directly():
+    from td_physics.classify import classify_model
+    from td_physics.models import bi2se3, haldane, kane_mele
+
+    ti = classify_model(bi2se3(), source="wannier90:test")
+    assert ti.topo_class == "z2_ti" and ti.z2_indices == (1, 0, 0, 0) and ti.confidence == 1.0
+    assert ti.as_labels()["label_source"].startswith("wannier90:test")
+    assert classify_model(kane_mele(lambda_so=0.06)).topo_class == "z2_ti"
+    assert classify_model(kane_mele(lambda_so=0.06, lambda_v=0.5)).topo_class == "trivial"
+    chern = classify_model(haldane(phi=1.0, m=0.1))
+    assert chern.topo_class == "chern" and chern.chern == -1

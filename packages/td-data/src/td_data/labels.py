@@ -7,7 +7,10 @@ ensemble and the labeller and its version (``label_source``).
 
 * Labels supplied by the user win: a record that already has a ``topo_class`` whose
   ``label_source`` is not this labeller keeps it untouched (a column from a topological
-  materials database, a DFT study or a Wannier90 model).
+  materials database or a DFT study). Next come the user's own Hamiltonians: ``models`` maps a
+  record id to a tight-binding model (for example ``TightBindingModel.from_wannier90``), which is
+  classified directly (:func:`td_physics.classify.classify_model`) instead of by the
+  universal-table ensemble.
 * Resumable: with ``store_path``, records already labelled in that HDF5 store (same id) are taken
   from it and not recomputed; the store is rewritten atomically at the end.
 * One failing record never loses the others: it is quarantined with its reason.
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +74,7 @@ def label_records(
     store_path: str | os.PathLike[str] | None = None,
     chunksize: int = 4,
     progress: Callable[[int, int], None] | None = None,
+    models: Mapping[str, Any] | None = None,
     **classify_options: Any,
 ) -> LabelResult:
     """Label ``records`` with the structure labeller; see the module docstring.
@@ -98,6 +102,19 @@ def label_records(
         else:
             todo.append(rec)
     quarantined: list[Quarantined] = []
+    models = dict(models or {})
+    if models:
+        from td_physics.classify import classify_model
+
+        for rec in [r for r in todo if r.id in models]:
+            try:
+                labels = classify_model(models[rec.id], source=f"user model for {rec.id}").as_labels()
+                out[rec.id] = rec.with_labels(**labels)
+            except ValueError as err:
+                quarantined.append(
+                    Quarantined(rec.source or rec.id, f"labelling {rec.id} with its model failed: {err}")
+                )
+        todo = [r for r in todo if r.id not in models]
     jobs = [(rec, classify_options) for rec in todo]
     by_id = {rec.id: rec for rec in todo}
     n_workers = workers or os.cpu_count() or 1
@@ -129,4 +146,5 @@ def label_records(
         user,
         len(quarantined),
     )
-    return LabelResult(labelled, tuple(quarantined), len(todo) - len(quarantined), reused, user)
+    computed = len(labelled) - reused - user
+    return LabelResult(labelled, tuple(quarantined), computed, reused, user)

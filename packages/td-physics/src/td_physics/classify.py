@@ -34,7 +34,14 @@ from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants import chern_number, parity_z2, z2_indices, z2_invariant
 from td_physics.model import TightBindingModel
 
-__all__ = ["TOPO_CLASSES", "VariantAnswer", "StructureClassification", "classify_structure", "structure_arrays"]
+__all__ = [
+    "TOPO_CLASSES",
+    "VariantAnswer",
+    "StructureClassification",
+    "classify_structure",
+    "classify_model",
+    "structure_arrays",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -214,3 +221,41 @@ def classify_structure(
     if result.flagged:
         logger.info("classification flagged: %s", {a.variant: a.topo_class for a in answers})
     return result
+
+
+def classify_model(
+    model: TightBindingModel,
+    occupied: int | None = None,
+    *,
+    magnetic: bool | None = None,
+    gap_mesh: int = 8,
+    metal_gap: float = 1e-3,
+    source: str = "user model",
+) -> StructureClassification:
+    """Classify a model the user trusts (for example a Wannier90 ``_hr.dat`` from DFT).
+
+    One model, so ``confidence`` is 1 when the calculation converged and 0.5 otherwise; the
+    label records ``source`` (say "wannier90:Bi2Se3_hr.dat"). ``magnetic`` defaults to "the
+    model breaks time reversal". Such labels take precedence over the universal-table ensemble.
+    """
+    nocc = model.check_occupied(occupied)
+    magnetic = (not model.is_time_reversal_symmetric()) if magnetic is None else magnetic
+    direct, indirect = batched_band_gaps([model], nocc, gap_mesh)
+    if indirect[0] <= metal_gap or (nocc % 2 and not magnetic):
+        answer = VariantAnswer(
+            source, "semimetal_or_metal", None, None, float(direct[0]), float(indirect[0]), "gap", True
+        )
+    else:
+        cls, z2, chern, method, ok = _classify_gapped(model, nocc, magnetic)
+        answer = VariantAnswer(source, cls, z2, chern, float(direct[0]), float(indirect[0]), method, ok)
+    return StructureClassification(
+        topo_class=answer.topo_class,
+        z2_indices=answer.z2_indices,
+        chern=answer.chern,
+        direct_gap=answer.direct_gap,
+        indirect_gap=answer.indirect_gap,
+        confidence=1.0 if answer.converged else 0.5,
+        flagged=not answer.converged,
+        variants=(answer,),
+        labeller=source,
+    )
