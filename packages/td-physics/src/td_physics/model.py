@@ -597,12 +597,14 @@ def stacked_hamiltonian(models: Sequence[TightBindingModel], k: np.ndarray, *, c
         raise KPointError(f"convention must be 1 (periodic gauge) or 2 (orbital positions), got {convention}")
     rv, t, h0 = _union_arrays(models)
     kk = np.asarray(k, dtype=float)
+    nm, nr, norb = t.shape[0], t.shape[1], t.shape[-1]
+    flat = t.reshape(nm, nr, norb * norb)
     if kk.ndim == 2:
         phases = np.exp(2j * np.pi * (kk @ rv.T))  # (nk, nR)
-        hop = np.einsum("kr,mrij->mkij", phases, t)
+        hop = np.matmul(phases[None], flat).reshape(nm, len(kk), norb, norb)  # one GEMM per model
     else:
         phases = np.exp(2j * np.pi * np.einsum("mkd,rd->mkr", kk, rv))  # (nm, nk, nR)
-        hop = np.einsum("mkr,mrij->mkij", phases, t)
+        hop = np.matmul(phases, flat).reshape(nm, kk.shape[1], norb, norb)
     h = h0[:, None] + hop + np.conj(np.swapaxes(hop, -1, -2))
     if convention == 2:
         pos = models[0].positions[:, : models[0].dim_k]

@@ -307,24 +307,28 @@ def detect_inversion(model: TightBindingModel, tol: float = 1e-8) -> InversionSy
     sites = model.site_positions
     pairs = (sites[:, None, :] + sites[None, :, :]).reshape(-1, dim) / 2
     halves = np.array(list(itertools.product((0.0, 0.5), repeat=dim)))
-    centres = np.unique(np.round(np.concatenate([halves, pairs]), 9), axis=0)
+    centres = np.unique(np.round(np.mod(np.concatenate([halves, pairs]), 0.5), 9), axis=0)
+    spin = np.arange(model.norb) % 2 if model.spinful else np.zeros(model.norb, dtype=int)
+    onsite = np.real(np.diag(model._onsite))
+    # (ncentre, norb, norb): is orbital j the image of orbital i (up to a lattice vector, same spin)?
+    shift = (2 * centres[:, None, None, :] - pos[None, :, None, :]) - pos[None, None, :, :]
+    match = np.all(np.abs(shift - np.round(shift)) < 1e-6, axis=-1) & (spin[:, None] == spin[None, :])
+    ok = np.all(match.sum(axis=2) == 1, axis=1)
+    perms = np.argmax(match, axis=2)  # (ncentre, norb)
+    ok &= np.array([len(set(p.tolist())) == model.norb for p in perms])
+    ok &= np.all(np.abs(onsite[perms] - onsite[None, :]) < tol, axis=1)  # on-site energies must map
+    if not ok.any():
+        return None
     ks = np.random.default_rng(7).random((3, model.dim_k))
     h = model.hamiltonian(np.concatenate([ks, -ks]))  # (6, norb, norb)
-    spin = np.arange(model.norb) % 2 if model.spinful else np.zeros(model.norb, dtype=int)
-    for c in centres:
-        shift = (2 * c - pos)[:, None, :] - pos[None, :, :]  # (norb, norb, dim)
-        match = np.all(np.abs(shift - np.round(shift)) < 1e-6, axis=-1) & (spin[:, None] == spin[None, :])
-        if not np.all(match.sum(axis=1) == 1):
-            continue
-        perm = np.argmax(match, axis=1)
-        if len(set(perm.tolist())) != model.norb:
-            continue
-        shifts = np.round(shift[np.arange(model.norb), perm]).astype(int)  # (norb, dim)
+    for c_idx in np.flatnonzero(ok):
+        perm = perms[c_idx]
+        shifts = np.round(shift[c_idx, np.arange(model.norb), perm]).astype(int)  # (norb, dim)
         op = np.zeros((len(ks), model.norb, model.norb), dtype=complex)
         op[:, perm, np.arange(model.norb)] = np.exp(2j * np.pi * ks @ shifts[:, : model.dim_k].T)
         err = np.abs(op @ h[: len(ks)] @ np.conj(np.swapaxes(op, -1, -2)) - h[len(ks) :]).max()
         if err < tol:
-            return model.build_inversion(perm.tolist(), None, c)
+            return model.build_inversion(perm.tolist(), None, centres[c_idx])
     return None
 
 
