@@ -591,7 +591,7 @@ def stacked_hamiltonian(models: Sequence[TightBindingModel], k: np.ndarray, *, c
     """H(k) of many models with the same orbitals at once: (nm, nk, norb, norb).
 
     ``k`` is (nk, dim_k) reduced, or (nm, nk, dim_k) for a separate set of k-points per model.
-    One tensor contraction builds every matrix; there is no loop over k-points or models.
+    One matrix product per model builds every matrix; there is no loop over k-points.
     """
     if convention not in (1, 2):
         raise KPointError(f"convention must be 1 (periodic gauge) or 2 (orbital positions), got {convention}")
