@@ -169,9 +169,14 @@ def classify_structure(
             electric_field=electric_field,
             dimension=dimension,
             spin_orbit_constants=spin_orbit_constants,
+            find_inversion=False,
         )
         for v in variants
     ]
+    # the inversion operation belongs to the crystal: find it once (spglib), check it on every variant
+    op = tb.inversion_operator(models[0], lattice, frac, numbers) if electric_field is None else None
+    for model in models if op is not None else ():
+        model.set_inversion(op.permutation, op.parities, op.centre)
     n_electrons = int(models[0].metadata["n_electrons"])
     nocc = n_electrons
     if not 0 < nocc < models[0].norb:

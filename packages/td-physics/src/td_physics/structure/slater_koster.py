@@ -18,6 +18,8 @@ Spin-orbit convention: ``H_SO = lambda L.S`` with ``S = sigma / 2`` and ``hbar =
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import numpy as np
 
 __all__ = ["slater_koster_blocks", "spin_orbit_matrix"]
@@ -56,5 +58,13 @@ def spin_orbit_matrix(lam: float) -> np.ndarray:
     >>> np.round(np.linalg.eigvalsh(spin_orbit_matrix(1.0)), 12).tolist()
     [-1.0, -1.0, 0.5, 0.5, 0.5, 0.5]
     """
+    return float(lam) * _unit_spin_orbit()
+
+
+@lru_cache(maxsize=1)
+def _unit_spin_orbit() -> np.ndarray:
+    """L.S for lambda = 1, built once (read-only)."""
     l_ops = -1j * _EPS  # (3, 3, 3): l_ops[a] is L_a on (px, py, pz)
-    return 0.5 * float(lam) * sum(np.kron(l_ops[a], _PAULI[a]) for a in range(3))
+    out = 0.5 * sum(np.kron(l_ops[a], _PAULI[a]) for a in range(3))
+    out.setflags(write=False)
+    return out
