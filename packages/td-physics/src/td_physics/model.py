@@ -509,13 +509,6 @@ class TightBindingModel:
             f"spinful={self.spinful}, n_R={len(self._hoppings)})"
         )
 
-    def with_onsite_added(self, energies: Any) -> TightBindingModel:
-        """A copy with ``energies`` (length norb, or a hermitian matrix) added to H0."""
-        new = self.copy()
-        new.set_onsite(energies, mode="add")
-        new.inversion = None if not np.allclose(np.asarray(energies), 0) else self.inversion
-        return new
-
     # ------------------------------------------------------------------ io (see td_physics.io)
     @classmethod
     def from_wannier90(

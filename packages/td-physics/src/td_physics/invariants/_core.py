@@ -18,7 +18,6 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.exceptions import OccupationError
 from td_physics.model import TightBindingModel, stacked_hamiltonian
 
 __all__ = ["InvariantResult", "eigenstates", "link_phases", "ordered_product", "position_phase"]
@@ -66,13 +65,6 @@ class InvariantResult:
 def resolve_occupied(model: TightBindingModel, occupied: int | None) -> int:
     """The number of occupied bands: ``occupied`` validated, or the model's default."""
     return model.check_occupied(occupied)
-
-
-def check_models(models: Sequence[TightBindingModel]) -> list[TightBindingModel]:
-    models = list(models)
-    if not models:
-        raise OccupationError("at least one model is needed, got an empty sequence")
-    return models
 
 
 def chunk_size(n_models: int, nk: int, norb: int) -> int:
