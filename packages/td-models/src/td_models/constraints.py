@@ -1,0 +1,125 @@
+"""Physics constraints as differentiable penalties: distances, density, charge neutrality.
+
+They enter training as losses on the model's clean-crystal estimate (weighted by
+``physics_config.constraint_weight``) and sampling as guidance. Each returns a per-crystal (B,)
+penalty that is zero when the rule holds:
+
+* **minimum interatomic distance** (CDVAE's structural validity rule, 0.5 Angstrom by default):
+  ``sum over pairs (i, j) and lattice images of relu(d_min - d)^2 / d_min^2``, with the distances
+  over the 27 images around the wrapped difference, so small cells are handled;
+* **plausible density**: volume per atom outside ``[low, high]`` Angstrom^3 is penalised by the
+  square of its excess in logarithms;
+* **charge neutrality** (soft): with each atom's species distribution ``p_i``, the lowest and
+  highest total charge reachable with common oxidation states are ``sum_i E_p[min ox]`` and
+  ``sum_i E_p[max ox]``; the penalty is ``relu(q_low)^2 + relu(-q_high)^2`` divided by the atom
+  count. Metals may also take state 0. Zero charge inside that interval is a *necessary*
+  condition for neutrality (the exact SMACT test runs in td-data's evaluation), and the relaxation is smooth in ``p``.
+
+>>> import torch
+>>> lattice = 3.0 * torch.eye(3).expand(1, 3, 3)
+>>> frac = torch.tensor([[[0.0, 0.0, 0.0], [0.05, 0.0, 0.0]]])  # atoms 0.15 Angstrom apart
+>>> mask = torch.ones(1, 2, dtype=torch.bool)
+>>> float(min_distance_penalty(lattice, frac, mask, d_min=0.5)) > 0
+True
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from importlib import resources
+
+import torch
+
+__all__ = [
+    "pair_distances",
+    "min_distance_penalty",
+    "density_penalty",
+    "charge_bounds_table",
+    "charge_neutrality_penalty",
+]
+
+_IMAGES = torch.tensor(
+    [[i, j, k] for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)], dtype=torch.float64
+)  # (27, 3)
+
+
+def pair_distances(lattice: torch.Tensor, frac_coords: torch.Tensor) -> torch.Tensor:
+    """Minimum-image distances (Angstrom) between all atom pairs of each crystal.
+
+    ``lattice`` (B, 3, 3) rows in Angstrom, ``frac_coords`` (B, N, 3). Returns (B, N, N); the
+    diagonal holds the shortest non-zero lattice translation (an atom's distance to its own image).
+    """
+    diff = frac_coords[:, None, :, :] - frac_coords[:, :, None, :]  # (B, N, N, 3)
+    diff = diff - torch.round(diff)
+    images = _IMAGES.to(device=frac_coords.device, dtype=frac_coords.dtype)
+    shifted = diff[..., None, :] + images  # (B, N, N, 27, 3)
+    cart = torch.einsum("bijmk,bkl->bijml", shifted, lattice)  # (B, N, N, 27, 3)
+    sq = (cart * cart).sum(-1)  # (B, N, N, 27)
+    n = frac_coords.shape[1]
+    eye = torch.eye(n, dtype=torch.bool, device=frac_coords.device)
+    origin = (images.abs().sum(-1) == 0)[None, None, None, :] & eye[None, :, :, None]  # the atom itself
+    sq = sq.masked_fill(origin, float("inf"))
+    return torch.sqrt(sq.min(dim=-1).values.clamp_min(1e-12))
+
+
+def min_distance_penalty(
+    lattice: torch.Tensor, frac_coords: torch.Tensor, mask: torch.Tensor, d_min: float = 0.5
+) -> torch.Tensor:
+    """(B,) ``sum_{i<j} relu(d_min - d_ij)^2 / d_min^2`` over real atom pairs (and self-images)."""
+    if d_min <= 0:
+        return frac_coords.new_zeros(frac_coords.shape[0])
+    dist = pair_distances(lattice, frac_coords)  # (B, N, N)
+    pair_mask = mask[:, :, None] & mask[:, None, :]
+    upper = torch.triu(torch.ones_like(pair_mask[0]), diagonal=0)  # i <= j: pairs once, self-images once
+    violation = torch.relu(d_min - dist) ** 2 / d_min**2
+    return (violation * (pair_mask & upper).to(violation.dtype)).sum(dim=(1, 2))
+
+
+def density_penalty(lattice: torch.Tensor, num_atoms: torch.Tensor, low: float, high: float) -> torch.Tensor:
+    """(B,) squared log-excess of the volume per atom (Angstrom^3) outside ``[low, high]``.
+
+    In logarithms, so that a wild clean estimate at high noise gives a large but bounded-gradient
+    penalty (the gradient in the lattice falls off like ``1 / |L|``).
+    """
+    volume = torch.linalg.det(lattice).abs().clamp_min(1e-12)
+    log_per_atom = torch.log(volume / num_atoms.to(volume.dtype))
+    return torch.relu(math.log(low) - log_per_atom) ** 2 + torch.relu(log_per_atom - math.log(high)) ** 2
+
+
+# Non-metals and metalloids (by atomic number); every other element may also take oxidation state 0,
+# so pure metals and intermetallics are neutral, as in CDVAE's compositional validity.
+_NONMETALS = frozenset({1, 2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 32, 33, 34, 35, 36, 51, 52, 53, 54, 85, 86})
+
+
+@lru_cache(maxsize=1)
+def _oxidation_table() -> dict[int, tuple[int, int]]:
+    text = resources.files("td_models").joinpath("data/oxidation_states.json").read_text(encoding="utf-8")
+    states = json.loads(text)["states"]
+    table = {}
+    for key, value in states.items():
+        z = int(key)
+        common = list(value["common"]) + ([] if z in _NONMETALS else [0])
+        table[z] = (min(common), max(common))
+    return table
+
+
+def charge_bounds_table(num_species: int = 100, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """(num_species, 2) lowest and highest common oxidation state of atomic numbers 1..num_species."""
+    table = _oxidation_table()
+    return torch.tensor([table[z] for z in range(1, num_species + 1)], dtype=dtype)
+
+
+def charge_neutrality_penalty(species_probs: torch.Tensor, mask: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+    """(B,) soft neutrality penalty from species distributions ``(B, N, num_species)``.
+
+    ``bounds`` is :func:`charge_bounds_table` on the same device. Metals may also take state 0, so
+    pure metals and all-metal compositions are never penalised (CDVAE's validity lets them pass).
+    """
+    weights = species_probs * mask[..., None].to(species_probs.dtype)
+    expected = weights @ bounds.to(species_probs.dtype)  # (B, N, 2)
+    q_low = expected[..., 0].sum(-1)
+    q_high = expected[..., 1].sum(-1)
+    n = mask.sum(-1).clamp_min(1).to(species_probs.dtype)
+    return (torch.relu(q_low) ** 2 + torch.relu(-q_high) ** 2) / n

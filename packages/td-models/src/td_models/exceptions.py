@@ -1,0 +1,21 @@
+"""Errors raised by td-models: ``ValueError`` subclasses whose messages name the rule and the value."""
+
+from __future__ import annotations
+
+__all__ = ["TDModelsError", "ConfigError", "BatchError", "CheckpointError"]
+
+
+class TDModelsError(ValueError):
+    """Base class of every td-models input error."""
+
+
+class ConfigError(TDModelsError):
+    """A configuration value breaks a rule (type, range, unknown key, unknown preset)."""
+
+
+class BatchError(TDModelsError):
+    """A crystal batch is malformed (shapes, atom counts, species out of range, non-finite numbers)."""
+
+
+class CheckpointError(TDModelsError):
+    """A checkpoint file is missing, unreadable, of another format version, or not what was expected."""

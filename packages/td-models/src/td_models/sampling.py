@@ -1,0 +1,350 @@
+"""Sampling crystals from a :class:`~td_models.model.TopologicalDiffusionModel`.
+
+One loop for every sampler: the reverse steps ``(t, s)`` come from
+:func:`~td_models.diffusion.sampling_schedule` (``steps = num_steps`` is DiffCSP's full ancestral
+chain; fewer steps is the fast sampler, with DDIM-style jumps for the lattice, reverse-SDE jumps for
+coordinates and D3PM jumps for species). At each step:
+
+1. the denoiser runs once on the conditioned and the unconditioned inputs together, and
+   classifier-free guidance mixes them, ``x = x_u + w (x_c - x_u)`` for the lattice noise, the
+   coordinate score and the species log-probabilities (Ho & Salimans 2022);
+2. optional Langevin corrector steps on the coordinates, each followed by a fresh denoiser pass
+   (DiffCSP's predictor-corrector);
+3. physics guidance moves the clean estimate down the gradient of the penalties of
+   :mod:`td_models.constraints` (no backpropagation through the network), and optional property
+   guidance follows the gradient of the property heads' log-likelihood of the request through the
+   network (one extra forward and backward pass per step);
+4. the predictor steps lattice, coordinates and species from ``t`` to ``s``.
+
+Same model, same options and same ``seed`` give the same crystals (the generator drives every draw;
+results also depend on ``batch_size``, which sets how the draws are split).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from td_models.batch import to_dense
+from td_models.config import topo_class_index
+from td_models.constraints import density_penalty, min_distance_penalty
+from td_models.diffusion import sampling_schedule
+from td_models.exceptions import BatchError, ConfigError
+from td_models.model import LATTICE_CLIP
+
+if TYPE_CHECKING:
+    from td_models.model import TopologicalDiffusionModel
+
+__all__ = ["sample"]
+
+log = logging.getLogger(__name__)
+
+
+def _progress(iterable, enabled: bool, total: int, desc: str):
+    if not enabled:
+        return iterable
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # progress bars are a nicety; tqdm is not a dependency of the library
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, leave=False)
+
+
+def sample(
+    model: TopologicalDiffusionModel,
+    n: int,
+    *,
+    topo_class: str | int | None = None,
+    band_gap_range: float | Sequence[float] | None = None,
+    chern: int | None = None,
+    formation_energy: float | None = None,
+    num_atoms: int | Sequence[int] | None = None,
+    steps: int | None = None,
+    guidance_scale: float | None = None,
+    corrector_steps: int = 0,
+    corrector_step_lr: float = 1e-5,
+    physics_guidance: float | None = None,
+    property_guidance: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Generate ``n`` crystals, each a dict of numpy arrays: ``lattice`` (3, 3) rows in Angstrom,
+    ``frac_coords`` (N, 3) in [0, 1), ``atomic_numbers`` (N,), plus the ``conditions`` it was asked for.
+
+    Parameters
+    ----------
+    topo_class:
+        Requested class ("TI", "z2_ti", "trivial", "chern", "semimetal_or_metal" or 0..3); ``None``
+        leaves it free.
+    band_gap_range:
+        A gap in eV, or ``(low, high)``: each crystal's target is drawn uniformly in the range.
+    chern, formation_energy:
+        Requested Chern number and formation energy (eV/atom), or ``None``.
+    num_atoms:
+        Atoms per crystal (one int, or one per crystal); ``None`` draws from the training
+        distribution (:meth:`~td_models.model.TopologicalDiffusionModel.fit_normalisation`).
+    steps:
+        Reverse steps; ``None`` = the model's ``num_steps`` (the full chain). Fewer = fast sampler.
+    guidance_scale:
+        Classifier-free guidance ``w`` (1 = plain conditional, 0 = unconditional); ``None`` takes
+        ``physics_config.guidance_scale`` when a condition is given.
+    corrector_steps, corrector_step_lr:
+        Langevin corrector steps on coordinates per reverse step (DiffCSP uses 1), and their size.
+    physics_guidance:
+        Step size of the penalty guidance on the clean estimate; ``None`` takes
+        ``physics_config.constraint_weight`` scaled by 0.01; 0 turns it off.
+    property_guidance:
+        Scale of the property-head guidance (0 = off).
+    seed, batch_size, progress:
+        Random seed; crystals per denoiser batch; a progress bar over steps (needs tqdm).
+    """
+    pc = model.config.physics_config
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ConfigError(f"n must be an integer >= 1, got {n!r}")
+    steps = model.num_steps if steps is None else steps
+    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= model.num_steps:
+        raise ConfigError(f"steps must be an integer in 1..{model.num_steps}, got {steps!r}")
+    if corrector_steps < 0:
+        raise ConfigError(f"corrector_steps must be >= 0, got {corrector_steps}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    conditioned = any(x is not None for x in (topo_class, band_gap_range, chern, formation_energy))
+    if guidance_scale is None:
+        guidance_scale = pc.guidance_scale if conditioned else 1.0
+    if physics_guidance is None:
+        physics_guidance = 0.01 * pc.constraint_weight
+    cls = -1 if topo_class is None else topo_class_index(topo_class)
+    gap_range = _gap_range(band_gap_range)
+    counts = _atom_counts(model, n, num_atoms, seed)
+
+    device = model.device
+    generator = torch.Generator(device=device).manual_seed(int(seed))
+    was_training = model.training
+    model.eval()
+    crystals: list[dict[str, Any]] = []
+    try:
+        for start in range(0, n, batch_size):
+            chunk = counts[start : start + batch_size]
+            crystals.extend(
+                _sample_chunk(
+                    model,
+                    torch.as_tensor(chunk, device=device),
+                    cls,
+                    gap_range,
+                    chern,
+                    formation_energy,
+                    steps,
+                    guidance_scale if conditioned else 1.0,
+                    corrector_steps,
+                    corrector_step_lr,
+                    physics_guidance,
+                    property_guidance,
+                    generator,
+                    progress,
+                )
+            )
+    finally:
+        model.train(was_training)
+    return crystals
+
+
+def _gap_range(band_gap_range) -> tuple[float, float] | None:
+    if band_gap_range is None:
+        return None
+    if isinstance(band_gap_range, (int, float)):
+        band_gap_range = (float(band_gap_range), float(band_gap_range))
+    values = tuple(float(v) for v in band_gap_range)
+    if len(values) != 2 or not all(math.isfinite(v) for v in values) or not 0 <= values[0] <= values[1]:
+        raise ConfigError(
+            f"band_gap_range must be a gap >= 0 or (low, high) with 0 <= low <= high, got {band_gap_range}"
+        )
+    return values  # type: ignore[return-value]
+
+
+def _atom_counts(model: TopologicalDiffusionModel, n: int, num_atoms, seed: int) -> np.ndarray:
+    max_atoms = model.atom_count_weights.shape[0] - 1
+    if num_atoms is None:
+        weights = model.atom_count_weights.double().cpu()
+        if float(weights.sum()) <= 0:
+            raise BatchError("the model has no atom-count distribution; pass num_atoms or call fit_normalisation")
+        rng = np.random.default_rng([int(seed), 0x5EED])  # its own stream, so counts never shift the torch draws
+        return rng.choice(np.arange(max_atoms + 1), size=n, p=(weights / weights.sum()).numpy())
+    counts = np.full(n, num_atoms, dtype=np.int64) if np.isscalar(num_atoms) else np.asarray(num_atoms, np.int64)
+    if counts.shape != (n,):
+        raise BatchError(f"num_atoms must be one int or {n} ints, got shape {counts.shape}")
+    if counts.min() < 1:
+        raise BatchError(f"num_atoms must be >= 1, got {counts.min()}")
+    return counts
+
+
+def _conditions(model, num_crystals, cls, gap_range, chern, formation_energy, generator):
+    device = model.device
+    topo = torch.full((num_crystals,), cls, dtype=torch.long, device=device)
+    if gap_range is None:
+        gap = torch.full((num_crystals,), math.nan, device=device)
+    else:
+        u = torch.rand(num_crystals, generator=generator, device=device)
+        gap = gap_range[0] + (gap_range[1] - gap_range[0]) * u
+    null_chern = model.conditions.NULL_CHERN
+    chern_t = torch.full((num_crystals,), null_chern if chern is None else int(chern), dtype=torch.long, device=device)
+    fe = torch.full((num_crystals,), math.nan if formation_energy is None else float(formation_energy), device=device)
+    return topo, gap, chern_t, fe
+
+
+def _sample_chunk(
+    model,
+    num_atoms,
+    cls,
+    gap_range,
+    chern,
+    formation_energy,
+    steps,
+    guidance_scale,
+    corrector_steps,
+    corrector_step_lr,
+    physics_guidance,
+    property_guidance,
+    generator,
+    progress,
+) -> list[dict[str, Any]]:
+    device = model.device
+    num_crystals = int(num_atoms.shape[0])
+    batch_index = torch.repeat_interleave(torch.arange(num_crystals, device=device), num_atoms)
+    total_atoms = int(batch_index.shape[0])
+    raw_conditions = _conditions(model, num_crystals, cls, gap_range, chern, formation_energy, generator)
+    with torch.no_grad():
+        cond = model.conditions(*raw_conditions)
+        null = model.conditions(*model.conditions.null_like(num_crystals, device=device))
+    guided = guidance_scale != 1.0
+    lattice = model.lattice_process.prior_sample((num_crystals, 3, 3), generator=generator, device=device)
+    frac = model.coord_process.prior_sample((total_atoms, 3), generator=generator, device=device)
+    species = model.species_process.prior_sample((total_atoms,), generator=generator, device=device)
+
+    def evaluate(lattice, frac, species, t):
+        """Denoiser outputs with classifier-free guidance: (lattice eps, coord score flat, species logits flat)."""
+        with torch.no_grad():
+            if guided:
+                out, mask = model.denoise(
+                    torch.cat([lattice, lattice]),
+                    torch.cat([frac, frac]),
+                    torch.cat([species, species]),
+                    torch.cat([batch_index, batch_index + num_crystals]),
+                    torch.cat([num_atoms, num_atoms]),
+                    torch.cat([t, t]),
+                    torch.cat([cond, null]),
+                )
+                half = slice(0, num_crystals), slice(num_crystals, 2 * num_crystals)
+                eps_c, eps_u = out.lattice_eps[half[0]], out.lattice_eps[half[1]]
+                score_c, score_u = out.coord_score[half[0]][mask[half[0]]], out.coord_score[half[1]][mask[half[1]]]
+                logp_c = torch.log_softmax(out.species_logits[half[0]][mask[half[0]]], dim=-1)
+                logp_u = torch.log_softmax(out.species_logits[half[1]][mask[half[1]]], dim=-1)
+                w = guidance_scale
+                return eps_u + w * (eps_c - eps_u), score_u + w * (score_c - score_u), logp_u + w * (logp_c - logp_u)
+            out, mask = model.denoise(lattice, frac, species, batch_index, num_atoms, t, cond)
+            return out.lattice_eps, out.coord_score[mask], out.species_logits[mask]
+
+    schedule = sampling_schedule(model.num_steps, steps)
+    for t_int, s_int in _progress(schedule, progress, len(schedule), "sampling"):
+        t = torch.full((num_crystals,), t_int, dtype=torch.long, device=device)
+        s = torch.full((num_crystals,), s_int, dtype=torch.long, device=device)
+        t_atoms, s_atoms = t[batch_index], s[batch_index]
+        eps, score, logits = evaluate(lattice, frac, species, t)
+        for _ in range(corrector_steps):
+            frac = model.coord_process.corrector_step(
+                frac, t_atoms, score, step_lr=corrector_step_lr, generator=generator
+            )
+            eps, score, logits = evaluate(lattice, frac, species, t)
+        if physics_guidance > 0:
+            eps, score = _physics_guidance(
+                model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, physics_guidance
+            )
+        if property_guidance > 0 and cls >= 0:
+            eps, score = _property_guidance(
+                model, lattice, frac, species, t, t_atoms, eps, score, num_atoms, batch_index, cls, property_guidance
+            )
+        lattice = model.lattice_process.step(lattice, t, s, eps, generator=generator, clip_x0=LATTICE_CLIP)
+        frac = model.coord_process.predictor_step(frac, t_atoms, s_atoms, score, generator=generator)
+        species = model.species_process.step(species, t_atoms, s_atoms, logits, generator=generator)
+
+    final = model.denormalise_lattice(lattice, num_atoms)
+    cpu = {
+        "lattice": final.double().cpu().numpy(),
+        "frac": torch.remainder(frac, 1.0).double().cpu().numpy(),
+        "z": (species + 1).cpu().numpy(),
+        "gap": raw_conditions[1].cpu().numpy(),
+    }
+    offsets = np.concatenate([[0], np.cumsum(num_atoms.cpu().numpy())])
+    out = []
+    for b in range(num_crystals):
+        lo, hi = offsets[b], offsets[b + 1]
+        gap = float(cpu["gap"][b])
+        out.append(
+            {
+                "lattice": cpu["lattice"][b],
+                "frac_coords": cpu["frac"][lo:hi] % 1.0,
+                "atomic_numbers": cpu["z"][lo:hi].astype(np.int64),
+                "conditions": {
+                    "topo_class": None if cls < 0 else int(cls),
+                    "band_gap": None if math.isnan(gap) else gap,
+                    "chern": None if chern is None else int(chern),
+                    "formation_energy": None if formation_energy is None else float(formation_energy),
+                },
+            }
+        )
+    return out
+
+
+def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step):
+    """Move the clean estimate down the penalty gradient and return the matching (eps, score).
+
+    The step is scaled by ``alpha_bar(t)`` (the clean estimate means little at high noise) and
+    bounded: at most 5 % of the lattice's norm and 0.05 of the cell in fractional coordinates.
+    """
+    pc = model.config.physics_config
+    ab = model.lattice_process.alpha_bar(t).to(lattice.dtype).reshape(-1, 1, 1)  # (B, 1, 1)
+    with torch.enable_grad():
+        lattice0, frac0 = model.clean_estimate(lattice, frac, t, t_atoms, eps, score, num_atoms)
+        lattice0 = lattice0.detach().requires_grad_(True)
+        frac0 = frac0.detach().requires_grad_(True)
+        dense, _, mask = to_dense(frac0, batch_index, num_atoms, pad_species=0)
+        low, high = pc.volume_per_atom_range
+        penalty = min_distance_penalty(lattice0, dense, mask, d_min=pc.min_distance) + density_penalty(
+            lattice0, num_atoms, low, high
+        )
+        grad_lattice, grad_frac = torch.autograd.grad(penalty.sum(), (lattice0, frac0))
+    move = step * ab * torch.nan_to_num(grad_lattice)  # (B, 3, 3) Angstrom
+    limit = 0.05 * lattice0.detach().flatten(1).norm(dim=1).reshape(-1, 1, 1)
+    norm = move.flatten(1).norm(dim=1).reshape(-1, 1, 1).clamp_min(1e-30)
+    move = move * torch.clamp(limit / norm, max=1.0)
+    # the eps that makes the VP step aim at the moved clean estimate
+    scale = num_atoms.to(lattice.dtype).pow(1.0 / 3.0) * model.lattice_scale.to(lattice.dtype)
+    new_lattice0 = (lattice0.detach() - move) / scale[:, None, None]  # normalised
+    eps = (lattice - ab.sqrt() * new_lattice0) / (1 - ab).clamp_min(1e-12).sqrt()
+    sigma = model.coord_process.sigma(t_atoms).to(frac.dtype).reshape(-1, 1)
+    norm = model.coord_process.sigma_norm(t_atoms).to(frac.dtype).reshape(-1, 1)
+    ab_atoms = ab.reshape(-1)[batch_index].reshape(-1, 1)
+    shift = torch.clamp(step * ab_atoms * torch.nan_to_num(grad_frac), -0.05, 0.05)  # fractional units
+    score = score - shift / (sigma**2 * norm.sqrt())
+    return eps, score
+
+
+def _property_guidance(model, lattice, frac, species, t, t_atoms, eps, score, num_atoms, batch_index, cls, scale):
+    """Classifier guidance from the property heads: add the gradient of log p(class | x_t)."""
+    with torch.enable_grad():
+        lattice_g = lattice.detach().requires_grad_(True)
+        frac_g = frac.detach().requires_grad_(True)
+        null = model.conditions(*model.conditions.null_like(int(num_atoms.shape[0]), device=model.device))
+        out, _ = model.denoise(lattice_g, frac_g, species, batch_index, num_atoms, t, null)
+        logp = torch.log_softmax(model.heads(out.graph_features).topo_logits, dim=-1)[:, cls]
+        grad_lattice, grad_frac = torch.autograd.grad(logp.sum(), (lattice_g, frac_g))
+    ab = model.lattice_process.alpha_bar(t).to(lattice.dtype).reshape(-1, 1, 1)
+    eps = eps - scale * (1 - ab).sqrt() * grad_lattice  # eps = -sqrt(1 - ab) * score
+    norm = model.coord_process.sigma_norm(t_atoms).to(frac.dtype).reshape(-1, 1)
+    score = score + scale * grad_frac / norm.sqrt()
+    return eps, score

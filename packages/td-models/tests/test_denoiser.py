@@ -1,0 +1,235 @@
+"""Tests of the denoiser: symmetries (float64), padding, batch independence, checkpointing, meta device, overfit."""
+
+from __future__ import annotations
+
+import copy
+import time
+
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from td_models.denoiser import DenoiserOutput, TopologicalTransformer, count_parameters
+from td_models.exceptions import BatchError, ConfigError
+
+DT = torch.float64
+TOL = {"atol": 1e-9, "rtol": 1e-9}
+S = 10  # num_species in the small models
+HYPO = settings(max_examples=8, deadline=None)
+
+
+def _small(**kwargs) -> TopologicalTransformer:
+    torch.manual_seed(0)
+    model = TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, **kwargs).to(DT)
+    # The output layers and adaLN modulations start at zero; perturb every parameter so the tests see the whole net.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    return model.eval()
+
+
+MODEL = _small().requires_grad_(False)  # shared by the symmetry tests
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: one intra-op thread is faster and does not suffer from busy-waiting on a loaded machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _batch(seed: int, counts=(4, 6)):
+    gen = torch.Generator().manual_seed(seed)
+    b, n = len(counts), max(counts)
+    lattice = torch.eye(3, dtype=DT) + 0.3 * torch.randn(b, 3, 3, generator=gen, dtype=DT)  # normalised scale
+    frac = torch.rand(b, n, 3, generator=gen, dtype=DT)
+    species = torch.randint(0, S + 1, (b, n), generator=gen)  # includes the mask token S
+    mask = torch.arange(n)[None, :] < torch.tensor(counts)[:, None]
+    t = torch.rand(b, generator=gen, dtype=DT)
+    cond = torch.randn(b, 32, generator=gen, dtype=DT)
+    return lattice, frac, species, mask, t, cond
+
+
+def _close(a: DenoiserOutput, b: DenoiserOutput, skip=()):
+    for name in DenoiserOutput._fields:
+        if name not in skip:
+            torch.testing.assert_close(getattr(a, name), getattr(b, name), **TOL, msg=name)
+
+
+def test_output_shapes_zero_padding_and_init():
+    lattice, frac, species, mask, t, cond = _batch(0)
+    out = MODEL(lattice, frac, species, mask, t, cond)
+    assert out.lattice_eps.shape == (2, 3, 3) and out.coord_score.shape == (2, 6, 3)
+    assert out.species_logits.shape == (2, 6, S) and out.node_features.shape == (2, 6, 32)
+    assert out.graph_features.shape == (2, 32)
+    for field in (out.coord_score, out.species_logits, out.node_features):
+        assert bool((field[0, 4:] == 0).all())  # padded positions
+        assert bool((field[0, :4].abs().amax(dim=-1) > 0).all())
+    fresh = TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4)
+    init = fresh(*(x.float() if x.is_floating_point() else x for x in _batch(0)))
+    assert bool((init.lattice_eps == 0).all()) and bool((init.coord_score == 0).all())
+    assert bool((init.species_logits == 0).all())  # uniform over real species
+
+
+@pytest.mark.parametrize("reflect", [False, True])
+def test_rotation(reflect):
+    lattice, frac, species, mask, t, cond = _batch(1)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(5), dtype=DT))
+    if (torch.det(q) < 0) != reflect:
+        q[:, 0] = -q[:, 0]
+    out = MODEL(lattice, frac, species, mask, t, cond)
+    rot = MODEL(lattice @ q.T, frac, species, mask, t, cond)
+    torch.testing.assert_close(rot.lattice_eps, out.lattice_eps @ q.T, **TOL)
+    assert float(out.lattice_eps.abs().max()) > 1e-3
+    _close(rot, out, skip=("lattice_eps",))
+
+
+@HYPO
+@given(seed=st.integers(0, 2**16), shift=st.lists(st.floats(-5, 5), min_size=3, max_size=3))
+def test_origin_shift(seed, shift):
+    lattice, frac, species, mask, t, cond = _batch(seed)
+    out = MODEL(lattice, frac + torch.tensor(shift, dtype=DT), species, mask, t, cond)
+    _close(out, MODEL(lattice, frac, species, mask, t, cond))
+
+
+def test_integer_shifts_of_atoms():
+    lattice, frac, species, mask, t, cond = _batch(2)
+    shifts = torch.randint(-3, 4, frac.shape, generator=torch.Generator().manual_seed(3)).to(DT)
+    _close(MODEL(lattice, frac + shifts, species, mask, t, cond), MODEL(lattice, frac, species, mask, t, cond))
+
+
+@HYPO
+@given(seed=st.integers(0, 2**16), data=st.data())
+def test_permutation(seed, data):
+    lattice, frac, species, mask, t, cond = _batch(seed)
+    n = frac.shape[1]
+    perm = torch.stack([torch.tensor(data.draw(st.permutations(range(n)))) for _ in range(2)])  # (B, N)
+    take = lambda x: torch.gather(x, 1, perm.view(2, n, *([1] * (x.dim() - 2))).expand_as(x))  # noqa: E731
+    out = MODEL(lattice, frac, species, mask, t, cond)
+    permuted = MODEL(lattice, take(frac), take(species), take(mask), t, cond)
+    for name in ("coord_score", "species_logits", "node_features"):
+        torch.testing.assert_close(getattr(permuted, name), take(getattr(out, name)), **TOL, msg=name)
+    torch.testing.assert_close(permuted.lattice_eps, out.lattice_eps, **TOL)
+    torch.testing.assert_close(permuted.graph_features, out.graph_features, **TOL)
+
+
+def test_padding_and_batch_independence():
+    lattice, frac, species, mask, t, cond = _batch(4, counts=(3, 7))
+    alone = MODEL(lattice[:1], frac[:1, :3], species[:1, :3], mask[:1, :3], t[:1], cond[:1])
+    padded = MODEL(lattice, frac, species, mask, t, cond)
+    for name in ("coord_score", "species_logits", "node_features"):
+        torch.testing.assert_close(getattr(padded, name)[:1, :3], getattr(alone, name), **TOL, msg=name)
+    for name in ("lattice_eps", "graph_features"):
+        torch.testing.assert_close(getattr(padded, name)[:1], getattr(alone, name), **TOL, msg=name)
+    # Whatever sits in the padding or in crystal 1 does not reach crystal 0.
+    other = _batch(99, counts=(3, 7))
+    frac2, species2 = frac.clone(), species.clone()
+    frac2[0, 3:], species2[0, 3:] = other[1][0, 3:], other[2][0, 3:]
+    frac2[1], species2[1] = other[1][1], other[2][1]
+    lattice2, t2, cond2 = lattice.clone(), t.clone(), cond.clone()
+    lattice2[1], t2[1], cond2[1] = other[0][1], other[4][1], other[5][1]
+    changed = MODEL(lattice2, frac2, species2, mask, t2, cond2)
+    _close(DenoiserOutput(*(x[:1] for x in changed)), DenoiserOutput(*(x[:1] for x in padded)))
+    assert not torch.allclose(changed.coord_score[1], padded.coord_score[1])
+
+
+def test_near_singular_lattice_is_finite():
+    lattice, frac, species, mask, t, cond = _batch(6)
+    lattice = lattice.clone()
+    lattice[0] = 0.0
+    lattice[1, 2] = lattice[1, 0] * 2.0  # rank 2
+    model = _small().train()
+    lattice.requires_grad_(True)
+    out = model(lattice, frac, species, mask, t, cond)
+    assert all(torch.isfinite(x).all() for x in out)
+    sum(x.square().sum() for x in out).backward()
+    assert torch.isfinite(lattice.grad).all()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_gradient_checkpointing_matches():
+    plain = _small().train()
+    ckpt = copy.deepcopy(plain)
+    ckpt.gradient_checkpointing = True
+    batch = _batch(7)
+    outs = []
+    for model in (plain, ckpt):
+        out = model(*batch)
+        (out.coord_score.square().sum() + out.lattice_eps.sum() + out.species_logits.logsumexp(-1).sum()).backward()
+        outs.append(out)
+    _close(outs[0], outs[1])
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, **TOL, msg=name)
+
+
+def test_meta_construction_and_parameter_count():
+    with torch.device("meta"):  # the first meta init imports parts of torch (about 2 s, once per process)
+        TopologicalTransformer(hidden_dim=32, num_layers=1, num_heads=4)
+    start = time.perf_counter()
+    with torch.device("meta"):
+        big = TopologicalTransformer(hidden_dim=768, num_layers=12, num_heads=12)
+    assert time.perf_counter() - start < 1.0
+    assert all(p.is_meta for p in big.parameters())
+    n = count_parameters(big)
+    assert 120e6 < n < 140e6
+
+    def formula(h, layers, heads, s=100, p=64, k=8, r=32, ratio=4):
+        f = 6 * k + r + 6
+        block = (10 + 2 * ratio) * h * h + (11 + ratio) * h + heads * (p + 1)
+        rest = 5 * h * h + (2 * s + 4 * p + 282) * h + f * p + 3 * p * p + 7 * p + s + 15
+        return layers * block + rest
+
+    assert n == formula(768, 12, 12)
+    assert count_parameters(MODEL) == formula(32, 2, 4, s=S)
+    with torch.device("meta"):
+        small = TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4)
+    small = small.to_empty(device="cpu").double()
+    small.reset_parameters()
+    out = small(*_batch(0))
+    assert all(torch.isfinite(x).all() for x in out) and bool((out.coord_score == 0).all())
+    frozen = _small()
+    frozen.species_embed.weight.requires_grad_(False)
+    assert count_parameters(frozen, trainable_only=True) == count_parameters(frozen) - (S + 1) * 32
+
+
+def test_errors():
+    with pytest.raises(ConfigError, match=r"hidden_dim must be divisible by num_heads \(512 % 7 = 1\)"):
+        TopologicalTransformer(hidden_dim=512, num_heads=7)
+    with pytest.raises(ConfigError, match="num_layers must be an integer >= 1, got 0"):
+        TopologicalTransformer(num_layers=0)
+    lattice, frac, species, mask, t, cond = _batch(8)
+    bad = species.clone()
+    bad[1, 2] = S + 1
+    with pytest.raises(BatchError, match=rf"species must be in 0\.\.{S} \({S} = mask token\), got {S + 1}"):
+        MODEL(lattice, frac, bad, mask, t, cond)
+    empty = mask.clone()
+    empty[1] = False
+    with pytest.raises(BatchError, match="crystal 1 has 0"):
+        MODEL(lattice, frac, species, empty, t, cond)
+    with pytest.raises(BatchError, match=r"cond must have shape \(2, 32\), got \(2, 16\)"):
+        MODEL(lattice, frac, species, mask, t, cond[:, :16])
+    with pytest.raises(BatchError, match="mask must be a bool tensor"):
+        MODEL(lattice, frac, species, mask.long(), t, cond)
+    nan = frac.clone()
+    nan[0, 0, 0] = float("nan")
+    with pytest.raises(BatchError, match="must be finite"):
+        MODEL(lattice, nan, species, mask, t, cond)
+
+
+def test_overfit_smoke():
+    torch.manual_seed(0)
+    model = TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4)
+    lattice, frac, species, mask, t, cond = (x.float() if x.is_floating_point() else x for x in _batch(9, (5, 6)))
+    target = torch.randn(frac.shape, generator=torch.Generator().manual_seed(1)) * mask[..., None]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(150):
+        loss = (model(lattice, frac, species, mask, t, cond).coord_score - target).square().sum() / mask.sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])

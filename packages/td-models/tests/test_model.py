@@ -1,0 +1,196 @@
+"""TopologicalDiffusionModel end to end: losses, overfitting one batch, sampling, conditioning, I/O."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from td_models.batch import collate, crystal_item
+from td_models.config import ExperimentConfig, ModelConfig, PhysicsConfig, TrainingConfig
+from td_models.denoiser import count_parameters
+from td_models.exceptions import BatchError, CheckpointError, ConfigError
+from td_models.model import TopologicalDiffusionModel
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(**model) -> ExperimentConfig:
+    values = {"hidden_dim": 32, "num_layers": 2, "num_heads": 4, "num_steps": 50, "max_atoms": 8, **model}
+    return ExperimentConfig(model_config=ModelConfig(**values), training_config=TrainingConfig())
+
+
+def rocksalt(z_a: int, z_b: int, a: float, **labels):
+    frac = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    frac = frac + [[x + 0.5 if i == 0 else x for i, x in enumerate(f)] for f in frac]
+    return crystal_item(a * np.eye(3), np.mod(frac, 1.0), [z_a] * 4 + [z_b] * 4, **labels)
+
+
+def cscl(z_a: int, z_b: int, a: float, **labels):
+    return crystal_item(a * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], [z_a, z_b], **labels)
+
+
+def dataset():
+    return [
+        rocksalt(11, 17, 5.64, topo_class="trivial", band_gap=5.0, formation_energy=-2.1),
+        cscl(55, 17, 4.12, topo_class="trivial", band_gap=5.2),
+        cscl(29, 30, 2.95, topo_class="semimetal_or_metal", band_gap=0.0),
+        rocksalt(50, 52, 6.3, topo_class="z2_ti", band_gap=0.3, chern=0),
+    ]
+
+
+def test_losses_are_finite_and_every_part_has_gradients():
+    model = TopologicalDiffusionModel(tiny_config())
+    batch = collate(dataset())
+    model.fit_normalisation(batch)
+    losses = model.training_losses(batch, physics=True, generator=torch.Generator().manual_seed(0))
+    expected = {"lattice", "coords", "species", "band_gap", "formation_energy", "topo", "properties"}
+    assert expected | {"min_distance", "density", "charge", "total"} <= set(losses)
+    assert all(torch.isfinite(v) for v in losses.values())
+    losses["total"].backward()
+    for name in ("denoiser", "heads"):
+        grads = [p.grad for p in getattr(model, name).parameters() if p.grad is not None]
+        assert grads and any(float(g.abs().sum()) > 0 for g in grads), name
+    # adaLN-Zero: the gates start at zero, so the condition embedding gets gradient after one step
+    torch.optim.SGD(model.parameters(), lr=1e-2).step()
+    model.zero_grad()
+    model.training_losses(batch, physics=True, generator=torch.Generator().manual_seed(0))["total"].backward()
+    grads = [p.grad for p in model.conditions.parameters() if p.grad is not None]
+    assert grads and any(float(g.abs().sum()) > 0 for g in grads)
+
+
+def test_structure_phase_leaves_the_heads_out():
+    model = TopologicalDiffusionModel(tiny_config())
+    losses = model.training_losses(collate(dataset()), physics=False, generator=torch.Generator().manual_seed(0))
+    assert set(losses) == {"lattice", "coords", "species", "total"}
+
+
+def test_one_batch_overfits():
+    torch.manual_seed(0)
+    model = TopologicalDiffusionModel(tiny_config(hidden_dim=64))
+    batch = collate(dataset())
+    model.fit_normalisation(batch)
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
+    history = []
+    for _ in range(150):
+        # the same noise and times every step: a fixed objective that the network can drive down
+        losses = model.training_losses(batch, physics=True, generator=torch.Generator().manual_seed(1))
+        optimiser.zero_grad()
+        losses["total"].backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimiser.step()
+        history.append(float(losses["total"].detach()))
+    assert history[-1] < 0.05 * history[0], (history[0], history[-1])
+
+
+def test_sampling_is_deterministic_and_well_formed():
+    model = TopologicalDiffusionModel(tiny_config())
+    model.fit_normalisation(collate(dataset()))
+    kwargs = {"topo_class": "TI", "band_gap_range": (0.1, 0.5), "steps": 8, "corrector_steps": 1}
+    first = model.sample(5, seed=3, **kwargs)
+    again = model.sample(5, seed=3, **kwargs)
+    other = model.sample(5, seed=4, **kwargs)
+    for a, b in zip(first, again):
+        for key in ("lattice", "frac_coords", "atomic_numbers"):
+            np.testing.assert_array_equal(a[key], b[key])
+    assert any(not np.array_equal(a["frac_coords"], b["frac_coords"]) for a, b in zip(first, other))
+    for crystal in first:
+        n = len(crystal["atomic_numbers"])
+        assert n in (2, 8)  # drawn from the training atom counts
+        assert crystal["lattice"].shape == (3, 3) and np.isfinite(crystal["lattice"]).all()
+        assert crystal["frac_coords"].shape == (n, 3)
+        assert (crystal["frac_coords"] >= 0).all() and (crystal["frac_coords"] < 1).all()
+        assert crystal["atomic_numbers"].min() >= 1 and crystal["atomic_numbers"].max() <= 100
+        assert crystal["conditions"]["topo_class"] == 1 and 0.1 <= crystal["conditions"]["band_gap"] <= 0.5
+
+
+def test_sampling_options_are_checked():
+    model = TopologicalDiffusionModel(tiny_config())
+    with pytest.raises(ConfigError, match="steps must be an integer in 1..50, got 51"):
+        model.sample(1, steps=51)
+    with pytest.raises(ConfigError, match="band_gap_range"):
+        model.sample(1, band_gap_range=(0.5, 0.1), steps=2)
+    with pytest.raises(BatchError, match="num_atoms must be one int or 3 ints"):
+        model.sample(3, num_atoms=[2, 2], steps=2)
+
+
+def test_conditioning_changes_what_is_sampled():
+    """Train on two families told apart only by the class label; each request gets its own family."""
+    torch.manual_seed(0)
+    cfg = tiny_config(hidden_dim=64, cond_drop_prob=0.1)
+    model = TopologicalDiffusionModel(cfg)
+    sodium = [cscl(11, 17, 3.3 + 0.05 * i, topo_class="trivial") for i in range(8)]
+    tin = [cscl(50, 52, 3.3 + 0.05 * i, topo_class="z2_ti") for i in range(8)]
+    batch = collate(sodium + tin)
+    model.fit_normalisation(batch)
+    optimiser = torch.optim.Adam(model.parameters(), lr=3e-3)
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(250):
+        losses = model.training_losses(batch, generator=generator)
+        optimiser.zero_grad()
+        losses["total"].backward()
+        optimiser.step()
+    options = {"num_atoms": 2, "steps": 25, "seed": 0, "guidance_scale": 2.0, "physics_guidance": 0.0}
+    trivial = np.concatenate([c["atomic_numbers"] for c in model.sample(16, topo_class="trivial", **options)])
+    topological = np.concatenate([c["atomic_numbers"] for c in model.sample(16, topo_class="TI", **options)])
+    share_na_cl = np.isin(trivial, [11, 17]).mean()
+    share_sn_te = np.isin(topological, [50, 52]).mean()
+    assert share_na_cl > 0.7 and share_sn_te > 0.7, (share_na_cl, share_sn_te)
+
+
+def test_predict_properties_shapes_and_probabilities():
+    model = TopologicalDiffusionModel(tiny_config())
+    pred = model.predict_properties(dataset())
+    assert pred.band_gap.shape == (4,) and (pred.band_gap >= 0).all()
+    assert pred.formation_energy.shape == (4,)
+    np.testing.assert_allclose(pred.topo_probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert len(pred.topo_class) == 4
+
+
+def test_save_load_round_trip(tmp_path):
+    model = TopologicalDiffusionModel(tiny_config())
+    model.fit_normalisation(collate(dataset()))
+    for p in model.parameters():  # move away from the zero-initialised gates, so weights matter
+        torch.nn.init.normal_(p, std=0.02)
+    path = model.save(tmp_path / "model.pt")
+    loaded = TopologicalDiffusionModel.load(path)
+    assert loaded.config == model.config
+    assert float(loaded.lattice_scale) == float(model.lattice_scale)
+    a = model.sample(3, steps=5, seed=1)
+    b = loaded.sample(3, steps=5, seed=1)
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(x["atomic_numbers"], y["atomic_numbers"])
+        np.testing.assert_allclose(x["lattice"], y["lattice"])
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_load_refuses_what_is_not_a_model(tmp_path):
+    with pytest.raises(CheckpointError, match="must exist"):
+        TopologicalDiffusionModel.load(tmp_path / "missing.pt")
+    other = tmp_path / "other.pt"
+    torch.save({"format": "something-else"}, other)
+    with pytest.raises(CheckpointError, match="not a td-models model file"):
+        TopologicalDiffusionModel.load(other)
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "td-models/model", "object": PhysicsConfig()}, pickled)  # arbitrary class: needs pickle
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        TopologicalDiffusionModel.load(pickled)
+
+
+@pytest.mark.parametrize(("preset", "target"), [("small", 128e6), ("medium", 512e6), ("large", 2e9)])
+def test_preset_parameter_counts_on_the_meta_device(preset, target):
+    with torch.device("meta"):
+        model = TopologicalDiffusionModel(ExperimentConfig.preset(preset))
+    count = count_parameters(model)
+    assert 0.85 * target < count < 1.15 * target, f"{preset}: {count / 1e6:.1f}M parameters"
+
+
+def test_cpu_demo_preset_is_small():
+    model = TopologicalDiffusionModel(ExperimentConfig.preset("cpu-demo"))
+    assert count_parameters(model) < 1_000_000
