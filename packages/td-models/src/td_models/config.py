@@ -360,7 +360,7 @@ class TrainingConfig(_Block):
 _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Trains in minutes on two CPU cores: the main job's default.
     "cpu-demo": {
-        "model_config": {"hidden_dim": 64, "num_layers": 2, "num_heads": 4, "num_steps": 200, "max_atoms": 12},
+        "model_config": {"hidden_dim": 64, "num_layers": 2, "num_heads": 4, "num_steps": 1000},
         "training_config": {
             "batch_size": 32,
             "learning_rate": 1e-3,
