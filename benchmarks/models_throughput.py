@@ -42,9 +42,7 @@ def training_items(n: int, seed: int, max_atoms: int) -> list[dict]:
     from td_data import SyntheticDatasetGenerator
 
     records = SyntheticDatasetGenerator(seed=seed).generate_dataset(n)
-    return [
-        crystal_item(r.lattice, r.frac_coords, r.atomic_numbers) for r in records if r.num_atoms <= max_atoms
-    ]
+    return [crystal_item(r.lattice, r.frac_coords, r.atomic_numbers) for r in records if r.num_atoms <= max_atoms]
 
 
 def quality(crystals: list[dict], reference_density: np.ndarray) -> dict[str, float]:
@@ -116,9 +114,7 @@ def main() -> int:
     cfg = ExperimentConfig.preset("cpu-demo")
     log(f"making {args.n_data} synthetic crystals (td-data) ...")
     items = training_items(args.n_data, seed=0, max_atoms=cfg.model_config.max_atoms)
-    reference_density = np.array(
-        [100.0 * len(i["atomic_numbers"]) / abs(np.linalg.det(i["lattice"])) for i in items]
-    )
+    reference_density = np.array([100.0 * len(i["atomic_numbers"]) / abs(np.linalg.det(i["lattice"])) for i in items])
     model = TopologicalDiffusionModel(cfg)
     model.fit_normalisation(collate(items))
     batch_size = cfg.training_config.batch_size

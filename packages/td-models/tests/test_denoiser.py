@@ -32,15 +32,6 @@ def _small(**kwargs) -> TopologicalTransformer:
 MODEL = _small().requires_grad_(False)  # shared by the symmetry tests
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one intra-op thread is faster and does not suffer from busy-waiting on a loaded machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _batch(seed: int, counts=(4, 6)):
     gen = torch.Generator().manual_seed(seed)
     b, n = len(counts), max(counts)

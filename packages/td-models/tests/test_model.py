@@ -13,14 +13,6 @@ from td_models.exceptions import BatchError, CheckpointError, ConfigError
 from td_models.model import TopologicalDiffusionModel
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(**model) -> ExperimentConfig:
     values = {"hidden_dim": 32, "num_layers": 2, "num_heads": 4, "num_steps": 50, "max_atoms": 8, **model}
     return ExperimentConfig(model_config=ModelConfig(**values), training_config=TrainingConfig())

@@ -31,6 +31,8 @@ _EXPORTS = {
     "TopologicalTransformer": "td_models.denoiser",
     "PropertyHeads": "td_models.heads",
     "ConditionEmbedding": "td_models.conditioning",
+    "Trainer": "td_models.training",
+    "TrainingResult": "td_models.training",
 }
 
 __all__ = ["__version__", *_EXPORTS]

@@ -302,8 +302,8 @@ class TrainingConfig(_Block):
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" (fp16 with loss scaling)
     checkpoint_every: int = 10  # epochs between checkpoints
-    keep_checkpoints: int = 5  # newest K kept
-    max_nonfinite_steps: int = 5  # this many non-finite losses in a row stop the run
+    keep_checkpoints: int = 5  # newest K kept (0 keeps all)
+    max_nonfinite_steps: int = 5  # this many non-finite losses in a row stop the run (0 never stops)
     seed: int = 0
     num_workers: int = 0  # data-loader workers
 

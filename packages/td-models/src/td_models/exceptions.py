@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["TDModelsError", "ConfigError", "BatchError", "CheckpointError"]
+__all__ = ["TDModelsError", "ConfigError", "BatchError", "CheckpointError", "TrainingDivergedError"]
 
 
 class TDModelsError(ValueError):
@@ -19,3 +19,11 @@ class BatchError(TDModelsError):
 
 class CheckpointError(TDModelsError):
     """A checkpoint file is missing, unreadable, of another format version, or not what was expected."""
+
+
+class TrainingDivergedError(TDModelsError):
+    """Training produced ``max_nonfinite_steps`` non-finite losses (or gradient norms) in a row.
+
+    Raised by :meth:`td_models.training.Trainer.fit`; no checkpoint is written after the run
+    diverged, so the newest one on disk is the last good state.
+    """

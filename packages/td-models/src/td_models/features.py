@@ -148,7 +148,10 @@ def gaussian_rbf(distance: torch.Tensor, num_rbf: int, cutoff: float) -> torch.T
         raise ConfigError(f"rbf cutoff must be a finite number > 0, got {cutoff!r}")
     centres = torch.linspace(0.0, float(cutoff), num_rbf, device=distance.device, dtype=distance.dtype)
     width = float(cutoff) / max(num_rbf - 1, 1)
-    return torch.exp(-0.5 * ((distance[..., None] - centres) / width) ** 2)  # (..., num_rbf)
+    exponent = -0.5 * ((distance[..., None] - centres) / width) ** 2  # (..., num_rbf)
+    # below exp(-60) = 9e-27 the basis is set to exactly 0: far distances would otherwise give subnormal
+    # floats, which make CPU arithmetic 10-100x slower (measured while sampling)
+    return torch.where(exponent > -60.0, torch.exp(exponent.clamp_min(-60.0)), torch.zeros_like(exponent))
 
 
 def lattice_metric_features(lattice: torch.Tensor, log_scale: bool = True) -> torch.Tensor:

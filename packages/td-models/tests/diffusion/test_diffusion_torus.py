@@ -14,15 +14,6 @@ from td_models.diffusion import WrappedNormalProcess, sampling_schedule, wrap01,
 from td_models.exceptions import ConfigError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors: one intra-op thread is fastest and immune to OpenMP contention on busy machines."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
 def proc():
     return WrappedNormalProcess(num_steps=1000)
