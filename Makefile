@@ -10,20 +10,33 @@ pkg    ?=
 export KEDRO_DISABLE_TELEMETRY := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo test test-fast lint bench clean
+.PHONY: install demo examples repro viz viz-build test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.txt
+$(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.txt requirements-pipelines.txt
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt $(foreach p,$(PACKAGES),-e "$(p)[test]")
+	$(BIN)/python -m pip install --quiet -r requirements-pipelines.txt
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install every package editable
 
-demo: $(STAMP)  ## the main job on the embedded default data
+demo: $(STAMP)  ## the main job: every Kedro pipeline on the embedded synthetic data (report in data/08_reporting)
+	$(BIN)/kedro run
+
+repro: $(STAMP)  ## the same pipelines as DVC stages: reruns only what changed since the last run (dvc.yaml)
+	PATH="$(abspath $(BIN)):$$PATH" DVC_NO_ANALYTICS=1 $(BIN)/dvc repro
+
+viz: $(STAMP)  ## serve the pipeline graph (kedro-viz) on http://127.0.0.1:4141
+	$(BIN)/kedro viz run --no-browser --host 127.0.0.1 --port 4141
+
+viz-build: $(STAMP)  ## write the pipeline graph as a static site to build/
+	$(BIN)/kedro viz build
+
+examples: $(STAMP)  ## the canonical tight-binding models against published values (figures in outputs/)
 	$(BIN)/python examples/basic_usage.py --output-dir outputs/basic_usage
 
 test: $(STAMP)  ## the whole test suite (or one package: make pkg=td-physics test)
@@ -37,8 +50,8 @@ test-fast: $(STAMP)  ## everything except tests marked slow
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP)
-	$(BIN)/ruff check packages examples benchmarks scripts tests
-	$(BIN)/ruff format --check packages examples benchmarks scripts tests
+	$(BIN)/ruff check packages examples benchmarks scripts tests pipelines
+	$(BIN)/ruff format --check packages examples benchmarks scripts tests pipelines
 
 bench: $(STAMP)  ## timings against PythTB and Z2Pack in the same run
 	$(BIN)/python benchmarks/physics_vs_peers.py

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from td_models import ExperimentConfig, crystal_item, load_config, save_config
+from td_models import ExperimentConfig, load_config, save_config
+from td_models.batch import item_from_record
 from td_models.exceptions import BatchError, TDModelsError, TrainingDivergedError
 from td_models.training import GRADIENT_COMPRESSION, PREEMPTED_EXIT_CODE, Trainer, TrainingResult
 
@@ -145,21 +146,8 @@ def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
 
 
 def record_to_item(record: Any, num_species: int) -> dict[str, Any]:
-    """A td-data ``CrystalRecord`` as a model item.
-
-    Labels ``topo_class`` and ``chern``, properties ``band_gap`` (eV) and ``formation_energy`` (eV/atom)
-    become conditions when present.
-    """
-    return crystal_item(
-        record.lattice,
-        record.frac_coords,
-        record.atomic_numbers,
-        topo_class=record.labels.get("topo_class"),
-        band_gap=record.properties.get("band_gap"),
-        formation_energy=record.properties.get("formation_energy"),
-        chern=record.labels.get("chern"),
-        num_species=num_species,
-    )
+    """A td-data ``CrystalRecord`` as a model item (see :func:`td_models.batch.item_from_record`)."""
+    return item_from_record(record, num_species)
 
 
 def load_items(args: argparse.Namespace, config: ExperimentConfig) -> tuple[list[dict], list[dict]]:

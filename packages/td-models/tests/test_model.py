@@ -186,3 +186,15 @@ def test_preset_parameter_counts_on_the_meta_device(preset, target):
 def test_cpu_demo_preset_is_small():
     model = TopologicalDiffusionModel(ExperimentConfig.preset("cpu-demo"))
     assert count_parameters(model) < 1_000_000
+
+
+def test_sampling_keeps_to_the_training_elements_unless_told_otherwise():
+    model = TopologicalDiffusionModel(tiny_config())
+    for p in model.parameters():  # an untrained, non-trivial network spreads over all elements
+        torch.nn.init.normal_(p, std=0.05)
+    model.fit_normalisation(collate(dataset()))
+    seen = {11, 17, 55, 29, 30, 50, 52}
+    kept = np.concatenate([c["atomic_numbers"] for c in model.sample(8, steps=6, seed=0)])
+    assert set(kept.tolist()) <= seen
+    free = np.concatenate([c["atomic_numbers"] for c in model.sample(8, steps=6, seed=0, restrict_species=False)])
+    assert not set(free.tolist()) <= seen

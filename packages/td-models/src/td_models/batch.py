@@ -33,7 +33,7 @@ import torch
 from td_models.config import TOPO_CLASSES, topo_class_index
 from td_models.exceptions import BatchError
 
-__all__ = ["NULL_CHERN", "CrystalBatch", "CrystalDataset", "collate", "crystal_item"]
+__all__ = ["NULL_CHERN", "CrystalBatch", "CrystalDataset", "collate", "crystal_item", "item_from_record"]
 
 #: Chern number meaning "unknown / not conditioned on".
 NULL_CHERN = -1000
@@ -160,6 +160,26 @@ def crystal_item(
         "formation_energy": energy,
         "chern": NULL_CHERN if chern is None else int(chern),
     }
+
+
+def item_from_record(record: Any, num_species: int = 100) -> dict[str, Any]:
+    """A crystal record (td-data's ``CrystalRecord`` or anything with the same attributes) as an item.
+
+    Uses ``lattice``, ``frac_coords``, ``atomic_numbers``; labels ``topo_class`` and ``chern`` and
+    properties ``band_gap`` (eV) and ``formation_energy`` (eV/atom) become conditions when present.
+    """
+    labels = getattr(record, "labels", None) or {}
+    properties = getattr(record, "properties", None) or {}
+    return crystal_item(
+        record.lattice,
+        record.frac_coords,
+        record.atomic_numbers,
+        topo_class=labels.get("topo_class"),
+        band_gap=properties.get("band_gap"),
+        formation_energy=properties.get("formation_energy"),
+        chern=labels.get("chern"),
+        num_species=num_species,
+    )
 
 
 class CrystalDataset(torch.utils.data.Dataset):

@@ -118,6 +118,8 @@ class TopologicalDiffusionModel(nn.Module):
         counts = torch.zeros(mc.max_atoms + 1)
         counts[1:] = 1.0  # uniform over 1..max_atoms until fit_normalisation sees data
         self.register_buffer("atom_count_weights", counts)
+        # Elements seen in training (all allowed until fit_normalisation sees data); the sampler keeps to them.
+        self.register_buffer("species_seen", torch.ones(mc.num_species, dtype=torch.bool))
         self.register_buffer("charge_bounds", charge_bounds_table(mc.num_species), persistent=False)
 
     # ------------------------------------------------------------------------------ bookkeeping
@@ -133,7 +135,8 @@ class TopologicalDiffusionModel(nn.Module):
 
         ``s`` is the median over crystals of ``(V / N)^(1/3)`` (Angstrom), so normalised lattices
         have rows of order one; the atom-count histogram is what :meth:`sample` draws from when no
-        count is given (counts above ``max_atoms`` are refused).
+        count is given (counts above ``max_atoms`` are refused); the elements present are the ones
+        :meth:`sample` uses unless told otherwise (``restrict_species=False``).
         """
         batch = crystals if isinstance(crystals, CrystalBatch) else collate(list(crystals))
         volume = torch.linalg.det(batch.lattice.double()).abs()
@@ -143,6 +146,9 @@ class TopologicalDiffusionModel(nn.Module):
             largest = int(batch.num_atoms.max())
             raise BatchError(f"crystals must have at most model_config.max_atoms = {max_atoms} atoms, got {largest}")
         counts = torch.bincount(batch.num_atoms, minlength=max_atoms + 1).to(self.atom_count_weights)
+        seen = torch.zeros_like(self.species_seen)
+        seen[(batch.atom_types - 1).to(seen.device)] = True
+        self.species_seen.copy_(seen)
         self.lattice_scale.fill_(float(per_atom.median()))
         self.atom_count_weights.copy_(counts)
         log.info("normalisation: lattice scale %.3f Angstrom from %d crystals", float(per_atom.median()), len(batch))
@@ -380,6 +386,9 @@ class TopologicalDiffusionModel(nn.Module):
             )
         model = cls(ExperimentConfig.from_dict(payload["config"]))
         missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
+        if missing == ["species_seen"]:  # files from before the element list was kept: every element allowed
+            log.warning("%s has no list of training elements; sampling may use any element", path)
+            missing = []
         if missing or unexpected:
             raise CheckpointError(f"{str(path)!r} does not match the model: missing {missing}, unexpected {unexpected}")
         return model.to(map_location)

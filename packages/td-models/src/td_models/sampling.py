@@ -70,6 +70,7 @@ def sample(
     corrector_step_lr: float = 1e-5,
     physics_guidance: float | None = None,
     property_guidance: float = 0.0,
+    restrict_species: bool = True,
     seed: int = 0,
     batch_size: int = 256,
     progress: bool = False,
@@ -101,6 +102,9 @@ def sample(
         ``physics_config.constraint_weight`` scaled by 0.01; 0 turns it off.
     property_guidance:
         Scale of the property-head guidance (0 = off).
+    restrict_species:
+        Keep to the elements of the training data (``fit_normalisation``); False allows every
+        element the model knows (an undertrained model then scatters over the periodic table).
     seed, batch_size, progress:
         Random seed; crystals per denoiser batch; a progress bar over steps (needs tqdm).
     """
@@ -145,6 +149,7 @@ def sample(
                     corrector_step_lr,
                     physics_guidance,
                     property_guidance,
+                    restrict_species,
                     generator,
                     progress,
                 )
@@ -210,6 +215,7 @@ def _sample_chunk(
     corrector_step_lr,
     physics_guidance,
     property_guidance,
+    restrict_species,
     generator,
     progress,
 ) -> list[dict[str, Any]]:
@@ -225,6 +231,8 @@ def _sample_chunk(
     lattice = model.lattice_process.prior_sample((num_crystals, 3, 3), generator=generator, device=device)
     frac = model.coord_process.prior_sample((total_atoms, 3), generator=generator, device=device)
     species = model.species_process.prior_sample((total_atoms,), generator=generator, device=device)
+
+    banned = ~model.species_seen if restrict_species else torch.zeros_like(model.species_seen)  # (num_species,)
 
     def evaluate(lattice, frac, species, t):
         """Denoiser outputs with classifier-free guidance: (lattice eps, coord score flat, species logits flat)."""
@@ -245,9 +253,10 @@ def _sample_chunk(
                 logp_c = torch.log_softmax(out.species_logits[half[0]][mask[half[0]]], dim=-1)
                 logp_u = torch.log_softmax(out.species_logits[half[1]][mask[half[1]]], dim=-1)
                 w = guidance_scale
-                return eps_u + w * (eps_c - eps_u), score_u + w * (score_c - score_u), logp_u + w * (logp_c - logp_u)
+                logits = logp_u + w * (logp_c - logp_u)
+                return eps_u + w * (eps_c - eps_u), score_u + w * (score_c - score_u), logits.masked_fill(banned, -1e9)
             out, mask = model.denoise(lattice, frac, species, batch_index, num_atoms, t, cond)
-            return out.lattice_eps, out.coord_score[mask], out.species_logits[mask]
+            return out.lattice_eps, out.coord_score[mask], out.species_logits[mask].masked_fill(banned, -1e9)
 
     schedule = sampling_schedule(model.num_steps, steps)
     for t_int, s_int in _progress(schedule, progress, len(schedule), "sampling"):

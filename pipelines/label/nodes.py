@@ -1,0 +1,85 @@
+"""Label: physics labels from td-physics' structure labeller (:func:`td_data.labels.label_records`).
+
+The labeller builds a universal-parameter tight-binding model per ensemble variant and classifies it.
+It is expensive (seconds per small cell on two cores, much more for larger, low-symmetry cells), so
+only the ``max_records`` smallest crystals with at most ``max_atoms`` sites are labelled; the others
+keep no ``topo_class`` and train the model without a class condition (their condition is the null).
+The shipped spin-orbit table is still empty, so by default the variants run without spin-orbit
+coupling (``spin_orbit: false``); with spin-orbit on, every p-shell crystal would fail for want of
+constants. Without spin-orbit coupling a ``z2_ti`` answer (the labeller does give some, from parity
+products of spin-degenerate bands) marks a parity band inversion, which without spin-orbit coupling
+usually means a nodal-line semimetal rather than a Z2 insulator: treat it as unverified. No label is
+invented or edited here. Records that cannot be labelled are reported, not dropped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+from td_data import CrystalRecord
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """The ``label_options`` block of ``parameters_label.yml``."""
+
+    max_records: int = 40  # label at most this many crystals (smallest cells first)
+    max_atoms: int = 6  # and only cells with at most this many sites
+    workers: int = 2  # worker processes
+    spin_orbit: bool = False  # True needs sourced p-shell spin-orbit constants (the table is empty)
+    spin_orbit_constants: dict[str, float] | None = None  # {symbol: lambda_p eV}, used when spin_orbit
+    gap_mesh: int = 6  # k-points per periodic axis for the gap search
+    metal_gap: float = 1e-3  # eV: smaller indirect gaps count as metallic
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> LabelConfig:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"label_options has unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    def classify_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`td_physics.classify.classify_structure`."""
+        from td_physics.structure import DEFAULT_VARIANTS
+
+        variants = [dataclasses.replace(v, spin_orbit=self.spin_orbit) for v in DEFAULT_VARIANTS]
+        options: dict[str, Any] = {"variants": variants, "gap_mesh": self.gap_mesh, "metal_gap": self.metal_gap}
+        if self.spin_orbit and self.spin_orbit_constants:
+            options["spin_orbit_constants"] = dict(self.spin_orbit_constants)
+        return options
+
+
+def label_crystals(
+    records: Sequence[CrystalRecord], label_options: Mapping[str, Any]
+) -> tuple[list[CrystalRecord], dict[str, Any]]:
+    """All ``records`` (input order), the chosen ones labelled, and a summary with every failure's reason."""
+    from td_data.labels import label_records
+
+    cfg = LabelConfig.from_dict(label_options)
+    eligible = sorted((r for r in records if r.num_atoms <= cfg.max_atoms), key=lambda r: (r.num_atoms, r.id))
+    chosen = eligible[: cfg.max_records]
+    result = label_records(chosen, workers=cfg.workers, **cfg.classify_options())
+    labelled = {r.id: r for r in result.records}
+    out = [labelled.get(r.id, r) for r in records]
+    classes = Counter(r.labels.get("topo_class", "unlabelled") for r in out)
+    summary = {
+        "n_records": len(records),
+        "n_attempted": len(chosen),
+        "n_labelled": len(labelled),
+        "n_failed": len(result.quarantined),
+        "class_counts": dict(sorted(classes.items())),
+        "options": {k: v for k, v in dataclasses.asdict(cfg).items()},
+        "failures": [{"source": q.source, "reason": q.reason} for q in result.quarantined],
+        "note": "spin-orbit off: z2_ti answers are unverified parity inversions" if not cfg.spin_orbit else "",
+    }
+    logger.info("label: %d of %d attempted labelled, classes %s", len(labelled), len(chosen), dict(classes))
+    return out, summary

@@ -1,0 +1,5 @@
+"""The `train` pipeline."""
+
+from pipelines.train.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]
