@@ -10,7 +10,7 @@ pkg    ?=
 export KEDRO_DISABLE_TELEMETRY := 1
 export MPLBACKEND := Agg
 
-.PHONY: install demo examples repro viz viz-build test test-fast lint bench clean
+.PHONY: install system-deps demo examples repro viz viz-build test test-fast lint bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,9 @@ $(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.t
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install every package editable
+
+system-deps:  ## Debian packages the tests use (chromium); installs only what is missing, as root
+	bash scripts/setup_test_system.sh
 
 demo: $(STAMP)  ## the main job: every Kedro pipeline on the embedded synthetic data (report in data/08_reporting)
 	$(BIN)/kedro run
@@ -39,14 +42,14 @@ viz-build: $(STAMP)  ## write the pipeline graph as a static site to build/
 examples: $(STAMP)  ## the canonical tight-binding models against published values (figures in outputs/)
 	$(BIN)/python examples/basic_usage.py --output-dir outputs/basic_usage
 
-test: $(STAMP)  ## the whole test suite (or one package: make pkg=td-physics test)
+test: $(STAMP) system-deps  ## the whole test suite (or one package: make pkg=td-physics test)
 ifeq ($(pkg),)
 	$(BIN)/python -m pytest -n 2 -q
 else
 	$(BIN)/python -m pytest -n 2 -q packages/$(pkg)/tests
 endif
 
-test-fast: $(STAMP)  ## everything except tests marked slow
+test-fast: $(STAMP) system-deps  ## everything except tests marked slow
 	$(BIN)/python -m pytest -n 2 -q -m "not slow"
 
 lint: $(STAMP)
