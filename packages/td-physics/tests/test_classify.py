@@ -106,3 +106,45 @@ def test_a_trusted_model_is_classified_directly():
     assert classify_model(kane_mele(lambda_so=0.06, lambda_v=0.5)).topo_class == "trivial"
     chern = classify_model(haldane(phi=1.0, m=0.1))
     assert chern.topo_class == "chern" and chern.chern == -1
+
+
+def _spin_doubled_sp_chain_model(mass: float, soc: float = 0.0):
+    """A 2D s-p model, spin doubled: H = (m - cos kx - cos ky) tau_z + sin kx tau_y [+ soc sin ky tau_x s_z].
+
+    Spinless it has time reversal and inversion (s even, p odd); for 0 < m < 2 the parity product of
+    the lower band is -1 while Dirac points close the gap (no spin-orbit coupling can open it). The
+    optional term couples spin to the orbital (Kane-Mele-like) and opens the gap: a Z2 insulator.
+    """
+    from td_physics.model import TightBindingModel
+
+    tau_z = np.diag([1.0, -1.0])
+    tau_y = np.array([[0, -1j], [1j, 0]])
+    tau_x = np.array([[0, 1.0], [1.0, 0]])
+    s0, sz = np.eye(2), np.diag([1.0, -1.0])
+
+    def spin(block, s=s0):  # orbital (s, p) x spin, ordered site-major then spin: (s up, s dn, p up, p dn)
+        return np.kron(block, s)
+
+    onsite = spin(mass * tau_z)
+    hx = spin(-0.5 * tau_z) + spin(tau_y / 2j)  # -cos kx tau_z + sin kx tau_y
+    hy = spin(-0.5 * tau_z) + spin(soc * tau_x / 2j, sz)
+    model = TightBindingModel.from_hopping_matrices(
+        np.eye(2), [[0.0, 0.0], [0.0, 0.0]], onsite, {(1, 0): hx, (0, 1): hy}, spinful=True
+    )
+    model.set_inversion([0, 1, 2, 3], [1, 1, -1, -1], [0.0, 0.0])
+    return model
+
+
+def test_band_inversion_without_spin_orbit_is_a_semimetal_not_a_z2_insulator():
+    from td_physics.classify import _classify_gapped, spin_rotation_symmetric
+
+    plain = _spin_doubled_sp_chain_model(1.0)
+    assert spin_rotation_symmetric(plain)
+    assert parity_z2(plain, 2, plain.inversion).value == 1  # the parities alone would say Z2-odd
+    cls, indices, _, method, _ = _classify_gapped(plain, 2, magnetic=False)
+    assert cls == "semimetal_or_metal" and indices == (1,) and method == "parity+no-soc"
+
+    coupled = _spin_doubled_sp_chain_model(1.0, soc=0.5)
+    assert not spin_rotation_symmetric(coupled)
+    assert _classify_gapped(coupled, 2, magnetic=False)[0] == "z2_ti"
+    assert _classify_gapped(_spin_doubled_sp_chain_model(3.0, soc=0.5), 2, magnetic=False)[0] == "trivial"

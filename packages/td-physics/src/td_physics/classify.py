@@ -16,7 +16,10 @@ Per variant:
    ``chern`` or ``trivial``;
 3. without: Fu-Kane parities at the TRIMs when the crystal has inversion (the operator from
    spglib's symmetry operation, :func:`td_physics.structure.inversion_operator`), Wannier-centre
-   flow on the TRIM planes otherwise; any nonzero index (strong or weak) is ``z2_ti``.
+   flow on the TRIM planes otherwise; any nonzero index (strong or weak) is ``z2_ti``, except
+   in a model with full spin-rotation symmetry (no spin-orbit coupling), where an odd band
+   inversion means a gap closing that the mesh missed (nodal line or Dirac point):
+   ``semimetal_or_metal``, with the method marked ``+no-soc``.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ __all__ = [
     "classify_structure",
     "classify_model",
     "structure_arrays",
+    "spin_rotation_symmetric",
 ]
 
 logger = logging.getLogger(__name__)
@@ -112,6 +116,23 @@ def structure_arrays(structure: Any, frac_coords: Any = None, atomic_numbers: An
     return np.asarray(matrix, dtype=float), np.asarray(structure.frac_coords, dtype=float), np.asarray(numbers)
 
 
+def spin_rotation_symmetric(model: TightBindingModel, tol: float = 1e-10) -> bool:
+    """True when a spinful model has full SU(2) spin symmetry: no spin-orbit coupling, no exchange.
+
+    That is, every block ``<i s|H|j s'>`` is ``delta_{s s'} h_ij`` with the same ``h`` for both spins,
+    on site and in every hopping matrix.
+    """
+    if not model.spinful:
+        return False
+    for matrix in (model.onsite, *model.hoppings.values()):
+        up, down = matrix[0::2, 0::2], matrix[1::2, 1::2]
+        if np.abs(matrix[0::2, 1::2]).max(initial=0.0) > tol or np.abs(matrix[1::2, 0::2]).max(initial=0.0) > tol:
+            return False
+        if np.abs(up - down).max(initial=0.0) > tol:
+            return False
+    return True
+
+
 def _classify_gapped(
     model: TightBindingModel, nocc: int, magnetic: bool
 ) -> tuple[str, tuple[int, ...] | None, int | None, str, bool]:
@@ -128,7 +149,14 @@ def _classify_gapped(
         res = z2_invariant(model, nocc, method="wcc", max_string=384, max_pump=101)
         method = "wcc"
     value = res.value if isinstance(res.value, tuple) else (int(res.value),)
-    return ("z2_ti" if any(value) else "trivial"), tuple(int(v) for v in value), None, method, res.converged
+    indices = tuple(int(v) for v in value)
+    if any(indices) and spin_rotation_symmetric(model):
+        # With SU(2) spin symmetry (no spin-orbit coupling) an odd band inversion cannot open a gap:
+        # with inversion and time reversal it forces nodal lines in 3D and Dirac points in 2D (Fang,
+        # Chen, Kee, Fu, PRB 92, 081201 (2015); Kim et al., PRL 115, 036806 (2015)). The mesh missed
+        # the closing, so the crystal is a semimetal, not a Z2 insulator.
+        return "semimetal_or_metal", indices, None, f"{method}+no-soc", res.converged
+    return ("z2_ti" if any(indices) else "trivial"), indices, None, method, res.converged
 
 
 def classify_structure(
