@@ -79,8 +79,10 @@ def plot_class_distribution(labelled: Sequence[CrystalRecord], checked: Sequence
     return fig
 
 
-def plot_property_histograms(train: Sequence[CrystalRecord], candidates: Sequence[CrystalRecord]):
-    """Density, atoms per cell, elements per cell and band gap: generated against training crystals."""
+def plot_property_histograms(
+    train: Sequence[CrystalRecord], candidates: Sequence[CrystalRecord], reference_label: str = "training"
+):
+    """Density, atoms per cell, elements per cell and band gap: generated against reference (training) crystals."""
     fig, axes = _figure(ncols=4, width=3.6)
     panels = (
         ("density (g/cm^3)", lambda r: r.density),
@@ -91,14 +93,14 @@ def plot_property_histograms(train: Sequence[CrystalRecord], candidates: Sequenc
         a = [f(r) for r in train]
         b = [f(r) for r in candidates]
         bins = np.histogram_bin_edges(np.concatenate([a, b]) if b else a, bins=20)
-        ax.hist(a, bins=bins, alpha=0.6, density=True, label="training")
+        ax.hist(a, bins=bins, alpha=0.6, density=True, label=reference_label)
         ax.hist(b, bins=bins, alpha=0.6, density=True, label="generated")
         ax.set_xlabel(name)
     gaps_train = [r.labels["indirect_gap"] for r in train if r.labels.get("indirect_gap") not in (None, -np.inf)]
     gaps_gen = [r.properties["predicted_band_gap"] for r in candidates if "predicted_band_gap" in r.properties]
     ax = axes[3]
     if gaps_train:
-        ax.hist(np.clip(gaps_train, 0, None), bins=20, alpha=0.6, density=True, label="training (labeller)")
+        ax.hist(np.clip(gaps_train, 0, None), bins=20, alpha=0.6, density=True, label=f"{reference_label} (labeller)")
     if gaps_gen:
         ax.hist(gaps_gen, bins=20, alpha=0.6, density=True, label="generated (predicted)")
     ax.set_xlabel("band gap (eV)")

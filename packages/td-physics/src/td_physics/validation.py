@@ -34,6 +34,9 @@ __all__ = [
     "ValidationRow",
     "ValidationReport",
     "validate_known_models",
+    "KNOWN_MATERIALS",
+    "KnownMaterialsTable",
+    "validate_known_materials",
     "CASES",
     "haldane_closed_form",
     "qwz_closed_form",
@@ -269,3 +272,121 @@ def validate_known_models(cases: Sequence[str] | None = None) -> ValidationRepor
         logger.info("validation %s: %s", name, "agrees" if row.agrees else "DISAGREES")
         rows.append(row)
     return ValidationReport(tuple(rows))
+
+
+# ---------------------------------------------------------------------------------------------- known materials
+def _graphene_structure() -> tuple[str, str, bool]:
+    """The structure labeller on a graphene sheet (two C, 2.46 A, 20 A of vacuum): expected a semimetal."""
+    import dataclasses
+
+    from td_physics.classify import classify_structure
+    from td_physics.structure import DEFAULT_VARIANTS
+
+    a = 2.46
+    lattice = np.array([[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 20.0]])
+    # without spin-orbit coupling: the shipped table of p-shell constants is empty (and graphene's is ~ueV)
+    variants = [dataclasses.replace(v, spin_orbit=False) for v in DEFAULT_VARIANTS]
+    res = classify_structure(
+        lattice, [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]], [6, 6], dimension=2, variants=variants
+    )
+    computed = f"{res.topo_class} (confidence {res.confidence:.2f})"
+    return "semimetal_or_metal", computed, res.topo_class == "semimetal_or_metal"
+
+
+#: The user guide's material names -> (model-level cases of :data:`CASES`, structure-level check or None).
+#: Structure-level checks run :func:`td_physics.classify.classify_structure` on a crystal structure; they
+#: exist only where the universal-parameter labeller applies (no sourced spin-orbit constants are shipped,
+#: so the spin-orbit materials are model-level only).
+KNOWN_MATERIALS: dict[str, tuple[tuple[str, ...], Callable[[], tuple[str, str, bool]] | None]] = {
+    "graphene": (("graphene",), _graphene_structure),
+    "bi2se3": (("bi2se3",), None),
+    "hgte_qw": (("hgte_7.0nm", "hgte_5.5nm"), None),
+    "weyl_semimetal": (("weyl_semimetal",), None),
+    "kane_mele": (("kane_mele",), None),
+    "haldane": (("haldane_phase_diagram",), None),
+    "qwz": (("qwz_phase_diagram",), None),
+    "fu_kane_mele": (("fu_kane_mele",), None),
+    "silicene": (("silicene_critical_field",), None),
+}
+
+NOT_APPLICABLE = "not applicable"
+
+
+@dataclass(frozen=True)
+class KnownMaterialsTable:
+    """Rows of expected versus computed, one per model-level case (and the structure-level answer)."""
+
+    rows: tuple[dict[str, Any], ...]
+
+    @property
+    def all_agree(self) -> bool:
+        """True when every model-level and every applicable structure-level check agrees."""
+        return all(r["agrees"] and r["structure_agrees"] in (True, None) for r in self.rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def as_dicts(self) -> list[dict[str, Any]]:
+        """JSON-ready rows."""
+        return [dict(r) for r in self.rows]
+
+    def to_markdown(self) -> str:
+        """A Markdown table: material, case, expected, computed, agrees, structure, reference."""
+        head = ("material", "case", "expected", "computed", "agrees", "structure", "reference")
+        lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+        for r in self.rows:
+            cells = (r["material"], r["case"], r["expected"], r["computed"], "yes" if r["agrees"] else "NO",
+                     r["structure"], r["reference"])  # fmt: skip
+            lines.append("| " + " | ".join(str(c).replace("|", "/") for c in cells) + " |")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.to_markdown()
+
+
+def validate_known_materials(materials: Sequence[str] | None = None) -> KnownMaterialsTable:
+    """Expected versus computed physics of known materials (the user guide's ``validate_known_materials``).
+
+    Each name of :data:`KNOWN_MATERIALS` maps to model-level checks of :data:`CASES` (closed forms and
+    published invariants); ``structure`` holds the structure labeller's answer on a crystal structure of
+    the material where it applies, ``"not applicable"`` otherwise. ``None`` runs every material.
+
+    Examples
+    --------
+    >>> table = validate_known_materials(["graphene", "bi2se3", "hgte_qw", "weyl_semimetal"])
+    >>> [(r["material"], r["case"], r["agrees"]) for r in table]  # doctest: +NORMALIZE_WHITESPACE
+    [('graphene', 'graphene', True), ('bi2se3', 'bi2se3', True), ('hgte_qw', 'hgte_7.0nm', True),
+     ('hgte_qw', 'hgte_5.5nm', True), ('weyl_semimetal', 'weyl_semimetal', True)]
+    >>> table.rows[0]["structure"]
+    'expected semimetal_or_metal, computed semimetal_or_metal (confidence 1.00)'
+    >>> table.rows[1]["structure"]
+    'not applicable'
+    >>> table.all_agree
+    True
+    >>> print(table.to_markdown().splitlines()[0])
+    | material | case | expected | computed | agrees | structure | reference |
+    """
+    names = list(KNOWN_MATERIALS) if materials is None else [str(m).lower() for m in materials]
+    unknown = [n for n in names if n not in KNOWN_MATERIALS]
+    if unknown:
+        raise ValueError(f"unknown materials {unknown}; valid: {sorted(KNOWN_MATERIALS)}")
+    rows = []
+    for name in names:
+        cases, structure_check = KNOWN_MATERIALS[name]
+        structure, structure_ok = NOT_APPLICABLE, None
+        if structure_check is not None:
+            try:
+                expected, computed, structure_ok = structure_check()
+                structure = f"expected {expected}, computed {computed}"
+            except Exception as err:  # noqa: BLE001 - a failing labeller is reported in the table, not raised
+                structure, structure_ok = f"labeller failed: {err}", False
+        for case in cases:
+            row = CASES[case]()
+            logger.info("known material %s (%s): %s", name, case, "agrees" if row.agrees else "DISAGREES")
+            rows.append({"material": name, "case": case, "description": row.name, "expected": row.expected,
+                         "computed": row.computed, "agrees": bool(row.agrees), "reference": row.reference,
+                         "structure": structure, "structure_agrees": structure_ok})  # fmt: skip
+    return KnownMaterialsTable(tuple(rows))

@@ -1,0 +1,179 @@
+"""Shared helpers of the evaluation scripts (``test_generation_quality.py``, ``test_physics_consistency.py``,
+``plot_training_curves.py``, ``analyze_generations.py``): loading models and crystals with clear errors,
+quiet libraries, progress bars, CIF and figure output.
+
+The scripts put the repository root on ``sys.path`` so that the pipelines' nodes (``pipelines.evaluate``,
+``pipelines.report``, ``pipelines.generate``) are reused rather than copied.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import warnings
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+#: ``--dataset`` names of the scripts -> td-data's coverage-cutoff names
+DATASETS = {"mp20": "mp_20", "perov5": "perov_5", "carbon24": "carbon_24"}
+#: the test split the data pipeline writes (``kedro run``), the default reference set
+DEFAULT_REFERENCE = ROOT / "data" / "05_model_input" / "test.h5"
+
+logger = logging.getLogger("td_scripts")
+
+
+class ScriptError(Exception):
+    """A user error (missing file, bad option): printed as one line, exit status 2."""
+
+
+def quiet_libraries(verbose: bool = False) -> None:
+    """Library logs at WARNING (INFO with ``verbose``), library warnings off: the scripts print their own summary."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if not verbose:
+        warnings.filterwarnings("ignore")
+        for name in ("pymatgen", "matminer", "td_data", "td_models", "td_physics", "pipelines", "accelerate"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def run_main(func, argv: Sequence[str] | None) -> int:
+    """Call ``func(argv)``; a :class:`ScriptError` becomes ``error: ...`` on stderr and exit status 2."""
+    try:
+        return int(func(argv) or 0)
+    except ScriptError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+
+
+def require_file(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise ScriptError(f"{what} {str(p)!r} does not exist")
+    return p
+
+
+def load_model(path: str | Path, device: str = "cpu", trusted: bool = False):
+    """A :class:`td_models.TopologicalDiffusionModel` from a ``save``d file (``weights_only=True`` unless trusted)."""
+    from td_models import TopologicalDiffusionModel
+    from td_models.exceptions import TDModelsError
+
+    p = require_file(path, "model file")
+    if not p.is_file():
+        raise ScriptError(f"model file {str(p)!r} is a folder; pass the .pt file (best_model.pt or final_model.pt)")
+    try:
+        return TopologicalDiffusionModel.load(p, map_location=device, trusted=trusted)
+    except TDModelsError as err:
+        raise ScriptError(str(err)) from err
+
+
+def load_records(path: str | Path, what: str, trusted: bool = False, limit: int | None = None) -> list:
+    """Crystals from a td-data store, CIF folder, CSV/JSON or (with ``trusted``) pickle; quarantined ones logged."""
+    from td_data import load_materials_database
+
+    p = require_file(path, what)
+    if p.suffix.lower() in (".pkl", ".pickle") and not trusted:
+        raise ScriptError(
+            f"{what} {str(p)!r} is a pickle: unpickling can run any code, so pass --trusted only for files you made"
+        )
+    result = load_materials_database(p, trusted=trusted)
+    for q in result.quarantined[:5]:
+        logger.warning("skipped %s: %s", q.source, q.reason)
+    if not result.records:
+        raise ScriptError(f"{what} {str(p)!r} holds no readable crystal ({len(result.quarantined)} quarantined)")
+    records = list(result.records)
+    return records[:limit] if limit else records
+
+
+def samples_to_records(samples: Sequence[dict[str, Any]], model: Any, prefix: str = "gen") -> tuple[list, list]:
+    """``(records with predicted properties, rejected)`` from ``model.sample`` output (as the generate pipeline)."""
+    from td_data import CrystalRecord
+    from td_models.config import TOPO_CLASSES
+
+    records, rejected = [], []
+    for i, s in enumerate(samples):
+        try:
+            rec = CrystalRecord(s["lattice"], s["frac_coords"] % 1.0, s["atomic_numbers"], id=f"{prefix}-{i:04d}")
+        except ValueError as err:
+            rejected.append({"index": i, "reason": str(err)})
+            continue
+        records.append(rec)
+    if not records:
+        return records, rejected
+    preds = model.predict_properties(
+        [{"lattice": r.lattice, "frac_coords": r.frac_coords, "atomic_numbers": r.atomic_numbers} for r in records]
+    )
+    out = []
+    for j, rec in enumerate(records):
+        klass = preds.topo_class[j]
+        out.append(
+            rec.replace(
+                properties={
+                    "predicted_band_gap": float(preds.band_gap[j]),
+                    "predicted_formation_energy": float(preds.formation_energy[j]),
+                },
+                labels={
+                    "predicted_class": klass,
+                    "predicted_class_probability": float(preds.topo_probabilities[j][TOPO_CLASSES.index(klass)]),
+                },
+                source="generated:td-models",
+            )
+        )
+    return out, rejected
+
+
+def progress(iterable: Iterable, total: int | None = None, desc: str = "", disable: bool = False):
+    """A tqdm bar on stderr (plain iteration when tqdm is missing)."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dev requirement
+        return iterable
+    return tqdm(iterable, total=total, desc=desc, disable=disable, leave=False)
+
+
+def write_cifs(records: Sequence[Any], folder: Path) -> Path:
+    """One CIF per record plus ``index.json``/``index.csv`` (the pipeline's :class:`CifFolderDataset`)."""
+    from pipelines.datasets import CifFolderDataset
+
+    CifFolderDataset(path=folder).save(list(records))
+    return folder
+
+
+def save_figure(fig: Any, path: Path) -> Path:
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
+
+
+def to_jsonable(value: Any) -> Any:
+    """numpy scalars and arrays, tuples and NaN made JSON-safe (NaN -> None)."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return to_jsonable(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(data: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(to_jsonable(data), indent=1) + "\n", encoding="utf-8")
+    return path

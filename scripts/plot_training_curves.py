@@ -1,0 +1,136 @@
+#!/usr/bin/env python
+"""Training curves from the ``metrics.csv`` the td-models Trainer writes.
+
+    python scripts/plot_training_curves.py --log-dir outputs/run/            # finds outputs/run/**/metrics.csv
+
+Three panels against the optimiser step: the diffusion loss parts (lattice, coordinates, species, and
+the weighted sum), the physics and property parts (band gap, formation energy, class, penalties) and the
+learning rate; per-step training rows faint, epoch means and validation passes bold, and each training
+phase (structure learning, physics integration, fine-tuning...) shaded. Saves ``training_curves.png`` in
+``--log-dir`` (or ``--output``) and prints the last epoch's losses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _evaluation import ScriptError, quiet_libraries, run_main, save_figure  # noqa: E402
+
+DIFFUSION_PARTS = ("diffusion", "lattice", "coords", "species")
+PHYSICS_PARTS = ("properties", "band_gap", "formation_energy", "topo", "min_distance", "density", "charge")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="plot_training_curves.py",
+        description="Plot per-part losses, learning rate and training phases from a Trainer's metrics.csv.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--log-dir", required=True, help="the training output folder (metrics.csv in it or below)")
+    p.add_argument("--output", default=None, help="PNG to write (default: LOG_DIR/training_curves.png)")
+    p.add_argument("--log-scale", action="store_true", help="logarithmic loss axes")
+    p.add_argument("--verbose", action="store_true", help="library logs at INFO")
+    return p
+
+
+def find_metrics(log_dir: Path) -> Path:
+    if not log_dir.exists():
+        raise ScriptError(f"log directory {str(log_dir)!r} does not exist")
+    if log_dir.is_file():
+        return log_dir
+    direct = log_dir / "metrics.csv"
+    if direct.is_file():
+        return direct
+    found = sorted(log_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
+    if not found:
+        raise ScriptError(f"no metrics.csv in {str(log_dir)!r} or below (the Trainer writes it to its output_dir)")
+    return found[-1]
+
+
+def phase_spans(df) -> list[tuple[str, float, float]]:
+    """``(phase, first step, last step)`` of each run of equal phases, in step order."""
+    rows = df[df["phase"].notna() & (df["phase"] != "")].sort_values("step")
+    spans: list[tuple[str, float, float]] = []
+    for phase, step in zip(rows["phase"], rows["step"]):
+        if spans and spans[-1][0] == phase:
+            spans[-1] = (phase, spans[-1][1], step)
+        else:
+            spans.append((phase, spans[-1][2] if spans else step, step))
+    return spans
+
+
+def training_figure(df, log_scale: bool = False):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, parts, title in ((axes[0], DIFFUSION_PARTS, "diffusion losses"), (axes[1], PHYSICS_PARTS,
+                             "property and physics losses")):  # fmt: skip
+        for i, part in enumerate(p for p in parts if p in df and df[p].notna().any()):
+            c = colours[i % len(colours)]
+            for kind, style, alpha, label in (("train", "-", 0.25, None), ("epoch", "o-", 1.0, f"{part} (epoch)"),
+                                              ("val", "^--", 1.0, f"{part} (val)")):  # fmt: skip
+                rows = df[(df["kind"] == kind) & df[part].notna()]
+                if len(rows):
+                    ax.plot(rows["step"], rows[part], style, color=c, lw=1, ms=3, alpha=alpha, label=label)
+        ax.set_title(title)
+        ax.set_ylabel("loss")
+        if log_scale:
+            ax.set_yscale("log")
+        if ax.has_data():
+            ax.legend(fontsize=7, ncol=2)
+        else:
+            ax.text(0.5, 0.5, "no such losses logged", ha="center", va="center", transform=ax.transAxes)
+    lr = df[(df["kind"] == "train") & df["lr"].notna()] if "lr" in df else df.iloc[:0]
+    axes[2].plot(lr["step"], lr["lr"], "-", color="k", lw=1)
+    axes[2].set_title("learning rate")
+    axes[2].set_ylabel("lr")
+    for ax in axes:
+        ax.set_xlabel("optimiser step")
+        for j, (phase, lo, hi) in enumerate(phase_spans(df)):
+            ax.axvspan(lo, max(hi, lo + 0.5), color=f"C{j % 10}", alpha=0.08, lw=0)
+            ax.text(lo, 1.0, f" {phase}", transform=ax.get_xaxis_transform(), fontsize=7, va="top", rotation=0)
+    return fig
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
+    import pandas as pd
+
+    from td_models.training import read_metrics
+
+    path = find_metrics(Path(args.log_dir))
+    try:
+        df = pd.DataFrame(read_metrics(path))
+    except (ValueError, KeyError) as err:
+        raise ScriptError(f"{path} is not a Trainer metrics.csv: {err}") from err
+    if df.empty or "kind" not in df or "step" not in df:
+        raise ScriptError(f"{path} holds no metric rows")
+    if "phase" not in df:
+        df["phase"] = None
+    out = Path(args.output) if args.output else (path.parent / "training_curves.png")
+    save_figure(training_figure(df, args.log_scale), out)
+    last = df[df["kind"] == "epoch"].tail(1)
+    if len(last):
+        row = last.iloc[0]
+        parts = ", ".join(f"{p} {row[p]:.4g}" for p in ("total", *DIFFUSION_PARTS) if p in row and pd.notna(row[p]))
+        print(f"epoch {int(row['epoch'])}, step {int(row['step'])} ({row['phase']}): {parts}")
+    print(f"{len(df)} rows from {path}; wrote {out}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the script with ``argv`` (``sys.argv[1:]`` when None); returns the exit status."""
+    return run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,260 @@
+#!/usr/bin/env python
+"""Physics consistency of a trained model: does it generate what it is asked for, and do its heads predict well?
+
+    python scripts/test_physics_consistency.py --model-path data/06_models/best_model.pt \\
+        --test-materials data/05_model_input/test.h5 --output-dir physics_results/
+
+1. **Conditional generation**: ``--n-samples`` crystals conditioned on each class in turn (``--classes``; or
+   only the class of the model's ``physics_config`` with ``--model-class``), re-labelled with the td-physics
+   structure labeller (the ``evaluate`` pipeline's :func:`physics_consistency`). The labeller only runs
+   where it can build a tight-binding model (structurally valid, at most ``--max-relabel-atoms`` sites,
+   elements it knows); the others are refusals, counted by reason. Writes ``confusion.json``
+   (requested x recomputed counts, share as requested per class and overall, refusals) and
+   ``confusion.png``.
+2. **Property heads** on held-out labelled crystals (``--test-materials``: a td-data store, CIF folder or
+   benchmark CSV; a pickle only with ``--trusted``): MAE of band gap and formation energy where the
+   crystals carry them, classification accuracy where they carry ``topo_class``. Writes ``property_heads.json``.
+
+The labeller takes about 0.1-20 s per crystal (more for large low-symmetry cells); ``--max-relabel`` caps it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _evaluation import (  # noqa: E402
+    ScriptError,
+    load_model,
+    load_records,
+    progress,
+    quiet_libraries,
+    run_main,
+    save_figure,
+    write_json,
+)
+
+#: property names of td-data records (readers map MP/CDVAE columns onto these)
+GAP_KEYS = ("band_gap",)
+ENERGY_KEYS = ("formation_energy", "formation_energy_per_atom")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="test_physics_consistency.py",
+        description="Re-label class-conditioned samples with the physics labeller (confusion matrix) and measure "
+        "the property heads on held-out labelled crystals.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--model-path", required=True, help="model file written by TopologicalDiffusionModel.save")
+    p.add_argument(
+        "--test-materials",
+        required=True,
+        help="held-out labelled crystals: td-data store (.h5), CIF folder, CSV; .pkl only with --trusted",
+    )
+    p.add_argument("--n-samples", type=int, default=32, help="crystals generated per requested class")
+    p.add_argument("--output-dir", default="physics_results", help="where confusion.json/.png, property_heads.json go")
+    p.add_argument("--classes", nargs="+", default=None,
+                   help="classes to request in turn (default: every class the model knows)")  # fmt: skip
+    p.add_argument("--model-class", action="store_true", help="request only the class of the model's physics_config")
+    p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the model's full chain)")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--max-relabel", type=int, default=24, help="at most this many crystals re-labelled per class")
+    p.add_argument("--max-relabel-atoms", type=int, default=8, help="only cells with at most this many sites")
+    p.add_argument("--gap-mesh", type=int, default=6, help="k-points per axis of the labeller's gap search")
+    p.add_argument("--workers", type=int, default=1, help="labeller worker processes")
+    p.add_argument("--max-test", type=int, default=None, help="use at most this many test crystals")
+    p.add_argument("--device", default="cpu", help="torch device")
+    p.add_argument("--trusted", action="store_true", help="allow pickles and full (non weights-only) checkpoints")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--verbose", action="store_true", help="library logs at INFO")
+    return p
+
+
+def _refusal_kind(reason: str) -> str:
+    for prefix, kind in (("structurally invalid", "structurally invalid"), ("elements", "elements unknown to labeller"),
+                         ("beyond max_relabel", "beyond --max-relabel"), ("labelling", "labeller failed")):  # fmt: skip
+        if reason.startswith(prefix):
+            return kind
+    return "too many sites" if "max_relabel_atoms" in reason else "labeller failed"
+
+
+def conditional_generation(model: Any, classes: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
+    """Generate per class (the generate pipeline's node), re-label (the evaluate pipeline's node), tabulate."""
+    from pipelines.evaluate.nodes import physics_consistency
+    from pipelines.generate.nodes import generate_candidates
+    from td_models.config import TOPO_CLASSES
+
+    pc = model.config.physics_config.to_dict()
+    label_options = {"workers": args.workers, "gap_mesh": args.gap_mesh, "max_atoms": args.max_relabel_atoms}
+    evaluate_options = {"max_relabel": args.max_relabel, "max_relabel_atoms": args.max_relabel_atoms}
+    columns = list(TOPO_CLASSES)
+    matrix = {c: dict.fromkeys(columns, 0) for c in classes}
+    per_class, refusals_total = {}, Counter()
+    for k, cls in enumerate(progress(classes, desc="classes", disable=args.no_progress)):
+        cands, summary = generate_candidates(
+            model,
+            {**pc, "topological_class": cls},
+            {"n_candidates": args.n_samples, "steps": args.steps, "seed": args.seed + k},
+        )
+        checked, report, _ = physics_consistency(cands, label_options, evaluate_options) if cands else ([], {}, None)
+        refusals = Counter(
+            _refusal_kind(r.labels["not_checked_reason"])
+            for r in checked
+            if r.labels["recomputed_class"] == "not_checked"
+        )
+        refusals_total.update(refusals)
+        for r in checked:
+            got = r.labels["recomputed_class"]
+            if got != "not_checked":
+                matrix[cls][got] = matrix[cls].get(got, 0) + 1
+        n_checked = report.get("n_checked", 0)
+        per_class[cls] = {
+            "n_generated": args.n_samples,
+            "n_records": summary["n_records"],
+            "n_structurally_valid": report.get("n_structurally_valid", 0),
+            "n_checked": n_checked,
+            "n_as_requested": report.get("n_as_requested", 0),
+            "share_as_requested": report.get("share_as_requested"),
+            "n_refused": sum(refusals.values()),
+            "refusals": dict(refusals),
+            "predicted_vs_recomputed_agree": report.get("predicted_vs_recomputed_agree", 0),
+        }
+    n_checked = sum(v["n_checked"] for v in per_class.values())
+    n_as = sum(v["n_as_requested"] for v in per_class.values())
+    return {
+        "classes": list(classes),
+        "recomputed_classes": columns,
+        "confusion": matrix,
+        "per_class": per_class,
+        "n_checked": n_checked,
+        "n_as_requested": n_as,
+        "share_as_requested": n_as / n_checked if n_checked else None,
+        "n_refused": sum(refusals_total.values()),
+        "refusals": dict(refusals_total),
+        "labeller_options": {**label_options, "spin_orbit": False},
+        "steps": args.steps if args.steps is not None else model.num_steps,
+    }
+
+
+def confusion_figure(result: dict[str, Any]):
+    from pipelines.report.nodes import _figure
+
+    rows, cols = result["classes"], result["recomputed_classes"]
+    counts = np.array([[result["confusion"][r].get(c, 0) for c in cols] for r in rows], dtype=float)
+    fig, ax = _figure(width=6)
+    shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
+    for i in range(len(rows)):
+        for j in range(len(cols)):
+            ax.text(j, i, f"{int(counts[i, j])}", ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(cols)))
+    ax.set_xticklabels(cols, rotation=20, fontsize=8)
+    ax.set_yticks(range(len(rows)))
+    ax.set_yticklabels(rows, fontsize=8)
+    ax.set_xlabel("recomputed (structure labeller)")
+    ax.set_ylabel("requested")
+    share = result["share_as_requested"]
+    ax.set_title(f"as requested: {'n/a' if share is None else f'{share:.2f}'} of {result['n_checked']} checked "
+                 f"({result['n_refused']} refused)", fontsize=9)  # fmt: skip
+    fig.colorbar(im, ax=ax, label="share of row")
+    return fig
+
+
+def _first(props: dict[str, Any], keys: Sequence[str]) -> float | None:
+    for k in keys:
+        v = props.get(k)
+        if v is not None and np.isfinite(v):
+            return float(v)
+    return None
+
+
+def property_heads(model: Any, records: Sequence[Any]) -> dict[str, Any]:
+    """MAE of band gap and formation energy and class accuracy of the heads on labelled crystals."""
+    from td_models.config import TOPO_CLASSES
+
+    preds = model.predict_properties(
+        [{"lattice": r.lattice, "frac_coords": r.frac_coords, "atomic_numbers": r.atomic_numbers} for r in records]
+    )
+    out: dict[str, Any] = {"n_crystals": len(records)}
+    for name, keys, values in (("band_gap", GAP_KEYS, preds.band_gap), ("formation_energy", ENERGY_KEYS,
+                                                                       preds.formation_energy)):  # fmt: skip
+        pairs = [(t, float(p)) for r, p in zip(records, values) if (t := _first(r.properties, keys)) is not None]
+        err = np.array([abs(t - p) for t, p in pairs])
+        out[f"{name}_n_labelled"] = len(pairs)
+        out[f"{name}_mae"] = float(err.mean()) if len(pairs) else None
+        out[f"{name}_mae_of_mean_baseline"] = (
+            float(np.mean(np.abs(np.array([t for t, _ in pairs]) - np.mean([t for t, _ in pairs])))) if pairs else None
+        )
+    labelled = [(r.labels["topo_class"], p) for r, p in zip(records, preds.topo_class) if r.labels.get("topo_class")]
+    labelled = [(t, p) for t, p in labelled if t in TOPO_CLASSES]
+    out["class_n_labelled"] = len(labelled)
+    out["class_accuracy"] = sum(t == p for t, p in labelled) / len(labelled) if labelled else None
+    out["class_confusion"] = {
+        t: dict(Counter(p for tt, p in labelled if tt == t)) for t in sorted({t for t, _ in labelled})
+    }
+    out["majority_class_baseline"] = (
+        Counter(t for t, _ in labelled).most_common(1)[0][1] / len(labelled) if labelled else None
+    )
+    return out
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    quiet_libraries(args.verbose)
+    if args.n_samples < 1:
+        raise ScriptError(f"--n-samples must be >= 1, got {args.n_samples}")
+    from td_models.config import TOPO_CLASSES, topo_class_index
+    from td_models.exceptions import TDModelsError
+
+    out = Path(args.output_dir)
+    model = load_model(args.model_path, device=args.device, trusted=args.trusted)
+    test = load_records(args.test_materials, "test materials", trusted=args.trusted, limit=args.max_test)
+    try:
+        if args.model_class:
+            classes = [TOPO_CLASSES[topo_class_index(model.config.physics_config.topological_class)]]
+        else:
+            classes = [TOPO_CLASSES[topo_class_index(c)] for c in (args.classes or TOPO_CLASSES)]
+    except TDModelsError as err:
+        raise ScriptError(str(err)) from err
+    classes = list(dict.fromkeys(classes))
+
+    heads = property_heads(model, test)
+    heads["test_materials"] = str(args.test_materials)
+    write_json(heads, out / "property_heads.json")
+    try:
+        result = conditional_generation(model, classes, args)
+    except TDModelsError as err:
+        raise ScriptError(str(err)) from err
+    result["model_path"] = str(args.model_path)
+    write_json(result, out / "confusion.json")
+    save_figure(confusion_figure(result), out / "confusion.png")
+
+    fmt = lambda v: "n/a" if v is None else f"{v:.3f}"  # noqa: E731
+    print("conditional generation (requested -> recomputed by the structure labeller):")
+    for cls, row in result["per_class"].items():
+        print(f"  {cls:20s} {row['n_as_requested']}/{row['n_checked']} as requested "
+              f"(share {fmt(row['share_as_requested'])}), {row['n_refused']} refused {row['refusals']}")  # fmt: skip
+    print(f"  overall share as requested: {fmt(result['share_as_requested'])} of {result['n_checked']} checked")
+    print(f"property heads on {heads['n_crystals']} test crystals: band gap MAE {fmt(heads['band_gap_mae'])} eV "
+          f"({heads['band_gap_n_labelled']} labelled), formation energy MAE {fmt(heads['formation_energy_mae'])} "
+          f"eV/atom ({heads['formation_energy_n_labelled']}), class accuracy {fmt(heads['class_accuracy'])} "
+          f"({heads['class_n_labelled']})")  # fmt: skip
+    print(f"wrote {out / 'confusion.json'}, {out / 'confusion.png'} and {out / 'property_heads.json'}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the script with ``argv`` (``sys.argv[1:]`` when None); returns the exit status."""
+    return run_main(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
