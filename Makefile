@@ -24,7 +24,7 @@ $(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.t
 
 install: $(STAMP)  ## create .venv and install every package editable
 
-system-deps:  ## Debian packages the tests use (chromium); installs only what is missing, as root
+system-deps:  ## Debian packages the tests use (chromium, slurm-wlm, munge); installs only what is missing, as root
 	bash scripts/setup_test_system.sh
 
 demo: $(STAMP)  ## the main job: every Kedro pipeline on the embedded synthetic data (report in data/08_reporting)
@@ -44,9 +44,9 @@ examples: $(STAMP)  ## the canonical tight-binding models against published valu
 
 test: $(STAMP) system-deps  ## the whole test suite (or one package: make pkg=td-physics test)
 ifeq ($(pkg),)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 else
-	$(BIN)/python -m pytest -n 2 -q packages/$(pkg)/tests
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q packages/$(pkg)/tests
 endif
 
 test-fast: $(STAMP) system-deps  ## everything except tests marked slow
