@@ -70,12 +70,7 @@ def _composition_valid(elements: tuple[int, ...], counts: tuple[int, ...], use_p
     elems = [space[s] for s in symbols]
     electronegs = [e.pauling_eneg for e in elems]
     ox_combos = [e.oxidation_states or [] for e in elems]  # no known states: no neutral combination
-    threshold = int(max(counts))
-    stoichs = [(c,) for c in counts]
-    for ox_states in itertools.product(*ox_combos):
-        ratios = smact.neutral_ratios(ox_states, stoichs=stoichs, threshold=threshold)
-        if not ratios:
-            continue
+    for ox_states in _neutral_assignments(ox_combos, counts):
         if not use_pauling:
             return True
         try:
@@ -84,6 +79,39 @@ def _composition_valid(elements: tuple[int, ...], counts: tuple[int, ...], use_p
         except TypeError:  # no electronegativity data: CDVAE counts it as passing
             return True
     return False
+
+
+def _neutral_assignments(ox_combos: Sequence[Sequence[int]], counts: Sequence[int]):
+    """Every choice of one oxidation state per element with ``sum count * state == 0``.
+
+    The same assignments, in the same order, as CDVAE's loop over ``itertools.product`` filtered by
+    ``smact.neutral_ratios`` with the cell's own counts, but found by depth-first search that drops a
+    branch as soon as the remaining elements cannot bring the charge back to zero. The plain product
+    has ``prod(len(states))`` members (millions for a generated cell with ten elements, minutes of
+    SMACT calls); the search visits only branches that can still be neutral.
+    """
+    n = len(ox_combos)
+    if any(len(states) == 0 for states in ox_combos) or np.gcd.reduce(np.asarray(counts, dtype=int)) != 1:
+        return  # smact.neutral_ratios only accepts counts in lowest terms (composition_validity reduces them)
+    low = [c * min(states) for c, states in zip(counts, ox_combos)]
+    high = [c * max(states) for c, states in zip(counts, ox_combos)]
+    rest_low = list(itertools.accumulate(reversed(low)))[::-1] + [0]  # rest_low[i] = sum(low[i:])
+    rest_high = list(itertools.accumulate(reversed(high)))[::-1] + [0]
+    chosen: list[int] = []
+
+    def search(i: int, charge: int):
+        if i == n:
+            if charge == 0:
+                yield tuple(chosen)
+            return
+        for state in ox_combos[i]:
+            total = charge + counts[i] * state
+            if total + rest_low[i + 1] <= 0 <= total + rest_high[i + 1]:
+                chosen.append(state)
+                yield from search(i + 1, total)
+                chosen.pop()
+
+    yield from search(0, 0)
 
 
 def composition_validity(atomic_numbers: Sequence[int], use_pauling_test: bool = True) -> tuple[bool, str]:
