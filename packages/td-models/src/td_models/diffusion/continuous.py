@@ -41,7 +41,6 @@ from td_models.diffusion.schedules import (
     check_same_shape,
     expand_like,
 )
-from td_models.exceptions import ConfigError
 
 __all__ = ["VPProcess"]
 
@@ -205,8 +204,5 @@ class VPProcess(TableModule):
 
         ``dtype`` defaults to torch's default dtype, ``device`` to the device of the tables.
         """
-        if dtype is not None and not dtype.is_floating_point:
-            raise ConfigError(f"dtype must be a floating-point dtype, got {dtype}")
-        device = torch.device(device) if device is not None else self.table_device
-        generator = check_generator(generator, device)
+        generator, device = self._prior_target(generator, dtype, device)
         return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)

@@ -327,8 +327,7 @@ class DiscreteProcess(TableModule):
         device: torch.device | str | None = None,
     ) -> torch.Tensor:
         """``x_T``: all mask (absorbing; no randomness used) or uniform classes (uniform); long of ``shape``."""
-        device = torch.device(device) if device is not None else self.table_device
-        generator = check_generator(generator, device)
+        generator, device = self._prior_target(generator, None, device)
         if self.absorbing:
             return torch.full(tuple(shape), self.num_classes, dtype=torch.long, device=device)
         return torch.randint(0, self.num_classes, tuple(shape), generator=generator, device=device)

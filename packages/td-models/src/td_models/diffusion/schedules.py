@@ -262,6 +262,15 @@ class TableModule(torch.nn.Module):
             table = table.to(steps.device)
         return table[steps]
 
+    def _prior_target(
+        self, generator: Any, dtype: torch.dtype | None, device: torch.device | str | None
+    ) -> tuple[torch.Generator | None, torch.device]:
+        """Checked ``(generator, device)`` for a prior draw; ``device`` defaults to the tables' device."""
+        if dtype is not None and not dtype.is_floating_point:
+            raise ConfigError(f"dtype must be a floating-point dtype, got {dtype}")
+        device = torch.device(device) if device is not None else self.table_device
+        return check_generator(generator, device), device
+
     @property
     def table_device(self) -> torch.device:
         """Device the tables currently live on."""

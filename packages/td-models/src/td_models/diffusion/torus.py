@@ -357,8 +357,5 @@ class WrappedNormalProcess(TableModule):
 
         ``dtype`` defaults to torch's default dtype, ``device`` to the device of the tables.
         """
-        if dtype is not None and not dtype.is_floating_point:
-            raise ConfigError(f"dtype must be a floating-point dtype, got {dtype}")
-        device = torch.device(device) if device is not None else self.table_device
-        generator = check_generator(generator, device)
+        generator, device = self._prior_target(generator, dtype, device)
         return wrap01(torch.rand(tuple(shape), generator=generator, dtype=dtype, device=device))
