@@ -111,17 +111,27 @@ def test_unsupported_elements_are_named():
         tight_binding_from_structure(FCC, DIAMOND, [26, 14], NO_SO)
     with pytest.raises(UnsupportedElementError, match="Bi"):
         tight_binding_from_structure(FCC, DIAMOND, ["Bi", "Bi"], Variant(term_values="harrison1980", spin_orbit=False))
-    with pytest.raises(UnsupportedElementError, match="spin-orbit constant"):
-        silicon(Variant())
+    with pytest.raises(UnsupportedElementError, match="Na"):  # the non-relativistic NIST table lists no group-1 p level
+        tight_binding_from_structure(FCC, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"], Variant(term_values="nist_lda"))
     with pytest.raises(ValueError, match="sp3s"):
         Variant(basis="sp3s*")
 
 
 def test_every_table_value_has_a_source():
-    for name in ("term_values_nist_lda", "term_values_harrison1980", "valence_electrons"):
+    for name in (
+        "term_values_scrlda",
+        "term_values_nist_lda",
+        "term_values_harrison1980",
+        "valence_electrons",
+        "spin_orbit_p",
+    ):
         table = load_table(name)
         for entry in table["elements"].values():
             assert entry["source"] in table["references"]
+    # every element the builder accepts has a default on-site energy and, with a p shell, a spin-orbit constant
+    supported = load_table("valence_electrons")["elements"]
+    assert set(supported) <= set(load_table("term_values_scrlda")["elements"])
+    assert set(supported) - {"H"} <= set(load_table("spin_orbit_p")["elements"])
     hop = load_table("hopping_coefficients")
     assert all(s["source"] in hop["references"] for s in hop["sets"].values())
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from scipy.optimize import minimize
@@ -20,6 +21,10 @@ __all__ = [
     "band_gap",
     "batched_band_gaps",
     "irreducible_mesh",
+    "density_mesh",
+    "uniform_mesh",
+    "gaps_of",
+    "GAP_KPOINT_DENSITY",
 ]
 
 
@@ -101,41 +106,148 @@ def band_structure(
     return BandStructure(k, dist, energies, ticks, labels, occ)
 
 
-def batched_band_gaps(
-    models: Sequence[TightBindingModel], nocc: int, mesh: int, *, kpoints: np.ndarray | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """Direct and indirect gaps (nm,) of many models on a shared uniform mesh (one batched solve).
+GAP_KPOINT_DENSITY = 4.0
+"""Default k-point density of the labeller's gap mesh: points per 1/Angstrom of ``|b_i|`` (``b_i``
+including the 2 pi; a spacing of 0.25 1/Angstrom). 8 points per axis for the 5-atom cell of Bi2Se3
+(``|b_i| = 1.77``), for Si and for GaAs; 4 along a doubled lattice vector."""
 
-    ``kpoints`` (nk, dim_k) replaces the mesh, for example by its irreducible points when the
-    models share the crystal's symmetry (see :func:`irreducible_mesh`).
+
+def density_mesh(lattice: Any, density: float = GAP_KPOINT_DENSITY, dim_k: int | None = None) -> tuple[int, ...]:
+    """Points per periodic axis of a Gamma-centred mesh of ``density`` points per 1/Angstrom.
+
+    ``n_i = max(2, ceil(density |b_i|))``, rounded up to an even number so that the mesh holds
+    every time-reversal-invariant momentum (the points where the Fu-Kane parities are taken and
+    where band inversions happen). A cell that is ``m`` times longer along ``a_i`` gets about
+    ``1/m`` as many points along ``b_i``: a 2x2x1 supercell of a cell with an 8x8x8 mesh gets
+    4x4x8, which samples the same physical k-points. ``lattice`` holds the lattice vectors as rows
+    (Angstrom); ``dim_k`` (default: all) is the number of periodic directions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> density_mesh(0.5 * 5.653 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]))
+    (8, 8, 8)
+    """
+    lat = np.asarray(lattice, dtype=float)
+    dim_k = lat.shape[0] if dim_k is None else int(dim_k)
+    if not (np.isfinite(density) and density > 0):
+        raise KPointError(f"the k-point density must be a positive number of points per 1/Angstrom, got {density!r}")
+    length = np.linalg.norm(2 * np.pi * np.linalg.inv(lat).T, axis=1)[:dim_k]  # |b_i|, 1/Angstrom
+    n = np.ceil(density * length * (1 - 1e-12))  # a product that is an integer to rounding stays that integer
+    return tuple(int(max(2, 2 * np.ceil(x / 2))) for x in n)
+
+
+def _mesh_axes(mesh: int | Sequence[int], dim: int) -> tuple[int, ...]:
+    sizes = (int(mesh),) * dim if np.ndim(mesh) == 0 else tuple(int(m) for m in mesh)
+    if len(sizes) != dim or any(m < 1 for m in sizes):
+        raise KPointError(f"a mesh needs {dim} positive point counts (one per periodic axis), got {mesh!r}")
+    return sizes
+
+
+def uniform_mesh(mesh: int | Sequence[int], dim: int = 3) -> np.ndarray:
+    """Reduced k-points (nk, dim) of a Gamma-centred ``mesh`` (an int for every axis, or one per axis)."""
+    sizes = _mesh_axes(mesh, dim)
+    axes = [np.arange(m) / m for m in sizes]
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, dim)
+
+
+def gaps_of(
+    hamiltonian: Callable[[np.ndarray], np.ndarray],
+    kpoints: np.ndarray,
+    nocc: int,
+    n_models: int,
+    norb: int,
+    *,
+    max_elements: int = 2**21,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Direct and indirect gaps (n_models,) above ``nocc`` bands of ``hamiltonian(k) -> (nm, nk, norb, norb)``.
+
+    One batched ``eigvalsh`` per chunk of k-points (at most ``max_elements`` matrix elements,
+    32 MB, at a time, so the matrices stay small and in cache); the extrema are reduced across
+    chunks. No loop over single k-points.
+    """
+    kpoints = np.asarray(kpoints, dtype=float)
+    step = max(1, max_elements // max(1, n_models * norb * norb))
+    gap_min = np.full(n_models, np.inf)
+    vbm = np.full(n_models, -np.inf)
+    cbm = np.full(n_models, np.inf)
+    for lo in range(0, len(kpoints), step):
+        e = np.linalg.eigvalsh(hamiltonian(kpoints[lo : lo + step]))  # (nm, nk_chunk, norb)
+        gap_min = np.minimum(gap_min, (e[..., nocc] - e[..., nocc - 1]).min(axis=1))
+        vbm = np.maximum(vbm, e[..., nocc - 1].max(axis=1))
+        cbm = np.minimum(cbm, e[..., nocc].min(axis=1))
+    return gap_min, cbm - vbm
+
+
+def batched_band_gaps(
+    models: Sequence[TightBindingModel],
+    nocc: int,
+    mesh: int | Sequence[int] | None = None,
+    *,
+    kpoints: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Direct and indirect gaps (nm,) of many models on a shared uniform mesh (batched solves).
+
+    ``mesh`` is the number of points per periodic axis (an int, or one per axis); ``kpoints``
+    (nk, dim_k) replaces the mesh, for example by its irreducible points when the models share
+    the crystal's symmetry (see :func:`irreducible_mesh`).
     """
     dim = models[0].dim_k
     if kpoints is None:
-        axis = np.arange(mesh) / mesh
-        kpoints = np.stack(np.meshgrid(*([axis] * dim), indexing="ij"), -1).reshape(-1, dim)
-    e = np.linalg.eigvalsh(stacked_hamiltonian(models, kpoints))  # (nm, nk, norb)
-    direct = (e[..., nocc] - e[..., nocc - 1]).min(axis=1)
-    indirect = e[..., nocc].min(axis=1) - e[..., nocc - 1].max(axis=1)
-    return direct, indirect
+        if mesh is None:
+            raise KPointError("batched_band_gaps needs a mesh or kpoints")
+        kpoints = uniform_mesh(mesh, dim)
+    return gaps_of(lambda k: stacked_hamiltonian(models, k), kpoints, nocc, len(models), models[0].norb)
 
 
 def irreducible_mesh(
-    lattice: np.ndarray, frac_coords: np.ndarray, atomic_numbers: Sequence[int], mesh: int, *, symprec: float = 1e-3
+    lattice: np.ndarray,
+    frac_coords: np.ndarray,
+    atomic_numbers: Sequence[int],
+    mesh: int | Sequence[int],
+    *,
+    symprec: float = 1e-3,
 ) -> np.ndarray:
-    """Reduced k-points of a ``mesh`` x ``mesh`` x ``mesh`` grid that are not related by the
-    crystal's point group or time reversal (spglib ``get_ir_reciprocal_mesh``), (n_ir, 3).
+    """Reduced k-points of a Gamma-centred ``mesh`` (an int for all three axes, or one per axis)
+    that are not related by the crystal's point group or time reversal, (n_ir, 3).
 
     Valid for quantities that share the crystal's full symmetry, such as the band energies of a
-    non-magnetic model built from the structure (no field, no moments).
+    non-magnetic model built from the structure (no field, no moments). The rotations come from
+    spglib; only those that map the mesh onto itself are used (a mesh with unequal axes, such as
+    the density mesh of a supercell, keeps fewer), and the orbits are built here rather than by
+    ``spglib.get_ir_reciprocal_mesh``, which reduced such meshes by rotations that do not preserve
+    them (a Bi2Se3 2x1x1 supercell lost its band extrema on a 4x8x8 mesh).
     """
     import spglib
 
+    sizes = np.array(_mesh_axes(mesh, 3))
     species = np.unique(np.asarray(atomic_numbers).astype(str), return_inverse=True)[1]  # symbols or numbers
     cell = (np.asarray(lattice, dtype=float), np.asarray(frac_coords, dtype=float), species.astype(np.intc) + 1)
     with warnings.catch_warnings():  # spglib 2.x warns about its own legacy error handling on every call
         warnings.simplefilter("ignore", DeprecationWarning)
-        mapping, grid = spglib.get_ir_reciprocal_mesh([mesh] * 3, cell, is_shift=[0, 0, 0], symprec=symprec)
-    return grid[np.unique(mapping)] / float(mesh)
+        dataset = spglib.get_symmetry(cell, symprec=symprec)
+    rotations = (
+        np.unique(np.asarray(dataset["rotations"], dtype=int), axis=0) if dataset else np.eye(3, dtype=int)[None]
+    )
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij"), -1).reshape(-1, 3)
+    index = lambda g: np.ravel_multi_index(tuple(np.mod(g, sizes).T), tuple(sizes))  # noqa: E731
+    # x' = R x in reduced direct coordinates sends reduced k (a row) to k R^-1; the group holds every
+    # inverse, so the images of k are {k R} over the group; time reversal adds -k
+    images = [index(-grid)]
+    for rot in rotations:
+        num = grid * (1.0 / sizes) @ rot * sizes
+        if np.allclose(num, np.rint(num), atol=1e-9):  # the rotation maps the mesh onto itself
+            images.append(index(np.rint(num).astype(int)))
+    label = np.arange(len(grid))
+    while True:  # propagate the smallest index through every orbit
+        new = label.copy()
+        for img in images:
+            np.minimum.at(new, img, label)
+            new = np.minimum(new, new[img])
+        if np.array_equal(new, label):
+            break
+        label = new
+    return grid[np.unique(label)] / sizes[None, :].astype(float)
 
 
 def band_gap(

@@ -9,8 +9,10 @@ details that no universal table settles (DESIGN.md, "honest limits").
 
 Per variant:
 
-1. the gap above the filling (``n_electrons`` bands, spinful) on a uniform mesh, batched over k
-   and over all variants in one ``eigh``; no gap (indirect gap <= ``metal_gap``) is
+1. the gap above the filling (``n_electrons`` bands, spinful) on a Gamma-centred mesh of fixed
+   k-point density (:func:`td_physics.bands.density_mesh`, 0.25 1/Angstrom spacing, so a
+   supercell gets proportionally fewer points), reduced to its irreducible points, batched over
+   k and over all variants in ``eigvalsh``; no gap (indirect gap <= ``metal_gap``) is
    ``semimetal_or_metal``, and so is an odd electron count without magnetic moments (Kramers);
 2. with magnetic moments: the Chern number (2D cells; the k_3 = 0 plane of 3D cells) gives
    ``chern`` or ``trivial``;
@@ -20,10 +22,15 @@ Per variant:
    in a model with full spin-rotation symmetry (no spin-orbit coupling), where an odd band
    inversion means a gap closing that the mesh missed (nodal line or Dirac point):
    ``semimetal_or_metal``, with the method marked ``+no-soc``.
+
+The variants are built together from one neighbour list; variants whose Hamiltonians coincide
+(to 1e-12 eV, common for crystals with nearest-neighbour bonds only) are computed once and
+reported each under its own name.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -32,13 +39,22 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.bands import batched_band_gaps, irreducible_mesh
+from td_physics.bands import (
+    GAP_KPOINT_DENSITY,
+    batched_band_gaps,
+    density_mesh,
+    gaps_of,
+    irreducible_mesh,
+    uniform_mesh,
+)
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants import chern_number, parity_z2, z2_indices, z2_invariant
+from td_physics.invariants.z2 import batched_parity_deltas, parity_result
 from td_physics.model import TightBindingModel
 
 __all__ = [
     "TOPO_CLASSES",
+    "WCC_OPTIONS",
     "VariantAnswer",
     "StructureClassification",
     "classify_structure",
@@ -50,6 +66,17 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 TOPO_CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
+
+WCC_OPTIONS = {"n_pump": 6, "max_string": 384, "max_pump": 101}
+"""Resolution of the labeller's Wannier-centre flow (crystals without inversion). Each TRIM plane
+starts with 6 pumping lines over [0, 1/2] (the library default is 11) and 24 points per Wilson
+loop, and is refined only where :func:`td_physics.invariants.z2_indices` finds the flow ambiguous:
+lines are inserted where the largest-gap midpoint comes within 0.3 gap widths of a centre (up to
+101), strings are doubled while a centre moves by more than 0.01 when every second point is dropped
+(up to 384). Same acceptance criteria as the defaults; on 106 test cases (Kane-Mele, BHZ, Fu-Kane-
+Mele, Bi2Se3 models near their transitions, silicene in a field, III-V crystals) it gave the same
+indices and convergence flags as 11 starting lines, at about half the cost. A coarser string start
+(16 points) did not: near a transition its doublings 32, 64, ... missed the 24-point convergence."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +160,23 @@ def spin_rotation_symmetric(model: TightBindingModel, tol: float = 1e-10) -> boo
     return True
 
 
+def _label(
+    indices: tuple[int, ...], method: str, converged: bool, spin_symmetric: bool
+) -> tuple[str, tuple[int, ...], None, str, bool]:
+    """The class of a time-reversal-invariant gapped variant from its Z2 indices."""
+    if any(indices) and spin_symmetric:
+        # With SU(2) spin symmetry (no spin-orbit coupling) an odd band inversion cannot open a gap:
+        # with inversion and time reversal it forces nodal lines in 3D and Dirac points in 2D (Fang,
+        # Chen, Kee, Fu, PRB 92, 081201 (2015); Kim et al., PRL 115, 036806 (2015)). The mesh missed
+        # the closing, so the crystal is a semimetal, not a Z2 insulator.
+        return "semimetal_or_metal", indices, None, f"{method}+no-soc", converged
+    return ("z2_ti" if any(indices) else "trivial"), indices, None, method, converged
+
+
+def _as_indices(value: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in (value if isinstance(value, tuple) else (value,)))
+
+
 def _classify_gapped(
     model: TightBindingModel, nocc: int, magnetic: bool
 ) -> tuple[str, tuple[int, ...] | None, int | None, str, bool]:
@@ -143,20 +187,82 @@ def _classify_gapped(
         res = parity_z2(model, nocc, model.inversion)
         method = "parity"
     elif model.dim_k == 3:
-        res = z2_indices(model, nocc, method="wcc", max_string=384, max_pump=101)
+        res = z2_indices(model, nocc, method="wcc", **WCC_OPTIONS)
         method = "wcc"
     else:
-        res = z2_invariant(model, nocc, method="wcc", max_string=384, max_pump=101)
+        res = z2_invariant(model, nocc, method="wcc", **WCC_OPTIONS)
         method = "wcc"
-    value = res.value if isinstance(res.value, tuple) else (int(res.value),)
-    indices = tuple(int(v) for v in value)
-    if any(indices) and spin_rotation_symmetric(model):
-        # With SU(2) spin symmetry (no spin-orbit coupling) an odd band inversion cannot open a gap:
-        # with inversion and time reversal it forces nodal lines in 3D and Dirac points in 2D (Fang,
-        # Chen, Kee, Fu, PRB 92, 081201 (2015); Kim et al., PRL 115, 036806 (2015)). The mesh missed
-        # the closing, so the crystal is a semimetal, not a Z2 insulator.
-        return "semimetal_or_metal", indices, None, f"{method}+no-soc", res.converged
-    return ("z2_ti" if any(indices) else "trivial"), indices, None, method, res.converged
+    indices = _as_indices(res.value)
+    spin_symmetric = bool(any(indices)) and spin_rotation_symmetric(model)
+    return _label(indices, method, res.converged, spin_symmetric)
+
+
+def _stack_spin_symmetric(stack: Any, v: int, tol: float = 1e-10) -> bool:
+    """:func:`spin_rotation_symmetric` of a stack's variant: its hoppings are ``t_R x 1_2`` by construction."""
+    onsite = stack.onsite[v]
+    up, down = onsite[0::2, 0::2], onsite[1::2, 1::2]
+    mixing = max(np.abs(onsite[0::2, 1::2]).max(initial=0.0), np.abs(onsite[1::2, 0::2]).max(initial=0.0))
+    return bool(mixing <= tol and np.abs(up - down).max(initial=0.0) <= tol)
+
+
+def _classify_stack(
+    stack: Any,
+    names: Sequence[str],
+    lattice: np.ndarray,
+    frac: np.ndarray,
+    numbers: np.ndarray,
+    *,
+    magnetic: bool,
+    electric_field: float | None,
+    gap_mesh: int | Sequence[int] | None,
+    gap_density: float,
+    metal_gap: float,
+) -> list[VariantAnswer]:
+    """The answers of the variants of one :class:`~td_physics.structure.builder.VariantStack`.
+
+    Variants with the same Hamiltonian are computed once. Gaps: one batched ``eigvalsh`` per
+    chunk of k-points for all distinct variants; parities: the even and odd blocks of ``H`` at the
+    eight TRIMs of all gapped variants with inversion, in batched ``eigvalsh`` calls
+    (:func:`~td_physics.invariants.z2.batched_parity_deltas`); Wannier-centre flow or Chern number
+    per gapped variant.
+    """
+    nocc, norb, dim_k = stack.n_electrons, stack.norb, stack.dim_k
+    if not 0 < nocc < norb:
+        return [VariantAnswer(n, "semimetal_or_metal", None, None, 0.0, -np.inf, "filling", True) for n in names]
+    same = stack.duplicates()
+    reps = sorted(set(same))
+    mesh = density_mesh(lattice, gap_density, dim_k) if gap_mesh is None else gap_mesh
+    if not magnetic and electric_field is None and dim_k == 3:
+        # the variants share the crystal's symmetry: the irreducible points of the mesh suffice
+        kpoints = irreducible_mesh(lattice, frac, numbers, mesh)
+    else:
+        kpoints = uniform_mesh(mesh, dim_k)
+    direct, indirect = gaps_of(lambda k: stack.hamiltonian(k, reps), kpoints, nocc, len(reps), norb)
+    found: dict[int, tuple[str, tuple[int, ...] | None, int | None, float, float, str, bool]] = {}
+    gapped = []
+    for r, d, i in zip(reps, direct, indirect):
+        if (nocc % 2 and not magnetic) or i <= metal_gap:
+            found[r] = ("semimetal_or_metal", None, None, float(d), float(i), "gap", True)
+        else:
+            gapped.append((r, float(d), float(i)))
+    with_parity = [g for g in gapped if not magnetic and stack.inversion[g[0]] is not None]
+    if with_parity:  # Fu-Kane parities of every gapped variant with inversion: one eigh at the TRIMs
+        op = stack.inversion[with_parity[0][0]]
+        trims = np.array(list(itertools.product((0.0, 0.5), repeat=dim_k)))
+        idx = [g[0] for g in with_parity]
+        deltas, gaps = batched_parity_deltas(stack.hamiltonian(trims, idx), trims, op, nocc, method="blocks")
+        for (r, d, i), delta, gap in zip(with_parity, deltas, gaps):
+            res = parity_result(delta, trims, float(gap))
+            indices = _as_indices(res.value)
+            cls, z2, chern, method, ok = _label(
+                indices, "parity", res.converged, bool(any(indices)) and _stack_spin_symmetric(stack, r)
+            )
+            found[r] = (cls, z2, chern, d, i, method, ok)
+    for r, d, i in gapped:
+        if r not in found:  # magnetic (Chern number) or without inversion (Wannier-centre flow)
+            cls, z2, chern, method, ok = _classify_gapped(stack.model(r), nocc, magnetic)
+            found[r] = (cls, z2, chern, d, i, method, ok)
+    return [VariantAnswer(name, *found[same[v]]) for v, name in enumerate(names)]
 
 
 def classify_structure(
@@ -169,7 +275,8 @@ def classify_structure(
     electric_field: float | None = None,
     dimension: int | None = None,
     spin_orbit_constants: dict[str, float] | None = None,
-    gap_mesh: int = 8,
+    gap_mesh: int | Sequence[int] | None = None,
+    gap_density: float = GAP_KPOINT_DENSITY,
     metal_gap: float = 1e-3,
 ) -> StructureClassification:
     """Classify a crystal as ``trivial``, ``z2_ti``, ``chern`` or ``semimetal_or_metal``.
@@ -177,61 +284,58 @@ def classify_structure(
     ``structure`` is a (3, 3) lattice (rows, Angstrom) with ``frac_coords`` and
     ``atomic_numbers``, or a CrystalRecord, or a pymatgen Structure. ``variants`` defaults to
     :data:`td_physics.structure.DEFAULT_VARIANTS`. ``metal_gap`` (eV) is the smallest indirect
-    gap counted as insulating; ``gap_mesh`` points per periodic axis locate it.
-    ``spin_orbit_constants`` ({symbol: lambda_p in eV}) are passed to the builder; the shipped
-    table of sourced constants is still empty, so p-shell crystals need them (see
+    gap counted as insulating. The gap is searched on a Gamma-centred mesh of ``gap_density``
+    points per 1/Angstrom along each reciprocal vector (:func:`td_physics.bands.density_mesh`:
+    8x8x8 for the 5-atom cell of Bi2Se3, 4x4x8 for its 2x2x1 supercell), reduced to its
+    irreducible points when the models share the crystal's symmetry; ``gap_mesh`` (points per
+    periodic axis, an int or one per axis) overrides it. ``spin_orbit_constants`` ({symbol:
+    lambda_p in eV}) are passed to the builder and take precedence over the shipped table (see
     :mod:`td_physics.structure.parameters`).
+
+    The variants are built together from one neighbour list
+    (:func:`td_physics.structure.builder.tight_binding_variants`), variants with identical
+    Hamiltonians are computed once, the gaps of all variants come from batched ``eigvalsh``
+    calls and their parities from the parity blocks of ``H`` at the TRIMs, batched likewise.
     """
     from td_physics import structure as tb
+    from td_physics.structure.builder import variant_stacks
 
     lattice, frac, numbers = structure_arrays(structure, frac_coords, atomic_numbers)
     variants = list(variants) if variants is not None else list(tb.DEFAULT_VARIANTS)
     magnetic = magnetic_moments is not None and bool(np.any(np.asarray(magnetic_moments) != 0))
-    models = [
-        tb.tight_binding_from_structure(
+    # the inversion operation belongs to the crystal: found once (spglib) and checked on every variant
+    groups = variant_stacks(
+        lattice,
+        frac,
+        numbers,
+        variants,
+        magnetic_moments=magnetic_moments,
+        electric_field=electric_field,
+        dimension=dimension,
+        spin_orbit_constants=spin_orbit_constants,
+        find_inversion=electric_field is None,
+    )
+    answers: list[VariantAnswer | None] = [None] * len(variants)
+    for idx, stack in groups:
+        names = [getattr(variants[n], "name", str(variants[n])) for n in idx]
+        group_answers = _classify_stack(
+            stack,
+            names,
             lattice,
             frac,
             numbers,
-            variant=v,
-            magnetic_moments=magnetic_moments,
+            magnetic=magnetic,
             electric_field=electric_field,
-            dimension=dimension,
-            spin_orbit_constants=spin_orbit_constants,
-            find_inversion=False,
+            gap_mesh=gap_mesh,
+            gap_density=gap_density,
+            metal_gap=metal_gap,
         )
-        for v in variants
-    ]
-    # the inversion operation belongs to the crystal: find it once (spglib), check it on every variant
-    op = tb.inversion_operator(models[0], lattice, frac, numbers) if electric_field is None else None
-    for model in models if op is not None else ():
-        model.set_inversion(op.permutation, op.parities, op.centre)
-    n_electrons = int(models[0].metadata["n_electrons"])
-    nocc = n_electrons
-    if not 0 < nocc < models[0].norb:
-        answers = [
-            VariantAnswer(getattr(v, "name", str(v)), "semimetal_or_metal", None, None, 0.0, -np.inf, "filling", True)
-            for v in variants
-        ]
-    else:
-        direct, indirect = np.zeros(len(models)), np.zeros(len(models))
-        kpoints = None
-        if not magnetic and electric_field is None and models[0].dim_k == 3:
-            # the models share the crystal's symmetry: the irreducible points of the mesh suffice
-            kpoints = irreducible_mesh(lattice, frac, numbers, gap_mesh)
-        groups: dict[int, list[int]] = {}
-        for i, m in enumerate(models):  # variants with the same basis share one batched eigh
-            groups.setdefault(m.norb, []).append(i)
-        for idx in groups.values():
-            d, i_gap = batched_band_gaps([models[i] for i in idx], nocc, gap_mesh, kpoints=kpoints)
-            direct[idx], indirect[idx] = d, i_gap
-        answers = []
-        for v, model, d, i in zip(variants, models, direct, indirect):
-            name = getattr(v, "name", str(v))
-            if (nocc % 2 and not magnetic) or i <= metal_gap:
-                answers.append(VariantAnswer(name, "semimetal_or_metal", None, None, float(d), float(i), "gap", True))
-                continue
-            cls, z2, chern, method, ok = _classify_gapped(model, nocc, magnetic)
-            answers.append(VariantAnswer(name, cls, z2, chern, float(d), float(i), method, ok))
+        for n, answer in zip(idx, group_answers):
+            answers[n] = answer
+    return _consensus([a for a in answers if a is not None])
+
+
+def _consensus(answers: list[VariantAnswer]) -> StructureClassification:
     votes = Counter(a.topo_class for a in answers)
     top = max(votes.values())
     # ties are broken towards the more conservative class (metal, then trivial) rather than guessed
@@ -261,7 +365,7 @@ def classify_model(
     occupied: int | None = None,
     *,
     magnetic: bool | None = None,
-    gap_mesh: int = 8,
+    gap_mesh: int | Sequence[int] = 8,
     metal_gap: float = 1e-3,
     source: str = "user model",
 ) -> StructureClassification:

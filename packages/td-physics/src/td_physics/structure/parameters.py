@@ -1,25 +1,31 @@
 """Parameter sets of the structure labeller: variants, data tables, distance laws and cutoffs.
 
 Every number used here is read from the JSON tables in :mod:`td_physics.data`, each with its
-reference; nothing is fitted. The tables:
+reference or, for computed tables, its method, generator and validation; nothing is fitted. The tables:
 
 * ``hopping_coefficients.json``: Harrison's universal coefficients ``eta`` of
   ``V = eta hbar^2 / (m d^2)`` (``hbar^2/m = 7.62 eV A^2``), the 1980 set ("Electronic Structure
   and the Properties of Solids") and the revised 1999 set ("Elementary Electronic Structure").
-* ``term_values_nist_lda.json``: valence s and p eigenvalues of the neutral atoms, NIST SRD 141
-  LDA (Kotochigova et al., Phys. Rev. A 55, 191 (1997)); H and the p-block, H..Bi.
+* ``term_values_scrlda.json`` (the default): scalar-relativistic LDA valence s and p eigenvalues of
+  the neutral atoms, computed by :mod:`td_physics.atomic` (``scripts/make_atomic_tables.py``) with
+  NIST SRD 141's conventions and validated against NIST's published ScRLDA/RLDA/LDA eigenvalues to
+  about 1e-6 Hartree. It includes the Darwin and mass-velocity shifts of heavy elements (Bi 6s:
+  -3.1 eV against the non-relativistic value) and, for groups 1, 2, 11 and 12, the unoccupied
+  valence p level in the atom's own potential.
+* ``term_values_nist_lda.json``: NIST SRD 141 non-relativistic LDA eigenvalues (Kotochigova et al.,
+  Phys. Rev. A 55, 191 (1997)); H and the p-block H..Bi; kept for comparison.
 * ``term_values_harrison1980.json``: Harrison's 1980 Solid State Table term values
   (Herman-Skillman); a subset of the p-block plus Be, Mg, Zn, Cd, Hg; no Bi or Tl.
 * ``valence_electrons.json``: valence s and p electron counts (filled d10 shells are core).
-* ``spin_orbit_p.json``: p-shell spin-orbit constants ``lambda``; **empty** until sourced values
-  are added (see its ``notes``), so a variant with ``spin_orbit=True`` needs them passed in.
+* ``spin_orbit_p.json``: p-shell spin-orbit constants ``lambda`` (``H_SO = lambda L.S``), two thirds
+  of the p1/2-p3/2 splitting of the Dirac-LDA atom from the same solver (Bi 1.30 eV, Pb 0.99 eV,
+  Te 0.54 eV, Se 0.26 eV); the solver reproduces NIST's RLDA p splittings of Ne..Rn to 2e-4.
 
-Honest limits. Both term-value tables are non-relativistic: no scalar-relativistic shift is
-applied, because no relativistic-minus-non-relativistic term values could be sourced. For 6p
-elements (Tl, Pb, Bi) the missing Darwin and mass-velocity terms lower the 6s level by an amount
-comparable to the s-p splitting itself, so their on-site energies carry an uncertainty of that
-order; the ensemble of variants does not cover it. ``sp3s*`` (Vogl et al. 1983) is refused: no
-universal s* on-site energy was sourced.
+Honest limits. The on-site energies are free-atom eigenvalues: they carry no crystal-field or
+charge-transfer correction, and the universal couplings are nearest-neighbour-like (a cutoff in
+units of the shortest bond). Band energies of such models are good to a few tenths of an eV at
+best, often worse (see ``docs/labeller_accuracy.md``). ``sp3s*`` (Vogl et al. 1983) is refused: no
+universal s* on-site energy was sourced, and the excited s level of the atom is not Vogl's fitted s*.
 """
 
 from __future__ import annotations
@@ -56,7 +62,7 @@ class StructureError(ModelDefinitionError):
 
 _HOPPING_SETS = ("harrison1980", "harrison1999")
 _DISTANCE_LAWS = ("inverse_square", "exponential")
-_TERM_TABLES = ("nist_lda", "harrison1980")
+_TERM_TABLES = ("scrlda", "nist_lda", "harrison1980")
 _BASES = ("sp3",)
 
 
@@ -81,7 +87,8 @@ class Variant:
         zero at ``outer``. ``d_ref = max(d_nn(i), d_nn(j))``, with ``d_nn`` an atom's shortest
         bond, so a bond counts when it is (nearly) nearest-neighbour for one of its atoms.
     term_values:
-        On-site table: ``"nist_lda"`` (H and the p-block up to Bi) or ``"harrison1980"``.
+        On-site table: ``"scrlda"`` (computed scalar-relativistic LDA; H, groups 1, 2, 11-17 up to
+        Bi), ``"nist_lda"`` (non-relativistic NIST SRD 141; H and the p-block) or ``"harrison1980"``.
     basis:
         Orbital basis; only ``"sp3"`` (one s and three p per atom; s only for H) is supported.
     spin_orbit:
@@ -92,9 +99,9 @@ class Variant:
     distance_law: str = "inverse_square"  # Harrison's own d^-2 law
     decay: float = 3.0  # only used by the exponential law
     cutoff: tuple[float, float] = (1.15, 1.35)  # keeps first neighbours, drops second (1.63 d_nn in diamond)
-    term_values: str = "nist_lda"  # the only table that covers Bi
+    term_values: str = "scrlda"  # scalar-relativistic: the Bi/Pb/Tl 6s levels need it
     basis: str = "sp3"  # sp3s* refused: no sourced s* on-site energy
-    spin_orbit: bool = True  # the labeller needs it; constants must be supplied while the table is empty
+    spin_orbit: bool = True  # atomic lambda L.S on p shells, from spin_orbit_p.json
 
     def __post_init__(self) -> None:
         checks = (
@@ -123,7 +130,7 @@ class Variant:
     def name(self) -> str:
         """A short unique label, for example ``"harrison1980-d2-lda-c1.15-1.35-so"``."""
         law = "d2" if self.distance_law == "inverse_square" else f"exp{self.decay:g}"
-        terms = "lda" if self.term_values == "nist_lda" else "hs1980"
+        terms = {"scrlda": "srlda", "nist_lda": "lda", "harrison1980": "hs1980"}[self.term_values]
         so = "so" if self.spin_orbit else "noso"
         return f"{self.hopping}-{law}-{terms}-c{self.cutoff[0]:g}-{self.cutoff[1]:g}-{so}"
 
