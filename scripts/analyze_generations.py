@@ -99,9 +99,7 @@ def _rank(row: dict[str, Any]) -> tuple:
 
 
 def gallery_figure(records: dict[str, Any], rows: Sequence[dict[str, Any]], n_best: int):
-    """Band structures of the best ``n_best`` candidates td-physics can build (spin-orbit off: no sourced table)."""
-    import dataclasses
-
+    """Band structures of the best ``n_best`` candidates td-physics can build (default variant, spin-orbit on)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -112,7 +110,7 @@ def gallery_figure(records: dict[str, Any], rows: Sequence[dict[str, Any]], n_be
     from td_physics.plotting import plot_band_structure
     from td_physics.structure import DEFAULT_VARIANTS, tight_binding_from_structure
 
-    variant = dataclasses.replace(DEFAULT_VARIANTS[0], spin_orbit=False)
+    variant = DEFAULT_VARIANTS[0]  # scalar-relativistic on-site energies and atomic spin-orbit coupling
     built, refused = [], []
     for row in sorted(rows, key=_rank):
         if len(built) >= n_best:

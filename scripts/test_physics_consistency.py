@@ -139,7 +139,7 @@ def conditional_generation(model: Any, classes: Sequence[str], args: argparse.Na
         "share_as_requested": n_as / n_checked if n_checked else None,
         "n_refused": sum(refusals_total.values()),
         "refusals": dict(refusals_total),
-        "labeller_options": {**label_options, "spin_orbit": False},
+        "labeller_options": dict(label_options),
         "steps": args.steps if args.steps is not None else model.num_steps,
     }
 

@@ -16,7 +16,7 @@ KEDRO = Path(sys.executable).with_name("kedro")
 TINY = """
 data_config: {source: synthetic, path: null, n_samples: 30, seed: 0, max_atoms: 12, elements: labeller,
               fraction_2d: 0.1, trusted: false}
-label_options: {max_records: 4, max_atoms: 4, workers: 1, spin_orbit: false, spin_orbit_constants: null,
+label_options: {max_records: 4, max_atoms: 4, workers: 1, spin_orbit: true, spin_orbit_constants: null,
                 gap_mesh: 4, metal_gap: 0.001}
 model_config: {num_species: 100, hidden_dim: 16, num_topo_classes: 4, num_layers: 1, num_heads: 2,
                max_atoms: 20, num_steps: 20}

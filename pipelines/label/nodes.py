@@ -4,12 +4,12 @@ The labeller builds a universal-parameter tight-binding model per ensemble varia
 It is expensive (seconds per small cell on two cores, much more for larger, low-symmetry cells), so
 only the ``max_records`` smallest crystals with at most ``max_atoms`` sites are labelled; the others
 keep no ``topo_class`` and train the model without a class condition (their condition is the null).
-The shipped spin-orbit table is still empty, so by default the variants run without spin-orbit
-coupling (``spin_orbit: false``); with spin-orbit on, every p-shell crystal would fail for want of
-constants. Without spin-orbit coupling a ``z2_ti`` answer (the labeller does give some, from parity
-products of spin-degenerate bands) marks a parity band inversion, which without spin-orbit coupling
-usually means a nodal-line semimetal rather than a Z2 insulator: treat it as unverified. No label is
-invented or edited here. Records that cannot be labelled are reported, not dropped.
+The variants carry atomic spin-orbit coupling on p shells (``spin_orbit: true``, constants from
+td-physics' computed Dirac-LDA table) and scalar-relativistic on-site energies; the labeller's accuracy
+on a literature reference table is in ``docs/labeller_accuracy.md``. With ``spin_orbit: false`` a
+``z2_ti`` answer cannot occur: an odd parity inversion of spin-degenerate bands is reported as a
+semimetal. No label is invented or edited here. Records that cannot be labelled are reported, not
+dropped.
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ class LabelConfig:
     max_records: int = 40  # label at most this many crystals (smallest cells first)
     max_atoms: int = 6  # and only cells with at most this many sites
     workers: int = 2  # worker processes
-    spin_orbit: bool = False  # True needs sourced p-shell spin-orbit constants (the table is empty)
-    spin_orbit_constants: dict[str, float] | None = None  # {symbol: lambda_p eV}, used when spin_orbit
-    gap_mesh: int = 6  # k-points per periodic axis for the gap search
-    metal_gap: float = 1e-3  # eV: smaller indirect gaps count as metallic
+    spin_orbit: bool = True  # atomic lambda L.S on p shells (td-physics' computed table)
+    spin_orbit_constants: dict[str, float] | None = None  # {symbol: lambda_p eV}, overrides the table
+    gap_mesh: int | None = 6  # k-points per periodic axis for the gap search (None: td-physics' density mesh)
+    metal_gap: float = 1e-3  # eV: smaller gaps count as closed
+    max_band_overlap: float = 0.5  # eV: bands separated at every k but overlapping by less keep their invariant
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> LabelConfig:
@@ -52,7 +53,12 @@ class LabelConfig:
         from td_physics.structure import DEFAULT_VARIANTS
 
         variants = [dataclasses.replace(v, spin_orbit=self.spin_orbit) for v in DEFAULT_VARIANTS]
-        options: dict[str, Any] = {"variants": variants, "gap_mesh": self.gap_mesh, "metal_gap": self.metal_gap}
+        options: dict[str, Any] = {
+            "variants": variants,
+            "gap_mesh": self.gap_mesh,
+            "metal_gap": self.metal_gap,
+            "max_band_overlap": self.max_band_overlap,
+        }
         if self.spin_orbit and self.spin_orbit_constants:
             options["spin_orbit_constants"] = dict(self.spin_orbit_constants)
         return options
@@ -79,7 +85,7 @@ def label_crystals(
         "class_counts": dict(sorted(classes.items())),
         "options": {k: v for k, v in dataclasses.asdict(cfg).items()},
         "failures": [{"source": q.source, "reason": q.reason} for q in result.quarantined],
-        "note": "spin-orbit off: z2_ti answers are unverified parity inversions" if not cfg.spin_orbit else "",
+        "note": "spin-orbit off: odd parity inversions are reported as semimetals" if not cfg.spin_orbit else "",
     }
     logger.info("label: %d of %d attempted labelled, classes %s", len(labelled), len(chosen), dict(classes))
     return out, summary

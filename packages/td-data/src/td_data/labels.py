@@ -47,6 +47,22 @@ class LabelResult:
     user_labelled: int
 
 
+def _limit_blas_threads(n: int) -> None:
+    """Worker initializer: ``n`` BLAS threads per worker process.
+
+    Each worker's ``eigvalsh`` calls are small (tens to hundreds of orbitals); with the BLAS default
+    of one thread per core, two workers on two cores oversubscribe them and run 2-4x slower than two
+    single-threaded workers (benchmarks/labeller_throughput.py).
+    """
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl comes with scikit-learn (matminer)
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(n)
+        return
+    threadpool_limits(limits=n, user_api="blas")
+
+
 def _user_labelled(record: CrystalRecord) -> bool:
     source = str(record.labels.get("label_source", ""))
     return "topo_class" in record.labels and not source.startswith(LABELLER_PREFIX)
@@ -122,7 +138,7 @@ def label_records(
         results = map(_label_one, jobs)
         pool = None
     else:
-        pool = ProcessPoolExecutor(max_workers=n_workers)
+        pool = ProcessPoolExecutor(max_workers=n_workers, initializer=_limit_blas_threads, initargs=(1,))
         results = pool.map(_label_one, jobs, chunksize=chunksize)
     try:
         for done, (rid, labels, reason) in enumerate(results, 1):

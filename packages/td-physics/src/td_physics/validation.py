@@ -275,31 +275,32 @@ def validate_known_models(cases: Sequence[str] | None = None) -> ValidationRepor
 
 
 # ---------------------------------------------------------------------------------------------- known materials
-def _graphene_structure() -> tuple[str, str, bool]:
-    """The structure labeller on a graphene sheet (two C, 2.46 A, 20 A of vacuum): expected a semimetal."""
-    import dataclasses
+def _reference_structure_check(name: str, **kwargs: Any) -> Callable[[], tuple[str, str, bool]]:
+    """A structure-level check: the labeller on a literature reference crystal against its expected label."""
 
-    from td_physics.classify import classify_structure
-    from td_physics.structure import DEFAULT_VARIANTS
+    def check() -> tuple[str, str, bool]:
+        from td_physics.classify import classify_structure
+        from td_physics.structure.reference import reference_materials, reference_structure
 
-    a = 2.46
-    lattice = np.array([[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 20.0]])
-    # without spin-orbit coupling: the shipped table of p-shell constants is empty (and graphene's is ~ueV)
-    variants = [dataclasses.replace(v, spin_orbit=False) for v in DEFAULT_VARIANTS]
-    res = classify_structure(
-        lattice, [[1 / 3, 2 / 3, 0.5], [2 / 3, 1 / 3, 0.5]], [6, 6], dimension=2, variants=variants
-    )
-    computed = f"{res.topo_class} (confidence {res.confidence:.2f})"
-    return "semimetal_or_metal", computed, res.topo_class == "semimetal_or_metal"
+        material = reference_materials()[name]
+        expected = material.expected
+        given = material.parameters.get("z2_indices")
+        res = classify_structure(*reference_structure(name), **kwargs)
+        right = res.topo_class == expected and (given is None or tuple(res.z2_indices or ()) == tuple(given))
+        indices = "" if res.z2_indices is None or res.topo_class != "z2_ti" else f" {tuple(res.z2_indices)}"
+        computed = f"{res.topo_class}{indices} (confidence {res.confidence:.2f})"
+        return expected + ("" if given is None else f" {tuple(given)}"), computed, right
+
+    return check
 
 
 #: The user guide's material names -> (model-level cases of :data:`CASES`, structure-level check or None).
-#: Structure-level checks run :func:`td_physics.classify.classify_structure` on a crystal structure; they
-#: exist only where the universal-parameter labeller applies (no sourced spin-orbit constants are shipped,
-#: so the spin-orbit materials are model-level only).
+#: Structure-level checks run :func:`td_physics.classify.classify_structure` on the material's crystal
+#: structure from the literature reference table (:mod:`td_physics.structure.reference`); model-only cases
+#: (quantum wells, toy models) have none.
 KNOWN_MATERIALS: dict[str, tuple[tuple[str, ...], Callable[[], tuple[str, str, bool]] | None]] = {
-    "graphene": (("graphene",), _graphene_structure),
-    "bi2se3": (("bi2se3",), None),
+    "graphene": (("graphene",), _reference_structure_check("graphene")),
+    "bi2se3": (("bi2se3",), _reference_structure_check("Bi2Se3")),
     "hgte_qw": (("hgte_7.0nm", "hgte_5.5nm"), None),
     "weyl_semimetal": (("weyl_semimetal",), None),
     "kane_mele": (("kane_mele",), None),
@@ -363,6 +364,8 @@ def validate_known_materials(materials: Sequence[str] | None = None) -> KnownMat
     >>> table.rows[0]["structure"]
     'expected semimetal_or_metal, computed semimetal_or_metal (confidence 1.00)'
     >>> table.rows[1]["structure"]
+    'expected z2_ti (1, 0, 0, 0), computed z2_ti (1, 0, 0, 0) (confidence 1.00)'
+    >>> table.rows[2]["structure"]
     'not applicable'
     >>> table.all_agree
     True

@@ -1,0 +1,105 @@
+"""The structure labeller against the literature reference table (issue 4, docs/labeller_accuracy.md).
+
+The table (``td_physics/data/reference_materials.json``) holds the materials the issue names (Bi2Se3,
+Bi2Te3, Sb2Te3 strong TIs; Si, GaAs, NaCl trivial; Cu a metal) and a broader set. The tests pin the
+measured outcome, failures included, so that any change of the labeller that moves a label shows
+up here and in the document together.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import spglib
+
+from td_physics.classify import classify_structure
+from td_physics.structure import load_table
+from td_physics.structure.accuracy import labeller_accuracy
+from td_physics.structure.reference import reference_materials, reference_structure, strained, supercell
+
+ISSUE_TABLE = {
+    "Bi2Se3": "z2_ti",
+    "Bi2Te3": "z2_ti",
+    "Sb2Te3": "z2_ti",
+    "Si": "trivial",
+    "GaAs": "trivial",
+    "NaCl": "trivial",
+    "Cu": "semimetal_or_metal",
+}
+# measured with the default variants and max_band_overlap=0.5 eV (docs/labeller_accuracy.md)
+KNOWN_FAILURES = {
+    "Bi2Te3": "semimetal_or_metal",  # 3 of 6 variants overlap by more than 0.5 eV: a tie, confidence 0.5
+    "Sb2Te3": "z2_ti",  # right class, but 3 variants say weak (0;111), 3 strong (1;000): confidence 0.5
+    "HgTe": "trivial",  # the sp3 model puts the s-like Gamma6 level above Gamma8: no inversion
+    "Bi": "z2_ti",  # A7 Bi: valence bands (1;111) in 4 of 6 variants (literature: semimetal, (0;000))
+    "Sb": "z2_ti",  # A7 Sb: (1;111) is right for its valence bands, but the model misses the band overlap
+}
+
+
+def _numbers(species):
+    symbols = load_table("valence_electrons")["elements"]
+    return [symbols[s]["Z"] for s in species]
+
+
+def test_the_issue_materials_are_in_the_table_with_sources():
+    table = reference_materials()
+    refs = load_table("reference_materials")["references"]
+    for name, expected in ISSUE_TABLE.items():
+        assert table[name].expected == expected
+        assert table[name].structure_source and table[name].expected_source
+        assert all(key in refs for key in table[name].structure_source + table[name].expected_source)
+    assert all(m.citations() for m in table.values())
+
+
+@pytest.mark.parametrize(
+    ("name", "space_group", "natoms"),
+    [("Bi2Se3", 166, 5), ("Si", 227, 2), ("GaAs", 216, 2), ("NaCl", 225, 2), ("Cu", 225, 1), ("Bi", 166, 2)],
+)
+def test_reference_structures_have_their_space_groups(name, space_group, natoms):
+    lattice, frac, species = reference_structure(name)
+    assert len(frac) == natoms
+    assert spglib.get_symmetry_dataset((lattice, frac, _numbers(species)), symprec=1e-3).number == space_group
+
+
+def test_the_labeller_on_the_reference_table():
+    report = labeller_accuracy()
+    rows = {r.material: r for r in report.rows}
+    for name, expected in ISSUE_TABLE.items():
+        if name not in KNOWN_FAILURES:
+            assert rows[name].correct and rows[name].computed == expected, (name, rows[name])
+    assert rows["Bi2Se3"].z2_indices == (1, 0, 0, 0) and rows["Bi2Se3"].confidence == 1.0
+    assert {n for n, r in rows.items() if not r.correct} == set(KNOWN_FAILURES)
+    assert {n: rows[n].computed for n in KNOWN_FAILURES} == KNOWN_FAILURES
+    s = report.summary
+    # the aims of issue 4: >= 90% right among confident labels, >= half of the set labelled confidently
+    assert s["confident_accuracy"] >= 0.9 and s["coverage"] >= 0.5, s
+    assert s["refused"] == []
+    # confidence is informative: the confident labels are right more often than the unconfident ones
+    unconfident = [r for r in report.rows if r.confidence < 0.8]
+    assert sum(r.correct for r in unconfident) / len(unconfident) < s["confident_accuracy"]
+
+
+def test_band_overlap_tolerance_is_explicit():
+    lattice, frac, species = reference_structure("Bi2Se3")
+    strict = classify_structure(lattice, frac, species, max_band_overlap=0.0)
+    tolerant = classify_structure(lattice, frac, species)
+    assert strict.topo_class == "semimetal_or_metal"
+    assert tolerant.topo_class == "z2_ti" and tolerant.indirect_gap < 0
+    assert any(a.method == "parity+overlap" for a in tolerant.variants)
+    # the valence bands of the strict reading's metals carry the same invariant (computed, not guessed)
+    assert all(a.z2_indices in (None, (1, 0, 0, 0)) for a in strict.variants)
+
+
+@pytest.mark.slow
+def test_labels_survive_strain_supercells_and_origin_shifts():
+    rng = np.random.default_rng(0)
+    for name in ("Bi2Se3", "GaAs", "NaCl", "Cu", "PbTe"):
+        lattice, frac, species = reference_structure(name)
+        base = classify_structure(lattice, frac, species)
+        for strain in (-0.01, 0.01):
+            assert classify_structure(strained(lattice, strain), frac, species).topo_class == base.topo_class
+        shift = rng.random(3)
+        moved = classify_structure(lattice, (frac + shift) % 1.0, species)
+        assert (moved.topo_class, moved.z2_indices) == (base.topo_class, base.z2_indices)
+        big = classify_structure(*supercell(lattice, frac, species, (1, 1, 2)))
+        assert big.topo_class == base.topo_class, name
