@@ -143,6 +143,34 @@ def structure_arrays(structure: Any, frac_coords: Any = None, atomic_numbers: An
     return np.asarray(matrix, dtype=float), np.asarray(structure.frac_coords, dtype=float), np.asarray(numbers)
 
 
+def primitive_cell(
+    lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, symprec: float = 1e-3
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The primitive cell of a crystal given as a supercell (spglib), or the input when it is primitive.
+
+    The classification of a supercell folds its bands: a band overlap between two k-points that
+    fold onto one becomes a crossing, so a supercell could read as a metal where its primitive cell
+    has separated bands. Classifying the primitive cell makes the answer independent of the cell.
+    """
+    import warnings
+
+    import spglib
+
+    from td_physics.structure.parameters import element_symbol, load_table
+
+    table = load_table("valence_electrons")["elements"]
+    z = np.array([table[element_symbol(n)]["Z"] for n in np.atleast_1d(numbers)], dtype=np.intc)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        found = spglib.standardize_cell((lattice, frac, z), to_primitive=True, no_idealize=True, symprec=symprec)
+    if found is None or len(found[2]) >= len(z):
+        return lattice, frac, numbers
+    prim_lattice, prim_frac, prim_z = found
+    by_z = {int(zz): n for zz, n in zip(z, np.atleast_1d(numbers))}
+    logger.info("classifying the %d-atom primitive cell of a %d-atom cell", len(prim_z), len(z))
+    return np.asarray(prim_lattice), np.asarray(prim_frac), np.array([by_z[int(zz)] for zz in prim_z])
+
+
 def spin_rotation_symmetric(model: TightBindingModel, tol: float = 1e-10) -> bool:
     """True when a spinful model has full SU(2) spin symmetry: no spin-orbit coupling, no exchange.
 
@@ -285,6 +313,7 @@ def classify_structure(
     gap_density: float = GAP_KPOINT_DENSITY,
     metal_gap: float = 1e-3,
     max_band_overlap: float = 0.5,
+    reduce_to_primitive: bool = True,
 ) -> StructureClassification:
     """Classify a crystal as ``trivial``, ``z2_ti``, ``chern`` or ``semimetal_or_metal``.
 
@@ -305,6 +334,10 @@ def classify_structure(
     Z2-odd valence bands. The default 0.5 eV was chosen from a sweep over the reference table (no
     held-out set exists), see ``docs/labeller_accuracy.md``.
 
+    Cell. With ``reduce_to_primitive`` (default) a supercell is replaced by its primitive cell
+    (:func:`primitive_cell`, spglib) unless moments, a field or a 2D cell are given: the class does
+    not depend on the cell, and the Z2 indices then refer to the primitive cell's reciprocal basis.
+
     The gap is searched on a Gamma-centred mesh of ``gap_density``
     points per 1/Angstrom along each reciprocal vector (:func:`td_physics.bands.density_mesh`:
     8x8x8 for the 5-atom cell of Bi2Se3, 4x4x8 for its 2x2x1 supercell), reduced to its
@@ -324,6 +357,8 @@ def classify_structure(
     lattice, frac, numbers = structure_arrays(structure, frac_coords, atomic_numbers)
     variants = list(variants) if variants is not None else list(tb.DEFAULT_VARIANTS)
     magnetic = magnetic_moments is not None and bool(np.any(np.asarray(magnetic_moments) != 0))
+    if reduce_to_primitive and magnetic_moments is None and electric_field is None and dimension != 2:
+        lattice, frac, numbers = primitive_cell(lattice, frac, numbers)
     # the inversion operation belongs to the crystal: found once (spglib) and checked on every variant
     groups = variant_stacks(
         lattice,
