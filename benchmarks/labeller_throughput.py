@@ -152,9 +152,9 @@ def main() -> None:
     args = parser.parse_args()
     lat, frac, species = reference_structure("Bi2Se3")
     cases = {
-        "Bi2Se3, 5 atoms (gap)": (lat, frac, species),
-        "Bi2Se3 1x1x2, 10 atoms (gap)": supercell(lat, frac, species, (1, 1, 2)),
-        "Bi2Se3 2x2x1, 20 atoms (gap)": supercell(lat, frac, species, (2, 2, 1)),
+        "Bi2Se3, 5 atoms (parity)": (lat, frac, species),
+        "Bi2Se3 1x1x2, 10 atoms (parity)": supercell(lat, frac, species, (1, 1, 2)),
+        "Bi2Se3 2x2x1, 20 atoms (parity)": supercell(lat, frac, species, (2, 2, 1)),
         "GaAs, 2 atoms (Wannier centres)": zincblende(),
         "GaAs 1x1x2, 4 atoms (Wannier centres)": zincblende((1, 1, 2)),
         "PbTe, 2 atoms (parity)": rock_salt(),
@@ -172,7 +172,7 @@ def main() -> None:
         answer = f"{res.topo_class} ({res.confidence:.2f}, {res.variants[0].method}), {which}"
         print(f"{name:<40} {r1:>10.2f} {r2:>12.2f} {r2_cpu:>12.2f}  {answer}", flush=True)
     so, _ = spin_orbit_for(species)
-    naive = naive_gap_rate(cases["Bi2Se3, 5 atoms (gap)"], so)
+    naive = naive_gap_rate(cases["Bi2Se3, 5 atoms (parity)"], so)
     print(f"{'naive gap search only, 5 atoms':<40} {naive:>10.2f} {'':>25}  (one k-point and one variant at a time)")
     load1 = os.getloadavg()
     print(f"\nload average after: {load1[0]:.2f} {load1[1]:.2f} {load1[2]:.2f}")

@@ -13,7 +13,7 @@ equally defensible :class:`Variant` s; the consensus of their invariants is the 
 (8, True)
 """
 
-from td_physics.structure.builder import neighbour_list, tight_binding_from_structure
+from td_physics.structure.builder import neighbour_list, tight_binding_from_structure, tight_binding_variants
 from td_physics.structure.parameters import (
     DEFAULT_VARIANTS,
     StructureError,
@@ -21,6 +21,7 @@ from td_physics.structure.parameters import (
     Variant,
     load_table,
 )
+from td_physics.structure.reference import reference_materials, reference_structure, supercell
 from td_physics.structure.slater_koster import slater_koster_blocks, spin_orbit_matrix
 from td_physics.structure.symmetry import inversion_operator
 
@@ -28,6 +29,10 @@ __all__ = [
     "Variant",
     "DEFAULT_VARIANTS",
     "tight_binding_from_structure",
+    "tight_binding_variants",
+    "reference_materials",
+    "reference_structure",
+    "supercell",
     "inversion_operator",
     "neighbour_list",
     "slater_koster_blocks",
