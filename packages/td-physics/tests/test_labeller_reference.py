@@ -8,12 +8,16 @@ up here and in the document together.
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import spglib
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from td_physics.classify import classify_structure
-from td_physics.structure import load_table
+from td_physics.structure import load_table, tight_binding_from_structure
 from td_physics.structure.accuracy import labeller_accuracy
 from td_physics.structure.reference import reference_materials, reference_structure, strained, supercell
 
@@ -114,3 +118,31 @@ def test_a_supercell_is_classified_as_its_primitive_cell():
     # as given, the folded bands of the overlap cross in some variants: why the labeller reduces the cell
     folded = classify_structure(*big, reduce_to_primitive=False)
     assert folded.confidence < 1.0
+
+
+_NAMES = sorted(reference_materials())
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    name=st.sampled_from(_NAMES),
+    shift=st.lists(st.floats(0, 1, allow_nan=False), min_size=3, max_size=3),
+    k=st.lists(st.floats(-1, 1, allow_nan=False), min_size=3, max_size=3),
+    seed=st.integers(0, 2**16),
+)
+def test_built_hamiltonians_keep_the_crystal_symmetries(name, shift, k, seed):
+    """With the shipped tables: hermiticity, time reversal, [P, H] = 0 at the TRIMs, and a spectrum
+    that ignores the origin and the order of the atoms."""
+    lattice, frac, species = reference_structure(name)
+    model = tight_binding_from_structure(lattice, frac, species)
+    kk = np.array([k])[:, : model.dim_k]
+    h = model.hamiltonian(kk)[0]
+    assert np.allclose(h, h.conj().T, atol=1e-12)
+    assert model.is_time_reversal_symmetric()
+    if model.inversion is not None:
+        for trim in itertools.product((0.0, 0.5), repeat=model.dim_k):
+            p, ht = model.inversion.matrix_at(np.array(trim)), model.hamiltonian(np.array([trim]))[0]
+            assert np.allclose(p @ ht, ht @ p, atol=1e-9)
+    order = np.random.default_rng(seed).permutation(len(frac))
+    moved = tight_binding_from_structure(lattice, (frac[order] + np.array(shift)) % 1.0, [species[i] for i in order])
+    assert np.allclose(model.eigvalsh(kk), moved.eigvalsh(kk), atol=1e-8)
