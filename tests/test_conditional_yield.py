@@ -1,0 +1,162 @@
+"""benchmarks/conditional_yield.py: its statistics (Wilson, Katz, zero cases) and one tiny end-to-end run."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "conditional_yield.py"
+
+
+@pytest.fixture(scope="module")
+def cy():
+    pytest.importorskip("td_models")
+    spec = importlib.util.spec_from_file_location("_conditional_yield_benchmark", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# ---------------------------------------------------------------------------------------------- Wilson
+@pytest.mark.parametrize(
+    ("x", "n", "low", "high"),
+    [
+        # Wilson 95% score intervals as tabulated (e.g. Newcombe 1998, Table I; any statistics package)
+        (0, 10, 0.0, 0.2775),
+        (5, 10, 0.2366, 0.7634),
+        (10, 10, 0.7225, 1.0),
+        (1, 20, 0.0089, 0.2361),
+    ],
+)
+def test_wilson_known_values(cy, x, n, low, high):
+    lo, hi = cy.wilson_interval(x, n)
+    assert lo == pytest.approx(low, abs=1e-4)
+    assert hi == pytest.approx(high, abs=1e-4)
+
+
+def test_wilson_edges_and_errors(cy):
+    assert cy.wilson_interval(0, 0) == (None, None)
+    assert cy.wilson_interval(0, 7)[0] == 0.0 and cy.wilson_interval(7, 7)[1] == 1.0
+    with pytest.raises(ValueError):
+        cy.wilson_interval(3, 2)
+    s = cy.share(3, 12)
+    assert s["share"] == 0.25 and s["ci_low"] < 0.25 < s["ci_high"] and (s["count"], s["n"]) == (3, 12)
+    assert cy.share(0, 0)["share"] is None
+
+
+# ---------------------------------------------------------------------------------------------- Katz
+def test_katz_against_hand_computation(cy):
+    # RR = (10/50) / (5/100) = 4; SE(ln RR) = sqrt(1/10 - 1/50 + 1/5 - 1/100) = sqrt(0.27) = 0.519615;
+    # 4 exp(-/+ 1.959964 * 0.519615) = 4 * 0.361163 = 1.44465 and 4 * 2.768836 = 11.07535
+    ratio, low, high = cy.katz_interval(10, 50, 5, 100)
+    assert ratio == pytest.approx(4.0)
+    assert low == pytest.approx(1.44465, abs=1e-4)
+    assert high == pytest.approx(11.07535, abs=1e-4)
+    e = cy.enrichment(10, 50, 5, 100)
+    assert e["status"] == "finite" and e["method"] == "katz-log"
+    assert (e["ratio"], e["ci_low"], e["ci_high"]) == (ratio, low, high)
+    # equal shares: the interval is symmetric about 1 on the log scale
+    _, lo, hi = cy.katz_interval(7, 40, 7, 40)
+    assert lo * hi == pytest.approx(1.0)
+    with pytest.raises(ValueError):
+        cy.katz_interval(0, 10, 3, 10)
+
+
+def test_enrichment_zero_cases(cy):
+    inf = cy.enrichment(3, 20, 0, 20)  # unconditioned 0: infinite, one-sided lower bound
+    lo1, _ = cy.wilson_interval(3, 20)
+    _, hi2 = cy.wilson_interval(0, 20)
+    assert inf["status"] == "infinite" and math.isinf(inf["ratio"]) and math.isinf(inf["ci_high"])
+    assert inf["ci_low"] == pytest.approx(lo1 / hi2) and 0 < inf["ci_low"] < 1
+    zero = cy.enrichment(0, 20, 3, 20)  # conditioned 0: ratio 0, one-sided upper bound
+    assert zero["status"] == "zero" and zero["ratio"] == 0.0 and zero["ci_low"] == 0.0
+    assert zero["ci_high"] == pytest.approx(cy.wilson_interval(0, 20)[1] / cy.wilson_interval(3, 20)[0])
+    both = cy.enrichment(0, 20, 0, 30)
+    assert both["status"] == "both_zero" and both["ratio"] is None and "both shares are 0" in both["note"]
+    empty = cy.enrichment(0, 0, 1, 5)
+    assert empty["status"] == "undefined" and empty["ratio"] is None
+    assert cy.format_enrichment(inf).startswith("infinite") and ">=" in cy.format_enrichment(inf)
+    assert cy.format_enrichment(zero).startswith("0 ") and "<=" in cy.format_enrichment(zero)
+    assert cy.format_enrichment(both) == "undefined: both shares are 0"
+    as_json = cy._json_ratio(inf)
+    assert as_json["ratio"] == "inf" and as_json["ci_high"] == "inf"
+    json.dumps(as_json, allow_nan=False)
+
+
+def test_bad_option_is_a_one_line_error(cy, capsys):
+    assert cy.main(["--num-atoms", "lots", "--output-dir", "unused"]) == 2
+    assert capsys.readouterr().err.startswith("error: --num-atoms")
+
+
+# ---------------------------------------------------------------------------------------------- end to end
+def _run(args: list[str]) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+           "WANDB_MODE": "disabled"}  # fmt: skip
+    done = subprocess.run([sys.executable, str(SCRIPT), *args, "--no-progress"], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    pytest.importorskip("td_models")
+    pytest.importorskip("matplotlib")
+    out = tmp_path_factory.mktemp("conditional_yield")
+    done = _run(["--n-train", "24", "--budget-minutes", "0.2", "--max-epochs", "2", "--n-samples", "6",
+                 "--steps", "5", "--output-dir", str(out)])  # fmt: skip
+    return out, done
+
+
+@pytest.mark.slow
+def test_tiny_run_writes_files_and_keys(tiny_run):
+    out, done = tiny_run
+    for name in ("yield.json", "yield.md", "yield.png", "crystals.csv", "model.pt"):
+        assert (out / name).is_file(), name
+    assert (out / "yield.png").stat().st_size > 1000
+    result = json.loads((out / "yield.json").read_text())
+    for key in ("arms", "enrichment", "training_labels", "training", "sampling", "config", "timings_seconds",
+                "hardware", "notes", "num_atoms"):  # fmt: skip
+        assert key in result, key
+    tl = result["training_labels"]
+    assert tl["n_records"] == 24 and set(tl["class_counts"]) == {"trivial", "z2_ti", "chern", "semimetal_or_metal"}
+    assert tl["n_labelled"] == sum(tl["class_counts"].values()) <= tl["n_attempted"]
+    for arm in ("conditioned", "unconditioned"):
+        a = result["arms"][arm]
+        assert a["n_generated"] == 6
+        assert a["n_labelled"] + a["n_unlabelled"] == 6 == a["n_labelled"] + sum(a["unlabelled_reasons"].values())
+        assert a["n_labelled"] == sum(a["class_counts"].values())
+        assert a["share_over_generated"]["n"] == 6 and a["share_over_labelled"]["n"] == a["n_labelled"]
+        assert a["n_z2_ti"] == a["class_counts"]["z2_ti"] == a["share_over_labelled"]["count"]
+    assert result["sampling"]["conditioned"]["topo_class"] == "z2_ti"
+    assert result["sampling"]["unconditioned"]["topo_class"] is None
+    assert result["sampling"]["unconditioned"]["guidance_scale"] == 1.0
+    for basis in ("over_labelled", "over_generated"):
+        assert result["enrichment"][basis]["status"] in ("finite", "infinite", "zero", "both_zero", "undefined")
+    for phase in ("label_training_data", "train", "sample_conditioned", "label_unconditioned", "total"):
+        assert result["timings_seconds"][phase] >= 0
+    assert "enrichment (conditioned / unconditioned)" in done.stdout and "Training labels:" in done.stdout
+    table = (out / "yield.md").read_text()
+    assert "| conditioned on z2_ti (w=2) |" in table and "| unconditioned |" in table
+    assert len((out / "crystals.csv").read_text().splitlines()) == 1 + 12
+
+
+@pytest.mark.slow
+def test_model_path_skips_training(tiny_run, tmp_path):
+    out, _ = tiny_run
+    done = _run(["--model-path", str(out / "model.pt"), "--n-samples", "3", "--steps", "3", "--guidance-scale", "1",
+                 "--num-atoms", "2", "--label-timeout", "8", "--output-dir", str(tmp_path)])  # fmt: skip
+    result = json.loads((tmp_path / "yield.json").read_text())
+    assert result["training"] is None and result["training_labels"] is None
+    assert "train" not in result["timings_seconds"] and not (tmp_path / "model.pt").exists()
+    assert result["sampling"]["conditioned"]["guidance_scale"] == 1.0
+    assert result["num_atoms"] == {"mode": "fixed", "value": 2}
+    assert "Training labels: unknown" in done.stdout
