@@ -208,7 +208,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from td_models import ExperimentConfig
+    import perov5  # the sibling benchmark (benchmarks/ is on sys.path): its training options
 
     p = argparse.ArgumentParser(prog="conditional_yield.py", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--model-path", default=None, help="a trained model file (TopologicalDiffusionModel.save); "
@@ -218,13 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=300, help="synthetic training crystals")
     p.add_argument("--max-label-atoms", type=int, default=6,
                    help="only crystals with at most this many sites are labelled (training and generated)")  # fmt: skip
-    p.add_argument("--preset", default="cpu-demo", choices=ExperimentConfig.preset_names(), help="model preset")
-    p.add_argument("--budget-minutes", type=float, default=None,
-                   help="wall-clock training budget; training stops after the step in progress (default: no limit, "
-                   "train to --max-epochs)")  # fmt: skip
-    p.add_argument("--max-epochs", type=int, default=None, help="override the preset's max_epochs")
-    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda trains in bf16")
+    perov5.add_training_options(p)
     p.add_argument("--n-samples", type=int, default=200, help="crystals generated per arm")
     p.add_argument("--steps", type=int, default=None, help="reverse sampling steps (default: the model's full chain)")
     p.add_argument("--guidance-scale", type=float, default=None,

@@ -144,8 +144,20 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def add_training_options(p: argparse.ArgumentParser) -> None:
+    """The training options this benchmark shares with ``conditional_yield.py`` (read by :func:`train`)."""
     from td_models import ExperimentConfig
+
+    p.add_argument("--preset", default="cpu-demo", choices=ExperimentConfig.preset_names(), help="model preset")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="wall-clock training budget; training stops after the step in progress (default: no limit, "
+                   "train to --max-epochs)")  # fmt: skip
+    p.add_argument("--max-epochs", type=int, default=None, help="override the preset's max_epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda trains in bf16")
+
+
+def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(
         prog="perov5.py",
@@ -154,13 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder with val/train_first1024/test.csv.gz")
     p.add_argument("--output-dir", default="outputs/perov5", help="where metrics.json, table.md, model.pt ... go")
-    p.add_argument("--preset", default="cpu-demo", choices=ExperimentConfig.preset_names(), help="model preset")
-    p.add_argument("--budget-minutes", type=float, default=None,
-                   help="wall-clock training budget; training stops after the step in progress (default: no limit, "
-                   "train to --max-epochs)")  # fmt: skip
-    p.add_argument("--max-epochs", type=int, default=None, help="override the preset's max_epochs")
-    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
-    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda trains in bf16")
+    add_training_options(p)
     p.add_argument("--gpu", dest="device", action="store_const", const="cuda", help="shorthand for --device cuda")
     p.add_argument("--n-samples", type=int, default=1000, help="crystals to generate")
     p.add_argument("--steps", type=int, default=None, help="reverse sampling steps (default: the full chain)")
