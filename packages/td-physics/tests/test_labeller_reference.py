@@ -146,3 +146,20 @@ def test_built_hamiltonians_keep_the_crystal_symmetries(name, shift, k, seed):
     order = np.random.default_rng(seed).permutation(len(frac))
     moved = tight_binding_from_structure(lattice, (frac[order] + np.array(shift)) % 1.0, [species[i] for i in order])
     assert np.allclose(model.eigvalsh(kk), moved.eigvalsh(kk), atol=1e-8)
+
+
+def test_a_skewed_basis_is_classified_in_its_reduced_basis():
+    from td_physics.classify import primitive_cell
+
+    lattice, frac, species = reference_structure("GaAs")
+    shear = np.array([[1, 6, 0], [0, 1, 9], [0, 0, 1]])  # the same lattice, vectors of 26 and 38 A
+    skewed, skewed_frac = shear @ lattice, (frac @ np.linalg.inv(shear)) % 1.0
+    reduced, _, _ = primitive_cell(skewed, skewed_frac, np.array(species))
+    assert np.linalg.norm(reduced, axis=1).max() < 4.1 and abs(np.linalg.det(reduced)) == pytest.approx(
+        abs(np.linalg.det(lattice))
+    )
+    base, moved = classify_structure(lattice, frac, species), classify_structure(skewed, skewed_frac, species)
+    assert (moved.topo_class, moved.confidence) == (base.topo_class, 1.0)
+    assert moved.indirect_gap == pytest.approx(base.indirect_gap, abs=0.05)
+    well_formed, _, _ = primitive_cell(lattice, frac, np.array(species))
+    assert np.array_equal(well_formed, lattice)  # a well-formed basis is kept as given

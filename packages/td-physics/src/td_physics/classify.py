@@ -146,7 +146,8 @@ def structure_arrays(structure: Any, frac_coords: Any = None, atomic_numbers: An
 def primitive_cell(
     lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, symprec: float = 1e-3
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The primitive cell of a crystal given as a supercell (spglib), or the input when it is primitive.
+    """The primitive cell of a crystal given as a supercell (spglib), or the input when it is primitive,
+    in a Niggli-reduced basis when the given basis is badly skewed (:func:`_reduced_basis`).
 
     The classification of a supercell folds its bands: a band overlap between two k-points that
     fold onto one becomes a crossing, so a supercell could read as a metal where its primitive cell
@@ -163,12 +164,40 @@ def primitive_cell(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         found = spglib.standardize_cell((lattice, frac, z), to_primitive=True, no_idealize=True, symprec=symprec)
-    if found is None or len(found[2]) >= len(z):
+    if found is not None and len(found[2]) < len(z):
+        prim_lattice, prim_frac, prim_z = found
+        by_z = {int(zz): n for zz, n in zip(z, np.atleast_1d(numbers))}
+        logger.info("classifying the %d-atom primitive cell of a %d-atom cell", len(prim_z), len(z))
+        lattice, frac = np.asarray(prim_lattice), np.asarray(prim_frac)
+        numbers = np.array([by_z[int(zz)] for zz in prim_z])
+    return _reduced_basis(lattice, frac, numbers, symprec)
+
+
+def _reduced_basis(
+    lattice: np.ndarray, frac: np.ndarray, numbers: np.ndarray, symprec: float, factor: float = 1.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The Niggli-reduced basis of a badly skewed cell (longest vector ``factor`` times the reduced one's).
+
+    A skewed basis of the same lattice (generated cells can have 40 A vectors around a 45 A^3
+    volume) makes the neighbour search and the k-point density mesh tens of times larger for the
+    same crystal. Well-formed cells keep their basis, so their weak Z2 indices stay in the user's
+    reciprocal basis.
+    """
+    import warnings
+
+    import spglib
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        reduced = spglib.niggli_reduce(np.asarray(lattice, dtype=float), eps=symprec)
+    if reduced is None:
         return lattice, frac, numbers
-    prim_lattice, prim_frac, prim_z = found
-    by_z = {int(zz): n for zz, n in zip(z, np.atleast_1d(numbers))}
-    logger.info("classifying the %d-atom primitive cell of a %d-atom cell", len(prim_z), len(z))
-    return np.asarray(prim_lattice), np.asarray(prim_frac), np.array([by_z[int(zz)] for zz in prim_z])
+    longest, longest_reduced = np.linalg.norm(lattice, axis=1).max(), np.linalg.norm(reduced, axis=1).max()
+    if longest <= factor * longest_reduced:
+        return lattice, frac, numbers
+    transform = np.rint(reduced @ np.linalg.inv(lattice))  # reduced = T @ lattice, T unimodular
+    logger.info("classifying the Niggli-reduced basis (longest vector %.1f A, not %.1f A)", longest_reduced, longest)
+    return transform @ lattice, np.mod(frac @ np.linalg.inv(transform), 1.0), numbers
 
 
 def spin_rotation_symmetric(model: TightBindingModel, tol: float = 1e-10) -> bool:
@@ -337,6 +366,8 @@ def classify_structure(
     Cell. With ``reduce_to_primitive`` (default) a supercell is replaced by its primitive cell
     (:func:`primitive_cell`, spglib) unless moments, a field or a 2D cell are given: the class does
     not depend on the cell, and the Z2 indices then refer to the primitive cell's reciprocal basis.
+    A badly skewed basis (longest vector more than 1.5 times the Niggli-reduced one's) is replaced
+    by the Niggli basis, with the same consequence for the indices.
 
     The gap is searched on a Gamma-centred mesh of ``gap_density``
     points per 1/Angstrom along each reciprocal vector (:func:`td_physics.bands.density_mesh`:
