@@ -16,23 +16,26 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from pipelines._options import OptionsBlock
 from td_data import CrystalRecord
+from td_physics.structure import supported_elements
 
 logger = logging.getLogger(__name__)
 
 SOURCES = ("synthetic", "cif_folder", "mp_export", "benchmark_csv", "store")
 
-#: Elements of td-physics' ``nist_lda`` term-value table (td_physics/data/term_values_nist_lda.json), the
-#: table every default labeller variant uses: crystals with other elements cannot be labelled.
-LABELLER_ELEMENTS = tuple("H B C N O F Al Si P S Cl Ga Ge As Se Br In Sn Sb Te I Tl Pb Bi".split())
+#: Elements td-physics' structure labeller accepts (its parameter tables): crystals with others cannot be labelled.
+LABELLER_ELEMENTS = supported_elements()
 
 
 @dataclass(frozen=True)
-class DataConfig:
+class DataConfig(OptionsBlock):
     """The ``data_config`` block of ``parameters_ingest.yml``."""
+
+    block: ClassVar[str] = "data_config"
 
     source: str = "synthetic"  # synthetic | cif_folder | mp_export | benchmark_csv | store
     path: str | None = None  # file or folder for every source but synthetic
@@ -52,14 +55,6 @@ class DataConfig:
             raise ValueError(f"data_config.n_samples must be at least 1, got {self.n_samples}")
         if self.max_atoms < 1:
             raise ValueError(f"data_config.max_atoms must be at least 1, got {self.max_atoms}")
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> DataConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"data_config has unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(data))
 
     @property
     def allowed_elements(self) -> tuple[str, ...] | None:

@@ -18,17 +18,20 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from pipelines._options import OptionsBlock
 from td_data import CrystalRecord
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class LabelConfig:
+class LabelConfig(OptionsBlock):
     """The ``label_options`` block of ``parameters_label.yml``."""
+
+    block: ClassVar[str] = "label_options"
 
     max_records: int = 40  # label at most this many crystals (smallest cells first)
     max_atoms: int = 6  # and only cells with at most this many sites
@@ -38,15 +41,6 @@ class LabelConfig:
     gap_mesh: int | None = 6  # k-points per periodic axis for the gap search (None: td-physics' density mesh)
     metal_gap: float = 1e-3  # eV: smaller gaps count as closed
     max_band_overlap: float = 0.5  # eV: bands separated at every k but overlapping by less keep their invariant
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> LabelConfig:
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"label_options has unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
 
     def classify_options(self) -> dict[str, Any]:
         """Keyword arguments for :func:`td_physics.classify.classify_structure`."""

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from pipelines._options import OptionsBlock
 from td_data import CrystalRecord
 
 
 @dataclass(frozen=True)
-class SplitConfig:
+class SplitConfig(OptionsBlock):
     """The ``split_options`` block of ``parameters_split.yml``."""
+
+    block: ClassVar[str] = "split_options"
 
     method: str = "random"  # random | composition (no reduced formula in two sets)
     fractions: tuple[float, float, float] = (0.8, 0.1, 0.1)  # train, val, test
@@ -21,14 +24,6 @@ class SplitConfig:
         if self.method not in ("random", "composition"):
             raise ValueError(f"split_options.method must be 'random' or 'composition', got {self.method!r}")
         object.__setattr__(self, "fractions", tuple(float(f) for f in self.fractions))
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SplitConfig:
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"split_options has unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**dict(data))
 
 
 def split_crystals(

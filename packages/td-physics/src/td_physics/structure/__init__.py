@@ -20,6 +20,7 @@ from td_physics.structure.parameters import (
     UnsupportedElementError,
     Variant,
     load_table,
+    supported_elements,
 )
 from td_physics.structure.reference import reference_materials, reference_structure, supercell
 from td_physics.structure.slater_koster import slater_koster_blocks, spin_orbit_matrix
@@ -38,6 +39,7 @@ __all__ = [
     "slater_koster_blocks",
     "spin_orbit_matrix",
     "load_table",
+    "supported_elements",
     "UnsupportedElementError",
     "StructureError",
 ]

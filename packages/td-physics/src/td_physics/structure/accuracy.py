@@ -14,6 +14,7 @@ half of the reference set labelled that confidently.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,8 +144,6 @@ def labeller_accuracy(
     ``progress`` wraps the iterable of work items (for example ``tqdm``). A material the labeller
     refuses is a row with its error, counted as wrong.
     """
-    import time
-
     from td_physics.classify import classify_structure
 
     table = reference_materials()

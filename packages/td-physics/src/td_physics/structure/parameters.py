@@ -47,6 +47,7 @@ __all__ = [
     "StructureError",
     "load_table",
     "element_symbol",
+    "supported_elements",
     "hopping_integrals",
     "cutoff_weight",
 ]
@@ -174,6 +175,15 @@ _KNOWN_SYMBOLS = (
     "Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd Pm Sm Eu Gd Tb Dy Ho Er Tm Yb "
     "Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn"
 ).split()
+
+
+def supported_elements() -> tuple[str, ...]:
+    """Symbols of every element the builder accepts, by atomic number (``valence_electrons.json``).
+
+    Each has an on-site energy in the default term-value table and, with a p shell, a spin-orbit
+    constant (a test of this package holds the tables to that).
+    """
+    return tuple(_symbols_by_z()[z] for z in sorted(_symbols_by_z()))
 
 
 def element_symbol(number: Any) -> str:

@@ -72,6 +72,9 @@ def inversion_operator(
         site_perm = first_site[atom_perm[site_atom]] + local
         perm = (2 * site_perm[:, None] + np.arange(2)[None, :]).reshape(-1)  # spin untouched
         parities = np.repeat(np.where(site_l == 1, -1, 1), 2)
-        centre = np.asarray(trans, dtype=float) / 2
+        # the centre from the positions themselves: spglib's translation is symmetrised to symprec,
+        # which can leave an origin-shifted crystal's inversion off by more than the operator check allows
+        lattice_shift = np.round(diff[np.arange(natom), atom_perm])  # -x_i + t = x_perm(i) + n_i
+        centre = np.mean(atom_pos + atom_pos[atom_perm] + lattice_shift, axis=0) / 2
         return model.build_inversion(perm.tolist(), parities.tolist(), centre.tolist())
     return None

@@ -1,0 +1,25 @@
+"""The parameter blocks of the pipelines as frozen dataclasses, built from their ``params:`` dicts."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import fields
+from typing import Any, ClassVar, TypeVar
+
+T = TypeVar("T", bound="OptionsBlock")
+
+
+class OptionsBlock:
+    """Mixin for a dataclass holding one parameter block; ``block`` is its name in ``conf/base``."""
+
+    block: ClassVar[str] = "options"
+
+    @classmethod
+    def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
+        """The block from its YAML mapping; an unknown key is an error that names it and the known ones."""
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"{cls.block} has unknown keys {unknown}; known: {sorted(known)}")
+        return cls(**data)
