@@ -6,6 +6,30 @@
     python benchmarks/conditional_yield.py --model-path outputs/conditional_yield/model.pt --n-samples 400
     python benchmarks/conditional_yield.py --n-train 24 --budget-minutes 0.2 --max-epochs 2 --n-samples 6 --steps 5
 
+Stages (``--stage``, default ``all``: the three in one process). Data preparation and labelling need td-data,
+td-physics and the ``pipelines`` package; training and sampling need only td-models (torch, accelerate), so
+they can run on a GPU machine without the materials stack:
+
+    # here: synthetic training crystals, labelled; writes OUT/train_items.npz
+    python benchmarks/conditional_yield.py --stage prepare --n-train 300 --output-dir OUT
+    # copy OUT/train_items.npz and the repository to the GPU node, then there: train, sample both arms, and
+    # predict (the model's class head); writes OUT/model.pt, OUT/samples_conditioned.npz, OUT/samples_unconditioned.npz
+    python benchmarks/conditional_yield.py --stage train --device cuda --preset small --sample-batch-size 1000 \
+        --budget-minutes 30 --max-epochs 1000 --n-samples 1000 --output-dir OUT
+    # copy the two sample files back to OUT (or pass --samples-dir), then here: relabel, yield.json/.md/.png
+    python benchmarks/conditional_yield.py --stage label --workers 2 --output-dir OUT
+
+``--stage prepare`` writes ``--items`` (default ``OUT/train_items.npz``: the training crystals as model items,
+with the training label counts in its metadata); ``--stage train`` reads it (or loads ``--model-path``
+instead) and writes the two sample files, whose metadata carries the sampling options, the atom counts, the
+training summary and labels, the model configuration, the options, timings and hardware of the stages so
+far; ``--stage label`` reads them from ``--samples-dir`` (default ``OUT``) and writes the report, whose
+``hardware`` is the train stage's and ``hardware_label`` the label stage's. Options read by a stage must be
+given to that stage (``--n-train`` to prepare; ``--preset``, ``--n-samples``, ``--steps``, ``--num-atoms``,
+``--seed`` ... to train; ``--workers``, ``--label-timeout``, ``--gap-mesh`` to label); ``--max-label-atoms``
+to all three (label warns when it differs from the train stage's). The files are td-models crystal files
+(``td_models.save_crystals``, no pickle).
+
 Two arms of ``--n-samples`` crystals each, from the same model: **conditioned** on ``topo_class="z2_ti"`` with
 classifier-free guidance ``--guidance-scale`` (default: the model's ``physics_config.guidance_scale``), and
 **unconditioned** (no condition: the learned null, guidance off). Every generated crystal is re-labelled by
@@ -40,9 +64,12 @@ generation; this script reports our number as measured, whatever it is.
 Outputs in ``--output-dir`` (default ``outputs/conditional_yield``): ``yield.json`` (every count, share and
 interval, training label counts, configuration, timings, hardware), ``yield.md`` (the tables), ``yield.png``
 (class shares per arm with Wilson error bars), ``crystals.csv`` (one row per generated crystal: arm, status,
-recomputed class) and, after training, ``model.pt`` and ``training/``. The tables also go to stdout.
+recomputed class), ``samples_conditioned.npz`` and ``samples_unconditioned.npz`` (the generated crystals
+with the model's predictions) and, after training, ``train_items.npz``, ``model.pt`` and ``training/``. The
+tables also go to stdout.
 
-Exit status 0, or 2 with a one-line ``error:`` message for a usage error.
+Exit status 0, or 2 with a one-line ``error:`` message for a usage error (a bad option, or a stage's input
+file missing: the message names the file and the stage that makes it).
 """
 
 from __future__ import annotations
@@ -53,6 +80,7 @@ import logging
 import math
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -66,17 +94,25 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers)
     ScriptError,
     load_model,
+    predict_samples,
     progress,
     quiet_libraries,
     run_main,
     samples_to_records,
     save_figure,
+    to_jsonable,
     write_json,
 )
 
 TARGET = "z2_ti"
 CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
 ARMS = ("conditioned", "unconditioned")
+STAGES = ("all", "prepare", "train", "label")
+ITEMS_FILE = "train_items.npz"  # --stage prepare -> --stage train
+SAMPLES_FILE = "samples_{arm}.npz"  # --stage train -> --stage label, one per arm
+BENCHMARK = "conditional_yield"  # the stage files' metadata "benchmark"
+#: options of the label stage that override the train stage's in yield.json's "config"
+LABEL_OPTIONS = ("stage", "output_dir", "samples_dir", "workers", "label_timeout", "gap_mesh", "max_label_atoms")
 #: reasons a generated crystal gets no recomputed label, in the order they are checked
 UNLABELLED_REASONS = (
     "not a valid record",
@@ -211,6 +247,16 @@ def build_parser() -> argparse.ArgumentParser:
     import perov5  # the sibling benchmark (benchmarks/ is on sys.path): its training options
 
     p = argparse.ArgumentParser(prog="conditional_yield.py", description=__doc__, formatter_class=_HelpFormatter)
+    p.add_argument("--stage", choices=STAGES, default="all",
+                   help="prepare: training data, labelled (writes --items); train: train or load the model, sample "
+                   "both arms (writes the sample files; needs no td-data/td-physics); label: relabel the samples, "
+                   "the report; all: the three")  # fmt: skip
+    p.add_argument("--items", default=None,
+                   help=f"training items file written by --stage prepare, read by --stage train (default: "
+                   f"OUTPUT_DIR/{ITEMS_FILE})")  # fmt: skip
+    p.add_argument("--samples-dir", default=None,
+                   help=f"folder --stage label reads {SAMPLES_FILE.format(arm='conditioned')} and "
+                   f"{SAMPLES_FILE.format(arm='unconditioned')} from (default: --output-dir)")  # fmt: skip
     p.add_argument("--model-path", default=None, help="a trained model file (TopologicalDiffusionModel.save); "
                    "skips data generation, labelling and training")  # fmt: skip
     p.add_argument("--trusted", action="store_true", help="load --model-path without weights_only (your own files)")
@@ -437,21 +483,45 @@ def training_records(args: argparse.Namespace, max_atoms: int) -> list:
     return generator.generate_dataset(args.n_train)
 
 
-def train_model(args: argparse.Namespace, records: list, out: Path) -> tuple[Any, dict[str, Any]]:
-    """benchmarks/perov5.py's budgeted Trainer run on the (partly labelled) records; EMA model and summary."""
+def training_items(records: list, mc: Any) -> list[dict[str, Any]]:
+    """The records with at most ``mc.max_atoms`` sites as model items (``item_from_record``); at least 2."""
+    from td_models.batch import item_from_record
+
+    items = [item_from_record(r, mc.num_species) for r in records if r.num_atoms <= mc.max_atoms]
+    if len(items) < 2:
+        raise ScriptError(f"training needs at least 2 crystals of at most {mc.max_atoms} sites, got {len(items)}")
+    return items
+
+
+def train_on_items(args: argparse.Namespace, items: list[dict], out: Path) -> tuple[Any, dict[str, Any]]:
+    """benchmarks/perov5.py's budgeted Trainer run on the (partly labelled) items; EMA model and summary.
+
+    Imports nothing from td-data, td-physics or the pipelines (``--stage train`` runs without them)."""
     import perov5  # the sibling benchmark: budget stop, config overrides, training summary
 
     from td_models import ExperimentConfig
-    from td_models.batch import item_from_record
 
     mc = ExperimentConfig.preset(args.preset).model_config
-    items = [item_from_record(r, mc.num_species) for r in records if r.num_atoms <= mc.max_atoms]
+    items = [it for it in items if len(it["atomic_numbers"]) <= mc.max_atoms]
     if len(items) < 2:
         raise ScriptError(f"training needs at least 2 crystals of at most {mc.max_atoms} sites, got {len(items)}")
     model, summary = perov5.train(args, items, out)
     summary["n_items"] = len(items)
-    summary["n_items_with_class"] = sum(it["topo_class"] >= 0 for it in items)
+    summary["n_items_with_class"] = sum(_has_class(it) for it in items)
     return model, summary
+
+
+def _has_class(item: dict[str, Any]) -> bool:
+    """Whether a training item has a topological class (index >= 0, or a class name)."""
+    cls = item.get("topo_class")
+    return cls is not None and (isinstance(cls, str) or int(cls) >= 0)
+
+
+def train_model(args: argparse.Namespace, records: list, out: Path) -> tuple[Any, dict[str, Any]]:
+    """:func:`train_on_items` on the records' items (:func:`training_items`)."""
+    from td_models import ExperimentConfig
+
+    return train_on_items(args, training_items(records, ExperimentConfig.preset(args.preset).model_config), out)
 
 
 def atom_counts(model: Any, args: argparse.Namespace) -> tuple[np.ndarray, dict[str, Any]]:
@@ -474,8 +544,11 @@ def atom_counts(model: Any, args: argparse.Namespace) -> tuple[np.ndarray, dict[
                     "drawn": {int(k): int(v) for k, v in sorted(Counter(counts.tolist()).items())}}  # fmt: skip
 
 
-def sample_arm(model: Any, arm: str, counts: np.ndarray, args: argparse.Namespace) -> tuple[list, list, dict]:
-    """Generate one arm; ``(records with predicted class, rejected samples, sampling options)``."""
+def sample_arm(model: Any, arm: str, counts: np.ndarray, args: argparse.Namespace) -> tuple[list, dict]:
+    """Generate one arm; ``(samples with the model's predictions, sampling options)``.
+
+    The samples are ``model.sample``'s dicts with ``"predicted"`` added (``predict_samples``); no td-data needed.
+    """
     from td_models.exceptions import TDModelsError
 
     steps = args.steps if args.steps is not None else model.num_steps
@@ -487,15 +560,56 @@ def sample_arm(model: Any, arm: str, counts: np.ndarray, args: argparse.Namespac
     else:
         opts.update(seed=args.seed + 1)  # no condition: the learned null, guidance off
     try:
-        samples = model.sample(args.n_samples, **opts)
+        samples = predict_samples(model.sample(args.n_samples, **opts), model)
     except TDModelsError as err:
         raise ScriptError(str(err)) from err
-    records, rejected = samples_to_records(samples, model, prefix=arm)
     info = {k: v for k, v in opts.items() if k not in ("num_atoms", "progress")}
     info.setdefault("topo_class", None)
     info.setdefault("guidance_scale", 1.0)
     info["physics_guidance"] = 0.01 * model.config.physics_config.constraint_weight  # the sampler's default
-    return records, rejected, info
+    return samples, info
+
+
+# ---------------------------------------------------------------------------------------------- stage files
+def _int_keys(d: Any) -> Any:
+    """A dict with the integer keys JSON turned into strings restored (anything else as is)."""
+    return {int(k): v for k, v in d.items()} if isinstance(d, dict) else d
+
+
+def _restore_metadata(meta: dict[str, Any]) -> dict[str, Any]:
+    """Integer-keyed counts back to int keys after the JSON of a crystal file's metadata."""
+    tl = meta.get("training_labels")
+    if isinstance(tl, dict) and "target_atom_counts" in tl:
+        tl["target_atom_counts"] = _int_keys(tl["target_atom_counts"])
+    na = meta.get("num_atoms")
+    if isinstance(na, dict):
+        for key in ("distribution", "drawn"):
+            if key in na:
+                na[key] = _int_keys(na[key])
+    return meta
+
+
+def write_stage_file(path: Path, crystals: list[dict[str, Any]], metadata: dict[str, Any]) -> Path:
+    """``td_models.save_crystals`` with JSON-safe metadata (NaN -> None); a ScriptError when it cannot."""
+    from td_models import save_crystals
+    from td_models.exceptions import TDModelsError
+
+    try:
+        return save_crystals(path, crystals, metadata=to_jsonable(metadata))
+    except TDModelsError as err:
+        raise ScriptError(str(err)) from err
+
+
+def read_stage_file(path: Path, what: str, stage: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """``(crystals, metadata)`` of a td-models crystal file; a ScriptError naming the stage that makes it."""
+    from td_models import load_crystals
+    from td_models.exceptions import TDModelsError
+
+    try:
+        crystals, meta = load_crystals(path)
+    except TDModelsError as err:
+        raise ScriptError(f"{what} {str(path)!r} cannot be read ({err}); make it with --stage {stage}") from err
+    return crystals, _restore_metadata(meta)
 
 
 # ---------------------------------------------------------------------------------------------- report
@@ -646,25 +760,84 @@ def write_rows(rows: list[dict[str, Any]], path: Path) -> None:
             writer.writerow({k: r.get(k, "") for k in keys})
 
 
-# ---------------------------------------------------------------------------------------------- main
-def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    _check_args(args)
-    quiet_libraries(args.verbose)
-    import perov5
-    import torch
+# ---------------------------------------------------------------------------------------------- stages
+def _paths(args: argparse.Namespace) -> tuple[Path, Path, dict[str, Path]]:
+    """``(output folder, items file, {arm: sample file})`` of this run (the sample files --stage label reads)."""
+    out = Path(args.output_dir)
+    items = Path(args.items) if args.items else out / ITEMS_FILE
+    folder = Path(args.samples_dir) if args.samples_dir and args.stage == "label" else out
+    return out, items, {arm: folder / SAMPLES_FILE.format(arm=arm) for arm in ARMS}
 
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ScriptError("--device cuda needs a CUDA device, but torch sees none")
-    torch.set_num_threads(args.threads)
+
+def _check_stage_inputs(args: argparse.Namespace) -> None:
+    """The files a stage reads exist (before anything slow): a ScriptError naming the file and its stage."""
+    _, items, samples = _paths(args)
+    if args.stage == "prepare" and args.model_path:
+        raise ScriptError("--stage prepare makes training data for a new model; --model-path has no use there "
+                          "(pass it to --stage train)")  # fmt: skip
+    if args.stage == "train" and not args.model_path and not items.is_file():
+        raise ScriptError(f"--stage train needs the training items file {str(items)!r} (made by --stage prepare; "
+                          "or pass --items, or --model-path to skip training)")  # fmt: skip
+    if args.stage == "label":
+        missing = [str(path) for path in samples.values() if not path.is_file()]
+        if missing:
+            raise ScriptError(f"--stage label needs the sample file{'s' if len(missing) > 1 else ''} "
+                              f"{', '.join(repr(m) for m in missing)} (made by --stage train; or pass "
+                              "--samples-dir)")  # fmt: skip
+
+
+def prepare_stage(args: argparse.Namespace, items_path: Path) -> Path:
+    """Training crystals, labelled, as model items in ``items_path`` (needs td-data, td-physics, pipelines)."""
+    import perov5
+
     from td_models import ExperimentConfig
 
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
     started = time.perf_counter()
-    training_labels = training = None
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    mc = ExperimentConfig.preset(args.preset).model_config
+    records = training_records(args, mc.max_atoms)
+    timings["generate_training_data"] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    records, training_labels = label_training(records, args)
+    timings["label_training_data"] = time.perf_counter() - t0
+    cc = training_labels["class_counts"]
+    print(f"training labels: {training_labels['n_labelled']} of {len(records)} crystals labelled "
+          f"({', '.join(f'{c} {cc[c]}' for c in CLASSES)}; {training_labels['n_failed']} failed) "
+          f"[{timings['label_training_data']:.0f} s]", flush=True)  # fmt: skip
+    if cc[TARGET] == 0:
+        print(f"warning: no {TARGET} example in the training labels", file=sys.stderr, flush=True)
+    items = training_items(records, mc)
+    timings["stage_prepare"] = time.perf_counter() - started
+    meta = {
+        "benchmark": BENCHMARK,
+        "stage": "prepare",
+        "training_labels": training_labels,
+        "n_records": len(records),
+        "n_items": len(items),
+        "preset": args.preset,
+        "max_atoms": mc.max_atoms,
+        "num_species": mc.num_species,
+        "config": vars(args),
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "hardware": perov5.hardware("cpu"),
+    }
+    write_stage_file(items_path, items, meta)
+    print(f"training items: {len(items)} crystals of at most {mc.max_atoms} sites, "
+          f"{sum(_has_class(it) for it in items)} with a class", flush=True)  # fmt: skip
+    return items_path
 
+
+def train_stage(args: argparse.Namespace, out: Path, items_path: Path, samples: dict[str, Path]) -> list[Path]:
+    """Train on the items (or load ``--model-path``), sample and predict both arms, write the sample files.
+
+    Imports nothing from td-data, td-physics or the pipelines: this stage runs on a machine without them."""
+    import perov5
+
+    started = time.perf_counter()
+    timings: dict[str, float] = {}
+    written: list[Path] = []
+    training_labels = training = prepared = None
     if args.model_path:
         t0 = time.perf_counter()
         model = load_model(args.model_path, device=args.device, trusted=args.trusted)
@@ -672,70 +845,128 @@ def _main(argv: Sequence[str] | None) -> int:
         timings["load_model"] = time.perf_counter() - t0
         print(f"model: {args.model_path} ({model.num_parameters():,} parameters)", flush=True)
     else:
-        t0 = time.perf_counter()
-        mc = ExperimentConfig.preset(args.preset).model_config
-        records = training_records(args, mc.max_atoms)
-        timings["generate_training_data"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
-        records, training_labels = label_training(records, args)
-        timings["label_training_data"] = time.perf_counter() - t0
-        cc = training_labels["class_counts"]
-        print(f"training labels: {training_labels['n_labelled']} of {len(records)} crystals labelled "
-              f"({', '.join(f'{c} {cc[c]}' for c in CLASSES)}; {training_labels['n_failed']} failed) "
-              f"[{timings['label_training_data']:.0f} s]", flush=True)  # fmt: skip
-        if cc[TARGET] == 0:
-            print(f"warning: no {TARGET} example in the training labels", file=sys.stderr, flush=True)
-        model, training = train_model(args, records, out)
+        items, prepared = read_stage_file(items_path, "training items file", "prepare")
+        if prepared.get("benchmark") == BENCHMARK and prepared.get("stage") != "prepare":
+            raise ScriptError(f"{str(items_path)!r} is a file of --stage {prepared.get('stage')}, not training items "
+                              "(made by --stage prepare)")  # fmt: skip
+        timings.update(prepared.get("timings_seconds") or {})
+        training_labels = prepared.get("training_labels")
+        model, training = train_on_items(args, items, out)
         timings["train"] = training["fit_seconds"]
         model.save(out / "model.pt")
+        written.append(out / "model.pt")
         print(f"training: {training['epochs_completed']} epochs, {training['steps']} steps, stopped by "
               f"{training['stopped_by']} [{training['fit_seconds']:.0f} s]", flush=True)  # fmt: skip
 
     counts, num_atoms_info = atom_counts(model, args)
+    arms: dict[str, tuple[list, dict[str, Any]]] = {}
+    for arm in ARMS:
+        t0 = time.perf_counter()
+        arms[arm] = sample_arm(model, arm, counts, args)
+        timings[f"sample_{arm}"] = time.perf_counter() - t0
+        n_pred = sum(s["predicted"]["topo_class"] is not None for s in arms[arm][0])
+        print(f"{arm}: {len(arms[arm][0])} crystals sampled, {n_pred} with a predicted class "
+              f"[sampling {timings[f'sample_{arm}']:.0f} s]", flush=True)  # fmt: skip
+    timings["stage_train"] = time.perf_counter() - started
+    shared = {
+        "benchmark": BENCHMARK,
+        "stage": "train",
+        "run_id": uuid.uuid4().hex,
+        "num_atoms": num_atoms_info,
+        "training": training,
+        "training_labels": training_labels,
+        "model_path": args.model_path or str(out / "model.pt"),
+        "model_config": model.config.to_dict(),
+        "n_parameters": model.num_parameters(),
+        "config": vars(args),
+        "prepare_config": (prepared or {}).get("config"),
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "hardware": perov5.hardware(args.device),
+    }
+    for arm, (crystals, info) in arms.items():
+        written.append(write_stage_file(samples[arm], crystals, {**shared, "arm": arm, "sampling": info}))
+    return written
+
+
+def _read_samples(samples: dict[str, Path]) -> dict[str, tuple[list, dict[str, Any]]]:
+    """Both arms' sample files, checked to be the two arms of one --stage train run."""
+    loaded = {}
+    for arm, path in samples.items():
+        crystals, meta = read_stage_file(path, "sample file", "train")
+        if meta.get("benchmark") != BENCHMARK or meta.get("arm") != arm or "sampling" not in meta:
+            raise ScriptError(f"sample file {str(path)!r} does not hold the {arm} arm of conditional_yield.py "
+                              f"--stage train (arm {meta.get('arm')!r})")  # fmt: skip
+        loaded[arm] = (crystals, meta)
+    ids = {meta["run_id"] for _, meta in loaded.values()}
+    if len(ids) != 1:
+        raise ScriptError(f"the sample files {', '.join(repr(str(p)) for p in samples.values())} come from "
+                          "different --stage train runs")  # fmt: skip
+    return loaded
+
+
+def label_stage(args: argparse.Namespace, out: Path, samples: dict[str, Path]) -> list[Path]:
+    """Relabel both arms from the sample files; yield.json, yield.md, yield.png, crystals.csv (and the tables)."""
+    import perov5
+
+    started = time.perf_counter()
+    loaded = _read_samples(samples)
+    meta = loaded["conditioned"][1]
+    train_cfg = meta.get("config") or {}
+    if train_cfg.get("max_label_atoms", args.max_label_atoms) != args.max_label_atoms:
+        print(f"warning: --max-label-atoms {args.max_label_atoms} here, {train_cfg['max_label_atoms']} in --stage "
+              "train (its atom counts)", file=sys.stderr, flush=True)  # fmt: skip
+    timings: dict[str, float] = dict(meta.get("timings_seconds") or {})
     arms: dict[str, Any] = {}
     sampling: dict[str, Any] = {}
     all_rows: list[dict[str, Any]] = []
     for arm in ARMS:
-        t0 = time.perf_counter()
-        records, rejected, info = sample_arm(model, arm, counts, args)
-        timings[f"sample_{arm}"] = time.perf_counter() - t0
+        crystals, arm_meta = loaded[arm]
+        records, rejected = samples_to_records(crystals, model=None, prefix=arm)  # the stored predictions
         t0 = time.perf_counter()
         rows, summary = relabel_arm(records, rejected, args, arm)
         timings[f"label_{arm}"] = time.perf_counter() - t0
-        arms[arm], sampling[arm] = summary, info
+        arms[arm], sampling[arm] = summary, arm_meta["sampling"]
         all_rows += rows
         print(f"{arm}: {summary['n_labelled']} of {summary['n_generated']} labelled, {summary[f'n_{TARGET}']} "
-              f"{TARGET} [sampling {timings[f'sample_{arm}']:.0f} s, labelling {timings[f'label_{arm}']:.0f} s]",
-              flush=True)  # fmt: skip
+              f"{TARGET} [sampling {timings.get(f'sample_{arm}', 0.0):.0f} s, labelling "
+              f"{timings[f'label_{arm}']:.0f} s]", flush=True)  # fmt: skip
 
     c, u = arms["conditioned"], arms["unconditioned"]
     enr = {
         "over_labelled": enrichment(c[f"n_{TARGET}"], c["n_labelled"], u[f"n_{TARGET}"], u["n_labelled"]),
         "over_generated": enrichment(c[f"n_{TARGET}"], c["n_generated"], u[f"n_{TARGET}"], u["n_generated"]),
     }
+    label_cfg = vars(args)
+    prepare_cfg = meta.get("prepare_config")
+    config = {**train_cfg, **({"n_train": prepare_cfg["n_train"]} if prepare_cfg else {}),
+              **{k: label_cfg[k] for k in LABEL_OPTIONS}, "model_config": meta["model_config"]}  # fmt: skip
     result: dict[str, Any] = {
         "benchmark": f"conditional generation yield of {TARGET} (recomputed by the td-physics structure labeller)",
         "target_class": TARGET,
         "arms": arms,
         "enrichment": enr,
-        "training_labels": training_labels,
-        "training": training,
+        "training_labels": meta.get("training_labels"),
+        "training": meta.get("training"),
         "sampling": sampling,
-        "num_atoms": num_atoms_info,
+        "num_atoms": meta["num_atoms"],
         "labeller": {
             "options": {"spin_orbit": True, "gap_mesh": args.gap_mesh, "workers": args.workers},
             "max_label_atoms": args.max_label_atoms,
         },  # fmt: skip
-        "config": {**vars(args), "model_config": model.config.to_dict()},
+        "config": config,
         "published_reference": PUBLISHED_NOTE,
     }
     result["notes"] = notes(result)
     t0 = time.perf_counter()
     save_figure(figure(result), out / "yield.png")
     timings["figure"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - started
+    timings["stage_label"] = time.perf_counter() - started
+    timings["total"] = sum(v for k, v in timings.items() if k.startswith("stage_"))
     result["timings_seconds"] = {k: round(v, 2) for k, v in timings.items()}
-    result["hardware"] = perov5.hardware(args.device)
+    result["hardware"] = meta.get("hardware")  # the train stage's: training and sampling
+    result["hardware_label"] = perov5.hardware("cpu")  # this stage's: the labeller runs on the CPU
+    result["stage_configs"] = {"prepare": prepare_cfg, "train": train_cfg, "label": label_cfg}
+    result["sample_files"] = {arm: str(path) for arm, path in samples.items()}
     markdown, text = tables(result)
     result["enrichment"] = {k: _json_ratio(v) for k, v in enr.items()}
     write_json(result, out / "yield.json")
@@ -745,7 +976,33 @@ def _main(argv: Sequence[str] | None) -> int:
     print()
     print(text)
     print("\ntimings [s]: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    print(f"wrote {out}/: yield.json, yield.md, yield.png, crystals.csv" + ("" if args.model_path else ", model.pt"))
+    return [out / name for name in ("yield.json", "yield.md", "yield.png", "crystals.csv")]
+
+
+# ---------------------------------------------------------------------------------------------- main
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_args(args)
+    _check_stage_inputs(args)
+    quiet_libraries(args.verbose)
+    import torch
+
+    if args.stage in ("all", "train") and args.device == "cuda" and not torch.cuda.is_available():
+        raise ScriptError("--device cuda needs a CUDA device, but torch sees none")
+    torch.set_num_threads(args.threads)
+    out, items_path, samples = _paths(args)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if args.stage in ("all", "prepare") and not args.model_path:
+        written.append(prepare_stage(args, items_path))
+    if args.stage in ("all", "train"):
+        written += train_stage(args, out, items_path, samples)
+    if args.stage in ("all", "label"):
+        written = label_stage(args, out, samples) + written
+
+    inside = [p.name for p in written if p.parent == out]
+    outside = [str(p) for p in written if p.parent != out]
+    print(f"wrote {out}/: {', '.join(inside)}" + "".join(f"; {p}" for p in outside))
     return 0
 
 

@@ -4,6 +4,11 @@
     python benchmarks/gpu_training.py                          # every preset, batch 32, 5 warm-up + 20 timed steps
     python benchmarks/gpu_training.py --presets small medium --batch-size 16 --steps 10
     python benchmarks/gpu_training.py --cpu-dry-run            # check the script on CPU (cpu-demo, 2 steps)
+    python benchmarks/gpu_training.py --items items.npz --json out.json   # a node without td-data (see below)
+
+``--items`` takes training crystals from a ``td_models.save_crystals`` file instead of td-data's synthetic
+generator, so the script runs on a GPU node that has PyTorch but not pymatgen; make such a file where
+td-data is installed with ``python benchmarks/gpu_training.py --write-items items.npz``.
 
 Without a CUDA device it prints a message and exits 0 (``--cpu-dry-run`` runs the same code on CPU,
 with no memory figures, so that the script can be checked anywhere).
@@ -37,11 +42,15 @@ def log(message: str) -> None:
 
 
 def synthetic_items(n: int) -> list[dict]:
+    """``n`` training items: td-data synthetic crystals (seed 0, at most 20 atoms), repeated as needed."""
     from td_data import SyntheticDatasetGenerator
     from td_models import crystal_item
 
     records = SyntheticDatasetGenerator(seed=0).generate_dataset(min(n, 256))
-    base = [crystal_item(r.lattice, r.frac_coords, r.atomic_numbers) for r in records if r.num_atoms <= 20]
+    return [crystal_item(r.lattice, r.frac_coords, r.atomic_numbers) for r in records if r.num_atoms <= 20]
+
+
+def repeat(base: list[dict], n: int) -> list[dict]:
     return [base[i % len(base)] for i in range(n)]
 
 
@@ -96,7 +105,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (5)")
     parser.add_argument("--physics", action="store_true", help="time the physics phase (two denoiser passes)")
     parser.add_argument("--cpu-dry-run", action="store_true", help="cpu-demo, 2 steps on CPU: checks the script")
+    parser.add_argument("--checkpointing", choices=("both", "off", "on"), default="both",
+                        help="gradient checkpointing settings to time (both)")  # fmt: skip
+    parser.add_argument("--items", default=None, help="training crystals from a td_models.save_crystals file")
+    parser.add_argument("--write-items", default=None, metavar="PATH",
+                        help="write the synthetic training crystals to PATH (for --items) and exit")  # fmt: skip
+    parser.add_argument("--json", default=None, metavar="PATH", help="also write the table as JSON")
     args = parser.parse_args(argv)
+    if args.write_items:
+        from td_models import save_crystals
+
+        path = save_crystals(args.write_items, synthetic_items(256), metadata={"source": "td-data synthetic, seed 0"})
+        log(f"wrote {path}")
+        return 0
     cuda = torch.cuda.is_available()
     if args.cpu_dry_run:
         args.presets, args.steps, args.warmup, args.batch_size, cuda = ["cpu-demo"], 2, 1, 8, False
@@ -105,10 +126,16 @@ def main(argv: list[str] | None = None) -> int:
         print("gpu_training.py: no CUDA device visible; nothing to measure (try --cpu-dry-run to check the script)")
         return 0
     device = torch.cuda.get_device_name(0) if cuda else "CPU (dry run)"
-    items = synthetic_items(args.batch_size * (args.warmup + args.steps + 1))
+    needed = args.batch_size * (args.warmup + args.steps + 1)
+    if args.items:
+        from td_models import load_crystals
+
+        items = repeat(load_crystals(args.items)[0], needed)
+    else:
+        items = repeat(synthetic_items(needed), needed)
     rows = []
     for preset in args.presets:
-        for checkpointing in (False, True):
+        for checkpointing in {"both": (False, True), "off": (False,), "on": (True,)}[args.checkpointing]:
             log(f"{preset}, gradient checkpointing {'on' if checkpointing else 'off'} ...")
             rows.append((preset, checkpointing, measure(preset, checkpointing, items, args, cuda)))
             log(f"  {rows[-1][2]}")
@@ -122,6 +149,14 @@ def main(argv: list[str] | None = None) -> int:
         peak = f"{r['peak_gb']:.1f}" if r.get("peak_gb") is not None else "-"
         guide = "{:.0f} samples/s, {:.0f} GB".format(*EXPECTED[preset]) if preset in EXPECTED else "-"
         print(f"{preset:<10}{params:>9}{'on' if checkpointing else 'off':>11}{rate:>11}{peak:>9}{guide:>22}")
+    if args.json:
+        import json
+
+        rows_json = [{"preset": p, "gradient_checkpointing": c, **r} for p, c, r in rows]
+        meta = {"device": device, "torch": torch.__version__, "batch_size": args.batch_size, "steps": args.steps,
+                "warmup": args.warmup, "phase": phase, "rows": rows_json}  # fmt: skip
+        with open(args.json, "w", encoding="utf-8") as handle:
+            json.dump(meta, handle, indent=2)
     return 0
 
 

@@ -8,6 +8,26 @@
 (cpu-demo's own 30 epochs take a few minutes, so a longer budget needs a larger ``--max-epochs``; training
 stops at whichever comes first. docs/benchmarks.md has the protocol, the caveats and run times.)
 
+Staged run, for a GPU node with torch and accelerate but without the materials stack (td-data, pymatgen,
+spglib): ``--stage all`` (the default) does everything in one process; ``--stage prepare`` and ``--stage
+evaluate`` need td-data, ``--stage train`` imports only torch, accelerate, numpy and td-models:
+
+    python benchmarks/perov5.py --stage prepare                 # here: outputs/perov5/train_items.npz
+    # copy the repository and outputs/perov5/train_items.npz to the GPU node; there, from the repository's copy
+    # (td-models importable: PYTHONPATH=packages/td-models/src, or pip install --no-deps packages/td-models):
+    python benchmarks/perov5.py --stage train --device cuda --preset small --budget-minutes 60   # model.pt, samples.npz
+    # copy outputs/perov5/samples.npz back (model.pt and training/ too, to keep them); here:
+    python benchmarks/perov5.py --stage evaluate                # metrics.json, table.md, samples/, perov5.png
+
+Each stage reads the options it needs: prepare ``--data-dir`` and ``--max-train``; train the training and
+sampling options (``--preset``, ``--budget-minutes``, ``--n-samples``, ``--steps``, ``--seed`` ...) and
+``--items`` (default ``--output-dir``/train_items.npz); evaluate ``--samples`` (default
+``--output-dir``/samples.npz), ``--data-dir``, the same ``--max-train`` (novelty is measured against those
+training crystals), ``--max-test``, ``--cutoffs`` and ``--n-jobs``. The crystals travel as
+``td_models.save_crystals`` files; samples.npz carries the model's predicted properties and everything the
+metrics need from training (summary, configuration, timings, hardware), so metrics.json says where each
+stage ran.
+
 Data (``--data-dir``, default ``../shared/data/benchmarks/perov_5`` next to the repository; see its README):
 the CDVAE Perov-5 split files ``val.csv.gz`` (3,787 crystals), ``train_first1024.csv.gz`` (the first 1,024 of
 the 11,356 training crystals; the rest is not available here) and ``test.csv.gz`` (3,785). We train on val +
@@ -32,10 +52,13 @@ generated crystals (a stricter reading, reported in ``metrics.json``).
 Outputs in ``--output-dir`` (default ``outputs/perov5``): ``metrics.json`` (every number, the configuration,
 timings and hardware), ``table.md``, ``model.pt`` (EMA weights, ``TopologicalDiffusionModel.load``),
 ``samples/`` (one CIF per generated crystal with ``index.json`` / ``index.csv``, the pipelines' CIF folder),
-``perov5.png`` and ``training/`` (the Trainer's ``config.json``, ``metrics.csv``, checkpoints). The
-reference fingerprints are cached in ``cache/`` so that a second run skips featurising the test set.
+``perov5.png``, ``training/`` (the Trainer's ``config.json``, ``metrics.csv``, checkpoints) and the stages'
+files ``train_items.npz`` and ``samples.npz`` (``--stage all`` writes them too, so that ``--stage evaluate``
+can rerun the metrics). The reference fingerprints are cached in ``cache/`` so that a second run skips
+featurising the test set.
 
-Exit status 0, or 2 with a one-line ``error:`` message for a usage error (missing data, bad option).
+Exit status 0, or 2 with a one-line ``error:`` message for a usage error (missing data, bad option, a
+stage's missing input file, named with the stage that writes it).
 """
 
 from __future__ import annotations
@@ -57,12 +80,14 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
-from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers)
+from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers; td-data only inside functions)
     ScriptError,
+    predict_samples,
     quiet_libraries,
     run_main,
     samples_to_records,
     save_figure,
+    to_jsonable,
     write_cifs,
     write_json,
 )
@@ -71,6 +96,12 @@ DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "benchmarks" / "perov_5"
 TRAIN_FILES = ("val.csv.gz", "train_first1024.csv.gz")
 TEST_FILE = "test.csv.gz"
 FULL_TRAIN_SPLIT = 11_356  # crystals in the Perov-5 train split the published models used
+STAGES = ("all", "prepare", "train", "evaluate")
+ITEMS_FILE = "train_items.npz"  # written by --stage prepare, read by --stage train
+SAMPLES_FILE = "samples.npz"  # written by --stage train, read by --stage evaluate
+# metadata that --stage train needs in train_items.npz and --stage evaluate in samples.npz
+PREPARE_KEYS = ("n_train", "train_quarantined", "train_atom_counts", "data_dir", "train_files", "max_train")
+SAMPLES_KEYS = ("prepare", "training", "preset", "parameters", "config", "sampling", "timings_seconds", "hardware")
 
 # Published Perov-5 de-novo ("ab initio") generation results: validity and coverage in percent, Wasserstein
 # distances of density (g/cm^3) and of the number of elements per cell.
@@ -154,6 +185,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "train to --max-epochs)")  # fmt: skip
     p.add_argument("--max-epochs", type=int, default=None, help="override the preset's max_epochs")
     p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="peak learning rate of the first phase; later phases keep their ratio to it (default: the "
+                   "preset's)")  # fmt: skip
+    p.add_argument("--warmup-epochs", type=int, default=None, help="override the preset's linear warm-up epochs")
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda trains in bf16")
 
 
@@ -164,6 +199,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Perov-5 de-novo generation benchmark: train, sample, CDVAE/DiffCSP metrics.",
         formatter_class=_HelpFormatter,
     )
+    p.add_argument("--stage", choices=STAGES, default="all",
+                   help="all: everything in one process; or the staged run: prepare (needs td-data) writes "
+                   f"{ITEMS_FILE}, train (torch and accelerate only, e.g. on a GPU node) writes model.pt and "
+                   f"{SAMPLES_FILE}, evaluate (needs td-data) writes the metrics")  # fmt: skip
+    p.add_argument("--items", default=None,
+                   help=f"--stage train: the training items (default: --output-dir/{ITEMS_FILE})")  # fmt: skip
+    p.add_argument("--samples", default=None,
+                   help=f"--stage evaluate: the samples (default: --output-dir/{SAMPLES_FILE})")  # fmt: skip
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help="folder with val/train_first1024/test.csv.gz")
     p.add_argument("--output-dir", default="outputs/perov5", help="where metrics.json, table.md, model.pt ... go")
     add_training_options(p)
@@ -195,6 +238,10 @@ def _check_args(args: argparse.Namespace) -> None:
         raise ScriptError(f"--budget-minutes must be a number > 0, got {args.budget_minutes}")
     if args.cutoffs is not None and not all(math.isfinite(c) and c > 0 for c in args.cutoffs):
         raise ScriptError(f"--cutoffs must be two numbers > 0, got {args.cutoffs}")
+    if args.items is not None and args.stage != "train":
+        raise ScriptError(f"--items is read only by --stage train, not --stage {args.stage}")
+    if args.samples is not None and args.stage != "evaluate":
+        raise ScriptError(f"--samples is read only by --stage evaluate, not --stage {args.stage}")
 
 
 # ---------------------------------------------------------------------------------------------- data
@@ -254,6 +301,12 @@ def make_config(args: argparse.Namespace):
     }
     if args.batch_size is not None:
         training["batch_size"] = args.batch_size
+    if getattr(args, "warmup_epochs", None) is not None:
+        training["warmup_epochs"] = args.warmup_epochs
+    if getattr(args, "learning_rate", None) is not None:  # one factor for every phase and the cosine peak
+        factor = args.learning_rate / tc.phases[0].learning_rate
+        training["learning_rate"] = tc.learning_rate * factor
+        training["phases"] = tuple(dataclasses.replace(ph, learning_rate=ph.learning_rate * factor) for ph in tc.phases)
     return dataclasses.replace(config, training_config=tc.replace(**training))
 
 
@@ -523,39 +576,61 @@ def hardware(device: str) -> dict[str, Any]:
     return info
 
 
-# ---------------------------------------------------------------------------------------------- main
-def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)
-    _check_args(args)
-    train_paths, test_path = data_files(args.data_dir)
-    quiet_libraries(args.verbose)
-    if not args.verbose:  # one warning per crystal whose fingerprint fails: counted in metrics.json instead
-        logging.getLogger("td_data.metrics").setLevel(logging.ERROR)
-
-    import torch
-
-    if args.device == "cuda" and not torch.cuda.is_available():
-        raise ScriptError("--device cuda needs a CUDA device, but torch sees none (torch " + torch.__version__ + ")")
-    torch.set_num_threads(args.threads)
-    from td_data.metrics import COVERAGE_CUTOFFS
+# ---------------------------------------------------------------------------------------------- stages
+def prepare_items(args: argparse.Namespace, train_paths: Sequence[Path]) -> tuple[list, list[dict], dict[str, Any]]:
+    """(training records, training items, the prepare metadata) from the CSV files (needs td-data)."""
     from td_models.batch import item_from_record
+
+    records, quarantined = load_split(train_paths, "training", args.max_train)
+    items = [item_from_record(r) for r in records]  # no labels, no band_gap/formation_energy: all null
+    counts = np.bincount([len(it["atomic_numbers"]) for it in items])
+    prep = {
+        "n_train": len(items),
+        "train_quarantined": quarantined,
+        "train_atom_counts": {int(n): int(c) for n, c in enumerate(counts) if c},
+        "data_dir": str(Path(args.data_dir).resolve()),
+        "train_files": [p.name for p in train_paths],
+        "max_train": args.max_train,
+    }
+    return records, items, prep
+
+
+def save_items(path: Path, items: list[dict], prep: dict[str, Any]) -> Path:
+    from td_models import save_crystals
+
+    return save_crystals(path, items, metadata=to_jsonable(prep))
+
+
+def read_stage_file(path: Path, stage: str, maker: str, option: str, keys: Sequence[str]) -> tuple[list, dict]:
+    """(crystals, metadata) of a file that ``--stage maker`` wrote; a one-line ScriptError when it is missing."""
+    from td_models import load_crystals
     from td_models.exceptions import TDModelsError
 
-    out = Path(args.output_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    timings: dict[str, float] = {}
+    if not path.is_file():
+        raise ScriptError(
+            f"--stage {stage} needs {str(path)!r}, which does not exist: --stage {maker} writes it (run that first "
+            f"with the same --output-dir, or pass {option} PATH)"
+        )
+    try:
+        crystals, meta = load_crystals(path)
+    except TDModelsError as err:
+        raise ScriptError(str(err)) from err
+    missing = [k for k in keys if k not in meta]
+    if missing:
+        raise ScriptError(
+            f"{str(path)!r} was not written by perov5.py --stage {maker}: its metadata lacks {', '.join(missing)}"
+        )
+    return crystals, meta
+
+
+def stage_train(args: argparse.Namespace, items: list[dict], prep: dict[str, Any], out: Path) -> tuple[list, dict]:
+    """Train, save ``model.pt``, sample and predict; returns (samples with ``"predicted"``, their metadata), also
+    written to ``samples.npz``. Uses torch, accelerate and td-models only: no td-data, pymatgen or spglib."""
+    from td_models import save_crystals
+    from td_models.exceptions import TDModelsError
+
     started = time.perf_counter()
-
-    t0 = time.perf_counter()
-    train_records, train_quarantined = load_split(train_paths, "training", args.max_train)
-    test, test_quarantined = load_split([test_path], "test", args.max_test)
-    items = [item_from_record(r) for r in train_records]  # no labels, no band_gap/formation_energy: all null
-    timings["load_data"] = time.perf_counter() - t0
-    counts = np.bincount([len(it["atomic_numbers"]) for it in items])
-    atom_counts = {int(n): int(c) for n, c in enumerate(counts) if c}
-    print(f"data: {len(items)} training crystals (atoms per cell {atom_counts}), {len(test)} test crystals "
-          f"[{timings['load_data']:.1f} s]", flush=True)  # fmt: skip
-
+    timings: dict[str, float] = {}
     try:
         model, training = train(args, items, out)
     except TDModelsError as err:
@@ -577,13 +652,64 @@ def _main(argv: Sequence[str] | None) -> int:
         raise ScriptError(str(err)) from err
     timings["sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    generated, rejected = samples_to_records(samples, model, prefix="perov5-gen")
+    samples = predict_samples(samples, model)  # the property heads run here, where the model is
+    timings["predict"] = time.perf_counter() - t0
+    meta: dict[str, Any] = {
+        "prepare": prep,
+        "training": training,
+        "preset": args.preset,
+        "parameters": model.num_parameters(),
+        "config": make_config(args).to_dict(),
+        "sampling": {
+            "steps": steps,
+            "seed": args.seed,
+            "batch_size": args.sample_batch_size,
+            "n_requested": args.n_samples,
+            "conditions": None,
+            "num_atoms": "drawn from the training distribution",
+            "restrict_species": True,
+            "seconds_per_step_per_crystal": timings["sample"] / (steps * args.n_samples),
+        },
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "seconds": round(time.perf_counter() - started, 2),
+        "hardware": hardware(args.device),
+        "args": vars(args),
+    }
+    meta = to_jsonable(meta)  # NaN (a diverged loss) -> null: the metadata is strict JSON
+    path = save_crystals(out / SAMPLES_FILE, samples, metadata=meta)
+    n_predicted = sum(s["predicted"]["band_gap"] is not None for s in samples)
+    print(f"sampling: {len(samples)} crystals ({n_predicted} with predicted properties), {steps} steps "
+          f"[{timings['sample']:.1f} s] -> {path}", flush=True)  # fmt: skip
+    return samples, meta
+
+
+def stage_evaluate(
+    args: argparse.Namespace,
+    out: Path,
+    samples: list[dict],
+    meta: dict[str, Any],
+    data: tuple[list, list, int, Path],
+    timings: dict[str, float],
+    stages: dict[str, Any],
+    started: float,
+) -> int:
+    """CIFs, metrics, figure, metrics.json and table.md from the samples and their metadata (needs td-data).
+
+    ``data``: (training records, test records, test quarantined, test file); ``timings``: those of the earlier
+    steps, in order; ``stages``: where and how long prepare and train ran (evaluate's are added here);
+    ``started``: ``time.perf_counter()`` when this stage began."""
+    from td_data.metrics import COVERAGE_CUTOFFS
+
+    train_records, test, test_quarantined, test_path = data
+    prep, n_requested = meta["prepare"], meta["sampling"]["n_requested"]
+    t0 = time.perf_counter()
+    generated, rejected = samples_to_records(samples, None, prefix="perov5-gen")  # the stored predictions
     if not generated:
-        raise ScriptError(f"none of the {args.n_samples} samples is a valid crystal record (degenerate cells)")
+        raise ScriptError(f"none of the {n_requested} samples is a valid crystal record (degenerate cells)")
     write_cifs(generated, out / "samples")
     timings["write_samples"] = time.perf_counter() - t0
-    print(f"sampling: {len(generated)} of {args.n_samples} crystals, {steps} steps [{timings['sample']:.1f} s]",
-          flush=True)  # fmt: skip
+    print(f"records: {len(generated)} of {n_requested} samples are crystals ({meta['sampling']['steps']} steps) "
+          f"-> {out / 'samples'}/", flush=True)  # fmt: skip
 
     cutoffs = tuple(args.cutoffs) if args.cutoffs else COVERAGE_CUTOFFS["perov_5"]
     metrics, valid, t_eval = evaluate(generated, test, train_records, cutoffs, args.n_jobs, out / "cache" / "test.npz")
@@ -591,10 +717,12 @@ def _main(argv: Sequence[str] | None) -> int:
     t0 = time.perf_counter()
     save_figure(figure(generated, valid, test), out / "perov5.png")
     timings["figure"] = time.perf_counter() - t0
-    timings["total"] = time.perf_counter() - started
+    stages["evaluate"]["hardware"] = hardware("cpu")
+    stages["evaluate"]["seconds"] = round(time.perf_counter() - started, 2)
+    # the three stages' wall-clock (in separate processes: not counting the copies between machines)
+    timings["total"] = sum(stages[name].get("seconds") or 0.0 for name in ("prepare", "train", "evaluate"))
 
     rows = table_rows(metrics)
-    config = make_config(args)
     summary: dict[str, Any] = {
         "benchmark": "Perov-5 de-novo generation (CDVAE / DiffCSP protocol)",
         "metrics": {k: metrics.get(k) for k in METRIC_KEYS},
@@ -602,7 +730,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "table": rows,
         "published": PUBLISHED,
         "citations": CITATIONS,
-        "n_requested": args.n_samples,
+        "n_requested": n_requested,
         "n_generated": len(generated),
         "n_rejected_samples": len(rejected),
         "n_valid": int(metrics["n_valid"]),
@@ -612,33 +740,26 @@ def _main(argv: Sequence[str] | None) -> int:
         "coverage_convention": "COV over every featurised generated crystal (CDVAE code); *_valid_only: valid ones",
         "data": {
             "data_dir": str(Path(args.data_dir).resolve()),
-            "train_files": [p.name for p in train_paths],
+            "train_files": prep["train_files"],
             "test_file": test_path.name,
-            "n_train": len(train_records),
+            "n_train": prep["n_train"],
             "n_test": len(test),
-            "max_train": args.max_train,
+            "max_train": prep["max_train"],
             "max_test": args.max_test,
-            "train_quarantined": train_quarantined,
+            "train_quarantined": prep["train_quarantined"],
             "test_quarantined": test_quarantined,
-            "train_atom_counts": atom_counts,
+            "train_atom_counts": prep["train_atom_counts"],
             "full_train_split": FULL_TRAIN_SPLIT,
             "novelty_against": f"the {len(train_records)} training crystals used here",
         },
-        "preset": args.preset,
-        "parameters": model.num_parameters(),
-        "config": config.to_dict(),
-        "training": training,
-        "sampling": {
-            "steps": steps,
-            "seed": args.seed,
-            "batch_size": args.sample_batch_size,
-            "conditions": None,
-            "num_atoms": "drawn from the training distribution",
-            "restrict_species": True,
-            "seconds_per_step_per_crystal": timings["sample"] / (steps * args.n_samples),
-        },
+        "preset": meta["preset"],
+        "parameters": meta["parameters"],
+        "config": meta["config"],
+        "training": meta["training"],
+        "sampling": meta["sampling"],
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
-        "hardware": hardware(args.device),
+        "hardware": meta["hardware"],  # where the model trained and sampled (the train stage)
+        "stages": stages,
         "args": vars(args),
     }
     notes = caveats(summary)
@@ -656,7 +777,120 @@ def _main(argv: Sequence[str] | None) -> int:
     for note in notes:
         print(f"* {note}")
     print("\ntimings [s]: " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
-    print(f"wrote {out}/: metrics.json, table.md, model.pt, samples/, perov5.png, training/")
+    return 0
+
+
+def _stage_hardware(meta: dict[str, Any]) -> str:
+    hw = meta.get("hardware") or {}
+    return f"{hw.get('device', '?')} ({hw.get('device_name', '?')}, torch {hw.get('torch', '?')})"
+
+
+# ---------------------------------------------------------------------------------------------- main
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)
+    _check_args(args)
+    stage, out = args.stage, Path(args.output_dir)
+    if stage == "train":  # the input file first: a missing one is the likeliest mistake of a staged run
+        items_path = Path(args.items) if args.items else out / ITEMS_FILE
+        items, prep = read_stage_file(items_path, "train", "prepare", "--items", PREPARE_KEYS)
+        if args.max_train is not None and args.max_train != prep["max_train"]:
+            raise ScriptError(
+                f"--max-train is applied by --stage prepare: {str(items_path)!r} holds its {prep['n_train']} "
+                f"crystals (--max-train {prep['max_train']}); run --stage prepare with --max-train {args.max_train}"
+            )
+    elif stage == "evaluate":
+        samples_path = Path(args.samples) if args.samples else out / SAMPLES_FILE
+        t0 = time.perf_counter()
+        samples, meta = read_stage_file(samples_path, "evaluate", "train", "--samples", SAMPLES_KEYS)
+        load_samples = time.perf_counter() - t0
+        prep = meta["prepare"]
+        if args.max_train != prep["max_train"]:
+            made, given = (
+                ("no --max-train" if n is None else f"--max-train {n}") for n in (prep["max_train"], args.max_train)
+            )
+            raise ScriptError(
+                f"the model of {str(samples_path)!r} trained with {made} (--stage prepare), but this run has "
+                f"{given}; novelty needs the same training crystals: pass the same --max-train"
+            )
+    train_paths, test_path = data_files(args.data_dir) if stage != "train" else ([], Path())
+    quiet_libraries(args.verbose)
+    if not args.verbose:  # one warning per crystal whose fingerprint fails: counted in metrics.json instead
+        logging.getLogger("td_data.metrics").setLevel(logging.ERROR)
+
+    import torch
+
+    if stage in ("all", "train") and args.device == "cuda" and not torch.cuda.is_available():
+        raise ScriptError("--device cuda needs a CUDA device, but torch sees none (torch " + torch.__version__ + ")")
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    if stage == "prepare":
+        _, items, prep = prepare_items(args, train_paths)
+        prep = {**prep, "seconds": round(time.perf_counter() - started, 2), "hardware": hardware("cpu")}
+        path = save_items(out / ITEMS_FILE, items, prep)
+        print(f"prepare: {len(items)} training crystals (atoms per cell {prep['train_atom_counts']}, "
+              f"{prep['train_quarantined']} quarantined) -> {path} [{prep['seconds']:.1f} s]", flush=True)  # fmt: skip
+        return 0
+
+    if stage == "train":
+        print(f"items: {len(items)} training crystals from {items_path}", flush=True)
+        out.mkdir(parents=True, exist_ok=True)
+        stage_train(args, items, prep, out)
+        print(f"wrote {out}/: model.pt, {SAMPLES_FILE}, training/")
+        return 0
+
+    if stage == "evaluate":
+        print(f"samples: {len(samples)} from {samples_path}, trained and sampled on {_stage_hardware(meta)}",
+              flush=True)  # fmt: skip
+        out.mkdir(parents=True, exist_ok=True)
+        t0 = time.perf_counter()
+        train_records, _ = load_split(train_paths, "training", args.max_train)
+        if len(train_records) != prep["n_train"]:
+            raise ScriptError(
+                f"--data-dir {args.data_dir!r} gives {len(train_records)} training crystals, but the model trained "
+                f"on {prep['n_train']} (from {prep['data_dir']!r}); pass the --data-dir that --stage prepare read"
+            )
+        test, test_quarantined = load_split([test_path], "test", args.max_test)
+        timings = {"prepare": prep.get("seconds") or 0.0, **meta["timings_seconds"], "load_samples": load_samples,
+                   "load_data": time.perf_counter() - t0}  # fmt: skip
+        print(f"data: {len(train_records)} training crystals (for novelty), {len(test)} test crystals "
+              f"[{timings['load_data']:.1f} s]", flush=True)  # fmt: skip
+        stages = {
+            "run": "separate processes (--stage prepare, train, evaluate)"
+            if (meta.get("args") or {}).get("stage") != "all"
+            else "--stage evaluate rerun on the samples of a --stage all run",
+            "prepare": {"hardware": prep.get("hardware"), "seconds": prep.get("seconds")},
+            "train": {"hardware": meta["hardware"], "seconds": meta.get("seconds"), "args": meta.get("args")},
+            "evaluate": {"samples_file": str(samples_path.resolve())},
+        }
+        data = (train_records, test, test_quarantined, test_path)
+        stage_evaluate(args, out, samples, meta, data, timings, stages, started)
+        print(f"wrote {out}/: metrics.json, table.md, samples/, perov5.png")
+        return 0
+
+    # --stage all: the three stages in this process (writing their files too, so --stage evaluate can rerun)
+    out.mkdir(parents=True, exist_ok=True)
+    train_records, items, prep = prepare_items(args, train_paths)
+    test, test_quarantined = load_split([test_path], "test", args.max_test)
+    load_data = time.perf_counter() - started
+    print(f"data: {len(items)} training crystals (atoms per cell {prep['train_atom_counts']}), {len(test)} test "
+          f"crystals [{load_data:.1f} s]", flush=True)  # fmt: skip
+    prep = {**prep, "seconds": round(load_data, 2), "hardware": hardware("cpu")}
+    save_items(out / ITEMS_FILE, items, prep)
+    prepare_done = time.perf_counter()
+    samples, meta = stage_train(args, items, prep, out)
+    train_done = time.perf_counter()
+    stages = {
+        "run": "one process (--stage all)",
+        "prepare": {"hardware": prep["hardware"], "seconds": round(prepare_done - started, 2)},
+        "train": {"hardware": meta["hardware"], "seconds": round(train_done - prepare_done, 2)},
+        "evaluate": {"samples_file": str((out / SAMPLES_FILE).resolve())},
+    }
+    timings = {"load_data": load_data, **meta["timings_seconds"]}
+    stage_evaluate(args, out, samples, meta, (train_records, test, test_quarantined, test_path), timings, stages,
+                   train_done)  # fmt: skip
+    print(f"wrote {out}/: metrics.json, table.md, model.pt, samples/, perov5.png, training/, {ITEMS_FILE}, "
+          f"{SAMPLES_FILE}")  # fmt: skip
     return 0
 
 

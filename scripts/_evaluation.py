@@ -91,11 +91,48 @@ def load_records(path: str | Path, what: str, trusted: bool = False, limit: int 
     return records[:limit] if limit else records
 
 
-def samples_to_records(samples: Sequence[dict[str, Any]], model: Any, prefix: str = "gen") -> tuple[list, list]:
-    """``(records with predicted properties, rejected)`` from ``model.sample`` output (as the generate pipeline)."""
-    from td_data import CrystalRecord
+def predict_samples(samples: Sequence[dict[str, Any]], model: Any) -> list[dict[str, Any]]:
+    """``samples`` with ``"predicted"`` added: the model's band gap, formation energy and class of each crystal
+    (``None`` for a sample too degenerate to featurise). Runs where the model is, GPU included; the result can
+    be saved with ``td_models.save_crystals`` and turned into records elsewhere (:func:`samples_to_records`)."""
+    from td_models import crystal_item
     from td_models.config import TOPO_CLASSES
+    from td_models.exceptions import BatchError
 
+    usable = []
+    for i, s in enumerate(samples):
+        try:
+            crystal_item(s["lattice"], s["frac_coords"], s["atomic_numbers"], num_species=model.num_species)
+        except BatchError:
+            continue
+        usable.append(i)
+    predicted: dict[int, dict[str, Any]] = {}
+    if usable:
+        preds = model.predict_properties([samples[i] for i in usable])
+        for j, i in enumerate(usable):
+            klass = preds.topo_class[j]
+            predicted[i] = {
+                "band_gap": float(preds.band_gap[j]),
+                "formation_energy": float(preds.formation_energy[j]),
+                "topo_class": klass,
+                "topo_class_probability": float(preds.topo_probabilities[j][TOPO_CLASSES.index(klass)]),
+            }
+    empty = {"band_gap": None, "formation_energy": None, "topo_class": None, "topo_class_probability": None}
+    return [{**s, "predicted": predicted.get(i, empty)} for i, s in enumerate(samples)]
+
+
+def samples_to_records(
+    samples: Sequence[dict[str, Any]], model: Any = None, prefix: str = "gen"
+) -> tuple[list, list]:
+    """``(records with predicted properties, rejected)`` from ``model.sample`` output (as the generate pipeline).
+
+    The predictions come from ``model`` (:func:`predict_samples`), or, with ``model=None``, from the samples'
+    own ``"predicted"`` entries (samples predicted on another machine and read with ``td_models.load_crystals``).
+    """
+    from td_data import CrystalRecord
+
+    if model is not None:
+        samples = predict_samples(samples, model)
     records, rejected = [], []
     for i, s in enumerate(samples):
         try:
@@ -103,29 +140,14 @@ def samples_to_records(samples: Sequence[dict[str, Any]], model: Any, prefix: st
         except ValueError as err:
             rejected.append({"index": i, "reason": str(err)})
             continue
-        records.append(rec)
-    if not records:
-        return records, rejected
-    preds = model.predict_properties(
-        [{"lattice": r.lattice, "frac_coords": r.frac_coords, "atomic_numbers": r.atomic_numbers} for r in records]
-    )
-    out = []
-    for j, rec in enumerate(records):
-        klass = preds.topo_class[j]
-        out.append(
-            rec.replace(
-                properties={
-                    "predicted_band_gap": float(preds.band_gap[j]),
-                    "predicted_formation_energy": float(preds.formation_energy[j]),
-                },
-                labels={
-                    "predicted_class": klass,
-                    "predicted_class_probability": float(preds.topo_probabilities[j][TOPO_CLASSES.index(klass)]),
-                },
-                source="generated:td-models",
-            )
-        )
-    return out, rejected
+        pred = s.get("predicted") or {}
+        properties = {f"predicted_{k}": pred[k] for k in ("band_gap", "formation_energy") if pred.get(k) is not None}
+        labels = {}
+        if pred.get("topo_class") is not None:
+            labels = {"predicted_class": pred["topo_class"],
+                      "predicted_class_probability": pred["topo_class_probability"]}  # fmt: skip
+        records.append(rec.replace(properties=properties, labels=labels, source="generated:td-models"))
+    return records, rejected
 
 
 def progress(iterable: Iterable, total: int | None = None, desc: str = "", disable: bool = False):

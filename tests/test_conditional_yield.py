@@ -8,9 +8,12 @@ import math
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
+
+from tests.gpu_node import gpu_node_command
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "conditional_yield.py"
@@ -96,12 +99,32 @@ def test_bad_option_is_a_one_line_error(cy, capsys):
     assert capsys.readouterr().err.startswith("error: --num-atoms")
 
 
+def test_missing_stage_inputs_are_one_line_errors(cy, capsys, tmp_path):
+    assert cy.main(["--stage", "label", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --stage label needs") and err.count("\n") == 1
+    assert str(tmp_path / "samples_conditioned.npz") in err and "--stage train" in err
+    assert cy.main(["--stage", "train", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --stage train needs") and err.count("\n") == 1
+    assert str(tmp_path / "train_items.npz") in err and "--stage prepare" in err
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
 # ---------------------------------------------------------------------------------------------- end to end
-def _run(args: list[str]) -> subprocess.CompletedProcess:
+TINY = ["--n-train", "24", "--budget-minutes", "0.2", "--max-epochs", "2", "--n-samples", "6", "--steps", "5"]
+
+
+def _run(args: list[str], blocked: bool = False) -> subprocess.CompletedProcess:
+    """The script in a subprocess (with ``blocked``: the materials stack made unimportable first)."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
            "WANDB_MODE": "disabled"}  # fmt: skip
-    done = subprocess.run([sys.executable, str(SCRIPT), *args, "--no-progress"], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    argv = [str(SCRIPT), *args, "--no-progress"]
+    if blocked:
+        command = gpu_node_command(SCRIPT, argv)
+    else:
+        command = [sys.executable, *argv]
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
 
@@ -111,8 +134,7 @@ def tiny_run(tmp_path_factory):
     pytest.importorskip("td_models")
     pytest.importorskip("matplotlib")
     out = tmp_path_factory.mktemp("conditional_yield")
-    done = _run(["--n-train", "24", "--budget-minutes", "0.2", "--max-epochs", "2", "--n-samples", "6",
-                 "--steps", "5", "--output-dir", str(out)])  # fmt: skip
+    done = _run([*TINY, "--output-dir", str(out)])
     return out, done
 
 
@@ -160,3 +182,53 @@ def test_model_path_skips_training(tiny_run, tmp_path):
     assert result["sampling"]["conditioned"]["guidance_scale"] == 1.0
     assert result["num_atoms"] == {"mode": "fixed", "value": 2}
     assert "Training labels: unknown" in done.stdout
+
+
+@pytest.mark.slow
+def test_stages_in_separate_processes(tmp_path):
+    """prepare, train (materials stack unimportable, as on the GPU machine) and label, one process each."""
+    pytest.importorskip("td_models")
+    pytest.importorskip("matplotlib")
+    from td_models import load_crystals
+    from td_models.config import TOPO_CLASSES
+
+    out = tmp_path / "run"
+    prepared = _run(["--stage", "prepare", *TINY, "--output-dir", str(out)])
+    assert "training labels:" in prepared.stdout
+    assert sorted(p.name for p in out.iterdir()) == ["train_items.npz"]
+    items, items_meta = load_crystals(out / "train_items.npz")
+    assert len(items) == items_meta["n_items"] <= 24 and items_meta["training_labels"]["n_records"] == 24
+
+    trained = _run(["--stage", "train", *TINY, "--output-dir", str(out)], blocked=True)
+    assert "training:" in trained.stdout and "blocked:" not in trained.stderr
+    for name in ("model.pt", "samples_conditioned.npz", "samples_unconditioned.npz"):
+        assert (out / name).is_file(), name
+    assert not (out / "yield.json").exists()
+    samples = {arm: load_crystals(out / f"samples_{arm}.npz") for arm in ("conditioned", "unconditioned")}
+    assert {s["conditions"]["topo_class"] for s in samples["conditioned"][0]} == {TOPO_CLASSES.index("z2_ti")}
+    assert {s["conditions"]["topo_class"] for s in samples["unconditioned"][0]} == {None}
+
+    labelled = _run(["--stage", "label", "--output-dir", str(out)])
+    assert "enrichment (conditioned / unconditioned)" in labelled.stdout
+    result = json.loads((out / "yield.json").read_text())
+    for key in ("arms", "enrichment", "training_labels", "training", "sampling", "config", "timings_seconds",
+                "hardware", "hardware_label", "notes", "num_atoms"):  # fmt: skip
+        assert key in result, key
+    assert result["training_labels"]["class_counts"] == items_meta["training_labels"]["class_counts"]
+    assert result["training"]["n_items"] == len(items) and result["config"]["n_train"] == 24
+    assert result["hardware"]["device"] == "cpu" and "torch" in result["hardware_label"]
+    for phase in ("label_training_data", "train", "sample_conditioned", "label_unconditioned", "total"):
+        assert result["timings_seconds"][phase] >= 0
+    rows = (out / "crystals.csv").read_text().splitlines()[1:]
+    for arm, (crystals, meta) in samples.items():
+        a = result["arms"][arm]
+        assert a["n_generated"] == len(crystals) == 6 == meta["config"]["n_samples"]
+        assert a["n_labelled"] + a["n_unlabelled"] == len(crystals) == sum(r.startswith(f"{arm},") for r in rows)
+        assert a["n_labelled"] == sum(a["class_counts"].values())
+        n_predicted = sum(c["predicted"]["topo_class"] is not None for c in crystals)
+        assert sum(a["predicted_class_counts"].values()) <= n_predicted
+        assert result["sampling"][arm] == meta["sampling"]
+        drawn = Counter(str(len(c["atomic_numbers"])) for c in crystals)
+        assert result["num_atoms"]["drawn"] == dict(drawn) == meta["num_atoms"]["drawn"]
+    assert result["sampling"]["conditioned"]["topo_class"] == "z2_ti"
+    assert result["sampling"]["unconditioned"]["topo_class"] is None

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.gpu_node import BLOCKER, gpu_node_command
+
 pytest.importorskip("td_models")
 pytest.importorskip("matplotlib")
 
@@ -19,6 +21,10 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "perov5.py"
 DATA = ROOT.parent / "shared" / "data" / "benchmarks" / "perov_5"
 FILES = ("val.csv.gz", "train_first1024.csv.gz", "test.csv.gz")
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "WANDB_MODE": "disabled"}
+# the training options of the tiny runs: the budget stops training after a few seconds
+TRAIN_TINY = ["--budget-minutes", "0.1", "--max-epochs", "10000", "--n-samples", "16", "--steps", "20"]
+DATA_TINY = ["--max-train", "64", "--max-test", "64"]
 
 
 def _script():
@@ -39,11 +45,8 @@ def run(tmp_path_factory):
     """(output folder, completed process) of one tiny run that the training budget stops."""
     _require_data()
     out = tmp_path_factory.mktemp("perov5")
-    tiny = ["--budget-minutes", "0.1", "--max-epochs", "10000", "--n-samples", "16", "--steps", "20",
-            "--max-train", "64", "--max-test", "64"]  # fmt: skip
-    argv = [sys.executable, str(SCRIPT), *tiny, "--output-dir", str(out), "--no-progress"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "WANDB_MODE": "disabled"}
-    done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    argv = [sys.executable, str(SCRIPT), *TRAIN_TINY, *DATA_TINY, "--output-dir", str(out), "--no-progress"]
+    done = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return out, done
 
@@ -100,3 +103,97 @@ def test_missing_data_dir_is_a_one_line_error(tmp_path, capsys):
     (tmp_path / "partial").mkdir()
     assert _script().main(["--data-dir", str(tmp_path / "partial")]) == 2
     assert "lacks val.csv.gz" in capsys.readouterr().err
+
+
+def _blocked(args: list[str]) -> list[str]:
+    """A command that runs the script with ``args`` while the materials stack cannot be imported."""
+    return gpu_node_command(SCRIPT, [str(SCRIPT), *args])
+
+
+def test_the_blocker_blocks():
+    """Without this, a passing staged run would prove nothing about the GPU node."""
+    code = BLOCKER + "import numpy, td_models\ntry:\n    import td_data\nexcept ImportError as e:\n    print(e)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0 and done.stdout.strip() == "blocked: td_data", done.stderr
+
+
+@pytest.fixture(scope="module")
+def staged(tmp_path_factory):
+    """(output folder, {stage: completed process}) of prepare, train (materials stack blocked) and evaluate run
+    as three processes into one folder, as on a GPU node without td-data."""
+    _require_data()
+    out = tmp_path_factory.mktemp("perov5_staged")
+    common = ["--output-dir", str(out), "--no-progress"]
+    commands = {
+        "prepare": [sys.executable, str(SCRIPT), "--stage", "prepare", *DATA_TINY, *common],
+        "train": _blocked(["--stage", "train", *TRAIN_TINY, *common]),
+        "evaluate": [sys.executable, str(SCRIPT), "--stage", "evaluate", *DATA_TINY, *common],
+    }
+    runs = {}
+    for stage, argv in commands.items():
+        runs[stage] = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        assert runs[stage].returncode == 0, (stage, runs[stage].stdout[-2000:] + runs[stage].stderr[-4000:])
+    return out, runs
+
+
+@pytest.mark.slow
+def test_staged_run(staged):
+    out, runs = staged
+    assert runs["prepare"].stdout.startswith("prepare: 64 training crystals")
+    assert len(runs["prepare"].stdout.strip().splitlines()) == 1
+    assert "blocked" not in runs["train"].stderr
+    for name in ("train_items.npz", "model.pt", "samples.npz", "metrics.json", "table.md", "perov5.png",
+                 "samples/index.json", "training/metrics.csv"):  # fmt: skip
+        assert (out / name).is_file(), name
+
+    result = json.loads((out / "metrics.json").read_text())
+    script = _script()
+    for key in ("metrics", "null_reasons", "table", "data", "training", "sampling", "config", "parameters",
+                "timings_seconds", "hardware", "stages", "caveats"):  # fmt: skip
+        assert key in result, key
+    assert set(result["metrics"]) == set(script.METRIC_KEYS)
+    assert result["n_requested"] == 16 and 1 <= result["n_generated"] <= 16
+    assert result["data"]["n_train"] == result["data"]["n_test"] == 64
+    assert result["data"]["train_atom_counts"] == {"5": 64}
+    assert result["training"]["stopped_by"] == "budget" and result["training"]["weights"] == "EMA"
+    assert result["sampling"]["steps"] == 20
+    stages = result["stages"]
+    assert stages["run"].startswith("separate processes")
+    assert stages["train"]["hardware"] == result["hardware"] and stages["train"]["args"]["stage"] == "train"
+    assert stages["evaluate"]["hardware"]["cpu_count"] >= 1 and stages["prepare"]["hardware"]
+    for phase in ("prepare", "load_data", "train", "sample", "predict", "metrics", "total"):
+        assert result["timings_seconds"][phase] >= 0, phase
+    assert result["args"]["stage"] == "evaluate"
+    assert (out / "table.md").read_text().count("\n| ") == 7  # header + 6 metric rows
+    assert "ours (this run)" in runs["evaluate"].stdout and "Not like for like" in runs["evaluate"].stdout
+
+    from td_models import TopologicalDiffusionModel, load_crystals
+
+    samples, meta = load_crystals(out / "samples.npz")
+    assert len(samples) == 16 == meta["sampling"]["n_requested"]
+    assert len(list((out / "samples").glob("*.cif"))) == result["n_generated"]
+    for s in samples:
+        assert set(s["predicted"]) == {"band_gap", "formation_energy", "topo_class", "topo_class_probability"}
+        assert all(v is None for v in s["conditions"].values())
+        assert len(s["atomic_numbers"]) == len(s["frac_coords"]) == 5
+    assert any(s["predicted"]["band_gap"] is not None for s in samples)
+    assert meta["prepare"]["n_train"] == 64 and meta["prepare"]["max_train"] == 64
+    assert meta["parameters"] == result["parameters"]
+    assert TopologicalDiffusionModel.load(out / "model.pt").num_parameters() == meta["parameters"]
+    items, prep = load_crystals(out / "train_items.npz")
+    assert len(items) == prep["n_train"] == 64 and prep["train_files"] == ["val.csv.gz", "train_first1024.csv.gz"]
+
+
+def test_stage_without_its_input_is_a_one_line_error(tmp_path, capsys):
+    script = _script()
+    assert script.main(["--stage", "evaluate", "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --stage evaluate needs") and err.count("\n") == 1
+    assert str(tmp_path / "samples.npz") in err and "--stage train writes it" in err
+    assert not (tmp_path / "metrics.json").exists()
+    assert script.main(["--stage", "train", "--items", str(tmp_path / "x.npz"), "--output-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --stage train needs") and err.count("\n") == 1
+    assert str(tmp_path / "x.npz") in err and "--stage prepare writes it" in err
+    assert script.main(["--stage", "prepare", "--samples", str(tmp_path / "s.npz")]) == 2
+    assert capsys.readouterr().err.startswith("error: --samples is read only by --stage evaluate")

@@ -192,6 +192,21 @@ def test_invariant_under_permutation_shift_and_rotation(crystal, data):
     np.testing.assert_allclose(rotated, base, atol=INVARIANCE_ATOL, rtol=0)
 
 
+@settings(max_examples=8, deadline=None)
+@given(crystals(), st.integers(3, 9))
+def test_a_badly_skewed_basis_of_the_same_lattice_gives_the_same_fingerprint(crystal, k):
+    # A generated cell can span a small volume with very long vectors (45 A^3 from 35-60 A vectors); the image
+    # search works in the LLL-reduced basis, so such a basis is as quick as the reduced one and gives the same
+    # fingerprints (before, its image grid had millions of points and the search ran for hours).
+    lattice, frac, numbers, _ = crystal
+    u = np.array([[1, k, k * k], [0, 1, k], [0, 0, 1]]) @ np.array([[1, 0, 0], [k, 1, 0], [1, k, 1]])  # det 1
+    skewed = u @ lattice
+    assert np.linalg.norm(skewed, axis=1).max() > 10 * np.linalg.norm(lattice, axis=1).max()
+    frac_skewed = np.mod(frac @ np.linalg.inv(u), 1.0)  # the same Cartesian positions, modulo the lattice
+    base = site_fingerprints(lattice, frac, numbers)
+    np.testing.assert_allclose(site_fingerprints(skewed, frac_skewed, numbers), base, atol=INVARIANCE_ATOL, rtol=0)
+
+
 # ------------------------------------------------------------------------------------------ real crystals
 def benchmark_cells(relative: str, rows: int, *, skip: int = 0) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """(lattice, frac, Z) of CSV rows ``skip``..``skip + rows``, as CrystalRecords hold them."""

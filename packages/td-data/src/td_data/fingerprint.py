@@ -289,6 +289,13 @@ def _element_tables() -> tuple[np.ndarray, np.ndarray]:
 
 
 # ---------------------------------------------------------------------------------------------- Voronoi cells
+def _lll_basis(lattice: np.ndarray) -> np.ndarray:
+    """The LLL-reduced basis (rows) of the lattice spanned by the rows of ``lattice`` (pymatgen's, delta 0.75)."""
+    from pymatgen.core import Lattice
+
+    return np.asarray(Lattice(lattice).get_lll_reduced_lattice().matrix)
+
+
 def _images(lattice: np.ndarray, cart: np.ndarray, radius: float) -> tuple[np.ndarray, np.ndarray, float]:
     """Every periodic image within ``radius`` of some site: cartesian (P, 3), site index (P,), and
     the shortest distance between two different points. The first N points are the sites."""
@@ -343,6 +350,13 @@ def _faces(lattice: np.ndarray, cart: np.ndarray, numbers: np.ndarray) -> tuple[
     n = len(cart)
     scale = (abs(np.linalg.det(lattice)) / n) ** (1 / 3)
     radius = dict.fromkeys(range(n), min(max(4.0, _RADIUS_FACTOR * scale), _MAX_RADIUS))
+    # The images of the sites form the same point set in any basis of the lattice; in its LLL-reduced basis
+    # the image search stays small. A badly skewed generated cell (45 A^3 spanned by 35-60 A vectors) made
+    # millions of grid points in its own basis and ran for hours.
+    # The sites are wrapped into the reduced cell, since the image search assumes fractional coordinates in [0, 1).
+    lattice = _lll_basis(lattice)
+    frac = cart @ np.linalg.inv(lattice)
+    cart = (frac - np.floor(frac)) @ lattice
     face_site, face_vector, face_z, corner_face, corner_vertex = [], [], [], [], []
     nfaces = 0
     fallback: set[int] = set()

@@ -26,6 +26,8 @@ _EXPORTS = {
     "CrystalDataset": "td_models.batch",
     "collate": "td_models.batch",
     "crystal_item": "td_models.batch",
+    "save_crystals": "td_models.crystal_file",
+    "load_crystals": "td_models.crystal_file",
     "TopologicalDiffusionModel": "td_models.model",
     "PropertyPredictions": "td_models.model",
     "TopologicalTransformer": "td_models.denoiser",

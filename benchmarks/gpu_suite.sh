@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# The GPU half of the benchmarks, for a GPU node with PyTorch and accelerate but without the materials stack
+# (pymatgen, spglib, td-data are not needed there). Run from the repository root:
+#
+#   bash benchmarks/gpu_suite.sh DATA_DIR OUT_DIR [TRAIN_MINUTES]
+#
+# DATA_DIR holds the inputs made beforehand where td-data is installed (docs/benchmarks.md, "GPU runs"):
+#   perov5/train_items.npz   python benchmarks/perov5.py --stage prepare --output-dir DATA_DIR/perov5
+#   yield/train_items.npz    python benchmarks/conditional_yield.py --stage prepare --output-dir DATA_DIR/yield
+#   gpu_training_items.npz   python benchmarks/gpu_training.py --write-items DATA_DIR/gpu_training_items.npz
+# OUT_DIR gets six files: suite.log (the environment and every step's log, appended as each step ends),
+# gpu_invariants.json, gpu_training.json, perov5/samples.npz and yield/samples_{conditioned,unconditioned}.npz.
+# Copy them back and run the evaluate / label stages where td-data is installed.
+#
+# Order: batched Chern numbers (a minute), then the Perov-5 and yield models trained side by side on the one GPU
+# for TRAIN_MINUTES each (default 3.5) and sampled, then the training-throughput table of the presets, alone
+# on the GPU so that its timings are clean. Each step has a hard time limit; a failed step does not stop the
+# others (the exit status is the number of failed steps).
+set -u
+DATA=${1:?usage: gpu_suite.sh DATA_DIR OUT_DIR [TRAIN_MINUTES]}
+OUT=${2:?usage: gpu_suite.sh DATA_DIR OUT_DIR [TRAIN_MINUTES]}
+MINUTES=${3:-3.5}
+PY=${PYTHON:-python3}
+# overridable for a dry run of this script on a CPU (e.g. DEVICE=cpu PRESET=cpu-demo N_SAMPLES=8 STEPS=5)
+DEVICE=${DEVICE:-cuda} PRESET=${PRESET:-small} N_SAMPLES=${N_SAMPLES:-1000} STEPS=${STEPS:-}
+GRID=${GRID:-48} MESH=${MESH:-48} PRESETS=${PRESETS:-small medium large}
+WORK=${WORK_DIR:-/tmp/td_gpu_suite}   # models and checkpoints (GBs): kept out of OUT_DIR
+mkdir -p "$OUT" "$WORK"
+export PYTHONUNBUFFERED=1 MPLBACKEND=Agg KEDRO_DISABLE_TELEMETRY=1
+failed=0
+step() {  # step NAME SECONDS command...: run with a time limit; its log goes to WORK/NAME.log, then OUT/suite.log
+  local name=$1 limit=$2
+  shift 2
+  echo "== $name (limit ${limit} s) $(date +%T)"
+  timeout --signal=TERM --kill-after=20 "$limit" "$@" >"$WORK/$name.log" 2>&1
+  local rc=$?
+  echo "== $name: exit $rc $(date +%T)"
+  tail -n 25 "$WORK/$name.log"
+  { echo "===== $name: exit $rc, ended $(date +%T)"; cat "$WORK/$name.log"; } >>"$OUT/suite.log"
+  [ "$rc" -eq 0 ] || failed=$((failed + 1))
+  return 0
+}
+
+{ echo "===== environment"
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  "$PY" -c "import torch, accelerate, numpy; print('torch', torch.__version__, 'cuda', torch.version.cuda, \
+'accelerate', accelerate.__version__, 'numpy', numpy.__version__)"; } >"$OUT/suite.log" 2>&1
+cat "$OUT/suite.log"
+
+step gpu_invariants 90 "$PY" benchmarks/gpu_invariants.py --grid "$GRID" --mesh "$MESH" --repeats 2 --json "$OUT/gpu_invariants.json"
+
+# the two models train at the same time (each leaves most of an H100/H200 idle at these sizes)
+train_limit=$("$PY" -c "print(int(60 * $MINUTES + 180))")  # + model set-up, sampling, predictions
+common=(--stage train --device "$DEVICE" --preset "$PRESET" --budget-minutes "$MINUTES" --max-epochs 100000
+        --batch-size 256 --warmup-epochs 5 --learning-rate 3e-4 --sample-batch-size 1000 --no-progress
+        --n-samples "$N_SAMPLES" ${STEPS:+--steps "$STEPS"})
+( step perov5 "$train_limit" "$PY" benchmarks/perov5.py "${common[@]}" --items "$DATA/perov5/train_items.npz" \
+    --output-dir "$WORK/perov5"
+  mkdir -p "$OUT/perov5"; cp "$WORK/perov5/samples.npz" "$OUT/perov5/" 2>/dev/null; exit $failed ) &
+p1=$!
+( step yield "$train_limit" "$PY" benchmarks/conditional_yield.py "${common[@]}" --items "$DATA/yield/train_items.npz" \
+    --output-dir "$WORK/yield"
+  mkdir -p "$OUT/yield"; cp "$WORK/yield"/samples_*.npz "$OUT/yield/" 2>/dev/null; exit $failed ) &
+p2=$!
+wait $p1 || failed=$((failed + 1))
+wait $p2 || failed=$((failed + 1))
+
+# shellcheck disable=SC2086  # PRESETS is a list
+step gpu_training 150 "$PY" benchmarks/gpu_training.py --presets $PRESETS --checkpointing off \
+  --batch-size 32 --steps 10 --warmup 3 --items "$DATA/gpu_training_items.npz" --json "$OUT/gpu_training.json"
+
+echo "failed steps: $failed"
+exit "$failed"
