@@ -320,62 +320,35 @@ def label_config(args: argparse.Namespace):
                                   "max_atoms": args.max_label_atoms})  # fmt: skip
 
 
-def _label_one(record: Any, options: dict[str, Any]) -> tuple[dict[str, Any] | None, str]:
-    """Worker: ``(labels, "")`` or ``(None, reason)`` from ``td_data.labels.label_records`` on one record."""
+def run_labeller(records: list, cfg: Any, timeout: float, desc: str, no_progress: bool) -> tuple[list, list]:
+    """``(labelled records, [(id, reason), ...])``: ``td_data.labels.label_records`` on the records (labels
+    cleared first) in ``cfg.workers`` processes; a record that takes longer than ``timeout`` seconds is given up
+    (``label_records(timeout=...)``; reason ``"labeller timeout ..."``)."""
     from threadpoolctl import threadpool_limits
 
     from td_data.labels import label_records
 
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = label_records([record], workers=1, **options)
-    if result.records:
-        return dict(result.records[0].labels), ""
-    return None, result.quarantined[0].reason if result.quarantined else "no answer from the labeller"
-
-
-def run_labeller(records: list, cfg: Any, timeout: float, desc: str, no_progress: bool) -> tuple[list, list]:
-    """``(labelled records, [(id, reason), ...])``: ``label_records`` on each record (labels cleared first)
-    in ``cfg.workers`` forked worker processes, a record that takes longer than ``timeout`` seconds given up
-    (its worker is killed; reason ``"labeller timeout ..."``). Records go in windows of ``cfg.workers``."""
-    import multiprocessing
-
     if not records:
         return [], []
-    options = cfg.classify_options()
-    ctx = multiprocessing.get_context("fork")
-    workers = max(1, int(cfg.workers))
-    labelled, failed = [], []
     bar = progress(range(len(records)), total=len(records), desc=desc, disable=no_progress)
-    pool = ctx.Pool(workers)
+
+    def advance(done: int, total: int) -> None:
+        if hasattr(bar, "update"):
+            bar.update(done - bar.n)
+
+    todo = [r.replace(labels={}) for r in records]
     try:
-        for start in range(0, len(records), workers):
-            window = [r.replace(labels={}) for r in records[start : start + workers]]
-            jobs = [pool.apply_async(_label_one, (rec, options)) for rec in window]
-            deadline = time.monotonic() + timeout
-            timed_out = False
-            for rec, job in zip(window, jobs):
-                try:
-                    labels, reason = job.get(timeout=max(0.0, deadline - time.monotonic()))
-                except multiprocessing.TimeoutError:
-                    labels, reason, timed_out = None, f"labeller timeout: no answer within {timeout:g} s", True
-                except Exception as err:  # noqa: BLE001 - a crashed worker is one failed record
-                    labels, reason = None, f"labeller error: {type(err).__name__}: {err}"
-                if labels is None:
-                    failed.append((rec.id, reason))
-                else:
-                    labelled.append(rec.with_labels(**labels))
-                if hasattr(bar, "update"):
-                    bar.update(1)
-            if timed_out:  # the stuck worker cannot be interrupted: replace the pool
-                pool.terminate()
-                pool.join()
-                pool = ctx.Pool(workers)
+        with threadpool_limits(limits=1, user_api="blas"):  # the workers limit themselves; this is for workers=1
+            result = label_records(todo, workers=max(1, int(cfg.workers)), timeout=timeout, progress=advance,
+                                   **cfg.classify_options())  # fmt: skip
     finally:
-        pool.terminate()
-        pool.join()
         if hasattr(bar, "close"):
             bar.close()
-    return labelled, failed
+    failed = []
+    for q in result.quarantined:  # reasons read "labelling <id> failed: <why>"
+        rid, reason = q.reason.removeprefix("labelling ").split(" failed: ", 1)
+        failed.append((rid, "labeller " + reason if reason.startswith("timeout") else reason))
+    return list(result.records), failed
 
 
 def label_training(records: list, args: argparse.Namespace) -> tuple[list, dict[str, Any]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from td_data import CrystalRecord
 from td_data.labels import label_records
@@ -49,3 +50,36 @@ def test_a_user_model_takes_precedence_over_the_universal_tables():
     labels = res.records[0].labels
     assert labels["topo_class"] == "z2_ti" and labels["label_source"].startswith("user model for bi2se3-w90")
     assert res.computed == 1
+
+
+def _slow_for_bismuth(record, options):
+    """Stands in for a generated cell on which the labeller runs for minutes."""
+    import time
+
+    from td_data import labels
+
+    if 83 in record.atomic_numbers:
+        time.sleep(30)
+    return labels._real_classify_one(record, options)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_timeout_quarantines_the_slow_record_and_keeps_the_rest(monkeypatch, workers):
+    import time
+
+    from td_data import labels
+
+    monkeypatch.setattr(labels, "_real_classify_one", labels._classify_one, raising=False)
+    monkeypatch.setattr(labels, "_classify_one", _slow_for_bismuth)  # inherited by forked workers
+    fast = records()[0]
+    slow = CrystalRecord(np.eye(3) * 4.0, [[0, 0, 0]], ["Bi"], id="bi")
+    started = time.monotonic()
+    result = label_records([slow, fast], workers=workers, timeout=1.0, **OPTS)
+    assert time.monotonic() - started < 20
+    assert [r.id for r in result.records] == ["si"]
+    assert len(result.quarantined) == 1 and "timeout: no answer within 1 s" in result.quarantined[0].reason
+
+
+def test_timeout_must_be_positive():
+    with pytest.raises(ValueError, match="timeout must be a number of seconds > 0"):
+        label_records([], timeout=0)

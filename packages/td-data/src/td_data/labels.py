@@ -19,7 +19,10 @@ ensemble and the labeller and its version (``label_source``).
 from __future__ import annotations
 
 import logging
+import math
 import os
+import signal
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -68,9 +71,16 @@ def _user_labelled(record: CrystalRecord) -> bool:
     return "topo_class" in record.labels and not source.startswith(LABELLER_PREFIX)
 
 
-def _label_one(args: tuple[CrystalRecord, dict[str, Any]]) -> tuple[str, dict[str, Any] | None, str]:
-    """Worker: (id, labels or None, error reason). Never raises, so one record cannot stop a pool."""
-    record, options = args
+class _RecordTimeout(BaseException):
+    """Raised in a worker by SIGALRM when one record passes ``timeout`` (a BaseException, so the labeller's own
+    ``except Exception`` handlers cannot swallow it)."""
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise _RecordTimeout
+
+
+def _classify_one(record: CrystalRecord, options: dict[str, Any]) -> tuple[str, dict[str, Any] | None, str]:
     try:
         from td_physics.classify import classify_structure
 
@@ -83,6 +93,28 @@ def _label_one(args: tuple[CrystalRecord, dict[str, Any]]) -> tuple[str, dict[st
         return record.id, None, f"{type(err).__name__}: {err}"
 
 
+def _label_one(args: tuple[CrystalRecord, dict[str, Any], float | None]) -> tuple[str, dict[str, Any] | None, str]:
+    """Worker: (id, labels or None, error reason). Never raises, so one record cannot stop a pool.
+
+    With a ``timeout`` (seconds) a SIGALRM timer interrupts the labeller (at its next Python bytecode; a
+    long LAPACK call finishes first) and the record fails with reason ``"timeout: ..."``.
+    """
+    record, options, timeout = args
+    if not timeout:
+        return _classify_one(record, options)
+    previous = signal.signal(signal.SIGALRM, _on_alarm)
+    try:
+        try:
+            signal.setitimer(signal.ITIMER_REAL, timeout)
+            return _classify_one(record, options)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _RecordTimeout:
+        return record.id, None, f"timeout: no answer within {timeout:g} s"
+    finally:
+        signal.signal(signal.SIGALRM, previous)
+
+
 def label_records(
     records: Sequence[CrystalRecord],
     *,
@@ -91,14 +123,21 @@ def label_records(
     chunksize: int = 4,
     progress: Callable[[int, int], None] | None = None,
     models: Mapping[str, Any] | None = None,
+    timeout: float | None = None,
     **classify_options: Any,
 ) -> LabelResult:
     """Label ``records`` with the structure labeller; see the module docstring.
 
     ``workers`` processes (default: the CPU count; 1 runs in this process); ``progress(done,
-    total)`` is called as results arrive; ``classify_options`` go to ``classify_structure``
-    (``variants``, ``gap_mesh``, ``metal_gap``, ``dimension``, ``electric_field``).
+    total)`` is called as results arrive; ``timeout`` (seconds, POSIX only) gives up on a record that
+    takes longer and quarantines it with reason ``"timeout: ..."`` (a badly generated cell can take
+    minutes); ``classify_options`` go to ``classify_structure`` (``variants``, ``gap_mesh``,
+    ``metal_gap``, ``dimension``, ``electric_field``).
     """
+    if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
+    if timeout is not None and not hasattr(signal, "setitimer"):
+        raise ValueError("timeout needs POSIX interval timers (signal.setitimer), which this platform lacks")
     from td_data.store import CrystalStore, write_store
 
     previous: dict[str, CrystalRecord] = {}
@@ -131,10 +170,12 @@ def label_records(
                     Quarantined(rec.source or rec.id, f"labelling {rec.id} with its model failed: {err}")
                 )
         todo = [r for r in todo if r.id not in models]
-    jobs = [(rec, classify_options) for rec in todo]
+    jobs = [(rec, classify_options, timeout) for rec in todo]
     by_id = {rec.id: rec for rec in todo}
     n_workers = workers or os.cpu_count() or 1
-    if n_workers <= 1 or len(jobs) <= 1:
+    # the timer needs the main thread: called from another thread, a timed run goes to one worker process
+    in_process_ok = timeout is None or threading.current_thread() is threading.main_thread()
+    if (n_workers <= 1 or len(jobs) <= 1) and in_process_ok:
         results = map(_label_one, jobs)
         pool = None
     else:
