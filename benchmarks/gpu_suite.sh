@@ -50,7 +50,7 @@ cat "$OUT/suite.log"
 step gpu_invariants 90 "$PY" benchmarks/gpu_invariants.py --grid "$GRID" --mesh "$MESH" --repeats 2 --json "$OUT/gpu_invariants.json"
 
 # the two models train at the same time (each leaves most of an H100/H200 idle at these sizes)
-train_limit=$("$PY" -c "print(int(60 * $MINUTES + 180))")  # + model set-up, sampling, predictions
+train_limit=$("$PY" -c "print(int(60 * $MINUTES + 360))")  # + set-up, sampling (the yield step samples two arms)
 common=(--stage train --device "$DEVICE" --preset "$PRESET" --budget-minutes "$MINUTES" --max-epochs 100000
         --batch-size 256 --warmup-epochs 5 --learning-rate 3e-4 --sample-batch-size 1000 --no-progress
         --n-samples "$N_SAMPLES" ${STEPS:+--steps "$STEPS"})
