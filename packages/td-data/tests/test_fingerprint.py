@@ -194,7 +194,7 @@ def test_invariant_under_permutation_shift_and_rotation(crystal, data):
 
 @settings(max_examples=8, deadline=None)
 @given(crystals(), st.integers(3, 9))
-def test_a_badly_skewed_basis_of_the_same_lattice_gives_the_same_fingerprint(crystal, k):
+def test_a_badly_skewed_basis_of_the_same_lattice_gives_the_same_fingerprint(matminer_fp, crystal, k):
     # A generated cell can span a small volume with very long vectors (45 A^3 from 35-60 A vectors); the image
     # search works in the LLL-reduced basis, so such a basis is as quick as the reduced one and gives the same
     # fingerprints (before, its image grid had millions of points and the search ran for hours).
@@ -204,7 +204,12 @@ def test_a_badly_skewed_basis_of_the_same_lattice_gives_the_same_fingerprint(cry
     assert np.linalg.norm(skewed, axis=1).max() > 10 * np.linalg.norm(lattice, axis=1).max()
     frac_skewed = np.mod(frac @ np.linalg.inv(u), 1.0)  # the same Cartesian positions, modulo the lattice
     base = site_fingerprints(lattice, frac, numbers)
-    np.testing.assert_allclose(site_fingerprints(skewed, frac_skewed, numbers), base, atol=INVARIANCE_ATOL, rtol=0)
+    ours = site_fingerprints(skewed, frac_skewed, numbers)
+    if np.abs(ours - base).max() > INVARIANCE_ATOL:
+        # CrystalNN itself can settle a near-tie differently in another basis (rounding-level geometry; seen for
+        # random_cell(60581, 2) with k = 5, where matminer's two answers differ by 0.015): then ours must still
+        # be matminer's answer in that basis.
+        np.testing.assert_allclose(ours, matminer_sites(matminer_fp, skewed, frac_skewed, numbers), atol=ATOL, rtol=0)
 
 
 # ------------------------------------------------------------------------------------------ real crystals
