@@ -97,10 +97,11 @@ from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers
     predict_samples,
     progress,
     quiet_libraries,
+    read_crystal_file,
     run_main,
     samples_to_records,
     save_figure,
-    to_jsonable,
+    write_crystal_file,
     write_json,
 )
 
@@ -562,26 +563,9 @@ def _restore_metadata(meta: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def write_stage_file(path: Path, crystals: list[dict[str, Any]], metadata: dict[str, Any]) -> Path:
-    """``td_models.save_crystals`` with JSON-safe metadata (NaN -> None); a ScriptError when it cannot."""
-    from td_models import save_crystals
-    from td_models.exceptions import TDModelsError
-
-    try:
-        return save_crystals(path, crystals, metadata=to_jsonable(metadata))
-    except TDModelsError as err:
-        raise ScriptError(str(err)) from err
-
-
 def read_stage_file(path: Path, what: str, stage: str) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """``(crystals, metadata)`` of a td-models crystal file; a ScriptError naming the stage that makes it."""
-    from td_models import load_crystals
-    from td_models.exceptions import TDModelsError
-
-    try:
-        crystals, meta = load_crystals(path)
-    except TDModelsError as err:
-        raise ScriptError(f"{what} {str(path)!r} cannot be read ({err}); make it with --stage {stage}") from err
+    crystals, meta = read_crystal_file(path, hint=f" ({what}; make it with --stage {stage})")
     return crystals, _restore_metadata(meta)
 
 
@@ -795,7 +779,7 @@ def prepare_stage(args: argparse.Namespace, items_path: Path) -> Path:
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
         "hardware": perov5.hardware("cpu"),
     }
-    write_stage_file(items_path, items, meta)
+    write_crystal_file(items_path, items, meta)
     print(f"training items: {len(items)} crystals of at most {mc.max_atoms} sites, "
           f"{sum(_has_class(it) for it in items)} with a class", flush=True)  # fmt: skip
     return items_path
@@ -857,7 +841,7 @@ def train_stage(args: argparse.Namespace, out: Path, items_path: Path, samples: 
         "hardware": perov5.hardware(args.device),
     }
     for arm, (crystals, info) in arms.items():
-        written.append(write_stage_file(samples[arm], crystals, {**shared, "arm": arm, "sampling": info}))
+        written.append(write_crystal_file(samples[arm], crystals, {**shared, "arm": arm, "sampling": info}))
     return written
 
 

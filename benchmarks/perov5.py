@@ -84,11 +84,13 @@ from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers
     ScriptError,
     predict_samples,
     quiet_libraries,
+    read_crystal_file,
     run_main,
     samples_to_records,
     save_figure,
     to_jsonable,
     write_cifs,
+    write_crystal_file,
     write_json,
 )
 
@@ -595,26 +597,14 @@ def prepare_items(args: argparse.Namespace, train_paths: Sequence[Path]) -> tupl
     return records, items, prep
 
 
-def save_items(path: Path, items: list[dict], prep: dict[str, Any]) -> Path:
-    from td_models import save_crystals
-
-    return save_crystals(path, items, metadata=to_jsonable(prep))
-
-
 def read_stage_file(path: Path, stage: str, maker: str, option: str, keys: Sequence[str]) -> tuple[list, dict]:
     """(crystals, metadata) of a file that ``--stage maker`` wrote; a one-line ScriptError when it is missing."""
-    from td_models import load_crystals
-    from td_models.exceptions import TDModelsError
-
     if not path.is_file():
         raise ScriptError(
             f"--stage {stage} needs {str(path)!r}, which does not exist: --stage {maker} writes it (run that first "
             f"with the same --output-dir, or pass {option} PATH)"
         )
-    try:
-        crystals, meta = load_crystals(path)
-    except TDModelsError as err:
-        raise ScriptError(str(err)) from err
+    crystals, meta = read_crystal_file(path)
     missing = [k for k in keys if k not in meta]
     if missing:
         raise ScriptError(
@@ -626,7 +616,6 @@ def read_stage_file(path: Path, stage: str, maker: str, option: str, keys: Seque
 def stage_train(args: argparse.Namespace, items: list[dict], prep: dict[str, Any], out: Path) -> tuple[list, dict]:
     """Train, save ``model.pt``, sample and predict; returns (samples with ``"predicted"``, their metadata), also
     written to ``samples.npz``. Uses torch, accelerate and td-models only: no td-data, pymatgen or spglib."""
-    from td_models import save_crystals
     from td_models.exceptions import TDModelsError
 
     started = time.perf_counter()
@@ -676,7 +665,7 @@ def stage_train(args: argparse.Namespace, items: list[dict], prep: dict[str, Any
         "args": vars(args),
     }
     meta = to_jsonable(meta)  # NaN (a diverged loss) -> null: the metadata is strict JSON
-    path = save_crystals(out / SAMPLES_FILE, samples, metadata=meta)
+    path = write_crystal_file(out / SAMPLES_FILE, samples, meta)
     n_predicted = sum(s["predicted"]["band_gap"] is not None for s in samples)
     print(f"sampling: {len(samples)} crystals ({n_predicted} with predicted properties), {steps} steps "
           f"[{timings['sample']:.1f} s] -> {path}", flush=True)  # fmt: skip
@@ -827,7 +816,7 @@ def _main(argv: Sequence[str] | None) -> int:
     if stage == "prepare":
         _, items, prep = prepare_items(args, train_paths)
         prep = {**prep, "seconds": round(time.perf_counter() - started, 2), "hardware": hardware("cpu")}
-        path = save_items(out / ITEMS_FILE, items, prep)
+        path = write_crystal_file(out / ITEMS_FILE, items, prep)
         print(f"prepare: {len(items)} training crystals (atoms per cell {prep['train_atom_counts']}, "
               f"{prep['train_quarantined']} quarantined) -> {path} [{prep['seconds']:.1f} s]", flush=True)  # fmt: skip
         return 0
@@ -876,7 +865,7 @@ def _main(argv: Sequence[str] | None) -> int:
     print(f"data: {len(items)} training crystals (atoms per cell {prep['train_atom_counts']}), {len(test)} test "
           f"crystals [{load_data:.1f} s]", flush=True)  # fmt: skip
     prep = {**prep, "seconds": round(load_data, 2), "hardware": hardware("cpu")}
-    save_items(out / ITEMS_FILE, items, prep)
+    write_crystal_file(out / ITEMS_FILE, items, prep)
     prepare_done = time.perf_counter()
     samples, meta = stage_train(args, items, prep, out)
     train_done = time.perf_counter()

@@ -36,6 +36,7 @@ Examples
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 from collections.abc import Mapping
@@ -58,16 +59,18 @@ from td_physics.invariants import (
     z2_invariant,
 )
 from td_physics.invariants._core import MAX_ELEMENTS
+from td_physics.invariants.z2 import _defaults as _z2_defaults
 from td_physics.model import TightBindingModel
 
 __all__ = ["TopologicalInvariantCalculator", "InvariantReport"]
 
 logger = logging.getLogger(__name__)
 
-# Largest mesh each underlying function refines up to by default; a larger starting k_grid raises
-# the cap to k_grid so that the function accepts it.
-_CHERN_MAX_MESH = 384
-_Z2_MAX_STRING = 8192
+# The underlying functions' own defaults, read from them (not copied): the largest mesh each refines up
+# to (a larger starting k_grid raises the cap to k_grid so that the function accepts it) and the Weyl mesh.
+_CHERN_MAX_MESH = inspect.signature(chern_number).parameters["max_mesh"].default
+_Z2_MAX_STRING = _z2_defaults({})["max_string"]
+_WEYL_MESH = inspect.signature(weyl_nodes).parameters["mesh"].default
 _MIN_K_GRID = 4
 
 _MODEL_SUFFIXES = (".json", ".h5", ".hdf5")
@@ -349,7 +352,7 @@ class TopologicalInvariantCalculator:
                 "model has time reversal and inversion: every band is doubly degenerate, so band touchings "
                 "are not Weyl nodes"
             )
-        mesh = 24 if n is None else n
+        mesh = _WEYL_MESH if n is None else n
         held = mesh**3 * self.model.norb**2
         if held > MAX_ELEMENTS:
             return (
