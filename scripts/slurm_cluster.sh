@@ -6,6 +6,8 @@
 #   scripts/slurm_cluster.sh status   # daemons and sinfo
 #   scripts/slurm_cluster.sh stop     # kill exactly the PIDs that start recorded
 #   scripts/slurm_cluster.sh env      # print `export SLURM_CONF=...` for the SLURM commands
+#   scripts/slurm_cluster.sh logs DEST [N]  # copy the daemon logs, slurm.conf and jobcomp.txt into DEST and
+#                                     # print the last N (60) lines of each log (for a failed test)
 #
 # Everything lives under $TD_SLURM_DIR (default /tmp/td-slurm): slurm.conf, the munge key and socket,
 # state, spool, logs, the job-completion log (jobcomp.txt) and the recorded PIDs (pids). SLURM commands
@@ -69,7 +71,11 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 CredType=cred/munge
-AuthInfo=socket=$MUNGE_SOCKET
+# cred_expire: how long slurmd holds a revoked job credential and so how long a requeued job waits before it
+# may start again (SLURM sets its BeginTime to now + cred_expire + 1; default 120 s, minimum 5). Starting
+# it earlier (scontrol update StartTime=now) races that guard: a credential issued in the same second as the
+# revocation is refused ("Job credential revoked") and the requeued job ends FAILED.
+AuthInfo=socket=$MUNGE_SOCKET,cred_expire=20
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -86,6 +92,8 @@ SlurmctldPidFile=$RUN_DIR/slurmctld.pid
 SlurmdPidFile=$RUN_DIR/slurmd.pid
 SlurmctldLogFile=$RUN_DIR/log/slurmctld.log
 SlurmdLogFile=$RUN_DIR/log/slurmd.log
+SlurmctldDebug=debug
+SlurmdDebug=debug
 SlurmctldPort=${TD_SLURM_CTLD_PORT:-6817}
 SlurmdPort=${TD_SLURM_D_PORT:-6818}
 ReturnToService=2
@@ -167,10 +175,24 @@ status() {
     fi
 }
 
+logs() {
+    local dest="${1:?usage: $0 logs DEST [N]}" lines="${2:-60}" f
+    mkdir -p "$dest"
+    for f in "$RUN_DIR"/log/*.log "$CONF" "$RUN_DIR/jobcomp.txt"; do
+        [ -f "$f" ] && cp -p "$f" "$dest/"
+    done
+    for f in "$RUN_DIR"/log/slurmctld.log "$RUN_DIR"/log/slurmd.log; do
+        [ -f "$f" ] || continue
+        echo "===== last $lines lines of $f (copied to $dest) ====="
+        tail -n "$lines" "$f"
+    done
+}
+
 case "${1:-}" in
     start) start ;;
+    logs) shift; logs "$@" ;;
     stop) stop ;;
     status) status ;;
     env) echo "export SLURM_CONF=$CONF" ;;
-    *) echo "usage: $0 start|stop|status|env" >&2; exit 2 ;;
+    *) echo "usage: $0 start|stop|status|env|logs DEST [N]" >&2; exit 2 ;;
 esac

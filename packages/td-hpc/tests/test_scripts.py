@@ -198,3 +198,36 @@ def test_labelling_script():
     assert bash_parses(text)
     with pytest.raises(HpcValueError, match="num_shards must be a whole number"):
         create_labelling_array_script("s.h5", 0, "out")
+
+
+def test_paths_beginning_with_dash_are_not_options(tmp_path):
+    """Run the training script through bash with stub srun/scontrol and a stub launcher named ``-acc``:
+    a run folder ``-rf run`` is created (not read as mkdir's options), and the launcher (exec'd, not an
+    option of exec) receives ``./-t.py --config ./-c.json --output-dir './-rf run'``."""
+    stubs = tmp_path / "bin"
+    stubs.mkdir()
+    (stubs / "scontrol").write_text('#!/bin/bash\n[ "$1 $2" = "show hostnames" ] && echo node0\n')
+    (stubs / "srun").write_text('#!/bin/bash\nwhile [[ "$1" == --* ]]; do shift; done\nexec "$@"\n')
+    launcher = tmp_path / "-acc"
+    launcher.write_text('#!/bin/bash\nprintf "%s\\n" "$@" > launched.txt\n')
+    for path in (stubs / "scontrol", stubs / "srun", launcher):
+        path.chmod(0o755)
+    text = create_distributed_training_script(
+        1, 2, "-t.py", "-c.json", checkpoint_dir="-rf run", accelerate="-acc", cpu_only=True, extra_args=["--x"]
+    )
+    env = {
+        "PATH": f"{stubs}:/usr/bin:/bin",
+        "SLURM_JOB_NODELIST": "node0",
+        "SLURM_NNODES": "1",
+        "SLURM_NODEID": "0",
+        "SLURM_JOB_ID": "7",
+        "SLURM_JOB_NAME": "td-train",
+    }
+    proc = subprocess.run([BASH, "-c", text], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "-rf run").is_dir()
+    args = (tmp_path / "launched.txt").read_text().splitlines()
+    assert args[:3] == ["launch", "--machine_rank", "0"]
+    i = args.index("./-t.py")
+    assert args[i + 1 : i + 5] == ["--config", "./-c.json", "--output-dir", "./-rf run"]
+    assert args[-1] == "--x"

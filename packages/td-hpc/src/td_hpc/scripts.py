@@ -57,7 +57,12 @@ def _environment() -> jinja2.Environment:
 
 
 def _q(what: str, path: str | os.PathLike[str]) -> str:
-    return shlex.quote(check_path(what, path))
+    """The path shell-quoted; a relative path that begins with ``-`` gets ``./`` in front, so that no
+    command (``mkdir``, ``find``, ``exec``, the training script's argument parser) reads it as an option."""
+    path = check_path(what, path)
+    if path.startswith("-"):
+        path = "./" + path
+    return shlex.quote(path)
 
 
 def _common(job_name, partition, account, time, mem, cpus_per_task) -> dict:
