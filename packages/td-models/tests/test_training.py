@@ -188,13 +188,13 @@ def test_checkpoints_rotate_and_carry_the_resolved_configuration(reference):
 def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypatch):
     real_save = torch.save
 
-    def crash_halfway(obj, path, *args, **kwargs):
-        if "checkpoint_epoch_0002" in str(path):
-            real_save(obj, path, *args, **kwargs)
-            with open(path, "r+b") as handle:  # the disk filled up halfway through
-                handle.truncate(os.path.getsize(path) // 2)
+    def crash_halfway(obj, f, *args, **kwargs):
+        if "checkpoint_epoch_0002" in str(getattr(f, "name", f)):
+            real_save(obj, f, *args, **kwargs)
+            f.flush()
+            f.truncate(os.path.getsize(f.name) // 2)  # the disk filled up halfway through
             raise OSError("No space left on device")
-        return real_save(obj, path, *args, **kwargs)
+        return real_save(obj, f, *args, **kwargs)
 
     monkeypatch.setattr(torch, "save", crash_halfway)
     trainer = make_trainer(tmp_path, tiny_config(max_epochs=2), val=False)
@@ -209,6 +209,7 @@ def test_a_crash_while_saving_leaves_the_previous_checkpoint(tmp_path, monkeypat
     monkeypatch.setattr(torch, "save", real_save)
     result = make_trainer(tmp_path, tiny_config(max_epochs=2), val=False).fit(resume_from="latest")
     assert result.epochs_completed == 2 and result.last_checkpoint.name == "checkpoint_epoch_0002.pt"
+    assert not list(folder.glob(".*.tmp"))  # the orphan was removed at resume
 
 
 # ---------------------------------------------------------------------------------------------- non-finite guard

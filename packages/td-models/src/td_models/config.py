@@ -26,11 +26,11 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from td_models._atomic import atomic_write
 from td_models.exceptions import ConfigError
 
 __all__ = [
@@ -469,7 +469,7 @@ def load_config(path: str | os.PathLike) -> ExperimentConfig:
 
 
 def save_config(config: ExperimentConfig, path: str | os.PathLike) -> Path:
-    """Write a configuration as JSON or YAML (by suffix), atomically (temporary file, then rename)."""
+    """Write a configuration as JSON or YAML (by suffix), atomically (temporary file, fsync, rename), umask mode."""
     path = Path(path)
     data = config.to_dict()
     suffix = path.suffix.lower()
@@ -481,13 +481,5 @@ def save_config(config: ExperimentConfig, path: str | os.PathLike) -> Path:
         text = yaml.safe_dump(data, sort_keys=False)
     else:
         raise ConfigError(f"configuration file must end in .json, .yml or .yaml, got {path.name!r}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return path

@@ -30,13 +30,13 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from td_models._atomic import atomic_write
 from td_models.exceptions import TDModelsError
 
 __all__ = ["save_crystals", "load_crystals", "CRYSTAL_FILE_FORMAT"]
@@ -142,16 +142,7 @@ def save_crystals(
     except (TypeError, ValueError) as exc:
         raise CrystalFileError(f"metadata must be JSON-serialisable (finite numbers), got an error: {exc}") from exc
     arrays["header"] = np.array(header)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp.npz")
-    os.close(fd)
-    try:
-        np.savez_compressed(tmp, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays), suffix=".tmp.npz")
 
 
 def _restore(value: float | str, kind: str) -> Any:

@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
+import pickle
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +41,8 @@ from td_models.config import TOPO_CLASSES, ExperimentConfig, ModelConfig
 from td_models.constraints import charge_bounds_table, charge_neutrality_penalty, density_penalty, min_distance_penalty
 from td_models.denoiser import DenoiserOutput, TopologicalTransformer, count_parameters
 from td_models.diffusion import DiscreteProcess, VPProcess, WrappedNormalProcess, sample_timesteps
-from td_models.exceptions import BatchError, CheckpointError
+from td_models._atomic import atomic_write
+from td_models.exceptions import BatchError, CheckpointError, CorruptCheckpointError
 from td_models.heads import PropertyHeads
 
 #: Bound on the entries of the normalised clean-lattice estimate (rows are ~1; a 20 Angstrom vacuum axis
@@ -395,30 +397,69 @@ class TopologicalDiffusionModel(nn.Module):
 
 
 def atomic_torch_save(payload: Any, path: str | os.PathLike) -> Path:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    """``torch.save`` crash-safely: temporary sibling ``.<name>.<random>.tmp``, fsync, rename, fsync the folder.
+
+    The file gets the user's umask (as ``open`` would), not ``mkstemp``'s 0600. A process killed
+    mid-write leaves only the temporary file (see :func:`td_models._atomic.remove_orphan_temporaries`).
+    """
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+
+    return atomic_write(path, write)
+
+
+def _corruption(path: Path) -> str | None:
+    """Why ``path`` is not a complete torch archive (empty, not a zip, bad member checksum), or None."""
+    size = path.stat().st_size
+    if size == 0:
+        return "it is empty (0 bytes): truncated, e.g. by a crash or a full disk during the write"
+    if not zipfile.is_zipfile(path):
+        return f"it is not a complete torch archive ({size} bytes, no zip directory): truncated or overwritten"
     try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as exc:
+        return f"its torch archive is damaged ({size} bytes): {exc}"
+    if bad is not None:
+        return f"its torch archive is damaged ({size} bytes): member {bad!r} fails its checksum"
+    return None
 
 
-def safe_torch_load(path: str | os.PathLike, map_location: Any = "cpu", trusted: bool = False) -> dict[str, Any]:
-    """``torch.load`` with ``weights_only=True`` unless ``trusted``; clear errors for missing or bad files."""
+def safe_torch_load(
+    path: str | os.PathLike, map_location: Any = "cpu", trusted: bool = False, verify: bool = False
+) -> dict[str, Any]:
+    """``torch.load`` with ``weights_only=True`` unless ``trusted``; clear errors for missing or bad files.
+
+    A truncated or corrupt file raises :class:`~td_models.exceptions.CorruptCheckpointError` saying so;
+    only a complete file whose pickle holds objects beyond tensors and plain containers gets the hint
+    about ``trusted=True``. ``verify`` first checks the CRC-32 of every member of the archive (one
+    extra read of the file): ``torch.load`` itself does not, so a damaged byte inside a stored tensor
+    would otherwise load as a wrong weight.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint file must exist, got {str(path)!r}")
+    if verify:
+        reason = _corruption(path)
+        if reason is not None:
+            raise CorruptCheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt: {reason}")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=not trusted)
-    except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError ...
-        hint = "" if trusted else " (loaded with weights_only=True; pass trusted=True only for files you made)"
-        raise CheckpointError(f"could not read checkpoint {str(path)!r}: {exc}{hint}") from exc
+    except Exception as exc:  # pickle.UnpicklingError, RuntimeError, EOFError, UnicodeDecodeError ...
+        reason = _corruption(path)
+        if reason is not None:
+            raise CorruptCheckpointError(f"checkpoint {str(path)!r} is truncated or corrupt: {reason}") from exc
+        detail = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        hint = ""
+        if not trusted and isinstance(exc, pickle.UnpicklingError):
+            hint = (
+                " (it holds objects that weights_only=True refuses to unpickle; pass trusted=True only for "
+                "files you made)"
+            )
+        raise CheckpointError(f"could not read checkpoint {str(path)!r}: {detail}{hint}") from exc
     if not isinstance(payload, dict):
         raise CheckpointError(f"checkpoint {str(path)!r} must hold a dict, got {type(payload).__name__}")
     return payload

@@ -9,7 +9,8 @@
   exact resume) and ``TrainingResult``;
 * :mod:`~td_models.training.schedule`: ``learning_rate_at`` and the ``LambdaLR`` built on it;
 * :mod:`~td_models.training.sampler`: ``ShardedBatchSampler``, data order from ``(seed, epoch)``;
-* :mod:`~td_models.training.checkpoint`: checkpoint names, rotation, ``latest_checkpoint``, RNG states;
+* :mod:`~td_models.training.checkpoint`: checkpoint names, rotation, ``load_latest_checkpoint`` (the newest
+  that loads), orphan clean-up, RNG states;
 * :mod:`~td_models.training.ema`: ``ExponentialMovingAverage``;
 * :mod:`~td_models.training.logbook`: ``metrics.csv``, TensorBoard and W&B.
 """
@@ -21,7 +22,9 @@ from td_models.training.checkpoint import (
     checkpoint_name,
     latest_checkpoint,
     list_checkpoints,
+    load_latest_checkpoint,
     load_trainer_checkpoint,
+    remove_orphan_checkpoint_files,
 )
 from td_models.training.ema import ExponentialMovingAverage
 from td_models.training.logbook import COLUMNS, LOSS_PARTS, MetricsLogger, read_metrics
@@ -48,4 +51,6 @@ __all__ = [
     "list_checkpoints",
     "latest_checkpoint",
     "load_trainer_checkpoint",
+    "load_latest_checkpoint",
+    "remove_orphan_checkpoint_files",
 ]

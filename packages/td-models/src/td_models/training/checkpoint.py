@@ -3,9 +3,15 @@
 A checkpoint is one file ``output_dir/checkpoints/checkpoint_epoch_EEEE.pt`` (written at the end of
 epoch ``EEEE``) or ``checkpoint_epoch_EEEE_batch_BBBBBB.pt`` (written mid-epoch on preemption,
 ``BBBBBB`` micro-batches into epoch ``EEEE + 1``). It is written with
-:func:`td_models.model.atomic_torch_save` (a hidden temporary file in the same folder, then
-``os.replace``), so a crash during the write leaves at most a ``.checkpoint_....tmp`` file, which is
-never taken for a checkpoint, and the previous checkpoint untouched.
+:func:`td_models.model.atomic_torch_save` (a hidden temporary file in the same folder, fsync, then
+``os.replace`` and an fsync of the folder), so a crash during the write leaves at most a
+``.checkpoint_....tmp`` file, which is never taken for a checkpoint, and the previous checkpoint
+untouched. Such orphans are removed at the next save or resume (:func:`remove_orphan_checkpoint_files`).
+
+A checkpoint can still be damaged after the fact (a full disk, a copy cut short, a file system that
+lost data). :func:`load_latest_checkpoint` therefore walks back from the newest file to the newest one
+that loads, logging each file it skips and why, so a requeued job resumes instead of failing again
+and again on the same bad file.
 
 The payload holds only tensors, numbers, strings, lists and dicts, so it loads with
 ``torch.load(weights_only=True)``:
@@ -33,6 +39,7 @@ import numpy as np
 import torch
 
 from td_models.config import ExperimentConfig
+from td_models._atomic import remove_orphan_temporaries
 from td_models.exceptions import CheckpointError
 from td_models.model import safe_torch_load
 
@@ -43,6 +50,8 @@ __all__ = [
     "latest_checkpoint",
     "rotate_checkpoints",
     "load_trainer_checkpoint",
+    "load_latest_checkpoint",
+    "remove_orphan_checkpoint_files",
     "check_resumable",
     "capture_rng_state",
     "restore_rng_state",
@@ -54,6 +63,9 @@ log = logging.getLogger(__name__)
 TRAINER_CHECKPOINT_FORMAT = ("td-models/trainer", 1)
 
 _NAME = re.compile(r"^checkpoint_epoch_(\d+)(?:_batch_(\d+))?\.pt$")
+
+#: Temporary files of ``atomic_torch_save`` writing a checkpoint (``.checkpoint_epoch_0003.pt.x1y2.tmp``).
+ORPHAN_PATTERN = ".checkpoint_*.tmp"
 
 
 def checkpoint_name(epoch: int, batches_done: int = 0) -> str:
@@ -79,13 +91,58 @@ def list_checkpoints(directory: str | os.PathLike) -> list[Path]:
     return [p for _, p in sorted(found)]
 
 
-def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
-    """The newest checkpoint in ``directory`` (a ``checkpoints/`` folder or the output folder above it)."""
+def _checkpoint_dir(directory: str | os.PathLike) -> Path:
     directory = Path(directory)
     if (directory / "checkpoints").is_dir():
         directory = directory / "checkpoints"
-    found = list_checkpoints(directory)
+    return directory
+
+
+def latest_checkpoint(directory: str | os.PathLike) -> Path | None:
+    """The newest checkpoint file in ``directory`` (a ``checkpoints/`` folder or the output folder above it).
+
+    By name only: the file may be damaged. :func:`load_latest_checkpoint` finds the newest that loads.
+    """
+    found = list_checkpoints(_checkpoint_dir(directory))
     return found[-1] if found else None
+
+
+def load_latest_checkpoint(
+    directory: str | os.PathLike, map_location: Any = "cpu"
+) -> tuple[Path, dict[str, Any]] | None:
+    """``(path, payload)`` of the newest checkpoint in ``directory`` that loads, or None when there is none.
+
+    Files that fail to load (truncated, corrupt, not a training checkpoint, another format version)
+    are skipped, each with a warning naming the file and the reason. When files exist but none
+    loads, :class:`~td_models.exceptions.CheckpointError` lists them all (starting afresh would
+    silently throw the run away).
+    """
+    found = list_checkpoints(_checkpoint_dir(directory))
+    skipped: list[str] = []
+    for path in reversed(found):
+        try:
+            payload = load_trainer_checkpoint(path, map_location=map_location)
+        except CheckpointError as exc:
+            log.warning("skipped checkpoint %s: %s", path, exc)
+            skipped.append(f"{path.name}: {exc}")
+            continue
+        if skipped:
+            log.warning("resuming from %s, the newest checkpoint that loads (%d newer skipped)", path, len(skipped))
+        return path, payload
+    if skipped:
+        raise CheckpointError(
+            f"none of the {len(skipped)} checkpoints in {str(_checkpoint_dir(directory))!r} loads: " + "; ".join(skipped)
+        )
+    return None
+
+
+def remove_orphan_checkpoint_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete ``.checkpoint_*.tmp`` files of ``directory`` (writes killed midway); returns them, each logged.
+
+    Only this folder's own temporaries are touched; call it where no checkpoint is being written
+    (the trainer does, on the main process, before each save and at resume).
+    """
+    return remove_orphan_temporaries(directory, ORPHAN_PATTERN)
 
 
 def rotate_checkpoints(directory: str | os.PathLike, keep: int) -> list[Path]:
@@ -101,8 +158,11 @@ def rotate_checkpoints(directory: str | os.PathLike, keep: int) -> list[Path]:
 
 
 def load_trainer_checkpoint(path: str | os.PathLike, map_location: Any = "cpu") -> dict[str, Any]:
-    """Read a training checkpoint with ``weights_only=True`` and check its format."""
-    payload = safe_torch_load(path, map_location=map_location, trusted=False)
+    """Read a training checkpoint with ``weights_only=True`` and check its checksums and format.
+
+    A truncated or corrupt file raises :class:`~td_models.exceptions.CorruptCheckpointError`.
+    """
+    payload = safe_torch_load(path, map_location=map_location, trusted=False, verify=True)
     if payload.get("format") != TRAINER_CHECKPOINT_FORMAT[0]:
         raise CheckpointError(
             f"{str(path)!r} is not a td-models training checkpoint (format {payload.get('format')!r}); "

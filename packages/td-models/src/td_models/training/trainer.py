@@ -46,8 +46,9 @@ from td_models.training.checkpoint import (
     capture_rng_state,
     check_resumable,
     checkpoint_name,
-    latest_checkpoint,
+    load_latest_checkpoint,
     load_trainer_checkpoint,
+    remove_orphan_checkpoint_files,
     restore_rng_state,
     rotate_checkpoints,
 )
@@ -253,7 +254,11 @@ class Trainer:
         # AcceleratorState is a per-process singleton that refuses a second mixed-precision choice;
         # reset it (the process group in PartialState stays) so that one process can run several
         # Trainers one after the other. Two live Trainers in one process are not supported.
-        AcceleratorState._reset_state(reset_partial_state=False)
+        # After a Trainer's fit destroyed the process group (end_training), PartialState must be
+        # rebuilt too, so that it initialises a new group.
+        distributed_env = int(os.environ.get("WORLD_SIZE", "1")) > 1
+        group_gone = distributed_env and not (torch.distributed.is_available() and torch.distributed.is_initialized())
+        AcceleratorState._reset_state(reset_partial_state=group_gone)
         return Accelerator(cpu=cpu, mixed_precision=precision, kwargs_handlers=[ddp])
 
     def _loader(self, sampler: ShardedBatchSampler, dataset: CrystalDataset) -> torch.utils.data.DataLoader:
@@ -273,14 +278,23 @@ class Trainer:
         """Train until ``max_epochs`` (or a preemption signal) and return what happened.
 
         ``resume_from``: a checkpoint file, or ``"latest"`` for the newest in ``output_dir``
-        (starting afresh when there is none, so a requeued job can always pass it).
+        (starting afresh when there is none, so a requeued job can always pass it; truncated or
+        corrupt newer files are skipped, see :meth:`resume`).
+        At the end (finished, preempted or raised) ``accelerator.end_training()`` runs and the
+        torch.distributed process group is destroyed, so every rank exits cleanly; a multi-process
+        Trainer therefore trains once (a new Trainer in the same process starts a new group).
         ``max_steps``: stop after this many optimiser steps of this call, mid-epoch if need be,
-        without writing a checkpoint or the final model (benchmarks and smoke tests).
+        without writing a checkpoint or the final model, and keeping the process group so that
+        ``fit`` can continue (benchmarks and smoke tests).
         """
         if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
             raise ConfigError(f"max_steps must be None or an integer >= 1, got {max_steps!r}")
         if resume_from is not None:
-            self.resume(resume_from)
+            try:
+                self.resume(resume_from)
+            except BaseException:
+                self._end_training()
+                raise
         tc = self.config.training_config
         acc = self.accelerator
         if self.is_main_process:
@@ -330,6 +344,8 @@ class Trainer:
                 self._bar.close()
                 self._bar = None
             self._logbook.close()
+            if status != "max_steps":
+                self._end_training()
         best = self.output_dir / "best_model.pt"
         return TrainingResult(
             epochs_completed=self.epoch,
@@ -345,6 +361,18 @@ class Trainer:
             step_losses=step_losses,
             reached_max_steps=status == "max_steps",
         )
+
+    def _end_training(self) -> None:
+        """``accelerator.end_training()``: finish trackers and destroy the torch.distributed process group.
+
+        Without it a rank can abort at interpreter exit ("terminate called without an active
+        exception") while gloo's threads are still alive. Safe with one process (nothing to destroy).
+        """
+        try:
+            self.accelerator.end_training()
+        finally:
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                torch.distributed.destroy_process_group()
 
     def _inference_model(self) -> TopologicalDiffusionModel:
         return self.ema.model if self.ema is not None else self.model
@@ -631,6 +659,7 @@ class Trainer:
         if self.is_main_process:
             from td_models import __version__
 
+            remove_orphan_checkpoint_files(self.checkpoint_dir)
             payload = {
                 "format": TRAINER_CHECKPOINT_FORMAT[0],
                 "format_version": TRAINER_CHECKPOINT_FORMAT[1],
@@ -664,15 +693,25 @@ class Trainer:
         return path
 
     def resume(self, checkpoint: str | os.PathLike) -> Path | None:
-        """Restore the whole training state from a checkpoint file or ``"latest"`` (None: nothing to resume)."""
+        """Restore the whole training state from a checkpoint file or ``"latest"`` (None: nothing to resume).
+
+        ``"latest"`` takes the newest checkpoint in ``output_dir/checkpoints`` that loads: truncated or
+        corrupt newer files are skipped with a warning naming each and why (so a requeued job never
+        fails on one bad file); with no checkpoint at all the run starts afresh. A named file that
+        is truncated or corrupt raises :class:`~td_models.exceptions.CorruptCheckpointError`.
+        Orphan temporaries of killed saves (``.checkpoint_*.tmp``) are removed first.
+        """
+        if self.is_main_process:
+            remove_orphan_checkpoint_files(self.checkpoint_dir)
         if str(checkpoint) == "latest":
-            path = latest_checkpoint(self.output_dir)
-            if path is None:
+            found = load_latest_checkpoint(self.output_dir, map_location="cpu")
+            if found is None:
                 log.info("resume_from='latest': no checkpoint in %s, starting afresh", self.checkpoint_dir)
                 return None
+            path, payload = found
         else:
             path = Path(checkpoint)
-        payload = load_trainer_checkpoint(path, map_location="cpu")
+            payload = load_trainer_checkpoint(path, map_location="cpu")
         check_resumable(payload, path, self.config, self.world_size, len(self.train_dataset))
         order = payload["data_order"]
         try:
