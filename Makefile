@@ -16,10 +16,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.txt requirements-pipelines.txt
+$(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.txt requirements-pipelines.txt hatch_build.py
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt $(foreach p,$(PACKAGES),-e "$(p)[test]")
 	$(BIN)/python -m pip install --quiet -r requirements-pipelines.txt
+	$(BIN)/python -m pip install --quiet --no-deps -e .  # the root project (pipelines); its deps are the above
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install every package editable
