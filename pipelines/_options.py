@@ -6,6 +6,8 @@ from collections.abc import Mapping
 from dataclasses import fields
 from typing import Any, ClassVar, TypeVar
 
+from pipelines.exceptions import ParameterError
+
 T = TypeVar("T", bound="OptionsBlock")
 
 
@@ -21,5 +23,5 @@ class OptionsBlock:
         known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - known)
         if unknown:
-            raise ValueError(f"{cls.block} has unknown keys {unknown}; known: {sorted(known)}")
+            raise ParameterError(f"{cls.block} has unknown keys {unknown}; known: {sorted(known)}")
         return cls(**data)

@@ -41,9 +41,10 @@ def labelled(raw):
 
 
 @pytest.fixture(scope="module")
-def trained(labelled):
+def trained(labelled, tmp_path_factory):
     _, train, val, _ = split_crystals(labelled[0], {"fractions": [0.7, 0.15, 0.15]})
-    return train_model(train, val, TINY_MODEL, PHYSICS, TINY_TRAINING, {"num_threads": 1})
+    options = {"num_threads": 1, "run_dir": str(tmp_path_factory.mktemp("train") / "run")}
+    return train_model(train, val, TINY_MODEL, PHYSICS, TINY_TRAINING, options)
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +129,92 @@ def test_physics_consistency_and_report(raw, labelled, trained, candidates):
 
 
 def test_nodes_do_not_import_kedro():
-    import pathlib
+    """Every pipeline's nodes.py (found from this file, not the working folder) is free of kedro imports."""
+    import ast
+    from pathlib import Path
 
-    for path in pathlib.Path("pipelines").glob("*/nodes.py"):
-        assert "kedro" not in path.read_text(encoding="utf-8").replace("kedro run", ""), path
+    from pipelines.pipeline_registry import PIPELINE_ORDER
+
+    paths = sorted((Path(__file__).resolve().parents[1] / "pipelines").glob("*/nodes.py"))
+    assert {p.parent.name for p in paths} >= set(PIPELINE_ORDER), paths
+    for path in paths:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        imported |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+        assert not {m for m in imported if m.split(".")[0] == "kedro"}, path
+
+
+def _spy_trainer(monkeypatch) -> dict:
+    """Replace the trainer train_model builds by one that records the items it is given."""
+    import td_models.training
+
+    seen: dict = {}
+
+    class SpyTrainer(td_models.training.Trainer):
+        def __init__(self, model, train_dataset, val_dataset=None, **kwargs):
+            seen["train"], seen["val"] = list(train_dataset), list(val_dataset or [])
+            super().__init__(model, train_dataset, val_dataset, **kwargs)
+
+    monkeypatch.setattr(td_models.training, "Trainer", SpyTrainer)
+    return seen
+
+
+def test_train_augmentation_reaches_the_trainer_for_training_items_only(labelled, tmp_path, monkeypatch):
+    import numpy as np
+
+    from pipelines.train.nodes import record_to_item
+
+    _, train, val, _ = split_crystals(labelled[0], {"fractions": [0.7, 0.15, 0.15]})
+    seen = _spy_trainer(monkeypatch)
+    options = {"run_dir": str(tmp_path / "run"), "augmentation": ["origin_shift", "permute"], "augmentation_copies": 2}
+    _, _, summary = train_model(train, val, TINY_MODEL, PHYSICS, TINY_TRAINING, options)
+    originals = [record_to_item(r, 100) for r in train]
+    assert len(seen["train"]) == 3 * len(train) and summary["n_train_augmented"] == 2 * len(train)
+    assert summary["augmentation"] == ["origin_shift", "permute"]
+    for item, original in zip(seen["train"][: len(train)], originals):  # the originals stay, first
+        np.testing.assert_array_equal(item["frac_coords"], original["frac_coords"])
+    copies = seen["train"][len(train) :]
+    for copy, original in zip(copies, originals + originals):  # same crystals, other coordinates
+        assert sorted(copy["atomic_numbers"].tolist()) == sorted(original["atomic_numbers"].tolist())
+        assert not np.allclose(np.sort(copy["frac_coords"], axis=0), np.sort(original["frac_coords"], axis=0))
+    expected_val = [record_to_item(r, 100) for r in val]
+    assert len(seen["val"]) == len(expected_val)
+    for item, original in zip(seen["val"], expected_val):  # validation is never augmented
+        np.testing.assert_array_equal(item["frac_coords"], original["frac_coords"])
+        np.testing.assert_array_equal(item["lattice"], original["lattice"])
+
+
+def test_train_refuses_an_unknown_augmentation_naming_the_allowed_ones(labelled, tmp_path):
+    from pipelines.exceptions import ParameterError
+
+    _, train, val, _ = split_crystals(labelled[0], {})
+    options = {"run_dir": str(tmp_path / "run"), "augmentation": ["origin_shift", "mirror"]}
+    with pytest.raises(ParameterError, match=r"unknown names \['mirror'\]; allowed: \[.*'origin_shift'.*'rotate'"):
+        train_model(train, val, TINY_MODEL, PHYSICS, TINY_TRAINING, options)
+    assert not (tmp_path / "run").exists()
+    with pytest.raises(ValueError, match="augmentation_copies must be an integer >= 1, got 0"):
+        train_model(
+            train, val, TINY_MODEL, PHYSICS, TINY_TRAINING, {**options, "augmentation": [], "augmentation_copies": 0}
+        )
+
+
+def test_train_resumes_the_same_run_and_starts_afresh_for_another(labelled, tmp_path, caplog):
+    _, train, val, _ = split_crystals(labelled[0], {"fractions": [0.7, 0.15, 0.15]})
+    options = {"run_dir": str(tmp_path / "run")}
+    two = {**TINY_TRAINING, "max_epochs": 2}
+    first = train_model(train, val, TINY_MODEL, PHYSICS, two, options)
+    with caplog.at_level("INFO", logger="pipelines.train.nodes"):
+        again = train_model(train, val, TINY_MODEL, PHYSICS, two, options)
+    assert "resuming the same run" in caplog.text and "after epoch 2" in caplog.text
+    assert again[2]["epochs_completed"] == 2 and again[2]["global_step"] == first[2]["global_step"]
+    assert again[2]["last_losses"] == pytest.approx(first[2]["last_losses"], rel=1e-12)  # read from metrics.csv
+    caplog.clear()
+    with caplog.at_level("INFO", logger="pipelines.train.nodes"):
+        other = train_model(train, val, TINY_MODEL, PHYSICS, {**two, "learning_rate": 0.01}, options)
+    assert "starting afresh" in caplog.text and "config.training_config.learning_rate" in caplog.text
+    assert "resuming the same run" not in caplog.text and other[2]["epochs_completed"] == 2
+    assert other[1].loc[other[1]["kind"] == "epoch", "epoch"].tolist() == [1, 2]  # one run's rows, not two
+    caplog.clear()
+    with caplog.at_level("INFO", logger="pipelines.train.nodes"):
+        train_model(train[1:], val, TINY_MODEL, PHYSICS, {**two, "learning_rate": 0.01}, options)
+    assert "starting afresh" in caplog.text and "train_data" in caplog.text
