@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
+import time
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -28,7 +30,7 @@ DEFAULT_REFERENCE = ROOT / "data" / "05_model_input" / "test.h5"
 logger = logging.getLogger("td_scripts")
 
 
-class ScriptError(Exception):
+class ScriptError(ValueError):
     """A user error (missing file, bad option): printed as one line, exit status 2."""
 
 
@@ -73,14 +75,35 @@ def load_model(path: str | Path, device: str = "cpu", trusted: bool = False):
         raise ScriptError(str(err)) from err
 
 
+#: what the scripts read without --trusted
+SAFE_FORMATS = (
+    "a td-data HDF5 store (.h5, as the data pipeline writes: data/05_model_input/test.h5), JSON (.json: pymatgen "
+    "Structure dicts, td-data records or Materials Project documents), a folder of CIF files, or a CDVAE-style CSV"
+)
+_PICKLE_NAMES = (".pkl", ".pickle", ".pkl.gz", ".pickle.gz")
+
+
+def is_pickle(path: Path) -> bool:
+    """A pickle by name (``.pkl``, ``.pickle``, gzipped or not) or by content (protocol 2+ opcode first)."""
+    if not path.is_file():
+        return False
+    if path.name.lower().endswith(_PICKLE_NAMES):
+        return True
+    with open(path, "rb") as handle:
+        head = handle.read(2)
+    return len(head) == 2 and head[0] == 0x80 and 2 <= head[1] <= 5
+
+
 def load_records(path: str | Path, what: str, trusted: bool = False, limit: int | None = None) -> list:
     """Crystals from a td-data store, CIF folder, CSV/JSON or (with ``trusted``) pickle; quarantined ones logged."""
     from td_data import load_materials_database
 
     p = require_file(path, what)
-    if p.suffix.lower() in (".pkl", ".pickle") and not trusted:
+    if is_pickle(p) and not trusted:
         raise ScriptError(
-            f"{what} {str(p)!r} is a pickle: unpickling can run any code, so pass --trusted only for files you made"
+            f"{what} {str(p)!r} is a pickle, which is refused by default: loading one can run any code it holds. "
+            f"Pass --trusted to read it only if you made it yourself; or give the crystals in a safe format: "
+            f"{SAFE_FORMATS}"
         )
     result = load_materials_database(p, trusted=trusted)
     for q in result.quarantined[:5]:
@@ -190,12 +213,15 @@ def write_cifs(records: Sequence[Any], folder: Path) -> Path:
 
 
 def save_figure(fig: Any, path: Path) -> Path:
+    """``fig`` as a PNG at ``path`` (folders created, written atomically), then closed."""
+    import io
+
     import matplotlib.pyplot as plt
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=130)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=130, format=Path(path).suffix.lstrip(".") or "png")
     plt.close(fig)
-    return path
+    return atomic_write_bytes(Path(path), buffer.getvalue())
 
 
 def to_jsonable(value: Any) -> Any:
@@ -218,6 +244,345 @@ def to_jsonable(value: Any) -> Any:
 
 
 def write_json(data: Any, path: Path) -> Path:
+    """``data`` as JSON at ``path`` (folders created, written atomically)."""
+    return atomic_write_bytes(Path(path), (json.dumps(to_jsonable(data), indent=1) + "\n").encode("utf-8"))
+
+
+def write_text(text: str, path: Path) -> Path:
+    """``text`` at ``path`` (folders created, written atomically)."""
+    return atomic_write_bytes(Path(path), text.encode("utf-8"))
+
+
+# ------------------------------------------------------------------------------------ where training writes
+#: ``(pattern relative to the working folder, what writes it)``: the models training writes
+MODEL_LOCATIONS = (
+    ("outputs/*/best_model.pt", "examples/training_example.py (--output-dir outputs/NAME; default outputs/training)"),
+    ("outputs/*/final_model.pt", "examples/training_example.py at the end of training"),
+    ("checkpoints/best_model.pt", "a best model copied to the user guide's path"),
+    ("data/06_models/model.pt", "the Kedro train pipeline (kedro run, make demo, make repro)"),
+)
+#: the training logs (``metrics.csv`` of the td-models Trainer)
+LOG_LOCATIONS = (
+    ("outputs/*/metrics.csv", "examples/training_example.py (--output-dir outputs/NAME; default outputs/training)"),
+    ("data/06_models/metrics.csv", "the Kedro train pipeline (kedro run, make demo, make repro)"),
+)
+#: folders of generated CIFs
+GENERATION_LOCATIONS = (
+    ("validation_results/samples", "scripts/test_generation_quality.py (its default --output-dir)"),
+    ("*/samples", "scripts/test_generation_quality.py --output-dir DIR"),
+    ("data/07_model_output/candidates", "the Kedro generate pipeline (kedro run, make demo)"),
+)
+TRAIN_HINT = (
+    "train one with `python examples/training_example.py --create-config && python examples/training_example.py "
+    "--config training_config.json` (writes outputs/training/best_model.pt) or `kedro run` (writes "
+    "data/06_models/model.pt)"
+)
+
+
+def _when(mtime: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(mtime))
+
+
+def _found(locations: Sequence[tuple[str, str]], base: Path, want_dir: bool = False) -> list[tuple[float, Path, str]]:
+    """``(mtime, path, what wrote it)`` of every existing match of ``locations`` under ``base``, newest first."""
+    seen: dict[Path, tuple[float, Path, str]] = {}
+    for pattern, what in locations:
+        for path in base.glob(pattern):
+            ok = path.is_dir() if want_dir else path.is_file()
+            if ok and path not in seen:
+                seen[path] = (path.stat().st_mtime, path, what)
+    return sorted(seen.values(), key=lambda t: (-t[0], str(t[1])))
+
+
+def display_path(path: Path, base: Path | None = None) -> str:
+    """``path`` relative to ``base`` (the working folder) where it lies below it, for messages."""
+    base = Path.cwd() if base is None else base
+    try:
+        return str(path.relative_to(base))
+    except ValueError:
+        return str(path)
+
+
+def _places(locations: Sequence[tuple[str, str]]) -> str:
+    return "; ".join(f"{pattern} ({what})" for pattern, what in locations)
+
+
+def trained_models(base: Path | None = None) -> list[tuple[float, Path, str]]:
+    """The model files training wrote under ``base`` (the working folder), newest run first.
+
+    One per training run: a run folder's ``best_model.pt`` (best by validation) when it has one, else its
+    ``final_model.pt``; a run counts as new as the newest of its two files. Then the user guide's
+    ``checkpoints/best_model.pt`` and the Kedro pipeline's ``data/06_models/model.pt`` where they exist.
+    """
+    base = Path.cwd() if base is None else base
+    runs: dict[Path, list[tuple[float, Path, str]]] = {}
+    for found in _found(MODEL_LOCATIONS, base):
+        runs.setdefault(found[1].parent, []).append(found)
+    out = []
+    for files in runs.values():
+        best = [f for f in files if f[1].name == "best_model.pt"]
+        newest = max(f[0] for f in files)
+        chosen = best[0] if best else files[0]
+        out.append((newest, chosen[1], chosen[2]))
+    return sorted(out, key=lambda t: (-t[0], str(t[1])))
+
+
+def resolve_model_path(given: str | None, base: Path | None = None) -> tuple[Path, str]:
+    """``(model file, how it was chosen)``: ``given`` when set (a folder: its best, final or Kedro model), else
+    the newest model training wrote (:func:`trained_models`). A ScriptError lists where it looked."""
+    base = Path.cwd() if base is None else base
+    found = trained_models(base)
+    listing = ", ".join(display_path(p, base) for _, p, _ in found[:5])
+    if given is not None:
+        path = Path(given)
+        if path.is_dir():
+            for folder in (path, path.parent) if path.name == "checkpoints" else (path,):
+                for name in ("best_model.pt", "final_model.pt", "model.pt"):
+                    if (folder / name).is_file():
+                        return folder / name, f"{name} of the folder {given}"
+            raise ScriptError(
+                f"--model-path {given!r} is a folder without best_model.pt, final_model.pt or model.pt; "
+                + (f"models found here: {listing}" if found else TRAIN_HINT)
+            )
+        if not path.exists():
+            where = (
+                f"models found here (newest first): {listing}; pass one of them, or leave out --model-path for "
+                "the newest"
+                if found
+                else f"none found under {str(base)!r} ({_places(MODEL_LOCATIONS)}); {TRAIN_HINT}"
+            )
+            raise ScriptError(
+                f"model file {given!r} does not exist. Training writes OUTPUT_DIR/best_model.pt (best by validation) "
+                f"and OUTPUT_DIR/final_model.pt (examples/training_example.py, OUTPUT_DIR outputs/training by "
+                f"default) or data/06_models/model.pt (kedro run); {where}"
+            )
+        return path, "--model-path"
+    if not found:
+        raise ScriptError(
+            f"no --model-path given and no trained model found under {str(base)!r}; looked for "
+            f"{_places(MODEL_LOCATIONS)}; {TRAIN_HINT}"
+        )
+    mtime, path, what = found[0]
+    how = f"the newest trained model found ({what}, written {_when(mtime)})"
+    if len(found) > 1:
+        how += f"; also found: {', '.join(display_path(p, base) for _, p, _ in found[1:4])}"
+    return path, how
+
+
+def resolve_log_path(given: str | None, base: Path | None = None) -> tuple[Path, str]:
+    """``(metrics.csv, how it was chosen)``: in or below ``given`` (newest there), or the newest training log
+    under ``base``; a ScriptError lists where training writes its logs."""
+    base = Path.cwd() if base is None else base
+    where = f"training writes its log (metrics.csv) to {_places(LOG_LOCATIONS)}"
+    found = _found(LOG_LOCATIONS, base)
+    listing = ", ".join(display_path(p.parent, base) + "/" for _, p, _ in found[:5])
+    if given is None:
+        if not found:
+            raise ScriptError(f"no --log-dir given and no training log found under {str(base)!r}: {where}")
+        mtime, path, what = found[0]
+        return path, f"the newest training log ({what}, written {_when(mtime)})"
+    path = Path(given)
+    if path.is_file():
+        return path, "--log-dir"
+    if not path.exists():
+        hint = f"logs found here: {listing}; pass one, or leave out --log-dir for the newest" if found else TRAIN_HINT
+        raise ScriptError(f"log directory {given!r} does not exist; {where}. {hint[0].upper()}{hint[1:]}")
+    logs = sorted(path.rglob("metrics.csv"), key=lambda p: (p.stat().st_mtime, str(p)))
+    if not logs:
+        raise ScriptError(f"no metrics.csv in {given!r} or below; {where}")
+    return logs[-1], f"the newest metrics.csv in {given}" if len(logs) > 1 else "--log-dir"
+
+
+def has_cifs(folder: Path) -> bool:
+    """``folder`` holds a CIF file (in it or below, not in hidden folders), as :func:`load_folder` reads them."""
+    return folder.is_dir() and any(
+        not any(s.startswith(".") for s in p.relative_to(folder).parts) for p in folder.rglob("*.cif")
+    )
+
+
+def resolve_generation_dir(base: Path | None = None) -> tuple[Path, str]:
+    """``(folder of generated CIFs, how it was chosen)``: the newest generation under ``base``."""
+    base = Path.cwd() if base is None else base
+    found = [f for f in _found(GENERATION_LOCATIONS, base, want_dir=True) if has_cifs(f[1])]
+    if not found:
+        raise ScriptError(
+            f"no generated crystals found under {str(base)!r}; generators write them to "
+            f"{_places(GENERATION_LOCATIONS)}: run `python scripts/test_generation_quality.py` or `kedro run` "
+            "first, or pass --input-dir"
+        )
+    mtime, path, what = found[0]
+    return path, f"the newest generated crystals ({what}, written {_when(mtime)})"
+
+
+# ------------------------------------------------------------------------------------ long work, with bars
+def chunk_seed(seed: int, k: int) -> int:
+    """The sampling seed of chunk ``k``: ``seed`` itself for the first chunk (so a run of at most one chunk
+    draws what one ``model.sample`` call draws), an independent stream of ``(seed, k)`` for the others."""
+    import numpy as np
+
+    return int(seed) if k == 0 else int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0] >> 1)
+
+
+def sample_with_progress(model: Any, n: int, *, batch_size: int, seed: int, disable: bool = False, **options: Any):
+    """``model.sample(n, ...)`` in chunks of ``batch_size`` crystals: a bar over the crystals, and td-models' bar
+    over the reverse steps of each chunk. Chunk ``k`` samples with :func:`chunk_seed` ``(seed, k)``."""
+    bar = progress(None, total=n, desc="sampling (crystals)", disable=disable)
+    out: list[dict[str, Any]] = []
+    try:
+        for k, start in enumerate(range(0, n, batch_size)):
+            m = min(batch_size, n - start)
+            out.extend(model.sample(m, seed=chunk_seed(seed, k), batch_size=batch_size, progress=not disable,
+                                    **options))  # fmt: skip
+            if hasattr(bar, "update"):
+                bar.update(m)
+    finally:
+        if hasattr(bar, "close"):
+            bar.close()
+    return out
+
+
+def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(seq), size):
+        yield seq[start : start + size]
+
+
+def fingerprints_with_progress(records: Sequence[Any], *, n_jobs: int, desc: str, disable: bool, chunk: int = 64):
+    """``td_data.metrics.fingerprints`` of ``records`` chunk by chunk, with a bar over the crystals (the same
+    numbers: each crystal's fingerprint depends on it alone)."""
+    import numpy as np
+
+    from td_data.metrics import Fingerprints, fingerprints
+
+    records = list(records)
+    parts = []
+    bar = progress(None, total=len(records), desc=desc, disable=disable)
+    try:
+        for part in _chunks(records, chunk):
+            parts.append(fingerprints(part, n_jobs=n_jobs))
+            if hasattr(bar, "update"):
+                bar.update(len(part))
+    finally:
+        if hasattr(bar, "close"):
+            bar.close()
+    if not parts:
+        return fingerprints([], n_jobs=1)
+    return Fingerprints(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("structure", "composition", "ok")))
+
+
+def generation_metrics_with_progress(
+    generated: Sequence[Any],
+    reference: Sequence[Any],
+    *,
+    dataset: str,
+    train: Sequence[Any] | None = None,
+    cutoffs: tuple[float, float] | None = None,
+    n_jobs: int = 1,
+    disable: bool = False,
+) -> dict[str, Any]:
+    """``td_data.metrics.generation_metrics`` (same arguments, same result) with progress bars: validity and
+    the fingerprints crystal by crystal, then a bar over the remaining metric steps."""
+    import numpy as np
+
+    from td_data.exceptions import TDDataError
+    from td_data.metrics import COVERAGE_CUTOFFS, coverage, novelty, uniqueness, wasserstein_metrics
+    from td_data.validity import composition_validity, structure_validity
+
+    generated, reference = list(generated), list(reference)
+    try:
+        if cutoffs is None:
+            if dataset not in COVERAGE_CUTOFFS:
+                raise TDDataError(
+                    f"dataset must be one of {sorted(COVERAGE_CUTOFFS)} (or give cutoffs), got {dataset!r}"
+                )
+            cutoffs = COVERAGE_CUTOFFS[dataset]
+        struct_cutoff, comp_cutoff = (float(c) for c in cutoffs)
+        if not generated or not reference:
+            raise TDDataError(
+                f"metrics need generated and reference crystals, got {len(generated)} and {len(reference)}"
+            )
+    except TDDataError as err:
+        raise ScriptError(str(err)) from err
+    flags = [(structure_validity(r)[0], composition_validity(r.atomic_numbers)[0])
+             for r in progress(generated, total=len(generated), desc="validity", disable=disable)]  # fmt: skip
+    struct_ok = np.array([s for s, _ in flags], dtype=bool)
+    comp_ok = np.array([c for _, c in flags], dtype=bool)
+    gen_fp = fingerprints_with_progress(generated, n_jobs=n_jobs, desc="fingerprints (generated)", disable=disable)
+    ref_fp = fingerprints_with_progress(reference, n_jobs=n_jobs, desc="fingerprints (reference)", disable=disable)
+    valid = struct_ok & comp_ok & gen_fp.ok
+    n_ref_failed = int((~ref_fp.ok).sum())
+    if n_ref_failed:
+        logger.warning("%d of %d reference crystals could not be featurised; left out of coverage",
+                       n_ref_failed, len(reference))  # fmt: skip
+    out: dict[str, Any] = {
+        "n_generated": len(generated),
+        "n_valid": int(valid.sum()),
+        "struct_valid": float(struct_ok.mean()),
+        "comp_valid": float(comp_ok.mean()),
+        "valid": float(valid.mean()),
+    }
+    valid_records = [r for r, v in zip(generated, valid) if v]
+    steps = ["coverage", "wasserstein", "uniqueness"] + (["novelty"] if train is not None else [])
+    for step in progress(steps, total=len(steps), desc="metrics", disable=disable):
+        if step == "coverage":
+            out.update(coverage(gen_fp, ref_fp, struct_cutoff=struct_cutoff, comp_cutoff=comp_cutoff))
+        elif step == "wasserstein":
+            out.update(wasserstein_metrics(valid_records, reference, None))
+        elif step == "uniqueness":
+            out["uniqueness"] = uniqueness(generated)
+        else:
+            out["novelty"] = novelty(valid_records, list(train))
+    out.setdefault("novelty", None)
+    out["n_featurisation_failed"] = int((~gen_fp.ok).sum())
+    out["n_reference_featurisation_failed"] = n_ref_failed
+    out["struct_cutoff"], out["comp_cutoff"] = struct_cutoff, comp_cutoff
+    return out
+
+
+class LabelProgress:
+    """A ``progress(done, total)`` callback (td-data's ``label_records``) drawing a tqdm bar."""
+
+    def __init__(self, desc: str, disable: bool = False):
+        self.desc, self.disable, self.bar, self.calls = desc, disable, None, []
+
+    def __call__(self, done: int, total: int) -> None:
+        self.calls.append((done, total))
+        if self.disable:
+            return
+        if self.bar is None:
+            self.bar = progress(None, total=total, desc=self.desc)
+        if hasattr(self.bar, "update"):
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None and hasattr(self.bar, "close"):
+            self.bar.close()
+        self.bar = None
+
+
+# ------------------------------------------------------------------------------------ files, atomically
+def _atomic_target(path: Path) -> tuple[Path, int]:
+    """A new temporary file beside ``path`` (created with the user's umask, not mkstemp's 0600) and its fd."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_jsonable(data), indent=1) + "\n", encoding="utf-8")
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
+        try:
+            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        except FileExistsError:
+            continue
+    raise ScriptError(f"cannot create a temporary file beside {str(path)!r}")  # pragma: no cover
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> Path:
+    """Write ``data`` to a temporary file in ``path``'s folder, fsync it, rename it over ``path``."""
+    path = Path(path)
+    tmp, fd = _atomic_target(path)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return path

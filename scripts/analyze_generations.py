@@ -1,11 +1,15 @@
 #!/usr/bin/env python
 """Analyse generated crystals: space groups, elements, AFLOW prototypes and a gallery of the best candidates.
 
-    python scripts/analyze_generations.py --output-dir results/
+    python scripts/analyze_generations.py --output-dir results/          # the newest generated crystals
+    python scripts/analyze_generations.py --input-dir validation_results/samples --output-dir results/
 
-Reads every CIF in ``--output-dir`` and in its sub-folders (for example ``samples/`` of
-``test_generation_quality.py`` or the generate pipeline's ``candidates/``; ``index.json`` next to the
-CIFs restores ids and labels), and writes to ``--analysis-dir`` (default ``OUTPUT_DIR/analysis``):
+Reads every CIF in ``--input-dir`` and in its sub-folders (``index.json`` next to the CIFs restores ids and
+labels). Without ``--input-dir``: ``--output-dir`` itself when it holds CIFs (a folder of
+``test_generation_quality.py``), else the newest generated crystals under the working folder
+(``validation_results/samples/`` and ``*/samples/`` of ``test_generation_quality.py``, the Kedro generate
+pipeline's ``data/07_model_output/candidates/``). Writes to ``--analysis-dir`` (default
+``OUTPUT_DIR/analysis``, created; ``OUTPUT_DIR`` defaults to ``results``):
 
 * ``structures.csv``: one row per crystal: formula, sites, space group (spglib, ``--symprec``), crystal
   system, AFLOW prototype matched by pymatgen's ``AflowPrototypeMatcher`` (loading its library takes a
@@ -27,9 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluation import ScriptError, progress, quiet_libraries, run_main, save_figure, write_json  # noqa: E402
+from _evaluation import (
+    GENERATION_LOCATIONS,
+    ScriptError,
+    display_path,
+    has_cifs,
+    progress,
+    quiet_libraries,
+    resolve_generation_dir,
+    run_main,
+    save_figure,
+    write_json,
+    write_text,
+)
 
 CRYSTAL_SYSTEMS = ((2, "triclinic"), (15, "monoclinic"), (74, "orthorhombic"), (142, "tetragonal"),
                    (167, "trigonal"), (194, "hexagonal"), (230, "cubic"))  # fmt: skip
@@ -41,8 +55,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Space groups, elements, AFLOW prototypes and a band-structure gallery of generated CIFs.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--output-dir", required=True, help="folder with the generated CIFs (searched recursively)")
-    p.add_argument("--analysis-dir", default=None, help="where to write (default: OUTPUT_DIR/analysis)")
+    p.add_argument("--input-dir", default=None,
+                   help="folder with the generated CIFs (searched recursively); default: OUTPUT_DIR when it holds "
+                   "CIFs, else the newest generated crystals under the working folder")  # fmt: skip
+    p.add_argument("--output-dir", default="results", help="the analysis goes to OUTPUT_DIR/analysis (created)")
+    p.add_argument("--analysis-dir", default=None, help="where to write instead (default: OUTPUT_DIR/analysis)")
     p.add_argument("--symprec", type=float, default=0.1, help="spglib symmetry tolerance (Angstrom)")
     p.add_argument("--no-prototypes", action="store_true", help="skip the AFLOW prototype matching")
     p.add_argument("--max-prototype-sites", type=int, default=40, help="match prototypes only up to this cell size")
@@ -63,8 +80,11 @@ def load_folder(folder: Path) -> list[Any]:
     from pipelines.datasets import CifFolderDataset
 
     if not folder.is_dir():
-        raise ScriptError(f"output directory {str(folder)!r} does not exist or is not a folder")
-    dirs = sorted({p.parent for p in folder.rglob("*.cif") if not any(s.startswith(".") for s in p.parts)})
+        where = "; ".join(f"{pattern} ({what})" for pattern, what in GENERATION_LOCATIONS)
+        raise ScriptError(f"--input-dir {str(folder)!r} does not exist or is not a folder; generated crystals are "
+                          f"written to {where}")  # fmt: skip
+    hidden = lambda p: any(s.startswith(".") for s in p.relative_to(folder).parts)  # noqa: E731
+    dirs = sorted({p.parent for p in folder.rglob("*.cif") if not hidden(p)})
     records = []
     for d in dirs:
         for rec in CifFolderDataset(path=d).load():
@@ -162,9 +182,16 @@ def summary_figure(rows: Sequence[dict[str, Any]]):
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
-    folder = Path(args.output_dir)
+    output = Path(args.output_dir)
+    if args.input_dir is not None:
+        folder, how = Path(args.input_dir), "--input-dir"
+    elif has_cifs(output):
+        folder, how = output, "--output-dir holds CIFs"
+    else:
+        folder, how = resolve_generation_dir()
+    print(f"crystals: {display_path(folder)} ({how})", flush=True)
     records = load_folder(folder)
-    out = Path(args.analysis_dir) if args.analysis_dir else folder / "analysis"
+    out = Path(args.analysis_dir) if args.analysis_dir else output / "analysis"
 
     matcher = None
     if not args.no_prototypes:
@@ -203,8 +230,7 @@ def _main(argv: Sequence[str] | None) -> int:
 
     import pandas as pd
 
-    out.mkdir(parents=True, exist_ok=True)
-    pd.DataFrame(rows).to_csv(out / "structures.csv", index=False)
+    write_text(pd.DataFrame(rows).to_csv(index=False), out / "structures.csv")
     by_id = {r.id: r for r in records}
     fig, n_built, refused = gallery_figure(by_id, rows, args.n_best)
     save_figure(fig, out / "gallery.png")

@@ -1,13 +1,17 @@
 #!/usr/bin/env python
 """Training curves from the ``metrics.csv`` the td-models Trainer writes.
 
-    python scripts/plot_training_curves.py --log-dir outputs/run/            # finds outputs/run/**/metrics.csv
+    python scripts/plot_training_curves.py                                   # the newest training run
+    python scripts/plot_training_curves.py --log-dir outputs/training/       # finds outputs/training/**/metrics.csv
 
-Three panels against the optimiser step: the diffusion loss parts (lattice, coordinates, species, and
-the weighted sum), the physics and property parts (band gap, formation energy, class, penalties) and the
-learning rate; per-step training rows faint, epoch means and validation passes bold, and each training
-phase (structure learning, physics integration, fine-tuning...) shaded. Saves ``training_curves.png`` in
-``--log-dir`` (or ``--output``) and prints the last epoch's losses.
+Training writes its log to ``OUTPUT_DIR/metrics.csv`` (``examples/training_example.py``, ``outputs/training/``
+by default) and the Kedro train pipeline to ``data/06_models/metrics.csv``; without ``--log-dir`` the newest of
+these under the working folder is plotted. Three panels against the optimiser step: the diffusion loss parts
+(lattice, coordinates, species, and the weighted sum), the physics and property parts (band gap, formation
+energy, class, penalties) and the learning rate; per-step training rows faint, epoch means and validation
+passes bold, and each training phase (structure learning, physics integration, fine-tuning...) shaded. Saves
+``training_curves.png`` beside the log (or ``--output``; its folders are created) and prints the last epoch's
+losses.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluation import ScriptError, quiet_libraries, run_main, save_figure  # noqa: E402
+from _evaluation import ScriptError, display_path, quiet_libraries, resolve_log_path, run_main, save_figure
 
 DIFFUSION_PARTS = ("diffusion", "lattice", "coords", "species")
 PHYSICS_PARTS = ("properties", "band_gap", "formation_energy", "topo", "min_distance", "density", "charge")
@@ -30,25 +33,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Plot per-part losses, learning rate and training phases from a Trainer's metrics.csv.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--log-dir", required=True, help="the training output folder (metrics.csv in it or below)")
+    p.add_argument(
+        "--log-dir",
+        default=None,
+        help="the training output folder (metrics.csv in it or below; the newest there) or the metrics.csv; "
+        "default: the newest training log under the working folder (outputs/*/, data/06_models/)",
+    )
     p.add_argument("--output", default=None, help="PNG to write (default: LOG_DIR/training_curves.png)")
     p.add_argument("--log-scale", action="store_true", help="logarithmic loss axes")
     p.add_argument("--verbose", action="store_true", help="library logs at INFO")
     return p
-
-
-def find_metrics(log_dir: Path) -> Path:
-    if not log_dir.exists():
-        raise ScriptError(f"log directory {str(log_dir)!r} does not exist")
-    if log_dir.is_file():
-        return log_dir
-    direct = log_dir / "metrics.csv"
-    if direct.is_file():
-        return direct
-    found = sorted(log_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
-    if not found:
-        raise ScriptError(f"no metrics.csv in {str(log_dir)!r} or below (the Trainer writes it to its output_dir)")
-    return found[-1]
 
 
 def phase_spans(df) -> list[tuple[str, float, float]]:
@@ -107,7 +101,8 @@ def _main(argv: Sequence[str] | None) -> int:
 
     from td_models.training import read_metrics
 
-    path = find_metrics(Path(args.log_dir))
+    path, how = resolve_log_path(args.log_dir)
+    print(f"log: {display_path(path)} ({how})", flush=True)
     try:
         df = pd.DataFrame(read_metrics(path))
     except (ValueError, KeyError) as err:
@@ -123,7 +118,7 @@ def _main(argv: Sequence[str] | None) -> int:
         row = last.iloc[0]
         parts = ", ".join(f"{p} {row[p]:.4g}" for p in ("total", *DIFFUSION_PARTS) if p in row and pd.notna(row[p]))
         print(f"epoch {int(row['epoch'])}, step {int(row['step'])} ({row['phase']}): {parts}")
-    print(f"{len(df)} rows from {path}; wrote {out}")
+    print(f"{len(df)} rows from {display_path(path)}; wrote {out}")
     return 0
 
 

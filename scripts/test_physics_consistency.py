@@ -1,8 +1,13 @@
 #!/usr/bin/env python
 """Physics consistency of a trained model: does it generate what it is asked for, and do its heads predict well?
 
-    python scripts/test_physics_consistency.py --model-path data/06_models/best_model.pt \\
-        --test-materials data/05_model_input/test.h5 --output-dir physics_results/
+    python scripts/test_physics_consistency.py --test-materials data/05_model_input/test.h5
+    python scripts/test_physics_consistency.py --model-path outputs/training/best_model.pt \
+        --test-materials test_set.json --output-dir physics_results/
+
+Without ``--model-path`` the newest model training wrote under the working folder is used (as
+``test_generation_quality.py``: a run's ``best_model.pt`` under ``outputs/``, or ``data/06_models/model.pt``),
+and without ``--test-materials`` the data pipeline's test split ``data/05_model_input/test.h5``.
 
 1. **Conditional generation**: ``--n-samples`` crystals conditioned on each class in turn (``--classes``; or
    only the class of the model's ``physics_config`` with ``--model-class``), re-labelled with the td-physics
@@ -11,9 +16,12 @@
    elements it knows); the others are refusals, counted by reason. Writes ``confusion.json``
    (requested x recomputed counts, share as requested per class and overall, refusals) and
    ``confusion.png``.
-2. **Property heads** on held-out labelled crystals (``--test-materials``: a td-data store, CIF folder or
-   benchmark CSV; a pickle only with ``--trusted``): MAE of band gap and formation energy where the
-   crystals carry them, classification accuracy where they carry ``topo_class``. Writes ``property_heads.json``.
+2. **Property heads** on held-out labelled crystals (``--test-materials``: a td-data HDF5 store, JSON, CIF
+   folder or benchmark CSV): MAE of band gap and formation energy where the crystals carry them,
+   classification accuracy where they carry ``topo_class``. Writes ``property_heads.json``.
+
+Pickles (``test_set.pkl``) are refused unless ``--trusted`` is given: unpickling runs whatever code the file
+holds, so pass it only for a file you made yourself.
 
 The labeller takes about 0.1-20 s per crystal (more for large low-symmetry cells); ``--max-relabel`` caps it.
 """
@@ -28,14 +36,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _evaluation import (  # noqa: E402
+from _evaluation import (
+    DEFAULT_REFERENCE,
+    SAFE_FORMATS,
+    LabelProgress,
     ScriptError,
+    display_path,
     load_model,
     load_records,
     progress,
     quiet_libraries,
+    resolve_model_path,
     run_main,
     save_figure,
     write_json,
@@ -53,11 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
         "the property heads on held-out labelled crystals.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    p.add_argument("--model-path", required=True, help="model file written by TopologicalDiffusionModel.save")
+    p.add_argument("--model-path", default=None,
+                   help="model file (or training output folder) written by training; default: the newest found "
+                   "under the working folder (outputs/*/best_model.pt, data/06_models/model.pt)")  # fmt: skip
     p.add_argument(
         "--test-materials",
-        required=True,
-        help="held-out labelled crystals: td-data store (.h5), CIF folder, CSV; .pkl only with --trusted",
+        default=None,
+        help="held-out labelled crystals: td-data store (.h5), JSON, CIF folder, CSV; a pickle only with --trusted "
+        "(default: data/05_model_input/test.h5 of the working folder, else of the repository)",
     )
     p.add_argument("--n-samples", type=int, default=32, help="crystals generated per requested class")
     p.add_argument("--output-dir", default="physics_results", help="where confusion.json/.png, property_heads.json go")
@@ -104,7 +118,13 @@ def conditional_generation(model: Any, classes: Sequence[str], args: argparse.Na
             {**pc, "topological_class": cls},
             {"n_candidates": args.n_samples, "steps": args.steps, "seed": args.seed + k},
         )
-        checked, report, _ = physics_consistency(cands, label_options, evaluate_options) if cands else ([], {}, None)
+        bar = LabelProgress(f"labelling {cls}", disable=args.no_progress)
+        try:
+            checked, report, _ = (
+                physics_consistency(cands, label_options, evaluate_options, progress=bar) if cands else ([], {}, None)
+            )
+        finally:
+            bar.close()
         refusals = Counter(
             _refusal_kind(r.labels["not_checked_reason"])
             for r in checked
@@ -206,6 +226,19 @@ def property_heads(model: Any, records: Sequence[Any]) -> dict[str, Any]:
     return out
 
 
+def default_test_materials() -> Path:
+    """The data pipeline's test split: in the working folder (where ``kedro run`` wrote it), else the repository's."""
+    here = Path("data") / "05_model_input" / "test.h5"
+    if here.exists():
+        return here
+    if DEFAULT_REFERENCE.exists():
+        return DEFAULT_REFERENCE
+    raise ScriptError(
+        f"no --test-materials given and the data pipeline's test split exists neither at {str(here)!r} nor at "
+        f"{str(DEFAULT_REFERENCE)!r}: run `kedro run` (make demo), or pass --test-materials: {SAFE_FORMATS}"
+    )
+
+
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
@@ -215,8 +248,11 @@ def _main(argv: Sequence[str] | None) -> int:
     from td_models.exceptions import TDModelsError
 
     out = Path(args.output_dir)
-    model = load_model(args.model_path, device=args.device, trusted=args.trusted)
-    test = load_records(args.test_materials, "test materials", trusted=args.trusted, limit=args.max_test)
+    model_path, how = resolve_model_path(args.model_path)
+    print(f"model: {display_path(model_path)} ({how})", flush=True)
+    model = load_model(model_path, device=args.device, trusted=args.trusted)
+    test_path = Path(args.test_materials) if args.test_materials else default_test_materials()
+    test = load_records(test_path, "test materials", trusted=args.trusted, limit=args.max_test)
     try:
         if args.model_class:
             classes = [TOPO_CLASSES[topo_class_index(model.config.physics_config.topological_class)]]
@@ -227,13 +263,14 @@ def _main(argv: Sequence[str] | None) -> int:
     classes = list(dict.fromkeys(classes))
 
     heads = property_heads(model, test)
-    heads["test_materials"] = str(args.test_materials)
+    heads["test_materials"] = str(test_path)
     write_json(heads, out / "property_heads.json")
     try:
         result = conditional_generation(model, classes, args)
     except TDModelsError as err:
         raise ScriptError(str(err)) from err
-    result["model_path"] = str(args.model_path)
+    result["model_path"] = str(model_path)
+    result["model_chosen_by"] = how
     write_json(result, out / "confusion.json")
     save_figure(confusion_figure(result), out / "confusion.png")
 

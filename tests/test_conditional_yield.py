@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -124,9 +125,35 @@ def _run(args: list[str], blocked: bool = False) -> subprocess.CompletedProcess:
         command = gpu_node_command(SCRIPT, argv)
     else:
         command = [sys.executable, *argv]
+    started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    done.wall_seconds = time.perf_counter() - started  # measured around the whole process, start-up included
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
+
+
+#: what each stage times (``timings_seconds`` keys); a stage's parts are timed inside its ``stage_*`` span
+PREPARE_PARTS = ("generate_training_data", "label_training_data")
+TRAIN_PARTS = ("train", "sample_conditioned", "sample_unconditioned")
+LABEL_PARTS = ("label_conditioned", "label_unconditioned", "figure")
+
+
+def _check_timings(timings: dict, walls: dict[str, float], trained: bool = True) -> None:
+    """``timings_seconds`` has exactly the phases that ran; each stage's parts fit in the stage, the stages in the
+    measured wall time of the process(es) that ran them, and ``total`` is the sum of the stages. Every value is
+    rounded to 0.01 s, hence the tolerances of half a hundredth per summand."""
+    spans = {"stage_prepare": PREPARE_PARTS, "stage_train": TRAIN_PARTS, "stage_label": LABEL_PARTS}
+    if not trained:  # --model-path: no prepare stage, and the model is loaded instead of trained
+        spans = {"stage_train": ("load_model", *TRAIN_PARTS[1:]), "stage_label": LABEL_PARTS}
+    assert set(timings) == {*spans, *(p for parts in spans.values() for p in parts), "total"}
+    assert all(v >= 0 for v in timings.values()), timings
+    for stage, parts in spans.items():
+        assert sum(timings[p] for p in parts) <= timings[stage] + 0.005 * (len(parts) + 1), (stage, timings)
+    assert timings["total"] == pytest.approx(sum(timings[s] for s in spans), abs=0.005 * (len(spans) + 1))
+    assert 0 < timings["total"] <= sum(walls.values()), (timings, walls)
+    if len(walls) > 1:  # one process per stage: each stage fits in its own process
+        for stage in spans:
+            assert timings[stage] <= walls[stage.removeprefix("stage_")], (stage, timings, walls)
 
 
 @pytest.fixture(scope="module")
@@ -139,7 +166,7 @@ def tiny_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-def test_tiny_run_writes_files_and_keys(tiny_run):
+def test_tiny_run_writes_files_and_keys(tiny_run, cy):
     out, done = tiny_run
     for name in ("yield.json", "yield.md", "yield.png", "crystals.csv", "model.pt"):
         assert (out / name).is_file(), name
@@ -161,10 +188,12 @@ def test_tiny_run_writes_files_and_keys(tiny_run):
     assert result["sampling"]["conditioned"]["topo_class"] == "z2_ti"
     assert result["sampling"]["unconditioned"]["topo_class"] is None
     assert result["sampling"]["unconditioned"]["guidance_scale"] == 1.0
-    for basis in ("over_labelled", "over_generated"):
-        assert result["enrichment"][basis]["status"] in ("finite", "infinite", "zero", "both_zero", "undefined")
-    for phase in ("label_training_data", "train", "sample_conditioned", "label_unconditioned", "total"):
-        assert result["timings_seconds"][phase] >= 0
+    c, u = result["arms"]["conditioned"], result["arms"]["unconditioned"]
+    for basis, n in (("over_labelled", "n_labelled"), ("over_generated", "n_generated")):
+        # the stored ratio and interval are those of the arms' own counts
+        expected = cy._json_ratio(cy.enrichment(c["n_z2_ti"], c[n], u["n_z2_ti"], u[n]))
+        assert result["enrichment"][basis] == json.loads(json.dumps(expected)), basis
+    _check_timings(result["timings_seconds"], {"all": done.wall_seconds})
     assert "enrichment (conditioned / unconditioned)" in done.stdout and "Training labels:" in done.stdout
     table = (out / "yield.md").read_text()
     assert "| conditioned on z2_ti (w=2) |" in table and "| unconditioned |" in table
@@ -178,7 +207,8 @@ def test_model_path_skips_training(tiny_run, tmp_path):
                  "--num-atoms", "2", "--label-timeout", "8", "--output-dir", str(tmp_path)])  # fmt: skip
     result = json.loads((tmp_path / "yield.json").read_text())
     assert result["training"] is None and result["training_labels"] is None
-    assert "train" not in result["timings_seconds"] and not (tmp_path / "model.pt").exists()
+    assert not (tmp_path / "model.pt").exists()
+    _check_timings(result["timings_seconds"], {"all": done.wall_seconds}, trained=False)
     assert result["sampling"]["conditioned"]["guidance_scale"] == 1.0
     assert result["num_atoms"] == {"mode": "fixed", "value": 2}
     assert "Training labels: unknown" in done.stdout
@@ -217,8 +247,8 @@ def test_stages_in_separate_processes(tmp_path):
     assert result["training_labels"]["class_counts"] == items_meta["training_labels"]["class_counts"]
     assert result["training"]["n_items"] == len(items) and result["config"]["n_train"] == 24
     assert result["hardware"]["device"] == "cpu" and "torch" in result["hardware_label"]
-    for phase in ("label_training_data", "train", "sample_conditioned", "label_unconditioned", "total"):
-        assert result["timings_seconds"][phase] >= 0
+    walls = {"prepare": prepared.wall_seconds, "train": trained.wall_seconds, "label": labelled.wall_seconds}
+    _check_timings(result["timings_seconds"], walls)
     rows = (out / "crystals.csv").read_text().splitlines()[1:]
     for arm, (crystals, meta) in samples.items():
         a = result["arms"][arm]

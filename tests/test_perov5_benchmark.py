@@ -8,6 +8,7 @@ import math
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -46,9 +47,38 @@ def run(tmp_path_factory):
     _require_data()
     out = tmp_path_factory.mktemp("perov5")
     argv = [sys.executable, str(SCRIPT), *TRAIN_TINY, *DATA_TINY, "--output-dir", str(out), "--no-progress"]
+    started = time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+    done.wall_seconds = time.perf_counter() - started  # measured around the whole process, start-up included
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return out, done
+
+
+#: the parts each stage times (``timings_seconds`` keys)
+TRAIN_PARTS = ("train_setup", "train", "save_model", "sample", "predict")
+EVALUATE_PARTS = ("write_samples", "metrics", "coverage_valid_only", "figure")
+
+
+def _check_timings(result: dict, walls: dict[str, float]) -> None:
+    """``timings_seconds`` holds exactly the phases that ran; each stage's parts fit in the stage's seconds, the
+    stages in the measured wall time of their process(es), and ``total`` is the sum of the three stages. Values
+    are rounded to 0.01 s, hence tolerances of half a hundredth per summand."""
+    timings, stages = result["timings_seconds"], result["stages"]
+    seconds = {name: stages[name]["seconds"] for name in ("prepare", "train", "evaluate")}
+    staged = len(walls) > 1
+    prepare_parts = ("prepare",) if staged else ("load_data",)
+    evaluate_parts = ("load_data", *EVALUATE_PARTS) if staged else EVALUATE_PARTS
+    loaded = ("load_samples",) if staged else ()  # read before the evaluate stage's clock starts
+    assert set(timings) == {*prepare_parts, *TRAIN_PARTS, *evaluate_parts, *loaded, "total"}
+    assert all(v >= 0 for v in timings.values()), timings
+    for stage, parts in (("prepare", prepare_parts), ("train", TRAIN_PARTS), ("evaluate", evaluate_parts)):
+        assert sum(timings[p] for p in parts) <= seconds[stage] + 0.005 * (len(parts) + 1), (stage, timings, stages)
+    assert timings["total"] == pytest.approx(sum(seconds.values()), abs=0.02)
+    assert 0 < timings["total"] <= sum(walls.values()), (timings, walls)
+    if staged:  # one process per stage: each stage fits in its own process
+        for stage, wall in walls.items():
+            before = timings["load_samples"] if stage == "evaluate" else 0.0
+            assert seconds[stage] + before <= wall, (stage, seconds, walls)
 
 
 @pytest.mark.slow
@@ -71,7 +101,7 @@ def test_writes_every_output(run):
 
 @pytest.mark.slow
 def test_metrics_are_finite_or_explained(run):
-    out, _ = run
+    out, done = run
     result = json.loads((out / "metrics.json").read_text())
     script = _script()
     assert set(result["metrics"]) == set(script.METRIC_KEYS)
@@ -91,8 +121,7 @@ def test_metrics_are_finite_or_explained(run):
     training = result["training"]
     assert training["stopped_by"] == "budget" and training["steps"] >= 1
     assert training["weights"] == "EMA"
-    for phase in ("load_data", "train", "sample", "metrics", "total"):
-        assert result["timings_seconds"][phase] >= 0
+    _check_timings(result, {"all": done.wall_seconds})
     assert result["hardware"]["cpu_count"] >= 1 and result["hardware"]["torch"]
 
 
@@ -131,7 +160,9 @@ def staged(tmp_path_factory):
     }
     runs = {}
     for stage, argv in commands.items():
+        started = time.perf_counter()
         runs[stage] = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
+        runs[stage].wall_seconds = time.perf_counter() - started
         assert runs[stage].returncode == 0, (stage, runs[stage].stdout[-2000:] + runs[stage].stderr[-4000:])
     return out, runs
 
@@ -161,8 +192,8 @@ def test_staged_run(staged):
     assert stages["run"].startswith("separate processes")
     assert stages["train"]["hardware"] == result["hardware"] and stages["train"]["args"]["stage"] == "train"
     assert stages["evaluate"]["hardware"]["cpu_count"] >= 1 and stages["prepare"]["hardware"]
-    for phase in ("prepare", "load_data", "train", "sample", "predict", "metrics", "total"):
-        assert result["timings_seconds"][phase] >= 0, phase
+    _check_timings(result, {stage: done.wall_seconds for stage, done in runs.items()})
+    assert result["timings_seconds"]["prepare"] == stages["prepare"]["seconds"]
     assert result["args"]["stage"] == "evaluate"
     assert (out / "table.md").read_text().count("\n| ") == 7  # header + 6 metric rows
     assert "ours (this run)" in runs["evaluate"].stdout and "Not like for like" in runs["evaluate"].stdout

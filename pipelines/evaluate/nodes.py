@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import pandas as pd
@@ -47,13 +47,17 @@ def generation_quality(
 
 
 def physics_consistency(
-    candidates: Sequence[CrystalRecord], label_options: Mapping[str, Any], evaluate_options: Mapping[str, Any]
+    candidates: Sequence[CrystalRecord],
+    label_options: Mapping[str, Any],
+    evaluate_options: Mapping[str, Any],
+    progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[CrystalRecord], dict[str, Any], pd.DataFrame]:
     """``(candidates with recomputed labels, consistency report, one table row per candidate)``.
 
     Only structurally valid candidates with at most ``max_relabel_atoms`` sites and elements the
     labeller knows are relabelled (at most ``max_relabel``); the others get ``recomputed_class`` =
-    ``not_checked`` with the reason.
+    ``not_checked`` with the reason. ``progress(done, total)`` is called as labels arrive (td-data's
+    ``label_records``; the evaluation scripts draw a bar with it).
     """
     from pipelines.ingest.nodes import LABELLER_ELEMENTS
     from pipelines.label.nodes import LabelConfig
@@ -81,7 +85,7 @@ def physics_consistency(
             why[rec.id] = f"beyond max_relabel={max_n}"
         else:
             todo.append(rec.replace(labels={}))  # no topo_class: the labeller must compute it
-    result = label_records(todo, workers=cfg.workers, **cfg.classify_options()) if todo else None
+    result = label_records(todo, workers=cfg.workers, progress=progress, **cfg.classify_options()) if todo else None
     recomputed = {r.id: r.labels for r in result.records} if result else {}
     for q in result.quarantined if result else ():
         rid = q.reason.split(" ")[1] if q.reason.startswith("labelling ") else q.source
