@@ -1,0 +1,156 @@
+"""``python scripts/development_setup.py``, as the user guide types it, in a git clone of the working tree.
+
+The environment step is ``make install`` (tested by every CI run); here the script runs against the environment
+running the tests (``--venv``, ``--skip-install``) so that nothing is installed into it.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests._tree import ROOT, git_clone_of_working_tree
+
+VENV = Path(sys.prefix)
+LIBRARIES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
+GIT_ENV = {
+    **os.environ,
+    "GIT_AUTHOR_NAME": "test",
+    "GIT_AUTHOR_EMAIL": "test@example.invalid",
+    "GIT_COMMITTER_NAME": "test",
+    "GIT_COMMITTER_EMAIL": "test@example.invalid",
+    "KEDRO_DISABLE_TELEMETRY": "1",
+}
+
+
+def _setup(clone: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "scripts/development_setup.py", "--venv", str(VENV), *args],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        env=GIT_ENV,
+        timeout=600,
+        check=False,
+    )
+
+
+def _line(out: str, name: str) -> str:
+    (line,) = [line for line in out.splitlines() if line.split()[1:2] == [name]]
+    return line
+
+
+@pytest.fixture
+def clone(tmp_path) -> Path:
+    return git_clone_of_working_tree(tmp_path / "clone")
+
+
+@pytest.fixture
+def script(clone, monkeypatch):
+    """The clone's scripts/development_setup.py as a module (its functions, for the cases a command cannot set up)."""
+    spec = importlib.util.spec_from_file_location("development_setup", clone / "scripts" / "development_setup.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_check_only_reports_what_works_and_changes_nothing(clone):
+    done = _setup(clone, "--check-only")
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    for name in LIBRARIES:
+        # installed, but from the main checkout, not editable from this clone: the check says so
+        assert _line(out, name).split()[0] == "ok"
+        assert "not editable from this checkout" in _line(out, name)
+    assert _line(out, "invariant").split()[0] == "ok" and "closed form" in _line(out, "invariant")
+    assert _line(out, "kedro").split()[0] == "ok" and "__default__" in _line(out, "kedro")
+    assert _line(out, "ruff").split()[0] == "ok"
+    for optional in ("slurm", "chromium", "gpu"):
+        assert _line(out, optional).split()[0] in {"ok", "missing"}
+    assert out.rstrip().endswith("smoke check: the essentials work")
+    assert not (clone / ".git" / "hooks" / "pre-commit").exists()
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True, check=True)
+    assert status.stdout == ""
+
+
+def test_check_only_fails_when_the_environment_is_missing(tmp_path, clone):
+    done = subprocess.run(
+        [sys.executable, "scripts/development_setup.py", "--check-only", "--venv", str(tmp_path / "nowhere")],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "FAILED" in _line(done.stdout, "environment") and "nowhere" in done.stdout
+
+
+def test_installed_hook_runs_ruff_on_staged_files_and_blocks_a_bad_commit(clone):
+    done = _setup(clone, "--skip-install", "--skip-system")
+    assert done.returncode == 0, done.stdout + done.stderr
+    hook = clone / ".git" / "hooks" / "pre-commit"
+    assert hook.exists() and hook.stat().st_mode & stat.S_IXUSR
+    assert _line(done.stdout, "pre-commit").split()[0] == "ok"
+
+    (clone / "scratch.py").write_text("import os\nx=1\n", encoding="utf-8")  # unused import, unformatted
+    subprocess.run(["git", "add", "scratch.py"], cwd=clone, check=True)
+    refused = subprocess.run(
+        ["git", "commit", "-m", "bad"], cwd=clone, capture_output=True, text=True, env=GIT_ENV, check=False
+    )
+    assert refused.returncode != 0
+    said = refused.stdout + refused.stderr
+    assert "F401" in said and "scratch.py" in said  # ruff check's finding
+    assert "1 file would be reformatted" in said  # ruff format --check's
+    assert "ruff check: FAILED" in said and "ruff format --check: FAILED" in said
+
+    (clone / "scratch.py").write_text("x = 1\n", encoding="utf-8")
+    subprocess.run(["git", "add", "scratch.py"], cwd=clone, check=True)
+    accepted = subprocess.run(
+        ["git", "commit", "-m", "good"], cwd=clone, capture_output=True, text=True, env=GIT_ENV, check=False
+    )
+    assert accepted.returncode == 0, accepted.stdout + accepted.stderr
+    assert "ruff check: passed" in accepted.stderr and "ruff format --check: passed" in accepted.stderr
+
+
+def test_a_hook_the_script_did_not_write_is_left_alone(clone, script):
+    hook = clone / ".git" / "hooks" / "pre-commit"
+    hook.write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    said = script.install_hook(VENV, root=clone)
+    assert "left alone" in said
+    assert hook.read_text(encoding="utf-8") == "#!/bin/sh\nexit 0\n"
+
+
+def test_libraries_not_editable_from_this_checkout_are_found(tmp_path, clone, script):
+    """What makes the environment step reinstall: a copy (``pip install -e .``) or another checkout's editable."""
+    venv = tmp_path / "venv"
+    site = venv / "lib" / "python3.11" / "site-packages"
+    origins = {
+        "td-data": {"url": (clone / "packages" / "td-data").as_uri(), "dir_info": {"editable": True}},
+        "td-hpc": {"url": (clone / "packages" / "td-hpc").as_uri(), "dir_info": {}},  # a copy
+        "td-models": {"url": (ROOT / "packages" / "td-models").as_uri(), "dir_info": {"editable": True}},
+    }  # td-physics is not installed at all: make install installs it, nothing to force
+    for name, origin in origins.items():
+        info = site / f"{name.replace('-', '_')}-0.1.0.dist-info"
+        info.mkdir(parents=True)
+        (info / "direct_url.json").write_text(json.dumps(origin), encoding="utf-8")
+    assert script.not_editable_here(venv, root=clone) == ["td-hpc", "td-models"]
+
+
+def test_only_local_system_hooks_are_run(clone, script):
+    (clone / ".pre-commit-config.yaml").write_text(
+        "repos:\n  - repo: https://github.com/astral-sh/ruff-pre-commit\n    hooks: [{id: ruff}]\n", encoding="utf-8"
+    )
+    with pytest.raises(script.SetupError, match="only 'repo: local' hooks run without network, got 'https://"):
+        script._load_hooks(clone)
+
+
+if __name__ == "__main__":
+    raise SystemExit(pytest.main([__file__, "-v"]))
