@@ -59,19 +59,26 @@ def random_origin_shift(record: CrystalRecord, rng: np.random.Generator) -> Crys
 def permute_atoms(record: CrystalRecord, rng: np.random.Generator) -> CrystalRecord:
     """The same crystal with its sites listed in a random order."""
     order = _check_rng(rng).permutation(record.num_atoms)
-    return record.replace(frac_coords=record.frac_coords[order], atomic_numbers=record.atomic_numbers[order])
+    magmoms = None if record.magmoms is None else record.magmoms[order]
+    return record.replace(
+        frac_coords=record.frac_coords[order], atomic_numbers=record.atomic_numbers[order], magmoms=magmoms
+    )
 
 
 def random_rotation(record: CrystalRecord, rng: np.random.Generator) -> CrystalRecord:
     """The same crystal rotated rigidly in Cartesian space (a random proper rotation, uniform on SO(3)).
 
-    Fractional coordinates are unchanged; the lattice rows become ``lattice @ R.T``.
+    Fractional coordinates are unchanged; the lattice rows become ``lattice @ R.T``, and non-collinear
+    magnetic moments (Cartesian) turn with the crystal (collinear ones keep their values).
     """
     q, r = np.linalg.qr(_check_rng(rng).normal(size=(3, 3)))
     q = q * np.sign(np.diag(r))  # Haar-uniform orthogonal matrix
     if np.linalg.det(q) < 0:
         q[:, 0] = -q[:, 0]
-    return record.replace(lattice=record.lattice @ q.T)
+    magmoms = record.magmoms
+    if magmoms is not None and magmoms.ndim == 2:
+        magmoms = magmoms @ q.T  # (N, 3): an axial vector turns like a polar one under a proper rotation
+    return record.replace(lattice=record.lattice @ q.T, magmoms=magmoms)
 
 
 def niggli_reduce(record: CrystalRecord, tol: float = 1e-5) -> CrystalRecord:
@@ -87,9 +94,16 @@ def primitive_cell(record: CrystalRecord, symprec: float = 1e-3) -> CrystalRecor
     """The same crystal in a primitive cell found by spglib (``symprec`` Angstrom), Niggli-reduced.
 
     Spglib's cell is not idealised (``no_idealize``), so positions keep their small deviations from
-    symmetry. Raises :class:`TDDataError` when spglib cannot analyse the cell.
+    symmetry. Raises :class:`TDDataError` when spglib cannot analyse the cell, and for a record
+    with magnetic moments (the magnetic cell can be larger than the chemical primitive cell).
     """
     import spglib
+
+    if record.magmoms is not None:
+        raise TDDataError(
+            f"primitive_cell needs a record without magnetic moments, got magmoms on record {record.id!r}: "
+            "the magnetic cell can be larger than the chemical primitive cell"
+        )
 
     cell = (np.asarray(record.lattice), np.asarray(record.frac_coords), np.asarray(record.atomic_numbers))
     try:
@@ -130,7 +144,8 @@ def supercell(record: CrystalRecord, scaling: Sequence[int] | np.ndarray) -> Cry
         raise TDDataError(f"supercell found {len(shifts)} translations, expected {det}")
     frac = (record.frac_coords[None, :, :] + shifts[:, None, :]).reshape(-1, 3) @ np.linalg.inv(mat)  # (det*N, 3)
     numbers = np.tile(record.atomic_numbers, det)
-    return record.replace(lattice=mat @ record.lattice, frac_coords=frac, atomic_numbers=numbers)
+    magmoms = None if record.magmoms is None else np.tile(record.magmoms, (det,) + (1,) * (record.magmoms.ndim - 1))
+    return record.replace(lattice=mat @ record.lattice, frac_coords=frac, atomic_numbers=numbers, magmoms=magmoms)
 
 
 def random_strain(record: CrystalRecord, rng: np.random.Generator, max_strain: float = 0.02) -> CrystalRecord:

@@ -96,7 +96,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -105,6 +104,7 @@ from typing import Any
 
 import numpy as np
 
+from td_data._files import replace_durably, temp_sibling
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord, symbol
 from td_data.validity import composition_validity, structure_validity
@@ -277,8 +277,7 @@ def _load_cache(path: Path, version: str) -> dict[str, tuple[np.ndarray, np.ndar
 def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, np.ndarray, bool]], version: str) -> None:
     keys = sorted(entries)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp.npz", dir=path.parent)
-    os.close(fd)
+    tmp = temp_sibling(path, suffix=".tmp.npz")
     try:
         np.savez_compressed(
             tmp,
@@ -288,7 +287,7 @@ def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, np.ndarray, boo
             composition=np.stack([entries[k][1] for k in keys]),
             ok=np.array([entries[k][2] for k in keys], dtype=bool),
         )
-        os.replace(tmp, path)  # atomic: readers never see half a file
+        replace_durably(tmp, path)  # atomic: readers never see half a file
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -57,6 +57,8 @@ True
 
 from __future__ import annotations
 
+import csv
+import errno
 import gzip
 import io
 import json
@@ -73,7 +75,13 @@ from typing import Any
 
 import numpy as np
 
-from td_data.exceptions import ReaderError, RecordValidationError, UntrustedInputError
+from td_data.exceptions import ReaderError, RecordValidationError, StoreError, UntrustedInputError
+from td_data.plausibility import (
+    DEFAULT_MAX_ATOMS,
+    DEFAULT_MIN_DISTANCE,
+    DEFAULT_MIN_VOLUME_PER_ATOM,
+    Plausibility,
+)
 from td_data.record import CrystalRecord
 
 __all__ = ["load_materials_database", "LoadResult", "Quarantined", "PICKLE_REFUSED"]
@@ -151,10 +159,11 @@ class _Entry:
 
 
 class _Context:
-    """Per-load state shared by the readers: the trust flag and the count of silenced warnings."""
+    """Per-load state shared by the readers: the trust flag, the limits and the count of silenced warnings."""
 
-    def __init__(self, trusted: bool) -> None:
+    def __init__(self, trusted: bool, limits: Plausibility) -> None:
         self.trusted = trusted
+        self.limits = limits
         self.warnings = 0
 
     def parse(self, func, *args, **kwargs):
@@ -176,6 +185,10 @@ def _reason(err: BaseException) -> str:
         text = f"not UTF-8 text ({err.reason} at byte {err.start})"
     elif isinstance(err, UntrustedInputError):
         return text
+    elif isinstance(err, ZeroDivisionError):
+        text = f"numbers in the file must not divide by zero (a zero cell length, scale or denominator?): {text}"
+    elif isinstance(err, OverflowError):
+        text = f"numbers in the file must be finite and of a sensible size, got one too large: {text}"
     reason = f"{type(err).__name__}: {text}" if text else type(err).__name__
     return reason if len(reason) <= _MAX_REASON else reason[: _MAX_REASON - 3] + "..."
 
@@ -214,13 +227,42 @@ def _read_bytes(path: Path, gz: bool) -> bytes:
     return gzip.decompress(data) if gz else data
 
 
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_BINARY = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufeff\ufffe]")  # control characters no text file holds
+
+
 def _read_text(path: Path, gz: bool) -> str:
+    """The file as text: UTF-8 (a UTF-8 byte-order mark is dropped), or UTF-16 with its byte-order mark."""
     data = _read_bytes(path, gz)
-    if not data.strip():
+    if data.startswith(_UTF16_BOMS):
+        try:
+            text = data.decode("utf-16")
+        except UnicodeDecodeError as err:
+            raise ReaderError(
+                f"a file that starts with a UTF-16 byte-order mark must be UTF-16 text, got invalid UTF-16 "
+                f"({err.reason} at byte {err.start}); save it as UTF-8"
+            ) from None
+        if _BINARY.search(text):
+            raise ReaderError(
+                "a file that starts with a UTF-16 byte-order mark must be UTF-16 text, got binary data "
+                "(NUL bytes or control characters after decoding)"
+            )
+    else:
+        if b"\x00" in data:
+            raise ReaderError(
+                "a text structure file must not contain NUL bytes, got binary data "
+                "(UTF-16 or UTF-32 text without a byte-order mark? save it as UTF-8)"
+            )
+        try:
+            text = data.decode("utf-8-sig")
+        except UnicodeDecodeError as err:
+            raise ReaderError(
+                "a text structure file must be UTF-8, got bytes that are not UTF-8 text "
+                f"({err.reason} at byte {err.start})"
+            ) from None
+    if not text.strip():
         raise ReaderError(f"a structure file must not be empty, got {len(data)} bytes")
-    if b"\x00" in data:
-        raise ReaderError("a text structure file must not contain NUL bytes, got binary data")
-    return data.decode("utf-8")
+    return text
 
 
 def _from_structure(structure: Any, properties: Mapping[str, float] | None, id: str, source: str) -> CrystalRecord:
@@ -280,6 +322,149 @@ def _cif_float(value: Any) -> float:
     return float(_UNCERTAINTY.sub("", str(value)))
 
 
+_CIF_TOKEN = re.compile(r"'[^']*'|\"[^\"]*\"|\S+")
+_SITE_TAGS = ("_atom_site_fract_x", "_atom_site_cartn_x")
+
+
+def _cif_loops(text: str) -> tuple[list[tuple[list[str], list[str]]], dict[str, str]]:
+    """A cheap scan of one CIF block: its atom-site and symmetry loops (tags, values), and its single items.
+
+    Only the loops that :func:`_cif_site_count` needs keep their values; ';' text fields count as one
+    value. This reads 50,000 atom-site rows in a fraction of a second, before any pymatgen parsing.
+    """
+    wanted = set(_SITE_TAGS) | set(_SYMOP_KEYS)
+    loops: list[tuple[list[str], list[str]]] = []
+    items: dict[str, str] = {}
+    tags: list[str] | None = None  # the tags of the loop being read
+    values: list[str] = []
+    keep = False
+    in_tags = False
+    in_field = False
+
+    def close() -> None:
+        nonlocal tags
+        if tags is not None and keep:
+            loops.append((tags, values))
+        tags = None
+
+    for line in text.splitlines():
+        if in_field:
+            if line.startswith(";"):
+                in_field = False
+                if tags is not None and keep:
+                    values.append(";")
+            continue
+        if line.startswith(";"):
+            in_field = True
+            continue
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        lower = stripped.lower()
+        if lower.startswith("loop_"):
+            close()
+            tags, values, keep, in_tags = [], [], False, True
+            continue
+        if lower.startswith("_"):
+            if tags is not None and in_tags:
+                tag = lower.split()[0]
+                tags.append(tag)
+                keep = keep or tag in wanted
+                continue
+            close()
+            parts = stripped.split(None, 1)
+            items[parts[0].lower()] = parts[1] if len(parts) > 1 else ""
+            continue
+        if lower.startswith(("data_", "save_", "global_")):
+            close()
+            continue
+        if tags is not None:
+            in_tags = False
+            if keep:
+                values.extend(_CIF_TOKEN.findall(stripped))
+    close()
+    return loops, items
+
+
+def _symops(strings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Rotations (k, 3, 3) and translations (k, 3) of CIF symmetry operations such as ``'-x, y+1/2, z'``."""
+    from pymatgen.core.operations import SymmOp
+
+    rots, trans = [], []
+    for raw in strings:
+        op = raw.strip("'\"").strip()
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                matrix = SymmOp.from_xyz_str(op).affine_matrix
+        except (ValueError, ZeroDivisionError, ArithmeticError, KeyError, IndexError, TypeError) as err:
+            raise ReaderError(
+                f"CIF symmetry operations must be x,y,z expressions with finite numbers, got {op!r} "
+                f"({type(err).__name__}: {err})"
+            ) from None
+        if not np.all(np.isfinite(matrix)):
+            raise ReaderError(f"CIF symmetry operations must have finite numbers, got {op!r}")
+        rots.append(matrix[:3, :3])
+        trans.append(matrix[:3, 3])
+    return np.array(rots), np.array(trans)
+
+
+def _cif_site_count(text: str, max_atoms: int | None) -> None:
+    """Refuse a CIF block with more than ``max_atoms`` atoms before pymatgen parses it.
+
+    The atom-site loop rows are counted first: more rows than ``max_atoms`` is refused at once. Then
+    each row is expanded by the symmetry operations and its images are counted (distinct positions
+    to 1e-3 in fractional coordinates), which is the number of atoms pymatgen would build. Also
+    checks that the coordinates are finite numbers and that the symmetry operations parse.
+    """
+    loops, items = _cif_loops(text)
+    site = next(((t, v) for t, v in loops if any(tag in t for tag in _SITE_TAGS)), None)
+    if site is None:
+        return
+    tags, values = site
+    rows = len(values) // len(tags)
+    if max_atoms is not None and rows > max_atoms:
+        raise ReaderError(
+            f"the CIF has {rows} atom-site rows, more than max_atoms {max_atoms} (checked before parsing)"
+        )
+    if "_atom_site_fract_x" not in tags:
+        return
+    cols = [tags.index(f"_atom_site_fract_{c}") for c in "xyz" if f"_atom_site_fract_{c}" in tags]
+    if len(cols) != 3 or rows == 0:
+        return
+    table = np.array(values[: rows * len(tags)], dtype=object).reshape(rows, len(tags))
+    try:
+        frac = np.array([[_cif_float(v) for v in row] for row in table[:, cols]], dtype=float)  # (rows, 3)
+    except ValueError:
+        return  # '?' or '.' placeholders: pymatgen decides
+    bad = ~np.isfinite(frac).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ReaderError(
+            f"atom-site fractional coordinates must be finite numbers, got {table[i, cols].tolist()} in row {i}"
+        )
+    ops = next((k for t, _ in loops for k in t if k in _SYMOP_KEYS), None)
+    if ops is not None:
+        strings = next(v for t, v in loops if ops in t)
+        tags_ops = next(t for t, v in loops if ops in t)
+        strings = strings[tags_ops.index(ops) :: len(tags_ops)]
+    else:
+        single = next((items[k] for k in _SYMOP_KEYS if k in items), None)
+        if single is None:
+            return  # a space-group symbol only: pymatgen expands it; rows <= max_atoms was checked
+        strings = [single]
+    rot, trans = _symops(strings)
+    images = np.einsum("kij,nj->nki", rot, frac) + trans[None]  # (rows, k, 3)
+    keys = np.mod(np.round(images * 1000.0), 1000.0).astype(np.int64)  # positions on a 1e-3 grid, wrapped
+    codes = np.sort((keys[..., 0] * 1000 + keys[..., 1]) * 1000 + keys[..., 2], axis=1)  # (rows, k)
+    count = int(rows + np.count_nonzero(np.diff(codes, axis=1)))
+    if max_atoms is not None and count > max_atoms:
+        raise ReaderError(
+            f"the CIF has {count} atoms ({rows} atom-site rows and their images under {len(strings)} symmetry "
+            f"operations), more than max_atoms {max_atoms} (checked before parsing)"
+        )
+
+
 def _p1_arrays(text: str) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
     """Lattice, coordinates and atomic numbers of a plain P1 CIF block, or None for anything else.
 
@@ -336,6 +521,7 @@ def _p1_arrays(text: str) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
 
 def _cif_record(text: str, ctx: _Context, properties: Mapping[str, float] | None = None, id: str = "") -> CrystalRecord:
     """One record from one CIF data block: the plain-P1 fast path, or pymatgen's CifParser."""
+    _cif_site_count(text, ctx.limits.max_atoms)
     fast = ctx.parse(_p1_arrays, text)
     if fast is not None:
         return CrystalRecord(fast[0], fast[1], fast[2], dict(properties or {}), {}, id, "")
@@ -361,7 +547,45 @@ def _read_poscar(path: Path, gz: bool, ctx: _Context) -> Iterator[_Entry]:
 
     text = _read_text(path, gz)
     poscar = ctx.parse(Poscar.from_str, text, read_velocities=False)
-    yield _Entry("", _from_structure(poscar.structure, None, "", ""))
+    record = _from_structure(poscar.structure, None, "", "")
+    magmoms = _poscar_magmoms(text.split("\n", 1)[0], record.num_atoms)
+    if magmoms is not None:
+        record = record.replace(magmoms=magmoms)
+    yield _Entry("", record)
+
+
+_MAGMOM = re.compile(r"\bMAGMOM\s*=\s*([-+0-9.eE*\s]+)", re.IGNORECASE)
+
+
+def _poscar_magmoms(comment: str, n: int) -> np.ndarray | None:
+    """Moments from ``MAGMOM = ...`` in a POSCAR's comment line (INCAR syntax, ``2*1.5`` repeats), or None.
+
+    VASP keeps moments in the INCAR; tools that put them into the POSCAR write this line. N values
+    are collinear moments, 3N non-collinear ones (Cartesian, as VASP's non-collinear MAGMOM).
+    """
+    found = _MAGMOM.search(comment)
+    if found is None:
+        return None
+    values: list[float] = []
+    try:
+        for token in found.group(1).split():
+            if "*" in token:
+                count, value = token.split("*", 1)
+                values += [float(value)] * int(count)
+            else:
+                values.append(float(token))
+    except ValueError:
+        raise ReaderError(
+            f"MAGMOM in the POSCAR comment line must be numbers or n*value, got {found.group(0)!r}"
+        ) from None
+    if len(values) == n:
+        return np.array(values)
+    if len(values) == 3 * n:
+        return np.array(values).reshape(n, 3)
+    raise ReaderError(
+        f"MAGMOM in the POSCAR comment line must give {n} (collinear) or {3 * n} (non-collinear) values for {n} "
+        f"sites, got {len(values)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------- JSON and pickle
@@ -432,46 +656,96 @@ def _read_pickle(path: Path, gz: bool, ctx: _Context) -> Iterator[_Entry]:
 
 
 # ---------------------------------------------------------------------------------------------- CSV
-def _read_csv(path: Path, gz: bool, ctx: _Context) -> Iterator[_Entry]:
-    import pandas as pd
+def _number(text: str) -> float | None:
+    """A CSV cell as a float, ``nan`` for an empty or NaN cell, None for text."""
+    text = text.strip()
+    if not text or text.lower() in ("nan", "na", "n/a", "null", "none"):
+        return math.nan
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
-    frame = pd.read_csv(io.StringIO(_read_text(path, gz)))
-    frame = frame.loc[:, [c for c in frame.columns if not str(c).startswith("Unnamed:")]]
-    if "cif" not in frame.columns:
-        raise ReaderError(f"a structure CSV needs a 'cif' column, got columns {list(frame.columns)[:12]}")
-    numeric = [
-        c
-        for c in frame.columns
-        if c != _CSV_ID_COLUMN and pd.api.types.is_numeric_dtype(frame[c]) and not pd.api.types.is_bool_dtype(frame[c])
+
+def _read_csv(path: Path, gz: bool, ctx: _Context) -> Iterator[_Entry]:
+    """Rows of a benchmark table; a bad row costs only that row.
+
+    A row with more or fewer fields than the header, a text value in a numeric column, an infinite
+    number or a bad CIF is quarantined with its row number, column and value; the other rows are
+    read. A column is numeric when most of its non-empty cells are numbers; other columns (formulas,
+    element lists, an index) are not properties. An unnamed first column is the pandas index.
+    """
+    text = _read_text(path, gz)
+    if csv.field_size_limit() < _CSV_FIELD_LIMIT:
+        csv.field_size_limit(_CSV_FIELD_LIMIT)  # a CIF cell can be longer than csv's 128 KiB default
+    rows = list(csv.reader(io.StringIO(text, newline="")))
+    if not rows:
+        raise ReaderError("a structure CSV needs a header row, got none")
+    header = [h.strip() for h in rows[0]]
+    body = rows[1:]
+    if "cif" not in header:
+        raise ReaderError(f"a structure CSV needs a 'cif' column, got columns {header[:12]}")
+    width = len(header)
+    cif_col = header.index("cif")
+    id_col = header.index(_CSV_ID_COLUMN) if _CSV_ID_COLUMN in header else None
+    candidates = [
+        c for c, name in enumerate(header) if c not in (cif_col, id_col) and name and not name.startswith("Unnamed:")
     ]
-    values = frame[numeric].to_numpy(dtype=np.float64) if numeric else np.empty((len(frame), 0))  # (rows, props)
-    names = [str(c) for c in numeric]
-    aliases = [_CSV_ALIASES.get(n) for n in names]
-    ids = frame[_CSV_ID_COLUMN].tolist() if _CSV_ID_COLUMN in frame.columns else [None] * len(frame)
-    for i, (cif, id_, row) in enumerate(zip(frame["cif"].tolist(), ids, values.tolist())):
+    numeric = []
+    for c in candidates:
+        cells = [_number(row[c]) for row in body if len(row) == width and row[c].strip()]
+        numbers = sum(v is not None for v in cells)
+        if cells and numbers * 2 > len(cells):
+            numeric.append(c)
+    body = [row for row in body if any(cell.strip() for cell in row)]  # blank lines are not rows (as in pandas)
+    for i, row in enumerate(body):
         where = f"row {i}"
         try:
-            if not isinstance(cif, str) or not cif.strip():
-                raise ReaderError(f"the cif cell must hold CIF text, got {cif!r}")
+            if len(row) != width:
+                raise ReaderError(
+                    f"every CSV row must have the header's {width} fields, got {len(row)} in data row {i}"
+                )
             props: dict[str, float] = {}
-            for name, alias, value in zip(names, aliases, row):
+            for c in numeric:
+                value = _number(row[c])
+                name = header[c]
+                if value is None or math.isinf(value):
+                    raise ReaderError(
+                        f"column {name!r} holds numbers, got {row[c].strip()[:60]!r} in data row {i}: "
+                        "not a finite number"
+                    )
                 if math.isnan(value):
                     continue  # missing in this row
                 props[name] = value
+                alias = _CSV_ALIASES.get(name)
                 if alias is not None:
                     props.setdefault(alias, value)
-            record_id = "" if id_ is None or (isinstance(id_, float) and math.isnan(id_)) else str(id_)
+            cif = row[cif_col]
+            if not cif.strip():
+                raise ReaderError(f"the cif cell must hold CIF text, got {cif!r} in data row {i}")
+            record_id = "" if id_col is None else row[id_col].strip()
             yield _Entry(where, _cif_record(cif, ctx, props, record_id))
         except _READ_ERRORS as err:
             yield _Entry(where, reason=_reason(err))
+
+
+_CSV_FIELD_LIMIT = 1 << 28  # characters in one CSV cell
 
 
 # ---------------------------------------------------------------------------------------------- HDF5
 def _read_store(path: Path, gz: bool, ctx: _Context) -> Iterator[_Entry]:
     from td_data.store import CrystalStore
 
-    with CrystalStore.open(path) as store:
-        records = store._read_range(0, len(store), source=str(path))
+    try:
+        with CrystalStore.open(path) as store:
+            records = store._read_range(0, len(store), source=str(path))
+    except StoreError:
+        raise
+    except _READ_ERRORS as err:  # a foreign HDF5 file: datasets of other types or shapes
+        raise StoreError(
+            f"an .h5 file must be a td-data crystal store (lattices, offsets, frac_coords, ... of the documented "
+            f"types and shapes), {path.name} is not: {type(err).__name__}: {err}"
+        ) from None
     for i, rec in enumerate(records):
         yield _Entry(f"entry {i}", rec)
 
@@ -487,20 +761,70 @@ _READERS = {
 
 
 # ---------------------------------------------------------------------------------------------- the loader
+def _unreadable(path: Path) -> str:
+    """Why ``path`` is neither a file nor a folder to read: a link loop, a broken link, a device..."""
+    if path.is_symlink():
+        try:
+            target = os.readlink(path)
+        except OSError:
+            target = "?"
+        try:
+            path.resolve(strict=True)
+        except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+            return f"symbolic link loop: {path} -> {target} leads back to itself, so it names no file"
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return f"symbolic link loop: {path} -> {target} leads back to itself, so it names no file"
+            return f"broken symbolic link: {path} -> {target}, which does not exist"
+    if not os.path.lexists(path):
+        return f"no such file or directory: {path}"
+    return f"not a regular file or folder (a device, socket or pipe): {path}"
+
+
 def _files(paths: Iterable[str | os.PathLike], recursive: bool) -> Iterator[tuple[Path, str]]:
-    """(path, '') for each file to read, or (path, reason) for a path that cannot be read."""
+    """(path, '') for each file to read, or (path, reason) for a path that cannot be read.
+
+    Links to files and folders are followed; a link back to a folder already walked, a link loop,
+    a broken link and a special file (device, socket, pipe) inside a folder are reported with their
+    reason, never skipped in silence.
+    """
     for p in paths:
         path = Path(p)
         if path.is_dir():
-            found = path.rglob("*") if recursive else path.iterdir()
+            found = _walk(path) if recursive else ((f, "") for f in path.iterdir())
             # hidden files and folders (.DS_Store, .git, editor and temporary files) hold no structures
-            visible = (f for f in found if not any(part.startswith(".") for part in f.relative_to(path).parts))
-            for f in sorted(f for f in visible if f.is_file()):
-                yield f, ""
+            visible = (
+                (f, why) for f, why in found if not any(part.startswith(".") for part in f.relative_to(path).parts)
+            )
+            for f, why in sorted(visible):
+                if why:
+                    yield f, why
+                elif f.is_file():
+                    yield f, ""
+                elif not f.is_dir():
+                    yield f, _unreadable(f)
         elif path.is_file():
             yield path, ""
         else:
-            yield path, f"no such file or directory: {path}"
+            yield path, _unreadable(path)
+
+
+def _walk(folder: Path) -> Iterator[tuple[Path, str]]:
+    """(entry, '') for every entry under ``folder``, following links to folders, and (link, reason)
+    for a link that leads back to a folder already walked (which would make the walk endless)."""
+    seen = {os.path.realpath(folder)}
+    for root, dirs, names in os.walk(folder, followlinks=True):
+        base = Path(root)
+        for name in names:
+            yield base / name, ""
+        for name in list(dirs):
+            sub = base / name
+            real = os.path.realpath(sub)
+            if real in seen:
+                dirs.remove(name)
+                yield sub, f"symbolic link loop: {sub} leads back to the folder {real}, already read"
+            else:
+                seen.add(real)
 
 
 def load_materials_database(
@@ -508,6 +832,9 @@ def load_materials_database(
     *,
     trusted: bool = False,
     recursive: bool = True,
+    max_atoms: int | None = DEFAULT_MAX_ATOMS,
+    min_distance: float | None = DEFAULT_MIN_DISTANCE,
+    min_volume_per_atom: float | None = DEFAULT_MIN_VOLUME_PER_ATOM,
 ) -> LoadResult:
     """Read every structure under ``paths`` (files and folders) into records; quarantine the rest.
 
@@ -519,6 +846,16 @@ def load_materials_database(
     trusted:
         Unpickle ``.pkl``/``.pickle`` files. Without it they are quarantined, never opened, since
         unpickling can run any code.
+    max_atoms:
+        Sites per cell (default 1000). A CIF is checked before pymatgen parses it (atom-site rows,
+        then their symmetry images), so an oversized file is refused in a fraction of a second.
+    min_distance:
+        Angstrom (default 0.5): a record with two atoms closer than this, periodic images included,
+        is quarantined (``"atoms 0 and 1 are 0.04 A apart, below min_distance 0.5 A"``).
+    min_volume_per_atom:
+        Angstrom^3 (default 1.0): a record whose cell volume per atom is smaller is quarantined.
+        See :mod:`td_data.plausibility` for why these defaults keep every real crystal. ``None``
+        turns a limit off.
 
     Returns
     -------
@@ -529,7 +866,7 @@ def load_materials_database(
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
-    ctx = _Context(trusted)
+    ctx = _Context(trusted, Plausibility(min_distance, min_volume_per_atom, max_atoms))
     records: list[CrystalRecord] = []
     quarantined: list[Quarantined] = []
     files: list[str] = []
@@ -554,6 +891,10 @@ def load_materials_database(
                     quarantined.append(Quarantined(source, entry.reason))
                     continue
                 rec = entry.record
+                problem = ctx.limits.problem(rec)
+                if problem is not None:
+                    quarantined.append(Quarantined(source, problem))
+                    continue
                 if rec.id:
                     if rec.id in first_source:
                         quarantined.append(
@@ -587,4 +928,6 @@ def _relabel(rec: CrystalRecord, id: str, source: str) -> CrystalRecord:
     if rec.id == id and rec.source == source:
         return rec
     props, labels = dict(rec.properties), dict(rec.labels)
-    return CrystalRecord._from_checked(rec.lattice, rec.frac_coords, rec.atomic_numbers, props, labels, id, source)
+    return CrystalRecord._from_checked(
+        rec.lattice, rec.frac_coords, rec.atomic_numbers, props, labels, id, source, rec.magmoms
+    )

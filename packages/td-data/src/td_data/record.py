@@ -6,7 +6,8 @@ return new records, so a pipeline node can never change its input by accident.
 Conventions: ``lattice`` (3, 3) in Angstrom with lattice vectors as rows; ``frac_coords`` (N, 3)
 wrapped into [0, 1); ``atomic_numbers`` (N,) integers 1..118; ``properties`` numeric (band gap
 in eV, formation energy in eV/atom, ...); ``labels`` JSON values (topological class, Z2 indices,
-Chern number, confidence, label source).
+Chern number, confidence, label source); ``magmoms`` optional magnetic moments in Bohr magnetons,
+one per site: (N,) collinear or (N, 3) non-collinear (Cartesian, pymatgen's convention).
 """
 
 from __future__ import annotations
@@ -115,6 +116,11 @@ class CrystalRecord:
         JSON values, for example ``{"topo_class": "z2_ti", "z2_indices": [1, 0, 0, 0]}``.
     id, source:
         An identifier (unique within a data set) and where the record came from.
+    magmoms:
+        Optional magnetic moments (Bohr magnetons), one per site: shape (N,) for collinear moments or
+        (N, 3) for non-collinear ones (Cartesian components, pymatgen's ``Magmom`` convention).
+        ``None`` (the default) means the input gave none. Site operations that reorder, rotate or
+        repeat sites carry them along.
 
     Examples
     --------
@@ -133,6 +139,7 @@ class CrystalRecord:
     labels: Mapping[str, Any] = field(default_factory=dict)
     id: str = ""
     source: str = ""
+    magmoms: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         lat = np.array(self.lattice, dtype=float)
@@ -169,6 +176,7 @@ class CrystalRecord:
                 raise RecordValidationError(f"property {key!r} must be finite, got {value!r}")
             props[key] = number
         labels = _json_value(dict(self.labels), "labels")
+        magmoms = self._magmoms(self.magmoms, len(numbers))
         object.__setattr__(self, "lattice", _readonly(lat))
         object.__setattr__(self, "frac_coords", _readonly(coords))
         object.__setattr__(self, "atomic_numbers", _readonly(numbers))
@@ -176,6 +184,26 @@ class CrystalRecord:
         object.__setattr__(self, "labels", MappingProxyType(labels))
         object.__setattr__(self, "id", str(self.id))
         object.__setattr__(self, "source", str(self.source))
+        object.__setattr__(self, "magmoms", magmoms)
+
+    @staticmethod
+    def _magmoms(values: Any, n: int) -> np.ndarray | None:
+        """Magnetic moments as a read-only float64 (n,) or (n, 3) array, or None."""
+        if values is None:
+            return None
+        try:
+            arr = np.array(values, dtype=float)
+        except (TypeError, ValueError):
+            raise RecordValidationError(
+                f"magmoms must be numbers, one per site ((N,) or (N, 3) Bohr magnetons), got {values!r}"[:300]
+            ) from None
+        if arr.shape not in ((n,), (n, 3)):
+            raise RecordValidationError(
+                f"magmoms must have shape ({n},) (collinear) or ({n}, 3) (non-collinear) for {n} sites, got {arr.shape}"
+            )
+        if not np.all(np.isfinite(arr)):
+            raise RecordValidationError("magmoms must contain finite numbers, got NaN or infinity")
+        return _readonly(arr)
 
     @classmethod
     def _from_checked(
@@ -187,6 +215,7 @@ class CrystalRecord:
         labels: dict[str, Any],
         id: str,
         source: str,
+        magmoms: np.ndarray | None = None,
     ) -> CrystalRecord:
         """Internal: a record from data that was already validated in bulk, without re-checking.
 
@@ -203,6 +232,7 @@ class CrystalRecord:
             ("labels", MappingProxyType(labels)),
             ("id", id),
             ("source", source),
+            ("magmoms", magmoms),
         ):
             object.__setattr__(rec, name, value)
         return rec
@@ -219,6 +249,7 @@ class CrystalRecord:
                 dict(self.labels),
                 self.id,
                 self.source,
+                None if self.magmoms is None else np.array(self.magmoms),
             ),
         )
 
@@ -307,6 +338,7 @@ class CrystalRecord:
             "labels": dict(self.labels),
             "id": self.id,
             "source": self.source,
+            "magmoms": self.magmoms,
         }
         unknown = set(changes) - set(fields)
         if unknown:
@@ -327,6 +359,7 @@ class CrystalRecord:
             "atomic_numbers": self.atomic_numbers.tolist(),
             "properties": dict(self.properties),
             "labels": _json_value(dict(self.labels), "labels"),
+            **({} if self.magmoms is None else {"magmoms": self.magmoms.tolist()}),
         }
 
     @classmethod
@@ -345,6 +378,7 @@ class CrystalRecord:
                 d.get("labels", {}),
                 d.get("id", ""),
                 d.get("source", ""),
+                d.get("magmoms"),
             )
         except KeyError as err:
             raise RecordValidationError(f"crystal-record dict is missing the key {err}") from None
@@ -353,20 +387,29 @@ class CrystalRecord:
     def from_structure(
         cls, structure: Any, *, properties=None, labels=None, id: str = "", source: str = ""
     ) -> CrystalRecord:
-        """From a :class:`pymatgen.core.Structure` (ordered: every site one element)."""
+        """From a :class:`pymatgen.core.Structure` (ordered: every site one element).
+
+        A ``magmom`` site property (numbers, 3-vectors or pymatgen ``Magmom`` objects) becomes
+        ``magmoms``: (N,) when every value is a number, else (N, 3) Cartesian moments.
+        """
         if not structure.is_ordered:
             raise RecordValidationError(
                 "partially occupied (disordered) structures are not supported: order them first, "
                 f"got composition {structure.composition}"
             )
         numbers = [site.specie.Z for site in structure]
-        return cls(structure.lattice.matrix, structure.frac_coords, numbers, properties or {}, labels or {}, id, source)
+        magmoms = _structure_magmoms(structure)
+        lattice, frac = structure.lattice.matrix, structure.frac_coords
+        return cls(lattice, frac, numbers, properties or {}, labels or {}, id, source, magmoms)
 
     def to_structure(self) -> Any:
         """A :class:`pymatgen.core.Structure` with the same cell and sites."""
         from pymatgen.core import Lattice, Structure
 
-        return Structure(Lattice(self.lattice), self.atomic_numbers.tolist(), self.frac_coords)
+        site_properties = None if self.magmoms is None else {"magmom": self.magmoms.tolist()}
+        return Structure(
+            Lattice(self.lattice), self.atomic_numbers.tolist(), self.frac_coords, site_properties=site_properties
+        )
 
     @classmethod
     def from_atoms(cls, atoms: Any, *, properties=None, labels=None, id: str = "", source: str = "") -> CrystalRecord:
@@ -392,3 +435,26 @@ class CrystalRecord:
     def __repr__(self) -> str:
         cell = "".join(f"{k}{v}" for k, v in self.composition.items())
         return f"CrystalRecord(id={self.id!r}, cell={cell}, n={self.num_atoms})"
+
+
+def _structure_magmoms(structure: Any) -> np.ndarray | None:
+    """The ``magmom`` site property of a pymatgen Structure as (N,) or (N, 3) floats, or None."""
+    values = structure.site_properties.get("magmom")
+    if values is None:
+        return None
+    if all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in values):
+        return np.array(values, dtype=float)
+    out = np.empty((len(values), 3))
+    for i, v in enumerate(values):
+        if hasattr(v, "global_moment"):  # pymatgen Magmom: its moment in the global Cartesian frame
+            out[i] = np.asarray(v.global_moment, dtype=float)
+        elif isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool):
+            out[i] = (0.0, 0.0, float(v))  # a collinear moment among vectors: along z, pymatgen's default axis
+        else:
+            try:
+                out[i] = np.asarray(v, dtype=float).reshape(3)
+            except (TypeError, ValueError):
+                raise RecordValidationError(
+                    f"site property magmom must be a number or a 3-vector per site, got {v!r} at site {i}"
+                ) from None
+    return out

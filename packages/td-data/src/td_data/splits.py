@@ -20,7 +20,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from td_data._files import replace_durably, temp_sibling
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord
 
@@ -170,14 +170,12 @@ def save_split(split: Split, path: str | os.PathLike[str]) -> Path:
     """Write ``split`` as JSON atomically (a temporary file in the same folder, then ``os.replace``)."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    tmp = temp_sibling(target)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(split.to_dict(), fh, indent=1)
             fh.write("\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
+        replace_durably(tmp, target)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)

@@ -11,15 +11,22 @@ Layout (``schema_version`` 1, file attribute ``format = "td-data.crystal-store"`
     properties/<name> (n,)          float64, one column per property name; NaN means "this record
                                     has no such property" (records never hold NaN properties, so
                                     the two cannot be confused)
+    magmom_kinds    (n,)            int8      optional: 0 no moments, 1 collinear, 3 non-collinear
+    magmoms         (total_atoms, 3) float64  optional: magnetic moments (Bohr magnetons), ragged like the
+                                    sites; a collinear moment in column 0, NaN where a record has none
+
+The two magnetic datasets are created by the first append of a record with ``magmoms``; a store
+without them (every store written before they existed) holds no moments and loads as before.
 
 Every dataset is chunked and resizable. The number of committed records is the file attribute
 ``num_records``, written last by :meth:`CrystalStore.append`; rows past it (left by an append that
 was interrupted) are ignored and overwritten by the next append.
 
 Writes are atomic at the file level: :meth:`CrystalStore.create` and :func:`write_store` build the
-file under a temporary name in the same folder and ``os.replace`` it onto ``path`` only when it is
-complete, so a crash leaves either the old file or no file, never half a store. Appending to an
-existing store (``open(path, mode="a")``) writes in place.
+file under a temporary name in the same folder (with the user's umask permissions, 0644 under
+022), fsync it and ``os.replace`` it onto ``path`` only when it is complete, so a crash leaves
+either the old file or no file, never half a store. Appending to an existing store
+(``open(path, mode="a")``) writes in place.
 
 Reading is vectorised: a range of records is read with one slice per dataset, checked in bulk
 (finite numbers, positive volumes, coordinates in [0, 1), atomic numbers 1..118) and cut into
@@ -44,7 +51,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -52,6 +58,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from td_data._files import replace_durably, temp_sibling
 from td_data.exceptions import StoreError
 from td_data.record import CrystalRecord
 
@@ -74,9 +81,7 @@ def _reject_constant(name: str) -> None:
 
 
 def _temp_path(path: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    return Path(name)
+    return temp_sibling(path)
 
 
 class CrystalStore:
@@ -167,6 +172,23 @@ class CrystalStore:
             f.create_dataset(name, (0,), _STR, maxshape=(None,), chunks=(_CHUNK_RECORDS,))
         f.create_group("properties")
 
+    def _ensure_magmom_layout(self) -> None:
+        """Create the optional magnetic datasets, filled for the records already stored."""
+        f = self._file
+        if "magmom_kinds" in f:
+            return
+        n, atoms = self._num, int(self._offsets[-1])
+        f.create_dataset(
+            "magmom_kinds", data=np.zeros(n, np.int8), maxshape=(None,), chunks=(_CHUNK_RECORDS,), fillvalue=0
+        )
+        f.create_dataset(
+            "magmoms",
+            data=np.full((atoms, 3), np.nan),
+            maxshape=(None, 3),
+            chunks=(_CHUNK_ATOMS, 3),
+            fillvalue=np.nan,
+        )
+
     def _check_schema(self) -> None:
         attrs = self._file.attrs
         if attrs.get("format") != STORE_FORMAT:
@@ -193,7 +215,7 @@ class CrystalStore:
             return
         self._file.close()
         if self._temp_path is not None:
-            os.replace(self._temp_path, self._path)
+            replace_durably(self._temp_path, self._path)
             logger.debug("wrote %d records to %s", self._num, self._path)
             self._temp_path = None
 
@@ -267,8 +289,26 @@ class CrystalStore:
         numbers = np.concatenate([rec.atomic_numbers for rec in records]).astype(np.uint8)
         labels = [json.dumps(dict(rec.labels), separators=(",", ":")) if rec.labels else "{}" for rec in records]
         sources = [rec.source for rec in records]
+        with_moments = any(rec.magmoms is not None for rec in records)
 
         f = self._file
+        if with_moments:
+            self._ensure_magmom_layout()
+        if "magmom_kinds" in f:
+            kinds = np.fromiter(
+                (0 if rec.magmoms is None else (1 if rec.magmoms.ndim == 1 else 3) for rec in records), np.int8, n_new
+            )
+            moments = np.full((atoms_stop - atoms_start, 3), np.nan)  # (sum N, 3)
+            local = np.concatenate([[0], np.cumsum(counts)])
+            for j, rec in enumerate(records):
+                if rec.magmoms is not None:
+                    lo, hi = local[j], local[j + 1]
+                    if rec.magmoms.ndim == 1:
+                        moments[lo:hi, 0] = rec.magmoms
+                    else:
+                        moments[lo:hi] = rec.magmoms
+            self._write(f["magmom_kinds"], start, stop, kinds)
+            self._write(f["magmoms"], atoms_start, atoms_stop, moments)
         self._write(f["lattices"], start, stop, lattices)
         self._write(f["frac_coords"], atoms_start, atoms_stop, frac)
         self._write(f["atomic_numbers"], atoms_start, atoms_stop, numbers)
@@ -402,6 +442,7 @@ class CrystalStore:
         names = sorted(group)
         columns = [group[name][start:stop] for name in names]
         self._check_block(start, lattices, frac, numbers, columns, names)
+        kinds, moments = self._read_magmoms(start, stop, a0, a1)
         for arr in (lattices, frac, numbers):
             arr.setflags(write=False)  # the records' arrays are read-only views of these
         columns = [c.tolist() for c in columns]
@@ -419,6 +460,8 @@ class CrystalStore:
             if not isinstance(labels, dict):
                 raise StoreError(f"labels must be a JSON object, got {text[:80]!r} at record {start + j}")
             lo, hi = local[j], local[j + 1]
+            kind = 0 if kinds is None else kinds[j]
+            magmoms = None if kind == 0 else (moments[lo:hi, 0] if kind == 1 else moments[lo:hi])
             out.append(
                 CrystalRecord._from_checked(
                     lattices[j],
@@ -428,9 +471,34 @@ class CrystalStore:
                     labels,
                     ids[j],
                     sources[j] if source is None else f"{source}:entry {start + j}",
+                    magmoms,
                 )
             )
         return out
+
+    def _read_magmoms(self, start: int, stop: int, a0: int, a1: int) -> tuple[list[int] | None, np.ndarray | None]:
+        """Per-record moment kinds and the block's (sum N, 3) moments, checked; (None, None) without them."""
+        f = self._file
+        if "magmom_kinds" not in f:
+            return None, None
+        if "magmoms" not in f or f["magmom_kinds"].shape[0] < stop or f["magmoms"].shape[0] < a1:
+            raise StoreError(f"magmom_kinds and magmoms must cover every record and site, they do not in {self._path}")
+        kinds = f["magmom_kinds"][start:stop].astype(np.int64)  # (m,)
+        bad = ~np.isin(kinds, (0, 1, 3))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise StoreError(f"magmom_kinds must be 0, 1 or 3, got {kinds[i]} at record {start + i} in {self._path}")
+        moments = f["magmoms"][a0:a1].astype(np.float64, copy=False)  # (sum N, 3)
+        counts = np.diff(self._offsets[start : stop + 1])  # (m,)
+        per_site = np.repeat(kinds, counts)  # (sum N,)
+        needed = np.where(per_site[:, None] == 3, True, (per_site[:, None] == 1) & (np.arange(3) == 0))
+        bad = needed & ~np.isfinite(moments)
+        if bad.any():
+            site = int(np.flatnonzero(bad.any(axis=1))[0])
+            record = start + int(np.searchsorted(np.cumsum(counts), site, side="right"))
+            raise StoreError(f"magmoms must be finite numbers, got NaN or infinity at record {record} in {self._path}")
+        moments.setflags(write=False)
+        return kinds.tolist(), moments
 
     def _check_block(
         self,
