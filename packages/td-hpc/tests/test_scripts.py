@@ -65,7 +65,12 @@ def test_user_guide_call_resources():
     assert 'scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1' in text
     assert '--num_processes "$((SLURM_NNODES * 4))"' in text
     assert '--machine_rank "$SLURM_NODEID"' in text
-    assert "--rdzv_backend c10d" in text and "--resume-from latest" in text
+    assert "--resume-from latest" in text
+    # several nodes meet in c10d, one node statically; the port comes from the job id (jobs sharing a node)
+    assert "RDZV_BACKEND=c10d\n" in text and 'if [ "$SLURM_NNODES" -eq 1 ]; then RDZV_BACKEND=static; fi' in text
+    assert '--rdzv_backend "$RDZV_BACKEND"' in text and "MAIN_PORT=$((20000 + SLURM_JOB_ID % 10000))" in text
+    fixed = create_distributed_training_script(4, 4, "t.py", "c.json", main_process_port=29500)
+    assert "\nMAIN_PORT=29500\n" in fixed and "SLURM_JOB_ID % 10000" not in fixed
     assert "NCCL_IB_DISABLE=0" in text
     assert 'scontrol requeue "$SLURM_JOB_ID"' in text
     assert bash_parses(text)

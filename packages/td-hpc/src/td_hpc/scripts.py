@@ -100,12 +100,12 @@ class _TrainingScriptFactory:
         extra_args: Sequence[str] = (),
         gpu_type: str = "h100",
         cpu_only: bool = False,
-        main_process_port: int = 29500,
+        main_process_port: int | None = None,
         accelerate: str | os.PathLike[str] = "accelerate",
     ) -> str:
         """The sbatch script for ``num_nodes`` nodes with ``gpus_per_node`` training processes each.
 
-        One SLURM task per node runs ``accelerate launch`` (c10d rendezvous on the first node of the
+        One SLURM task per node runs ``accelerate launch`` (rendezvous on the first node of the
         allocation, ``--machine_rank $SLURM_NODEID``), which starts one process per GPU running
         ``training_script --config config_file --output-dir RUN_DIR --resume-from latest --distributed``
         plus ``extra_args``. ``RUN_DIR`` is ``checkpoint_dir`` or, when None, a folder on ``$SCRATCH``
@@ -117,6 +117,10 @@ class _TrainingScriptFactory:
         (``scontrol requeue``) when ``requeue`` is True. The requeued run resumes from the newest
         checkpoint. ``output_dir`` (logs, ``%x-%j.out``) must exist before the job starts.
 
+        Rendezvous: ``main_process_port`` on the first node of the allocation; None (the default) takes
+        ``20000 + SLURM_JOB_ID % 10000`` in the job, so that jobs sharing a node do not meet on one port.
+        One node uses torchrun's static rendezvous on that port, several nodes c10d.
+
         ``cpu_only`` drops the ``--gres`` line and the NCCL settings and passes ``--cpu`` to the training
         script (gloo): ``gpus_per_node`` is then the number of CPU processes per node. ``accelerate`` is
         the launcher command (a path when it is not on the job's ``PATH``).
@@ -124,7 +128,9 @@ class _TrainingScriptFactory:
         num_nodes = check_positive_int("num_nodes", num_nodes, maximum=10_000)
         procs = check_positive_int("gpus_per_node", gpus_per_node, maximum=64)
         context = _common(job_name, partition, account, time, mem, cpus_per_task)
-        port = check_positive_int("main_process_port", main_process_port, maximum=65535)
+        port = None
+        if main_process_port is not None:
+            port = check_positive_int("main_process_port", main_process_port, maximum=65535)
         seconds = check_positive_int("preempt_signal_seconds", preempt_signal_seconds, maximum=65535)
         if isinstance(extra_args, str):
             from td_hpc.exceptions import HpcValueError
