@@ -5,9 +5,10 @@ every file, row or entry it cannot read into ``quarantined`` with the reason, in
 the whole load. Formats, chosen by file name (case-insensitive; a ``.gz`` ending is decompressed):
 
 ========================================  ==========================================================
-``*.cif``                                  CIF, one record per data block (pymatgen's CifParser)
-``POSCAR*``, ``CONTCAR*``, ``*.vasp``,     VASP structure files
-``*.poscar``
+``*.cif``, ``*.mcif``                      CIF and magCIF, one record per data block (pymatgen's
+                                           CifParser); ``_atom_site_moment`` loops become ``magmoms``
+``POSCAR*``, ``CONTCAR*``, ``*.vasp``,     VASP structure files; ``MAGMOM = ...`` (INCAR syntax) in
+``*.poscar``                               the comment line gives ``magmoms``
 ``*.json``                                 a pymatgen ``Structure`` dict, a td-data record dict
                                            (``format: td-data.crystal-record``), a Materials Project
                                            document (``structure`` plus ``material_id``,
@@ -15,10 +16,20 @@ the whole load. Formats, chosen by file name (case-insensitive; a ``.gz`` ending
                                            ``energy_above_hull``...), a list of any of these, or
                                            ``{"data": [...]}`` as the MP API returns it
 ``*.csv``                                  CDVAE/DiffCSP benchmark tables: a ``cif`` column, the id
-                                           from ``material_id``, every numeric column a property
+                                           from ``material_id``, every numeric column (most cells
+                                           numbers) a property
 ``*.h5``, ``*.hdf5``                       a :class:`~td_data.store.CrystalStore`
 ``*.pkl``, ``*.pickle``                    only with ``trusted=True``: unpickling can run code
 ========================================  ==========================================================
+
+Magnetic moments: a ``magmom`` site property (pymatgen Structure dicts, MP documents), a
+``magmoms`` key (td-data record dicts), magCIF ``_atom_site_moment`` loops and a POSCAR ``MAGMOM``
+comment line all become the record's ``magmoms`` (Bohr magnetons, (N,) or (N, 3) Cartesian).
+
+Limits: every record read must pass :class:`~td_data.plausibility.Plausibility` (no two atoms
+closer than ``min_distance``, at least ``min_volume_per_atom``, at most ``max_atoms`` sites; a CIF's
+atoms are counted before it is parsed); one that does not is quarantined with the rule and value.
+A CSV row with the wrong number of fields or a text value in a numeric column costs that row only.
 
 Property names: numeric CSV columns keep their names (``heat_ref``, ``dir_gap``, ``band_gap``,
 ``energy_per_atom``...); ``formation_energy_per_atom`` is also stored as ``formation_energy``
@@ -200,7 +211,7 @@ def _kind(path: Path) -> tuple[str, bool]:
     gz = name.endswith(".gz")
     if gz:
         name = name[:-3]
-    if name.endswith(".cif"):
+    if name.endswith((".cif", ".mcif")):
         return "cif", gz
     if name.endswith(".json"):
         return "json", gz
@@ -880,7 +891,9 @@ def load_materials_database(
         files.append(file)
         kind, gz = _kind(path)
         if kind == "unknown":
-            reason = f"unknown file type {path.name!r}: expected .cif, POSCAR/CONTCAR/.vasp, .json, .csv, .h5 or .pkl"
+            reason = (
+                f"unknown file type {path.name!r}: expected .cif/.mcif, POSCAR/CONTCAR/.vasp, .json, .csv, .h5 or .pkl"
+            )
             quarantined.append(Quarantined(file, reason))
             continue
         before = len(records), len(quarantined)
