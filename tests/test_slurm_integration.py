@@ -95,7 +95,9 @@ def test_guide_script_is_accepted_by_sbatch(slurm, tmp_path):
     made = typed([sys.executable, str(CREATE), *args, "--time", "00:05:00"], small, slurm)
     assert made.returncode == 0, made.stderr
     accepted = typed(["sbatch", "--test-only", "training_job.sh"], small, slurm)
-    assert accepted.returncode == 0 and "to start at" in accepted.stderr, accepted.stderr
+    assert accepted.returncode == 0 and "to start at" in accepted.stderr, accepted.stderr + daemon_logs(
+        slurm, tmp_path / "slurm-daemon-logs"
+    )
 
 
 def test_guide_path_trains_on_cpu_to_completed(slurm, tmp_path):
@@ -129,11 +131,15 @@ def test_guide_path_trains_on_cpu_to_completed(slurm, tmp_path):
     ok = state == "COMPLETED" and "checkpoint_epoch_0002.pt" in produced and (run / "final_model.pt").is_file()
     if state not in FINISHED:
         typed(["scancel", job], tmp_path, slurm)
-    assert ok, (
-        f"job {job} {state}; checkpoints {produced}\n--- job logs ---\n{logs}\n"
-        + daemon_logs(slurm, tmp_path / "slurm-daemon-logs")
-    )
+    if not ok:
+        pytest.fail(
+            f"job {job} {state}; checkpoints {produced}\n--- job logs ---\n{logs}\n"
+            + daemon_logs(slurm, tmp_path / "slurm-daemon-logs")
+        )
     assert "finished: 2 epochs" in logs
+    torch = pytest.importorskip("torch")
+    checkpoint = torch.load(run / "checkpoints" / "checkpoint_epoch_0002.pt", weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["data_order"]["num_processes"] == 2
 
 
 if __name__ == "__main__":

@@ -47,7 +47,7 @@ def test_guide_shell_snippet_as_typed(tmp_path):
     snippet = """
 from topological_diffusion.hpc import create_distributed_training_script
 script = create_distributed_training_script(
-    num_nodes=4, 
+    num_nodes=4,
     gpus_per_node=4,
     training_script='examples/training_example.py',
     config_file='training_config.json'
