@@ -12,6 +12,9 @@ are immutable; :class:`SpaceGroupFilter` returns new records carrying the space-
 
 Filters
 -------
+* :class:`PlausibilityFilter`: the readers' physical limits (:class:`td_data.plausibility.Plausibility`:
+  atoms at least 0.5 Angstrom apart, periodic images included; at least 1 Angstrom^3 per atom;
+  optionally at most ``max_atoms`` sites), for records that did not come through a reader.
 * :class:`StructureValidityFilter`: CDVAE's structural validity (shortest interatomic distance,
   periodic images included, at least 0.5 Angstrom; cell volume at least 0.1 Angstrom^3).
 * :class:`CompositionValidityFilter`: CDVAE's SMACT charge-neutrality and Pauling test.
@@ -53,6 +56,7 @@ from types import MappingProxyType
 from typing import NamedTuple, Protocol, runtime_checkable
 
 from td_data.exceptions import TDDataError
+from td_data.plausibility import DEFAULT_MIN_DISTANCE, DEFAULT_MIN_VOLUME_PER_ATOM, Plausibility
 from td_data.record import ELEMENTS, CrystalRecord, atomic_number
 from td_data.validity import composition_validity, structure_validity
 
@@ -62,6 +66,7 @@ __all__ = [
     "FilterResult",
     "RecordFilter",
     "spacegroup_number",
+    "PlausibilityFilter",
     "StructureValidityFilter",
     "CompositionValidityFilter",
     "SizeFilter",
@@ -118,6 +123,28 @@ def _per_record(records: Sequence[CrystalRecord], check) -> FilterStep:
         else:
             rejected.append((i, outcome[0], outcome[1]))
     return FilterStep(tuple(kept), tuple(kept_idx), tuple(rejected))
+
+
+@dataclass(frozen=True)
+class PlausibilityFilter:
+    """The limits :func:`~td_data.readers.load_materials_database` applies to what it reads, as a filter.
+
+    Rules ``max_atoms``, ``min_volume_per_atom`` and ``min_distance`` (periodic images included);
+    ``None`` turns one off. Reasons name the rule and the value, e.g. ``"atoms 0 and 1 are 0.04 A
+    apart, below min_distance 0.5 A"``.
+    """
+
+    min_distance: float | None = DEFAULT_MIN_DISTANCE  # Angstrom; CDVAE's threshold, below H2's 0.74 A
+    min_volume_per_atom: float | None = DEFAULT_MIN_VOLUME_PER_ATOM  # Angstrom^3; diamond has 5.7
+    max_atoms: int | None = None  # sites per cell; None: no limit (SizeFilter has one too)
+    name: str = field(default="plausibility", init=False)
+
+    def __post_init__(self) -> None:
+        Plausibility(self.min_distance, self.min_volume_per_atom, self.max_atoms)  # validates the limits
+
+    def apply(self, records: Sequence[CrystalRecord]) -> FilterStep:
+        limits = Plausibility(self.min_distance, self.min_volume_per_atom, self.max_atoms)
+        return _per_record(records, limits.violation)
 
 
 @dataclass(frozen=True)
@@ -357,14 +384,31 @@ def apply_filters(records: Iterable[CrystalRecord], filters: Sequence[RecordFilt
     return FilterResult(tuple(current), tuple(rejected), MappingProxyType(dict(counts)))
 
 
+def _default_filters() -> tuple[RecordFilter, ...]:
+    return QualityFilter.default().filters
+
+
 @dataclass(frozen=True)
 class QualityFilter:
-    """A named, reusable pipeline of filters: ``QualityFilter((f1, f2))(records) -> FilterResult``."""
+    """A named, reusable pipeline of filters: ``QualityFilter((f1, f2))(records) -> FilterResult``.
 
-    filters: tuple[RecordFilter, ...]
+    ``QualityFilter()`` without arguments is :meth:`default`: structure validity (atoms at least
+    0.5 A apart, cell at least 0.1 A^3), composition validity (SMACT), no size limit, space group
+    with symprec 0.1 A (labelled, any group allowed), then duplicates (StructureMatcher's defaults).
+
+    >>> [f.name for f in QualityFilter().filters]
+    ['structure_validity', 'composition_validity', 'size', 'spacegroup', 'duplicate']
+    """
+
+    filters: tuple[RecordFilter, ...] = field(default_factory=_default_filters)
 
     def __post_init__(self) -> None:
+        if isinstance(self.filters, (str, bytes)) or not isinstance(self.filters, Iterable):
+            raise TDDataError(f"filters must be a sequence of filters, got {type(self.filters).__name__}")
         object.__setattr__(self, "filters", tuple(self.filters))
+        for flt in self.filters:
+            if not isinstance(flt, RecordFilter):
+                raise TDDataError(f"filters need a name and an apply(records) method, got {type(flt).__name__}")
 
     @classmethod
     def default(

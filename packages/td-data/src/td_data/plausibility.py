@@ -125,13 +125,19 @@ class Plausibility:
 
     def problem(self, record: CrystalRecord) -> str | None:
         """The reason ``record`` is implausible (rule and value), or ``None``."""
+        found = self.violation(record)
+        return None if found is None else found[1]
+
+    def violation(self, record: CrystalRecord) -> tuple[str, str] | None:
+        """``(rule, reason)`` for the first limit ``record`` breaks (``max_atoms``, ``min_volume_per_atom``,
+        ``min_distance``, cheapest first), or ``None``."""
         n = record.num_atoms
         if self.max_atoms is not None and n > self.max_atoms:
-            return f"{n} atoms in the cell, more than max_atoms {self.max_atoms}"
+            return "max_atoms", f"{n} atoms in the cell, more than max_atoms {self.max_atoms}"
         if self.min_volume_per_atom is not None:
             per_atom = record.volume / n
             if per_atom < self.min_volume_per_atom:
-                return (
+                return "min_volume_per_atom", (
                     f"cell volume {record.volume:.3g} A^3 for {n} atoms is {per_atom:.3g} A^3 per atom, "
                     f"below min_volume_per_atom {self.min_volume_per_atom} A^3"
                 )
@@ -139,5 +145,5 @@ class Plausibility:
             d, i, j = closest_pair(record.lattice, record.frac_coords)
             if d < self.min_distance:
                 who = f"atom {i} and its own periodic image are" if i == j else f"atoms {i} and {j} are"
-                return f"{who} {d:.3g} A apart, below min_distance {self.min_distance} A"
+                return "min_distance", f"{who} {d:.3g} A apart, below min_distance {self.min_distance} A"
         return None
