@@ -86,9 +86,19 @@ def test_guide_script_is_accepted_by_sbatch(slurm, tmp_path):
     assert "sbatch training_job.sh" in made.stdout
     big = typed(["sbatch", "--test-only", "training_job.sh"], tmp_path, slurm)
     assert big.returncode != 0
-    assert re.search(r"Node count specification invalid|configuration is not available|generic resource", big.stderr), (
-        big.stderr
+    refused = r"Invalid generic resource \(gres\) specification|Node count specification invalid"
+    assert re.search(refused, big.stderr), big.stderr
+    # the guide's other way, "Create SLURM Script": python -c "..." > submit_training.sh; sbatch submit_training.sh
+    snippet = (
+        "from topological_diffusion.hpc import create_distributed_training_script\n"
+        "script = create_distributed_training_script(\n    num_nodes=4,\n    gpus_per_node=4,\n"
+        "    training_script='examples/training_example.py',\n    config_file='training_config.json'\n)\n"
+        "print(script)\n"
     )
+    shell = f'python -c "{snippet}" > submit_training.sh && sbatch --test-only submit_training.sh'
+    guide = typed(["bash", "-c", shell], tmp_path, slurm)
+    assert guide.returncode != 0 and re.search(refused, guide.stderr), guide.stderr
+    assert (tmp_path / "submit_training.sh").read_text().startswith("#!/bin/bash")
     small = tmp_path / "small"
     small.mkdir()
     args = ["--nodes", "1", "--gpus-per-node", "2", "--cpu-only", "--cpus-per-task", "2", "--mem", "1G"]
