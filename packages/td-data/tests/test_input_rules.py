@@ -8,6 +8,7 @@ from __future__ import annotations
 import errno
 import gzip
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -330,7 +331,7 @@ def test_foreign_hdf5_files_name_the_store_layout(tmp_path):
         assert q.reason.startswith("StoreError: "), q.reason
         assert "TypeError" not in q.reason.split(":")[0]
     assert "format must be 'td-data.crystal-store'" in only_reason(result, "plain.h5")
-    assert "must be a td-data crystal store" in only_reason(result, "wrong_types.h5")
+    assert "lattices must be a float (n, 3, 3) dataset" in only_reason(result, "wrong_types.h5")
 
 
 def test_reasons_for_arithmetic_errors_say_what_rule_was_broken():
@@ -346,3 +347,51 @@ def test_loading_shows_no_numpy_warnings_for_huge_numbers(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("error", RuntimeWarning)
         load_materials_database(tmp_path)
+
+
+def _good_store(path: Path) -> Path:
+    from td_data.store import write_store
+
+    return write_store(path, [CrystalRecord(4 * np.eye(3), [[0, 0, 0]], ["Cu"], {"band_gap": 0.0}, id="a")])
+
+
+def _replace(name, value):
+    def change(f):
+        del f[name]
+        f[name] = value
+
+    return change
+
+
+FOREIGN_LAYOUTS = {
+    "num_records text": (lambda f: f.attrs.__setitem__("num_records", "abc"), "num_records attribute must be"),
+    "num_records array": (lambda f: f.attrs.__setitem__("num_records", np.arange(3)), "num_records attribute must"),
+    "num_records negative": (lambda f: f.attrs.__setitem__("num_records", -1), "num_records attribute must be"),
+    "num_records too large": (lambda f: f.attrs.__setitem__("num_records", 10), "must hold at least 10 rows"),
+    "format array": (lambda f: f.attrs.__setitem__("format", np.arange(3)), "format must be 'td-data.crystal"),
+    "schema array": (lambda f: f.attrs.__setitem__("schema_version", np.arange(2)), "schema_version 1, got"),
+    "offsets text": (_replace("offsets", np.array([b"a", b"b"])), "offsets must be an integer (n + 1,) dataset"),
+    "lattices shape": (_replace("lattices", np.zeros((1, 2, 2))), "lattices must be a float (n, 3, 3) dataset"),
+    "lattices group": (lambda f: (f.__delitem__("lattices"), f.create_group("lattices")), "got a group"),
+    "frac shape": (_replace("frac_coords", np.zeros((1, 2))), "frac_coords must be a float (atoms, 3)"),
+    "numbers float": (_replace("atomic_numbers", np.array([1.5])), "atomic_numbers must be an integer"),
+    "ids numbers": (_replace("ids", np.array([1])), "ids must be a UTF-8 string (n,) dataset"),
+    "property text": (_replace("properties/band_gap", np.array([b"x"])), "property 'band_gap' must be a float"),
+    "properties dataset": (_replace("properties", np.array([1.0])), "properties must be a group of float"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(FOREIGN_LAYOUTS))
+def test_store_files_of_another_layout_are_refused_with_the_rule(tmp_path, case):
+    from td_data.exceptions import StoreError
+    from td_data.store import CrystalStore
+
+    change, expected = FOREIGN_LAYOUTS[case]
+    path = _good_store(tmp_path / "x.h5")
+    with h5py.File(path, "a") as f:
+        change(f)
+    with pytest.raises(StoreError, match=re.escape(expected)):
+        with CrystalStore.open(path) as store:
+            store.read_all()
+    (q,) = load_materials_database(path).quarantined
+    assert q.reason.startswith("StoreError: ") and expected in q.reason

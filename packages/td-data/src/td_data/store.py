@@ -103,7 +103,7 @@ class CrystalStore:
         self._mode = mode
         self._temp_path = temp_path
         self._check_schema()
-        self._num = int(file.attrs["num_records"])
+        self._num = self._num_records()
         offsets = file["offsets"][: self._num + 1].astype(np.int64)
         if offsets.shape != (self._num + 1,) or offsets[0] != 0 or np.any(np.diff(offsets) < 1):
             raise StoreError(
@@ -191,13 +191,15 @@ class CrystalStore:
 
     def _check_schema(self) -> None:
         attrs = self._file.attrs
-        if attrs.get("format") != STORE_FORMAT:
+        fmt = attrs.get("format")
+        fmt = fmt.decode("utf-8", "replace") if isinstance(fmt, (bytes, np.bytes_)) else fmt
+        if not isinstance(fmt, str) or fmt != STORE_FORMAT:
             raise StoreError(
                 f"file attribute format must be {STORE_FORMAT!r}, got {attrs.get('format')!r} in {self._path}"
             )
         version = attrs.get("schema_version")
         version = version.item() if isinstance(version, np.generic) else version
-        if version != SCHEMA_VERSION:
+        if not isinstance(version, int) or version != SCHEMA_VERSION:
             raise StoreError(
                 f"this td-data reads crystal-store schema_version {SCHEMA_VERSION}, got {version!r} in {self._path} "
                 "(written by another td-data version: convert it with the version that wrote it)"
@@ -208,6 +210,62 @@ class CrystalStore:
             missing.append("the num_records attribute")
         if missing:
             raise StoreError(f"a crystal store needs {', '.join(needed)} and num_records, {self._path} lacks {missing}")
+        self._check_layout()
+
+    #: dataset -> (dtype kinds, shape after the first axis, what the rule says)
+    _LAYOUT: dict[str, tuple[str, tuple[int, ...], str]] = {
+        "lattices": ("f", (3, 3), "a float (n, 3, 3) dataset"),
+        "offsets": ("iu", (), "an integer (n + 1,) dataset"),
+        "frac_coords": ("f", (3,), "a float (atoms, 3) dataset"),
+        "atomic_numbers": ("iu", (), "an integer (atoms,) dataset"),
+        "ids": ("S", (), "a UTF-8 string (n,) dataset"),
+        "sources": ("S", (), "a UTF-8 string (n,) dataset"),
+        "labels": ("S", (), "a UTF-8 string (n,) dataset"),
+        "magmom_kinds": ("iu", (), "an integer (n,) dataset"),
+        "magmoms": ("f", (3,), "a float (atoms, 3) dataset"),
+    }
+
+    def _check_layout(self) -> None:
+        """Every dataset of the types and shapes of the layout: a foreign file fails here, with the rule."""
+        f = self._file
+        for name, (kinds, tail, rule) in self._LAYOUT.items():
+            if name not in f:
+                continue
+            ds = f[name]
+            if not isinstance(ds, h5py.Dataset):
+                raise StoreError(f"a crystal store's {name} must be {rule}, got a group in {self._path}")
+            is_string = h5py.check_string_dtype(ds.dtype) is not None
+            kind_ok = is_string if kinds == "S" else (not is_string and ds.dtype.kind in kinds)
+            if not kind_ok or ds.ndim != 1 + len(tail) or tuple(ds.shape[1:]) != tail:
+                raise StoreError(
+                    f"a crystal store's {name} must be {rule}, got dtype {ds.dtype} and shape {ds.shape} "
+                    f"in {self._path}"
+                )
+        group = f["properties"]
+        if not isinstance(group, h5py.Group):
+            raise StoreError(
+                f"a crystal store's properties must be a group of float columns, got a dataset in {self._path}"
+            )
+        for name, ds in group.items():
+            if not isinstance(ds, h5py.Dataset) or ds.ndim != 1 or ds.dtype.kind != "f":
+                what = "a group" if not isinstance(ds, h5py.Dataset) else f"dtype {ds.dtype} and shape {ds.shape}"
+                raise StoreError(f"property {name!r} must be a float (n,) dataset, got {what} in {self._path}")
+
+    def _num_records(self) -> int:
+        value = self._file.attrs["num_records"]
+        value = value.item() if isinstance(value, np.generic) else value
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise StoreError(f"the num_records attribute must be a non-negative integer, got {value!r} in {self._path}")
+        n = value
+        for name in ("lattices", "ids", "sources", "labels", *self._file["properties"]):
+            ds = self._file[name] if name in self._file else self._file["properties"][name]
+            if ds.shape[0] < n:
+                raise StoreError(
+                    f"num_records is {n}, so {name} must hold at least {n} rows, got {ds.shape[0]} in {self._path}"
+                )
+        return n
 
     def close(self) -> None:
         """Flush and close; a store from :meth:`create` is renamed onto its final path now."""
