@@ -341,10 +341,13 @@ class TightBindingModel:
         c = np.zeros(self.dim_r) if centre is None else np.asarray(centre, dtype=float)
         image = 2 * c - self.positions  # (norb, dim_r)
         shifts = image - self.positions[perm]
-        if not np.allclose(shifts, np.round(shifts), atol=1e-6):
+        off = np.abs(shifts - np.round(shifts)).max(axis=1)  # (norb,) distance from a lattice vector
+        if np.any(off > 1e-6):
+            o = int(np.argmax(off))
             raise SymmetryError(
-                "inversion must map each orbital onto its image orbital up to a lattice vector; "
-                f"got non-integer shifts {np.round(shifts, 4).tolist()}"
+                "inversion must map each orbital onto its image orbital up to a lattice vector (within 1e-6 in "
+                f"reduced coordinates); orbital {o} maps onto orbital {perm[o]} shifted by "
+                f"{[float(f'{x:.9g}') for x in shifts[o]]}, {off[o]:.3g} away from a lattice vector"
             )
         op = InversionSymmetry(
             tuple(perm),
