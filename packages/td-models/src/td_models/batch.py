@@ -22,6 +22,7 @@ of them and :func:`collate` turns a list into a :class:`CrystalBatch`:
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
@@ -33,10 +34,14 @@ import torch
 from td_models.config import TOPO_CLASSES, topo_class_index
 from td_models.exceptions import BatchError
 
+log = logging.getLogger(__name__)
+
 __all__ = ["NULL_CHERN", "CrystalBatch", "CrystalDataset", "collate", "crystal_item", "item_from_record"]
 
 #: Chern number meaning "unknown / not conditioned on".
 NULL_CHERN = -1000
+#: Largest |C| a crystal may carry (the condition embedding's table, ``ConditionEmbedding.max_abs_chern``).
+MAX_ABS_CHERN = 4
 
 
 @dataclass(frozen=True)
@@ -151,6 +156,10 @@ def crystal_item(
     energy = math.nan if formation_energy is None else float(formation_energy)
     if not math.isnan(gap) and gap < 0:
         raise BatchError(f"band_gap must be >= 0 eV, got {gap}")
+    if chern is not None and (
+        isinstance(chern, bool) or not isinstance(chern, (int, np.integer)) or abs(int(chern)) > MAX_ABS_CHERN
+    ):
+        raise BatchError(f"chern must be an integer in [-{MAX_ABS_CHERN}, {MAX_ABS_CHERN}] or None, got {chern!r}")
     return {
         "lattice": lat,
         "frac_coords": np.mod(frac, 1.0),
@@ -165,11 +174,24 @@ def crystal_item(
 def item_from_record(record: Any, num_species: int = 100) -> dict[str, Any]:
     """A crystal record (td-data's ``CrystalRecord`` or anything with the same attributes) as an item.
 
+    A Chern label outside ``[-MAX_ABS_CHERN, MAX_ABS_CHERN]`` is dropped with a warning (the crystal is kept).
     Uses ``lattice``, ``frac_coords``, ``atomic_numbers``; labels ``topo_class`` and ``chern`` and
     properties ``band_gap`` (eV) and ``formation_energy`` (eV/atom) become conditions when present.
     """
     labels = getattr(record, "labels", None) or {}
     properties = getattr(record, "properties", None) or {}
+    chern = labels.get("chern")
+    if chern is not None and (
+        isinstance(chern, bool) or not isinstance(chern, (int, np.integer)) or abs(int(chern)) > MAX_ABS_CHERN
+    ):
+        log.warning(
+            "record %s: Chern number %r is outside the model's [-%d, %d]; trained without a Chern condition",
+            getattr(record, "id", "?"),
+            chern,
+            MAX_ABS_CHERN,
+            MAX_ABS_CHERN,
+        )
+        chern = None
     return crystal_item(
         record.lattice,
         record.frac_coords,
@@ -177,7 +199,7 @@ def item_from_record(record: Any, num_species: int = 100) -> dict[str, Any]:
         topo_class=labels.get("topo_class"),
         band_gap=properties.get("band_gap"),
         formation_energy=properties.get("formation_energy"),
-        chern=labels.get("chern"),
+        chern=chern,
         num_species=num_species,
     )
 

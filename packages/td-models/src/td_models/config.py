@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 from dataclasses import dataclass, field, fields
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from td_models._atomic import atomic_write
-from td_models.exceptions import ConfigError
+from td_models.exceptions import ConfigError, NotImplementedSettingError
 
 __all__ = [
     "TOPO_CLASSES",
@@ -44,6 +45,8 @@ __all__ = [
     "load_config",
     "save_config",
 ]
+
+log = logging.getLogger(__name__)
 
 #: The four topological classes of the labels (DESIGN.md), in the order of the class index.
 TOPO_CLASSES: tuple[str, ...] = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
@@ -135,6 +138,7 @@ class ModelConfig(_Block):
     dropout: float = 0.0
     max_atoms: int = 20  # largest cell the sampler draws when no atom count is given
     num_steps: int = 1000  # diffusion steps T (DiffCSP's default)
+    sampling_steps: int | None = None  # reverse steps sample() takes by default; None = num_steps (full chain)
     lattice_schedule: str = "cosine"  # VP noise schedule of the lattice: "cosine" or "linear"
     sigma_min: float = 0.005  # wrapped-normal sigma range of fractional coordinates (DiffCSP)
     sigma_max: float = 0.5
@@ -153,6 +157,12 @@ class ModelConfig(_Block):
         for name in ("num_frequencies", "num_rbf", "max_atoms", "num_steps"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, f"model_config.{name} must be an integer >= 1, got {value!r}")
+        _check(
+            self.sampling_steps is None
+            or (_is_int(self.sampling_steps) and 1 <= self.sampling_steps <= self.num_steps),
+            f"model_config.sampling_steps must be null or an integer in 1..num_steps ({self.num_steps}), "
+            f"got {self.sampling_steps!r}",
+        )
         _check(
             self.num_species <= 118,
             f"model_config.num_species must be <= 118 (elements known), got {self.num_species}",
@@ -197,6 +207,28 @@ class ModelConfig(_Block):
         )
 
 
+#: The user guide's ``stability_threshold`` (eV/atom), accepted (with a warning) so that its block loads.
+GUIDE_STABILITY_THRESHOLD = 0.1
+
+
+def _check_stability_threshold(value: Any) -> None:
+    if value is None:
+        return
+    if _is_number(value) and math.isclose(float(value), GUIDE_STABILITY_THRESHOLD):
+        log.warning(
+            "physics_config.stability_threshold = %s (the user guide's value) has no effect yet: it needs a "
+            "stability estimate (energy above the hull), which the verification work (issue 16) adds; "
+            "other values are refused until then",
+            value,
+        )
+        return
+    raise NotImplementedSettingError(
+        f"physics_config.stability_threshold is not implemented yet, got {value!r}: filtering candidates by "
+        "stability needs an estimate of their energy above the hull, which the verification work (issue 16) "
+        f"adds; remove the key (the user guide's {GUIDE_STABILITY_THRESHOLD} is accepted and has no effect)"
+    )
+
+
 @dataclass(frozen=True)
 class PhysicsConfig(_Block):
     """What to generate and which physics the training and sampling enforce."""
@@ -205,8 +237,11 @@ class PhysicsConfig(_Block):
 
     topological_class: str = "TI"  # target class: TI (z2_ti), trivial, chern, semimetal_or_metal
     band_gap_range: tuple[float, float] = (0.1, 0.5)  # eV; the sampler draws target gaps uniformly in it
-    target_chern_number: int = 1  # used when the target class is chern
-    stability_threshold: float = 0.1  # eV/atom: largest predicted formation energy a candidate may have
+    target_chern_number: int = 1  # Chern number sample(topo_class="chern") conditions on unless given one
+    # Not implemented: it needs a stability estimate (energy above the hull) that the verification
+    # work (issue 16) adds. The user guide's value 0.1 is accepted with a warning that it has no effect
+    # yet; any other value is refused (NotImplementedSettingError). Not written by to_dict while None.
+    stability_threshold: float | None = None
     constraint_weight: float = 2.0  # weight of the physics penalties in the loss and in guidance
     min_distance: float = 0.5  # Angstrom: interatomic distances below this are penalised (CDVAE's validity rule)
     volume_per_atom_range: tuple[float, float] = (5.0, 60.0)  # Angstrom^3: plausible density window
@@ -222,7 +257,9 @@ class PhysicsConfig(_Block):
             _is_int(self.target_chern_number) and abs(self.target_chern_number) <= 4,
             f"physics_config.target_chern_number must be an integer in [-4, 4], got {self.target_chern_number!r}",
         )
-        for name in ("stability_threshold", "constraint_weight", "min_distance", "guidance_scale"):
+        _check_stability_threshold(self.stability_threshold)
+        object.__setattr__(self, "stability_threshold", None)
+        for name in ("constraint_weight", "min_distance", "guidance_scale"):
             value = getattr(self, name)
             _check(_is_number(value), f"physics_config.{name} must be a finite number, got {value!r}")
         for name in ("constraint_weight", "min_distance", "guidance_scale"):
@@ -244,6 +281,7 @@ class PhysicsConfig(_Block):
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
+        del data["stability_threshold"]  # not implemented: never written (see the field's comment)
         data["band_gap_range"] = list(self.band_gap_range)
         data["volume_per_atom_range"] = list(self.volume_per_atom_range)
         return data
@@ -290,19 +328,25 @@ class TrainingConfig(_Block):
     _block_name = "training_config"
 
     batch_size: int = 32  # crystals per step per process
-    learning_rate: float = 1e-4  # peak rate of the first phase (or of cosine annealing)
+    # scheduler "phases": the first phase's rate. Given without phases, the default phases are scaled to
+    # it (1e-4, 5e-5, 1e-5 keep their ratios); given with phases it must equal phases[0].learning_rate.
+    # None: taken from the phases. scheduler "cosine": the peak rate (None: 1e-4).
+    learning_rate: float | None = None
     max_epochs: int = 1000
     warmup_epochs: int = 50  # linear warm-up from 0 to the phase rate
     gradient_clipping: float = 1.0  # max global gradient norm; 0 turns clipping off
     scheduler: str = "phases"  # "phases" (the three phases below) or "cosine" (annealing to min_learning_rate)
-    min_learning_rate: float = 1e-6  # eta_min of cosine annealing
+    min_learning_rate: float = 1e-6  # eta_min of cosine annealing (refused with scheduler "phases" unless default)
+    cosine_period_epochs: int | None = None  # T_max of cosine annealing in epochs; None = max_epochs; then eta_min
+    # With scheduler "cosine" the phases only switch physics and conditioning; their learning rates are unused.
     phases: tuple[PhaseConfig, ...] = field(default_factory=_default_phases)
     weight_decay: float = 0.0
     ema_decay: float = 0.999  # exponential moving average of the weights; 0 turns it off
     gradient_accumulation_steps: int = 1
     mixed_precision: str = "no"  # "no", "bf16" or "fp16" (fp16 with loss scaling)
-    checkpoint_every: int = 10  # epochs between checkpoints
-    keep_checkpoints: int = 5  # newest K kept (0 keeps all)
+    checkpoint_every: int = 10  # epochs between checkpoints (the user guide's checkpoint_interval)
+    keep_checkpoints: int = 5  # newest K kept, 0 keeps all (the user guide's keep_n_checkpoints)
+    checkpoint_dir: str | None = None  # None: output_dir/checkpoints; relative paths are under output_dir
     max_nonfinite_steps: int = 5  # this many non-finite losses in a row stop the run (0 never stops)
     seed: int = 0
     num_workers: int = 0  # data-loader workers
@@ -316,7 +360,18 @@ class TrainingConfig(_Block):
             _check(_is_int(value) and value >= 0, f"training_config.{name} must be an integer >= 0, got {value!r}")
         for name in ("learning_rate", "min_learning_rate"):
             value = getattr(self, name)
+            if name == "learning_rate" and value is None:
+                continue
             _check(_is_number(value) and value > 0, f"training_config.{name} must be > 0, got {value!r}")
+        _check(
+            self.cosine_period_epochs is None
+            or (_is_int(self.cosine_period_epochs) and self.cosine_period_epochs >= 1),
+            f"training_config.cosine_period_epochs must be null or an integer >= 1, got {self.cosine_period_epochs!r}",
+        )
+        _check(
+            self.checkpoint_dir is None or (isinstance(self.checkpoint_dir, str) and self.checkpoint_dir.strip() != ""),
+            f"training_config.checkpoint_dir must be null or a non-empty path, got {self.checkpoint_dir!r}",
+        )
         for name in ("gradient_clipping", "weight_decay"):
             value = getattr(self, name)
             _check(_is_number(value) and value >= 0, f"training_config.{name} must be >= 0, got {value!r}")
@@ -340,6 +395,26 @@ class TrainingConfig(_Block):
             starts == sorted(set(starts)),
             f"training_config.phases must have strictly increasing start_epoch, got {starts}",
         )
+        if self.scheduler == "phases":
+            default_rate = _default_phases()[0].learning_rate
+            if self.learning_rate is not None and phases == _default_phases():
+                factor = self.learning_rate / default_rate  # the guide's three phases, scaled to the given rate
+                phases = tuple(p.replace(learning_rate=p.learning_rate * factor) for p in phases)
+            elif self.learning_rate is not None and not math.isclose(self.learning_rate, phases[0].learning_rate):
+                raise ConfigError(
+                    f"training_config.learning_rate ({self.learning_rate!r}) and training_config.phases[0]"
+                    f".learning_rate ({phases[0].learning_rate!r}) disagree; with scheduler 'phases' the phases set "
+                    "the rates: give one of them, or the same value"
+                )
+            object.__setattr__(self, "learning_rate", phases[0].learning_rate)
+            for name, default in (("min_learning_rate", 1e-6), ("cosine_period_epochs", None)):
+                _check(
+                    getattr(self, name) == default,
+                    f"training_config.{name} applies to scheduler 'cosine' only, got {getattr(self, name)!r} with "
+                    "scheduler 'phases' (set scheduler: cosine, or scheduler_config.type: cosine_annealing)",
+                )
+        elif self.learning_rate is None:
+            object.__setattr__(self, "learning_rate", _default_phases()[0].learning_rate)
         object.__setattr__(self, "phases", phases)
 
     def phase_at(self, epoch: int) -> PhaseConfig:
@@ -360,7 +435,9 @@ class TrainingConfig(_Block):
 _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
     # Trains in minutes on two CPU cores: the main job's default.
     "cpu-demo": {
-        "model_config": {"hidden_dim": 64, "num_layers": 2, "num_heads": 4, "num_steps": 1000},
+        # 100 strided reverse steps by default: 1,000 crystals in about a minute on two cores
+        # (benchmarks/sampling_throughput.py); sample(steps=1000) runs the full chain.
+        "model_config": {"hidden_dim": 64, "num_layers": 2, "num_heads": 4, "num_steps": 1000, "sampling_steps": 100},
         "training_config": {
             "batch_size": 32,
             "learning_rate": 1e-3,
@@ -385,9 +462,75 @@ _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
+#: The user guide's other configuration blocks, as aliases of ``training_config`` fields: the one
+#: mapping from (block, key) to (canonical field, value translation). ``checkpoint_config`` and
+#: ``scheduler_config`` may stand beside the three blocks in a configuration file; their values are
+#: moved into ``training_config`` (and :meth:`ExperimentConfig.to_dict` writes only the canonical names).
+GUIDE_ALIASES: dict[tuple[str, str], tuple[str, Any]] = {
+    ("checkpoint_config", "checkpoint_interval"): ("checkpoint_every", None),
+    ("checkpoint_config", "keep_n_checkpoints"): ("keep_checkpoints", None),
+    ("checkpoint_config", "checkpoint_dir"): ("checkpoint_dir", None),
+    ("scheduler_config", "type"): ("scheduler", {"cosine_annealing": "cosine", "cosine": "cosine", "phases": "phases"}),
+    ("scheduler_config", "T_max"): ("cosine_period_epochs", None),
+    ("scheduler_config", "eta_min"): ("min_learning_rate", None),
+}
+ALIAS_BLOCKS = tuple(sorted({block for block, _ in GUIDE_ALIASES}))
+
+
+def _apply_aliases(data: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with the alias blocks folded into ``training_config`` (conflicting values refused)."""
+    training = dict(data.get("training_config") or {})
+    given: dict[str, str] = {}  # canonical field -> the alias that set it
+    for block in ALIAS_BLOCKS:
+        if block not in data:
+            continue
+        values = data[block]
+        if not isinstance(values, dict):
+            raise ConfigError(f"{block} must be a mapping, got {type(values).__name__}")
+        known = sorted(key for b, key in GUIDE_ALIASES if b == block)
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise ConfigError(f"{block} has unknown keys {unknown}; known keys are {known}")
+        for key, value in values.items():
+            target, translation = GUIDE_ALIASES[(block, key)]
+            if translation is not None:
+                if value not in translation:
+                    raise ConfigError(f"{block}.{key} must be one of {sorted(translation)}, got {value!r}")
+                value = translation[value]
+            if target in training and training[target] != value:
+                raise ConfigError(
+                    f"{block}.{key} = {values[key]!r} and training_config.{target} = {training[target]!r} "
+                    f"conflict (the first is the user guide's name for the second): give one, or the same value"
+                )
+            training[target] = value
+            given[target] = f"{block}.{key}"
+    if "scheduler_config" in data and training.get("scheduler", "phases") != "cosine":
+        extra = sorted(k for k in data["scheduler_config"] if k != "type")
+        if extra:
+            raise ConfigError(
+                f"scheduler_config {extra} apply to type 'cosine_annealing', but the scheduler is "
+                f'{training.get("scheduler", "phases")!r}: add "type": "cosine_annealing"'
+            )
+    out = {k: v for k, v in data.items() if k not in ALIAS_BLOCKS}
+    if given or "training_config" in data:
+        out["training_config"] = training
+    return out
+
+
 @dataclass(frozen=True)
 class ExperimentConfig:
-    """The three blocks together, as written in ``training_config.json``."""
+    """The three blocks together, as written in ``training_config.json``.
+
+    A file may also hold the user guide's ``checkpoint_config`` (``checkpoint_interval``,
+    ``keep_n_checkpoints``, ``checkpoint_dir``) and ``scheduler_config`` (``type: cosine_annealing``,
+    ``T_max`` in epochs, ``eta_min``) blocks: :data:`GUIDE_ALIASES` maps them onto ``training_config``.
+
+    >>> cfg = ExperimentConfig.from_dict({"scheduler_config": {"type": "cosine_annealing", "T_max": 100,
+    ...                                   "eta_min": 1e-6}, "checkpoint_config": {"checkpoint_interval": 10}})
+    >>> tc = cfg.training_config
+    >>> tc.scheduler, tc.cosine_period_epochs, tc.min_learning_rate, tc.checkpoint_every
+    ('cosine', 100, 1e-06, 10)
+    """
 
     model_config: ModelConfig = field(default_factory=ModelConfig)
     physics_config: PhysicsConfig = field(default_factory=PhysicsConfig)
@@ -399,12 +542,16 @@ class ExperimentConfig:
     def from_dict(cls, data: dict[str, Any]) -> ExperimentConfig:
         if not isinstance(data, dict):
             raise ConfigError(f"a configuration must be a mapping of blocks {cls.BLOCKS}, got {type(data).__name__}")
-        unknown = sorted(set(data) - set(cls.BLOCKS))
+        unknown = sorted(set(data) - set(cls.BLOCKS) - set(ALIAS_BLOCKS))
         if unknown:
-            raise ConfigError(f"configuration has unknown blocks {unknown}; known blocks are {list(cls.BLOCKS)}")
+            raise ConfigError(
+                f"configuration has unknown blocks {unknown}; known blocks are {list(cls.BLOCKS)} "
+                f"and the user guide's {list(ALIAS_BLOCKS)}"
+            )
         for name in cls.BLOCKS:
             if name in data and not isinstance(data[name], dict):
                 raise ConfigError(f"{name} must be a mapping, got {type(data[name]).__name__}")
+        data = _apply_aliases(data)
         return cls(
             model_config=ModelConfig.from_dict(data.get("model_config")),
             physics_config=PhysicsConfig.from_dict(data.get("physics_config")),
@@ -427,7 +574,14 @@ class ExperimentConfig:
         for block, values in overrides.items():
             if block not in cls.BLOCKS:
                 raise ConfigError(f"preset override block must be one of {list(cls.BLOCKS)}, got {block!r}")
-            data.setdefault(block, {}).update(values)
+            base = data.setdefault(block, {})
+            if block == "training_config":  # the preset's rate and phases stay consistent under an override
+                if "phases" in values and "learning_rate" not in values:
+                    base.pop("learning_rate", None)
+                elif "learning_rate" in values and "phases" not in values and "phases" in base:
+                    factor = values["learning_rate"] / base["learning_rate"]
+                    base["phases"] = [{**p, "learning_rate": p["learning_rate"] * factor} for p in base["phases"]]
+            base.update(values)
         return cls.from_dict(data)
 
     @staticmethod

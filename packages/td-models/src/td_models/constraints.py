@@ -50,18 +50,25 @@ def pair_distances(lattice: torch.Tensor, frac_coords: torch.Tensor) -> torch.Te
 
     ``lattice`` (B, 3, 3) rows in Angstrom, ``frac_coords`` (B, N, 3). Returns (B, N, N); the
     diagonal holds the shortest non-zero lattice translation (an atom's distance to its own image).
+
+    The nearest of the 27 images is found without autograd; only that image's distance is
+    recomputed with gradients (the gradient of a minimum is the gradient of its argmin), so the
+    backward pass costs one image, not 27.
     """
     diff = frac_coords[:, None, :, :] - frac_coords[:, :, None, :]  # (B, N, N, 3)
-    diff = diff - torch.round(diff)
+    diff = diff - torch.round(diff).detach()
     images = _IMAGES.to(device=frac_coords.device, dtype=frac_coords.dtype)
-    shifted = diff[..., None, :] + images  # (B, N, N, 27, 3)
-    cart = torch.einsum("bijmk,bkl->bijml", shifted, lattice)  # (B, N, N, 27, 3)
-    sq = (cart * cart).sum(-1)  # (B, N, N, 27)
     n = frac_coords.shape[1]
-    eye = torch.eye(n, dtype=torch.bool, device=frac_coords.device)
-    origin = (images.abs().sum(-1) == 0)[None, None, None, :] & eye[None, :, :, None]  # the atom itself
-    sq = sq.masked_fill(origin, float("inf"))
-    return torch.sqrt(sq.min(dim=-1).values.clamp_min(1e-12))
+    with torch.no_grad():
+        shifted = diff[..., None, :] + images  # (B, N, N, 27, 3)
+        cart = torch.einsum("bijmk,bkl->bijml", shifted, lattice)  # (B, N, N, 27, 3)
+        sq = (cart * cart).sum(-1)  # (B, N, N, 27)
+        eye = torch.eye(n, dtype=torch.bool, device=frac_coords.device)
+        origin = (images.abs().sum(-1) == 0)[None, None, None, :] & eye[None, :, :, None]  # the atom itself
+        nearest = sq.masked_fill(origin, float("inf")).argmin(dim=-1)  # (B, N, N)
+    chosen = diff + images[nearest]  # (B, N, N, 3)
+    cart = torch.einsum("bijk,bkl->bijl", chosen, lattice)  # (B, N, N, 3)
+    return torch.sqrt((cart * cart).sum(-1).clamp_min(1e-12))
 
 
 def min_distance_penalty(

@@ -263,12 +263,21 @@ class TopologicalTransformer(nn.Module):
     # ----------------------------------------------------------------- forward
     def _pair_state(self, lattice: torch.Tensor, frac_coords: torch.Tensor) -> torch.Tensor:
         """Invariant pair state ``(B, N, N, P)`` from Fourier, RBF and lattice-metric features."""
-        b, n, _ = frac_coords.shape
         fourier = periodic_pair_features(frac_coords, self.num_frequencies)  # (B, N, N, 6 K)
         dist = torch.sqrt(minimum_image_sq_distance(frac_coords, lattice) + _DIST_EPS)  # (B, N, N)
         rbf = gaussian_rbf(dist, self.num_rbf, self.rbf_cutoff)  # (B, N, N, R)
-        metric = lattice_metric_features(lattice)[:, None, None, :].expand(b, n, n, 6)  # (B, N, N, 6)
-        return self.pair_mlp(torch.cat([fourier, rbf, metric], dim=-1))  # (B, N, N, P)
+        metric = lattice_metric_features(lattice)  # (B, 6)
+        # The first layer of pair_mlp on [fourier, rbf, metric]: the metric is the same for every pair of
+        # a crystal, so its part of the product is computed once per crystal and broadcast (the same
+        # weights and result as concatenating the expanded metric, without the (B, N, N, 6) copy).
+        first = self.pair_mlp[0]
+        width = fourier.shape[-1] + rbf.shape[-1]
+        per_crystal = F.linear(metric, first.weight[:, width:], first.bias)  # (B, P)
+        hidden = F.linear(torch.cat([fourier, rbf], dim=-1), first.weight[:, :width])  # (B, N, N, P)
+        hidden = hidden + per_crystal[:, None, None, :]
+        for layer in self.pair_mlp[1:]:
+            hidden = layer(hidden)
+        return hidden  # (B, N, N, P)
 
     def forward(
         self,

@@ -35,13 +35,13 @@ import numpy as np
 import torch
 from torch import nn
 
+from td_models._atomic import atomic_write
 from td_models.batch import CrystalBatch, collate, crystal_item
 from td_models.conditioning import ConditionEmbedding
 from td_models.config import TOPO_CLASSES, ExperimentConfig, ModelConfig
 from td_models.constraints import charge_bounds_table, charge_neutrality_penalty, density_penalty, min_distance_penalty
 from td_models.denoiser import DenoiserOutput, TopologicalTransformer, count_parameters
 from td_models.diffusion import DiscreteProcess, VPProcess, WrappedNormalProcess, sample_timesteps
-from td_models._atomic import atomic_write
 from td_models.exceptions import BatchError, CheckpointError, CorruptCheckpointError
 from td_models.heads import PropertyHeads
 

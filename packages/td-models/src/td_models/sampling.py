@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from td_models.batch import to_dense
-from td_models.config import topo_class_index
+from td_models.config import TOPO_CLASSES, topo_class_index
 from td_models.constraints import density_penalty, min_distance_penalty
 from td_models.diffusion import sampling_schedule
 from td_models.exceptions import BatchError, ConfigError
@@ -45,14 +45,31 @@ __all__ = ["sample"]
 log = logging.getLogger(__name__)
 
 
-def _progress(iterable, enabled: bool, total: int, desc: str):
-    if not enabled:
-        return iterable
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # progress bars are a nicety; tqdm is not a dependency of the library
-        return iterable
-    return tqdm(iterable, total=total, desc=desc, leave=False)
+class _Progress:
+    """Reports finished reverse steps: to a callback ``(done, total)``, a tqdm bar, or nowhere."""
+
+    def __init__(self, progress, total: int) -> None:
+        self.total, self.done = total, 0
+        self.callback = progress if callable(progress) else None
+        self.bar = None
+        if progress is True:
+            try:
+                from tqdm.auto import tqdm
+            except ImportError:  # progress bars are a nicety; tqdm is not a dependency of the library
+                tqdm = None
+            if tqdm is not None:
+                self.bar = tqdm(total=total, desc="sampling", unit="step", leave=False, dynamic_ncols=True)
+
+    def advance(self) -> None:
+        self.done += 1
+        if self.bar is not None:
+            self.bar.update(1)
+        if self.callback is not None:
+            self.callback(self.done, self.total)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def sample(
@@ -73,7 +90,8 @@ def sample(
     restrict_species: bool = True,
     seed: int = 0,
     batch_size: int = 256,
-    progress: bool = False,
+    progress: bool | Callable[[int, int], None] = False,
+    threads: int | None = None,
 ) -> list[dict[str, Any]]:
     """Generate ``n`` crystals, each a dict of numpy arrays: ``lattice`` (3, 3) rows in Angstrom,
     ``frac_coords`` (N, 3) in [0, 1), ``atomic_numbers`` (N,), plus the ``conditions`` it was asked for.
@@ -86,7 +104,11 @@ def sample(
     band_gap_range:
         A gap in eV, or ``(low, high)``: each crystal's target is drawn uniformly in the range.
     chern, formation_energy:
-        Requested Chern number and formation energy (eV/atom), or ``None``.
+        Requested Chern number (an integer in [-4, 4]) and formation energy (eV/atom), or ``None``.
+        With ``topo_class="chern"`` and no ``chern``, the Chern number is
+        ``physics_config.target_chern_number``. The model has no head that predicts Chern numbers:
+        a crystal's ``conditions["chern"]`` is the request it was generated for, not a prediction
+        (compute the invariant with td-physics to know it).
     num_atoms:
         Atoms per crystal (one int, or one per crystal); ``None`` draws from the training
         distribution (:meth:`~td_models.model.TopologicalDiffusionModel.fit_normalisation`).
@@ -105,25 +127,46 @@ def sample(
     restrict_species:
         Keep to the elements of the training data (``fit_normalisation``); False allows every
         element the model knows (an undertrained model then scatters over the periodic table).
-    seed, batch_size, progress:
-        Random seed; crystals per denoiser batch; a progress bar over steps (needs tqdm).
+    seed, batch_size:
+        Random seed; crystals per denoiser batch (crystals are sorted by atom count before they
+        are cut into batches, so that little padding is computed).
+    progress:
+        ``False`` (default): silent. ``True``: a tqdm bar over the reverse steps of all batches
+        (when tqdm is installed). A callable: called as ``progress(done, total)`` after each reverse
+        step of each batch, for a caller's own bar or log.
+    threads:
+        torch intra-op threads for the duration of the call (restored afterwards); ``None`` leaves
+        torch's setting. The tensors of a small model are small: a second thread gains little on an
+        idle machine and, waiting for a busy core, can make sampling several times slower.
+
+    Returns
+    -------
+    One dict per crystal, in the order of the request. ``conditions`` holds what the crystal was
+    conditioned on: ``topo_class`` (index), ``band_gap`` (eV, drawn in ``band_gap_range``),
+    ``chern`` and ``formation_energy`` (None where unconditioned).
     """
     pc = model.config.physics_config
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be an integer >= 1, got {n!r}")
-    steps = model.num_steps if steps is None else steps
+    if steps is None:
+        steps = model.config.model_config.sampling_steps or model.num_steps
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= model.num_steps:
         raise ConfigError(f"steps must be an integer in 1..{model.num_steps}, got {steps!r}")
     if corrector_steps < 0:
         raise ConfigError(f"corrector_steps must be >= 0, got {corrector_steps}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ConfigError(f"threads must be None or an integer >= 1, got {threads!r}")
+    if not (isinstance(progress, bool) or callable(progress)):
+        raise ConfigError(f"progress must be True, False or a callable (done, total), got {progress!r}")
     conditioned = any(x is not None for x in (topo_class, band_gap_range, chern, formation_energy))
     if guidance_scale is None:
         guidance_scale = pc.guidance_scale if conditioned else 1.0
     if physics_guidance is None:
         physics_guidance = 0.01 * pc.constraint_weight
     cls = -1 if topo_class is None else topo_class_index(topo_class)
+    chern = _chern_target(model, cls, chern)
     gap_range = _gap_range(band_gap_range)
     counts = _atom_counts(model, n, num_atoms, seed)
 
@@ -131,32 +174,57 @@ def sample(
     generator = torch.Generator(device=device).manual_seed(int(seed))
     was_training = model.training
     model.eval()
-    crystals: list[dict[str, Any]] = []
+    # Crystals of similar size share a batch: the denoiser pads every crystal of a batch to the
+    # largest, and its pair features cost N^2, so sorting by atom count cuts the padding.
+    order = np.argsort(counts, kind="stable")
+    crystals: list[dict[str, Any] | None] = [None] * n
+    report = _Progress(progress, -(-n // batch_size) * len(sampling_schedule(model.num_steps, steps)))
+    previous_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
     try:
         for start in range(0, n, batch_size):
-            chunk = counts[start : start + batch_size]
-            crystals.extend(
-                _sample_chunk(
-                    model,
-                    torch.as_tensor(chunk, device=device),
-                    cls,
-                    gap_range,
-                    chern,
-                    formation_energy,
-                    steps,
-                    guidance_scale if conditioned else 1.0,
-                    corrector_steps,
-                    corrector_step_lr,
-                    physics_guidance,
-                    property_guidance,
-                    restrict_species,
-                    generator,
-                    progress,
-                )
+            index = order[start : start + batch_size]
+            chunk = _sample_chunk(
+                model,
+                torch.as_tensor(counts[index], device=device),
+                cls,
+                gap_range,
+                chern,
+                formation_energy,
+                steps,
+                guidance_scale if conditioned else 1.0,
+                corrector_steps,
+                corrector_step_lr,
+                physics_guidance,
+                property_guidance,
+                restrict_species,
+                generator,
+                report,
             )
+            for i, crystal in zip(index, chunk):
+                crystals[int(i)] = crystal
     finally:
         model.train(was_training)
-    return crystals
+        report.close()
+        if threads is not None:
+            torch.set_num_threads(previous_threads)
+    return crystals  # type: ignore[return-value]
+
+
+def _chern_target(model: TopologicalDiffusionModel, cls: int, chern: int | None) -> int | None:
+    """The Chern number to condition on: ``chern`` if given, else ``target_chern_number`` for class chern."""
+    limit = model.conditions.max_abs_chern
+    if chern is None and cls >= 0 and TOPO_CLASSES[cls] == "chern":
+        chern = model.config.physics_config.target_chern_number
+        log.info("topo_class 'chern': conditioning on physics_config.target_chern_number = %d", chern)
+    if chern is None:
+        return None
+    if isinstance(chern, bool) or not isinstance(chern, (int, np.integer)) or abs(int(chern)) > limit:
+        raise ConfigError(f"chern must be an integer in [-{limit}, {limit}] or None, got {chern!r}")
+    # The model has no Chern-number head: the samples carry the requested number, not a prediction.
+    log.info("conditioning on Chern number %d; the model has no Chern head, so samples carry no predicted Chern", chern)
+    return int(chern)
 
 
 def _gap_range(band_gap_range) -> tuple[float, float] | None:
@@ -259,7 +327,7 @@ def _sample_chunk(
             return out.lattice_eps, out.coord_score[mask], out.species_logits[mask].masked_fill(banned, -1e9)
 
     schedule = sampling_schedule(model.num_steps, steps)
-    for t_int, s_int in _progress(schedule, progress, len(schedule), "sampling"):
+    for t_int, s_int in schedule:
         t = torch.full((num_crystals,), t_int, dtype=torch.long, device=device)
         s = torch.full((num_crystals,), s_int, dtype=torch.long, device=device)
         t_atoms, s_atoms = t[batch_index], s[batch_index]
@@ -280,6 +348,7 @@ def _sample_chunk(
         lattice = model.lattice_process.step(lattice, t, s, eps, generator=generator, clip_x0=LATTICE_CLIP)
         frac = model.coord_process.predictor_step(frac, t_atoms, s_atoms, score, generator=generator)
         species = model.species_process.step(species, t_atoms, s_atoms, logits, generator=generator)
+        progress.advance()
 
     final = model.denormalise_lattice(lattice, num_atoms)
     cpu = {

@@ -38,8 +38,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from td_models.config import ExperimentConfig
 from td_models._atomic import remove_orphan_temporaries
+from td_models.config import ExperimentConfig
 from td_models.exceptions import CheckpointError
 from td_models.model import safe_torch_load
 
@@ -131,7 +131,8 @@ def load_latest_checkpoint(
         return path, payload
     if skipped:
         raise CheckpointError(
-            f"none of the {len(skipped)} checkpoints in {str(_checkpoint_dir(directory))!r} loads: " + "; ".join(skipped)
+            f"none of the {len(skipped)} checkpoints in {str(_checkpoint_dir(directory))!r} loads: "
+            + "; ".join(skipped)
         )
     return None
 
@@ -181,14 +182,16 @@ def check_resumable(
 ) -> None:
     """Raise :class:`CheckpointError` unless a run with ``config`` can continue from ``payload``.
 
-    The model block must match (``gradient_checkpointing`` aside: it changes no weight). A checkpoint
+    The model block must match (``gradient_checkpointing`` and ``sampling_steps`` aside: they change no
+    weight). A checkpoint
     written mid-epoch also needs the same number of processes, batch size, accumulation and data set
     size, or the rest of its epoch would be another data order. A changed training block is allowed
     (e.g. more ``max_epochs``) and logged.
     """
     saved = ExperimentConfig.from_dict(payload["config"])
     ours, theirs = config.model_config.to_dict(), saved.model_config.to_dict()
-    differ = sorted(k for k in ours if k != "gradient_checkpointing" and ours[k] != theirs.get(k))
+    same_weights = ("gradient_checkpointing", "sampling_steps")  # neither changes a weight
+    differ = sorted(k for k in ours if k not in same_weights and ours[k] != theirs.get(k))
     if differ:
         detail = ", ".join(f"{k}: checkpoint {theirs.get(k)!r}, now {ours[k]!r}" for k in differ)
         raise CheckpointError(f"checkpoint {str(path)!r} was trained with another model_config ({detail})")

@@ -7,8 +7,10 @@ and of ``steps_per_epoch``:
 * ``epoch = step // steps_per_epoch + 1`` (1-based, as ``PhaseConfig.start_epoch``);
 * ``scheduler="phases"``: the rate of the phase active at that epoch (``TrainingConfig.phase_at``);
 * ``scheduler="cosine"``: ``eta_min + (lr - eta_min) (1 + cos(pi p)) / 2`` with
-  ``p = step / (max_epochs * steps_per_epoch)`` in [0, 1], ``lr = learning_rate`` and
-  ``eta_min = min_learning_rate``;
+  ``p = min(step / (T_max * steps_per_epoch), 1)``, ``T_max = cosine_period_epochs`` (or
+  ``max_epochs``), ``lr = learning_rate`` and ``eta_min = min_learning_rate`` -- PyTorch's
+  ``CosineAnnealingLR`` closed form with ``T_cur`` counted in (fractional) epochs, except that after
+  ``T_max`` epochs the rate stays at ``eta_min`` instead of rising again;
 * both multiplied by the warm-up factor ``min(1, (step + 1) / (warmup_epochs * steps_per_epoch))``
   (no warm-up when ``warmup_epochs`` is 0).
 
@@ -38,7 +40,7 @@ def learning_rate_at(config: TrainingConfig, step: int, steps_per_epoch: int) ->
     if not isinstance(step, int) or step < 0:
         raise ConfigError(f"step must be an integer >= 0, got {step!r}")
     if config.scheduler == "cosine":
-        total = config.max_epochs * steps_per_epoch
+        total = (config.cosine_period_epochs or config.max_epochs) * steps_per_epoch
         progress = min(step / total, 1.0)
         low, high = config.min_learning_rate, config.learning_rate
         rate = low + (high - low) * 0.5 * (1.0 + math.cos(math.pi * progress))

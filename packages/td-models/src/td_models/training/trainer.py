@@ -28,6 +28,7 @@ import json
 import logging
 import math
 import os
+import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,6 +89,20 @@ class TrainingResult:
     reached_max_steps: bool = False  # stopped by fit(max_steps=...), nothing written at the stop
 
 
+def _canonical_checkpoint_path(path: Path) -> Path:
+    """``path``, or its zero-padded sibling when only that exists (the user guide types ``checkpoint_epoch_100.pt``)."""
+    if path.exists():
+        return path
+    match = re.match(r"^checkpoint_epoch_(\d+)(?:_batch_(\d+))?\.pt$", path.name)
+    if match is None:
+        return path
+    padded = path.with_name(checkpoint_name(int(match.group(1)), int(match.group(2) or 0)))
+    if padded.is_file():
+        log.info("resume_from %s: reading %s", path, padded.name)
+        return padded
+    return path
+
+
 class Trainer:
     """Trains a :class:`TopologicalDiffusionModel` with the schedule of its ``training_config``.
 
@@ -101,7 +116,8 @@ class Trainer:
         EMA weights once an epoch with a fixed noise seed; its ``diffusion`` loss picks
         ``best_model.pt`` (the training epoch mean when there is no validation set).
     output_dir:
-        ``config.json``, ``metrics.csv``, ``tensorboard/``, ``checkpoints/``, ``best_model.pt``,
+        ``config.json``, ``metrics.csv``, ``tensorboard/``, ``checkpoints/`` (or
+        ``training_config.checkpoint_dir``; a relative one is under ``output_dir``), ``best_model.pt``,
         ``final_model.pt`` (and ``data_order/`` with ``record_data_order``).
     mixed_precision:
         ``"no"``, ``"bf16"`` or ``"fp16"`` (loss scaling; needs a GPU: on CPU Accelerate runs fp32 and a
@@ -188,8 +204,9 @@ class Trainer:
         self.record_data_order = bool(record_data_order)
         self.validate_every = validate_every
         self.output_dir = Path(output_dir)
-        self.checkpoint_dir = self.output_dir / "checkpoints"
         tc = config.training_config
+        # training_config.checkpoint_dir (the user guide's checkpoint_config.checkpoint_dir); relative: under output_dir
+        self.checkpoint_dir = self.output_dir / (tc.checkpoint_dir or "checkpoints")
         num_species = config.model_config.num_species
         self.train_dataset = as_dataset(train_dataset, num_species, "train_dataset")
         self.val_dataset = None if val_dataset is None else as_dataset(val_dataset, num_species, "val_dataset")
@@ -695,7 +712,7 @@ class Trainer:
     def resume(self, checkpoint: str | os.PathLike) -> Path | None:
         """Restore the whole training state from a checkpoint file or ``"latest"`` (None: nothing to resume).
 
-        ``"latest"`` takes the newest checkpoint in ``output_dir/checkpoints`` that loads: truncated or
+        ``"latest"`` takes the newest checkpoint in the checkpoint folder that loads: truncated or
         corrupt newer files are skipped with a warning naming each and why (so a requeued job never
         fails on one bad file); with no checkpoint at all the run starts afresh. A named file that
         is truncated or corrupt raises :class:`~td_models.exceptions.CorruptCheckpointError`.
@@ -704,13 +721,13 @@ class Trainer:
         if self.is_main_process:
             remove_orphan_checkpoint_files(self.checkpoint_dir)
         if str(checkpoint) == "latest":
-            found = load_latest_checkpoint(self.output_dir, map_location="cpu")
+            found = load_latest_checkpoint(self.checkpoint_dir, map_location="cpu")
             if found is None:
                 log.info("resume_from='latest': no checkpoint in %s, starting afresh", self.checkpoint_dir)
                 return None
             path, payload = found
         else:
-            path = Path(checkpoint)
+            path = _canonical_checkpoint_path(Path(checkpoint))
             payload = load_trainer_checkpoint(path, map_location="cpu")
         check_resumable(payload, path, self.config, self.world_size, len(self.train_dataset))
         order = payload["data_order"]
