@@ -300,12 +300,13 @@ def probe() -> list[Check]:
         checks.append(Check("kedro project", "ok", f"pipelines: {', '.join(pipelines)}"))
     else:
         checks.append(Check("kedro project", "FAILED", (listed.stdout + listed.stderr).strip()[-600:]))
-    ruff = Path(sys.executable).with_name("ruff")
-    if ruff.exists():
-        version = subprocess.run([str(ruff), "--version"], capture_output=True, text=True, check=False).stdout
-        checks.append(Check("ruff", "ok", version.strip()))
+    # found as the git hook finds it: the environment's bin folder first, then PATH
+    ruff = shutil.which("ruff", path=os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]))
+    if ruff:
+        version = subprocess.run([ruff, "--version"], capture_output=True, text=True, check=False).stdout
+        checks.append(Check("ruff", "ok", f"{version.strip()} ({ruff})"))
     else:
-        checks.append(Check("ruff", "FAILED", f"{ruff} not found (requirements-dev.txt)"))
+        checks.append(Check("ruff", "FAILED", f"ruff not found in {Path(sys.executable).parent} or on PATH"))
     try:
         import torch
 

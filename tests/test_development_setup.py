@@ -6,6 +6,7 @@ running the tests (``--venv``, ``--skip-install``) so that nothing is installed 
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
 import json
 import os
@@ -16,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests._tree import ROOT, git_clone_of_working_tree
+from tests._tree import ROOT, git_clone_of_working_tree, overlay_venv
 
 VENV = Path(sys.prefix)
 LIBRARIES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
@@ -150,6 +151,50 @@ def test_only_local_system_hooks_are_run(clone, script):
     )
     with pytest.raises(script.SetupError, match="only 'repo: local' hooks run without network, got 'https://"):
         script._load_hooks(clone)
+
+
+@pytest.mark.slow
+def test_full_setup_installs_this_checkout_editable_and_the_hook(tmp_path, clone):
+    """The command without --check-only: ``make install`` into a new environment, the hook, the smoke check.
+
+    The new environment sees the test interpreter's packages (nothing heavy is downloaded); what make installs
+    goes into it, and the environment running the tests is left as it was.
+    """
+    venv = tmp_path / "venv"
+    overlay_venv(venv)
+    before = {name: importlib.metadata.distribution(name).read_text("direct_url.json") for name in LIBRARIES}
+    env = {**GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # its ruff
+    done = subprocess.run(
+        [sys.executable, "scripts/development_setup.py", "--skip-system", "--venv", str(venv)],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,
+        check=False,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "make install" in out and (venv / ".installed").exists()
+    for name in LIBRARIES:
+        assert f"editable from packages/{name}" in _line(out, name)
+    assert _line(out, "pre-commit").split()[0] == "ok" and (clone / ".git" / "hooks" / "pre-commit").exists()
+    where = subprocess.run(
+        [
+            str(venv / "bin" / "python"),
+            "-c",
+            "import td_physics, pipelines; print(td_physics.__file__, pipelines.__file__)",
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert where == [
+        str(clone / "packages" / "td-physics" / "src" / "td_physics" / "__init__.py"),
+        str(clone / "pipelines" / "__init__.py"),
+    ]
+    assert {name: importlib.metadata.distribution(name).read_text("direct_url.json") for name in LIBRARIES} == before
 
 
 if __name__ == "__main__":
