@@ -2,8 +2,8 @@
 # System packages the test suite needs (Debian). Idempotent: installs only what is missing, and only as root
 # with apt-get available; otherwise prints one line saying why it did nothing. Quiet on success.
 #   chromium        - headless browser for tests/test_pipelines_viz_browser.py (opens the `kedro viz build` site)
-#   slurm-wlm munge - a one-node SLURM for packages/td-hpc/tests/test_slurm_real.py (started by the test through
-#                     scripts/slurm_cluster.sh, not here)
+#   slurm-wlm munge - a one-node SLURM for packages/td-hpc/tests/test_slurm_real.py and
+#                     tests/test_slurm_integration.py (each starts its own through scripts/slurm_cluster.sh, not here)
 set -euo pipefail
 
 missing=()
