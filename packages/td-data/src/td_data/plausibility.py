@@ -41,35 +41,39 @@ DEFAULT_MIN_VOLUME_PER_ATOM = 1.0  # Angstrom^3; diamond has 5.7
 DEFAULT_MAX_ATOMS = 1000  # sites per cell
 
 _BLOCK = 1 << 21  # distances computed per chunk: about 50 MB of float64 temporaries
+_NEIGHBOURS = np.array(np.meshgrid(*[np.arange(-1, 2)] * 3, indexing="ij")).reshape(3, -1).T  # (27, 3)
 _MAX_IMAGES = 4096  # more neighbouring cells than this: LLL-reduce the cell first
 
 
-def _image_range(lattice: np.ndarray) -> np.ndarray:
-    """Half-widths m (3,) of the image box that must hold the closest pair.
+def _image_range(lattice: np.ndarray, bound: float) -> np.ndarray:
+    """Half-widths m (3,) of the image box that holds every pair closer than ``bound`` Angstrom.
 
-    The answer is at most L, the shortest lattice vector (a site and its own image). For two sites
-    with fractional difference in (-1, 1), an image n with Cartesian distance <= L has
-    |n_i| <= ceil(L |b_i|), where b_i are the rows of inv(lattice).T (reciprocal vectors without 2 pi).
+    For two sites with fractional difference in (-1, 1), an image n at Cartesian distance <= bound
+    has |n_i| <= ceil(bound |b_i|), where b_i are the rows of inv(lattice).T (reciprocal vectors
+    without 2 pi). Any distance actually found is a valid bound, and so is the shortest lattice vector.
     """
-    shortest = float(np.linalg.norm(lattice, axis=1).min())
     reciprocal = np.linalg.norm(np.linalg.inv(lattice), axis=0)  # |b_i|
-    return np.ceil(shortest * reciprocal - 1e-9).astype(np.int64)
+    return np.ceil(bound * reciprocal - 1e-9).astype(np.int64)
 
 
 def closest_pair(lattice: np.ndarray, frac_coords: np.ndarray) -> tuple[float, int, int]:
     """The shortest distance (Angstrom) between two sites or a site and its own periodic image.
 
     Returns ``(distance, i, j)`` with ``i <= j`` (``i == j``: a site and its image). Exact for any
-    cell: every image that can be closer than the shortest lattice vector is checked (27 for a
-    cubic cell, more for skewed ones; very skewed cells are LLL-reduced first), with array
-    operations in chunks of rows so that memory stays bounded for large cells.
+    cell: the 27 neighbouring cells give a first distance, then every image that could be closer
+    is checked too (none more for most cells; very skewed cells are LLL-reduced first). Array
+    operations run in chunks of rows, so memory stays bounded for large cells.
     """
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         return _closest_pair(np.asarray(lattice, dtype=float), np.asarray(frac_coords, dtype=float))
 
 
 def _closest_pair(lattice: np.ndarray, frac: np.ndarray) -> tuple[float, int, int]:
-    m = _image_range(lattice)
+    # first the 27 neighbouring cells: the distance found bounds the answer, and usually needs no more images
+    first = _search(lattice, frac, np.ones(3, dtype=np.int64))
+    m = _image_range(lattice, min(first[0], float(np.linalg.norm(lattice, axis=1).min())))
+    if np.all(m <= 1):
+        return first
     if np.prod(2 * m + 1) > _MAX_IMAGES:
         from pymatgen.core import Lattice
 
@@ -77,12 +81,20 @@ def _closest_pair(lattice: np.ndarray, frac: np.ndarray) -> tuple[float, int, in
             reduced = np.asarray(Lattice(lattice).get_lll_reduced_lattice().matrix)
             frac = np.mod((frac @ lattice) @ np.linalg.inv(reduced), 1.0)  # (N, 3)
             lattice = reduced
-            m = _image_range(lattice)
+            m = _image_range(lattice, min(first[0], float(np.linalg.norm(lattice, axis=1).min())))
         except (ValueError, ArithmeticError):  # numbers too large to reduce
             pass
         m = np.minimum(m, 7)  # a cell this degenerate is refused by its volume per atom anyway
+    return min(first, _search(lattice, frac, m))
+
+
+def _search(lattice: np.ndarray, frac: np.ndarray, m: np.ndarray) -> tuple[float, int, int]:
+    """The closest pair among the images n with |n_i| <= m_i."""
     n = len(frac)
-    grid = np.array(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij")).reshape(3, -1).T  # (K, 3)
+    if np.all(m == 1):
+        grid = _NEIGHBOURS
+    else:
+        grid = np.array(np.meshgrid(*[np.arange(-k, k + 1) for k in m], indexing="ij")).reshape(3, -1).T  # (K, 3)
     zero = int(np.flatnonzero(~grid.any(axis=1))[0])
     shifts = grid @ lattice  # (K, 3) Cartesian image offsets
     cart = frac @ lattice  # (N, 3)
