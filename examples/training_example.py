@@ -5,14 +5,21 @@
     python examples/training_example.py --config training_config.json    # train (one process)
     python examples/training_example.py --config training_config.json --max-epochs 3
     python examples/training_example.py --config training_config.json --resume-from latest
+    python examples/training_example.py --config training_config.json --distributed   # one process per GPU
+                                                                   # (2 CPU processes over gloo without GPUs)
 
 Data: a td-data HDF5 store (``--data STORE.h5``) or, by default, a small synthetic set made on the
 fly (``td_data.SyntheticDatasetGenerator``), so the command works on a fresh machine. Outputs go to
 ``--output-dir``: ``config.json``, ``metrics.csv``, ``tensorboard/``, ``checkpoints/``,
 ``best_model.pt`` and ``final_model.pt`` (load them with ``TopologicalDiffusionModel.load``).
 
+``--resume-from latest`` takes the newest checkpoint that loads: a truncated or corrupt newer file (a
+crash, a full disk) is skipped with a warning naming it, so a requeued job never fails on it.
+
 Exit status: 0 when training finished, 75 when it was preempted (SIGUSR1/SIGTERM; a checkpoint was
-written: rerun with ``--resume-from latest``), 1 when it diverged, 2 on a usage error.
+written: rerun with ``--resume-from latest``), 1 when it diverged, 2 on a usage error. When
+``--distributed`` started the processes itself, the status is the launcher's: 0 when every process
+finished, non-zero otherwise (a preempted run resumes with ``--resume-from latest`` all the same).
 """
 
 from __future__ import annotations
@@ -35,7 +42,9 @@ from td_models.training import GRADIENT_COMPRESSION, PREEMPTED_EXIT_CODE, Traine
 log = logging.getLogger("training_example")
 
 LAUNCH_LINES = """\
-multi-process (data parallel) runs: start one process per GPU (or CPU slot) with a launcher and pass --distributed:
+--distributed without a launcher starts the processes itself with Accelerate's launcher: one per visible GPU,
+or --num-processes (default 2) CPU processes over gloo on a machine without GPUs (or with --cpu).
+To choose the launcher yourself, start one process per GPU (or CPU slot) and pass --distributed:
   accelerate launch --num_processes N examples/training_example.py --config training_config.json --distributed
   torchrun --nproc_per_node N examples/training_example.py --config training_config.json --distributed
 on CPU (gloo), add --cpu to the script and start N processes with either of:
@@ -43,9 +52,10 @@ on CPU (gloo), add --cpu to the script and start N processes with either of:
       --distributed --cpu
   torchrun --nproc_per_node N examples/training_example.py --config training_config.json --distributed --cpu
 (accelerate 1.x's own `accelerate launch --cpu --num_processes N` starts one process unless an MPI hostfile
-is given; --distributed refuses to run in that case.) Several nodes: accelerate launch --num_machines M
---machine_rank R --main_process_ip HOST --main_process_port PORT --num_processes N_TOTAL ..., or torchrun
---nnodes M --node_rank R --master_addr HOST --master_port PORT --nproc_per_node N ...
+is given; the script then sees no launcher and --distributed starts the processes itself.)
+Several nodes: accelerate launch --num_machines M --machine_rank R --main_process_ip HOST
+--main_process_port PORT --num_processes N_TOTAL ..., or torchrun --nnodes M --node_rank R
+--master_addr HOST --master_port PORT --nproc_per_node N ...
 --batch-size is per process: the global batch is N x batch size x gradient_accumulation_steps.
 """
 
@@ -100,7 +110,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume-from", metavar="CHECKPOINT", help="a checkpoint file, or 'latest' in --output-dir (afresh if none)"
     )
     parser.add_argument(
-        "--distributed", action="store_true", help="check that a launcher started this process (see below)"
+        "--distributed",
+        action="store_true",
+        help="data-parallel training: under a launcher, join its processes; without one, start them (see below)",
+    )
+    parser.add_argument(
+        "--num-processes",
+        type=int,
+        metavar="N",
+        help="with --distributed and no launcher: processes to start (default: one per visible GPU, 2 on CPU)",
     )
     parser.add_argument("--cpu", action="store_true", help="train on CPU even when a GPU is visible")
     parser.add_argument(
@@ -123,6 +141,54 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def launched_by_launcher() -> bool:
     """True when torchrun / accelerate launch started this process (they set WORLD_SIZE and RANK)."""
     return "WORLD_SIZE" in os.environ and "RANK" in os.environ
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def launch_command(args: argparse.Namespace, argv: list[str]) -> tuple[list[str], int, bool]:
+    """``accelerate launch`` command that reruns this script in N processes: ``(command, N, on_cpu)``.
+
+    N is ``--num-processes``, else one per visible CUDA device, else 2 CPU processes (gloo).
+    """
+    import torch
+
+    gpus = 0 if args.cpu or not torch.cuda.is_available() else torch.cuda.device_count()
+    on_cpu = gpus == 0
+    n = args.num_processes if args.num_processes is not None else (2 if on_cpu else gpus)
+    child = list(argv)
+    if on_cpu and "--cpu" not in child:
+        child.append("--cpu")
+    threads = max(1, (os.cpu_count() or 1) // n) if on_cpu else 1
+    command = [
+        sys.executable,
+        *("-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n), "--num_machines", "1"),
+        *("--main_process_port", str(_free_port()), "--dynamo_backend", "no"),
+        *("--num_cpu_threads_per_process", str(threads)),
+        *(("--mixed_precision", "no") if on_cpu else ()),
+        str(Path(__file__).resolve()),
+        *child,
+    ]
+    return command, n, on_cpu
+
+
+def launch(args: argparse.Namespace, argv: list[str]) -> int:
+    """Start the processes of ``--distributed`` with Accelerate's launcher and wait for them."""
+    import subprocess
+
+    if args.num_processes is not None and args.num_processes < 1:
+        print(f"error: --num-processes must be >= 1, got {args.num_processes}", file=sys.stderr)
+        return 2
+    command, n, on_cpu = launch_command(args, argv)
+    where = "CPU processes over gloo" if on_cpu else "GPU processes (one per device)"
+    print(f"--distributed: no launcher started this script; starting {n} {where} with accelerate launch", flush=True)
+    log.info("launch: %s", " ".join(command))
+    return subprocess.call(command)
 
 
 def resolve_config(args: argparse.Namespace) -> ExperimentConfig:
@@ -223,6 +289,7 @@ def report(result: TrainingResult) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parse_args(argv)
     main_process = os.environ.get("RANK", "0") == "0"  # other processes only log warnings
     logging.basicConfig(
@@ -234,9 +301,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"wrote {path} (preset {args.preset}); train with: python {sys.argv[0]} --config {path}")
         return 0
     if args.distributed and not launched_by_launcher():
-        print("--distributed needs a launcher that starts one process per device:\n", file=sys.stderr)
-        print(LAUNCH_LINES, file=sys.stderr)
-        return 2
+        return launch(args, argv)
     if args.threads is not None:
         import torch
 

@@ -168,12 +168,54 @@ def test_train_then_resume_latest(tmp_path, tiny_config, store, capsys):
     assert "checkpoint file must exist" in capsys.readouterr().err
 
 
-def test_distributed_refuses_to_run_without_a_launcher(tmp_path, tiny_config, store, monkeypatch, capsys):
-    monkeypatch.delenv("WORLD_SIZE", raising=False)
-    assert example.main([*common(tiny_config, store, tmp_path), "--distributed"]) == 2
-    err = capsys.readouterr().err
-    assert "--distributed needs a launcher" in err and "torchrun --nproc_per_node N" in err
-    assert not (tmp_path / "checkpoints").exists()
+def test_distributed_without_a_launcher_starts_the_processes_itself(tmp_path, tiny_config, store, monkeypatch, capsys):
+    for name in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    started = []
+    monkeypatch.setattr(subprocess, "call", lambda command: started.append(command) or 0)
+    argv = [*common(tiny_config, store, tmp_path), "--distributed"]
+    assert example.main(argv) == 0
+    assert "starting 2 CPU processes over gloo with accelerate launch" in capsys.readouterr().out
+    (command,) = started
+    assert command[:3] == [sys.executable, "-m", "accelerate.commands.launch"]
+    assert command[command.index("--num_processes") + 1] == "2" and "--multi_gpu" in command
+    script = command.index(str(EXAMPLE))
+    assert command[script + 1 :] == [*argv, "--cpu"]  # the children run the same command on CPU
+    assert not (tmp_path / "checkpoints").exists()  # this process trained nothing itself
+    started.clear()
+    assert example.main([*argv, "--num-processes", "3"]) == 0
+    assert started[0][started[0].index("--num_processes") + 1] == "3"
+    assert example.main([*argv, "--num-processes", "0"]) == 2
+    assert "--num-processes must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_resume_latest_skips_a_truncated_newest_checkpoint_as_typed(tmp_path, tiny_config, store):
+    argv = [sys.executable, str(EXAMPLE), *common(tiny_config, store, tmp_path / "out")]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
+    first = subprocess.run([*argv, "--max-epochs", "2"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr[-3000:]
+    newest = tmp_path / "out" / "checkpoints" / "checkpoint_epoch_0002.pt"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a crash or a full disk
+    (tmp_path / "out" / "checkpoints" / ".checkpoint_epoch_0003.pt.abcd.tmp").write_bytes(b"PK")  # killed save
+    again = subprocess.run(
+        [*argv, "--max-epochs", "3", "--resume-from", "latest", "-v"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert again.returncode == 0, again.stderr[-3000:]
+    skipped = [line for line in again.stderr.splitlines() if "skipped checkpoint" in line]
+    assert len(skipped) == 1 and "checkpoint_epoch_0002.pt' is truncated or corrupt" in skipped[0]
+    assert "resumed " in again.stderr and "checkpoint_epoch_0001.pt: epoch 1" in again.stderr
+    assert "finished: 3 epochs" in again.stdout
+    assert not list((tmp_path / "out" / "checkpoints").glob(".*.tmp"))
+    assert load_trainer_checkpoint(newest)["epoch"] == 2  # rewritten whole by the resumed run
+    named = subprocess.run(
+        [*argv, "--resume-from", str(newest.with_name("bad.pt"))], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert named.returncode == 2 and "checkpoint file must exist" in named.stderr
 
 
 # ---------------------------------------------------------------------------------------------- slow
@@ -208,3 +250,35 @@ def test_two_cpu_processes_under_accelerate_launch(tmp_path, tiny_config):
         a, b = seen[(epoch, 0)], seen[(epoch, 1)]
         assert len(a) == len(b) == 16 and set(a).isdisjoint(b) and sorted(a + b) == list(range(32))
     assert seen[(1, 0)] != seen[(2, 0)]  # a new permutation each epoch
+
+
+@pytest.mark.slow
+def test_distributed_as_typed_starts_two_cpu_processes(tmp_path, tiny_config):
+    """``training_example.py --config ... --distributed`` with no launcher and no GPU: 2 gloo processes, both exit 0."""
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(EXAMPLE),
+        *("--config", str(tiny_config), "--distributed"),
+        *(
+            "--num-synthetic",
+            "32",
+            "--val-fraction",
+            "0",
+            "--output-dir",
+            str(out),
+            "--no-progress",
+            "--max-epochs",
+            "1",
+        ),
+    ]
+    env = {k: v for k, v in os.environ.items() if k not in ("WORLD_SIZE", "RANK", "LOCAL_RANK")}
+    env.update({"CUDA_VISIBLE_DEVICES": "", "WANDB_MODE": "disabled", "HF_HUB_OFFLINE": "1"})
+    done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "starting 2 CPU processes over gloo" in done.stdout
+    assert (
+        done.stdout.count("finished: 1 epochs, 4 steps") == 1
+    )  # 32 crystals / (2 processes x 4); main process reports
+    payload = load_trainer_checkpoint(out / "checkpoints" / "checkpoint_epoch_0001.pt")
+    assert payload["data_order"]["num_processes"] == 2 and len(payload["processes"]) == 2
