@@ -395,3 +395,17 @@ def test_store_files_of_another_layout_are_refused_with_the_rule(tmp_path, case)
             store.read_all()
     (q,) = load_materials_database(path).quarantined
     assert q.reason.startswith("StoreError: ") and expected in q.reason
+
+
+def test_special_positions_are_counted_once(tmp_path):
+    from pymatgen.core import Lattice, Structure
+    from pymatgen.io.cif import CifWriter
+
+    silicon = Structure.from_spacegroup("Fd-3m", Lattice.cubic(5.43), ["Si"], [[0, 0, 0]])  # 8 atoms, 192 ops
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        text = str(CifWriter(silicon, symprec=0.01))
+    (tmp_path / "Si.cif").write_text(text)
+    assert [r.num_atoms for r in load_materials_database(tmp_path, max_atoms=8).records] == [8]
+    reason = only_reason(load_materials_database(tmp_path, max_atoms=7), "Si.cif")
+    assert "the CIF has 8 atoms (1 atom-site rows and their images under 192 symmetry operations)" in reason

@@ -465,15 +465,30 @@ def _cif_site_count(text: str, max_atoms: int | None) -> None:
             return  # a space-group symbol only: pymatgen expands it; rows <= max_atoms was checked
         strings = [single]
     rot, trans = _symops(strings)
-    images = np.einsum("kij,nj->nki", rot, frac) + trans[None]  # (rows, k, 3)
-    keys = np.mod(np.round(images * 1000.0), 1000.0).astype(np.int64)  # positions on a 1e-3 grid, wrapped
-    codes = np.sort((keys[..., 0] * 1000 + keys[..., 1]) * 1000 + keys[..., 2], axis=1)  # (rows, k)
-    count = int(rows + np.count_nonzero(np.diff(codes, axis=1)))
-    if max_atoms is not None and count > max_atoms:
+    if max_atoms is None or rows * len(rot) <= max_atoms:
+        return  # even with every image distinct the block is within the limit
+    count = _orbit_count(frac, rot, trans)
+    if count > max_atoms:
         raise ReaderError(
             f"the CIF has {count} atoms ({rows} atom-site rows and their images under {len(strings)} symmetry "
             f"operations), more than max_atoms {max_atoms} (checked before parsing)"
         )
+
+
+def _orbit_count(frac: np.ndarray, rot: np.ndarray, trans: np.ndarray, tol: float = 1e-3) -> int:
+    """Distinct images of each site under the operations (within ``tol`` in fractional coordinates), summed."""
+    k = len(rot)
+    images = np.mod(np.einsum("kij,nj->nki", rot, frac) + trans[None], 1.0)  # (rows, k, 3)
+    earlier = np.tril(np.ones((k, k), dtype=bool), -1)  # (k, k): j < i
+    chunk = max(1, (1 << 21) // (k * k * 3))
+    count = 0
+    for lo in range(0, len(frac), chunk):
+        block = images[lo : lo + chunk]  # (b, k, 3)
+        diff = block[:, :, None, :] - block[:, None, :, :]  # (b, k, k, 3)
+        diff -= np.round(diff)
+        same = np.all(np.abs(diff) < tol, axis=-1) & earlier  # image i repeats an earlier image j
+        count += int(np.count_nonzero(~same.any(axis=2)))
+    return count
 
 
 def _p1_arrays(text: str) -> tuple[np.ndarray, np.ndarray, list[int]] | None:
