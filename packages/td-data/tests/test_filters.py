@@ -209,3 +209,24 @@ def test_composition_validity_of_a_ten_element_generated_cell():
     assert composition_validity([37, 71, 96, 12, 32, 32, 83, 83, 5, 52, 46, 82, 6, 6, 35, 17], use_pauling_test=False)[
         0
     ]
+
+
+def test_quality_filter_without_arguments_uses_the_documented_defaults():
+    from td_data import QualityFilter as Exported
+    from td_data.filters import PlausibilityFilter
+
+    default = Exported()
+    assert [f.name for f in default.filters] == [f.name for f in QualityFilter.default().filters]
+    result = default([rocksalt(), crushed(), cscl(), rocksalt(id="again")])
+    assert [r.id for r in result.kept] == ["NaCl", "CsCl"]
+    assert [(r.record_id, r.filter_name) for r in result.rejected] == [
+        ("crushed", "structure_validity"),
+        ("again", "duplicate"),
+    ]
+    assert result.kept[0].labels["spacegroup"] == 225
+    with pytest.raises(TDDataError, match="filters need a name and an apply"):
+        QualityFilter(("structure_validity",))
+    flat = CrystalRecord([[4, 0, 0], [-2, 3.4641016, 0], [2, -3.4641016, 1e-7]], [[0, 0, 0]], ["Na"], id="flat")
+    step = PlausibilityFilter().apply([flat, rocksalt()])
+    assert step.kept_indices == (1,) and step.rejected[0][1] == "min_volume_per_atom"
+    assert "below min_volume_per_atom 1.0 A^3" in step.rejected[0][2]
