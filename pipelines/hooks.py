@@ -25,7 +25,7 @@ def _producer(name: str) -> str | None:
 
 
 class MissingInputsHook:
-    """Fails early, and plainly, when ``kedro run --pipeline=X`` lacks what an earlier pipeline writes."""
+    """Fails early, and plainly, when ``kedro run --pipelines=X`` lacks what an earlier pipeline writes."""
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
@@ -43,7 +43,7 @@ class MissingInputsHook:
         lines = [f"  - {n} ({why})" + (f": made by the '{p}' pipeline" if (p := _producer(n)) else "")
                  for n, why in missing]  # fmt: skip
         hint = (
-            "Run first: " + " then ".join(f"`kedro run --pipeline={p}`" for p in firsts) + " (or `kedro run` for all)."
+            "Run first: " + " then ".join(f"`kedro run --pipelines={p}`" for p in firsts) + " (or `kedro run` for all)."
             if firsts
             else "Run `kedro run` (all pipelines)."
         )

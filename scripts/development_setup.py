@@ -6,11 +6,13 @@
 
 Steps:
 
-1. **Environment**: ``make install`` (the Makefile is the one recipe): ``.venv`` created with the Python running
-   this script if it does not exist, then torch, ``requirements-dev.txt``, every library under ``packages/`` in
-   editable mode with its test extras, ``requirements-pipelines.txt`` and the root project. Where a library is
-   installed but not editable from this checkout (``pip install -e .`` installs the libraries as copies),
-   the Makefile's stamp is removed first so that ``make install`` installs them editable again.
+1. **Environment**: ``make install`` (the Makefile is the one recipe) into the environment of the Python running
+   this script when that is a virtual or conda environment (after ``pip install -e .`` in it, say), otherwise
+   into ``.venv`` (created with that Python if it does not exist); ``--venv`` names another. It installs torch,
+   ``requirements-dev.txt``, every library under ``packages/`` in editable mode with its test extras,
+   ``requirements-pipelines.txt`` and the root project. Where a library is installed but not editable from this
+   checkout (``pip install -e .`` installs the libraries as copies), the Makefile's stamp is removed first so that
+   ``make install`` installs them editable again.
 2. **Git hook**: ``.git/hooks/pre-commit`` runs the local hooks of ``.pre-commit-config.yaml`` (``ruff check`` and
    ``ruff format --check``) on the staged Python files with this environment's ruff: no network at commit time
    and no ``pre-commit`` package needed (``pre-commit run`` reads the same file where it is installed). A hook
@@ -90,6 +92,16 @@ def not_editable_here(venv: Path, root: Path = ROOT) -> list[str]:
         if not (editable and origin.get("url") == folder.resolve().as_uri()):
             stale.append(folder.name)
     return stale
+
+
+def default_environment() -> Path:
+    """The running Python's environment when it is a virtual or conda environment, else this checkout's .venv."""
+    prefix = Path(sys.prefix)
+    virtual = sys.prefix != sys.base_prefix
+    conda_env = (prefix / "conda-meta").is_dir() and not (prefix / "condabin").is_dir()  # not conda's own base
+    if virtual or conda_env:
+        return prefix
+    return ROOT / ".venv"
 
 
 def install_environment(venv: Path) -> None:
@@ -361,7 +373,12 @@ def report(checks: list[Check]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--venv", type=Path, default=ROOT / ".venv", help="the environment (default: .venv)")
+    parser.add_argument(
+        "--venv",
+        type=Path,
+        default=None,
+        help="the environment (default: the running one if it is a virtual or conda environment, else .venv)",
+    )
     parser.add_argument("--skip-install", action="store_true", help="use the environment as it is")
     parser.add_argument("--skip-hooks", action="store_true", help="do not install the git pre-commit hook")
     parser.add_argument("--skip-system", action="store_true", help="do not install chromium, slurm and munge")
@@ -369,7 +386,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--run-hooks", action="store_true", help="run the pre-commit checks on the staged files")
     parser.add_argument("--probe", action="store_true", help=argparse.SUPPRESS)  # the checks in the env's Python
     args = parser.parse_args(argv)
-    venv = args.venv.absolute()
+    venv = (args.venv or default_environment()).absolute()
     if args.probe:
         print(json.dumps([vars(c) for c in probe()]))
         return 0
@@ -382,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
             ("system pieces", None if args.skip_system else install_system),
         ]
         for number, (name, step) in enumerate(steps, start=1):
-            print(f"[{number}/4] {name}", flush=True)
+            print(f"[{number}/4] {name}" + (f": {venv}" if number == 1 else ""), flush=True)
             if step is None:
                 print("  skipped")
                 continue

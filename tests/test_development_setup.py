@@ -154,46 +154,45 @@ def test_only_local_system_hooks_are_run(clone, script):
 
 
 @pytest.mark.slow
-def test_full_setup_installs_this_checkout_editable_and_the_hook(tmp_path, clone):
-    """The command without --check-only: ``make install`` into a new environment, the hook, the smoke check.
+def test_guide_developer_flow_pip_install_then_setup_makes_the_libraries_editable(tmp_path, clone):
+    """The guide's "For Development" lines in a new virtual environment: ``pip install -e .`` (the libraries as
+    copies), then ``python scripts/development_setup.py`` with that environment's Python: ``make install`` into that
+    same environment makes the libraries editable from the clone, installs the hook and passes the smoke check.
 
-    The new environment sees the test interpreter's packages (nothing heavy is downloaded); what make installs
-    goes into it, and the environment running the tests is left as it was.
+    The new environment sees the test interpreter's packages (nothing heavy is downloaded); what pip and make
+    install goes into it, and the environment running the tests is left as it was.
     """
-    venv = tmp_path / "venv"
-    overlay_venv(venv)
+    python = overlay_venv(tmp_path / "venv")
     before = {name: importlib.metadata.distribution(name).read_text("direct_url.json") for name in LIBRARIES}
     env = {**GIT_ENV, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}  # its ruff
-    done = subprocess.run(
-        [sys.executable, "scripts/development_setup.py", "--skip-system", "--venv", str(venv)],
-        cwd=clone,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=900,
-        check=False,
-    )
-    out = done.stdout
-    assert done.returncode == 0, out + done.stderr
+
+    def run(*command: str) -> subprocess.CompletedProcess:
+        done = subprocess.run(command, cwd=clone, capture_output=True, text=True, env=env, timeout=900, check=False)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+        return done
+
+    run(str(python), "-m", "pip", "install", "-e", ".")
+    out = run(str(python), "scripts/development_setup.py", "--skip-system").stdout
+    venv = (tmp_path / "venv").absolute()
+    assert f"[1/4] environment: {venv}" in out  # the running environment, not a new .venv
+    assert not (clone / ".venv").exists()
+    assert "not editable from this checkout: reinstalling" not in out  # no stamp yet: make installs anyway
     assert "make install" in out and (venv / ".installed").exists()
     for name in LIBRARIES:
         assert f"editable from packages/{name}" in _line(out, name)
     assert _line(out, "pre-commit").split()[0] == "ok" and (clone / ".git" / "hooks" / "pre-commit").exists()
-    where = subprocess.run(
-        [
-            str(venv / "bin" / "python"),
-            "-c",
-            "import td_physics, pipelines; print(td_physics.__file__, pipelines.__file__)",
-        ],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert where == [
+    probe = "import td_physics, pipelines; print(td_physics.__file__, pipelines.__file__)"
+    where = subprocess.run([str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True)
+    assert where.stdout.split() == [
         str(clone / "packages" / "td-physics" / "src" / "td_physics" / "__init__.py"),
         str(clone / "pipelines" / "__init__.py"),
     ]
+    # a later `pip install -e .` turns the libraries into copies again; the next setup run notices and repairs
+    run(str(python), "-m", "pip", "install", "-e", ".")
+    again = run(str(python), "scripts/development_setup.py", "--skip-system", "--skip-hooks").stdout
+    assert "not editable from this checkout: reinstalling" in again
+    for name in LIBRARIES:
+        assert f"editable from packages/{name}" in _line(again, name)
     assert {name: importlib.metadata.distribution(name).read_text("direct_url.json") for name in LIBRARIES} == before
 
 

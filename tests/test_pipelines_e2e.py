@@ -1,14 +1,21 @@
 """The Kedro project end to end, in a temporary copy (never the repository's data/): every pipeline on a tiny
-preset, and ``kedro run --pipeline=train`` without its inputs failing with a plain message."""
+preset, ``kedro run --pipeline=train`` without its inputs failing with a plain message, and a training run
+killed with SIGKILL that resumes from its newest checkpoint when the same command is run again."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import pytest
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
@@ -52,7 +59,7 @@ def test_train_alone_without_inputs_says_what_to_run_first(tmp_path):
     done = _kedro(project, "run", "--pipeline=train", timeout=300)
     out = done.stdout + done.stderr
     assert done.returncode != 0
-    assert "train_crystals" in out and "kedro run --pipeline=split" in out
+    assert "train_crystals" in out and "kedro run --pipelines=split" in out
     assert not (project / "data" / "06_models").exists()
 
 
@@ -86,3 +93,68 @@ def test_default_pipeline_end_to_end_then_train_alone(tmp_path):
     again = _kedro(project, "run", "--pipeline=train")
     assert again.returncode == 0, (again.stdout + again.stderr)[-4000:]
     assert model.stat().st_mtime_ns != before
+
+
+def _train_inputs(project: Path) -> None:
+    """train.h5 and val.h5 as split would write them (synthetic crystals, no labels: training needs none)."""
+    from pipelines.datasets import CrystalStoreDataset
+    from pipelines.ingest.nodes import ingest_crystals
+    from pipelines.split.nodes import split_crystals
+
+    records, _ = ingest_crystals({"source": "synthetic", "n_samples": 30, "seed": 0, "max_atoms": 12})
+    _, train, val, _ = split_crystals(records, {"fractions": [0.8, 0.1, 0.1]})
+    CrystalStoreDataset(filepath=str(project / "data/05_model_input/train.h5")).save(train)
+    CrystalStoreDataset(filepath=str(project / "data/05_model_input/val.h5")).save(val)
+
+
+@pytest.mark.slow
+def test_train_killed_after_a_checkpoint_resumes_when_rerun(tmp_path):
+    """kill -9 of `kedro run --pipeline=train` once a checkpoint exists; the same command again resumes there."""
+    project = _project(tmp_path)
+    params = yaml.safe_load(TINY)
+    epochs = 40
+    params["training_config"].update(max_epochs=epochs, checkpoint_every=1, keep_checkpoints=2)
+    params["train_options"] = {"num_threads": 1, "augmentation": ["origin_shift", "permute"]}
+    (project / "conf" / "local" / "parameters_tiny.yml").write_text(yaml.safe_dump(params), encoding="utf-8")
+    _train_inputs(project)
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1",
+           "TMPDIR": str(scratch)}  # fmt: skip
+    checkpoints = project / "data" / "06_models" / "training" / "checkpoints"
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        proc = subprocess.Popen([str(KEDRO), "run", "--pipeline=train"], cwd=project, env=env, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
+        try:
+            deadline = time.monotonic() + 600
+            while not list(checkpoints.glob("checkpoint_epoch_*.pt")) and proc.poll() is None:
+                assert time.monotonic() < deadline, "no checkpoint after 600 s"
+                time.sleep(0.005)
+            running = proc.poll() is None
+            os.killpg(proc.pid, signal.SIGKILL)
+        finally:
+            proc.wait(timeout=60)
+    first = log.read_text()
+    assert running and proc.returncode == -signal.SIGKILL, first[-3000:]
+    kept = sorted(
+        int(m.group(1)) for p in checkpoints.iterdir() if (m := re.match(r"checkpoint_epoch_(\d+)\.pt$", p.name))
+    )
+    assert kept and kept[-1] < epochs, kept
+    assert not (project / "data" / "06_models" / "model.pt").exists()
+
+    again = _kedro(project, "run", "--pipeline=train")
+    out = again.stdout + again.stderr
+    assert again.returncode == 0, out[-4000:]
+    newest = f"data/06_models/training/checkpoints/checkpoint_epoch_{kept[-1]:04d}.pt"
+    assert f"resuming the same run from {newest} after epoch {kept[-1]}" in out, out[-4000:]
+    assert "starting afresh" not in out
+    summary = json.loads((project / "data" / "06_models" / "training_summary.json").read_text())
+    assert summary["epochs_completed"] == epochs and summary["n_train_augmented"] == summary["n_train"] // 2
+    import pandas as pd
+
+    metrics = pd.read_csv(project / "data" / "06_models" / "metrics.csv")
+    assert metrics.loc[metrics["kind"] == "epoch", "epoch"].tolist() == list(range(1, epochs + 1))  # continued
+    steps = metrics.loc[metrics["kind"] == "train", "step"].tolist()
+    assert steps == sorted(set(steps)) and steps[-1] == summary["global_step"]  # no step twice, none lost
+    assert not list(scratch.glob("td-train-*")), list(scratch.iterdir())

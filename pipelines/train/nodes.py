@@ -32,7 +32,15 @@ logger = logging.getLogger(__name__)
 #: Written in ``run_dir`` before training; a rerun resumes only when its content is the same.
 RUN_FILE = "run.json"
 #: What the trainer writes in its output folder (removed when a run starts afresh).
-_TRAINER_FILES = ("checkpoints", "metrics.csv", "config.json", "best_model.pt", "final_model.pt", "data_order")
+_TRAINER_FILES = (
+    "checkpoints",
+    "metrics.csv",
+    "config.json",
+    "best_model.pt",
+    "final_model.pt",
+    "data_order",
+    "tensorboard",
+)
 
 
 @dataclass(frozen=True)
