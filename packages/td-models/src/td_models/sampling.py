@@ -40,7 +40,7 @@ from td_models.model import LATTICE_CLIP
 if TYPE_CHECKING:
     from td_models.model import TopologicalDiffusionModel
 
-__all__ = ["sample"]
+__all__ = ["sample", "plan_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -128,8 +128,8 @@ def sample(
         Keep to the elements of the training data (``fit_normalisation``); False allows every
         element the model knows (an undertrained model then scatters over the periodic table).
     seed, batch_size:
-        Random seed; crystals per denoiser batch (crystals are sorted by atom count before they
-        are cut into batches, so that little padding is computed).
+        Random seed; most crystals per denoiser batch (:func:`plan_batches`: crystals of similar
+        size share a batch, and batches of big crystals hold fewer, so that little padding is computed).
     progress:
         ``False`` (default): silent. ``True``: a tqdm bar over the reverse steps of all batches
         (when tqdm is installed). A callable: called as ``progress(done, total)`` after each reverse
@@ -174,17 +174,14 @@ def sample(
     generator = torch.Generator(device=device).manual_seed(int(seed))
     was_training = model.training
     model.eval()
-    # Crystals of similar size share a batch: the denoiser pads every crystal of a batch to the
-    # largest, and its pair features cost N^2, so sorting by atom count cuts the padding.
-    order = np.argsort(counts, kind="stable")
+    batches = plan_batches(counts, batch_size)
     crystals: list[dict[str, Any] | None] = [None] * n
-    report = _Progress(progress, -(-n // batch_size) * len(sampling_schedule(model.num_steps, steps)))
+    report = _Progress(progress, len(batches) * len(sampling_schedule(model.num_steps, steps)))
     previous_threads = torch.get_num_threads()
     if threads is not None:
         torch.set_num_threads(threads)
     try:
-        for start in range(0, n, batch_size):
-            index = order[start : start + batch_size]
+        for index in batches:
             chunk = _sample_chunk(
                 model,
                 torch.as_tensor(counts[index], device=device),
@@ -210,6 +207,35 @@ def sample(
         if threads is not None:
             torch.set_num_threads(previous_threads)
     return crystals  # type: ignore[return-value]
+
+
+#: Atom-pair slots (padding included) per batch and per crystal of ``batch_size``: 8 x 8 atoms.
+PAIR_BUDGET_PER_CRYSTAL = 64
+
+
+def plan_batches(counts: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices of the crystals of each denoiser batch: similar sizes together, bounded padded work.
+
+    The denoiser pads every crystal of a batch to the largest and its pair features cost ``N^2``, so
+    crystals are taken in order of atom count, and a batch closes at ``batch_size`` crystals or when
+    its padded pairs ``len * N_max^2`` would pass ``batch_size * PAIR_BUDGET_PER_CRYSTAL`` (batches of big
+    crystals hold fewer of them). One crystal always fits.
+
+    >>> [b.tolist() for b in plan_batches(np.array([3, 1, 20, 2]), batch_size=2)]
+    [[1, 3], [0], [2]]
+    """
+    order = np.argsort(counts, kind="stable")
+    budget = batch_size * PAIR_BUDGET_PER_CRYSTAL
+    batches, current = [], []
+    for i in order:
+        size = int(counts[i])  # the largest so far: counts ascend
+        if current and (len(current) >= batch_size or (len(current) + 1) * size * size > budget):
+            batches.append(np.array(current))
+            current = []
+        current.append(int(i))
+    if current:
+        batches.append(np.array(current))
+    return batches
 
 
 def _chern_target(model: TopologicalDiffusionModel, cls: int, chern: int | None) -> int | None:
