@@ -198,3 +198,13 @@ def test_store_refuses_corrupt_moments(tmp_path):
         f["magmom_kinds"][0] = 2
     with CrystalStore.open(path) as store, pytest.raises(StoreError, match="magmom_kinds must be 0, 1 or 3, got 2"):
         store.read_all()
+
+
+@pytest.mark.parametrize("noncollinear", [False, True])
+def test_ase_round_trip_keeps_initial_moments(noncollinear):
+    pytest.importorskip("ase")
+    rec = magnetic_record(3, 7, noncollinear=noncollinear)
+    atoms = rec.to_atoms()
+    np.testing.assert_array_equal(atoms.get_initial_magnetic_moments(), rec.magmoms)
+    np.testing.assert_array_equal(CrystalRecord.from_atoms(atoms).magmoms, rec.magmoms)
+    assert CrystalRecord.from_atoms(rec.replace(magmoms=None).to_atoms()).magmoms is None

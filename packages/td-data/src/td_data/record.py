@@ -413,7 +413,8 @@ class CrystalRecord:
 
     @classmethod
     def from_atoms(cls, atoms: Any, *, properties=None, labels=None, id: str = "", source: str = "") -> CrystalRecord:
-        """From an :class:`ase.Atoms` with a full 3D cell."""
+        """From an :class:`ase.Atoms` with a full 3D cell; its initial magnetic moments, if set, become ``magmoms``."""
+        magmoms = atoms.get_initial_magnetic_moments() if atoms.has("initial_magmoms") else None
         return cls(
             np.asarray(atoms.cell),
             atoms.get_scaled_positions(wrap=True),
@@ -422,15 +423,22 @@ class CrystalRecord:
             labels or {},
             id,
             source,
+            magmoms,
         )
 
     def to_atoms(self) -> Any:
-        """An :class:`ase.Atoms` (periodic in all three directions); needs ``ase``."""
+        """An :class:`ase.Atoms` (periodic in all three directions, ``magmoms`` as initial moments); needs ``ase``."""
         try:
             from ase import Atoms
         except ImportError as err:
             raise ImportError("to_atoms needs ASE: pip install 'td-data[ase]'") from err
-        return Atoms(numbers=self.atomic_numbers, scaled_positions=self.frac_coords, cell=self.lattice, pbc=True)
+        return Atoms(
+            numbers=self.atomic_numbers,
+            scaled_positions=self.frac_coords,
+            cell=self.lattice,
+            pbc=True,
+            magmoms=None if self.magmoms is None else np.array(self.magmoms),
+        )
 
     def __repr__(self) -> str:
         cell = "".join(f"{k}{v}" for k, v in self.composition.items())
