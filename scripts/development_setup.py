@@ -211,28 +211,40 @@ def _selected(hook: dict, files: list[str]) -> list[str]:
     ]
 
 
+def _git_lines(root: Path, command: str, *args: str) -> list[str]:
+    """The NUL-separated file names that ``git <command> -z <args>`` prints."""
+    out = subprocess.run(["git", command, "-z", *args], cwd=root, capture_output=True, text=True, check=True).stdout
+    return [name for name in out.split("\0") if name]
+
+
 def run_hooks(venv: Path, root: Path = ROOT) -> int:
-    """Run the local hooks on the staged files (as they are in the work tree); the exit status git sees."""
-    staged = subprocess.run(
-        ["git", "diff", "--cached", "--name-only", "--diff-filter=ACMR", "-z"],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split("\0")
-    files = [name for name in staged if name]
+    """Run the local hooks on the staged files, as staged; the exit status git sees.
+
+    The staged files and the tool configurations (``pyproject.toml``, ``ruff.toml``) are copied out of the index
+    into a temporary folder and checked there, so that what is checked is what the commit holds, whatever the
+    work tree has since (as pre-commit does by stashing unstaged changes).
+    """
+    files = _git_lines(root, "diff", "--cached", "--name-only", "--diff-filter=ACMR")
+    configs = _git_lines(root, "ls-files", "--", "pyproject.toml", "*/pyproject.toml", "ruff.toml", ".ruff.toml")
     env = {**os.environ, "PATH": f"{venv / 'bin'}{os.pathsep}{os.environ.get('PATH', '')}"}
     status = 0
-    for hook in _load_hooks(root):
-        chosen = _selected(hook, files)
-        if not chosen and hook.get("pass_filenames", True):
-            continue
-        command = [*shlex.split(hook["entry"]), *hook.get("args", [])]
-        if hook.get("pass_filenames", True):
-            command += chosen
-        done = subprocess.run(command, cwd=root, env=env, check=False)
-        print(f"{hook.get('name', hook['id'])}: {'passed' if done.returncode == 0 else 'FAILED'}", file=sys.stderr)
-        status = status or done.returncode
+    with tempfile.TemporaryDirectory(prefix="td-pre-commit-") as snapshot:
+        if files or configs:
+            subprocess.run(
+                ["git", "checkout-index", f"--prefix={snapshot}/", "--", *sorted(set(files) | set(configs))],
+                cwd=root,
+                check=True,
+            )
+        for hook in _load_hooks(root):
+            chosen = _selected(hook, files)
+            if not chosen and hook.get("pass_filenames", True):
+                continue
+            command = [*shlex.split(hook["entry"]), *hook.get("args", [])]
+            if hook.get("pass_filenames", True):
+                command += chosen
+            done = subprocess.run(command, cwd=snapshot, env=env, check=False)
+            print(f"{hook.get('name', hook['id'])}: {'passed' if done.returncode == 0 else 'FAILED'}", file=sys.stderr)
+            status = status or done.returncode
     return status
 
 

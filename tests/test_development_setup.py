@@ -120,6 +120,22 @@ def test_installed_hook_runs_ruff_on_staged_files_and_blocks_a_bad_commit(clone)
     assert accepted.returncode == 0, accepted.stdout + accepted.stderr
     assert "ruff check: passed" in accepted.stderr and "ruff format --check: passed" in accepted.stderr
 
+    # what is checked is what is staged: a good staged version commits although the work tree has a bad one ...
+    (clone / "scratch.py").write_text("y = 2\n", encoding="utf-8")
+    subprocess.run(["git", "add", "scratch.py"], cwd=clone, check=True)
+    (clone / "scratch.py").write_text("import sys\ny=2\n", encoding="utf-8")
+    staged_good = subprocess.run(
+        ["git", "commit", "-m", "staged good"], cwd=clone, capture_output=True, text=True, env=GIT_ENV, check=False
+    )
+    assert staged_good.returncode == 0, staged_good.stdout + staged_good.stderr
+    # ... and a bad staged version is refused although the work tree has been fixed since
+    subprocess.run(["git", "add", "scratch.py"], cwd=clone, check=True)
+    (clone / "scratch.py").write_text("y = 3\n", encoding="utf-8")
+    staged_bad = subprocess.run(
+        ["git", "commit", "-m", "staged bad"], cwd=clone, capture_output=True, text=True, env=GIT_ENV, check=False
+    )
+    assert staged_bad.returncode != 0 and "F401" in staged_bad.stdout + staged_bad.stderr
+
 
 def test_a_hook_the_script_did_not_write_is_left_alone(clone, script):
     hook = clone / ".git" / "hooks" / "pre-commit"
