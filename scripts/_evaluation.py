@@ -2,8 +2,10 @@
 ``plot_training_curves.py``, ``analyze_generations.py``): loading models and crystals with clear errors,
 quiet libraries, progress bars, CIF and figure output.
 
-The scripts put the repository root on ``sys.path`` so that the pipelines' nodes (``pipelines.evaluate``,
-``pipelines.report``, ``pipelines.generate``) are reused rather than copied.
+The scripts reuse the pipelines' nodes (``pipelines.evaluate``, ``pipelines.report``, ``pipelines.generate``)
+rather than copy them: the Kedro package ``pipelines`` is installed with the project (``pip install -e .`` at the
+repository root; ``make install`` does it). Run as ``python scripts/NAME.py``, a script finds this module in its
+own folder.
 """
 
 from __future__ import annotations
@@ -19,8 +21,6 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 #: ``--dataset`` names of the scripts -> td-data's coverage-cutoff names
 DATASETS = {"mp20": "mp_20", "perov5": "perov_5", "carbon24": "carbon_24"}
@@ -51,6 +51,15 @@ def run_main(func, argv: Sequence[str] | None) -> int:
         return int(func(argv) or 0)
     except ScriptError as err:
         print(f"error: {err}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as err:
+        if err.name != "pipelines" and not str(err.name).startswith("pipelines."):
+            raise
+        print(
+            "error: the project's Kedro package `pipelines` is not installed in this Python: run "
+            f"`pip install -e .` in the repository root ({ROOT}), or `make install` there",
+            file=sys.stderr,
+        )
         return 2
 
 
@@ -256,14 +265,14 @@ def write_text(text: str, path: Path) -> Path:
 # ------------------------------------------------------------------------------------ where training writes
 #: ``(pattern relative to the working folder, what writes it)``: the models training writes
 MODEL_LOCATIONS = (
-    ("outputs/*/best_model.pt", "examples/training_example.py (--output-dir outputs/NAME; default outputs/training)"),
+    ("outputs/*/best_model.pt", "examples/training_example.py --output-dir outputs/NAME (default outputs/training)"),
     ("outputs/*/final_model.pt", "examples/training_example.py at the end of training"),
-    ("checkpoints/best_model.pt", "a best model copied to the user guide's path"),
+    ("checkpoints/best_model.pt", "you (the user guide's path: copy a run's best_model.pt there)"),
     ("data/06_models/model.pt", "the Kedro train pipeline (kedro run, make demo, make repro)"),
 )
 #: the training logs (``metrics.csv`` of the td-models Trainer)
 LOG_LOCATIONS = (
-    ("outputs/*/metrics.csv", "examples/training_example.py (--output-dir outputs/NAME; default outputs/training)"),
+    ("outputs/*/metrics.csv", "examples/training_example.py --output-dir outputs/NAME (default outputs/training)"),
     ("data/06_models/metrics.csv", "the Kedro train pipeline (kedro run, make demo, make repro)"),
 )
 #: folders of generated CIFs
@@ -304,7 +313,7 @@ def display_path(path: Path, base: Path | None = None) -> str:
 
 
 def _places(locations: Sequence[tuple[str, str]]) -> str:
-    return "; ".join(f"{pattern} ({what})" for pattern, what in locations)
+    return "; ".join(f"{pattern}, written by {what}" for pattern, what in locations)
 
 
 def trained_models(base: Path | None = None) -> list[tuple[float, Path, str]]:
@@ -363,7 +372,7 @@ def resolve_model_path(given: str | None, base: Path | None = None) -> tuple[Pat
             f"{_places(MODEL_LOCATIONS)}; {TRAIN_HINT}"
         )
     mtime, path, what = found[0]
-    how = f"the newest trained model found ({what}, written {_when(mtime)})"
+    how = f"the newest trained model found, written by {what} at {_when(mtime)}"
     if len(found) > 1:
         how += f"; also found: {', '.join(display_path(p, base) for _, p, _ in found[1:4])}"
     return path, how
@@ -380,7 +389,7 @@ def resolve_log_path(given: str | None, base: Path | None = None) -> tuple[Path,
         if not found:
             raise ScriptError(f"no --log-dir given and no training log found under {str(base)!r}: {where}")
         mtime, path, what = found[0]
-        return path, f"the newest training log ({what}, written {_when(mtime)})"
+        return path, f"the newest training log, written by {what} at {_when(mtime)}"
     path = Path(given)
     if path.is_file():
         return path, "--log-dir"
@@ -406,39 +415,47 @@ def resolve_generation_dir(base: Path | None = None) -> tuple[Path, str]:
     found = [f for f in _found(GENERATION_LOCATIONS, base, want_dir=True) if has_cifs(f[1])]
     if not found:
         raise ScriptError(
-            f"no generated crystals found under {str(base)!r}; generators write them to "
-            f"{_places(GENERATION_LOCATIONS)}: run `python scripts/test_generation_quality.py` or `kedro run` "
+            f"no generated crystals found under {str(base)!r}; they are written to {_places(GENERATION_LOCATIONS)}. "
+            "Run `python scripts/test_generation_quality.py` or `kedro run` "
             "first, or pass --input-dir"
         )
     mtime, path, what = found[0]
-    return path, f"the newest generated crystals ({what}, written {_when(mtime)})"
+    return path, f"the newest generated crystals, written by {what} at {_when(mtime)}"
 
 
 # ------------------------------------------------------------------------------------ long work, with bars
-def chunk_seed(seed: int, k: int) -> int:
-    """The sampling seed of chunk ``k``: ``seed`` itself for the first chunk (so a run of at most one chunk
-    draws what one ``model.sample`` call draws), an independent stream of ``(seed, k)`` for the others."""
-    import numpy as np
+class StepProgress:
+    """A ``progress(done, total)`` callback drawing a tqdm bar: td-models' ``sample(progress=...)`` calls it after
+    each reverse step of each batch, td-data's ``label_records(progress=...)`` after each crystal."""
 
-    return int(seed) if k == 0 else int(np.random.SeedSequence([int(seed), k]).generate_state(1)[0] >> 1)
+    def __init__(self, desc: str, disable: bool = False, unit: str = "it"):
+        self.desc, self.disable, self.unit, self.bar, self.calls = desc, disable, unit, None, []
+
+    def __call__(self, done: int, total: int) -> None:
+        self.calls.append((done, total))
+        if self.disable:
+            return
+        if self.bar is None:
+            self.bar = progress(None, total=total, desc=self.desc)
+            if hasattr(self.bar, "unit"):
+                self.bar.unit = self.unit
+        if hasattr(self.bar, "update"):
+            self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None and hasattr(self.bar, "close"):
+            self.bar.close()
+        self.bar = None
 
 
-def sample_with_progress(model: Any, n: int, *, batch_size: int, seed: int, disable: bool = False, **options: Any):
-    """``model.sample(n, ...)`` in chunks of ``batch_size`` crystals: a bar over the crystals, and td-models' bar
-    over the reverse steps of each chunk. Chunk ``k`` samples with :func:`chunk_seed` ``(seed, k)``."""
-    bar = progress(None, total=n, desc="sampling (crystals)", disable=disable)
-    out: list[dict[str, Any]] = []
+def sample_with_progress(model: Any, n: int, *, disable: bool = False, **options: Any) -> list[dict[str, Any]]:
+    """``model.sample(n, **options)`` with a bar over the reverse steps of all its batches (td-models reports
+    each step to a callback); the crystals are those of the same call without a bar."""
+    bar = StepProgress(f"sampling {n} crystals (reverse steps x batches)", disable=disable, unit="step")
     try:
-        for k, start in enumerate(range(0, n, batch_size)):
-            m = min(batch_size, n - start)
-            out.extend(model.sample(m, seed=chunk_seed(seed, k), batch_size=batch_size, progress=not disable,
-                                    **options))  # fmt: skip
-            if hasattr(bar, "update"):
-                bar.update(m)
+        return model.sample(n, progress=bar, **options)
     finally:
-        if hasattr(bar, "close"):
-            bar.close()
-    return out
+        bar.close()
 
 
 def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -446,14 +463,16 @@ def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
         yield seq[start : start + size]
 
 
-def fingerprints_with_progress(records: Sequence[Any], *, n_jobs: int, desc: str, disable: bool, chunk: int = 64):
+def fingerprints_with_progress(records: Sequence[Any], *, n_jobs: int, desc: str, disable: bool, chunk: int = 0):
     """``td_data.metrics.fingerprints`` of ``records`` chunk by chunk, with a bar over the crystals (the same
-    numbers: each crystal's fingerprint depends on it alone)."""
+    numbers: each crystal's fingerprint depends on it alone). ``chunk`` 0: 16 crystals per worker process, so
+    the bar moves every few seconds and each pool of workers gets enough to share."""
     import numpy as np
 
     from td_data.metrics import Fingerprints, fingerprints
 
     records = list(records)
+    chunk = chunk or 16 * max(1, n_jobs)
     parts = []
     bar = progress(None, total=len(records), desc=desc, disable=disable)
     try:
@@ -536,27 +555,6 @@ def generation_metrics_with_progress(
     out["n_reference_featurisation_failed"] = n_ref_failed
     out["struct_cutoff"], out["comp_cutoff"] = struct_cutoff, comp_cutoff
     return out
-
-
-class LabelProgress:
-    """A ``progress(done, total)`` callback (td-data's ``label_records``) drawing a tqdm bar."""
-
-    def __init__(self, desc: str, disable: bool = False):
-        self.desc, self.disable, self.bar, self.calls = desc, disable, None, []
-
-    def __call__(self, done: int, total: int) -> None:
-        self.calls.append((done, total))
-        if self.disable:
-            return
-        if self.bar is None:
-            self.bar = progress(None, total=total, desc=self.desc)
-        if hasattr(self.bar, "update"):
-            self.bar.update(done - self.bar.n)
-
-    def close(self) -> None:
-        if self.bar is not None and hasattr(self.bar, "close"):
-            self.bar.close()
-        self.bar = None
 
 
 # ------------------------------------------------------------------------------------ files, atomically

@@ -80,7 +80,7 @@ def load_folder(folder: Path) -> list[Any]:
     from pipelines.datasets import CifFolderDataset
 
     if not folder.is_dir():
-        where = "; ".join(f"{pattern} ({what})" for pattern, what in GENERATION_LOCATIONS)
+        where = "; ".join(f"{pattern}, by {what}" for pattern, what in GENERATION_LOCATIONS)
         raise ScriptError(f"--input-dir {str(folder)!r} does not exist or is not a folder; generated crystals are "
                           f"written to {where}")  # fmt: skip
     hidden = lambda p: any(s.startswith(".") for s in p.relative_to(folder).parts)  # noqa: E731

@@ -97,12 +97,12 @@ def training_figure(df, log_scale: bool = False):
 def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     quiet_libraries(args.verbose)
+    path, how = resolve_log_path(args.log_dir)  # before the slow imports: a wrong folder is reported at once
+    print(f"log: {display_path(path)} ({how})", flush=True)
     import pandas as pd
 
     from td_models.training import read_metrics
 
-    path, how = resolve_log_path(args.log_dir)
-    print(f"log: {display_path(path)} ({how})", flush=True)
     try:
         df = pd.DataFrame(read_metrics(path))
     except (ValueError, KeyError) as err:

@@ -7,8 +7,8 @@
 Without ``--model-path`` the newest model training wrote under the working folder is used (a run folder's
 ``best_model.pt`` of ``examples/training_example.py``, ``outputs/training/`` by default, or the Kedro
 pipeline's ``data/06_models/model.pt``); the first line of output names it. Samples ``--n-samples`` crystals
-(unconditioned unless ``--topo-class``) in chunks of ``--batch-size`` with progress bars, then writes to
-``--output-dir`` (created):
+(unconditioned unless ``--topo-class``), with progress bars on the reverse steps, the property predictions, the
+fingerprints and the metrics, then writes to ``--output-dir`` (created):
 
 * ``metrics.json``: validity (structural, compositional, both), COV-R / COV-P (cutoffs of ``--dataset`` or
   ``--cutoffs``), Wasserstein distances of density and number of elements, uniqueness, novelty against
@@ -33,12 +33,12 @@ from _evaluation import (
     DATASETS,
     DEFAULT_REFERENCE,
     ScriptError,
+    StepProgress,
     display_path,
     generation_metrics_with_progress,
     load_model,
     load_records,
     predict_samples,
-    progress,
     quiet_libraries,
     resolve_model_path,
     run_main,
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the model's full chain)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--topo-class", default=None, help="condition on this class (default: unconditioned)")
-    p.add_argument("--batch-size", type=int, default=256, help="crystals per denoiser batch (one progress chunk)")
+    p.add_argument("--batch-size", type=int, default=256, help="most crystals per denoiser batch")
     p.add_argument("--max-reference", type=int, default=None, help="use at most this many reference crystals")
     p.add_argument("--n-jobs", type=int, default=1, help="worker processes for the fingerprints")
     p.add_argument("--device", default="cpu", help="torch device for sampling")
@@ -134,10 +134,14 @@ def _main(argv: Sequence[str] | None) -> int:
         raise ScriptError(str(err)) from err
     t_sample = time.perf_counter() - t0
     t0 = time.perf_counter()
-    predicted = []
-    chunks = range(0, len(samples), args.batch_size)
-    for start in progress(chunks, total=len(chunks), desc="predicting properties (chunks)", disable=quiet):
-        predicted += predict_samples(samples[start : start + args.batch_size], model)
+    predicted: list = []
+    bar = StepProgress("predicting properties", disable=quiet, unit="crystal")
+    try:
+        for start in range(0, len(samples), args.batch_size):
+            predicted += predict_samples(samples[start : start + args.batch_size], model)
+            bar(len(predicted), len(samples))
+    finally:
+        bar.close()
     generated, rejected = samples_to_records(predicted, model=None)
     t_predict = time.perf_counter() - t0
     if not generated:

@@ -39,8 +39,8 @@ import numpy as np
 from _evaluation import (
     DEFAULT_REFERENCE,
     SAFE_FORMATS,
-    LabelProgress,
     ScriptError,
+    StepProgress,
     display_path,
     load_model,
     load_records,
@@ -118,7 +118,7 @@ def conditional_generation(model: Any, classes: Sequence[str], args: argparse.Na
             {**pc, "topological_class": cls},
             {"n_candidates": args.n_samples, "steps": args.steps, "seed": args.seed + k},
         )
-        bar = LabelProgress(f"labelling {cls}", disable=args.no_progress)
+        bar = StepProgress(f"labelling {cls}", disable=args.no_progress, unit="crystal")
         try:
             checked, report, _ = (
                 physics_consistency(cands, label_options, evaluate_options, progress=bar) if cands else ([], {}, None)

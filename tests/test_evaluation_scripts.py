@@ -88,7 +88,7 @@ def workdir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def generated(workdir):
     """``(completed process, metrics.json)`` of the guide's generation-quality command without --model-path
-    (5 samples in chunks of 2 so that three chunks run, with progress bars)."""
+    (5 samples in batches of at most 2, with progress bars)."""
     done = run(workdir, "scripts/test_generation_quality.py", "--n-samples", "5", "--steps", "8", "--batch-size", "2",
                "--dataset", "perov5", "--output-dir", "validation_results/")  # fmt: skip
     return done, json.loads((workdir / "validation_results" / "metrics.json").read_text())
@@ -114,7 +114,9 @@ def test_generation_quality_defaults_to_the_newest_model(workdir, generated):
     assert Path(metrics["model_path"]).resolve() == (workdir / "outputs" / "training" / "best_model.pt").resolve()
     assert metrics["reference"] == "data/05_model_input/test.h5 (6 crystals)"
     # progress bars on stderr: the chunks of crystals, td-models' reverse steps, the fingerprints, the metric steps
-    for bar in ("sampling (crystals)", "sampling", "fingerprints (generated)", "fingerprints (reference)", "metrics"):
+    bars = ("sampling 5 crystals", "predicting properties", "validity", "fingerprints (generated)",
+            "fingerprints (reference)", "metrics")  # fmt: skip
+    for bar in bars:
         assert bar in done.stderr, bar
     out = workdir / "validation_results"
     cifs = sorted((out / "samples").glob("*.cif"))
@@ -152,21 +154,24 @@ def test_generation_quality_without_any_model_says_how_to_train(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_sampling_in_chunks_keeps_the_first_chunk_and_counts(helpers, workdir):
+def test_sampling_bar_follows_every_reverse_step_and_changes_nothing(helpers, workdir):
     from td_models import TopologicalDiffusionModel
 
     model = TopologicalDiffusionModel.load(workdir / "outputs" / "training" / "best_model.pt")
-    chunked = helpers.sample_with_progress(model, 5, batch_size=2, seed=3, steps=4, disable=True)
-    whole = model.sample(2, seed=3, steps=4, batch_size=2)
-    assert len(chunked) == 5
-    for a, b in zip(chunked[:2], whole):  # the first chunk is what one call with the same seed draws
+    calls = []
+    original = helpers.StepProgress.__call__
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(helpers.StepProgress, "__call__", lambda self, d, t: (calls.append((d, t)), original(self, d, t)))
+        barred = helpers.sample_with_progress(model, 5, batch_size=2, seed=3, steps=4, disable=False)
+    plain = model.sample(5, seed=3, steps=4, batch_size=2)
+    assert len(barred) == len(plain) == 5
+    for a, b in zip(barred, plain):  # the bar only watches: same crystals as a call without it
         np.testing.assert_array_equal(a["atomic_numbers"], b["atomic_numbers"])
-        np.testing.assert_allclose(a["lattice"], b["lattice"])
-    assert helpers.chunk_seed(3, 0) == 3 and len({helpers.chunk_seed(3, k) for k in range(50)}) == 50
-    assert helpers.chunk_seed(3, 1) != helpers.chunk_seed(4, 1)
-    again = helpers.sample_with_progress(model, 5, batch_size=2, seed=3, steps=4, disable=True)
-    for a, b in zip(chunked, again):  # reproducible
-        np.testing.assert_allclose(a["frac_coords"], b["frac_coords"])
+        np.testing.assert_array_equal(a["lattice"], b["lattice"])
+        np.testing.assert_array_equal(a["frac_coords"], b["frac_coords"])
+    total = calls[0][1]
+    assert total % 4 == 0 and total >= 4 * 3  # 4 steps for each of at least ceil(5 / 2) batches
+    assert calls == [(d, total) for d in range(1, total + 1)]
 
 
 def test_metrics_with_progress_equal_the_library_metrics(helpers):
@@ -283,7 +288,7 @@ def test_labelling_progress_reaches_every_crystal(helpers):
     from pipelines.evaluate.nodes import physics_consistency
 
     records = [r.with_labels(requested_class="trivial") for r in _crystals()[1:4:2]]  # two GaAs cells
-    bar = helpers.LabelProgress("labelling", disable=True)
+    bar = helpers.StepProgress("labelling", disable=True)
     checked, report, _ = physics_consistency(records, {"workers": 1, "gap_mesh": 4}, {"max_relabel": 2}, progress=bar)
     assert report["n_checked"] == 2 == len(checked)
     assert bar.calls[-1] == (2, 2) and [d for d, _ in bar.calls] == list(range(1, len(bar.calls) + 1))
@@ -440,3 +445,17 @@ def test_files_are_written_atomically_with_the_users_umask(helpers, tmp_path):
     assert json.loads(path.read_text()) == {"x": None, "y": 1.5}
     assert stat.S_IMODE(path.stat().st_mode) == 0o640  # 0666 & ~umask, not mkstemp's 0600
     assert sorted(p.name for p in path.parent.iterdir()) == ["a.json"]  # no temporary file left behind
+
+
+def test_missing_pipelines_package_is_a_one_line_error(tmp_path):
+    """Without the project installed (``pip install -e .``), the scripts say so instead of a traceback."""
+    (tmp_path / "gen").mkdir()
+    _crystals()[0].to_structure().to(filename=str(tmp_path / "gen" / "zb.cif"))
+    code = (
+        "import runpy, sys; sys.modules['pipelines'] = None; "  # as if the package were not installed
+        f"sys.path.insert(0, {str(SCRIPTS)!r}); sys.argv = ['analyze_generations.py', '--input-dir', 'gen']; "
+        f"runpy.run_path({str(SCRIPTS / 'analyze_generations.py')!r}, run_name='__main__')"
+    )
+    done = run(tmp_path, "-c", code, expect=2)
+    assert done.stderr.startswith("error: the project's Kedro package `pipelines` is not installed")
+    assert "pip install -e ." in done.stderr and "Traceback" not in done.stderr
