@@ -409,3 +409,20 @@ def test_special_positions_are_counted_once(tmp_path):
     assert [r.num_atoms for r in load_materials_database(tmp_path, max_atoms=8).records] == [8]
     reason = only_reason(load_materials_database(tmp_path, max_atoms=7), "Si.cif")
     assert "the CIF has 8 atoms (1 atom-site rows and their images under 192 symmetry operations)" in reason
+
+
+@pytest.mark.parametrize(
+    "change, expected",
+    [
+        ({"a": 0}, "CIF cell lengths must be positive numbers (Angstrom), got _cell_length_a 0"),
+        ({"b": "-3.5(2)"}, "CIF cell lengths must be positive numbers (Angstrom), got _cell_length_b -3.5(2)"),
+        (
+            {"alpha": "1e308"},
+            "CIF cell angles must be between 0 and 180 degrees (exclusive), got _cell_angle_alpha 1e308",
+        ),
+        ({"gamma": 180}, "CIF cell angles must be between 0 and 180 degrees (exclusive), got _cell_angle_gamma 180"),
+    ],
+)
+def test_impossible_cif_cells_name_the_parameter(tmp_path, change, expected):
+    (tmp_path / "cell.cif").write_text(p1_cif(**change))
+    assert only_reason(load_materials_database(tmp_path), "cell.cif") == f"ReaderError: {expected}"

@@ -429,6 +429,7 @@ def _cif_site_count(text: str, max_atoms: int | None) -> None:
     checks that the coordinates are finite numbers and that the symmetry operations parse.
     """
     loops, items = _cif_loops(text)
+    _check_cell(items)
     site = next(((t, v) for t, v in loops if any(tag in t for tag in _SITE_TAGS)), None)
     if site is None:
         return
@@ -473,6 +474,28 @@ def _cif_site_count(text: str, max_atoms: int | None) -> None:
             f"the CIF has {count} atoms ({rows} atom-site rows and their images under {len(strings)} symmetry "
             f"operations), more than max_atoms {max_atoms} (checked before parsing)"
         )
+
+
+def _check_cell(items: dict[str, str]) -> None:
+    """Cell lengths must be positive and angles strictly between 0 and 180 degrees (when they are numbers)."""
+    for axis in "abc":
+        raw = items.get(f"_cell_length_{axis}")
+        try:
+            value = _cif_float(raw) if raw is not None else None
+        except ValueError:
+            continue  # '?' and other placeholders: pymatgen decides
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ReaderError(f"CIF cell lengths must be positive numbers (Angstrom), got _cell_length_{axis} {raw}")
+    for angle in ("alpha", "beta", "gamma"):
+        raw = items.get(f"_cell_angle_{angle}")
+        try:
+            value = _cif_float(raw) if raw is not None else None
+        except ValueError:
+            continue
+        if value is not None and not (math.isfinite(value) and 0 < value < 180):
+            raise ReaderError(
+                f"CIF cell angles must be between 0 and 180 degrees (exclusive), got _cell_angle_{angle} {raw}"
+            )
 
 
 def _orbit_count(frac: np.ndarray, rot: np.ndarray, trans: np.ndarray, tol: float = 1e-3) -> int:
