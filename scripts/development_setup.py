@@ -115,7 +115,7 @@ def install_environment(venv: Path) -> None:
         print(f"  {', '.join(stale)} not editable from this checkout: reinstalling")
         stamp.unlink()
     command = [make, "install", f"PYTHON={sys.executable}", f"VENV={venv}"]
-    print(f"  {shlex.join(command)}", flush=True)
+    print(f"  {shlex.join(command)}  (pip runs quietly: minutes in a new environment, seconds after)", flush=True)
     subprocess.run(command, cwd=ROOT, check=True)
 
 

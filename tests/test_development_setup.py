@@ -212,5 +212,14 @@ def test_guide_developer_flow_pip_install_then_setup_makes_the_libraries_editabl
     assert {name: importlib.metadata.distribution(name).read_text("direct_url.json") for name in LIBRARIES} == before
 
 
+def test_system_step_as_a_normal_user_says_what_to_run(script, monkeypatch):
+    monkeypatch.setattr(script, "system_pieces", lambda: {"slurm": [], "chromium": ["chromium"]})
+    monkeypatch.setattr(script.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(script.subprocess, "run", lambda *a, **k: pytest.fail(f"ran {a}"))  # installs nothing
+    assert script.install_system() == "not root, so nothing installed: run `sudo bash scripts/setup_test_system.sh`"
+    monkeypatch.setattr(script, "system_pieces", lambda: {"slurm": [], "chromium": []})
+    assert script.install_system() == "chromium, slurm and munge present"
+
+
 if __name__ == "__main__":
     raise SystemExit(pytest.main([__file__, "-v"]))
