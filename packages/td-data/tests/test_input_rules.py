@@ -154,7 +154,7 @@ def test_closest_pair_matches_brute_force_in_skewed_cells():
         lattice = np.diag(rng.uniform(3, 6, 3)) + rng.uniform(-4, 4, (3, 3)) * np.triu(np.ones((3, 3)), 1)
         frac = rng.uniform(0, 1, (int(rng.integers(1, 9)), 3))
         d, i, j = closest_pair(lattice, frac)
-        images = np.array(np.meshgrid(*[np.arange(-4, 5)] * 3, indexing="ij")).reshape(3, -1).T  # (729, 3)
+        images = np.array(np.meshgrid(*[np.arange(-6, 7)] * 3, indexing="ij")).reshape(3, -1).T  # (2197, 3)
         diff = (frac[None, :, None] - frac[:, None, None] + images[None, None]) @ lattice  # (N, N, 729, 3)
         dist = np.linalg.norm(diff, axis=-1)
         dist[np.arange(len(frac)), np.arange(len(frac)), len(images) // 2] = np.inf
@@ -426,3 +426,15 @@ def test_special_positions_are_counted_once(tmp_path):
 def test_impossible_cif_cells_name_the_parameter(tmp_path, change, expected):
     (tmp_path / "cell.cif").write_text(p1_cif(**change))
     assert only_reason(load_materials_database(tmp_path), "cell.cif") == f"ReaderError: {expected}"
+
+
+@pytest.mark.parametrize("shear", [37.0, 400.0, 4000.0])
+def test_closest_pair_in_extremely_sheared_cells_agrees_with_niggli_reduction(shear):
+    from td_data.validity import min_distance
+
+    rng = np.random.default_rng(int(shear))
+    lattice = np.array([[4.0, 0, 0], [shear, 4.1, 0], [0, 0, 4.2]])  # b nearly parallel to a: far images matter
+    frac = rng.uniform(0, 1, (4, 3))
+    record = CrystalRecord(lattice, frac, ["C"] * 4)
+    d, i, j = closest_pair(lattice, frac)
+    assert d == pytest.approx(min_distance(record), rel=1e-9)  # pymatgen's Niggli cell, 27 images
