@@ -398,8 +398,10 @@ class TrainingConfig(_Block):
         if self.scheduler == "phases":
             default_rate = _default_phases()[0].learning_rate
             if self.learning_rate is not None and phases == _default_phases():
-                factor = self.learning_rate / default_rate  # the guide's three phases, scaled to the given rate
-                phases = tuple(p.replace(learning_rate=p.learning_rate * factor) for p in phases)
+                # the guide's three phases, scaled to the given rate (the first one equals it exactly)
+                phases = tuple(
+                    p.replace(learning_rate=self.learning_rate * (p.learning_rate / default_rate)) for p in phases
+                )
             elif self.learning_rate is not None and not math.isclose(self.learning_rate, phases[0].learning_rate):
                 raise ConfigError(
                     f"training_config.learning_rate ({self.learning_rate!r}) and training_config.phases[0]"
