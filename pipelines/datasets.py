@@ -21,6 +21,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from td_data import CrystalRecord
+from td_data._files import current_umask
 
 __all__ = ["CrystalStoreDataset", "CifFolderDataset", "TorchCheckpointDataset"]
 
@@ -169,6 +170,7 @@ class CifFolderDataset(AbstractDataset[Sequence[CrystalRecord], list[CrystalReco
 
         self._path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{self._path.name}.", suffix=".tmp", dir=self._path.parent))
+        os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the folder gets the user's umask
         try:
             taken: set[str] = set()
             index = []

@@ -22,3 +22,17 @@ def test_invalid_candidates_survive_the_cif_folder_round_trip(tmp_path):
     result = load_materials_database(sorted((tmp_path / "candidates").glob("*.cif")))
     assert [q.reason for q in result.quarantined] == ["atoms 0 and 1 are 0.04 A apart, below min_distance 0.5 A"]
     assert [r.formula for r in result.records] == ["CsCl"]
+
+
+def test_candidate_folder_gets_the_umask_permissions(tmp_path):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        dataset = CifFolderDataset(path=tmp_path / "candidates")
+        dataset.save([CrystalRecord(4.12 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cs", "Cl"], id="c")])
+        assert stat.S_IMODE((tmp_path / "candidates").stat().st_mode) == 0o755  # not mkdtemp's 0700
+        assert {stat.S_IMODE(p.stat().st_mode) for p in (tmp_path / "candidates").iterdir()} == {0o644}
+    finally:
+        os.umask(old)
