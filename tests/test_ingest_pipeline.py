@@ -100,3 +100,29 @@ def test_kedro_ingest_refuses_an_unknown_filter_option(tmp_path):
     assert done.returncode != 0
     assert "data_config.quality_filters has unknown keys ['min_distanse']" in done.stdout + done.stderr
     assert not (project / "data" / "01_raw" / "crystals.h5").exists()
+
+
+def test_every_quality_filter_key_is_validated():
+    import pytest
+
+    from pipelines.exceptions import ParameterError
+    from pipelines.ingest.nodes import ingest_crystals
+
+    base = {"source": "synthetic", "n_samples": 2}
+    bad = {
+        "min_distance": -1,
+        "min_volume_per_atom": "small",
+        "composition_validity": "yes",
+        "max_elements": 0,
+        "spacegroup": 1,
+        "symprec": 0,
+        "allowed_spacegroups": [0],
+        "duplicates": None,
+    }
+    for key, value in bad.items():
+        with pytest.raises(ParameterError, match=rf"data_config\.quality_filters\.{key} must be"):
+            ingest_crystals({**base, "quality_filters": {key: value}})
+    with pytest.raises(ParameterError, match="allowed_spacegroups needs data_config.quality_filters.spacegroup"):
+        ingest_crystals({**base, "quality_filters": {"spacegroup": False, "allowed_spacegroups": [225]}})
+    with pytest.raises(ParameterError, match=r"data_config.seed must be an integer, got '0'"):
+        ingest_crystals({**base, "seed": "0"})

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pipelines._options import OptionsBlock
+from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
 from td_data.filters import (
     CompositionValidityFilter,
@@ -71,23 +72,25 @@ class QualityFilterOptions(OptionsBlock):
         for name in ("min_distance", "min_volume_per_atom"):
             value = getattr(self, name)
             if value is not None and (not _is_number(value) or value < 0):
-                raise ValueError(f"{b}.{name} must be a non-negative number (Angstrom) or null, got {value!r}")
+                raise ParameterError(f"{b}.{name} must be a non-negative number (Angstrom) or null, got {value!r}")
         for name in ("composition_validity", "spacegroup", "duplicates"):
             if not isinstance(getattr(self, name), bool):
-                raise ValueError(f"{b}.{name} must be true or false, got {getattr(self, name)!r}")
+                raise ParameterError(f"{b}.{name} must be true or false, got {getattr(self, name)!r}")
         m = self.max_elements
         if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 1):
-            raise ValueError(f"{b}.max_elements must be a positive integer or null, got {m!r}")
+            raise ParameterError(f"{b}.max_elements must be a positive integer or null, got {m!r}")
         if not _is_number(self.symprec) or not self.symprec > 0:
-            raise ValueError(f"{b}.symprec must be a positive distance in Angstrom, got {self.symprec!r}")
+            raise ParameterError(f"{b}.symprec must be a positive distance in Angstrom, got {self.symprec!r}")
         allowed = self.allowed_spacegroups
         if allowed is not None:
             if not isinstance(allowed, (list, tuple)) or not all(
                 isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 230 for n in allowed
             ):
-                raise ValueError(f"{b}.allowed_spacegroups must be a list of numbers 1..230 or null, got {allowed!r}")
+                raise ParameterError(
+                    f"{b}.allowed_spacegroups must be a list of numbers 1..230 or null, got {allowed!r}"
+                )
             if not self.spacegroup:
-                raise ValueError(f"{b}.allowed_spacegroups needs {b}.spacegroup: true, got spacegroup: false")
+                raise ParameterError(f"{b}.allowed_spacegroups needs {b}.spacegroup: true, got spacegroup: false")
 
     def quality_filter(self) -> QualityFilter:
         """The filters, cheapest first and the pairwise duplicate search last."""
@@ -123,35 +126,35 @@ class DataConfig(OptionsBlock):
     def __post_init__(self) -> None:
         if not isinstance(self.quality_filters, QualityFilterOptions):
             if self.quality_filters is not None and not isinstance(self.quality_filters, Mapping):
-                raise ValueError(f"data_config.quality_filters must be a mapping, got {self.quality_filters!r}")
+                raise ParameterError(f"data_config.quality_filters must be a mapping, got {self.quality_filters!r}")
             object.__setattr__(self, "quality_filters", QualityFilterOptions.from_dict(self.quality_filters))
         for name in ("n_samples", "seed", "max_atoms"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool):
-                raise ValueError(f"data_config.{name} must be an integer, got {value!r}")
+                raise ParameterError(f"data_config.{name} must be an integer, got {value!r}")
         if not isinstance(self.trusted, bool):
-            raise ValueError(f"data_config.trusted must be true or false, got {self.trusted!r}")
+            raise ParameterError(f"data_config.trusted must be true or false, got {self.trusted!r}")
         if not _is_number(self.fraction_2d) or not 0 <= self.fraction_2d <= 1:
-            raise ValueError(f"data_config.fraction_2d must be a number between 0 and 1, got {self.fraction_2d!r}")
+            raise ParameterError(f"data_config.fraction_2d must be a number between 0 and 1, got {self.fraction_2d!r}")
         if self.path is not None and not isinstance(self.path, str):
-            raise ValueError(f"data_config.path must be a file or folder name or null, got {self.path!r}")
+            raise ParameterError(f"data_config.path must be a file or folder name or null, got {self.path!r}")
         elements = self.elements
         if not (
             elements is None
             or elements == "labeller"
             or (isinstance(elements, (list, tuple)) and all(isinstance(e, str) for e in elements))
         ):
-            raise ValueError(
+            raise ParameterError(
                 f"data_config.elements must be 'labeller', a list of element symbols or null, got {elements!r}"
             )
         if self.source not in SOURCES:
-            raise ValueError(f"data_config.source must be one of {SOURCES}, got {self.source!r}")
+            raise ParameterError(f"data_config.source must be one of {SOURCES}, got {self.source!r}")
         if self.source != "synthetic" and not self.path:
-            raise ValueError(f"data_config.path must name a file or folder for source {self.source!r}, got none")
+            raise ParameterError(f"data_config.path must name a file or folder for source {self.source!r}, got none")
         if self.n_samples < 1:
-            raise ValueError(f"data_config.n_samples must be at least 1, got {self.n_samples}")
+            raise ParameterError(f"data_config.n_samples must be at least 1, got {self.n_samples}")
         if self.max_atoms < 1:
-            raise ValueError(f"data_config.max_atoms must be at least 1, got {self.max_atoms}")
+            raise ParameterError(f"data_config.max_atoms must be at least 1, got {self.max_atoms}")
 
     @property
     def allowed_elements(self) -> tuple[str, ...] | None:
