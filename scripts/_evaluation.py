@@ -448,6 +448,11 @@ class StepProgress:
         self.bar = None
 
 
+def default_steps(model: Any) -> int:
+    """The reverse steps ``model.sample`` takes without ``steps``: ``model_config.sampling_steps``, else the chain."""
+    return int(getattr(model.config.model_config, "sampling_steps", None) or model.num_steps)
+
+
 def sample_with_progress(model: Any, n: int, *, disable: bool = False, **options: Any) -> list[dict[str, Any]]:
     """``model.sample(n, **options)`` with a bar over the reverse steps of all its batches (td-models reports
     each step to a callback); the crystals are those of the same call without a bar."""

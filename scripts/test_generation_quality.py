@@ -34,6 +34,7 @@ from _evaluation import (
     DEFAULT_REFERENCE,
     ScriptError,
     StepProgress,
+    default_steps,
     display_path,
     generation_metrics_with_progress,
     load_model,
@@ -74,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=sorted(DATASETS), default="mp20", help="coverage cutoffs of this benchmark")
     p.add_argument("--cutoffs", type=float, nargs=2, metavar=("STRUCT", "COMP"), default=None,
                    help="coverage cutoffs (structure, composition); overrides --dataset")  # fmt: skip
-    p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the model's full chain)")
+    p.add_argument("--steps", type=int, default=None, help="reverse steps (default: model's sampling_steps, else all)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--topo-class", default=None, help="condition on this class (default: unconditioned)")
     p.add_argument("--batch-size", type=int, default=256, help="most crystals per denoiser batch")
@@ -162,7 +163,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "n_records": len(generated),
         "n_rejected_samples": len(rejected),
         "topo_class": args.topo_class,
-        "steps": args.steps if args.steps is not None else model.num_steps,
+        "steps": args.steps if args.steps is not None else default_steps(model),
         "seed": args.seed,
         "batch_size": args.batch_size,
         "reference": f"{ref_path} ({len(reference)} crystals)",

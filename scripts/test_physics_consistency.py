@@ -41,6 +41,7 @@ from _evaluation import (
     SAFE_FORMATS,
     ScriptError,
     StepProgress,
+    default_steps,
     display_path,
     load_model,
     load_records,
@@ -78,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classes", nargs="+", default=None,
                    help="classes to request in turn (default: every class the model knows)")  # fmt: skip
     p.add_argument("--model-class", action="store_true", help="request only the class of the model's physics_config")
-    p.add_argument("--steps", type=int, default=None, help="reverse steps (default: the model's full chain)")
+    p.add_argument("--steps", type=int, default=None, help="reverse steps (default: model's sampling_steps, else all)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--max-relabel", type=int, default=24, help="at most this many crystals re-labelled per class")
     p.add_argument("--max-relabel-atoms", type=int, default=8, help="only cells with at most this many sites")
@@ -160,7 +161,7 @@ def conditional_generation(model: Any, classes: Sequence[str], args: argparse.Na
         "n_refused": sum(refusals_total.values()),
         "refusals": dict(refusals_total),
         "labeller_options": dict(label_options),
-        "steps": args.steps if args.steps is not None else model.num_steps,
+        "steps": args.steps if args.steps is not None else default_steps(model),
     }
 
 

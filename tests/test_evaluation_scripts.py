@@ -172,6 +172,11 @@ def test_sampling_bar_follows_every_reverse_step_and_changes_nothing(helpers, wo
     total = calls[0][1]
     assert total % 4 == 0 and total >= 4 * 3  # 4 steps for each of at least ceil(5 / 2) batches
     assert calls == [(d, total) for d in range(1, total + 1)]
+    calls.clear()
+    with pytest.MonkeyPatch.context() as mp:  # without steps: the number metrics.json records is the one sampled
+        mp.setattr(helpers.StepProgress, "__call__", lambda self, d, t: calls.append((d, t)))
+        helpers.sample_with_progress(model, 1, seed=0, disable=True)
+    assert calls[-1] == (helpers.default_steps(model),) * 2
 
 
 def test_metrics_with_progress_equal_the_library_metrics(helpers):
