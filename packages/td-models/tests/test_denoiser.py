@@ -224,3 +224,15 @@ def test_overfit_smoke():
         opt.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < losses[0] / 10, (losses[0], losses[-1])
+
+
+def test_one_pass_under_several_conditions_equals_one_pass_per_condition():
+    lattice, frac, species, mask, t, cond = _batch(3)
+    other = torch.randn_like(cond)
+    together = MODEL(lattice, frac, species, mask, t, torch.cat([cond, other]))
+    apart = [MODEL(lattice, frac, species, mask, t, c) for c in (cond, other)]
+    for name in DenoiserOutput._fields:
+        joined = torch.cat([getattr(apart[0], name), getattr(apart[1], name)])
+        torch.testing.assert_close(getattr(together, name), joined, **TOL, msg=name)
+    with pytest.raises(BatchError, match=r"cond must have shape \(2, 32\), got \(3, 32\)"):
+        MODEL(lattice, frac, species, mask, t, torch.randn(3, 32, dtype=DT))

@@ -237,8 +237,10 @@ class TopologicalTransformer(nn.Module):
             "species": (species, (b, n)),
             "mask": (mask, (b, n)),
             "t": (t, (b,)),
-            "cond": (cond, (b, self.cond_dim)),
         }
+        rows = cond.shape[0] if isinstance(cond, torch.Tensor) and cond.dim() == 2 else -1
+        k = rows // b if b and rows > 0 and rows % b == 0 else 1
+        expected["cond"] = (cond, (k * b, self.cond_dim))
         for name, (value, shape) in expected.items():
             if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape:
                 raise BatchError(f"{name} must have shape {shape}, got {tuple(getattr(value, 'shape', ()))}")
@@ -303,7 +305,10 @@ class TopologicalTransformer(nn.Module):
         t:
             ``(B,)`` diffusion time in ``[0, 1]``.
         cond:
-            ``(B, cond_dim)`` condition embedding.
+            ``(B, cond_dim)`` condition embedding, or ``(k B, cond_dim)``: the same crystals under k
+            conditions (classifier-free guidance's conditioned and unconditioned passes). The geometry
+            (pair state and environment) is then computed once and shared, and every output has
+            ``k B`` rows, condition block by condition block.
 
         Returns
         -------
@@ -315,7 +320,9 @@ class TopologicalTransformer(nn.Module):
         maskf = mask.to(dtype)  # (B, N)
         count = maskf.sum(dim=1).clamp_min(1.0)  # (B,)
 
-        c = self.time_mlp(sinusoidal_embedding(t * TIME_SCALE, TIME_FREQ_DIM)) + self.cond_proj(cond)  # (B, H)
+        k = cond.shape[0] // lattice.shape[0]  # conditions per crystal (see ``cond``)
+        time = t.repeat(k) if k > 1 else t
+        c = self.time_mlp(sinusoidal_embedding(time * TIME_SCALE, TIME_FREQ_DIM)) + self.cond_proj(cond)  # (k B, H)
         pair = self._pair_state(lattice, frac_coords)  # (B, N, N, P)
         key_mask = torch.zeros_like(maskf).masked_fill(~mask, float("-inf"))[:, None, None, :]  # (B, 1, 1, N)
 
@@ -323,6 +330,13 @@ class TopologicalTransformer(nn.Module):
         env = F.silu(self.env_pair(pair) + self.env_species(x)[:, None, :, :])  # (B, N, N, P), j on dim 2
         env = (env * maskf[:, None, :, None]).sum(dim=2) / count[:, None, None]  # (B, N, P)
         x = x + self.env_out(env)
+
+        pair_coord = self.coord_pair(pair)  # (B, N, N, P), the pair part of the coordinate messages
+
+        if k > 1:  # the same crystals under k conditions: share the geometry, repeat it per condition
+            lattice, x, pair = lattice.repeat(k, 1, 1), x.repeat(k, 1, 1), pair.repeat(k, 1, 1, 1)
+            maskf, count, key_mask = maskf.repeat(k, 1), count.repeat(k), key_mask.repeat(k, 1, 1, 1)
+            pair_coord = pair_coord.repeat(k, 1, 1, 1)
 
         for block in self.blocks:
             if self.gradient_checkpointing and self.training and torch.is_grad_enabled():
@@ -336,7 +350,7 @@ class TopologicalTransformer(nn.Module):
 
         species_logits = self.species_head(node) * maskf[:, :, None]  # (B, N, num_species)
         messages = F.silu(
-            self.coord_src(node)[:, :, None, :] + self.coord_dst(node)[:, None, :, :] + self.coord_pair(pair)
+            self.coord_src(node)[:, :, None, :] + self.coord_dst(node)[:, None, :, :] + pair_coord
         )  # (B, N, N, P): i on dim 1, j on dim 2
         messages = (messages * maskf[:, None, :, None]).sum(dim=2) / count[:, None, None]  # (B, N, P)
         coord_score = (self.coord_node(node) + self.coord_out(messages)) * maskf[:, :, None]  # (B, N, 3)

@@ -174,7 +174,11 @@ class TopologicalDiffusionModel(nn.Module):
         t: torch.Tensor,
         cond: torch.Tensor,
     ) -> tuple[DenoiserOutput, torch.Tensor]:
-        """Run the denoiser on flat atoms; returns its output and the (B, N) mask of real atoms."""
+        """Run the denoiser on flat atoms; returns its output and the (B, N) mask of real atoms.
+
+        ``cond`` has B rows, or k B rows to run the same crystals under k conditions in one pass (the
+        outputs then have k B rows, condition block by condition block; the mask stays (B, N)).
+        """
         from td_models.batch import to_dense
 
         dense_frac, dense_species, mask = to_dense(frac, species, num_atoms, pad_species=self.num_species)
@@ -220,19 +224,12 @@ class TopologicalDiffusionModel(nn.Module):
             cond = self.embed_conditions(batch, mc.cond_drop_prob, generator)
         else:
             cond = self.conditions(*self.conditions.null_like(num_crystals, device=self.device))
-        if physics:
+        if physics:  # one pass under both conditions, the geometry shared (see TopologicalTransformer.forward)
             null = self.conditions(*self.conditions.null_like(num_crystals, device=self.device))
             out2, mask = self.denoise(
-                torch.cat([lattice_t, lattice_t]),
-                torch.cat([frac_t, frac_t]),
-                torch.cat([species_t, species_t]),
-                torch.cat([batch.batch_index, batch.batch_index + num_crystals]),
-                torch.cat([batch.num_atoms, batch.num_atoms]),
-                torch.cat([t, t]),
-                torch.cat([cond, null]),
+                lattice_t, frac_t, species_t, batch.batch_index, batch.num_atoms, t, torch.cat([cond, null])
             )
             out = DenoiserOutput(*(x[:num_crystals] for x in out2))
-            mask = mask[:num_crystals]
             unconditioned_features = out2.graph_features[num_crystals:]
         else:
             out, mask = self.denoise(lattice_t, frac_t, species_t, batch.batch_index, batch.num_atoms, t, cond)

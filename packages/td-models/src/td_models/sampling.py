@@ -331,21 +331,13 @@ def _sample_chunk(
     def evaluate(lattice, frac, species, t):
         """Denoiser outputs with classifier-free guidance: (lattice eps, coord score flat, species logits flat)."""
         with torch.no_grad():
-            if guided:
-                out, mask = model.denoise(
-                    torch.cat([lattice, lattice]),
-                    torch.cat([frac, frac]),
-                    torch.cat([species, species]),
-                    torch.cat([batch_index, batch_index + num_crystals]),
-                    torch.cat([num_atoms, num_atoms]),
-                    torch.cat([t, t]),
-                    torch.cat([cond, null]),
-                )
+            if guided:  # one pass, the geometry shared by the conditioned and unconditioned halves
+                out, mask = model.denoise(lattice, frac, species, batch_index, num_atoms, t, torch.cat([cond, null]))
                 half = slice(0, num_crystals), slice(num_crystals, 2 * num_crystals)
                 eps_c, eps_u = out.lattice_eps[half[0]], out.lattice_eps[half[1]]
-                score_c, score_u = out.coord_score[half[0]][mask[half[0]]], out.coord_score[half[1]][mask[half[1]]]
-                logp_c = torch.log_softmax(out.species_logits[half[0]][mask[half[0]]], dim=-1)
-                logp_u = torch.log_softmax(out.species_logits[half[1]][mask[half[1]]], dim=-1)
+                score_c, score_u = out.coord_score[half[0]][mask], out.coord_score[half[1]][mask]
+                logp_c = torch.log_softmax(out.species_logits[half[0]][mask], dim=-1)
+                logp_u = torch.log_softmax(out.species_logits[half[1]][mask], dim=-1)
                 w = guidance_scale
                 logits = logp_u + w * (logp_c - logp_u)
                 return eps_u + w * (eps_c - eps_u), score_u + w * (score_c - score_u), logits.masked_fill(banned, -1e9)

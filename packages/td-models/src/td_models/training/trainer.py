@@ -217,6 +217,14 @@ class Trainer:
         self.distributed = self.world_size > 1
         if gradient_compression != "none" and not self.distributed:
             log.info("gradient_compression=%r ignored: it applies to DDP with >1 process", gradient_compression)
+        if tc.scheduler == "cosine":
+            log.info(
+                "scheduler cosine: %g -> %g over %d epochs; the phases switch physics and conditioning, "
+                "their learning rates are not used",
+                tc.learning_rate,
+                tc.min_learning_rate,
+                tc.cosine_period_epochs or tc.max_epochs,
+            )
         if precision == "fp16" and acc.device.type == "cpu":
             log.warning("mixed_precision='fp16' needs a GPU (loss scaling); on CPU Accelerate trains in fp32")
 
