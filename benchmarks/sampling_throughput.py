@@ -12,10 +12,11 @@ Rows (all in one process, on the same model and the same requested atom counts):
   nearest-image search of the distance penalty, one torch thread.
 * **new, torch threads**: the same with torch's own thread count (``torch.get_num_threads()``).
 * **old path**: what sampling did before: batches of 256 crystals in request order (every crystal padded
-  to the largest of its batch), the 27-image autograd distance penalty, torch's threads, measured at
-  the same step count on ``--baseline-n`` crystals (the first of the request); and the old default, the full chain of
-  ``num_steps`` (1,000) reverse steps, extrapolated from it (time is linear in steps; the full chain of
-  1,000 crystals is what did not finish in 400 s).
+  to the largest of its batch), the 27-image autograd distance penalty, at the same step count on
+  ``--baseline-n`` crystals (the first of the request), with one thread and with torch's threads (the
+  old default); and the old default, the full chain of ``num_steps`` (1,000) reverse steps with
+  torch's threads, extrapolated from that row (time is linear in steps; the full chain of 1,000
+  crystals is what did not finish in 400 s).
 
 Without ``--model-path`` the model is a ``cpu-demo`` network whose weights are drawn at random
 (N(0, 0.02), so that no output layer is zero) with its normalisation fitted to td-data's synthetic
@@ -122,27 +123,34 @@ def main(argv: list[str] | None = None) -> int:
 
     rows = []
     log("new path, one thread ...")
-    rows.append(("new, default (threads=1)", args.n_samples, steps, 1, run_new(model, counts, steps, 1)))
+    load = os.getloadavg()[0]
+    rows.append(("new, default (threads=1)", args.n_samples, steps, load, run_new(model, counts, steps, 1)))
     log(f"new path, {default_threads} threads ...")
+    load = os.getloadavg()[0]
     wall = run_new(model, counts, steps, default_threads)
-    rows.append((f"new, torch threads ({default_threads})", args.n_samples, steps, default_threads, wall))
-    log(f"old path, {args.baseline_n} crystals ...")
-    torch.set_num_threads(default_threads)
+    rows.append((f"new, torch threads ({default_threads})", args.n_samples, steps, load, wall))
+    log(f"old path, {args.baseline_n} crystals, one thread ...")
+    torch.set_num_threads(1)
+    load = os.getloadavg()[0]
     wall = run_old(model, counts[: args.baseline_n], steps)
-    rows.append((f"old path ({default_threads} threads)", args.baseline_n, steps, default_threads, wall))
+    rows.append(("old path (threads=1)", args.baseline_n, steps, load, wall))
+    log(f"old path, {args.baseline_n} crystals, {default_threads} threads ...")
+    torch.set_num_threads(default_threads)
+    load = os.getloadavg()[0]
+    wall = run_old(model, counts[: args.baseline_n], steps)
+    rows.append((f"old path, torch threads ({default_threads})", args.baseline_n, steps, load, wall))
     old_per_step = wall / (args.baseline_n * steps)
     full = mc.num_steps * args.n_samples * old_per_step
-    rows.append(("old default: full chain, extrapolated", args.n_samples, mc.num_steps, default_threads, full))
+    rows.append(("old default: full chain, extrapolated", args.n_samples, mc.num_steps, load, full))
 
     baseline = args.n_samples / full
-    load = os.getloadavg()[0]
-    print(f"sampling throughput, cpu-demo ({model.num_parameters():,} parameters), load average {load:.1f}"
-          f" on {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'path':<40} {'crystals':>8} {'steps':>6} {'wall s':>9} {'crystals/s':>11} {'ms/crystal-step':>16} "
-          f"{'vs old default':>15}")  # fmt: skip
-    for label, n, s, _, wall in rows:
+    print(f"sampling throughput, cpu-demo ({model.num_parameters():,} parameters) on {os.cpu_count()} CPUs;"
+          " load = 1-minute load average when the row started")  # fmt: skip
+    print(f"{'path':<40} {'crystals':>8} {'steps':>6} {'load':>5} {'wall s':>9} {'crystals/s':>11} "
+          f"{'ms/crystal-step':>16} {'vs old default':>15}")  # fmt: skip
+    for label, n, s, load, wall in rows:
         rate = n / wall
-        print(f"{label:<40} {n:>8} {s:>6} {wall:>9.1f} {rate:>11.2f} {1e3 * wall / (n * s):>16.3f} "
+        print(f"{label:<40} {n:>8} {s:>6} {load:>5.1f} {wall:>9.1f} {rate:>11.2f} {1e3 * wall / (n * s):>16.3f} "
               f"{rate / baseline:>14.1f}x")  # fmt: skip
     default_steps = mc.sampling_steps or mc.num_steps
     new_wall = rows[0][4] * (1000 / args.n_samples) * (default_steps / steps)
