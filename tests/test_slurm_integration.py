@@ -117,7 +117,7 @@ def test_guide_path_trains_on_cpu_to_completed(slurm, tmp_path):
     assert made.returncode == 0, made.stderr
     config = tmp_path / "training_config.json"
     data = json.loads(config.read_text())
-    data["model_config"].update(hidden_dim=32, num_layers=1, num_heads=4, num_steps=50)
+    data["model_config"].update(hidden_dim=32, num_layers=1, num_heads=4, num_steps=50, sampling_steps=None)
     data["training_config"].update(batch_size=4, max_epochs=2, warmup_epochs=0, checkpoint_every=1)
     config.write_text(json.dumps(data, indent=1))
 

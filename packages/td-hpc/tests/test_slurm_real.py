@@ -83,7 +83,7 @@ def tiny_config(path: Path, max_epochs: int) -> Path:
     """The cpu-demo preset squeezed to a few steps."""
     subprocess.run([sys.executable, str(TRAIN), "--create-config", str(path), "--preset", "cpu-demo"], check=True)
     cfg = json.loads(path.read_text())
-    cfg["model_config"].update(hidden_dim=32, num_layers=1, num_heads=4, num_steps=50)
+    cfg["model_config"].update(hidden_dim=32, num_layers=1, num_heads=4, num_steps=50, sampling_steps=None)
     cfg["training_config"].update(
         batch_size=4, max_epochs=max_epochs, warmup_epochs=0, checkpoint_every=1, keep_checkpoints=0
     )
