@@ -188,3 +188,9 @@ def test_checkpoint_interval_retention_and_folder_from_the_guide_change_what_is_
     )
     assert again.resume("latest").name == "checkpoint_epoch_0006.pt"
     assert again.resume(tmp_path / "my_ckpts" / "checkpoint_epoch_4.pt").name == "checkpoint_epoch_0004.pt"
+
+
+def test_a_preset_with_a_shorter_chain_samples_the_whole_chain_by_default():
+    config = ExperimentConfig.preset("cpu-demo", model_config={"num_steps": 50})
+    assert config.model_config.sampling_steps is None  # the preset's 100 would exceed the 50-step chain
+    assert ExperimentConfig.preset("cpu-demo", model_config={"num_steps": 500}).model_config.sampling_steps == 100

@@ -577,6 +577,9 @@ class ExperimentConfig:
             if block not in cls.BLOCKS:
                 raise ConfigError(f"preset override block must be one of {list(cls.BLOCKS)}, got {block!r}")
             base = data.setdefault(block, {})
+            if block == "model_config" and "num_steps" in values and "sampling_steps" not in values:
+                if (base.get("sampling_steps") or 0) > values["num_steps"]:  # a shorter chain than the preset's
+                    base["sampling_steps"] = None  # default: the whole (shorter) chain
             if block == "training_config":  # the preset's rate and phases stay consistent under an override
                 if "phases" in values and "learning_rate" not in values:
                     base.pop("learning_rate", None)
