@@ -24,7 +24,6 @@ USER_GUIDE_JSON = {
         "topological_class": "TI",
         "band_gap_range": [0.1, 0.5],
         "target_chern_number": 1,
-        "stability_threshold": 0.1,
         "constraint_weight": 2.0,
     },
     "training_config": {

@@ -12,7 +12,14 @@ import pytest
 import torch
 
 from td_models.batch import crystal_item
-from td_models.config import GUIDE_ALIASES, ExperimentConfig, PhysicsConfig, TrainingConfig, load_config
+from td_models.config import (
+    GUIDE_ALIASES,
+    ExperimentConfig,
+    PhysicsConfig,
+    TrainingConfig,
+    config_from_checkpoint,
+    load_config,
+)
 from td_models.exceptions import ConfigError, NotImplementedSettingError
 from td_models.training import Trainer, list_checkpoints, read_metrics
 
@@ -22,7 +29,6 @@ GUIDE = {
         "topological_class": "TI",
         "band_gap_range": [0.1, 0.5],
         "target_chern_number": 1,
-        "stability_threshold": 0.1,
         "constraint_weight": 2.0,
     },
     "training_config": {
@@ -38,17 +44,14 @@ GUIDE = {
 }
 
 
-def test_the_guide_blocks_load_as_aliases_of_training_config(tmp_path, caplog):
+def test_the_guide_blocks_load_as_aliases_of_training_config(tmp_path):
     path = tmp_path / "training_config.json"
     path.write_text(json.dumps(GUIDE))
-    with caplog.at_level(logging.WARNING, logger="td_models.config"):
-        cfg = load_config(path)
+    cfg = load_config(path)
     tc = cfg.training_config
     assert (tc.checkpoint_every, tc.keep_checkpoints, tc.checkpoint_dir) == (10, 5, "/scratch/checkpoints")
     assert (tc.scheduler, tc.cosine_period_epochs, tc.min_learning_rate) == ("cosine", 1000, 1e-6)
     assert tc.learning_rate == 1e-4
-    # stability_threshold: the guide's 0.1 loads, says it has no effect yet, and is never written back
-    assert any("stability_threshold = 0.1" in r.getMessage() and "issue 16" in r.getMessage() for r in caplog.records)
     written = cfg.to_dict()
     assert "stability_threshold" not in written["physics_config"]
     assert set(written) == {"model_config", "physics_config", "training_config"}  # canonical names only
@@ -93,16 +96,32 @@ def test_alias_blocks_refuse_unknown_keys_and_types_and_dangling_cosine_settings
         TrainingConfig(cosine_period_epochs=10)
 
 
-def test_stability_threshold_other_than_the_guides_is_refused_with_the_reason():
+@pytest.mark.parametrize("value", [0.1, 0.2])  # the guide's block, and its troubleshooting advice
+def test_stability_threshold_is_refused_with_the_reason(tmp_path, value):
     data = copy.deepcopy(GUIDE)
-    data["physics_config"]["stability_threshold"] = 0.2  # the guide's troubleshooting advice
+    data["physics_config"]["stability_threshold"] = value
+    path = tmp_path / "training_config.json"
+    path.write_text(json.dumps(data))
     with pytest.raises(NotImplementedSettingError) as info:
-        ExperimentConfig.from_dict(data)
+        load_config(path)
     message = str(info.value)
-    assert "physics_config.stability_threshold is not implemented yet, got 0.2" in message
+    assert f"physics_config.stability_threshold is not implemented yet, got {value}" in message
     assert "energy above the hull" in message and "issue 16" in message
     assert isinstance(info.value, ValueError)
-    assert PhysicsConfig(stability_threshold=0.1) == PhysicsConfig()
+    with pytest.raises(NotImplementedSettingError):
+        PhysicsConfig(stability_threshold=value)
+
+
+def test_checkpoints_of_older_versions_holding_the_never_used_0_1_still_load(caplog):
+    saved = ExperimentConfig.from_dict({}).to_dict()
+    saved["physics_config"]["stability_threshold"] = 0.1  # what td-models wrote before the key was refused
+    with caplog.at_level(logging.INFO, logger="td_models.config"):
+        assert config_from_checkpoint(saved) == ExperimentConfig.from_dict({})
+    assert any("stability_threshold = 0.1" in r.getMessage() for r in caplog.records)
+    assert saved["physics_config"]["stability_threshold"] == 0.1  # the payload is not mutated
+    saved["physics_config"]["stability_threshold"] = 0.3  # never written by td-models: refused as a user's
+    with pytest.raises(NotImplementedSettingError):
+        config_from_checkpoint(saved)
 
 
 def test_learning_rate_is_never_ignored():
@@ -133,7 +152,6 @@ def _items(n: int) -> list[dict]:
 def _guide_config(max_epochs: int, **changes) -> ExperimentConfig:
     data = copy.deepcopy(GUIDE)
     data["model_config"] = {"hidden_dim": 16, "num_layers": 1, "num_heads": 2, "num_steps": 20, "max_atoms": 4}
-    data["physics_config"].pop("stability_threshold")
     data["training_config"] = {
         "batch_size": 4,
         "learning_rate": 1e-3,

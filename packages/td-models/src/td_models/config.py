@@ -207,26 +207,38 @@ class ModelConfig(_Block):
         )
 
 
-#: The user guide's ``stability_threshold`` (eV/atom), accepted (with a warning) so that its block loads.
-GUIDE_STABILITY_THRESHOLD = 0.1
+#: The value of ``stability_threshold`` that td-models wrote into every checkpoint before the key was refused.
+LEGACY_STABILITY_THRESHOLD = 0.1
 
 
 def _check_stability_threshold(value: Any) -> None:
     if value is None:
         return
-    if _is_number(value) and math.isclose(float(value), GUIDE_STABILITY_THRESHOLD):
-        log.warning(
-            "physics_config.stability_threshold = %s (the user guide's value) has no effect yet: it needs a "
-            "stability estimate (energy above the hull), which the verification work (issue 16) adds; "
-            "other values are refused until then",
-            value,
-        )
-        return
     raise NotImplementedSettingError(
         f"physics_config.stability_threshold is not implemented yet, got {value!r}: filtering candidates by "
         "stability needs an estimate of their energy above the hull, which the verification work (issue 16) "
-        f"adds; remove the key (the user guide's {GUIDE_STABILITY_THRESHOLD} is accepted and has no effect)"
+        "adds; remove the key from physics_config (it would have no effect today)"
     )
+
+
+def config_from_checkpoint(data: dict[str, Any]) -> ExperimentConfig:
+    """The configuration stored in a checkpoint, read as :meth:`ExperimentConfig.from_dict` reads a user's.
+
+    One difference: td-models versions before the key was refused wrote ``stability_threshold: 0.1`` into
+    every checkpoint although it never had an effect. That value is dropped (logged), so that those files
+    still load; any other value is refused as in a user's configuration.
+    """
+    physics = data.get("physics_config")
+    if isinstance(physics, dict) and "stability_threshold" in physics:
+        value = physics["stability_threshold"]
+        if _is_number(value) and math.isclose(float(value), LEGACY_STABILITY_THRESHOLD):
+            log.info(
+                "checkpoint configuration holds stability_threshold = %s from an older td-models, where it had "
+                "no effect; dropped",
+                value,
+            )
+            data = {**data, "physics_config": {k: v for k, v in physics.items() if k != "stability_threshold"}}
+    return ExperimentConfig.from_dict(data)
 
 
 @dataclass(frozen=True)
@@ -239,8 +251,8 @@ class PhysicsConfig(_Block):
     band_gap_range: tuple[float, float] = (0.1, 0.5)  # eV; the sampler draws target gaps uniformly in it
     target_chern_number: int = 1  # Chern number sample(topo_class="chern") conditions on unless given one
     # Not implemented: it needs a stability estimate (energy above the hull) that the verification
-    # work (issue 16) adds. The user guide's value 0.1 is accepted with a warning that it has no effect
-    # yet; any other value is refused (NotImplementedSettingError). Not written by to_dict while None.
+    # work (issue 16) adds. Any value, the user guide's 0.1 included, is refused (NotImplementedSettingError)
+    # rather than accepted and ignored. Not written by to_dict.
     stability_threshold: float | None = None
     constraint_weight: float = 2.0  # weight of the physics penalties in the loss and in guidance
     min_distance: float = 0.5  # Angstrom: interatomic distances below this are penalised (CDVAE's validity rule)

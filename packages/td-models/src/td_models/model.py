@@ -38,7 +38,7 @@ from torch import nn
 from td_models._atomic import atomic_write
 from td_models.batch import CrystalBatch, collate, crystal_item
 from td_models.conditioning import ConditionEmbedding
-from td_models.config import TOPO_CLASSES, ExperimentConfig, ModelConfig
+from td_models.config import TOPO_CLASSES, ExperimentConfig, ModelConfig, config_from_checkpoint
 from td_models.constraints import charge_bounds_table, charge_neutrality_penalty, density_penalty, min_distance_penalty
 from td_models.denoiser import DenoiserOutput, TopologicalTransformer, count_parameters
 from td_models.diffusion import DiscreteProcess, VPProcess, WrappedNormalProcess, sample_timesteps
@@ -383,7 +383,7 @@ class TopologicalDiffusionModel(nn.Module):
                 f"{str(path)!r} has format version {payload.get('format_version')!r}; "
                 f"this td-models reads version {CHECKPOINT_FORMAT[1]}"
             )
-        model = cls(ExperimentConfig.from_dict(payload["config"]))
+        model = cls(config_from_checkpoint(payload["config"]))
         missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
         if missing == ["species_seen"]:  # files from before the element list was kept: every element allowed
             log.warning("%s has no list of training elements; sampling may use any element", path)

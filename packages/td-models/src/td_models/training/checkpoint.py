@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from td_models._atomic import remove_orphan_temporaries
-from td_models.config import ExperimentConfig
+from td_models.config import ExperimentConfig, config_from_checkpoint
 from td_models.exceptions import CheckpointError
 from td_models.model import safe_torch_load
 
@@ -188,7 +188,7 @@ def check_resumable(
     size, or the rest of its epoch would be another data order. A changed training block is allowed
     (e.g. more ``max_epochs``) and logged.
     """
-    saved = ExperimentConfig.from_dict(payload["config"])
+    saved = config_from_checkpoint(payload["config"])
     ours, theirs = config.model_config.to_dict(), saved.model_config.to_dict()
     same_weights = ("gradient_checkpointing", "sampling_steps")  # neither changes a weight
     differ = sorted(k for k in ours if k not in same_weights and ours[k] != theirs.get(k))
