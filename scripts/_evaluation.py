@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 import time
 import warnings
@@ -563,29 +562,8 @@ def generation_metrics_with_progress(
 
 
 # ------------------------------------------------------------------------------------ files, atomically
-def _atomic_target(path: Path) -> tuple[Path, int]:
-    """A new temporary file beside ``path`` (created with the user's umask, not mkstemp's 0600) and its fd."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for _ in range(100):
-        tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-        try:
-            return tmp, os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        except FileExistsError:
-            continue
-    raise ScriptError(f"cannot create a temporary file beside {str(path)!r}")  # pragma: no cover
-
-
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    """Write ``data`` to a temporary file in ``path``'s folder, fsync it, rename it over ``path``."""
-    path = Path(path)
-    tmp, fd = _atomic_target(path)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    """Write ``data`` to a temporary file in ``path``'s folder, fsync it, rename it over ``path`` (user's umask)."""
+    from pipelines._files import write_bytes_atomic  # the project's one atomic writer; imported when needed
+
+    return write_bytes_atomic(path, data)
