@@ -93,7 +93,7 @@ def test_create_config_writes_the_three_blocks_of_the_preset(tmp_path, monkeypat
     written = json.loads((tmp_path / "training_config.json").read_text())
     assert set(written) == {"model_config", "physics_config", "training_config"}
     assert written == ExperimentConfig.preset("cpu-demo").to_dict()
-    assert "stability_threshold" not in written["physics_config"]  # not implemented: not written (issue 16)
+    assert written["physics_config"]["stability_threshold"] is None  # written, off: the relax pipeline applies it
     assert "wrote training_config.json" in capsys.readouterr().out
     assert example.main(["--create-config", "small.yaml", "--preset", "small"]) == 0
     from td_models import load_config

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import logging
 import math
 
 import numpy as np
@@ -20,7 +19,7 @@ from td_models.config import (
     config_from_checkpoint,
     load_config,
 )
-from td_models.exceptions import ConfigError, NotImplementedSettingError
+from td_models.exceptions import ConfigError
 from td_models.training import Trainer, list_checkpoints, read_metrics
 
 GUIDE = {
@@ -53,7 +52,7 @@ def test_the_guide_blocks_load_as_aliases_of_training_config(tmp_path):
     assert (tc.scheduler, tc.cosine_period_epochs, tc.min_learning_rate) == ("cosine", 1000, 1e-6)
     assert tc.learning_rate == 1e-4
     written = cfg.to_dict()
-    assert "stability_threshold" not in written["physics_config"]
+    assert written["physics_config"]["stability_threshold"] is None  # not in the guide block above: no filter
     assert set(written) == {"model_config", "physics_config", "training_config"}  # canonical names only
     assert ExperimentConfig.from_dict(written) == cfg
     assert {target for target, _ in GUIDE_ALIASES.values()} <= set(written["training_config"])
@@ -96,32 +95,35 @@ def test_alias_blocks_refuse_unknown_keys_and_types_and_dangling_cosine_settings
         TrainingConfig(cosine_period_epochs=10)
 
 
-@pytest.mark.parametrize("value", [0.1, 0.2])  # the guide's block, and its troubleshooting advice
-def test_stability_threshold_is_refused_with_the_reason(tmp_path, value):
+@pytest.mark.parametrize("value", [0.1, 0.2, 0, None])  # the guide's block, its troubleshooting advice, 0, off
+def test_stability_threshold_loads_and_is_kept_in_the_checkpoint(tmp_path, value):
     data = copy.deepcopy(GUIDE)
     data["physics_config"]["stability_threshold"] = value
     path = tmp_path / "training_config.json"
     path.write_text(json.dumps(data))
-    with pytest.raises(NotImplementedSettingError) as info:
-        load_config(path)
-    message = str(info.value)
-    assert f"physics_config.stability_threshold is not implemented yet, got {value}" in message
-    assert "energy above the hull" in message and "issue 16" in message
-    assert isinstance(info.value, ValueError)
-    with pytest.raises(NotImplementedSettingError):
+    cfg = load_config(path)
+    assert cfg.physics_config.stability_threshold == value
+    written = cfg.to_dict()
+    assert written["physics_config"]["stability_threshold"] == value
+    assert config_from_checkpoint(written) == cfg
+
+
+@pytest.mark.parametrize("value", [-0.1, "0.1", True, float("nan"), [0.1]])
+def test_stability_threshold_refuses_negative_and_non_numbers_naming_rule_and_value(value):
+    with pytest.raises(ConfigError) as info:
         PhysicsConfig(stability_threshold=value)
+    assert "physics_config.stability_threshold must be a number >= 0" in str(info.value)
+    assert repr(value) in str(info.value)
+    assert isinstance(info.value, ValueError)
 
 
-def test_checkpoints_of_older_versions_holding_the_never_used_0_1_still_load(caplog):
+def test_checkpoints_of_older_versions_load_with_or_without_the_key():
     saved = ExperimentConfig.from_dict({}).to_dict()
-    saved["physics_config"]["stability_threshold"] = 0.1  # what td-models wrote before the key was refused
-    with caplog.at_level(logging.INFO, logger="td_models.config"):
-        assert config_from_checkpoint(saved) == ExperimentConfig.from_dict({})
-    assert any("stability_threshold = 0.1" in r.getMessage() for r in caplog.records)
-    assert saved["physics_config"]["stability_threshold"] == 0.1  # the payload is not mutated
-    saved["physics_config"]["stability_threshold"] = 0.3  # never written by td-models: refused as a user's
-    with pytest.raises(NotImplementedSettingError):
-        config_from_checkpoint(saved)
+    older = {**saved, "physics_config": {**saved["physics_config"], "stability_threshold": 0.1}}
+    assert config_from_checkpoint(older).physics_config.stability_threshold == 0.1
+    refused_era = {**saved, "physics_config": {k: v for k, v in saved["physics_config"].items()
+                                               if k != "stability_threshold"}}  # fmt: skip
+    assert config_from_checkpoint(refused_era) == ExperimentConfig.from_dict({})
 
 
 def test_learning_rate_is_never_ignored():

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from td_models._atomic import atomic_write
-from td_models.exceptions import ConfigError, NotImplementedSettingError
+from td_models.exceptions import ConfigError
 
 __all__ = [
     "TOPO_CLASSES",
@@ -207,37 +207,19 @@ class ModelConfig(_Block):
         )
 
 
-#: The value of ``stability_threshold`` that td-models wrote into every checkpoint before the key was refused.
-LEGACY_STABILITY_THRESHOLD = 0.1
-
-
 def _check_stability_threshold(value: Any) -> None:
-    if value is None:
-        return
-    raise NotImplementedSettingError(
-        f"physics_config.stability_threshold is not implemented yet, got {value!r}: filtering candidates by "
-        "stability needs an estimate of their energy above the hull, which the verification work (issue 16) "
-        "adds; remove the key from physics_config (it would have no effect today)"
+    _check(
+        value is None or (_is_number(value) and value >= 0),
+        f"physics_config.stability_threshold must be a number >= 0 (eV/atom above the hull) or null, got {value!r}",
     )
 
 
 def config_from_checkpoint(data: dict[str, Any]) -> ExperimentConfig:
     """The configuration stored in a checkpoint, read as :meth:`ExperimentConfig.from_dict` reads a user's.
 
-    One difference: td-models versions before the key was refused wrote ``stability_threshold: 0.1`` into
-    every checkpoint although it never had an effect. That value is dropped (logged), so that those files
-    still load; any other value is refused as in a user's configuration.
+    Checkpoints of older td-models versions hold ``stability_threshold: 0.1`` (the user guide's value,
+    unused then), or no such key (while it was refused): both load, as the value they hold.
     """
-    physics = data.get("physics_config")
-    if isinstance(physics, dict) and "stability_threshold" in physics:
-        value = physics["stability_threshold"]
-        if _is_number(value) and math.isclose(float(value), LEGACY_STABILITY_THRESHOLD):
-            log.info(
-                "checkpoint configuration holds stability_threshold = %s from an older td-models, where it had "
-                "no effect; dropped",
-                value,
-            )
-            data = {**data, "physics_config": {k: v for k, v in physics.items() if k != "stability_threshold"}}
     return ExperimentConfig.from_dict(data)
 
 
@@ -250,9 +232,9 @@ class PhysicsConfig(_Block):
     topological_class: str = "TI"  # target class: TI (z2_ti), trivial, chern, semimetal_or_metal
     band_gap_range: tuple[float, float] = (0.1, 0.5)  # eV; the sampler draws target gaps uniformly in it
     target_chern_number: int = 1  # Chern number sample(topo_class="chern") conditions on unless given one
-    # Not implemented: it needs a stability estimate (energy above the hull) that the verification
-    # work (issue 16) adds. Any value, the user guide's 0.1 included, is refused (NotImplementedSettingError)
-    # rather than accepted and ignored. Not written by to_dict.
+    # eV/atom: candidates whose energy above the hull (CHGNet relaxation, td_data.relax) exceeds it, or
+    # that have none, are not passed on to verification. Sampling does not apply it (nothing is relaxed
+    # there): the Kedro `relax` pipeline does. None = no filter; the user guide's value is 0.1.
     stability_threshold: float | None = None
     constraint_weight: float = 2.0  # weight of the physics penalties in the loss and in guidance
     min_distance: float = 0.5  # Angstrom: interatomic distances below this are penalised (CDVAE's validity rule)
@@ -270,7 +252,8 @@ class PhysicsConfig(_Block):
             f"physics_config.target_chern_number must be an integer in [-4, 4], got {self.target_chern_number!r}",
         )
         _check_stability_threshold(self.stability_threshold)
-        object.__setattr__(self, "stability_threshold", None)
+        if self.stability_threshold is not None:
+            object.__setattr__(self, "stability_threshold", float(self.stability_threshold))
         for name in ("constraint_weight", "min_distance", "guidance_scale"):
             value = getattr(self, name)
             _check(_is_number(value), f"physics_config.{name} must be a finite number, got {value!r}")
@@ -293,7 +276,6 @@ class PhysicsConfig(_Block):
 
     def to_dict(self) -> dict[str, Any]:
         data = dataclasses.asdict(self)
-        del data["stability_threshold"]  # not implemented: never written (see the field's comment)
         data["band_gap_range"] = list(self.band_gap_range)
         data["volume_per_atom_range"] = list(self.volume_per_atom_range)
         return data

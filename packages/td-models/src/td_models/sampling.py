@@ -165,6 +165,12 @@ def sample(
         guidance_scale = pc.guidance_scale if conditioned else 1.0
     if physics_guidance is None:
         physics_guidance = 0.01 * pc.constraint_weight
+    if pc.stability_threshold is not None:
+        log.info(
+            "physics_config.stability_threshold = %g eV/atom is not applied by sampling (the samples are not "
+            "relaxed): the Kedro relax pipeline (td_data.relax, CHGNet) applies it",
+            pc.stability_threshold,
+        )
     cls = -1 if topo_class is None else topo_class_index(topo_class)
     chern = _chern_target(model, cls, chern)
     gap_range = _gap_range(band_gap_range)
