@@ -1,0 +1,193 @@
+"""GPAW (LCAO, PBE) ground states and spinor Bloch states in the LCAO basis.
+
+Everything that touches GPAW lives here; the invariants (:mod:`.parity`, :mod:`.wilson`) work on the
+plain arrays this module returns. GPAW's LCAO Bloch sums are ``phi_Mk(r) = sum_R exp(2 pi i k.R)
+phi_M(r - tau_M - R)`` (periodic gauge: ``S(k + G) = S(k)``, checked in the tests), with states
+``psi_n = sum_M C_nM phi_Mk`` normalised as ``conj(C) S C^T = 1``.
+
+Spin-orbit coupling is GPAW's non-self-consistent second variation (``gpaw.spinorbit.soc_eigenstates``)
+over *all* LCAO bands (``nbands='nao'``), so the spinor states are exact eigenstates of the LCAO
+Hamiltonian plus the PAW spin-orbit term projected on the LCAO space. A spinor state ``m`` is
+``c_s[m] = v[m, s::2] @ C_s`` in the LCAO basis of spin ``s``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+class DFTUnavailableError(ImportError):
+    """GPAW (the ``td-physics[dft]`` extra) is not importable."""
+
+
+def import_gpaw() -> Any:
+    try:
+        import gpaw  # noqa: F401
+        from gpaw import GPAW  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - exercised in stand-alone installs
+        raise DFTUnavailableError(
+            "DFT verification needs GPAW: pip install 'td-physics[dft]' (it builds GPAW against libxc and "
+            f"OpenBLAS; see the README's DFT section). Import failed with: {exc}"
+        ) from exc
+    return gpaw
+
+
+def gpaw_version() -> str:
+    import gpaw
+
+    return str(gpaw.__version__)
+
+
+@contextmanager
+def blas_threads(n: int | None):
+    """Limit BLAS threads to ``n`` for the calculation (None: leave as is)."""
+    if not n:
+        yield
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover
+        yield
+        return
+    with threadpool_limits(limits=int(n)):
+        yield
+
+
+def make_atoms(lattice: np.ndarray, frac_coords: np.ndarray, numbers: np.ndarray, magmoms: np.ndarray | None):
+    from ase import Atoms
+
+    atoms = Atoms(numbers=numbers, scaled_positions=frac_coords, cell=lattice, pbc=True)
+    if magmoms is not None:
+        atoms.set_initial_magnetic_moments(np.asarray(magmoms, dtype=float))
+    return atoms
+
+
+def valence_electrons(numbers: np.ndarray, xc: str) -> tuple[int, dict[int, float]]:
+    """Total valence electrons of GPAW's PAW setups (``gpaw-data``), and the count per element.
+
+    Raises :class:`MissingSetupError` for an element without a setup.
+    """
+    from ase.data import chemical_symbols
+    from gpaw.setup import create_setup
+
+    per: dict[int, float] = {}
+    for z in sorted(set(int(z) for z in numbers)):
+        try:
+            per[z] = float(create_setup(chemical_symbols[z], xc).Nv)
+        except Exception as exc:  # gpaw raises RuntimeError/FileNotFoundError/KeyError depending on the case
+            raise MissingSetupError(
+                f"no PAW setup for {chemical_symbols[z]} (Z={z}, {xc}) in gpaw-data: {str(exc).splitlines()[0]}"
+            ) from exc
+    total = sum(per[int(z)] for z in numbers)
+    return int(round(total)), per
+
+
+class MissingSetupError(RuntimeError):
+    """GPAW has no PAW setup (or basis set) for an element."""
+
+
+@dataclass(frozen=True)
+class BasisLayout:
+    """Which atom and angular momentum each LCAO basis function belongs to (M index)."""
+
+    atom: np.ndarray  # (nao,)
+    l: np.ndarray  # (nao,)
+
+    @property
+    def nao(self) -> int:
+        return len(self.atom)
+
+
+def basis_layout(calc: Any) -> BasisLayout:
+    atom: list[int] = []
+    ls: list[int] = []
+    for a, setup in enumerate(calc.wfs.setups):
+        functions = getattr(setup, "basis_functions_J", None)
+        if functions is None:
+            functions = setup.phit_j
+        for phit in functions:
+            l = int(phit.get_angular_momentum_number())
+            atom += [a] * (2 * l + 1)
+            ls += [l] * (2 * l + 1)
+    layout = BasisLayout(np.array(atom), np.array(ls))
+    if layout.nao != calc.wfs.setups.nao:
+        raise RuntimeError(f"basis layout has {layout.nao} functions, GPAW reports {calc.wfs.setups.nao}")
+    return layout
+
+
+def ground_state(atoms: Any, settings: Any, mesh: tuple[int, int, int], *, spinpol: bool) -> Any:
+    """Self-consistent LCAO ground state on a Gamma-centred ``mesh`` (symmetry used to reduce k)."""
+    from gpaw import GPAW, FermiDirac
+
+    calc = GPAW(
+        mode="lcao",
+        basis=settings.basis,
+        xc=settings.xc,
+        kpts={"size": tuple(int(n) for n in mesh), "gamma": True},
+        occupations=FermiDirac(settings.smearing),
+        convergence={"density": settings.density_tolerance},
+        maxiter=settings.max_scf_iterations,
+        spinpol=spinpol,
+        txt=settings.gpaw_log,
+    )
+    atoms = atoms.copy()
+    atoms.calc = calc
+    atoms.get_potential_energy()
+    return calc
+
+
+def nscf(calc: Any, kpts: np.ndarray | dict, settings: Any) -> Any:
+    """Non-self-consistent states at ``kpts`` (explicit reduced k list or a mesh dict), all LCAO bands."""
+    return calc.fixed_density(kpts=kpts, symmetry="off", nbands="nao", txt=settings.gpaw_log)
+
+
+@dataclass(frozen=True)
+class SpinorStates:
+    """Spinor eigenstates at a list of k-points, in the LCAO basis."""
+
+    kpts: np.ndarray  # (nk, 3) reduced
+    energies: np.ndarray  # (nk, nstates) eV, ascending
+    coeffs: np.ndarray  # (nk, nstates, 2, nao): c[k, m, s, M]
+    overlap: np.ndarray  # (nk, nao, nao) S_MM(k)
+
+
+def spinor_states(calc: Any, *, spin_orbit: bool, n_states: int | None = None) -> SpinorStates:
+    """SOC (or, with ``spin_orbit=False``, spin-degenerate) spinor states of a symmetry-off calculation.
+
+    ``n_states`` keeps the lowest states only (all when None).
+    """
+    from gpaw.spinorbit import soc_eigenstates
+
+    wfs = calc.wfs
+    kd = wfs.kd
+    if kd.nibzkpts != kd.nbzkpts:
+        raise RuntimeError("spinor_states needs a calculation with symmetry='off'")
+    soc = soc_eigenstates(calc, scale=1.0 if spin_orbit else 0.0)
+    nspins = wfs.nspins
+    by_ks: dict[tuple[int, int], Any] = {(kpt.k, kpt.s): kpt for kpt in wfs.kpt_u}
+    nk = kd.nbzkpts
+    energies = soc.eigenvalues()  # (nk, 2 nbands) eV
+    keep = energies.shape[1] if n_states is None else min(int(n_states), energies.shape[1])
+    nao = wfs.setups.nao
+    coeffs = np.empty((nk, keep, 2, nao), dtype=complex)
+    overlap = np.empty((nk, nao, nao), dtype=complex)
+    for k in range(nk):
+        v = soc[k].v_mn[:keep]  # (keep, 2 nbands): index 2n + s
+        c_up = by_ks[(k, 0)].C_nM
+        c_dn = by_ks[(k, nspins - 1)].C_nM
+        coeffs[k, :, 0] = v[:, 0::2] @ c_up
+        coeffs[k, :, 1] = v[:, 1::2] @ c_dn
+        overlap[k] = by_ks[(k, 0)].S_MM
+    return SpinorStates(np.array(kd.bzk_kc, dtype=float), np.asarray(energies[:, :keep], dtype=float), coeffs, overlap)
+
+
+def omp_note() -> str:
+    return os.environ.get("OMP_NUM_THREADS", "")

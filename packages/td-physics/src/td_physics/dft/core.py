@@ -1,0 +1,497 @@
+"""DFT verification of a crystal's topology: PBE (+ spin-orbit coupling) in GPAW's LCAO mode.
+
+:func:`dft_invariants` runs a self-consistent PBE ground state, then non-self-consistent spinor states
+(spin-orbit coupling by second variation over all LCAO bands) and reads the topology from them:
+
+- with inversion symmetry: Fu-Kane parities of the occupied Kramers pairs at the eight TRIMs
+  (:mod:`.parity`), ``method='parity'``;
+- without: Wannier-centre flow of Wilson loops on the six TRIM planes (:mod:`.wilson`), ``method='wilson'``;
+- with magnetic moments: spin-polarised ground state and the Chern numbers of the planes k_i = 0,
+  ``method='chern'``.
+
+It refuses to report a wrong answer: parities that are not +-1 or not paired, a direct gap on the mesh
+below ``min_direct_gap``, Wilson-loop flows that are ambiguous, and (``confirm=True``) an answer that
+changes when the self-consistent k-mesh is made denser all give ``converged=False`` with the reason.
+Physics failures never raise: the result says what went wrong. Gaps from LCAO (dzp) are not quantitative
+(about 0.7 eV off plane-wave values at Gamma in Bi2Se3, issue 16); the invariants are what this is for.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Mapping
+
+import numpy as np
+
+from td_physics.dft import _gpaw
+from td_physics.dft.parity import find_inversion, fu_kane, inversion_matrix, occupied_parities, trims
+from td_physics.dft.wilson import (
+    chern_number,
+    chern_plane_kpoints,
+    loewdin_frames,
+    plane_kpoints,
+    plane_z2,
+    strong_weak,
+    trim_planes,
+)
+from td_physics.exceptions import TDPhysicsError
+
+logger = logging.getLogger(__name__)
+
+TOPO_CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
+
+
+class DFTInputError(TDPhysicsError):
+    """Malformed input arrays or settings for a DFT calculation."""
+
+
+@dataclass(frozen=True)
+class DFTSettings:
+    """Every setting of a DFT verification (recorded in each result)."""
+
+    basis: str = "dzp"  # GPAW LCAO basis set (gpaw-data ships sz, dzp)
+    xc: str = "PBE"
+    kpt_spacing: float = 0.35  # 1/A (2 pi included): n_i = ceil(|b_i| / spacing), rounded up to even
+    min_kpts: int = 2
+    max_kpts: int = 12
+    confirm: bool = True  # repeat the ground state on a mesh 2 denser along each axis; the answers must agree
+    gap_kpts: int = 0  # extra points per axis for the gap mesh (0: the SCF mesh itself)
+    smearing: float = 0.01  # eV, Fermi-Dirac width of the ground state
+    density_tolerance: float = 1e-5
+    max_scf_iterations: int = 150
+    min_direct_gap: float = 0.01  # eV: a smaller direct gap anywhere on the mesh is a semimetal or metal
+    parity_tolerance: float = 0.05  # | |xi| - 1 | allowed at the TRIMs
+    n_string: int = 12  # Wilson-loop points per string (no inversion)
+    n_pump: int = 9  # strings per TRIM plane over k in [0, 1/2]
+    min_link: float = 0.2  # smallest singular value of a Wilson-loop link matrix accepted
+    min_margin: float = 0.05  # WCC-flow margin accepted (relative to the largest WCC gap)
+    n_chern: int = 12  # k-mesh of a Chern plane (magnetic case)
+    symprec: float = 1e-3  # A, inversion search
+    max_atoms: int = 40
+    min_distance: float = 0.5  # A: closer atoms are refused before GPAW sees them
+    threads: int | None = None  # BLAS threads (None: leave the environment's)
+    gpaw_log: str | None = None  # GPAW's text log ('-' for stdout, a path, None for none)
+
+    def __post_init__(self) -> None:
+        checks = {
+            "kpt_spacing": self.kpt_spacing > 0,
+            "min_kpts": self.min_kpts >= 1,
+            "max_kpts": self.max_kpts >= self.min_kpts,
+            "smearing": self.smearing > 0,
+            "density_tolerance": self.density_tolerance > 0,
+            "max_scf_iterations": self.max_scf_iterations >= 1,
+            "min_direct_gap": self.min_direct_gap >= 0,
+            "parity_tolerance": 0 < self.parity_tolerance < 1,
+            "n_string": self.n_string >= 4,
+            "n_pump": self.n_pump >= 3,
+            "min_link": 0 <= self.min_link < 1,
+            "min_margin": 0 <= self.min_margin < 0.5,
+            "n_chern": self.n_chern >= 4,
+            "max_atoms": self.max_atoms >= 1,
+            "min_distance": self.min_distance >= 0,
+            "gap_kpts": self.gap_kpts >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise DFTInputError(f"DFTSettings.{bad[0]} out of range: {getattr(self, bad[0])!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DFTSettings:
+        data = dict(data or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise DFTInputError(f"unknown DFT setting {unknown[0]!r}; known: {sorted(known)}")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class DFTResult:
+    """The DFT verdict on one crystal. ``converged=False`` means: do not trust ``topo_class`` (see ``reason``)."""
+
+    topo_class: str | None
+    z2_indices: tuple[int, int, int, int] | None
+    chern_numbers: tuple[int, int, int] | None  # planes k1=0, k2=0, k3=0 (magnetic case)
+    band_gap_direct: float | None  # eV, smallest direct gap on the mesh
+    band_gap_indirect: float | None  # eV (negative: bands overlap in energy)
+    method: str | None  # parity | wilson | chern | None
+    converged: bool
+    reason: str | None
+    formula: str
+    n_atoms: int
+    n_electrons: int | None
+    spin_orbit: bool
+    kpts: tuple[int, int, int] | None
+    settings: dict[str, Any]
+    details: dict[str, Any] = field(default_factory=dict)
+    wall_time: float = 0.0
+    gpaw_version: str | None = None
+
+    @property
+    def chern_number(self) -> int | None:
+        """The first non-zero plane Chern number (0 when all vanish), None without a Chern calculation."""
+        if self.chern_numbers is None:
+            return None
+        return next((c for c in self.chern_numbers if c), 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["z2_indices"] = list(self.z2_indices) if self.z2_indices is not None else None
+        d["chern_numbers"] = list(self.chern_numbers) if self.chern_numbers is not None else None
+        d["kpts"] = list(self.kpts) if self.kpts is not None else None
+        d["chern_number"] = self.chern_number
+        return d
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> DFTResult:
+        known = {f.name for f in fields(cls)}
+        d = {k: v for k, v in data.items() if k in known}
+        for key in ("z2_indices", "chern_numbers", "kpts"):
+            if d.get(key) is not None:
+                d[key] = tuple(int(x) for x in d[key])
+        return cls(**d)
+
+
+def dft_available() -> tuple[bool, str]:
+    """``(True, version)`` when GPAW and its PAW setups are importable, else ``(False, why)``."""
+    try:
+        _gpaw.import_gpaw()
+        _gpaw.valence_electrons(np.array([14]), "PBE")
+    except (ImportError, _gpaw.MissingSetupError) as exc:
+        return False, str(exc)
+    return True, f"GPAW {_gpaw.gpaw_version()}"
+
+
+# ----------------------------------------------------------------------------- input
+def _check_arrays(lattice: Any, frac_coords: Any, numbers: Any, magmoms: Any):
+    lat = np.asarray(lattice, dtype=float)
+    frac = np.asarray(frac_coords, dtype=float)
+    z = np.asarray(numbers)
+    if lat.shape != (3, 3):
+        raise DFTInputError(f"lattice must be (3, 3) Angstrom with rows as vectors, got shape {lat.shape}")
+    if frac.ndim != 2 or frac.shape[1] != 3 or len(frac) == 0:
+        raise DFTInputError(f"frac_coords must be (N, 3) with N >= 1, got shape {frac.shape}")
+    if z.shape != (len(frac),):
+        raise DFTInputError(f"atomic_numbers must be ({len(frac)},), got shape {z.shape}")
+    if not (np.all(np.isfinite(lat)) and np.all(np.isfinite(frac))):
+        raise DFTInputError("lattice and frac_coords must be finite")
+    if not np.all(np.equal(np.mod(z, 1), 0)) or z.min() < 1 or z.max() > 118:
+        raise DFTInputError(f"atomic_numbers must be integers in 1..118, got {z.tolist()}")
+    volume = float(np.linalg.det(lat))
+    if not volume > 1e-6:
+        raise DFTInputError(f"lattice must be right-handed with positive volume, got det = {volume:.4g} A^3")
+    mag = None
+    if magmoms is not None:
+        mag = np.asarray(magmoms, dtype=float)
+        if mag.shape != (len(frac),) or not np.all(np.isfinite(mag)):
+            raise DFTInputError(f"magmoms must be ({len(frac)},) finite collinear moments, got shape {mag.shape}")
+    return lat, np.mod(frac, 1.0), z.astype(int), mag
+
+
+def _formula(numbers: np.ndarray) -> str:
+    from collections import Counter
+
+    try:
+        from ase.data import chemical_symbols
+    except ImportError:  # pragma: no cover
+        chemical_symbols = [str(i) for i in range(119)]
+    counts = Counter(int(z) for z in numbers)
+    return "".join(f"{chemical_symbols[z]}{n if n > 1 else ''}" for z, n in sorted(counts.items()))
+
+
+def _shortest_distance(lat: np.ndarray, frac: np.ndarray) -> tuple[float, int, int]:
+    """Shortest interatomic distance with periodic images (exact for cells whose images lie in +-2 cells)."""
+    shifts = np.array([[i, j, k] for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)], dtype=float)
+    diff = frac[None, :, None, :] - frac[:, None, None, :] + shifts[None, None, :, :]
+    d = np.linalg.norm(diff @ lat, axis=-1)  # (n, n, nshift)
+    n = len(frac)
+    d[np.arange(n), np.arange(n), len(shifts) // 2] = np.inf
+    flat = np.argmin(d)
+    i, j, _ = np.unravel_index(flat, d.shape)
+    return float(d.min()), int(i), int(j)
+
+
+def kpoint_mesh(lattice: np.ndarray, settings: DFTSettings, extra: int = 0) -> tuple[int, int, int]:
+    """Even Gamma-centred mesh (so that it holds the eight TRIMs) from ``kpt_spacing``."""
+    recip = 2 * np.pi * np.linalg.inv(lattice).T
+    out = []
+    for b in np.linalg.norm(recip, axis=1):
+        n = max(settings.min_kpts, math.ceil(b / settings.kpt_spacing))
+        n += n % 2
+        out.append(min(n, settings.max_kpts + settings.max_kpts % 2) + extra)
+    return tuple(int(n) for n in out)
+
+
+# ----------------------------------------------------------------------------- main entry
+def dft_invariants(
+    lattice: Any,
+    frac_coords: Any,
+    atomic_numbers: Any,
+    *,
+    spin_orbit: bool = True,
+    magmoms: Any = None,
+    settings: DFTSettings | Mapping[str, Any] | None = None,
+    **overrides: Any,
+) -> DFTResult:
+    """Topological class, Z2 indices (or plane Chern numbers) and band gaps of a crystal from PBE(+SOC).
+
+    ``lattice`` (3, 3) Angstrom with rows as vectors, ``frac_coords`` (N, 3), ``atomic_numbers`` (N,);
+    ``magmoms`` (N,) collinear initial moments in Bohr magnetons select the magnetic (Chern) branch.
+    ``settings`` (a :class:`DFTSettings` or its dict) plus keyword ``overrides`` of single settings.
+    Raises :class:`DFTInputError` for malformed arrays and :class:`~td_physics.dft._gpaw.DFTUnavailableError`
+    without GPAW; every physics failure is a result with ``converged=False`` and the reason.
+    """
+    if settings is None:
+        settings = DFTSettings()
+    elif not isinstance(settings, DFTSettings):
+        settings = DFTSettings.from_dict(settings)
+    if overrides:
+        unknown = sorted(set(overrides) - {f.name for f in fields(DFTSettings)})
+        if unknown:
+            raise DFTInputError(f"unknown DFT setting {unknown[0]!r}")
+        settings = replace(settings, **overrides)
+    lat, frac, z, mag = _check_arrays(lattice, frac_coords, atomic_numbers, magmoms)
+    _gpaw.import_gpaw()
+    magnetic = mag is not None and bool(np.any(np.abs(mag) > 1e-8))
+    base = dict(
+        formula=_formula(z),
+        n_atoms=len(z),
+        spin_orbit=bool(spin_orbit),
+        settings=settings.to_dict(),
+        gpaw_version=_gpaw.gpaw_version(),
+    )
+    start = time.perf_counter()
+
+    def fail(reason: str, **extra: Any) -> DFTResult:
+        logger.info("DFT %s: not converged: %s", base["formula"], reason)
+        values = dict(
+            topo_class=None, z2_indices=None, chern_numbers=None, band_gap_direct=None, band_gap_indirect=None,
+            method=None, n_electrons=None, kpts=None, details={},
+        )
+        values.update(extra)
+        return DFTResult(converged=False, reason=reason, wall_time=time.perf_counter() - start, **base, **values)
+
+    if len(z) > settings.max_atoms:
+        return fail(f"{len(z)} atoms exceed max_atoms {settings.max_atoms} (the time limit of a verification)")
+    dmin, i, j = _shortest_distance(lat, frac)
+    if dmin < settings.min_distance:
+        return fail(f"atoms {i} and {j} are {dmin:.3f} A apart, below min_distance {settings.min_distance} A")
+    try:
+        n_el, _ = _gpaw.valence_electrons(z, settings.xc)
+    except _gpaw.MissingSetupError as exc:
+        return fail(str(exc))
+    if n_el % 2 and not magnetic:
+        return DFTResult(
+            topo_class="semimetal_or_metal", z2_indices=None, chern_numbers=None, band_gap_direct=None,
+            band_gap_indirect=None, method="electron_count", converged=True,
+            reason=None, n_electrons=n_el, kpts=None,
+            details={"note": f"odd number of valence electrons ({n_el}) without magnetic moments: a Kramers "
+                     "doublet is half filled, so the crystal is a metal"},
+            wall_time=time.perf_counter() - start, **base,
+        )
+
+    meshes = [kpoint_mesh(lat, settings)]
+    if settings.confirm:
+        meshes.append(tuple(n + 2 for n in meshes[0]))
+    atoms = _gpaw.make_atoms(lat, frac, z, mag if magnetic else None)
+    inversion = None if magnetic else find_inversion(lat, frac, z, None, settings.symprec)
+    answers = []
+    try:
+        with _gpaw.blas_threads(settings.threads):
+            for mesh in meshes:
+                answer = _one_mesh(atoms, mesh, n_el, settings, spin_orbit, magnetic, inversion)
+                answers.append(answer)
+                if not answer["ok"]:
+                    break
+    except Exception as exc:  # GPAW's errors are many (ConvergenceError, LinAlgError, RuntimeError ...)
+        from gpaw import KohnShamConvergenceError
+
+        if isinstance(exc, KohnShamConvergenceError):
+            return fail(f"SCF did not converge in {settings.max_scf_iterations} iterations ({exc})", n_electrons=n_el)
+        logger.exception("DFT %s failed", base["formula"])
+        return fail(f"GPAW failed: {type(exc).__name__}: {exc}", n_electrons=n_el)
+    first = answers[0]
+    last = answers[-1]
+    details = {"meshes": [a["details"] for a in answers]}
+    common = dict(
+        n_electrons=n_el,
+        kpts=tuple(meshes[0]),
+        band_gap_direct=first["gap_direct"],
+        band_gap_indirect=first["gap_indirect"],
+        method=first["method"],
+        details=details,
+    )
+    if not last["ok"]:
+        return fail(last["reason"] + (f" (mesh {last['mesh']})" if len(answers) > 1 else ""), **common)
+    if len(answers) > 1 and (first["topo_class"], first["z2"], first["chern"]) != (
+        last["topo_class"], last["z2"], last["chern"]
+    ):
+        return fail(
+            f"the answer changes with the k-mesh: {first['topo_class']} {first['z2'] or first['chern']} on "
+            f"{first['mesh']}, {last['topo_class']} {last['z2'] or last['chern']} on {last['mesh']}",
+            **common,
+        )
+    result = DFTResult(
+        topo_class=first["topo_class"],
+        z2_indices=first["z2"],
+        chern_numbers=first["chern"],
+        converged=True,
+        reason=None,
+        wall_time=time.perf_counter() - start,
+        **common,
+        **base,
+    )
+    logger.info(
+        "DFT %s: %s %s (%s), direct gap %.3f eV, %.1f s",
+        result.formula, result.topo_class, result.z2_indices or result.chern_numbers or "", result.method,
+        result.band_gap_direct if result.band_gap_direct is not None else float("nan"), result.wall_time,
+    )
+    return result
+
+
+def _gaps(energies: np.ndarray, nocc: int) -> tuple[float, float]:
+    vb = energies[:, nocc - 1]
+    cb = energies[:, nocc]
+    return float((cb - vb).min()), float(cb.min() - vb.max())
+
+
+def _one_mesh(
+    atoms: Any,
+    mesh: tuple[int, int, int],
+    n_el: int,
+    settings: DFTSettings,
+    spin_orbit: bool,
+    magnetic: bool,
+    inversion: Any,
+) -> dict[str, Any]:
+    """Ground state on ``mesh`` and the invariant read from it (a dict; ``ok`` False with ``reason``)."""
+    t0 = time.perf_counter()
+    calc = _gpaw.ground_state(atoms, settings, mesh, spinpol=magnetic)
+    t_scf = time.perf_counter() - t0
+    nocc = n_el  # spinor states: one electron each
+    layout = _gpaw.basis_layout(calc)
+    if 2 * layout.nao <= nocc:
+        return _verdict(mesh, False, f"the basis has {2 * layout.nao} spinor states for {nocc} electrons")
+    gap_mesh = tuple(n + settings.gap_kpts for n in mesh)
+    full = _gpaw.nscf(calc, {"size": gap_mesh, "gamma": True}, settings)
+    states = _gpaw.spinor_states(full, spin_orbit=spin_orbit, n_states=nocc + 1)
+    direct, indirect = _gaps(states.energies, nocc)
+    details: dict[str, Any] = {
+        "mesh": list(mesh), "scf_seconds": round(t_scf, 2), "direct_gap": direct, "indirect_gap": indirect,
+        "nao": layout.nao, "n_occupied": nocc,
+    }
+    out = dict(mesh=list(mesh), gap_direct=direct, gap_indirect=indirect, details=details)
+    if direct < settings.min_direct_gap:
+        # no gap somewhere on the mesh: the occupied bands are not separated, no invariant is defined
+        return {**_verdict(mesh, True, None, topo_class="semimetal_or_metal", method="gap"), **out}
+    if magnetic:
+        res = _chern(calc, nocc, settings, spin_orbit, details)
+    elif inversion is not None:
+        res = _parity(states, layout, inversion, nocc, settings, details)
+    else:
+        res = _wilson(calc, nocc, settings, spin_orbit, details)
+    details["seconds"] = round(time.perf_counter() - t0, 2)
+    return {**out, **res}
+
+
+def _verdict(mesh, ok: bool, reason: str | None, **kw: Any) -> dict[str, Any]:
+    base = {"mesh": list(mesh), "ok": ok, "reason": reason, "topo_class": None, "z2": None, "chern": None,
+            "method": None, "gap_direct": None, "gap_indirect": None, "details": {}}
+    base.update(kw)
+    return base
+
+
+def _parity(states, layout, inversion, nocc: int, settings: DFTSettings, details: dict) -> dict[str, Any]:
+    points = trims()
+    idx = []
+    for p in points:
+        d = states.kpts - p
+        hit = np.where(np.abs(d - np.round(d)).max(axis=1) < 1e-8)[0]
+        if len(hit) == 0:
+            raise RuntimeError(f"TRIM {p} missing from the mesh")
+        idx.append(int(hit[0]))
+    mats = np.stack([inversion_matrix(inversion, layout, p) for p in points])
+    par = occupied_parities(states.coeffs[idx], states.overlap[idx], mats, nocc)
+    details.update(
+        parity_deltas=par.deltas.tolist(), parity_deviation=par.worst_deviation,
+        negative_parities=par.n_minus.tolist(), inversion_translation=inversion.translation.tolist(),
+    )
+    if par.worst_deviation > settings.parity_tolerance:
+        return {"ok": False, "reason": f"parity eigenvalues deviate from +-1 by {par.worst_deviation:.3f} "
+                f"(tolerance {settings.parity_tolerance}): the occupied space is not closed under inversion",
+                "method": "parity", "topo_class": None, "z2": None, "chern": None}
+    if par.odd_pairs:
+        return {"ok": False, "reason": f"an odd number of negative parities at TRIM(s) "
+                f"{[points[i].tolist() for i in par.odd_pairs]}: Kramers pairs are split", "method": "parity",
+                "topo_class": None, "z2": None, "chern": None}
+    z2 = fu_kane(par.deltas, points)
+    return {"ok": True, "reason": None, "method": "parity", "z2": z2, "chern": None,
+            "topo_class": "z2_ti" if any(z2) else "trivial"}
+
+
+def _states_on(calc, kpts: np.ndarray, nocc: int, settings: DFTSettings, spin_orbit: bool):
+    flat = kpts.reshape(-1, 3)
+    nscf = _gpaw.nscf(calc, flat, settings)
+    states = _gpaw.spinor_states(nscf, spin_orbit=spin_orbit, n_states=nocc + 1)
+    if not np.allclose(states.kpts, flat, atol=1e-10):
+        raise RuntimeError("GPAW reordered the k-points of the Wilson-loop strings")
+    return states
+
+
+def _wilson(calc, nocc: int, settings: DFTSettings, spin_orbit: bool, details: dict) -> dict[str, Any]:
+    planes = trim_planes()
+    grids = [plane_kpoints(p, settings.n_pump, settings.n_string) for p in planes]
+    allk = np.concatenate([g.reshape(-1, 3) for g in grids])
+    states = _states_on(calc, allk, nocc, settings, spin_orbit)
+    direct, _ = _gaps(states.energies, nocc)
+    frames = loewdin_frames(states.coeffs[:, :nocc], states.overlap)
+    per = settings.n_pump * settings.n_string
+    z2s: dict[str, int] = {}
+    worst_margin, worst_link = 1.0, 1.0
+    for i, (plane, grid) in enumerate(zip(planes, grids)):
+        f = frames[i * per:(i + 1) * per].reshape(settings.n_pump, settings.n_string, nocc, -1)
+        res = plane_z2(plane, f)
+        z2s[res.plane] = res.z2
+        worst_margin = min(worst_margin, res.min_margin)
+        worst_link = min(worst_link, res.min_link)
+    (nu, consistent) = strong_weak(z2s)
+    details.update(plane_z2=z2s, wilson_min_margin=worst_margin, wilson_min_link=worst_link,
+                   wilson_min_direct_gap=direct)
+    verdict = {"method": "wilson", "topo_class": None, "z2": None, "chern": None}
+    if direct < settings.min_direct_gap:
+        return {**verdict, "ok": True, "reason": None, "topo_class": "semimetal_or_metal", "method": "gap"}
+    if worst_link < settings.min_link:
+        return {**verdict, "ok": False, "reason": f"Wilson-loop strings too coarse: a link overlap has singular "
+                f"value {worst_link:.3f} < min_link {settings.min_link} (raise n_string)"}
+    if worst_margin < settings.min_margin:
+        return {**verdict, "ok": False, "reason": f"Wannier-centre flow ambiguous: margin {worst_margin:.3f} < "
+                f"min_margin {settings.min_margin} (raise n_pump)"}
+    if not consistent:
+        return {**verdict, "ok": False, "reason": f"the six TRIM planes disagree on nu0: {z2s}"}
+    return {**verdict, "ok": True, "reason": None, "z2": nu, "topo_class": "z2_ti" if any(nu) else "trivial"}
+
+
+def _chern(calc, nocc: int, settings: DFTSettings, spin_orbit: bool, details: dict) -> dict[str, Any]:
+    n = settings.n_chern
+    grids = [chern_plane_kpoints(normal, 0.0, n)[0] for normal in range(3)]
+    states = _states_on(calc, np.concatenate([g.reshape(-1, 3) for g in grids]), nocc, settings, spin_orbit)
+    direct, _ = _gaps(states.energies, nocc)
+    frames = loewdin_frames(states.coeffs[:, :nocc], states.overlap)
+    cs, worst = [], 0.0
+    for i in range(3):
+        c, max_phase, dev = chern_number(frames[i * n * n:(i + 1) * n * n].reshape(n, n, nocc, -1))
+        cs.append(c)
+        worst = max(worst, max_phase)
+    details.update(plane_chern=cs, chern_max_plaquette_phase=worst, chern_min_direct_gap=direct)
+    verdict = {"method": "chern", "topo_class": None, "z2": None, "chern": None}
+    if direct < settings.min_direct_gap:
+        return {**verdict, "ok": True, "reason": None, "topo_class": "semimetal_or_metal", "method": "gap"}
+    if worst > 0.5:
+        return {**verdict, "ok": False, "reason": f"Chern plaquette phase {worst:.2f} pi: raise n_chern"}
+    return {**verdict, "ok": True, "reason": None, "chern": tuple(cs), "topo_class": "chern" if any(cs) else "trivial"}
