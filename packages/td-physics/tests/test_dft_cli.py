@@ -7,9 +7,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +152,48 @@ def test_time_limit_stops_the_crystal(batch, tmp_path):
     result = json.loads((out / result_file_name(0)).read_text())
     assert (result["id"], result["converged"], result["reason"]) == ("si", False, "over the time limit of 1 s")
     assert 1.0 <= result["wall_time"]
+
+
+def test_killed_calculation_gets_a_result_saying_so(batch, tmp_path):
+    """The child process of a crystal killed from outside (as the kernel's OOM killer does): the crystal
+    gets a result with the exit code, and the command still exits 0."""
+    _, crystals, settings, _ = batch
+    out = tmp_path / "out"
+    args = ["--input", str(crystals), "--output-dir", str(out), "--settings", str(settings), "--index", "0"]
+    env = {k: v for k, v in os.environ.items() if k != "SLURM_ARRAY_TASK_ID"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "td_physics.dft", "run", *args, "--timeout", "600"],
+        env={**env, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+    if not children.exists():
+        proc.kill()
+        pytest.skip("needs /proc/PID/task/PID/children (Linux) to find the child process")
+
+    def calculation_child() -> str:  # not multiprocessing's resource tracker, the other child
+        for pid in children.read_text().split():
+            try:
+                if b"spawn_main" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    return pid
+            except FileNotFoundError:
+                continue
+        return ""
+
+    child = ""
+    for _ in range(600):
+        child = calculation_child()
+        if child or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    assert child, "the crystal's child process never started"
+    os.kill(int(child), signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    result = json.loads((out / result_file_name(0)).read_text())
+    assert result["converged"] is False and result["reason"].startswith("the calculation process died (exit code -9)")
 
 
 def test_merge_lists_missing_and_exits_1(batch, tmp_path):

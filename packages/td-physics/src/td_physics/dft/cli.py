@@ -371,13 +371,15 @@ def _compute_with_timeout(
     start = time.perf_counter()
     proc.start()
     send.close()  # the child holds the only write end: EOF when it dies
-    payload = None
+    payload, timed_out = None, False
     try:
-        if receive.poll(timeout):
+        if receive.poll(timeout):  # a message, or EOF when the child died without one
             try:
                 payload = receive.recv_bytes()
             except EOFError:
                 payload = None
+        else:
+            timed_out = True
     finally:
         receive.close()
         if payload is None and proc.is_alive():
@@ -392,7 +394,7 @@ def _compute_with_timeout(
     from td_physics.dft import DFTSettings
 
     settings = DFTSettings() if settings_dict is None else DFTSettings.from_dict(settings_dict)
-    if elapsed >= timeout:
+    if timed_out:
         reason = f"over the time limit of {timeout:g} s"
     else:
         reason = f"the calculation process died (exit code {proc.exitcode}) after {elapsed:.1f} s"
