@@ -78,7 +78,7 @@ def test_array_script_one_crystal_per_task(tmp_path):
     assert f"--input {job.crystals_file}" in text and f"--output-dir {job.output_dir}" in text
     assert '--index "$SLURM_ARRAY_TASK_ID"' in text
     assert "--timeout 6900" in text  # 2 h less a 300 s margin
-    assert "--no-spin-orbit" not in text and "--settings" not in text
+    assert "--no-spin-orbit" not in text and "--settings" not in text and "--retry-failed" not in text
     assert text.index('export OMP_NUM_THREADS="${SLURM_CPUS_PER_TASK:-1}"') < text.index("export GPAW_NEW=0")
     assert bash_parses(job.array_script)
 
@@ -106,6 +106,7 @@ def test_settings_spin_orbit_timeout_and_indices(tmp_path):
         tmp_path / "dft",
         settings_file=settings,
         spin_orbit=False,
+        retry_failed=True,
         crystal_timeout=100,
         time_per_task="00:05:00",
         indices=[7, 2, 3, 4, 9, 3],
@@ -113,6 +114,7 @@ def test_settings_spin_orbit_timeout_and_indices(tmp_path):
     )
     text = job.array_script.read_text()
     assert f"--settings {settings.resolve()}" in text and "--no-spin-orbit" in text and "--timeout 100" in text
+    assert text.rstrip().endswith("--no-spin-orbit \\\n    --retry-failed")
     assert sbatch_lines(job.array_script)["array"] == "2-4,7,9%2" and job.indices == (2, 3, 4, 7, 9)
     assert bash_parses(job.array_script)
 

@@ -177,6 +177,7 @@ def write_dft_array_job(
     settings_file: str | os.PathLike[str] | None = None,
     spin_orbit: bool = True,
     crystal_timeout: int | None = None,
+    retry_failed: bool = False,
     indices: Sequence[int] | None = None,
     merge: bool = True,
     results_file: str | os.PathLike[str] | None = None,
@@ -194,8 +195,9 @@ def write_dft_array_job(
     :func:`crystal_timeout_for` ``(time_per_task)``) and gets a result saying so. ``python``: the
     job's interpreter with ``td-physics[dft]``; ``extra_env``: ``export NAME=VALUE`` lines (after the
     thread settings, so they may override them). ``settings_file``: a JSON file of ``DFTSettings``
-    keys; ``spin_orbit=False`` adds ``--no-spin-orbit``. ``results_file``: the merge's output (default
-    ``output_dir/dft_results.json``).
+    keys; ``spin_orbit=False`` adds ``--no-spin-orbit``; ``retry_failed`` adds ``--retry-failed`` (a
+    result with converged=false, say over the time limit, is computed again instead of kept).
+    ``results_file``: the merge's output (default ``output_dir/dft_results.json``).
     """
     crystals = Path(check_path("crystals_file", crystals_file)).resolve()
     if not crystals.is_file():
@@ -242,6 +244,7 @@ def write_dft_array_job(
         output_dir=_q("output_dir", out),
         settings_file=None if settings is None else _q("settings_file", settings),
         spin_orbit=bool(spin_orbit),
+        retry_failed=bool(retry_failed),
         crystal_timeout=timeout,
         margin=limit - timeout,
         extra_env=env,

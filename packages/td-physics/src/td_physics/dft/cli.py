@@ -45,6 +45,7 @@ exit status 1 when results are missing (unless ``--allow-missing``), 2 for an un
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import math
@@ -451,10 +452,10 @@ def run_crystals(
     settings_dict = _settings_dict(settings)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    bar = _progress_bar(len(todo)) if progress else None
     computed, skipped, failed = [], [], []
     checked = False
-    try:
+    with contextlib.ExitStack() as stack:
+        bar = _progress_bar(len(todo), stack) if progress else None
         for i in todo:
             path = out / result_file_name(i)
             crystal = crystals[i]
@@ -486,17 +487,14 @@ def run_crystals(
                 logger.warning("crystal %d (%s): not converged: %s", i, cid, record.get("reason"))
             else:
                 logger.info(
-                    "crystal %d (%s): %s, z2 %s, %.1f s",
+                    "crystal %d (%s): %s %s, %.1f s",
                     i,
                     cid,
                     record.get("topo_class"),
-                    record.get("z2_indices"),
+                    record.get("z2_indices") or record.get("chern_numbers") or "",
                     record.get("wall_time") or 0.0,
                 )
             _advance(bar)
-    finally:
-        if bar is not None:
-            bar.close()
     return RunSummary(tuple(computed), tuple(skipped), tuple(failed))
 
 
@@ -511,13 +509,17 @@ def _require_dft() -> None:
         raise DFTUnavailableError(why)
 
 
-def _progress_bar(total: int) -> Any:
+def _progress_bar(total: int, stack: contextlib.ExitStack) -> Any:
+    """A tqdm bar closed with ``stack``; log lines go through it meanwhile (no torn bar lines)."""
     try:
         from tqdm.auto import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
     except ImportError:  # a nicety: the log lines say the same
-        logger.info("tqdm is not installed: no progress bar")
+        logger.info("tqdm is not installed (pip install 'td-physics[dft]'): no progress bar")
         return None
-    return tqdm(total=total, desc="DFT", unit="crystal", dynamic_ncols=True)
+    bar = stack.enter_context(tqdm(total=total, desc="DFT", unit="crystal", dynamic_ncols=True))
+    stack.enter_context(logging_redirect_tqdm())
+    return bar
 
 
 def _advance(bar: Any) -> None:
