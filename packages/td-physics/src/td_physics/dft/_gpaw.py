@@ -3,7 +3,8 @@
 Everything that touches GPAW lives here; the invariants (:mod:`.parity`, :mod:`.wilson`) work on the
 plain arrays this module returns. GPAW's LCAO Bloch sums are ``phi_Mk(r) = sum_R exp(2 pi i k.R)
 phi_M(r - tau_M - R)`` (periodic gauge: ``S(k + G) = S(k)``, checked in the tests), with states
-``psi_n = sum_M C_nM phi_Mk`` normalised as ``conj(C) S C^T = 1``.
+``psi_n = sum_M C_nM phi_Mk``; GPAW's ``S_MM`` is stored transposed with respect to that representation
+(``conj(C) S_MM^T C^T = 1``, checked at general k in the tests), so the overlap used here is ``S_MM^T``.
 
 Spin-orbit coupling is GPAW's non-self-consistent second variation (``gpaw.spinorbit.soc_eigenstates``)
 over *all* LCAO bands (``nbands='nao'``), so the spinor states are exact eigenstates of the LCAO
@@ -185,7 +186,8 @@ def spinor_states(calc: Any, *, spin_orbit: bool, n_states: int | None = None) -
         c_dn = by_ks[(k, nspins - 1)].C_nM
         coeffs[k, :, 0] = v[:, 0::2] @ c_up
         coeffs[k, :, 1] = v[:, 1::2] @ c_dn
-        overlap[k] = by_ks[(k, 0)].S_MM
+        # GPAW's S_MM is the transpose of <phi_M|phi_M'> in this representation: conj(C) S^T C^T = 1
+        overlap[k] = by_ks[(k, 0)].S_MM.T
     return SpinorStates(np.array(kd.bzk_kc, dtype=float), np.asarray(energies[:, :keep], dtype=float), coeffs, overlap)
 
 

@@ -37,13 +37,25 @@ def _unitary(m: np.ndarray) -> np.ndarray:
     return u @ vh
 
 
-def wilson_phases(frames: np.ndarray) -> tuple[np.ndarray, float]:
+def position_phase(positions: np.ndarray, dk: np.ndarray) -> np.ndarray:
+    """``exp(-2 pi i dk.tau_M)`` for basis functions at reduced positions ``tau`` (dim, 3) and a k-step ``dk``.
+
+    With it the links are those of the Bloch convention with orbital positions, whose subspaces turn
+    slowly with k (atoms at different sites no longer carry relative phases ``exp(2 pi i k.tau)``), so
+    that coarse strings suffice; the invariants are the same either way.
+    """
+    return np.exp(-2j * np.pi * (np.asarray(positions) @ np.asarray(dk, dtype=float)))
+
+
+def wilson_phases(frames: np.ndarray, phase: np.ndarray | None = None) -> tuple[np.ndarray, float]:
     """Wannier-centre positions (sorted, in [0, 1)) of closed strings and the smallest link singular value.
 
     ``frames`` (nstring, npts, nocc, dim): ``npts`` points of each string, the loop closing on the first
-    (periodic gauge).
+    (periodic gauge); ``phase`` (dim,) from :func:`position_phase` for one step.
     """
     nxt = np.roll(frames, -1, axis=1)
+    if phase is not None:
+        nxt = nxt * phase
     links = np.conj(frames) @ np.swapaxes(nxt, -1, -2)  # (nstring, npts, nocc, nocc): <u_k|u_k+1>
     sv = np.linalg.svd(links, compute_uv=False)
     w = ordered_product(_unitary(links))
@@ -95,9 +107,17 @@ class PlaneZ2:
     wcc: np.ndarray  # (n_pump, nocc)
 
 
-def plane_z2(plane: PlaneSpec, frames: np.ndarray) -> PlaneZ2:
-    """Z2 of one TRIM plane from frames (n_pump, n_string, nocc, dim) on :func:`plane_kpoints`."""
-    wcc, min_link = wilson_phases(frames)
+def plane_z2(plane: PlaneSpec, frames: np.ndarray, positions: np.ndarray | None = None) -> PlaneZ2:
+    """Z2 of one TRIM plane from frames (n_pump, n_string, nocc, dim) on :func:`plane_kpoints`.
+
+    ``positions`` (dim, 3): reduced centres of the frame's basis functions (see :func:`position_phase`).
+    """
+    phase = None
+    if positions is not None:
+        dk = np.zeros(3)
+        dk[plane.wilson] = 1.0 / frames.shape[1]
+        phase = position_phase(positions, dk)
+    wcc, min_link = wilson_phases(frames, phase)
     z2, margin = z2_from_flow(wcc)
     return PlaneZ2(plane.name, int(z2), float(margin.min()) if margin.size else 1.0, min_link, wcc)
 
@@ -119,19 +139,25 @@ def chern_plane_kpoints(normal: int, value: float, n: int) -> tuple[np.ndarray, 
     return k, axes
 
 
-def chern_number(frames: np.ndarray) -> tuple[int, float, float]:
+def chern_number(
+    frames: np.ndarray, phases: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[int, float, float]:
     """Fukui-Hatsugai-Suzuki Chern number of frames (n1, n2, nocc, dim) on a periodic plane.
 
-    Returns ``(C, largest plaquette phase / pi, deviation of the flux sum from the integer)``.
+    ``phases``: the :func:`position_phase` of one step along each axis. Returns ``(C, largest plaquette
+    phase / pi, deviation of the flux sum from the integer)``.
     """
+    p1, p2 = phases if phases is not None else (None, None)
 
-    def link(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    def link(a: np.ndarray, b: np.ndarray, phase: np.ndarray | None) -> np.ndarray:
+        if phase is not None:
+            b = b * phase
         d = np.linalg.det(np.conj(a) @ np.swapaxes(b, -1, -2))
         mag = np.abs(d)
         return np.where(mag > 0, d / np.where(mag > 0, mag, 1.0), 1.0)
 
-    u1 = link(frames, np.roll(frames, -1, axis=0))
-    u2 = link(frames, np.roll(frames, -1, axis=1))
+    u1 = link(frames, np.roll(frames, -1, axis=0), p1)
+    u2 = link(frames, np.roll(frames, -1, axis=1), p2)
     flux = np.angle(u1 * np.roll(u2, -1, axis=0) / (np.roll(u1, -1, axis=1) * u2))
     total = flux.sum() / (2 * np.pi)
     c = int(np.rint(total))
