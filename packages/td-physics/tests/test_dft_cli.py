@@ -214,6 +214,8 @@ def test_merge_lists_missing_and_exits_1(batch, tmp_path):
     assert [r["id"] for r in data["results"]] == ["si", "no-lattice"]
     proc = cli("merge", str(out), "--input", str(crystals), "--output", str(merged), "--allow-missing")
     assert proc.returncode == 0, proc.stderr
+    assert main(["merge", str(tmp_path / "never-ran"), "--input", str(crystals), "--output", str(merged)]) == 1
+    assert json.loads(merged.read_text())["missing"] == [0, 1, 2]
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 

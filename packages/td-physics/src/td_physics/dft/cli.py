@@ -532,8 +532,8 @@ def merge_results(crystals: Sequence[Any], output_dir: str | os.PathLike[str]) -
     "results": [...], "missing": [indices], "missing_ids": [...], "problems": {index: why}}``. A result
     file that is corrupt or belongs to another crystal counts as missing (its problem is listed)."""
     folder = Path(output_dir)
-    if not folder.is_dir():
-        raise FileFormatError(f"the results folder must exist, got {str(folder)!r}")
+    if not folder.is_dir():  # no task has run: every result is missing
+        logger.warning("the results folder %s does not exist", folder)
     results, missing, problems = [], [], {}
     for i, crystal in enumerate(crystals):
         path = folder / result_file_name(i)
