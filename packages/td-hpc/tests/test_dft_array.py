@@ -8,6 +8,7 @@ import json
 import os
 import stat
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -270,3 +271,13 @@ def test_submit_array_then_merge_after_it(tmp_path, monkeypatch):
     assert submit_dft_verification(no_merge) == ("103", None)
     with pytest.raises(HpcValueError, match="job must be the DFTArrayJob"):
         submit_dft_verification(str(job.array_script))
+
+
+def test_td_hpc_does_not_import_td_physics(tmp_path):
+    """The array is written and submitted without td-physics: only the job's command line needs it."""
+    code = (
+        "import sys, td_hpc\n"
+        f"td_hpc.write_dft_array_job({str(crystals_file(tmp_path, 2))!r}, {str(tmp_path / 'dft')!r})\n"
+        "assert not [m for m in sys.modules if m.startswith(('td_physics', 'gpaw'))], sorted(sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
