@@ -1,5 +1,6 @@
 """DFT verification on a real one-node SLURM (scripts/slurm_cluster.sh): a 2-task array on Si (GPAW,
-the coarsest settings), the merge job after it, then the same job submitted again computes nothing.
+the coarsest settings), the merge job after it; the same job submitted again computes nothing; after a
+lost result, an array over the missing index recomputes that crystal alone.
 
 Marked slow. The fixture starts the cluster as test_slurm_real.py does (its own folder and ports, so
 that the two modules never share daemons) and stops it by the PIDs it recorded; a failed test keeps the
@@ -21,7 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from td_hpc import array_status, cancel, status, submit_dft_verification, write_dft_array_job
+from td_hpc import (
+    array_status,
+    cancel,
+    missing_dft_results,
+    status,
+    submit_dft_verification,
+    write_dft_array_job,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -117,3 +125,24 @@ def test_dft_array_merge_and_resubmission(slurm, tmp_path):
     assert job.results_file.stat().st_mtime_ns > merged_mtime
     second = "".join(p.read_text() for p in job.log_dir.glob(f"*-{array2}_*.err"))
     assert second.count("valid result in") == 2 and "computing" not in second, second
+
+    # a partial run (one result lost): an array over the missing index recomputes it alone
+    (job.output_dir / "result-000001.json").unlink()
+    assert missing_dft_results(job.output_dir, 2) == [1]
+    retry = write_dft_array_job(
+        crystals,
+        tmp_path / "dft",
+        time_per_task="00:10:00",
+        cpus_per_task=1,
+        mem="2G",
+        python=sys.executable,
+        settings_file=settings,
+        indices=missing_dft_results(job.output_dir, 2),
+    )
+    array3, merge3 = submit_dft_verification(retry, cwd=tmp_path)
+    assert wait_for(merge3, timeout=600).state == "COMPLETED", logs_text(job.log_dir)
+    assert [t.job_id for t in array_status(array3)] == [f"{array3}_1"]
+    assert (job.output_dir / "result-000000.json").stat().st_mtime_ns == before["result-000000.json"]
+    assert json.loads(job.results_file.read_text())["missing"] == []
+    third = "".join(p.read_text() for p in job.log_dir.glob(f"*-{array3}_*.err"))
+    assert "crystal 1 (si-strained): computing" in third, third
