@@ -20,10 +20,11 @@ Input (:func:`write_crystals_file` writes it)::
 ``run`` computes crystal ``I`` (``--index``, else ``$SLURM_ARRAY_TASK_ID``, else every crystal with a
 progress bar) and writes ``OUTPUT_DIR/result-IIIIII.json`` atomically: ``{"index": I, "id": ...,
 **DFTResult.to_dict()}``. A valid result file that is already there is skipped, so a resubmitted job
-array only does what is missing; a corrupt one, or one for another crystal or other settings, is
-redone. A crystal that cannot be computed (malformed arrays, a calculation that raised, a child
-process that died, the ``--timeout`` limit) gets a result file with ``converged: false`` and the
-reason, and the others go on. Exit status: 0 when every requested crystal has a result file, 2 for an
+array only does what is missing; a corrupt one, or one for another crystal or other settings (a
+newer td-physics that added a setting counts: its default may change the answer), is redone. A
+crystal that cannot be computed (malformed arrays, a calculation that raised, a child process that
+died, the ``--timeout`` limit) gets a result file with ``converged: false`` and the reason, and the
+others go on. Exit status: 0 when every requested crystal has a result file, 2 for an
 unusable input or settings file or a bad argument, 3 when the ``td-physics[dft]`` extra (GPAW and its
 setups) is missing (then no result is written, so that a later run computes them).
 
@@ -578,8 +579,14 @@ def _is_index_file(name: str, n: int) -> bool:
 # command line
 
 
+_DESCRIPTION = (
+    "DFT verification of crystals (GPAW, PBE + spin-orbit): one result file per crystal, resumable, "
+    "one crystal per SLURM array task; then merge the result files."
+)
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m td_physics.dft", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m td_physics.dft", description=_DESCRIPTION)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="compute crystals, one result file each (resumable)")
     run.add_argument("--input", required=True, help="crystals JSON file")
