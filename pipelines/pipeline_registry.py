@@ -14,7 +14,7 @@ from pathlib import Path
 from kedro.pipeline import Pipeline
 
 #: The order in which the pipelines run; ``__default__`` is all of them.
-PIPELINE_ORDER = ("ingest", "label", "split", "train", "generate", "evaluate", "report")
+PIPELINE_ORDER = ("ingest", "label", "split", "train", "generate", "relax", "evaluate", "report")
 
 
 def find_project_pipelines() -> dict[str, Pipeline]:

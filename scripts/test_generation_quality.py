@@ -172,6 +172,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "sampling_seconds": round(t_sample, 2),
         "predict_seconds": round(t_predict, 2),
         "metrics_seconds": round(time.perf_counter() - t0, 2),
+        **stability_note(model),
     }
     write_json(result, out / "metrics.json")
     save_figure(histogram_figure(reference, generated, "reference"), out / "histograms.png")
@@ -180,8 +181,23 @@ def _main(argv: Sequence[str] | None) -> int:
     for key in METRIC_KEYS:
         value = result.get(key)
         print(f"  {key:16s} {'n/a' if value is None else f'{value:.4f}'}")
+    if result["stability_filter"]:
+        print(result["stability_filter"])
     print(f"wrote {out / 'metrics.json'}, {out / 'samples'}/ and {out / 'histograms.png'}")
     return 0
+
+
+def stability_note(model) -> dict:
+    """``stability_threshold`` of the model's physics_config and, when set, that this script did not apply it."""
+    threshold = model.config.physics_config.stability_threshold
+    note = ""
+    if threshold is not None:
+        note = (
+            f"physics_config.stability_threshold = {threshold:g} eV/atom was NOT applied: these samples are not "
+            "relaxed; the Kedro relax pipeline applies it (CHGNet relaxation and energy above the hull: "
+            "kedro run --pipelines=relax)"
+        )
+    return {"stability_threshold": threshold, "stability_filter": note}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

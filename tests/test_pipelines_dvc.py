@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DVC = BIN / "dvc"
-STAGES = ("config", "ingest", "label", "split", "train", "generate", "evaluate", "report")
+STAGES = ("config", "ingest", "label", "split", "train", "generate", "relax", "evaluate", "report")
 CONFIG = "data/00_config"
 
 TINY = {
@@ -38,6 +38,9 @@ TINY = {
     "generate_options": {"n_candidates": 4, "steps": 5, "seed": 0},
     "evaluate_options": {"coverage_dataset": "mp_20", "max_metric_candidates": 3, "max_relabel": 2,
                          "max_relabel_atoms": 4},
+    "relax_options": {"enabled": True, "fmax": 0.1, "max_steps": 30, "relax_cell": True, "batch_size": 8},
+    "verify_options": {"enabled": False, "top_n": 1, "max_atoms": 4, "spin_orbit": True,
+                       "timeout_per_crystal": 60, "settings": {}},
 }  # fmt: skip
 
 
@@ -123,7 +126,7 @@ def test_make_repro_in_a_clone_runs_all_then_nothing_then_what_a_conf_local_chan
     _write(clone / "conf" / "local" / "parameters_tiny.yml",
            {**TINY, "training_config": {**TINY["training_config"], "max_epochs": 2}, "notes": {"a": 1}})  # fmt: skip
     third = _ok(_repro(clone))
-    assert _ran(third) == {"config", "train", "generate", "evaluate", "report"}, third[-3000:]
+    assert _ran(third) == {"config", "train", "generate", "relax", "evaluate", "report"}, third[-3000:]
     summary = yaml.safe_load((clone / "data" / "06_models" / "training_summary.json").read_text(encoding="utf-8"))
     assert summary["epochs_completed"] == 2 and summary["config"]["training_config"]["max_epochs"] == 2
 

@@ -31,6 +31,9 @@ training_config: {batch_size: 8, learning_rate: 0.001, max_epochs: 1, warmup_epo
                   checkpoint_every: 1, keep_checkpoints: 1, seed: 0}
 generate_options: {n_candidates: 4, steps: 5, seed: 0}
 evaluate_options: {coverage_dataset: mp_20, max_metric_candidates: 3, max_relabel: 2, max_relabel_atoms: 4}
+relax_options: {enabled: true, fmax: 0.1, max_steps: 30, relax_cell: true, batch_size: 8}
+verify_options: {enabled: true, top_n: 1, max_atoms: 4, spin_orbit: true, timeout_per_crystal: 120,
+                 settings: {kpt_spacing: 0.6, max_kpts: 4, confirm: false}}
 """
 
 
@@ -75,11 +78,17 @@ def test_default_pipeline_end_to_end_then_train_alone(tmp_path):
         "08_reporting/generation_metrics.json", "08_reporting/physics_consistency.json", "08_reporting/candidates.csv",
         "08_reporting/training_curves.png", "08_reporting/class_distribution.png",
         "08_reporting/property_histograms.png", "08_reporting/band_structures.png", "08_reporting/report.md",
+        "07_model_output/relaxed_candidates/index.json", "08_reporting/relax_table.csv",
+        "08_reporting/relax_summary.json", "07_model_output/dft_crystals.json", "07_model_output/dft_results.json",
+        "08_reporting/verify_summary.json", "08_reporting/dft_band_structure.png",
     ]  # fmt: skip
     missing = [p for p in expected if not (data / p).exists()]
     assert not missing, missing
     assert len(list((data / "07_model_output" / "candidates").glob("*.cif"))) >= 1
-    assert "## Limits" in (data / "08_reporting" / "report.md").read_text(encoding="utf-8")
+    report = (data / "08_reporting" / "report.md").read_text(encoding="utf-8")
+    assert "## Limits" in report and "- **Relaxation** (CHGNet" in report and "DFT verification" in report
+    relax = json.loads((data / "08_reporting" / "relax_summary.json").read_text())
+    assert relax["n_candidates"] >= 1 and relax["stability_threshold"] == 0.1  # conf/base: the guide's value
     assert json.loads((data / "08_reporting" / "physics_consistency.json").read_text())["n_candidates"] >= 1
     # every catalog entry of the default pipeline was written
     import yaml

@@ -1,19 +1,27 @@
-"""Evaluate: generation quality (CDVAE/DiffCSP metrics) and physics consistency of the candidates.
+"""Evaluate: generation quality (CDVAE/DiffCSP metrics), physics consistency and DFT verification.
 
-Physics consistency re-runs the structure labeller (the same options as the ``label`` pipeline) on
-the structurally valid candidates and compares the recomputed class with the class that was asked
-for: a confusion table and the share that are what was asked.
+Generation quality judges the generator on its samples as sampled (``candidates``). Physics consistency
+re-runs the structure labeller (the same options as the ``label`` pipeline) on the relaxed candidates
+(``relaxed_candidates``) and compares the recomputed class with the class that was asked for: a confusion
+table and the share that are what was asked. Verification computes the topological class with DFT
+(td-physics' ``dft_invariants``: PBE, spin-orbit coupling, Fu-Kane parities or Wilson loops) for the top
+``verify_options.top_n`` candidates that passed the stability filter of the ``relax`` pipeline.
 """
 
 from __future__ import annotations
 
 import logging
+import math
+import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
 
 import pandas as pd
 
+from pipelines._options import OptionsBlock
+from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
 
 logger = logging.getLogger(__name__)
@@ -55,8 +63,9 @@ def physics_consistency(
     """``(candidates with recomputed labels, consistency report, one table row per candidate)``.
 
     Only structurally valid candidates with at most ``max_relabel_atoms`` sites and elements the
-    labeller knows are relabelled (at most ``max_relabel``); the others get ``recomputed_class`` =
-    ``not_checked`` with the reason. ``progress(done, total)`` is called as labels arrive (td-data's
+    labeller knows are relabelled (at most ``max_relabel``, those that passed the ``relax`` pipeline's
+    stability filter first: they are the ones verification may take); the others get ``recomputed_class``
+    = ``not_checked`` with the reason. ``progress(done, total)`` is called as labels arrive (td-data's
     ``label_records``; the evaluation scripts draw a bar with it).
     """
     from pipelines.ingest.nodes import LABELLER_ELEMENTS
@@ -70,7 +79,8 @@ def physics_consistency(
     why: dict[str, str] = {}
     valid: dict[str, bool] = {}
     todo = []
-    for rec in candidates:
+    # candidates held back by the stability filter come last (a stable sort: sampling order otherwise)
+    for rec in sorted(candidates, key=lambda r: r.labels.get("passed_stability") is False):
         # compositional validity (SMACT) is left to generation_quality: it enumerates oxidation states and
         # takes minutes on the many-element cells an undertrained model makes
         s_ok, s_reason = structure_validity(rec)
@@ -123,3 +133,183 @@ def physics_consistency(
     }
     logger.info("evaluate: %d of %d checked candidates are %s", matches, len(checked), requested)
     return out, report, pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------------------------------------ verify
+
+DFT_INSTALL_HINT = "pip install 'td-physics[dft]'"
+#: The input format of ``python -m td_physics.dft run`` (td_physics.dft.cli), written as ``dft_crystals``.
+DFT_CRYSTALS_FORMAT = "td-physics.dft-crystals"
+
+
+@dataclass(frozen=True)
+class VerifyOptions(OptionsBlock):
+    """The ``verify_options`` block of ``parameters_evaluate.yml``."""
+
+    block: ClassVar[str] = "verify_options"
+
+    enabled: bool = True  # false: no DFT here; dft_crystals still lists the top_n (for SLURM)
+    top_n: int = 2  # candidates verified: matching the requested class first, then TB confidence, then e_above_hull
+    max_atoms: int = 4  # larger cells are not verified here (DFT cost grows ~N^3)
+    spin_orbit: bool = True  # PBE + spin-orbit coupling (off: the control, a TI comes out trivial)
+    timeout_per_crystal: float | None = 240.0  # seconds; a crystal over it is stopped (converged=False). None: no limit
+    settings: dict[str, Any] = field(default_factory=dict)  # td_physics.dft.DFTSettings keys; {} = its defaults
+
+    def __post_init__(self) -> None:
+        for name in ("enabled", "spin_orbit"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"verify_options.{name} must be true or false, got {getattr(self, name)!r}")
+        if isinstance(self.top_n, bool) or not isinstance(self.top_n, int) or self.top_n < 0:
+            raise ParameterError(f"verify_options.top_n must be an integer >= 0, got {self.top_n!r}")
+        if isinstance(self.max_atoms, bool) or not isinstance(self.max_atoms, int) or self.max_atoms < 1:
+            raise ParameterError(f"verify_options.max_atoms must be an integer >= 1, got {self.max_atoms!r}")
+        t = self.timeout_per_crystal
+        if t is not None and (
+            isinstance(t, bool) or not isinstance(t, (int, float)) or not (t > 0 and math.isfinite(t))
+        ):
+            raise ParameterError(f"verify_options.timeout_per_crystal must be seconds > 0 or null, got {t!r}")
+        if self.settings is None:
+            object.__setattr__(self, "settings", {})
+        if not isinstance(self.settings, Mapping):
+            raise ParameterError(
+                f"verify_options.settings must be a mapping of DFTSettings keys, got {self.settings!r}"
+            )
+
+    def dft_settings(self) -> Any:
+        """The ``td_physics.dft.DFTSettings`` of ``settings``; a bad key or value is a :class:`ParameterError`."""
+        from td_physics.dft import DFTSettings
+
+        try:
+            return DFTSettings.from_dict(dict(self.settings))
+        except (ValueError, TypeError) as err:
+            raise ParameterError(f"verify_options.settings: {err}") from err
+
+
+def _verify_rank(rec: CrystalRecord) -> tuple:
+    lab = rec.labels
+    e_hull = rec.properties.get("e_above_hull")
+    return (
+        lab.get("recomputed_class") != lab.get("requested_class"),
+        -(lab.get("recomputed_confidence") or 0.0),
+        math.inf if e_hull is None else e_hull,
+        rec.id,
+    )
+
+
+def select_for_verification(
+    candidates: Sequence[CrystalRecord], opts: VerifyOptions
+) -> tuple[list[CrystalRecord], dict[str, str]]:
+    """``(the top_n candidates to verify, in rank order; {id: why not} for every other candidate)``.
+
+    Eligible: passed the stability filter (``passed_stability``, set by the ``relax`` pipeline; a candidate
+    without it, relax not run, is eligible) and at most ``max_atoms`` sites. Rank: the TB class equal to the
+    requested one first, then the TB confidence (highest first), then the energy above the hull (lowest first).
+    """
+    why: dict[str, str] = {}
+    eligible = []
+    for rec in candidates:
+        if rec.labels.get("passed_stability") is False:
+            why[rec.id] = f"held back by the stability filter: {rec.labels.get('stability_reason', '')}"
+        elif rec.num_atoms > opts.max_atoms:
+            why[rec.id] = f"{rec.num_atoms} sites > verify_options.max_atoms={opts.max_atoms}"
+        else:
+            eligible.append(rec)
+    ranked = sorted(eligible, key=_verify_rank)
+    for rec in ranked[opts.top_n :]:
+        why[rec.id] = f"beyond verify_options.top_n={opts.top_n}"
+    return ranked[: opts.top_n], why
+
+
+def _dft_crystal(rec: CrystalRecord) -> dict[str, Any]:
+    crystal = {
+        "id": rec.id,
+        "lattice": rec.lattice.tolist(),
+        "frac_coords": rec.frac_coords.tolist(),
+        "atomic_numbers": [int(z) for z in rec.atomic_numbers],
+    }
+    if rec.magmoms is not None:
+        crystal["magmoms"] = [float(m) for m in rec.magmoms]
+    return crystal
+
+
+def verify_candidates(
+    checked_candidates: Sequence[CrystalRecord], verify_options: Mapping[str, Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
+    """``(dft_results, dft_crystals, verify_summary)`` for the top candidates (:func:`select_for_verification`).
+
+    ``dft_results``: one dict per verified candidate, rank order: ``id``, ``rank``, ``formula``,
+    ``requested_class``, ``tb_class``, ``tb_confidence``, ``e_above_hull``, ``rmsd`` and the fields of
+    ``DFTResult.to_dict()`` (``topo_class``, ``z2_indices``, ``band_gap_direct``/``_indirect``, ``converged``,
+    ``reason``, ...). A crystal that fails (no gap, no setup, over ``timeout_per_crystal``) has
+    ``converged=False`` and the reason; the others go on. ``dft_crystals``: the selected crystals in the
+    input format of ``python -m td_physics.dft run`` (SLURM arrays). When the DFT extra is not installed,
+    or ``enabled`` is false, nothing is computed and ``verify_summary`` says so.
+    """
+    opts = VerifyOptions.from_dict(verify_options)
+    selected, not_selected = select_for_verification(list(checked_candidates), opts)
+    crystals = {"format": DFT_CRYSTALS_FORMAT, "version": 1, "crystals": [_dft_crystal(r) for r in selected]}
+    summary: dict[str, Any] = {
+        "enabled": opts.enabled,
+        "available": None,
+        "reason": "",
+        "top_n": opts.top_n,
+        "max_atoms": opts.max_atoms,
+        "spin_orbit": opts.spin_orbit,
+        "timeout_per_crystal": opts.timeout_per_crystal,
+        "settings": dict(opts.settings),
+        "n_candidates": len(checked_candidates),
+        "selected": [r.id for r in selected],
+        "not_selected_counts": dict(Counter(_reason_kind(w) for w in not_selected.values())),
+        "n_verified": 0,
+        "n_converged": 0,
+    }
+    if not opts.enabled:
+        summary["reason"] = "verification disabled (verify_options.enabled is false)"
+        return [], crystals, summary
+    from td_physics.dft import dft_available
+
+    available, why = dft_available()
+    summary["available"] = bool(available)
+    if not available:
+        summary["reason"] = f"the DFT extra is not installed ({DFT_INSTALL_HINT}): {why}"
+        logger.warning("verify: no DFT verification: %s", summary["reason"])
+        return [], crystals, summary
+    if not selected:
+        summary["reason"] = "no candidate is eligible (see not_selected_counts)"
+        return [], crystals, summary
+    settings = opts.dft_settings()
+    computed = _run_dft(crystals["crystals"], settings, opts)
+    results = []
+    for rank, (rec, res) in enumerate(zip(selected, computed, strict=True), start=1):
+        lab = rec.labels
+        results.append({
+            "id": rec.id, "rank": rank, "formula": rec.formula, "num_atoms": rec.num_atoms,
+            "requested_class": lab.get("requested_class"), "tb_class": lab.get("recomputed_class"),
+            "tb_confidence": lab.get("recomputed_confidence"), "e_above_hull": rec.properties.get("e_above_hull"),
+            "rmsd": rec.properties.get("rmsd"), **{k: v for k, v in res.items() if k not in ("id", "index")},
+        })  # fmt: skip
+    summary["n_verified"] = len(results)
+    summary["n_converged"] = sum(bool(r.get("converged")) for r in results)
+    summary["settings"] = settings.to_dict()
+    logger.info("verify: %d of %d candidates verified by DFT", summary["n_converged"], len(results))
+    return results, crystals, summary
+
+
+def _run_dft(crystals: list[dict[str, Any]], settings: Any, opts: VerifyOptions) -> list[dict[str, Any]]:
+    """``DFTResult.to_dict()`` of each crystal, in order, through td-physics' resumable runner (each crystal in
+    a child process stopped at ``timeout_per_crystal``), in a scratch folder removed afterwards."""
+    from td_physics.dft.cli import merge_results, run_crystals
+
+    with tempfile.TemporaryDirectory(prefix="td-verify-") as scratch:
+        run_crystals(crystals, scratch, settings=settings, spin_orbit=opts.spin_orbit, timeout=opts.timeout_per_crystal)
+        merged = merge_results(crystals, scratch)
+    by_id = {r["id"]: r for r in merged["results"]}
+    missing = "no result came back from the DFT runner"
+    return [by_id.get(c["id"], {"converged": False, "reason": missing}) for c in crystals]
+
+
+def _reason_kind(reason: str) -> str:
+    """The rule of a not-selected reason, for counting: 'stability filter', 'max_atoms', 'top_n'."""
+    if reason.startswith("held back"):
+        return "stability filter"
+    return "top_n" if "top_n" in reason else "max_atoms"

@@ -1,8 +1,9 @@
-"""Evaluate pipeline: generation metrics and physics consistency of ``candidates``."""
+"""Evaluate pipeline: generation metrics of ``candidates``; TB physics consistency of ``relaxed_candidates``;
+DFT verification of the top ones."""
 
 from kedro.pipeline import Pipeline, node
 
-from pipelines.evaluate.nodes import generation_quality, physics_consistency
+from pipelines.evaluate.nodes import generation_quality, physics_consistency, verify_candidates
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -16,9 +17,15 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             node(
                 physics_consistency,
-                inputs=["candidates", "params:label_options", "params:evaluate_options"],
+                inputs=["relaxed_candidates", "params:label_options", "params:evaluate_options"],
                 outputs=["checked_candidates", "physics_consistency", "candidate_table"],
                 name="physics_consistency_node",
+            ),
+            node(
+                verify_candidates,
+                inputs=["checked_candidates", "params:verify_options"],
+                outputs=["dft_results", "dft_crystals", "verify_summary"],
+                name="verify_candidates_node",
             ),
         ]
     )

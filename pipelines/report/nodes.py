@@ -152,6 +152,68 @@ def plot_best_band_structures(checked: Sequence[CrystalRecord], label_options: M
     return fig
 
 
+def _text_figure(message: str):
+    fig, ax = _figure()
+    ax.text(0.5, 0.5, message, ha="center", va="center", wrap=True)
+    ax.set_axis_off()
+    return fig
+
+
+def best_verified(dft_results: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """The converged DFT result to show: DFT class equal to the requested one first, then verification rank."""
+    done = [r for r in dft_results if r.get("converged")]
+    if not done:
+        return None
+    return min(done, key=lambda r: (r.get("topo_class") != r.get("requested_class"), r.get("rank", 0)))
+
+
+def plot_dft_band_structure(
+    dft_results: Sequence[Mapping[str, Any]],
+    checked: Sequence[CrystalRecord],
+    verify_summary: Mapping[str, Any],
+    n_points: int = 60,
+):
+    """The DFT band structure (td-physics' ``dft_band_structure``, along the standard path of the cell) of the
+    best verified candidate, with the settings and spin-orbit choice of the verification; energies relative to
+    the valence band maximum. Without a converged verified candidate the figure says why."""
+    best = best_verified(dft_results)
+    if best is None:
+        why = verify_summary.get("reason") or "no verified candidate converged"
+        return _text_figure(f"No DFT band structure:\n{why}")
+    rec = next((r for r in checked if r.id == best["id"]), None)
+    if rec is None:
+        return _text_figure(f"No DFT band structure:\ncandidate {best['id']} is not among the checked candidates")
+    from td_physics.dft import DFTSettings, dft_band_structure
+
+    try:
+        bands = dft_band_structure(
+            rec.lattice, rec.frac_coords, rec.atomic_numbers, spin_orbit=bool(verify_summary.get("spin_orbit", True)),
+            settings=DFTSettings.from_dict(dict(verify_summary.get("settings") or {})), n_points=n_points,
+        )  # fmt: skip
+    except Exception as err:  # noqa: BLE001 - the report is written whatever one calculation does; logged
+        logger.warning("no DFT band structure for %s: %s", rec.id, err)
+        return _text_figure(f"No DFT band structure for {rec.id}:\n{type(err).__name__}: {err}")
+    fig, ax = _figure()
+    energies = np.asarray(bands.energies)  # (nk, nbands) eV, relative to the valence band maximum
+    for b in range(energies.shape[1]):
+        colour = "C0" if energies[:, b].max() <= 1e-6 else "C3"
+        ax.plot(bands.distances, energies[:, b], color=colour, lw=1.2)
+    ticks = [d for d, _ in bands.labels]
+    for t in ticks:
+        ax.axvline(t, color="0.7", lw=0.8)
+    ax.axhline(0.0, color="0.4", ls="--", lw=0.8)
+    ax.set_xticks(ticks)
+    ax.set_xticklabels(
+        [r"$\Gamma$" if name in ("G", "GAMMA", "Gamma", "\\Gamma") else name for _, name in bands.labels]
+    )
+    ax.set_xlim(bands.distances[0], bands.distances[-1])
+    ax.set_ylim(max(energies.min(), -4.0), min(energies.max(), 4.0))
+    ax.set_ylabel("E - VBM (eV)")
+    z2 = best.get("z2_indices")
+    ax.set_title(f"{rec.id} {rec.formula}: DFT {best.get('topo_class')}" + (f" Z2 {z2}" if z2 is not None else ""))
+    return fig
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
@@ -167,6 +229,9 @@ def write_report(
     generation_metrics: Mapping[str, Any],
     physics_consistency: Mapping[str, Any],
     candidate_table: pd.DataFrame,
+    relax_summary: Mapping[str, Any],
+    verify_summary: Mapping[str, Any],
+    dft_results: Sequence[Mapping[str, Any]],
 ) -> str:
     """The one-page Markdown report: what ran, what came out, where to look, and the limits."""
     gm, pc = generation_metrics, physics_consistency
@@ -196,6 +261,8 @@ def write_report(
         f"- **Generation**: {generation_summary['n_records']} of {generation_summary['n_requested']} samples asked "
         f"for class `{generation_summary['requested_class']}`, band gap {generation_summary['band_gap_range']} eV, "
         f"{generation_summary['steps']} sampler steps.",
+        _relax_line(relax_summary),
+        _verify_line(verify_summary),
         "",
         "## Results",
         "",
@@ -221,13 +288,7 @@ def write_report(
         + (", ".join(f"{c['requested']} -> {c['recomputed']}: {c['count']}" for c in pc["confusion"]) or "none"),
         "",
     ]
-    if len(candidate_table):
-        cols = [c for c in ("id", "formula", "num_atoms", "predicted_class", "recomputed_class",
-                            "predicted_band_gap", "recomputed_indirect_gap") if c in candidate_table]  # fmt: skip
-        head = candidate_table[cols].head(8)
-        lines += ["First candidates:", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-        lines += ["| " + " | ".join(_fmt(v) for v in row) + " |" for row in head.itertuples(index=False)]
-        lines.append("")
+    lines += candidate_lines(candidate_table, dft_results, verify_summary)
     lines += [
         "## Limits (read before trusting anything above)",
         "",
@@ -249,6 +310,114 @@ def write_report(
         "  0.1-0.5 eV does not steer the samples. Feed data with properties (a Materials Project export) for that.",
         "- Only a few small candidates are re-labelled (`evaluate_options.max_relabel`): the labeller takes",
         "  10-20 s per low-symmetry generated cell on two cores.",
+        f"- Energies above the hull are an {relax_summary.get('hull', 'estimate')}.",
+        "- DFT here is LCAO (dzp basis), PBE, non-self-consistent spin-orbit coupling: its Z2 indices are the",
+        "  verdict the TB labels are checked against, but its gaps are not quantitative (LCAO and plane-wave gaps",
+        "  at Gamma differ by ~0.7 eV on Bi2Se3), and PBE underestimates gaps and can invert bands that are not",
+        "  inverted in experiment.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _relax_line(rs: Mapping[str, Any]) -> str:
+    threshold = rs.get("stability_threshold")
+    filt = "no stability_threshold (every relaxed candidate passes)" if threshold is None else (
+        f"stability_threshold {threshold:g} eV/atom"
+    )  # fmt: skip
+    if rs.get("note"):
+        return (
+            f"- **Relaxation**: {rs['note']}; {filt}: {rs.get('n_passed_stability', 0)} of "
+            f"{rs.get('n_candidates', 0)} candidates pass on to verification (`relax_table.csv`)."
+        )
+    o = rs.get("options", {})
+    return (
+        f"- **Relaxation** (CHGNet, fmax {o.get('fmax')} eV/Angstrom, at most {o.get('max_steps')} steps, "
+        f"relax_cell {o.get('relax_cell')}): {rs.get('n_converged', 0)} of {rs.get('n_candidates', 0)} converged, "
+        f"{rs.get('n_with_e_above_hull', 0)} with an energy above the hull; {filt}: "
+        f"{rs.get('n_passed_stability', 0)} pass on to verification (`relax_table.csv`, relaxed CIFs in "
+        "`data/07_model_output/relaxed_candidates/`)."
+    )
+
+
+def _verify_line(vs: Mapping[str, Any]) -> str:
+    slurm = (
+        "The selected crystals are in `data/07_model_output/dft_crystals.json`, the input of "
+        "`python -m td_physics.dft run` (one crystal per SLURM array task)."
+    )
+    if not vs.get("enabled"):
+        return f"- **DFT verification**: not run: {vs.get('reason')}. {slurm}"
+    if vs.get("available") is False:
+        return (
+            f"- **DFT verification: NOT RUN. {vs.get('reason')}.** Every class in this report is the tight-binding "
+            f"labeller's only; install the extra and rerun `kedro run --pipelines=evaluate,report`. {slurm}"
+        )
+    if not vs.get("n_verified"):
+        return f"- **DFT verification**: nothing verified: {vs.get('reason') or 'no candidate selected'}. {slurm}"
+    soc = "with" if vs.get("spin_orbit") else "WITHOUT"
+    return (
+        f"- **DFT verification** (GPAW, PBE {soc} spin-orbit coupling, top {vs.get('top_n')} candidates of at most "
+        f"{vs.get('max_atoms')} sites that passed the stability filter, {_fmt(vs.get('timeout_per_crystal'))} s "
+        f"each at most): {vs.get('n_converged')} of {vs.get('n_verified')} converged (`dft_results.json`; band "
+        f"structure of the best in `dft_band_structure.png`). {slurm}"
+    )
+
+
+def _pair(a: Any, b: Any) -> str:
+    return f"{_fmt(a)} / {_fmt(b)}"
+
+
+def candidate_lines(
+    candidate_table: pd.DataFrame, dft_results: Sequence[Mapping[str, Any]], verify_summary: Mapping[str, Any]
+) -> list[str]:
+    """The per-candidate Markdown table: the verified candidates (rank order), then the TB-checked ones, then the
+    rest, at most 10 rows (all of them in ``candidates.csv``)."""
+    if not len(candidate_table):
+        return []
+    dft = {r["id"]: r for r in dft_results}
+    if verify_summary.get("available") is False:
+        not_verified = "not run (DFT extra absent)"
+    elif not verify_summary.get("enabled"):
+        not_verified = "not run (disabled)"
+    else:
+        not_verified = "not selected"
+    table = candidate_table.copy()
+    checked = table.get("recomputed_class", pd.Series("not_checked", index=table.index)) != "not_checked"
+    table["_order"] = [
+        (0, dft[i]["rank"]) if i in dft else (1 if ok else 2, n) for n, (i, ok) in enumerate(zip(table["id"], checked))
+    ]
+    table = table.sort_values("_order", kind="stable")
+    head = table.head(max(10, len(dft)))
+    lines = [
+        "Candidates (verified first; all of them in `candidates.csv`, relaxation in `relax_table.csv`):",
+        "",
+        "| id | formula | requested | TB class (confidence) | DFT class | Z2 | DFT converged / reason "
+        "| DFT gap direct / indirect (eV) | e_above_hull (eV/atom) | RMSD (Angstrom) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in head.to_dict("records"):
+        res = dft.get(row["id"])
+        tb = f"{row.get('recomputed_class', 'n/a')} ({_fmt(_value(row.get('recomputed_confidence')))})"
+        if res is None:
+            dft_cells = [not_verified, "", "", ""]
+        else:
+            status = "yes" if res.get("converged") else f"no: {res.get('reason')}"
+            z2 = res.get("z2_indices")
+            dft_cells = [
+                _fmt(res.get("topo_class")),
+                "n/a" if z2 is None else str(z2).replace("|", "/"),
+                status.replace("|", "/"),
+                _pair(res.get("band_gap_direct"), res.get("band_gap_indirect")),
+            ]
+        cells = [row["id"], row.get("formula", ""), _fmt(row.get("requested_class")), tb, *dft_cells,
+                 _fmt(_value(row.get("e_above_hull"))), _fmt(_value(row.get("rmsd")))]  # fmt: skip
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    lines.append("")
+    return lines
+
+
+def _value(v: Any) -> Any:
+    """None for a pandas missing value (NaN), the value otherwise."""
+    if v is None or (isinstance(v, float) and v != v):
+        return None
+    return v

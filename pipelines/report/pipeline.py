@@ -5,6 +5,7 @@ from kedro.pipeline import Pipeline, node
 from pipelines.report.nodes import (
     plot_best_band_structures,
     plot_class_distribution,
+    plot_dft_band_structure,
     plot_property_histograms,
     plot_training_curves,
     write_report,
@@ -34,6 +35,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="plot_band_structures_node",
             ),
             node(
+                plot_dft_band_structure,
+                ["dft_results", "checked_candidates", "verify_summary"],
+                "dft_band_structure_plot",
+                name="plot_dft_band_structure_node",
+            ),
+            node(
                 write_report,
                 [
                     "ingest_quarantine",
@@ -44,6 +51,9 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "generation_metrics",
                     "physics_consistency",
                     "candidate_table",
+                    "relax_summary",
+                    "verify_summary",
+                    "dft_results",
                 ],
                 "report",
                 name="write_report_node",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 
 import numpy as np
@@ -214,3 +215,16 @@ def test_a_preset_with_a_shorter_chain_samples_the_whole_chain_by_default():
     config = ExperimentConfig.preset("cpu-demo", model_config={"num_steps": 50})
     assert config.model_config.sampling_steps is None  # the preset's 100 would exceed the 50-step chain
     assert ExperimentConfig.preset("cpu-demo", model_config={"num_steps": 500}).model_config.sampling_steps == 100
+
+
+def test_sampling_says_it_does_not_apply_the_stability_threshold(caplog):
+    from td_models.model import TopologicalDiffusionModel
+
+    tiny = {"hidden_dim": 16, "num_layers": 1, "num_heads": 2, "num_steps": 5, "sampling_steps": None}
+    model = TopologicalDiffusionModel(
+        ExperimentConfig.from_dict({"model_config": tiny, "physics_config": {"stability_threshold": 0.1}})
+    )
+    with caplog.at_level(logging.INFO, logger="td_models.sampling"):
+        assert len(model.sample(1, steps=1, seed=0)) == 1
+    assert "stability_threshold = 0.1 eV/atom is not applied by sampling" in caplog.text
+    assert "relax pipeline" in caplog.text

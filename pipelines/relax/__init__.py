@@ -1,0 +1,5 @@
+"""The `relax` pipeline."""
+
+from pipelines.relax.pipeline import create_pipeline
+
+__all__ = ["create_pipeline"]

@@ -1,0 +1,196 @@
+"""Relax: every candidate relaxed with CHGNet (td-data's ``relax_records``), its energy above the hull, and
+``physics_config.stability_threshold`` applied.
+
+The hull of a candidate is built from the same model's energies of the reference phases at hand: the
+elements and the compounds of its chemical system among the training crystals (``energy_above_hull``). A
+candidate passes on to DFT verification when its relaxation converged and, with a threshold set, its energy
+above that hull is at most the threshold; the table says of every candidate whether it passed and why not.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import pandas as pd
+
+from pipelines._options import OptionsBlock
+from pipelines.exceptions import ParameterError
+from td_data import CrystalRecord
+
+logger = logging.getLogger(__name__)
+
+#: What the hull of a candidate means; the report and the summary quote it.
+HULL_CAVEAT = (
+    "energy above a hull of CHGNet energies of the reference phases at hand (elements and compounds of the "
+    "candidate's chemical system among the training crystals), not the Materials Project hull: a missing "
+    "reference phase makes a candidate look more stable than it is, and CHGNet's errors (~30 meV/atom) enter twice"
+)
+INSTALL_HINT = "pip install 'td-data[relax]'"
+
+
+@dataclass(frozen=True)
+class RelaxOptions(OptionsBlock):
+    """The ``relax_options`` block of ``parameters_relax.yml``."""
+
+    block: ClassVar[str] = "relax_options"
+
+    enabled: bool = True  # false: candidates pass through unrelaxed (no energy above the hull)
+    fmax: float = 0.1  # eV/Angstrom: a relaxation converged when every force is below it
+    max_steps: int = 200  # optimiser steps per crystal (FIRE); more is 'not converged'
+    relax_cell: bool = True  # relax the cell too (cell filter), not only the positions
+    batch_size: int = 32  # crystals per CHGNet batch
+
+    def __post_init__(self) -> None:
+        for name in ("enabled", "relax_cell"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"relax_options.{name} must be true or false, got {getattr(self, name)!r}")
+        fmax = self.fmax
+        if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or not fmax > 0:
+            raise ParameterError(f"relax_options.fmax must be a number > 0 (eV/Angstrom), got {fmax!r}")
+        for name in ("max_steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ParameterError(f"relax_options.{name} must be an integer >= 1, got {value!r}")
+
+
+def stability_decision(
+    relaxed: bool, relax_reason: str, e_above_hull: float | None, hull_reason: str, threshold: float | None
+) -> tuple[bool, str]:
+    """``(passed on to verification, why not)`` for one candidate; the reason is empty when it passed."""
+    if not relaxed:
+        return False, f"relaxation failed: {relax_reason or 'no reason given'}"
+    if threshold is None:
+        return True, ""
+    if e_above_hull is None:
+        return False, f"no energy above the hull ({hull_reason or 'not computed'}), stability_threshold={threshold:g}"
+    if e_above_hull > threshold:
+        return False, f"e_above_hull {e_above_hull:.3f} eV/atom > stability_threshold {threshold:g} eV/atom"
+    return True, ""
+
+
+def relax_candidates(
+    candidates: Sequence[CrystalRecord],
+    train_crystals: Sequence[CrystalRecord],
+    physics_config: Mapping[str, Any],
+    relax_options: Mapping[str, Any],
+    relaxer: Any = None,
+) -> tuple[list[CrystalRecord], pd.DataFrame, dict[str, Any]]:
+    """``(relaxed candidates, one table row per candidate, summary)``.
+
+    Every candidate comes out, in input order: the relaxed structure when the relaxation ran (the last one
+    when it did not converge), else the input. Properties ``energy_per_atom`` (eV/atom, CHGNet), ``rmsd``
+    (Angstrom, input to relaxed) and ``e_above_hull`` (eV/atom) where known; labels ``relax_converged``,
+    ``relax_reason``, ``hull_reason``, ``passed_stability`` and ``stability_reason``. ``relaxer``: a loaded
+    ``td_data.relax.Relaxer`` to reuse (tests); by default one is loaded here.
+    """
+    from td_models.config import PhysicsConfig
+
+    opts = RelaxOptions.from_dict(relax_options)
+    threshold = PhysicsConfig.from_dict(dict(physics_config)).stability_threshold
+    candidates = list(candidates)
+    relaxed: list[tuple[CrystalRecord, dict[str, Any]]] = []
+    note = ""
+    if not opts.enabled:
+        note = "not relaxed: relax_options.enabled is false"
+    elif relaxer is None and importlib.util.find_spec("chgnet") is None:
+        note = f"not relaxed: CHGNet is not installed ({INSTALL_HINT})"
+        logger.warning("relax: %s; the candidates pass through unrelaxed", note)
+    if note or not candidates:
+        relaxed = [(rec, {"converged": False, "reason": note, "hull_reason": note, "n_steps": 0}) for rec in candidates]
+    else:
+        relaxed = _relax(candidates, list(train_crystals), opts, relaxer)
+    out, rows = [], []
+    for rec, info in relaxed:
+        e_hull = info.get("e_above_hull")
+        # unrelaxed on purpose (disabled, or no CHGNet): only the threshold can hold a candidate back
+        relaxed_ok = bool(info["converged"]) or bool(note)
+        passed, why = stability_decision(relaxed_ok, info["reason"], e_hull, info.get("hull_reason", ""), threshold)
+        props = {k: info[k] for k in ("energy_per_atom", "rmsd", "e_above_hull") if info.get(k) is not None}
+        labels = {
+            "relax_converged": bool(info["converged"]),
+            "relax_reason": info["reason"],
+            "hull_reason": info.get("hull_reason", ""),
+            "passed_stability": passed,
+            "stability_reason": why,
+        }
+        out.append(rec.replace(properties={**rec.properties, **props}, labels={**rec.labels, **labels}))
+        rows.append({
+            "id": rec.id, "formula": rec.formula, "num_atoms": rec.num_atoms, "relax_converged": info["converged"],
+            "n_steps": info.get("n_steps"), "relax_reason": info["reason"],
+            "energy_per_atom": info.get("energy_per_atom"), "rmsd": info.get("rmsd"), "e_above_hull": e_hull,
+            "hull_reason": info.get("hull_reason", ""), "reference_phases": info.get("reference_phases", ""),
+            "passed_stability": passed, "stability_reason": why,
+        })  # fmt: skip
+    n_passed = sum(r["passed_stability"] for r in rows)
+    summary = {
+        "enabled": opts.enabled,
+        "note": note,
+        "options": {
+            "fmax": opts.fmax,
+            "max_steps": opts.max_steps,
+            "relax_cell": opts.relax_cell,
+            "batch_size": opts.batch_size,
+        },  # fmt: skip
+        "stability_threshold": threshold,
+        "n_candidates": len(candidates),
+        "n_converged": sum(bool(r["relax_converged"]) for r in rows),
+        "n_with_e_above_hull": sum(r["e_above_hull"] is not None for r in rows),
+        "n_passed_stability": n_passed,
+        "n_references": len(train_crystals),
+        "hull": HULL_CAVEAT,
+    }
+    logger.info("relax: %d of %d candidates pass on to verification (stability_threshold=%s)",
+                n_passed, len(candidates), threshold)  # fmt: skip
+    columns = list(rows[0]) if rows else ["id", "relax_converged", "relax_reason", "e_above_hull", "passed_stability"]
+    return out, pd.DataFrame(rows, columns=columns), summary
+
+
+def _relax(
+    candidates: list[CrystalRecord], references: list[CrystalRecord], opts: RelaxOptions, relaxer: Any
+) -> list[tuple[CrystalRecord, dict[str, Any]]]:
+    """CHGNet relaxation and hull of every candidate: ``(record to pass on, facts)`` in input order."""
+    from td_data.relax import Relaxer, energy_above_hull, relax_records
+
+    logger.info(
+        "relax: %d candidates with CHGNet (fmax %g eV/A, at most %d steps), then the hull of %d training crystals",
+        len(candidates), opts.fmax, opts.max_steps, len(references),
+    )  # fmt: skip
+    if relaxer is None:
+        relaxer = Relaxer()
+    results = relax_records(
+        candidates, fmax=opts.fmax, max_steps=opts.max_steps, relax_cell=opts.relax_cell,
+        batch_size=opts.batch_size, progress=False, relaxer=relaxer,
+    )  # fmt: skip
+    # the reference phases relax with the same settings (and the relaxer caches them)
+    hulls = energy_above_hull(results, references, relaxer=relaxer, progress=False, fmax=opts.fmax,
+                              max_steps=opts.max_steps, batch_size=opts.batch_size)  # fmt: skip
+    out = []
+    for cand, res, hull in zip(candidates, results, hulls, strict=True):
+        converged, reason = bool(res.converged), res.reason or ""
+        try:  # the relaxed structure keeps the candidate's id, properties and labels
+            final = res.record if res.record is not None else cand
+            record = cand.replace(
+                lattice=final.lattice, frac_coords=final.frac_coords, atomic_numbers=final.atomic_numbers
+            )
+        except ValueError as err:  # a cell the relaxation collapsed: the candidate is kept as sampled
+            record, converged, reason = cand, False, f"the relaxed structure is not a valid crystal: {err}"
+        phases = getattr(hull, "reference_phases", None) or ()
+        out.append((record, {
+            "converged": converged, "reason": reason, "n_steps": res.n_steps,
+            "energy_per_atom": _finite(res.energy_per_atom), "rmsd": _finite(res.rmsd),
+            "e_above_hull": _finite(hull.e_above_hull), "hull_reason": hull.reason or "",
+            "reference_phases": " ".join(str(p) for p in phases),
+        }))  # fmt: skip
+    return out
+
+
+def _finite(value: Any) -> float | None:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
