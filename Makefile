@@ -16,11 +16,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.txt requirements-pipelines.txt hatch_build.py
+$(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.txt requirements-pipelines.txt hatch_build.py scripts/install_dft.sh scripts/gpaw_siteconfig.py
 	$(BIN)/python -m pip install --quiet "$(TORCH)"
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt $(foreach p,$(PACKAGES),-e "$(p)[test]")
 	$(BIN)/python -m pip install --quiet -r requirements-pipelines.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .  # the root project (pipelines); its deps are the above
+	bash scripts/install_dft.sh "$(BIN)/python"  # td-physics[dft]: GPAW built against Debian's libxc and OpenBLAS
+	$(BIN)/python -m pip install --quiet -e "packages/td-data[relax]"  # CHGNet (weights ship in its wheel)
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install every package editable

@@ -6,6 +6,7 @@ runs, so ``import td_physics`` works without the extra.
 
 from td_physics.dft._gpaw import DFTUnavailableError
 from td_physics.dft.bands import DFTBandStructure, dft_band_structure
+from td_physics.dft.cli import read_crystals_file, write_crystals_file
 from td_physics.dft.core import DFTInputError, DFTResult, DFTSettings, dft_available, dft_invariants
 
 __all__ = [
@@ -17,4 +18,6 @@ __all__ = [
     "dft_available",
     "dft_band_structure",
     "dft_invariants",
+    "read_crystals_file",
+    "write_crystals_file",
 ]

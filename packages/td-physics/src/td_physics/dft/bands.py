@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
 from td_physics.dft import _gpaw
-from td_physics.dft.core import DFTInputError, DFTSettings, _check_arrays, kpoint_mesh
+from td_physics.dft.core import DFTInputError, DFTSettings, _check_arrays, kpoint_mesh, niggli_basis
 
 logger = logging.getLogger(__name__)
 
@@ -28,9 +29,13 @@ class DFTBandStructure:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "distances": self.distances.tolist(), "energies": self.energies.tolist(),
-            "labels": [[float(x), str(n)] for x, n in self.labels], "path": self.path,
-            "n_occupied": self.n_occupied, "vbm": self.vbm, "spin_orbit": self.spin_orbit,
+            "distances": self.distances.tolist(),
+            "energies": self.energies.tolist(),
+            "labels": [[float(x), str(n)] for x, n in self.labels],
+            "path": self.path,
+            "n_occupied": self.n_occupied,
+            "vbm": self.vbm,
+            "spin_orbit": self.spin_orbit,
         }
 
     def plot(self, ax: Any = None, *, window: tuple[float, float] = (-3.0, 3.0), title: str | None = None):
@@ -41,8 +46,13 @@ class DFTBandStructure:
             _, ax = plt.subplots(figsize=(5, 4))
         x = self.distances
         for n in range(self.energies.shape[1]):
-            ax.plot(x, self.energies[:, n], color="C0" if n < self.n_occupied else "C3",
-                    lw=1.0, ls="-" if n < self.n_occupied else "--")
+            ax.plot(
+                x,
+                self.energies[:, n],
+                color="C0" if n < self.n_occupied else "C3",
+                lw=1.0,
+                ls="-" if n < self.n_occupied else "--",
+            )
         for pos, _ in self.labels:
             ax.axvline(pos, color="0.7", lw=0.5)
         ax.axhline(0.0, color="0.5", lw=0.5, ls=":")
@@ -79,6 +89,9 @@ def dft_band_structure(
         raise DFTInputError(f"n_points must be >= 2, got {n_points}")
     lat, frac, z, _ = _check_arrays(lattice, frac_coords, atomic_numbers, None)
     _gpaw.import_gpaw()
+    op = niggli_basis(lat)  # GPAW's grids want a reduced cell; the path is the crystal's, whatever the basis
+    lat = op @ lat
+    frac = np.mod(frac @ np.rint(np.linalg.inv(op)).astype(int), 1.0)
     n_el, _ = _gpaw.valence_electrons(z, settings.xc)
     atoms = _gpaw.make_atoms(lat, frac, z, None)
     with _gpaw.blas_threads(settings.threads):
@@ -94,8 +107,13 @@ def dft_band_structure(
     x, special_x, special_names = path.get_linear_kpoint_axis()
     labels = [(float(p), str(n)) for p, n in zip(special_x, special_names)]
     return DFTBandStructure(
-        distances=np.asarray(x, dtype=float), energies=energies[:, lo:hi] - vbm, labels=labels,
-        path=str(path.path), n_occupied=nocc - lo, vbm=vbm, spin_orbit=bool(spin_orbit),
+        distances=np.asarray(x, dtype=float),
+        energies=energies[:, lo:hi] - vbm,
+        labels=labels,
+        path=str(path.path),
+        n_occupied=nocc - lo,
+        vbm=vbm,
+        spin_orbit=bool(spin_orbit),
     )
 
 

@@ -32,7 +32,10 @@ class Inversion:
 
 
 def find_inversion(
-    lattice: np.ndarray, frac_coords: np.ndarray, numbers: np.ndarray, magmoms: np.ndarray | None = None,
+    lattice: np.ndarray,
+    frac_coords: np.ndarray,
+    numbers: np.ndarray,
+    magmoms: np.ndarray | None = None,
     symprec: float = 1e-3,
 ) -> Inversion | None:
     """The crystal's inversion (spglib, with magnetic moments as a colour if given), or ``None``."""
@@ -88,9 +91,7 @@ class ParityResult:
     n_minus: np.ndarray  # (ntrim,) number of negative-parity occupied states
 
 
-def occupied_parities(
-    coeffs: np.ndarray, overlap: np.ndarray, inversion_mats: np.ndarray, nocc: int
-) -> ParityResult:
+def occupied_parities(coeffs: np.ndarray, overlap: np.ndarray, inversion_mats: np.ndarray, nocc: int) -> ParityResult:
     """Parity products of the lowest ``nocc`` spinor states at each TRIM.
 
     ``coeffs`` (ntrim, nstates, 2, nao), ``overlap`` (ntrim, nao, nao), ``inversion_mats`` (ntrim, nao, nao).

@@ -105,21 +105,27 @@ class PlaneZ2:
     min_margin: float  # smallest distance of a gap midpoint to the next line's WCC, relative to the gap
     min_link: float  # smallest singular value of a link matrix (near 0: strings too coarse or gap closing)
     wcc: np.ndarray  # (n_pump, nocc)
+    margins: np.ndarray  # (n_pump - 1,) per pumping step
 
 
-def plane_z2(plane: PlaneSpec, frames: np.ndarray, positions: np.ndarray | None = None) -> PlaneZ2:
+def plane_z2(
+    plane: PlaneSpec, frames: np.ndarray, positions: np.ndarray | None = None, *, wcc: np.ndarray | None = None
+) -> PlaneZ2:
     """Z2 of one TRIM plane from frames (n_pump, n_string, nocc, dim) on :func:`plane_kpoints`.
 
     ``positions`` (dim, 3): reduced centres of the frame's basis functions (see :func:`position_phase`).
+    Pass ``wcc`` (n_pump, nocc) instead of frames when the Wannier centres are already known.
     """
-    phase = None
-    if positions is not None:
-        dk = np.zeros(3)
-        dk[plane.wilson] = 1.0 / frames.shape[1]
-        phase = position_phase(positions, dk)
-    wcc, min_link = wilson_phases(frames, phase)
+    min_link = 1.0
+    if wcc is None:
+        phase = None
+        if positions is not None:
+            dk = np.zeros(3)
+            dk[plane.wilson] = 1.0 / frames.shape[1]
+            phase = position_phase(positions, dk)
+        wcc, min_link = wilson_phases(frames, phase)
     z2, margin = z2_from_flow(wcc)
-    return PlaneZ2(plane.name, int(z2), float(margin.min()) if margin.size else 1.0, min_link, wcc)
+    return PlaneZ2(plane.name, int(z2), float(margin.min()) if margin.size else 1.0, min_link, wcc, margin)
 
 
 def strong_weak(planes: dict[str, int]) -> tuple[tuple[int, int, int, int], bool]:
@@ -139,9 +145,7 @@ def chern_plane_kpoints(normal: int, value: float, n: int) -> tuple[np.ndarray, 
     return k, axes
 
 
-def chern_number(
-    frames: np.ndarray, phases: tuple[np.ndarray, np.ndarray] | None = None
-) -> tuple[int, float, float]:
+def chern_number(frames: np.ndarray, phases: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[int, float, float]:
     """Fukui-Hatsugai-Suzuki Chern number of frames (n1, n2, nocc, dim) on a periodic plane.
 
     ``phases``: the :func:`position_phase` of one step along each axis. Returns ``(C, largest plaquette

@@ -1,0 +1,275 @@
+"""td_physics.dft: PBE(+SOC) topology in GPAW's LCAO mode, against the literature and its own controls.
+
+The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``);
+they take 10-40 s each on two cores, so the expensive ones are marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from td_physics.dft import DFTInputError, DFTResult, DFTSettings, dft_invariants
+from td_physics.dft.core import kpoint_mesh, niggli_basis, to_user_basis
+from td_physics.dft.parity import find_inversion, fu_kane, trims
+from td_physics.dft.wilson import chern_number, strong_weak
+from td_physics.structure.reference import reference_structure
+
+pytest.importorskip("gpaw", reason="the td-physics[dft] extra (GPAW) is not installed")
+
+SYMBOLS = {"H": 1, "Na": 11, "Si": 14, "Se": 34, "Ga": 31, "As": 33, "Bi": 83, "Hg": 80, "Te": 52, "Po": 84}
+FAST = {"confirm": False}
+
+
+def _reference(name: str):
+    from ase.data import atomic_numbers
+
+    lattice, frac, species = reference_structure(name)
+    return lattice, frac, np.array([atomic_numbers[s] for s in species])
+
+
+# ----------------------------------------------------------------------------- physics (real GPAW)
+@pytest.mark.slow
+def test_silicon_is_trivial_with_clean_parities_on_two_meshes():
+    result = dft_invariants(*_reference("Si"))
+    assert result.converged, result.reason
+    assert (result.topo_class, result.z2_indices, result.method) == ("trivial", (0, 0, 0, 0), "parity")
+    assert len(result.details["meshes"]) == 2  # confirmed on a denser self-consistent mesh
+    for mesh in result.details["meshes"]:
+        assert mesh["parity_deviation"] < 1e-6  # eigenvalues of the parity operator are +-1
+        assert all(n % 2 == 0 for n in mesh["negative_parities"])  # Kramers pairs
+    # PBE gaps of Si (LCAO dzp): indirect ~0.6-0.8 eV, direct at Gamma ~2.5 eV
+    assert 0.4 < result.band_gap_indirect < 1.0
+    assert result.band_gap_direct > result.band_gap_indirect
+    roundtrip = DFTResult.from_dict(result.to_dict())
+    assert roundtrip == result
+
+
+@pytest.mark.slow
+def test_bi2se3_is_a_strong_topological_insulator_and_trivial_without_spin_orbit():
+    """Zhang et al., Nat. Phys. 5, 438 (2009): (1;000), from the parity inversion at Gamma; the control: the
+    same calculation with spin-orbit coupling switched off must be trivial (no inversion without SOC)."""
+    lattice, frac, numbers = _reference("Bi2Se3")
+    with_soc = dft_invariants(lattice, frac, numbers, spin_orbit=True, **FAST)
+    assert with_soc.converged, with_soc.reason
+    assert (with_soc.topo_class, with_soc.z2_indices) == ("z2_ti", (1, 0, 0, 0))
+    deltas = with_soc.details["meshes"][0]["parity_deltas"]
+    assert deltas[0] == 1 and all(d == -1 for d in deltas[1:])  # Gamma is the inverted TRIM
+    assert with_soc.band_gap_direct > 0.1
+    without = dft_invariants(lattice, frac, numbers, spin_orbit=False, **FAST)
+    assert without.converged, without.reason
+    assert (without.topo_class, without.z2_indices) == ("trivial", (0, 0, 0, 0))
+
+
+@pytest.mark.slow
+def test_gaas_without_inversion_is_trivial_by_wilson_loops():
+    result = dft_invariants(*_reference("GaAs"), **FAST)
+    assert result.converged, result.reason
+    assert (result.topo_class, result.z2_indices, result.method) == ("trivial", (0, 0, 0, 0), "wilson")
+    planes = result.details["meshes"][0]["plane_z2"]
+    assert set(planes) == {"k1=0", "k1=0.5", "k2=0", "k2=0.5", "k3=0", "k3=0.5"}
+
+
+@pytest.mark.slow
+def test_hgte_is_a_semimetal_and_a_strong_ti_under_uniaxial_strain():
+    """HgTe: inverted bands without an inversion centre. Cubic HgTe is a zero-gap semimetal (the Gamma8
+    quadruplet sits at the Fermi level); 3% uniaxial compression opens a gap and makes it a strong TI
+    (Fu and Kane 2007; Bruene et al., PRL 106, 126803 (2011)): the Wilson-loop branch must find (1;000)."""
+    lattice, frac, numbers = _reference("HgTe")
+    cubic = dft_invariants(lattice, frac, numbers, **FAST)
+    assert cubic.converged, cubic.reason
+    assert cubic.topo_class == "semimetal_or_metal" and cubic.band_gap_direct < 0.01
+    strained = lattice.copy()
+    strained[:, 2] *= 0.97
+    result = dft_invariants(strained, frac, numbers, **FAST)
+    assert result.converged, result.reason
+    assert (result.topo_class, result.z2_indices, result.method) == ("z2_ti", (1, 0, 0, 0), "wilson")
+    planes = result.details["meshes"][0]["plane_z2"]
+    assert [planes[f"k{i}=0"] for i in (1, 2, 3)] == [1, 1, 1]  # all three readings of nu0 agree
+    assert 0.01 < result.band_gap_direct < 0.2
+
+
+@pytest.mark.slow
+def test_parity_and_wilson_loops_agree_on_bi2se3():
+    """The second, independent method: Wilson loops on a centrosymmetric crystal give the parity answer."""
+    lattice, frac, numbers = _reference("Bi2Se3")
+    wilson = dft_invariants(lattice, frac, numbers, method="wilson", **FAST)
+    assert wilson.converged, wilson.reason
+    assert (wilson.method, wilson.z2_indices) == ("wilson", (1, 0, 0, 0))
+
+
+def test_parity_method_refuses_a_crystal_without_inversion():
+    result = dft_invariants(*_reference("GaAs"), method="parity", confirm=False, kpt_spacing=1.0)
+    assert not result.converged and "no inversion centre" in result.reason
+
+
+def test_odd_electron_count_is_a_metal_without_a_calculation():
+    lattice = 4.23 * np.array([[-0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0.5, 0.5, -0.5]])  # bcc Na
+    result = dft_invariants(lattice, [[0, 0, 0]], [11])
+    assert result.converged and result.topo_class == "semimetal_or_metal"
+    assert result.method == "electron_count" and "odd number of valence electrons (7)" in result.details["note"]
+
+
+def test_origin_shift_and_atom_order_do_not_change_the_answer():
+    lattice, frac, numbers = _reference("Si")
+    settings = DFTSettings(confirm=False, kpt_spacing=0.6)
+    first = dft_invariants(lattice, frac, numbers, settings=settings)
+    moved = dft_invariants(lattice, (frac + [0.137, -0.29, 0.41])[::-1], numbers[::-1], settings=settings)
+    assert first.converged and moved.converged
+    assert (first.topo_class, first.z2_indices) == (moved.topo_class, moved.z2_indices)
+    assert moved.band_gap_direct == pytest.approx(first.band_gap_direct, abs=2e-3)
+    assert moved.band_gap_indirect == pytest.approx(first.band_gap_indirect, abs=2e-3)
+
+
+def test_lcao_bloch_sums_are_periodic_in_k():
+    """The Wilson loops close on the first k of each string: that needs S(k + G) = S(k) in GPAW's LCAO."""
+    from td_physics.dft import _gpaw
+
+    lattice, frac, numbers = _reference("Si")
+    settings = DFTSettings(confirm=False)
+    calc = _gpaw.ground_state(_gpaw.make_atoms(lattice, frac, numbers, None), settings, (2, 2, 2), spinpol=False)
+    k = np.array([[0.13, 0.27, -0.31], [1.13, 0.27, -0.31], [0.13, -0.73, 0.69]])
+    states = _gpaw.spinor_states(_gpaw.nscf(calc, k, settings), spin_orbit=True, n_states=8)
+    np.testing.assert_allclose(states.overlap[1], states.overlap[0], atol=1e-10)
+    np.testing.assert_allclose(states.overlap[2], states.overlap[0], atol=1e-10)
+    np.testing.assert_allclose(states.energies[1], states.energies[0], atol=1e-8)
+    # the overlap in the representation psi = sum_M c_M phi_M normalises the states (at a general k)
+    c = states.coeffs[0]  # (n, 2, nao)
+    gram = np.einsum("nsM,MN,msN->nm", np.conj(c), states.overlap[0], c)
+    np.testing.assert_allclose(gram, np.eye(len(c)), atol=1e-8)
+
+
+# ----------------------------------------------------------------------------- refusals (a result, never a label)
+def test_atoms_too_close_are_refused_with_the_distance():
+    lattice = 5.0 * np.eye(3)
+    result = dft_invariants(lattice, [[0, 0, 0], [0.02, 0, 0]], [14, 14])
+    assert not result.converged and result.topo_class is None
+    assert "atoms 0 and 1 are 0.100 A apart, below min_distance 0.5 A" in result.reason
+
+
+def test_element_without_a_setup_is_a_result_not_an_exception():
+    result = dft_invariants(4.0 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], [84, 84])
+    assert not result.converged
+    assert "no PAW setup for Po" in result.reason
+
+
+def test_too_large_a_cell_is_refused_by_max_atoms():
+    frac = np.array([[i / 8, 0, 0] for i in range(8)])
+    result = dft_invariants(np.diag([20.0, 5.0, 5.0]), frac, [14] * 8, max_atoms=4)
+    assert not result.converged and "8 atoms exceed max_atoms 4" in result.reason
+
+
+def test_scf_that_does_not_converge_says_so():
+    result = dft_invariants(*_reference("Si"), confirm=False, max_scf_iterations=2)
+    assert not result.converged
+    assert "SCF did not converge in 2 iterations" in result.reason
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"lattice": np.eye(2)}, "lattice must be (3, 3)"),
+        ({"frac_coords": [[0, 0]]}, "frac_coords must be (N, 3)"),
+        ({"atomic_numbers": [0]}, "atomic_numbers must be integers in 1..118"),
+        ({"lattice": -np.eye(3)}, "positive volume"),
+        ({"magmoms": [1.0, 2.0]}, "magmoms must be (1,)"),
+    ],
+)
+def test_malformed_input_raises_with_the_rule(kwargs, message):
+    args = {"lattice": 4 * np.eye(3), "frac_coords": [[0, 0, 0]], "atomic_numbers": [14]}
+    magmoms = kwargs.pop("magmoms", None)
+    args.update(kwargs)
+    with pytest.raises(DFTInputError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        dft_invariants(args["lattice"], args["frac_coords"], args["atomic_numbers"], magmoms=magmoms)
+
+
+def test_settings_refuse_unknown_and_out_of_range_values():
+    with pytest.raises(DFTInputError, match="unknown DFT setting 'kpoints'"):
+        DFTSettings.from_dict({"kpoints": 4})
+    with pytest.raises(DFTInputError, match=r"DFTSettings.min_direct_gap out of range: -0.1"):
+        DFTSettings(min_direct_gap=-0.1)
+    with pytest.raises(DFTInputError, match="unknown DFT setting 'ecut'"):
+        dft_invariants(4 * np.eye(3), [[0, 0, 0]], [14], ecut=400)
+    assert DFTSettings.from_dict(DFTSettings(n_string=16).to_dict()) == DFTSettings(n_string=16)
+
+
+# ----------------------------------------------------------------------------- pieces without GPAW
+def test_kpoint_mesh_is_even_so_that_it_holds_the_trims():
+    lattice, _, _ = _reference("Bi2Se3")
+    for spacing in (0.2, 0.35, 0.5, 1.5):
+        mesh = kpoint_mesh(lattice, DFTSettings(kpt_spacing=spacing))
+        assert all(n % 2 == 0 and n >= 2 for n in mesh)
+
+
+def test_inversion_is_found_in_bi2se3_and_not_in_gaas():
+    lattice, frac, numbers = _reference("Bi2Se3")
+    inv = find_inversion(lattice, frac, numbers)
+    assert inv is not None
+    image = inv.translation - frac
+    np.testing.assert_allclose(image, frac[inv.partner] + inv.shift, atol=1e-6)
+    assert find_inversion(*_reference("GaAs")) is None
+
+
+def test_fu_kane_and_plane_bookkeeping():
+    points = trims()
+    deltas = np.ones(8, dtype=int)
+    assert fu_kane(deltas, points) == (0, 0, 0, 0)
+    deltas[0] = -1  # inversion at Gamma only
+    assert fu_kane(deltas, points) == (1, 0, 0, 0)
+    assert strong_weak({"k1=0": 1, "k1=0.5": 0, "k2=0": 1, "k2=0.5": 0, "k3=0": 1, "k3=0.5": 0}) == ((1, 0, 0, 0), True)
+    assert strong_weak({"k1=0": 1, "k1=0.5": 0, "k2=0": 0, "k2=0.5": 0, "k3=0": 1, "k3=0.5": 0})[1] is False
+
+
+@given(
+    shears=st.lists(st.tuples(st.integers(0, 2), st.integers(0, 2), st.integers(-2, 2)), min_size=1, max_size=6),
+    weak=st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 1)),
+    chern=st.tuples(st.integers(-3, 3), st.integers(-3, 3), st.integers(-3, 3)),
+)
+@settings(max_examples=200, deadline=None)
+def test_indices_found_in_another_basis_map_back_to_the_same_vectors(shears, weak, chern):
+    """Weak indices are the reciprocal vector sum nu_i b_i mod 2, plane Chern numbers the lattice vector
+    sum C_i a_i: both must be the same vectors after the basis change used for skewed cells."""
+    op = np.eye(3, dtype=int)
+    for i, j, c in shears:  # products of shears: every unimodular basis change
+        if i != j:
+            op[i] += c * op[j]
+    lattice = np.array([[3.0, 0.1, 0.2], [0.4, 4.0, -0.3], [0.2, 0.5, 5.0]])
+    z2, c = to_user_basis(op, (1, *weak), chern)
+    recip_new = np.linalg.inv(op @ lattice).T
+    recip_old = np.linalg.inv(lattice).T
+    diff = np.array(weak) @ recip_new - np.array(z2[1:]) @ recip_old
+    in_old = diff @ lattice.T  # coordinates in the old reciprocal basis: must be even integers
+    np.testing.assert_allclose(np.mod(np.rint(in_old), 2), 0, atol=1e-9)
+    np.testing.assert_allclose(in_old, np.rint(in_old), atol=1e-9)
+    np.testing.assert_allclose(np.array(chern) @ (op @ lattice), np.array(c) @ lattice, atol=1e-9)
+    assert z2[0] == 1
+
+
+def test_niggli_basis_is_unimodular_and_reduces_the_rhombohedral_cell():
+    lattice, _, _ = _reference("Bi2Se3")
+    op = niggli_basis(lattice)
+    assert round(np.linalg.det(op)) == 1
+    reduced = op @ lattice
+    cos = [
+        abs(reduced[i] @ reduced[j]) / np.linalg.norm(reduced[i]) / np.linalg.norm(reduced[j])
+        for i, j in ((0, 1), (0, 2), (1, 2))
+    ]
+    assert max(cos) <= 0.5 + 1e-9  # Niggli: angles between 60 and 120 degrees
+
+
+def test_fhs_chern_number_of_a_two_band_model_matches_its_phase_diagram():
+    """The link-variable routine on frames from a Qi-Wu-Zhang model: C = sign(m) for 0 < |m| < 2, else 0."""
+
+    def frames(m: float, n: int = 24) -> np.ndarray:
+        k = 2 * np.pi * np.arange(n) / n
+        kx, ky = np.meshgrid(k, k, indexing="ij")
+        d = np.stack([np.sin(kx), np.sin(ky), m + np.cos(kx) + np.cos(ky)], axis=-1)
+        h = np.einsum("xyi,iab->xyab", d, np.array([[[0, 1], [1, 0]], [[0, -1j], [1j, 0]], [[1, 0], [0, -1]]]))
+        _, v = np.linalg.eigh(h)
+        return np.swapaxes(v[..., :, :1], -1, -2)  # lower band as a row: (n, n, 1, 2)
+
+    assert abs(chern_number(frames(1.0))[0]) == 1
+    assert chern_number(frames(1.0))[0] == -chern_number(frames(-1.0))[0]
+    assert chern_number(frames(3.0))[0] == 0
