@@ -38,7 +38,8 @@ TINY = {
     "generate_options": {"n_candidates": 4, "steps": 5, "seed": 0},
     "evaluate_options": {"coverage_dataset": "mp_20", "max_metric_candidates": 3, "max_relabel": 2,
                          "max_relabel_atoms": 4},
-    "relax_options": {"enabled": True, "fmax": 0.1, "max_steps": 30, "relax_cell": True, "batch_size": 8},
+    "relax_options": {"enabled": True, "fmax": 0.1, "max_steps": 30, "relax_cell": True, "batch_size": 8,
+                      "max_atoms": 4, "max_candidates": 3},
     "verify_options": {"enabled": False, "top_n": 1, "max_atoms": 4, "spin_orbit": True,
                        "timeout_per_crystal": 60, "settings": {}},
 }  # fmt: skip

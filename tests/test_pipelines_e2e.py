@@ -31,7 +31,8 @@ training_config: {batch_size: 8, learning_rate: 0.001, max_epochs: 1, warmup_epo
                   checkpoint_every: 1, keep_checkpoints: 1, seed: 0}
 generate_options: {n_candidates: 4, steps: 5, seed: 0}
 evaluate_options: {coverage_dataset: mp_20, max_metric_candidates: 3, max_relabel: 2, max_relabel_atoms: 4}
-relax_options: {enabled: true, fmax: 0.1, max_steps: 30, relax_cell: true, batch_size: 8}
+relax_options: {enabled: true, fmax: 0.1, max_steps: 30, relax_cell: true, batch_size: 8, max_atoms: 4,
+                max_candidates: 3}
 verify_options: {enabled: true, top_n: 1, max_atoms: 4, spin_orbit: true, timeout_per_crystal: 120,
                  settings: {kpt_spacing: 0.6, max_kpts: 4, confirm: false}}
 """

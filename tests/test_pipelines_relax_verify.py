@@ -17,7 +17,7 @@ import pytest
 from pipelines.datasets import CifFolderDataset
 from pipelines.evaluate.nodes import VerifyOptions, select_for_verification, verify_candidates
 from pipelines.exceptions import ParameterError
-from pipelines.relax.nodes import relax_candidates, stability_decision
+from pipelines.relax.nodes import RelaxOptions, relax_candidates, stability_decision
 from pipelines.report.nodes import candidate_lines, plot_dft_band_structure, write_report
 from td_data import CrystalRecord
 
@@ -88,6 +88,16 @@ def test_stability_decision(args, passed, why):
     assert ok is passed and reason.startswith(why)
 
 
+def test_relax_limits_say_which_candidates_were_not_relaxed():
+    opts = RelaxOptions(max_atoms=4, max_candidates=1)
+    assert opts.why_not_relaxed(diamond_si(), 0) == ""
+    assert opts.why_not_relaxed(diamond_si(), 1) == "not relaxed: beyond relax_options.max_candidates=1"
+    big = CrystalRecord(9 * np.eye(3), np.random.default_rng(1).random((5, 3)), [14] * 5, id="big")
+    assert opts.why_not_relaxed(big, 0) == "not relaxed: 5 sites > relax_options.max_atoms=4"
+    with pytest.raises(ParameterError, match="relax_options.max_candidates must be an integer >= 1 or null, got 0"):
+        RelaxOptions.from_dict({"max_candidates": 0})
+
+
 def test_relax_disabled_passes_candidates_through_and_the_threshold_holds_them_back():
     cands = [as_candidate(diamond_si())]
     out, table, summary = relax_candidates(cands, [], {**PHYSICS, "stability_threshold": None}, {"enabled": False})
@@ -107,10 +117,11 @@ def relaxed():
     from td_data.relax import Relaxer
 
     too_close = CrystalRecord(5.0 * np.eye(3), [[0, 0, 0], [0.06, 0, 0]], [14, 14], id="si-too-close")
+    too_big = CrystalRecord(8.0 * np.eye(3), [[0, 0, 0], [0.3, 0, 0], [0, 0.3, 0]], [14, 14, 14], id="si-3")
     cands = [as_candidate(diamond_si("cand-0000", shift=0.01)), as_candidate(simple_cubic_si("cand-0001")),
-             as_candidate(too_close)]  # fmt: skip
+             as_candidate(too_close), as_candidate(too_big)]  # fmt: skip
     physics = {**PHYSICS, "stability_threshold": 0.1}
-    out, table, summary = relax_candidates(cands, [diamond_si("train-si")], physics, FAST_RELAX,
+    out, table, summary = relax_candidates(cands, [diamond_si("train-si")], physics, {**FAST_RELAX, "max_atoms": 2},
                                            relaxer=Relaxer(threads=1))  # fmt: skip
     return cands, out, table, summary
 
@@ -123,7 +134,7 @@ def test_relax_keeps_every_candidate_in_order_with_energies_rmsd_and_the_hull(re
     assert -6.0 < dia.properties["energy_per_atom"] < -4.5  # CHGNet's MP-compatible scale for Si (~ -5.4)
     assert 0 <= dia.properties["rmsd"] < 0.3
     assert abs(dia.properties["e_above_hull"]) < 0.02  # diamond Si on its own hull
-    assert summary["n_candidates"] == 3 and summary["stability_threshold"] == 0.1
+    assert summary["n_candidates"] == 4 and summary["n_relaxed"] == 3 and summary["stability_threshold"] == 0.1
     assert "not the Materials Project hull" in summary["hull"]
 
 
@@ -137,6 +148,11 @@ def test_the_threshold_drops_the_unstable_candidate_and_the_table_says_why(relax
     bad = rows.loc["si-too-close"]  # one bad record: a reason, and the others are not lost
     assert not bool(bad["relax_converged"]) and bad["relax_reason"]
     assert bad["stability_reason"].startswith("relaxation failed: ")
+    big = rows.loc["si-3"]  # over relax_options.max_atoms: not relaxed, so no hull, so held back by the threshold
+    assert big["relax_reason"] == "not relaxed: 3 sites > relax_options.max_atoms=2" and not bool(
+        big["passed_stability"]
+    )
+    assert big["stability_reason"].startswith("no energy above the hull (not relaxed: 3 sites")
     assert summary["n_passed_stability"] == 1
     # verification only sees what passed
     chosen, why = select_for_verification(out, VerifyOptions(top_n=5, max_atoms=4))

@@ -150,7 +150,7 @@ class VerifyOptions(OptionsBlock):
 
     enabled: bool = True  # false: no DFT here; dft_crystals still lists the top_n (for SLURM)
     top_n: int = 2  # candidates verified: matching the requested class first, then TB confidence, then e_above_hull
-    max_atoms: int = 4  # larger cells are not verified here (DFT cost grows ~N^3)
+    max_atoms: int = 6  # larger cells are not verified here (DFT cost grows ~N^3)
     spin_orbit: bool = True  # PBE + spin-orbit coupling (off: the control, a TI comes out trivial)
     timeout_per_crystal: float | None = 240.0  # seconds; a crystal over it is stopped (converged=False). None: no limit
     settings: dict[str, Any] = field(default_factory=dict)  # td_physics.dft.DFTSettings keys; {} = its defaults

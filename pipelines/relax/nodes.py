@@ -43,6 +43,8 @@ class RelaxOptions(OptionsBlock):
     max_steps: int = 200  # optimiser steps per crystal (FIRE); more is 'not converged'
     relax_cell: bool = True  # relax the cell too (cell filter), not only the positions
     batch_size: int = 32  # crystals per CHGNet batch
+    max_atoms: int | None = None  # larger cells are not relaxed (None: no limit)
+    max_candidates: int | None = None  # relax at most this many, in sampling order (None: all)
 
     def __post_init__(self) -> None:
         for name in ("enabled", "relax_cell"):
@@ -55,12 +57,31 @@ class RelaxOptions(OptionsBlock):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"relax_options.{name} must be an integer >= 1, got {value!r}")
+        for name in ("max_atoms", "max_candidates"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ParameterError(f"relax_options.{name} must be an integer >= 1 or null, got {value!r}")
+
+    def why_not_relaxed(self, rec: CrystalRecord, n_chosen: int) -> str:
+        """Why ``rec`` is not relaxed ('' when it is), given ``n_chosen`` candidates chosen before it."""
+        if not self.enabled:
+            return "not relaxed: relax_options.enabled is false"
+        if self.max_atoms is not None and rec.num_atoms > self.max_atoms:
+            return f"not relaxed: {rec.num_atoms} sites > relax_options.max_atoms={self.max_atoms}"
+        if self.max_candidates is not None and n_chosen >= self.max_candidates:
+            return f"not relaxed: beyond relax_options.max_candidates={self.max_candidates}"
+        return ""
 
 
 def stability_decision(
     relaxed: bool, relax_reason: str, e_above_hull: float | None, hull_reason: str, threshold: float | None
 ) -> tuple[bool, str]:
-    """``(passed on to verification, why not)`` for one candidate; the reason is empty when it passed."""
+    """``(passed on to verification, why not)`` for one candidate; the reason is empty when it passed.
+
+    ``relaxed``: False when a relaxation ran and failed (``relax_reason`` says why); a candidate that was not
+    relaxed on purpose (relax disabled, no CHGNet, over a limit) counts as relaxed here: only the threshold,
+    which needs an energy above the hull, holds it back.
+    """
     if not relaxed:
         return False, f"relaxation failed: {relax_reason or 'no reason given'}"
     if threshold is None:
@@ -92,22 +113,31 @@ def relax_candidates(
     opts = RelaxOptions.from_dict(relax_options)
     threshold = PhysicsConfig.from_dict(dict(physics_config)).stability_threshold
     candidates = list(candidates)
-    relaxed: list[tuple[CrystalRecord, dict[str, Any]]] = []
     note = ""
-    if not opts.enabled:
-        note = "not relaxed: relax_options.enabled is false"
-    elif relaxer is None and importlib.util.find_spec("chgnet") is None:
+    if opts.enabled and relaxer is None and importlib.util.find_spec("chgnet") is None:
         note = f"not relaxed: CHGNet is not installed ({INSTALL_HINT})"
         logger.warning("relax: %s; the candidates pass through unrelaxed", note)
-    if note or not candidates:
-        relaxed = [(rec, {"converged": False, "reason": note, "hull_reason": note, "n_steps": 0}) for rec in candidates]
-    else:
-        relaxed = _relax(candidates, list(train_crystals), opts, relaxer)
+    elif not opts.enabled:
+        note = "not relaxed: relax_options.enabled is false"
+    skipped: dict[int, str] = {}  # position in candidates -> why not relaxed
+    chosen: list[int] = []
+    for i, rec in enumerate(candidates):
+        why = note or opts.why_not_relaxed(rec, len(chosen))
+        if why:
+            skipped[i] = why
+        else:
+            chosen.append(i)
+    done = _relax([candidates[i] for i in chosen], list(train_crystals), opts, relaxer) if chosen else []
+    facts = dict(zip(chosen, done, strict=True))
     out, rows = [], []
-    for rec, info in relaxed:
+    for i, rec in enumerate(candidates):
+        attempted = i in facts
+        if attempted:
+            rec, info = facts[i]
+        else:
+            info = {"converged": False, "reason": skipped[i], "hull_reason": skipped[i], "n_steps": 0}
         e_hull = info.get("e_above_hull")
-        # unrelaxed on purpose (disabled, or no CHGNet): only the threshold can hold a candidate back
-        relaxed_ok = bool(info["converged"]) or bool(note)
+        relaxed_ok = bool(info["converged"]) or not attempted
         passed, why = stability_decision(relaxed_ok, info["reason"], e_hull, info.get("hull_reason", ""), threshold)
         props = {k: info[k] for k in ("energy_per_atom", "rmsd", "e_above_hull") if info.get(k) is not None}
         labels = {
@@ -134,9 +164,12 @@ def relax_candidates(
             "max_steps": opts.max_steps,
             "relax_cell": opts.relax_cell,
             "batch_size": opts.batch_size,
-        },  # fmt: skip
+            "max_atoms": opts.max_atoms,
+            "max_candidates": opts.max_candidates,
+        },
         "stability_threshold": threshold,
         "n_candidates": len(candidates),
+        "n_relaxed": len(facts),
         "n_converged": sum(bool(r["relax_converged"]) for r in rows),
         "n_with_e_above_hull": sum(r["e_above_hull"] is not None for r in rows),
         "n_passed_stability": n_passed,
