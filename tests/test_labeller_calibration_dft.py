@@ -1,0 +1,114 @@
+"""``scripts/labeller_calibration_dft.py`` run as a user types it: the structure labeller against DFT on the
+project's synthetic crystals, its reports, its refusals and its resume.
+
+The crystals are the first ones of the synthetic generator (seed 0): with ``--max-atoms 1`` Al, Cu and Pb
+(Al and Cu have an odd electron count, so DFT calls them metals without an SCF; Pb gets a real PBE+SOC
+ground state on a coarse mesh), with ``--max-atoms 2`` CuAg and CsN.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gpaw", reason="needs the td-physics[dft] extra (GPAW)")
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "labeller_calibration_dft.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CLASSES = {"trivial", "z2_ti", "chern", "semimetal_or_metal"}
+
+
+def run(cwd: Path, *argv: str, expect: int = 0) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv], cwd=cwd, env=ENV, capture_output=True, text=True, timeout=1500
+    )
+    assert done.returncode == expect, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def read(out: Path) -> dict:
+    return json.loads((out / "calibration.json").read_text())
+
+
+def test_dft_refusals_are_counted_by_reason_and_every_crystal_keeps_its_tb_label(tmp_path):
+    out = tmp_path / "calib"
+    done = run(tmp_path, "--output-dir", str(out), "--n", "2", "--max-atoms", "2", "--settings", '{"max_atoms": 1}')
+    data = read(out)
+    rows = data["rows"]
+    assert [r["formula"] for r in rows] == ["CuAg", "CsN"] and [r["n_atoms"] for r in rows] == [2, 2]
+    for row in rows:
+        assert row["tb_class"] in CLASSES and 0 < row["tb_confidence"] <= 1 and row["tb_reason"] is None
+        assert row["dft_done"] and row["dft_converged"] is False and row["dft_class"] is None
+        assert row["dft_reason"] == "2 atoms exceed max_atoms 1 (the time limit of a verification)"
+        assert not row["both"] and not row["agree"]
+    summary = data["summary"]
+    assert summary["n_dft_done"] == 2 and summary["n_both"] == 0 and summary["complete"]
+    assert summary["dft_refused"] == {"# atoms exceed max_atoms #": 2}
+    assert summary["agreement"] is None and summary["agreement_confident"] is None
+    assert "DFT gave no class:\n  2 x # atoms exceed max_atoms # (e.g. '2 atoms exceed max_atoms 1" in done.stdout
+    assert "this run: DFT computed 2, reused 0; TB computed 2, reused 0" in done.stdout
+    confusion = (out / "confusion.md").read_text()
+    assert "No crystal has a class from both judges yet." in confusion
+    assert '- 2 x # atoms exceed max_atoms # (e.g. "2 atoms exceed max_atoms 1' in confusion
+    assert (out / "reliability.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    crystals = json.loads((out / "crystals.json").read_text())["crystals"]
+    assert [c["id"] for c in crystals] == [r["id"] for r in rows]
+    assert data["settings"]["dft_settings"]["max_atoms"] == 1 and data["settings"]["dft_settings"]["kpt_spacing"] == 0.5
+
+
+def test_bad_options_are_refused_naming_the_rule_and_the_value(tmp_path):
+    done = run(tmp_path, "--output-dir", str(tmp_path / "o"), "--n", "0", expect=2)
+    assert "--n must be at least 1, got 0" in done.stderr
+    done = run(tmp_path, "--output-dir", str(tmp_path / "o"), "--kpt-spacing", "-0.5", expect=2)
+    assert "--kpt-spacing must be a positive number, got -0.5" in done.stderr
+    done = run(tmp_path, "--output-dir", str(tmp_path / "o"), "--settings", '{"smearing": 0}', expect=2)
+    assert "DFTSettings.smearing out of range: 0" in done.stderr
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is_missing(tmp_path):
+    out = tmp_path / "calib"
+    argv = ["--output-dir", str(out), "--n", "3", "--max-atoms", "1", "--kpt-spacing", "0.8", "--no-confirm"]
+    done = run(tmp_path, *argv)
+    data = read(out)
+    rows = data["rows"]
+    assert [r["formula"] for r in rows] == ["Al", "Cu", "Pb"]
+    for row in rows:  # three metals: both judges must say so
+        assert row["tb_class"] == "semimetal_or_metal" and row["tb_confidence"] == 1.0
+        assert row["dft_converged"] and row["dft_class"] == "semimetal_or_metal" and row["agree"]
+        assert row["dft_seconds"] >= 0
+    # Al and Cu: an odd electron count in the cell is a metal without an SCF; Pb gets one on a 4x4x4 mesh
+    assert [r["dft_method"] for r in rows] == ["electron_count", "electron_count", "parity"]
+    assert rows[2]["dft_kpts"] == [4, 4, 4] and rows[2]["dft_indirect_gap"] < 0
+    summary = data["summary"]
+    assert summary["n_both"] == 3 and summary["agree"] == 3 and summary["agreement"] == 1.0
+    assert summary["n_confident"] == 3 and summary["agreement_confident"] == 1.0 and summary["dft_refused"] == {}
+    assert data["reliability"] == [{"lo": 0.9, "hi": 1.0, "n": 3, "agree": 3, "share": 1.0, "mean_confidence": 1.0}]
+    assert "TB class = DFT class: 3/3 = 100%" in done.stdout
+    assert "confident TB labels (confidence >= 0.8): 3/3 = 100%" in done.stdout
+    confusion = (out / "confusion.md").read_text()
+    assert "| semimetal_or_metal | **3** | 3 |" in confusion and "| total | 3 | 3 |" in confusion
+    assert "(complete)" in confusion
+
+    # an interrupted run: one DFT result is lost; the report says partial, a rerun computes that one alone
+    results = sorted((out / "dft").glob("result-*.json"))
+    tb_files = sorted((out / "tb").glob("tb-*.json"))
+    assert len(results) == 3 and len(tb_files) == 3
+    stamps = {p: p.stat().st_mtime_ns for p in results + tb_files}
+    results[1].unlink()
+    done = run(tmp_path, *argv, "--report-only")
+    assert "DFT done on 2 of 3 crystals (partial: rerun the same command to go on)" in done.stdout
+    assert read(out)["summary"]["complete"] is False and not read(out)["rows"][1]["dft_done"]
+    done = run(tmp_path, *argv)
+    assert "this run: DFT computed 1, reused 2; TB computed 0, reused 3" in done.stdout
+    assert results[1].exists() and read(out)["summary"]["complete"] and read(out)["summary"]["agree"] == 3
+    assert {p: p.stat().st_mtime_ns for p in stamps if p != results[1]} == {
+        p: t for p, t in stamps.items() if p != results[1]
+    }
