@@ -100,6 +100,17 @@ def test_parity_and_wilson_loops_agree_on_bi2se3():
     assert (wilson.method, wilson.z2_indices) == ("wilson", (1, 0, 0, 0))
 
 
+@pytest.mark.slow
+def test_plane_wave_parities_match_the_lcao_parities_on_silicon():
+    """confirm_pw_below: an independent plane-wave route (pseudo wave functions, G -> -G - 2k) must give the
+    same number of negative parities at every TRIM as the LCAO operator (atoms permuted, (-1)^l, phases)."""
+    result = dft_invariants(*_reference("Si"), confirm=False, confirm_pw_below=5.0, pw_ecut=250.0)
+    assert result.converged, result.reason
+    check = result.details["plane_wave_check"]
+    assert check["agrees"] and check["parity_deviation"] < 1e-3
+    assert check["negative_parities"] == result.details["meshes"][0]["negative_parities"]
+
+
 def test_parity_method_refuses_a_crystal_without_inversion():
     result = dft_invariants(*_reference("GaAs"), method="parity", confirm=False, kpt_spacing=1.0)
     assert not result.converged and "no inversion centre" in result.reason

@@ -193,3 +193,65 @@ def spinor_states(calc: Any, *, spin_orbit: bool, n_states: int | None = None) -
 
 def omp_note() -> str:
     return os.environ.get("OMP_NUM_THREADS", "")
+
+
+def plane_wave_parities(
+    atoms: Any,
+    settings: Any,
+    mesh: tuple[int, int, int],
+    trims: np.ndarray,
+    centre: np.ndarray,
+    nocc: int,
+    *,
+    spin_orbit: bool,
+) -> tuple[np.ndarray, float]:
+    """Number of negative parities among the lowest ``nocc`` spinor states at each TRIM, in plane-wave mode.
+
+    An independent route to the parities: PBE plane-wave ground state (``settings.pw_ecut`` eV) on ``mesh``,
+    spin-orbit states at the TRIMs, and inversion about ``centre`` (Cartesian, Angstrom) applied to the
+    pseudo-wave-function coefficients (``k + G -> -(k + G)`` with the phase ``exp(2 i (k + G).centre)``).
+    The PAW transformation commutes with inversion, so pseudo eigenstates have the true parities; the
+    eigenvalues are read from ``P v = lambda N v`` with ``N`` the pseudo overlap. Returns (n_minus per TRIM,
+    largest deviation of |lambda| from 1).
+    """
+    from ase.units import Bohr
+    from gpaw import GPAW, PW, FermiDirac
+    from gpaw.spinorbit import soc_eigenstates
+
+    gs = GPAW(
+        mode=PW(settings.pw_ecut),
+        xc=settings.xc,
+        kpts={"size": tuple(int(n) for n in mesh), "gamma": True},
+        occupations=FermiDirac(settings.smearing),
+        convergence={"density": settings.density_tolerance},
+        maxiter=settings.max_scf_iterations,
+        txt=settings.gpaw_log,
+    )
+    atoms = atoms.copy()
+    atoms.calc = gs
+    atoms.get_potential_energy()
+    nbands = nocc // 2 + 8
+    calc = gs.fixed_density(kpts=np.asarray(trims, dtype=float), symmetry="off", nbands=nbands, txt=settings.gpaw_log)
+    soc = soc_eigenstates(calc, scale=1.0 if spin_orbit else 0.0)
+    wfs = calc.wfs
+    centre_bohr = np.asarray(centre, dtype=float) / Bohr
+    n_minus, worst = [], 0.0
+    for ik in range(len(trims)):
+        psit = np.asarray(wfs.kpt_u[ik].psit_nG)[:nbands]  # (nb, nG)
+        kg = wfs.pd.get_reciprocal_vectors(q=ik, add_q=True)  # (nG, 3) 1/Bohr
+        # index of -(k + G) for every k + G
+        order = {tuple(np.round(v, 6)): j for j, v in enumerate(kg)}
+        partner = np.array([order[tuple(np.round(-v, 6))] for v in kg])
+        phase = np.exp(2j * kg @ centre_bohr)
+        v = soc[ik].v_mn[:nocc]  # (nocc, 2 nb)
+        c = np.stack([v[:, 0::2] @ psit, v[:, 1::2] @ psit], axis=1)  # (nocc, 2, nG)
+        ic = np.zeros_like(c)
+        ic[..., partner] = c * phase  # (I psi) at -(k+G) = psi(k+G) exp(2 i (k+G).c)
+        p = np.einsum("msG,nsG->mn", np.conj(c), ic)
+        n = np.einsum("msG,nsG->mn", np.conj(c), c)
+        w, u = np.linalg.eigh(n)
+        half = u @ np.diag(w**-0.5) @ np.conj(u.T)
+        lam = np.linalg.eigvalsh(half @ (0.5 * (p + np.conj(p.T))) @ half)
+        worst = max(worst, float(np.max(np.abs(np.abs(lam) - 1.0))))
+        n_minus.append(int((lam < 0).sum()))
+    return np.array(n_minus), worst

@@ -72,6 +72,10 @@ class DFTSettings:
     # is kept as an insulator because LCAO-dzp indirect gaps are not quantitative (Bi2Se3: -0.02 eV here,
     # +0.3 eV in plane-wave PBE and experiment). The invariant of the separated bands stays in ``details``.
     max_band_overlap: float = 0.1
+    # eV: with the parity method, a direct gap below this is confirmed by a plane-wave calculation (pw_ecut eV,
+    # parities of the pseudo wave functions): a different answer is converged=False. None: never.
+    confirm_pw_below: float | None = None
+    pw_ecut: float = 350.0
     parity_tolerance: float = 0.05  # | |xi| - 1 | allowed at the TRIMs
     n_string: int = 24  # Wilson-loop points per string (no inversion); doubled while links are too small
     max_string: int = 48
@@ -96,6 +100,8 @@ class DFTSettings:
             "max_scf_iterations": self.max_scf_iterations >= 1,
             "min_direct_gap": self.min_direct_gap >= 0,
             "max_band_overlap": self.max_band_overlap >= 0,
+            "confirm_pw_below": self.confirm_pw_below is None or self.confirm_pw_below > 0,
+            "pw_ecut": self.pw_ecut >= 100,
             "parity_tolerance": 0 < self.parity_tolerance < 1,
             "n_string": self.n_string >= 4,
             "n_pump": self.n_pump >= 3,
@@ -383,6 +389,15 @@ def dft_invariants(
             return fail(f"SCF did not converge in {settings.max_scf_iterations} iterations ({exc})", n_electrons=n_el)
         logger.exception("DFT %s failed", base["formula"])
         return fail(f"GPAW failed: {type(exc).__name__}: {exc}", n_electrons=n_el)
+    pw = None
+    if (
+        settings.confirm_pw_below is not None
+        and answers[-1]["ok"]
+        and answers[0]["method"] == "parity"
+        and answers[0]["z2"] is not None
+        and answers[0]["gap_direct"] < settings.confirm_pw_below
+    ):
+        pw = _plane_wave_check(atoms, lat, meshes[0], inversion, n_el, settings, spin_orbit, answers[0])
     for a in answers:  # back to the user's basis (identity for an already reduced cell)
         a["z2"], a["chern"] = to_user_basis(op, a.get("z2"), a.get("chern"))
     first = answers[0]
@@ -399,6 +414,14 @@ def dft_invariants(
         method=first["method"],
         details=details,
     )
+    if pw is not None:
+        details["plane_wave_check"] = pw
+        if not pw["agrees"]:
+            return fail(
+                f"the plane-wave check ({settings.pw_ecut:g} eV) gives Z2 {tuple(pw['z2'])}, LCAO gives "
+                f"{first['z2']}: the LCAO gap ({first['gap_direct']:.3f} eV) is too small to trust",
+                **common,
+            )
     if not last["ok"]:
         return fail(last["reason"] + (f" (mesh {last['mesh']})" if len(answers) > 1 else ""), **common)
     if len(answers) > 1 and (first["topo_class"], first["z2"], first["chern"]) != (
@@ -431,6 +454,29 @@ def dft_invariants(
         result.wall_time,
     )
     return result
+
+
+def _plane_wave_check(atoms, lat, mesh, inversion, n_el, settings, spin_orbit, answer) -> dict[str, Any]:
+    """Fu-Kane indices from plane-wave parities, compared with the LCAO answer (both in the reduced basis)."""
+    points = trims()
+    centre = 0.5 * inversion.translation @ lat  # r -> t - r inverts about t / 2
+    start = time.perf_counter()
+    try:
+        n_minus, deviation = _gpaw.plane_wave_parities(
+            atoms, settings, mesh, points, centre, n_el, spin_orbit=spin_orbit
+        )
+    except Exception as exc:  # the check failing is itself a reason not to trust a small-gap answer
+        return {"agrees": False, "z2": [None] * 4, "error": f"{type(exc).__name__}: {exc}"}
+    deltas = np.where((n_minus // 2) % 2 == 0, 1, -1)
+    z2 = fu_kane(deltas, points)
+    ok = deviation <= settings.parity_tolerance and not np.any(n_minus % 2)
+    return {
+        "agrees": bool(ok and z2 == answer["z2"]),
+        "z2": list(z2),
+        "negative_parities": n_minus.tolist(),
+        "parity_deviation": deviation,
+        "seconds": round(time.perf_counter() - start, 1),
+    }
 
 
 def _gaps(energies: np.ndarray, nocc: int) -> tuple[float, float]:
