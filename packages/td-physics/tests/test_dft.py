@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from td_physics.dft import DFTInputError, DFTResult, DFTSettings, dft_invariants
+from td_physics.dft import DFTInputError, DFTSettings, dft_invariants
 from td_physics.dft.core import kpoint_mesh, niggli_basis, to_user_basis
 from td_physics.dft.parity import find_inversion, fu_kane, trims
 from td_physics.dft.wilson import chern_number, strong_weak
@@ -19,8 +19,6 @@ from td_physics.structure.reference import reference_structure
 
 pytest.importorskip("gpaw", reason="the td-physics[dft] extra (GPAW) is not installed")
 
-SYMBOLS = {"H": 1, "Na": 11, "Si": 14, "Se": 34, "Ga": 31, "As": 33, "Bi": 83, "Hg": 80, "Te": 52, "Po": 84}
-FAST = {"confirm": False}
 
 
 def _reference(name: str):
@@ -30,87 +28,7 @@ def _reference(name: str):
     return lattice, frac, np.array([atomic_numbers[s] for s in species])
 
 
-# ----------------------------------------------------------------------------- physics (real GPAW)
-@pytest.mark.slow
-def test_silicon_is_trivial_with_clean_parities_on_two_meshes():
-    result = dft_invariants(*_reference("Si"))
-    assert result.converged, result.reason
-    assert (result.topo_class, result.z2_indices, result.method) == ("trivial", (0, 0, 0, 0), "parity")
-    assert len(result.details["meshes"]) == 2  # confirmed on a denser self-consistent mesh
-    for mesh in result.details["meshes"]:
-        assert mesh["parity_deviation"] < 1e-6  # eigenvalues of the parity operator are +-1
-        assert all(n % 2 == 0 for n in mesh["negative_parities"])  # Kramers pairs
-    # PBE gaps of Si (LCAO dzp): indirect ~0.6-0.8 eV, direct at Gamma ~2.5 eV
-    assert 0.4 < result.band_gap_indirect < 1.0
-    assert result.band_gap_direct > result.band_gap_indirect
-    roundtrip = DFTResult.from_dict(result.to_dict())
-    assert roundtrip == result
-
-
-@pytest.mark.slow
-def test_bi2se3_is_a_strong_topological_insulator_and_trivial_without_spin_orbit():
-    """Zhang et al., Nat. Phys. 5, 438 (2009): (1;000), from the parity inversion at Gamma; the control: the
-    same calculation with spin-orbit coupling switched off must be trivial (no inversion without SOC)."""
-    lattice, frac, numbers = _reference("Bi2Se3")
-    with_soc = dft_invariants(lattice, frac, numbers, spin_orbit=True, **FAST)
-    assert with_soc.converged, with_soc.reason
-    assert (with_soc.topo_class, with_soc.z2_indices) == ("z2_ti", (1, 0, 0, 0))
-    deltas = with_soc.details["meshes"][0]["parity_deltas"]
-    assert deltas[0] == 1 and all(d == -1 for d in deltas[1:])  # Gamma is the inverted TRIM
-    assert with_soc.band_gap_direct > 0.1
-    without = dft_invariants(lattice, frac, numbers, spin_orbit=False, **FAST)
-    assert without.converged, without.reason
-    assert (without.topo_class, without.z2_indices) == ("trivial", (0, 0, 0, 0))
-
-
-@pytest.mark.slow
-def test_gaas_without_inversion_is_trivial_by_wilson_loops():
-    result = dft_invariants(*_reference("GaAs"), **FAST)
-    assert result.converged, result.reason
-    assert (result.topo_class, result.z2_indices, result.method) == ("trivial", (0, 0, 0, 0), "wilson")
-    planes = result.details["meshes"][0]["plane_z2"]
-    assert set(planes) == {"k1=0", "k1=0.5", "k2=0", "k2=0.5", "k3=0", "k3=0.5"}
-
-
-@pytest.mark.slow
-def test_hgte_is_a_semimetal_and_a_strong_ti_under_uniaxial_strain():
-    """HgTe: inverted bands without an inversion centre. Cubic HgTe is a zero-gap semimetal (the Gamma8
-    quadruplet sits at the Fermi level); 3% uniaxial compression opens a gap and makes it a strong TI
-    (Fu and Kane 2007; Bruene et al., PRL 106, 126803 (2011)): the Wilson-loop branch must find (1;000)."""
-    lattice, frac, numbers = _reference("HgTe")
-    cubic = dft_invariants(lattice, frac, numbers, **FAST)
-    assert cubic.converged, cubic.reason
-    assert cubic.topo_class == "semimetal_or_metal" and cubic.band_gap_direct < 0.01
-    strained = lattice.copy()
-    strained[:, 2] *= 0.97
-    result = dft_invariants(strained, frac, numbers, **FAST)
-    assert result.converged, result.reason
-    assert (result.topo_class, result.z2_indices, result.method) == ("z2_ti", (1, 0, 0, 0), "wilson")
-    planes = result.details["meshes"][0]["plane_z2"]
-    assert [planes[f"k{i}=0"] for i in (1, 2, 3)] == [1, 1, 1]  # all three readings of nu0 agree
-    assert 0.01 < result.band_gap_direct < 0.2
-
-
-@pytest.mark.slow
-def test_parity_and_wilson_loops_agree_on_bi2se3():
-    """The second, independent method: Wilson loops on a centrosymmetric crystal give the parity answer."""
-    lattice, frac, numbers = _reference("Bi2Se3")
-    wilson = dft_invariants(lattice, frac, numbers, method="wilson", **FAST)
-    assert wilson.converged, wilson.reason
-    assert (wilson.method, wilson.z2_indices) == ("wilson", (1, 0, 0, 0))
-
-
-@pytest.mark.slow
-def test_plane_wave_parities_match_the_lcao_parities_on_silicon():
-    """confirm_pw_below: an independent plane-wave route (pseudo wave functions, G -> -G - 2k) must give the
-    same number of negative parities at every TRIM as the LCAO operator (atoms permuted, (-1)^l, phases)."""
-    result = dft_invariants(*_reference("Si"), confirm=False, confirm_pw_below=5.0, pw_ecut=250.0)
-    assert result.converged, result.reason
-    check = result.details["plane_wave_check"]
-    assert check["agrees"] and check["parity_deviation"] < 1e-3
-    assert check["negative_parities"] == result.details["meshes"][0]["negative_parities"]
-
-
+# ----------------------------------------------------------------------------- GPAW, small and fast
 def test_parity_method_refuses_a_crystal_without_inversion():
     result = dft_invariants(*_reference("GaAs"), method="parity", confirm=False, kpt_spacing=1.0)
     assert not result.converged and "no inversion centre" in result.reason
