@@ -48,6 +48,7 @@ __all__ = ["HullResult", "energy_above_hull", "elemental_prototypes", "PROTOTYPE
 
 logger = logging.getLogger(__name__)
 
+_DECIMALS = 4  # eV/atom: hull numbers are rounded to 0.1 meV/atom, above float32 noise, far below CHGNet's error
 PROTOTYPES = ("fcc", "bcc", "hcp", "diamond", "sc", "dimer")
 _DIMER_GAP = 2.5  # Angstrom: the least distance between neighbouring molecules in the starting dimer crystal
 
@@ -59,7 +60,7 @@ class HullResult:
     Attributes
     ----------
     e_above_hull:
-        Energy above the hull, >= 0 (0: on the hull of the reference phases plus the candidate); ``None``
+        Energy above the hull (rounded to 0.1 meV/atom, like ``hull_distance``), >= 0 (0: on the hull of the reference phases plus the candidate); ``None``
         when it could not be computed (``reason`` says why).
     reason:
         Why ``e_above_hull`` is ``None``; ``None`` otherwise.
@@ -256,7 +257,8 @@ def energy_above_hull(
         comp = Composition(res.record.composition)
         entry = PDEntry(comp, float(res.energy_per_atom) * comp.num_atoms, name=res.record.id or res.record.formula)
         decomposition, distance = pd.get_decomp_and_e_above_hull(entry, allow_negative=True, check_stable=False)
-        distance = float(distance)
+        # float32 energies of the same crystal differ by ~1e-6 eV/atom between batches: round to 0.1 meV/atom
+        distance = round(float(distance), _DECIMALS) + 0.0
         phases = tuple(sorted(str(e.name) for e in decomposition))
         out.append(
             HullResult(
@@ -264,7 +266,7 @@ def energy_above_hull(
                 None,
                 phases,
                 hull_distance=distance,
-                formation_energy_per_atom=float(pd.get_form_energy_per_atom(entry)),
+                formation_energy_per_atom=round(float(pd.get_form_energy_per_atom(entry)), _DECIMALS) + 0.0,
             )
         )
     return out

@@ -1,0 +1,135 @@
+#!/usr/bin/env python
+"""CHGNet relaxation throughput: td_data.relax.relax_records (batched) against CHGNet's StructOptimizer.
+
+    python benchmarks/relaxation_throughput.py [--n 64] [--max-atoms 10] [--batch-size 32] [--threads 2]
+                                               [--peer-n N] [--fmax 0.1] [--max-steps 200] [--seed 0]
+
+The crystals come from the project's synthetic data set (``SyntheticDatasetGenerator``, bulk only, at
+most ``--max-atoms`` sites), each perturbed: Gaussian displacements of 0.05 A per coordinate and a random
+symmetric strain of up to 2 %. Both sides run the same algorithm from the same starting points (FIRE with
+ASE's defaults over ``FrechetCellFilter`` coordinates, ``fmax`` on forces and the cell's virial per atom,
+at most ``max_steps`` steps) with the same loaded CHGNet 0.3.0 model:
+
+* batched: ``relax_records(records, batch_size=...)``, all crystals stepped in lock-step with one CHGNet
+  call a step, RMSD (pymatgen StructureMatcher) included, as a user calls it;
+* peer: ``chgnet.model.StructOptimizer(model).relax(structure)`` one crystal at a time (ASE's FIRE and
+  ``FrechetCellFilter``, one CHGNet call with forces and stresses a step), on the first ``--peer-n``
+  crystals (default all).
+
+Printed: wall-clock crystals/s, CPU crystals/s (crystals per CPU second of this process times the number
+of torch threads: what the cores deliver when nothing else runs on them; the VM is shared, so the wall
+figure moves with the load average printed before and after), the ratio, steps, and the agreement of the
+two sides' final energies (same problem solved). Target (issue 16): >= 5 crystals/s for cells of <= 10
+atoms on 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import os
+import time
+
+
+def _perturbed_crystals(n: int, max_atoms: int, seed: int) -> list:
+    import numpy as np
+
+    from td_data.synthetic import SyntheticDatasetGenerator
+
+    rng = np.random.default_rng(seed)
+    records = SyntheticDatasetGenerator(seed=seed, max_atoms=max_atoms, fraction_2d=0.0).generate_dataset(n)
+    out = []
+    for rec in records:
+        strain = rng.uniform(-0.02, 0.02, size=(3, 3))
+        strain = np.eye(3) + 0.5 * (strain + strain.T)
+        lattice = rec.lattice @ strain
+        cart = rec.frac_coords @ lattice + rng.normal(scale=0.05, size=rec.frac_coords.shape)
+        out.append(rec.replace(lattice=lattice, frac_coords=cart @ np.linalg.inv(lattice)))
+    return out
+
+
+def _cpu() -> float:
+    return time.process_time()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=64, help="crystals (default 64)")
+    parser.add_argument("--max-atoms", type=int, default=10, help="largest cell (default 10 sites)")
+    parser.add_argument("--batch-size", type=int, default=32, help="relax_records batch size (default 32)")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (default 2; 1 on a busy machine)")
+    parser.add_argument("--peer-n", type=int, default=None, help="crystals for the one-by-one peer (default all)")
+    parser.add_argument("--fmax", type=float, default=0.1, help="eV/A (default 0.1)")
+    parser.add_argument("--max-steps", type=int, default=200, help="FIRE steps (default 200)")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+
+    import numpy as np
+    import torch
+    from threadpoolctl import threadpool_limits
+    from tqdm import tqdm
+
+    from td_data.relax import Relaxer, relax_records
+
+    torch.set_num_threads(args.threads)
+    print(f"load average before: {os.getloadavg()[0]:.2f}; torch {torch.__version__}, {args.threads} threads")
+    records = _perturbed_crystals(args.n, args.max_atoms, args.seed)
+    sizes = [r.num_atoms for r in records]
+    print(f"{len(records)} perturbed synthetic crystals, {min(sizes)}-{max(sizes)} atoms (mean {np.mean(sizes):.1f})")
+    relaxer = Relaxer(threads=args.threads)
+    relaxer.predict(records[:4])  # warm-up: first torch call
+
+    t0, c0 = time.perf_counter(), _cpu()
+    ours = relax_records(
+        records, fmax=args.fmax, max_steps=args.max_steps, batch_size=args.batch_size, relaxer=relaxer, progress=True
+    )
+    wall, cpu = time.perf_counter() - t0, _cpu() - c0
+    from td_data.relax import _rmsd
+
+    t1 = time.perf_counter()
+    [_rmsd(r) for r in ours]  # the RMSD part of the batched time, measured alone
+    rmsd_share = (time.perf_counter() - t1) / len(ours)
+    steps = [r.n_steps for r in ours]
+    print(
+        f"batched relax_records (batch {args.batch_size}): {len(records) / wall:.2f} crystals/s wall, "
+        f"{len(records) / cpu * args.threads:.2f} crystals/s per {args.threads} CPU-seconds; "
+        f"{sum(r.converged for r in ours)}/{len(ours)} converged, steps mean {np.mean(steps):.1f} max {max(steps)}; "
+        f"RMSD about {rmsd_share * 1000:.0f} ms a crystal"
+    )
+
+    from chgnet.model import StructOptimizer
+
+    peer_n = len(records) if args.peer_n is None else min(args.peer_n, len(records))
+    with contextlib.redirect_stdout(io.StringIO()):
+        optimizer = StructOptimizer(model=relaxer.model)
+    t0, c0 = time.perf_counter(), _cpu()
+    theirs = []
+    # one BLAS thread for the peer too: ASE's FrechetCellFilter calls scipy's expm_frechet and logm on 3 x 3
+    # matrices ten times a step, and with two OpenBLAS threads on a busy VM each call took milliseconds
+    with threadpool_limits(1, user_api="blas"):
+        for rec in tqdm(records[:peer_n], desc="StructOptimizer, one by one", unit="crystal"):
+            out = optimizer.relax(rec.to_structure(), fmax=args.fmax, steps=args.max_steps, verbose=False)
+            energies = out["trajectory"].energies
+            theirs.append((energies[-1] / rec.num_atoms, len(energies) - 2))
+    peer_wall, peer_cpu = time.perf_counter() - t0, _cpu() - c0
+    print(
+        f"peer StructOptimizer (one by one, {peer_n} crystals): {peer_n / peer_wall:.2f} crystals/s wall, "
+        f"{peer_n / peer_cpu * args.threads:.2f} crystals/s per {args.threads} CPU-seconds; "
+        f"steps mean {np.mean([s for _, s in theirs]):.1f}"
+    )
+    both = [(o.energy_per_atom, e) for o, (e, _) in zip(ours, theirs) if o.converged]
+    diff = np.abs([a - b for a, b in both])
+    print(
+        f"final energies, batched vs peer: mean |diff| {diff.mean() * 1000:.2f} meV/atom, max {diff.max() * 1000:.2f} "
+        f"meV/atom over {len(both)} crystals"
+    )
+    print(
+        f"ratio batched / peer: {(len(records) / wall) / (peer_n / peer_wall):.2f}x wall, "
+        f"{(len(records) / cpu) / (peer_n / peer_cpu):.2f}x CPU"
+    )
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
