@@ -18,7 +18,7 @@ from pipelines.datasets import CifFolderDataset
 from pipelines.evaluate.nodes import VerifyOptions, select_for_verification, verify_candidates
 from pipelines.exceptions import ParameterError
 from pipelines.relax.nodes import RelaxOptions, relax_candidates, stability_decision
-from pipelines.report.nodes import candidate_lines, plot_dft_band_structure, write_report
+from pipelines.report.nodes import candidate_lines, dft_bands_with_limit, plot_dft_band_structure, write_report
 from td_data import CrystalRecord
 
 matplotlib.use("Agg")
@@ -274,6 +274,17 @@ def test_verify_with_gpaw_on_one_tiny_candidate_then_report_and_band_structure(c
     fig = plot_dft_band_structure(results, [cand], summary, n_points=12)
     ax = fig.axes[0]
     assert len(ax.lines) > 4 and "DFT trivial" in ax.get_title()
+
+
+def test_the_band_structure_plot_keeps_the_time_limit_and_says_so():
+    """A child process that cannot finish in time (its interpreter alone starts slower) is stopped; the figure
+    names the limit."""
+    summary = {"spin_orbit": True, "settings": COARSE_DFT, "timeout_per_crystal": 0.2}
+    bands, why = dft_bands_with_limit(diamond_si(), spin_orbit=True, settings=COARSE_DFT, n_points=8, timeout=0.2)
+    assert bands is None and why == "over the time limit of 0.2 s (verify_options.timeout_per_crystal)"
+    result = {"id": "si-diamond", "rank": 1, "converged": True, "topo_class": "trivial", "requested_class": "z2_ti"}
+    fig = plot_dft_band_structure([result], [diamond_si()], summary)
+    assert "over the time limit of 0.2 s" in fig.axes[0].texts[0].get_text()
 
 
 # ---------------------------------------------------------------------------------------------- scripts

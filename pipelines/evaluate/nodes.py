@@ -152,7 +152,7 @@ class VerifyOptions(OptionsBlock):
     top_n: int = 2  # candidates verified: matching the requested class first, then TB confidence, then e_above_hull
     max_atoms: int = 6  # larger cells are not verified here (DFT cost grows ~N^3)
     spin_orbit: bool = True  # PBE + spin-orbit coupling (off: the control, a TI comes out trivial)
-    timeout_per_crystal: float | None = 240.0  # seconds; a crystal over it is stopped (converged=False). None: no limit
+    timeout_per_crystal: float | None = 120.0  # seconds (band-structure plot too); over it: stopped, converged=False
     settings: dict[str, Any] = field(default_factory=dict)  # td_physics.dft.DFTSettings keys; {} = its defaults
 
     def __post_init__(self) -> None:

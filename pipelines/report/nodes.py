@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
@@ -160,22 +161,87 @@ def _text_figure(message: str):
 
 
 def best_verified(dft_results: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
-    """The converged DFT result to show: DFT class equal to the requested one first, then verification rank."""
+    """The converged DFT result to show: DFT class equal to the requested one first, then insulators before
+    metals, then verification rank."""
     done = [r for r in dft_results if r.get("converged")]
     if not done:
         return None
-    return min(done, key=lambda r: (r.get("topo_class") != r.get("requested_class"), r.get("rank", 0)))
+    return min(
+        done,
+        key=lambda r: (
+            r.get("topo_class") != r.get("requested_class"),
+            r.get("topo_class") == "semimetal_or_metal",
+            r.get("rank", 0),
+        ),
+    )
+
+
+def _band_structure_child(conn: Any, crystal: dict[str, Any], spin_orbit: bool, settings: dict, n_points: int) -> None:
+    """Body of the child process of :func:`dft_bands_with_limit`: the bands go back as JSON text."""
+    try:
+        from td_physics.dft import DFTSettings, dft_band_structure
+
+        bands = dft_band_structure(
+            crystal["lattice"], crystal["frac_coords"], crystal["atomic_numbers"], spin_orbit=spin_orbit,
+            settings=DFTSettings.from_dict(settings), n_points=n_points,
+        )  # fmt: skip
+        message = {"bands": bands.to_dict()}
+    except Exception as err:  # noqa: BLE001 - sent back to the parent, which logs it
+        message = {"error": f"{type(err).__name__}: {err}"}
+    conn.send_bytes(json.dumps(message).encode())
+    conn.close()
+
+
+def dft_bands_with_limit(
+    rec: CrystalRecord, *, spin_orbit: bool, settings: Mapping[str, Any], n_points: int, timeout: float | None
+) -> tuple[dict[str, Any] | None, str]:
+    """``(DFTBandStructure.to_dict() or None, why not)``: td-physics' ``dft_band_structure`` in a spawned child
+    process stopped (SIGTERM, then SIGKILL) after ``timeout`` seconds (None: no limit)."""
+    import multiprocessing
+    import time
+
+    crystal = {"lattice": rec.lattice.tolist(), "frac_coords": rec.frac_coords.tolist(),
+               "atomic_numbers": [int(z) for z in rec.atomic_numbers]}  # fmt: skip
+    ctx = multiprocessing.get_context("spawn")
+    receive, send = ctx.Pipe(duplex=False)
+    proc = ctx.Process(target=_band_structure_child, args=(send, crystal, spin_orbit, dict(settings), n_points),
+                       name="td-dft-bands", daemon=True)  # fmt: skip
+    start = time.perf_counter()
+    proc.start()
+    send.close()  # the child holds the only write end: EOF when it dies
+    payload = None
+    try:
+        if receive.poll(timeout):
+            try:
+                payload = receive.recv_bytes()
+            except EOFError:
+                payload = None
+    finally:
+        receive.close()
+        if proc.is_alive():
+            proc.terminate()
+            proc.join(5)
+            if proc.is_alive():
+                proc.kill()
+        proc.join()
+    if payload is None:
+        if timeout is not None and time.perf_counter() - start >= timeout:
+            return None, f"over the time limit of {timeout:g} s (verify_options.timeout_per_crystal)"
+        return None, f"the band-structure process died (exit code {proc.exitcode})"
+    message = json.loads(payload)
+    return message.get("bands"), message.get("error", "")
 
 
 def plot_dft_band_structure(
     dft_results: Sequence[Mapping[str, Any]],
     checked: Sequence[CrystalRecord],
     verify_summary: Mapping[str, Any],
-    n_points: int = 60,
+    n_points: int = 40,
 ):
     """The DFT band structure (td-physics' ``dft_band_structure``, along the standard path of the cell) of the
-    best verified candidate, with the settings and spin-orbit choice of the verification; energies relative to
-    the valence band maximum. Without a converged verified candidate the figure says why."""
+    best verified candidate (:func:`best_verified`), with the settings, spin-orbit choice and per-crystal time
+    limit of the verification; energies relative to the valence band maximum. Without a converged verified
+    candidate, or past the time limit, the figure says why."""
     best = best_verified(dft_results)
     if best is None:
         why = verify_summary.get("reason") or "no verified candidate converged"
@@ -183,34 +249,32 @@ def plot_dft_band_structure(
     rec = next((r for r in checked if r.id == best["id"]), None)
     if rec is None:
         return _text_figure(f"No DFT band structure:\ncandidate {best['id']} is not among the checked candidates")
-    from td_physics.dft import DFTSettings, dft_band_structure
-
-    try:
-        bands = dft_band_structure(
-            rec.lattice, rec.frac_coords, rec.atomic_numbers, spin_orbit=bool(verify_summary.get("spin_orbit", True)),
-            settings=DFTSettings.from_dict(dict(verify_summary.get("settings") or {})), n_points=n_points,
-        )  # fmt: skip
-    except Exception as err:  # noqa: BLE001 - the report is written whatever one calculation does; logged
-        logger.warning("no DFT band structure for %s: %s", rec.id, err)
-        return _text_figure(f"No DFT band structure for {rec.id}:\n{type(err).__name__}: {err}")
+    bands, why = dft_bands_with_limit(
+        rec, spin_orbit=bool(verify_summary.get("spin_orbit", True)), settings=verify_summary.get("settings") or {},
+        n_points=n_points, timeout=verify_summary.get("timeout_per_crystal"),
+    )  # fmt: skip
+    if bands is None:
+        logger.warning("no DFT band structure for %s: %s", rec.id, why)
+        return _text_figure(f"No DFT band structure for {rec.id}:\n{why}")
     fig, ax = _figure()
-    energies = np.asarray(bands.energies)  # (nk, nbands) eV, relative to the valence band maximum
+    distances = np.asarray(bands["distances"])  # (nk,) 1/Angstrom along the path
+    energies = np.asarray(bands["energies"])  # (nk, nbands) eV, relative to the valence band maximum
     for b in range(energies.shape[1]):
-        colour = "C0" if energies[:, b].max() <= 1e-6 else "C3"
-        ax.plot(bands.distances, energies[:, b], color=colour, lw=1.2)
-    ticks = [d for d, _ in bands.labels]
+        occupied = b < bands.get("n_occupied", 0)
+        ax.plot(distances, energies[:, b], color="C0" if occupied else "C3", lw=1.2)
+    ticks = [d for d, _ in bands["labels"]]
     for t in ticks:
         ax.axvline(t, color="0.7", lw=0.8)
     ax.axhline(0.0, color="0.4", ls="--", lw=0.8)
     ax.set_xticks(ticks)
-    ax.set_xticklabels(
-        [r"$\Gamma$" if name in ("G", "GAMMA", "Gamma", "\\Gamma") else name for _, name in bands.labels]
-    )
-    ax.set_xlim(bands.distances[0], bands.distances[-1])
+    ax.set_xticklabels([r"$\Gamma$" if name in ("G", "Gamma") else name for _, name in bands["labels"]])
+    ax.set_xlim(distances[0], distances[-1])
     ax.set_ylim(max(energies.min(), -4.0), min(energies.max(), 4.0))
     ax.set_ylabel("E - VBM (eV)")
     z2 = best.get("z2_indices")
-    ax.set_title(f"{rec.id} {rec.formula}: DFT {best.get('topo_class')}" + (f" Z2 {z2}" if z2 is not None else ""))
+    soc = "PBE+SOC" if bands.get("spin_orbit") else "PBE"
+    title = f"{rec.id} {rec.formula}: DFT {best.get('topo_class')}" + (f" Z2 {z2}" if z2 is not None else "")
+    ax.set_title(f"{title} ({soc})", fontsize=9)
     return fig
 
 
