@@ -14,7 +14,7 @@ pytest.importorskip("ase")
 from td_data.exceptions import TDDataError  # noqa: E402
 from td_data.hull import elemental_prototypes  # noqa: E402
 from td_data.record import CrystalRecord  # noqa: E402
-from td_data.relax import HullResult, RelaxResult, Relaxer, energy_above_hull, relax_records  # noqa: E402
+from td_data.relax import HullResult, Relaxer, RelaxResult, energy_above_hull, relax_records  # noqa: E402
 
 FCC = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]) / 2.0
 

@@ -14,7 +14,7 @@ pytest.importorskip("ase")
 
 from td_data.exceptions import TDDataError  # noqa: E402
 from td_data.record import CrystalRecord  # noqa: E402
-from td_data.relax import RelaxResult, Relaxer, relax_records  # noqa: E402
+from td_data.relax import Relaxer, RelaxResult, relax_records  # noqa: E402
 
 FCC = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]) / 2.0
 
@@ -119,7 +119,9 @@ def test_batched_energies_forces_stresses_match_chgnet_predict_structure(relaxer
         nacl(5.4).replace(frac_coords=[[0, 0, 0], [0.48, 0.5, 0.53]]),
         silicon(5.3),
         CrystalRecord(
-            3.2 * np.eye(3) + rng.normal(scale=0.1, size=(3, 3)), [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]], ["Ga", "As", "O"]
+            3.2 * np.eye(3) + rng.normal(scale=0.1, size=(3, 3)),
+            [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5]],
+            ["Ga", "As", "O"],
         ),
     ]
     ours = relaxer.predict(records)
@@ -230,4 +232,26 @@ def test_the_readme_relaxation_example_runs_and_prints_what_it_says(capsys):
     rock_salt, cscl_type, crushed = (line.split(" ", 6) for line in lines)
     assert rock_salt[0] == "NaCl-B1" and rock_salt[1] == "True" and rock_salt[4] == "0.0"
     assert cscl_type[0] == "NaCl-B2" and float(cscl_type[4]) > 0.0
-    assert crushed == ["crushed", "False", "None", "None", "None", "atoms", "0 and 1 are 0.08 A apart, below min_distance 0.5 A"]
+    assert crushed == [
+        "crushed",
+        "False",
+        "None",
+        "None",
+        "None",
+        "atoms",
+        "0 and 1 are 0.08 A apart, below min_distance 0.5 A",
+    ]
+
+
+def test_a_crystal_that_breaks_the_batched_call_fails_alone(relaxer, monkeypatch):
+    real = relaxer._efs
+
+    def fragile(graphs):  # the model raises whenever the sodium-free crystal is in the call
+        if any(int(g.atomic_number.max()) == 14 for g in graphs):
+            raise RuntimeError("index out of range in self")
+        return real(graphs)
+
+    monkeypatch.setattr(relaxer, "_efs", fragile)
+    results = relax_records([nacl(5.5), silicon()], relaxer=relaxer)
+    assert results[0].converged
+    assert not results[1].converged and "CHGNet failed on this crystal: RuntimeError" in results[1].reason

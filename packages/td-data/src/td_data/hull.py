@@ -42,7 +42,7 @@ import numpy as np
 
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord, atomic_number, symbol
-from td_data.relax import RelaxResult, Relaxer, relax_records
+from td_data.relax import Relaxer, RelaxResult, relax_records
 
 __all__ = ["HullResult", "energy_above_hull", "elemental_prototypes", "PROTOTYPES"]
 
@@ -60,7 +60,8 @@ class HullResult:
     Attributes
     ----------
     e_above_hull:
-        Energy above the hull (rounded to 0.1 meV/atom, like ``hull_distance``), >= 0 (0: on the hull of the reference phases plus the candidate); ``None``
+        Energy above the hull (rounded to 0.1 meV/atom, like ``hull_distance``), >= 0 (0: on the hull of
+        the reference phases plus the candidate); ``None``
         when it could not be computed (``reason`` says why).
     reason:
         Why ``e_above_hull`` is ``None``; ``None`` otherwise.
@@ -196,7 +197,7 @@ def energy_above_hull(
     for z in elements:
         key = ("element", z, *settings)
         if key not in relaxer.reference_cache:
-            todo.extend(((key, proto) for proto in elemental_prototypes(symbol(z))))
+            todo.extend((key, proto) for proto in elemental_prototypes(symbol(z)))
     for ref in relevant:
         key = ("record", _record_key(ref), *settings)
         if key not in relaxer.reference_cache and all(k != key for k, _ in todo):
@@ -232,7 +233,10 @@ def energy_above_hull(
             got = relaxer.reference_cache.get(("record", _record_key(ref), *settings))
             if got is not None:
                 comp = Composition(ref.composition)
-                ref_entries[i] = (PDEntry(comp, got[0] * comp.num_atoms, name=got[1]), frozenset(ref.atomic_numbers.tolist()))
+                ref_entries[i] = (
+                    PDEntry(comp, got[0] * comp.num_atoms, name=got[1]),
+                    frozenset(ref.atomic_numbers.tolist()),
+                )
 
     diagrams: dict[frozenset[int], Any] = {}
     out: list[HullResult] = []

@@ -60,8 +60,8 @@ __all__ = [
     "RelaxResult",
     "FireSettings",
     "relax_records",
-    "energy_above_hull",
-    "HullResult",
+    "energy_above_hull",  # noqa: F822 (from td_data.hull, through the module __getattr__ below)
+    "HullResult",  # noqa: F822
     "MAX_ATOMIC_NUMBER",
     "MIN_ENERGY_PER_ATOM",
 ]
@@ -137,7 +137,9 @@ class Relaxer:
         except ImportError as err:
             raise _missing("Relaxer", err) from err
         if model_name not in ("0.3.0", "r2scan"):
-            raise TDDataError(f"model_name must be '0.3.0' or 'r2scan' (checkpoints in the chgnet wheel), got {model_name!r}")
+            raise TDDataError(
+                f"model_name must be '0.3.0' or 'r2scan' (checkpoints in the chgnet wheel), got {model_name!r}"
+            )
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise TDDataError(f"threads must be a positive integer or None, got {threads!r}")
         if not isinstance(device, str) or not (device == "cpu" or device.startswith("cuda")):
@@ -179,7 +181,10 @@ class Relaxer:
         _check_batch_size(batch_size)
         out: list[dict[str, Any]] = []
         for lo in range(0, len(records), batch_size):
-            chunk = [_structure(r.lattice, r.frac_coords @ r.lattice, r.atomic_numbers) for r in records[lo : lo + batch_size]]
+            chunk = [
+                _structure(r.lattice, r.frac_coords @ r.lattice, r.atomic_numbers)
+                for r in records[lo : lo + batch_size]
+            ]
             for rec, got in zip(records[lo : lo + batch_size], self.evaluate(chunk)):
                 if isinstance(got, str):
                     raise TDDataError(f"record {rec.id!r}: {got}")
@@ -189,9 +194,6 @@ class Relaxer:
     def evaluate(self, structures: Sequence[Any]) -> list[tuple[float, np.ndarray, np.ndarray] | str]:
         """One batched CHGNet call: per pymatgen Structure, ``(energy eV/atom, forces (N, 3) eV/A, stress
         (3, 3) eV/A^3)``, or a string saying why the structure could not be evaluated."""
-        from chgnet.model.model import BatchedGraph
-
-        torch = self._torch
         model = self.model
         graphs: list[Any] = []
         slots: list[int | str] = []
@@ -207,30 +209,52 @@ class Relaxer:
                 slots.append(f"CHGNet could not build the crystal graph: {err}")
         results: list[Any] = []
         if graphs:
-            with self._threads(), warnings.catch_warnings():
-                # BatchedGraph.from_graphs turns volumes that need grad into a tensor (harmless; CHGNet's own warning)
-                warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
-                comp = model.composition_model(graphs)  # (B,) per-atom reference energies
-                batch = BatchedGraph.from_graphs(
-                    graphs,
-                    bond_basis_expansion=model.bond_basis_expansion,
-                    angle_basis_expansion=model.angle_basis_expansion,
-                    compute_stress=True,
-                )
-                pred = model._compute(batch)  # energy only: forces and stresses come from one backward below
-                per_atom = pred["e"] + comp  # (B,) eV/atom
-                counts = pred["atoms_per_graph"]
-                # one backward pass for forces and stresses (CHGNet's forward makes two, with create_graph)
-                grads = torch.autograd.grad(
-                    (per_atom * counts).sum(), [*batch.atom_positions, *batch.strains], allow_unused=False
-                )
-                k = len(graphs)
-                energies = per_atom.detach().cpu().numpy().astype(float)
-                for i in range(k):
-                    forces = -grads[i].detach().cpu().numpy().astype(float)
-                    stress = (grads[k + i] / batch.volumes[i]).detach().cpu().numpy().astype(float)
-                    results.append((float(energies[i]), forces, stress))
+            try:
+                results = self._efs(graphs)
+            except (RuntimeError, ValueError, IndexError) as err:
+                if len(graphs) == 1:
+                    results = [f"CHGNet failed on this crystal: {type(err).__name__}: {err}"]
+                else:  # find the culprit: one crystal at a time, so the others still get their numbers
+                    logger.info(
+                        "batched CHGNet call failed (%s); evaluating the %d crystals one by one", err, len(graphs)
+                    )
+                    results = []
+                    for g in graphs:
+                        try:
+                            results.extend(self._efs([g]))
+                        except (RuntimeError, ValueError, IndexError) as one:
+                            results.append(f"CHGNet failed on this crystal: {type(one).__name__}: {one}")
         return [results[s] if isinstance(s, int) else s for s in slots]
+
+    def _efs(self, graphs: list[Any]) -> list[tuple[float, np.ndarray, np.ndarray]]:
+        """Energies, forces and stresses of crystal graphs in one forward and one backward pass."""
+        from chgnet.model.model import BatchedGraph
+
+        torch = self._torch
+        model = self.model
+        with self._threads(), warnings.catch_warnings():
+            # BatchedGraph.from_graphs turns volumes that need grad into a tensor (harmless; CHGNet's own warning)
+            warnings.filterwarnings("ignore", message="Converting a tensor with requires_grad", category=UserWarning)
+            comp = model.composition_model(graphs)  # (B,) per-atom reference energies
+            batch = BatchedGraph.from_graphs(
+                graphs,
+                bond_basis_expansion=model.bond_basis_expansion,
+                angle_basis_expansion=model.angle_basis_expansion,
+                compute_stress=True,
+            )
+            pred = model._compute(batch)  # energy only: forces and stresses come from one backward below
+            per_atom = pred["e"] + comp  # (B,) eV/atom
+            counts = pred["atoms_per_graph"]
+            # one backward pass for forces and stresses (CHGNet's forward makes two, with create_graph)
+            grads = torch.autograd.grad((per_atom * counts).sum(), [*batch.atom_positions, *batch.strains])
+            k = len(graphs)
+            energies = per_atom.detach().cpu().numpy().astype(float)
+            out = []
+            for i in range(k):
+                forces = -grads[i].detach().cpu().numpy().astype(float)  # (N_i, 3) eV/A
+                stress = (grads[k + i] / batch.volumes[i]).detach().cpu().numpy().astype(float)  # (3, 3) eV/A^3
+                out.append((float(energies[i]), forces, stress))
+        return out
 
 
 def _unknown_element(numbers: Sequence[int]) -> str | None:
@@ -356,7 +380,9 @@ class _Job:
         return len(self.ru)
 
 
-def _frechet_forces(jobs: Sequence[_Job], forces: Sequence[np.ndarray], stresses: Sequence[np.ndarray]) -> list[np.ndarray]:
+def _frechet_forces(
+    jobs: Sequence[_Job], forces: Sequence[np.ndarray], stresses: Sequence[np.ndarray]
+) -> list[np.ndarray]:
     """Generalised forces (N + 3, 3) of ASE's ``FrechetCellFilter`` for each job, the cell rows batched.
 
     The cell force is d E / d u: ASE sums nine directional derivatives ``expm_frechet(u, E_mn)``; the
@@ -422,7 +448,9 @@ def _finish(job: _Job, relaxer: Relaxer, *, converged: bool, reason: str | None,
             properties={**rec.properties, "energy_per_atom": float(job.energy)},
         )
     except TDDataError as err:  # a degenerate cell the record refuses
-        return RelaxResult(rec, rec, None, None, False, job.n_steps, f"the relaxed cell is invalid: {err}", relaxer.name)
+        return RelaxResult(
+            rec, rec, None, None, False, job.n_steps, f"the relaxed cell is invalid: {err}", relaxer.name
+        )
     return RelaxResult(relaxed, rec, float(job.energy), None, converged, job.n_steps, reason, relaxer.name)
 
 
@@ -519,7 +547,19 @@ def relax_records(
             logger.info("record %r (%s) not relaxed: %s", rec.id, rec.formula, problem)
             continue
         cart = rec.frac_coords @ rec.lattice
-        queue.append(_Job(i, rec, rec.lattice.copy(), cart.copy(), np.zeros((3, 3)), rec.lattice.copy(), cart, dt=fire.dt, a=fire.astart))
+        queue.append(
+            _Job(
+                i,
+                rec,
+                rec.lattice.copy(),
+                cart.copy(),
+                np.zeros((3, 3)),
+                rec.lattice.copy(),
+                cart,
+                dt=fire.dt,
+                a=fire.astart,
+            )
+        )
 
     active: list[_Job] = []
     # (3, 3) linear algebra in many small calls: BLAS threads only add overhead (and fight torch's)
