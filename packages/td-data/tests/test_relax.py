@@ -95,6 +95,7 @@ class _Exploding:
     """A potential that breaks: NaN for the first crystal, a runaway attraction for the second."""
 
     name = "test potential"
+    min_energy_per_atom = -20.0
 
     def evaluate(self, structures):
         out = []
@@ -255,3 +256,11 @@ def test_a_crystal_that_breaks_the_batched_call_fails_alone(relaxer, monkeypatch
     results = relax_records([nacl(5.5), silicon()], relaxer=relaxer)
     assert results[0].converged
     assert not results[1].converged and "CHGNet failed on this crystal: RuntimeError" in results[1].reason
+
+
+def test_the_r2scan_checkpoint_relaxes_tungsten_without_calling_it_an_explosion():
+    relaxer = Relaxer("r2scan", threads=1)
+    tungsten = CrystalRecord(3.17 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], ["W", "W"], id="W")
+    [res] = relax_records([tungsten], relaxer=relaxer)
+    assert relaxer.name == "CHGNet r2scan" and res.model == "CHGNet r2scan"
+    assert res.converged and res.energy_per_atom < -20.0  # r2SCAN total energies: far below PBE's

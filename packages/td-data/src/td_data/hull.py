@@ -95,8 +95,10 @@ class HullResult:
 
 def _radius(sym: str) -> float:
     """Covalent radius (Cordero et al., Dalton Trans. 2008, via ASE), Angstrom."""
-    from ase.data import covalent_radii
-
+    try:
+        from ase.data import covalent_radii
+    except ImportError as err:
+        raise ImportError(f"elemental_prototypes needs ASE: pip install 'td-data[relax]' ({err})") from err
     return float(covalent_radii[atomic_number(sym)])
 
 

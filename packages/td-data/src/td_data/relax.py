@@ -71,11 +71,11 @@ logger = logging.getLogger(__name__)
 EXTRA = "pip install 'td-data[relax]'"
 MAX_ATOMIC_NUMBER = 94  # CHGNet 0.3.0 embeds H..Pu (MPtrj holds no heavier element)
 # No solid in the Materials Project lies below about -14 eV/atom (PBE total energies); an energy far
-# below that means the potential left its training domain and its attraction runs away.
-MIN_ENERGY_PER_ATOM = -20.0  # eV/atom
-MAX_VOLUME_PER_ATOM = 500.0  # Angstrom^3: a cell that grows past this has fallen apart (densest gas ~ 30)
+# below that means the potential left its training domain and its attraction runs away. The r2SCAN
+# checkpoint's total energies run much lower (bcc W: -51 eV/atom), so its floor is lower too.
+MIN_ENERGY_PER_ATOM = {"0.3.0": -20.0, "r2scan": -100.0}  # eV/atom, per checkpoint
+MAX_VOLUME_PER_ATOM = 500.0  # Angstrom^3: a cell that grows past this has fallen apart (solids stay below 100)
 MIN_VOLUME_PER_ATOM = 1.0  # Angstrom^3: the plausibility floor of td_data.plausibility
-_GPA = 1.0 / 160.21766208  # eV/Angstrom^3 per GPa
 # MatterGen's RMSDStructureMatcher tolerances (loose, so that relaxed crystals still find their input)
 _RMSD_MATCHER = {
     "ltol": 0.5,
@@ -156,6 +156,7 @@ class Relaxer:
         model.graph_converter.set_isolated_atom_response("error")
         self.model = model
         self.name = f"CHGNet {model.version}"
+        self.min_energy_per_atom = MIN_ENERGY_PER_ATOM[model_name]  # below this the potential has exploded
         self._torch = torch
         # reference phases of the hull: (kind, key, fmax, max_steps) -> (energy per atom, phase name) or None
         self.reference_cache: dict[tuple, tuple[float, str] | None] = {}
@@ -575,7 +576,7 @@ def relax_records(
                     done(job, _finish(job, relaxer, converged=False, reason=got, failed=True))
                     continue
                 e, forces, stress = got
-                bad = _exploded(e, forces, stress)
+                bad = _exploded(e, forces, stress, relaxer.min_energy_per_atom)
                 if bad:
                     done(job, _finish(job, relaxer, converged=False, reason=bad, failed=True))
                     continue
@@ -639,14 +640,11 @@ def relax_records(
     return out
 
 
-def _exploded(e: float, forces: np.ndarray, stress: np.ndarray) -> str | None:
+def _exploded(e: float, forces: np.ndarray, stress: np.ndarray, floor: float) -> str | None:
     if not (math.isfinite(e) and np.all(np.isfinite(forces)) and np.all(np.isfinite(stress))):
         return f"CHGNet returned a non-finite energy, force or stress (energy {e} eV/atom): the potential broke down"
-    if e < MIN_ENERGY_PER_ATOM:
-        return (
-            f"energy {e:.4g} eV/atom, below {MIN_ENERGY_PER_ATOM} eV/atom (no known solid is below -14): "
-            "the potential exploded"
-        )
+    if e < floor:
+        return f"energy {e:.4g} eV/atom, below {floor} eV/atom (no known solid is that low): the potential exploded"
     return None
 
 
