@@ -132,7 +132,7 @@ def test_relax_keeps_every_candidate_in_order_with_energies_rmsd_and_the_hull(re
     dia = out[0]
     assert dia.labels["relax_converged"] and dia.labels["requested_class"] == "z2_ti"  # labels kept
     assert -6.0 < dia.properties["energy_per_atom"] < -4.5  # CHGNet's MP-compatible scale for Si (~ -5.4)
-    assert 0 <= dia.properties["rmsd"] < 0.3
+    assert 0 <= dia.properties["rmsd"] < 0.3 and table.loc[0, "rmsd_reason"] == ""  # a missing RMSD says why
     assert abs(dia.properties["e_above_hull"]) < 0.02  # diamond Si on its own hull
     assert summary["n_candidates"] == 4 and summary["n_relaxed"] == 3 and summary["stability_threshold"] == 0.1
     assert "not the Materials Project hull" in summary["hull"]

@@ -151,7 +151,8 @@ def relax_candidates(
         rows.append({
             "id": rec.id, "formula": rec.formula, "num_atoms": rec.num_atoms, "relax_converged": info["converged"],
             "n_steps": info.get("n_steps"), "relax_reason": info["reason"],
-            "energy_per_atom": info.get("energy_per_atom"), "rmsd": info.get("rmsd"), "e_above_hull": e_hull,
+            "energy_per_atom": info.get("energy_per_atom"), "rmsd": info.get("rmsd"),
+            "rmsd_reason": info.get("rmsd_reason", ""), "e_above_hull": e_hull,
             "hull_reason": info.get("hull_reason", ""), "reference_phases": info.get("reference_phases", ""),
             "passed_stability": passed, "stability_reason": why,
         })  # fmt: skip
@@ -215,6 +216,7 @@ def _relax(
         out.append((record, {
             "converged": converged, "reason": reason, "n_steps": res.n_steps,
             "energy_per_atom": _finite(res.energy_per_atom), "rmsd": _finite(res.rmsd),
+            "rmsd_reason": getattr(res, "rmsd_reason", None) or "",
             "e_above_hull": _finite(hull.e_above_hull), "hull_reason": hull.reason or "",
             "reference_phases": " ".join(str(p) for p in phases),
         }))  # fmt: skip

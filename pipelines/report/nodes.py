@@ -397,11 +397,22 @@ def _relax_line(rs: Mapping[str, Any]) -> str:
     o = rs.get("options", {})
     return (
         f"- **Relaxation** (CHGNet, fmax {o.get('fmax')} eV/Angstrom, at most {o.get('max_steps')} steps, "
-        f"relax_cell {o.get('relax_cell')}): {rs.get('n_converged', 0)} of {rs.get('n_candidates', 0)} converged, "
+        f"relax_cell {o.get('relax_cell')}{_limits(o)}): {rs.get('n_relaxed', 0)} of {rs.get('n_candidates', 0)} "
+        f"relaxed, {rs.get('n_converged', 0)} converged, "
         f"{rs.get('n_with_e_above_hull', 0)} with an energy above the hull; {filt}: "
         f"{rs.get('n_passed_stability', 0)} pass on to verification (`relax_table.csv`, relaxed CIFs in "
         "`data/07_model_output/relaxed_candidates/`)."
     )
+
+
+def _limits(o: Mapping[str, Any]) -> str:
+    """The relax_options limits in words ('' when there are none)."""
+    k, m = o.get("max_candidates"), o.get("max_atoms")
+    if k and m:
+        return f"; only the first {k} candidates of at most {m} sites"
+    if k:
+        return f"; only the first {k} candidates"
+    return f"; only cells of at most {m} sites" if m else ""
 
 
 def _verify_line(vs: Mapping[str, Any]) -> str:
