@@ -264,3 +264,19 @@ def test_the_r2scan_checkpoint_relaxes_tungsten_without_calling_it_an_explosion(
     [res] = relax_records([tungsten], relaxer=relaxer)
     assert relaxer.name == "CHGNet r2scan" and res.model == "CHGNet r2scan"
     assert res.converged and res.energy_per_atom < -20.0  # r2SCAN total energies: far below PBE's
+
+
+def test_bfgs_reaches_the_minimum_of_ase_bfgs_with_the_same_steps(relaxer):
+    from chgnet.model import StructOptimizer
+
+    start = silicon(5.25).replace(frac_coords=[[0, 0, 0], [0.27, 0.24, 0.25]])
+    [ours] = relax_records([start], relaxer=relaxer, fmax=0.05, optimizer="bfgs")
+    theirs = StructOptimizer(model=relaxer.model, optimizer_class="BFGS").relax(
+        start.to_structure(), fmax=0.05, verbose=False
+    )
+    energies = theirs["trajectory"].energies
+    assert ours.converged
+    assert ours.energy_per_atom == pytest.approx(energies[-1] / 2, abs=1e-3)
+    assert abs(ours.n_steps - (len(energies) - 2)) <= 2
+    with pytest.raises(TDDataError, match="optimizer must be 'fire' or 'bfgs', got 'lbfgs'"):
+        relax_records([start], relaxer=relaxer, optimizer="lbfgs")

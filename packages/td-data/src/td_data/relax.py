@@ -76,6 +76,8 @@ MAX_ATOMIC_NUMBER = 94  # CHGNet 0.3.0 embeds H..Pu (MPtrj holds no heavier elem
 MIN_ENERGY_PER_ATOM = {"0.3.0": -20.0, "r2scan": -100.0}  # eV/atom, per checkpoint
 MAX_VOLUME_PER_ATOM = 500.0  # Angstrom^3: a cell that grows past this has fallen apart (solids stay below 100)
 MIN_VOLUME_PER_ATOM = 1.0  # Angstrom^3: the plausibility floor of td_data.plausibility
+BFGS_ALPHA = 70.0  # eV/A^2: ASE's initial Hessian
+BFGS_MAXSTEP = 0.2  # Angstrom: ASE's largest move of one atom (or cell row) per step
 # MatterGen's RMSDStructureMatcher tolerances (loose, so that relaxed crystals still find their input)
 _RMSD_MATCHER = {
     "ltol": 0.5,
@@ -368,7 +370,10 @@ class _Job:
     u: np.ndarray  # (3, 3) log of the deformation gradient
     cell: np.ndarray  # (3, 3) current cell
     positions: np.ndarray  # (N, 3) current Cartesian positions
-    velocity: np.ndarray | None = None
+    velocity: np.ndarray | None = None  # FIRE
+    hessian: np.ndarray | None = None  # BFGS: (ndof, ndof), with the previous coordinates and gradient
+    x0: np.ndarray | None = None
+    gradient0: np.ndarray | None = None
     dt: float = 0.1
     a: float = 0.1
     n_downhill: int = 0
@@ -438,6 +443,30 @@ def _fire_step(job: _Job, x: np.ndarray, force: np.ndarray, fire: FireSettings) 
     return x + dr
 
 
+def _bfgs_step(job: _Job, x: np.ndarray, force: np.ndarray) -> np.ndarray:
+    """One step of ASE's BFGS (Hessian 70 eV/A^2 times 1 to start, rank-two updates, the step scaled so
+    that no row of three coordinates moves more than 0.2 A); returns the new flat coordinates ``x``."""
+    gradient = -force
+    if job.hessian is None:
+        job.hessian = BFGS_ALPHA * np.eye(len(x))
+    else:
+        dx = x - job.x0
+        if np.abs(dx).max() >= 1e-7:
+            dg = gradient - job.gradient0
+            a = float(dx @ dg)
+            hdx = job.hessian @ dx
+            b = float(dx @ hdx)
+            if a != 0.0 and b != 0.0:
+                job.hessian = job.hessian + np.outer(dg, dg) / a - np.outer(hdx, hdx) / b
+    job.x0, job.gradient0 = x.copy(), gradient.copy()
+    omega, vectors = np.linalg.eigh(job.hessian)
+    dx = -vectors @ (gradient @ vectors / np.fabs(omega))
+    longest = float(np.sqrt((dx.reshape(-1, 3) ** 2).sum(axis=1)).max())
+    if longest >= BFGS_MAXSTEP:
+        dx *= BFGS_MAXSTEP / longest
+    return x + dx
+
+
 def _finish(job: _Job, relaxer: Relaxer, *, converged: bool, reason: str | None, failed: bool = False) -> RelaxResult:
     rec = job.record
     if failed:
@@ -489,6 +518,7 @@ def relax_records(
     plausibility: Plausibility | None = None,
     rmsd: bool = True,
     fire: FireSettings | None = None,
+    optimizer: str = "fire",
 ) -> list[RelaxResult]:
     """Relax many crystals with CHGNet at once; one :class:`RelaxResult` per record, in order.
 
@@ -516,17 +546,24 @@ def relax_records(
         Compute the input-relaxed RMSD (pymatgen's StructureMatcher; ``False`` skips it: ``rmsd=None``).
     fire:
         FIRE's parameters (default :class:`FireSettings`, ASE's values).
+    optimizer:
+        ``"fire"`` (default; CHGNet's ``StructOptimizer`` default) or ``"bfgs"`` (ASE's BFGS, same
+        coordinates: fewer steps on crystals near a minimum, each step a small eigen-decomposition).
     """
     if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or not fmax > 0 or not math.isfinite(fmax):
         raise TDDataError(f"fmax must be a positive number of eV/Angstrom, got {fmax!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
         raise TDDataError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     _check_batch_size(batch_size)
+    if optimizer not in ("fire", "bfgs"):
+        raise TDDataError(f"optimizer must be 'fire' or 'bfgs', got {optimizer!r}")
     records = list(records)
     for i, r in enumerate(records):
         if not isinstance(r, CrystalRecord):
             raise TDDataError(f"records must be CrystalRecord objects, got {type(r).__name__} at position {i}")
     fire = fire if fire is not None else FireSettings()
+    settings = fire
+    step = _bfgs_step if optimizer == "bfgs" else (lambda job, x, force: _fire_step(job, x, force, settings))
     relaxer = relaxer if relaxer is not None else Relaxer()
     check = plausibility if plausibility is not None else Plausibility()
 
@@ -606,10 +643,10 @@ def relax_records(
                     continue
                 if relax_cell:
                     x = np.concatenate([job.ru, job.u * job.n]).ravel()
-                    x = _fire_step(job, x, gforce.ravel(), fire).reshape(-1, 3)
+                    x = step(job, x, gforce.ravel()).reshape(-1, 3)
                     job.ru, job.u = x[: job.n], x[job.n :] / job.n
                 else:
-                    job.positions = _fire_step(job, job.positions.ravel(), gforce.ravel(), fire).reshape(-1, 3)
+                    job.positions = step(job, job.positions.ravel(), gforce.ravel()).reshape(-1, 3)
                 job.n_steps += 1
                 moved.append(job)
             if relax_cell and moved:
