@@ -280,3 +280,19 @@ def test_bfgs_reaches_the_minimum_of_ase_bfgs_with_the_same_steps(relaxer):
     assert abs(ours.n_steps - (len(energies) - 2)) <= 2
     with pytest.raises(TDDataError, match="optimizer must be 'fire' or 'bfgs', got 'lbfgs'"):
         relax_records([start], relaxer=relaxer, optimizer="lbfgs")
+
+
+def test_worker_processes_give_the_results_of_one_process_in_order(relaxer):
+    crushed = CrystalRecord(4.0 * np.eye(3), [[0, 0, 0], [0.025, 0, 0]], ["Na", "Cl"], id="crushed")
+    batch = [nacl(5.5), crushed, silicon(5.3), nacl(5.8)]
+    alone = relax_records(batch, relaxer=relaxer, batch_size=2)
+    spread = relax_records(batch, relaxer=relaxer, batch_size=2, workers=2)
+    assert [r.initial.id for r in spread] == [r.initial.id for r in alone]
+    assert [r.converged for r in spread] == [r.converged for r in alone] == [True, False, True, True]
+    assert spread[1].reason == alone[1].reason
+    for a, b in zip(alone, spread):
+        if a.converged:
+            assert b.energy_per_atom == pytest.approx(a.energy_per_atom, abs=1e-5)
+            assert b.model == a.model and b.rmsd == pytest.approx(a.rmsd, abs=1e-4)
+    with pytest.raises(TDDataError, match="workers must be a positive integer, got 0"):
+        relax_records(batch, relaxer=relaxer, workers=0)

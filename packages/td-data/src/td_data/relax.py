@@ -150,6 +150,7 @@ class Relaxer:
             raise TDDataError(f"device {device!r} was asked for, but torch sees no CUDA GPU: use device='cpu'")
         self.threads = threads
         self.device = device
+        self.model_name = model_name
         with contextlib.redirect_stdout(_LogStream()):
             model = CHGNet.load(model_name=model_name, use_device=device, verbose=False)
         model.eval()
@@ -519,6 +520,7 @@ def relax_records(
     rmsd: bool = True,
     fire: FireSettings | None = None,
     optimizer: str = "fire",
+    workers: int = 1,
 ) -> list[RelaxResult]:
     """Relax many crystals with CHGNet at once; one :class:`RelaxResult` per record, in order.
 
@@ -549,6 +551,11 @@ def relax_records(
     optimizer:
         ``"fire"`` (default; CHGNet's ``StructOptimizer`` default) or ``"bfgs"`` (ASE's BFGS, same
         coordinates: fewer steps on crystals near a minimum, each step a small eigen-decomposition).
+    workers:
+        Processes (default 1: this one). With more, the records are cut into chunks of ``batch_size``
+        that worker processes relax, each with its own model of ``relaxer``'s checkpoint and device on
+        one torch thread (start-up: a few seconds a worker to import torch and load CHGNet); results come
+        back in order, the same as with one process up to float32 noise.
     """
     if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or not fmax > 0 or not math.isfinite(fmax):
         raise TDDataError(f"fmax must be a positive number of eV/Angstrom, got {fmax!r}")
@@ -561,7 +568,22 @@ def relax_records(
     for i, r in enumerate(records):
         if not isinstance(r, CrystalRecord):
             raise TDDataError(f"records must be CrystalRecord objects, got {type(r).__name__} at position {i}")
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
+        raise TDDataError(f"workers must be a positive integer, got {workers!r}")
     fire = fire if fire is not None else FireSettings()
+    if workers > 1 and len(records) > batch_size:
+        options = {
+            "fmax": fmax,
+            "max_steps": max_steps,
+            "relax_cell": relax_cell,
+            "batch_size": batch_size,
+            "plausibility": plausibility,
+            "rmsd": rmsd,
+            "fire": fire,
+            "optimizer": optimizer,
+        }
+        source = (relaxer.model_name, relaxer.device) if relaxer is not None else ("0.3.0", "cpu")
+        return _relax_in_processes(records, options, source, workers, progress)
     settings = fire
     step = _bfgs_step if optimizer == "bfgs" else (lambda job, x, force: _fire_step(job, x, force, settings))
     relaxer = relaxer if relaxer is not None else Relaxer()
@@ -674,6 +696,40 @@ def relax_records(
     out = [r for r in results if r is not None]
     if rmsd:
         out = [_rmsd(r) for r in out]
+    return out
+
+
+_WORKER_RELAXER: Relaxer | None = None
+
+
+def _worker_start(model_name: str, device: str) -> None:
+    global _WORKER_RELAXER
+    _WORKER_RELAXER = Relaxer(model_name, device=device, threads=1)
+
+
+def _worker_relax(records: list[CrystalRecord], options: dict[str, Any]) -> list[RelaxResult]:
+    return relax_records(records, relaxer=_WORKER_RELAXER, **options)
+
+
+def _relax_in_processes(
+    records: list[CrystalRecord], options: dict[str, Any], source: tuple[str, str], workers: int, progress: bool
+) -> list[RelaxResult]:
+    """Chunks of ``batch_size`` records relaxed in ``workers`` spawned processes, results in input order."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    size = options["batch_size"]
+    chunks = [records[lo : lo + size] for lo in range(0, len(records), size)]
+    out: list[RelaxResult] = []
+    bar = _progress_bar(len(records), progress)
+    context = multiprocessing.get_context("spawn")  # no fork of a process that holds torch threads
+    try:
+        with ProcessPoolExecutor(workers, mp_context=context, initializer=_worker_start, initargs=source) as pool:
+            for got in pool.map(_worker_relax, chunks, [options] * len(chunks)):
+                out.extend(got)
+                bar.update(len(got))
+    finally:
+        bar.close()
     return out
 
 
