@@ -12,8 +12,12 @@
 It refuses to report a wrong answer: parities that are not +-1 or not paired, a direct gap on the mesh
 below ``min_direct_gap``, Wilson-loop flows that are ambiguous, and (``confirm=True``) an answer that
 changes when the self-consistent k-mesh is made denser all give ``converged=False`` with the reason.
-Physics failures never raise: the result says what went wrong. Gaps from LCAO (dzp) are not quantitative
-(about 0.7 eV off plane-wave values at Gamma in Bi2Se3, issue 16); the invariants are what this is for.
+Physics failures never raise: the result says what went wrong. Gaps from LCAO (dzp) are approximate
+(Bi2Se3: 0.36 eV indirect here, about 0.3 eV in plane-wave PBE); the invariants are what this is for.
+
+The cell is first Niggli-reduced (GPAW's real-space grid is inaccurate in very skewed cells such as
+Bi2Se3's 24-degree rhombohedral one: there the LCAO gap came out near 0 eV), and indices are mapped back to
+the user's basis.
 """
 
 from __future__ import annotations
@@ -59,6 +63,7 @@ class DFTSettings:
     method: str = "auto"
     basis: str = "dzp"  # GPAW LCAO basis set (gpaw-data ships sz, dzp)
     xc: str = "PBE"
+    grid_spacing: float = 0.2  # A, real-space grid (GPAW's default h) of the LCAO density and potential
     kpt_spacing: float = 0.35  # 1/A (2 pi included): n_i = ceil(|b_i| / spacing), rounded up to even
     min_kpts: int = 2
     max_kpts: int = 12
@@ -68,9 +73,9 @@ class DFTSettings:
     density_tolerance: float = 1e-5
     max_scf_iterations: int = 150
     min_direct_gap: float = 0.01  # eV: a smaller direct gap anywhere on the mesh is a semimetal or metal
-    # eV: bands separated at every k but overlapping in energy by more than this are a semimetal (Bi, Sb); less
-    # is kept as an insulator because LCAO-dzp indirect gaps are not quantitative (Bi2Se3: -0.02 eV here,
-    # +0.3 eV in plane-wave PBE and experiment). The invariant of the separated bands stays in ``details``.
+    # eV: bands separated at every k but overlapping in energy by more than this are a semimetal (Bi, Sb); a
+    # smaller overlap is kept as an insulator (LCAO-dzp gaps are approximate). The invariant of the separated
+    # bands stays in ``details``.
     max_band_overlap: float = 0.1
     # eV: with the parity method, a direct gap below this is confirmed by a plane-wave calculation (pw_ecut eV,
     # parities of the pseudo wave functions): a different answer is converged=False. None: never.
@@ -93,6 +98,7 @@ class DFTSettings:
     def __post_init__(self) -> None:
         checks = {
             "kpt_spacing": self.kpt_spacing > 0,
+            "grid_spacing": 0.05 <= self.grid_spacing <= 0.4,
             "min_kpts": self.min_kpts >= 1,
             "max_kpts": self.max_kpts >= self.min_kpts,
             "smearing": self.smearing > 0,
