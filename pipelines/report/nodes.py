@@ -433,8 +433,8 @@ def _verify_line(vs: Mapping[str, Any]) -> str:
     return (
         f"- **DFT verification** (GPAW, PBE {soc} spin-orbit coupling, top {vs.get('top_n')} candidates of at most "
         f"{vs.get('max_atoms')} sites that passed the stability filter, {_fmt(vs.get('timeout_per_crystal'))} s "
-        f"each at most): {vs.get('n_converged')} of {vs.get('n_verified')} converged (`dft_results.json`; band "
-        f"structure of the best in `dft_band_structure.png`). {slurm}"
+        f"each at most): {vs.get('n_converged')} of {vs.get('n_verified')} converged (`dft_results.json`; the band "
+        f"structure of the best, or why there is none, in `dft_band_structure.png`). {slurm}"
     )
 
 
