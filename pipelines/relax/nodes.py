@@ -5,6 +5,8 @@ The hull of a candidate is built from the same model's energies of the reference
 elements and the compounds of its chemical system among the training crystals (``energy_above_hull``). A
 candidate passes on to DFT verification when its relaxation converged and, with a threshold set, its energy
 above that hull is at most the threshold; the table says of every candidate whether it passed and why not.
+A candidate left unrelaxed on purpose (``relax_options.enabled`` false, CHGNet not installed, over
+``max_atoms`` or ``max_candidates``) has no energy above the hull: it passes only when no threshold is set.
 """
 
 from __future__ import annotations
