@@ -15,17 +15,9 @@ from td_physics.dft import DFTInputError, DFTSettings, dft_invariants
 from td_physics.dft.core import kpoint_mesh, niggli_basis, to_user_basis
 from td_physics.dft.parity import find_inversion, fu_kane, trims
 from td_physics.dft.wilson import chern_number, strong_weak
-from td_physics.structure.reference import reference_structure
+from td_physics.structure.reference import reference_arrays as _reference
 
 pytest.importorskip("gpaw", reason="the td-physics[dft] extra (GPAW) is not installed")
-
-
-
-def _reference(name: str):
-    from ase.data import atomic_numbers
-
-    lattice, frac, species = reference_structure(name)
-    return lattice, frac, np.array([atomic_numbers[s] for s in species])
 
 
 # ----------------------------------------------------------------------------- GPAW, small and fast

@@ -6,22 +6,14 @@ they take 10-40 s each on two cores, so the expensive ones are marked ``slow``.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from td_physics.dft import DFTResult, dft_invariants
-from td_physics.structure.reference import reference_structure
+from td_physics.structure.reference import reference_arrays as _reference
 
 pytest.importorskip("gpaw", reason="the td-physics[dft] extra (GPAW) is not installed")
 
 FAST = {"confirm": False}
-
-
-def _reference(name: str):
-    from ase.data import atomic_numbers
-
-    lattice, frac, species = reference_structure(name)
-    return lattice, frac, np.array([atomic_numbers[s] for s in species])
 
 
 # ----------------------------------------------------------------------------- physics (real GPAW)

@@ -293,20 +293,11 @@ def _failure(crystal: Any, reason: str, settings: Any, spin_orbit: bool, wall_ti
 
     numbers = crystal.get("atomic_numbers") if isinstance(crystal, dict) else None
     numbers = numbers if isinstance(numbers, list) else []
-    result = DFTResult(
-        topo_class=None,
-        z2_indices=None,
-        chern_numbers=None,
-        band_gap_direct=None,
-        band_gap_indirect=None,
-        method=None,
-        converged=False,
-        reason=reason,
+    result = DFTResult.failed(
+        reason,
         formula=_formula_of(numbers),
         n_atoms=len(numbers),
-        n_electrons=None,
         spin_orbit=bool(spin_orbit),
-        kpts=None,
         settings=settings.to_dict(),
         wall_time=wall_time,
     )

@@ -160,6 +160,26 @@ class DFTResult:
     wall_time: float = 0.0
     gpaw_version: str | None = None
 
+    @classmethod
+    def failed(cls, reason: str, **fields_: Any) -> DFTResult:
+        """A result without an answer (``converged=False``): every physics field None unless given."""
+        values: dict[str, Any] = dict(
+            topo_class=None,
+            z2_indices=None,
+            chern_numbers=None,
+            band_gap_direct=None,
+            band_gap_indirect=None,
+            method=None,
+            n_electrons=None,
+            kpts=None,
+            formula="",
+            n_atoms=0,
+            spin_orbit=True,
+            settings={},
+        )
+        values.update(fields_)
+        return cls(converged=False, reason=reason, **values)
+
     @property
     def chern_number(self) -> int | None:
         """The first non-zero plane Chern number (0 when all vanish), None without a Chern calculation."""
@@ -332,19 +352,7 @@ def dft_invariants(
 
     def fail(reason: str, **extra: Any) -> DFTResult:
         logger.info("DFT %s: not converged: %s", base["formula"], reason)
-        values = dict(
-            topo_class=None,
-            z2_indices=None,
-            chern_numbers=None,
-            band_gap_direct=None,
-            band_gap_indirect=None,
-            method=None,
-            n_electrons=None,
-            kpts=None,
-            details={},
-        )
-        values.update(extra)
-        return DFTResult(converged=False, reason=reason, wall_time=time.perf_counter() - start, **base, **values)
+        return DFTResult.failed(reason, wall_time=time.perf_counter() - start, **base, **extra)
 
     if len(z) > settings.max_atoms:
         return fail(f"{len(z)} atoms exceed max_atoms {settings.max_atoms} (the time limit of a verification)")

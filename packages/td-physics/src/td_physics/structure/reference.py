@@ -25,7 +25,14 @@ import numpy as np
 
 from td_physics.structure.parameters import StructureError, load_table
 
-__all__ = ["ReferenceMaterial", "reference_materials", "reference_structure", "strained", "supercell"]
+__all__ = [
+    "ReferenceMaterial",
+    "reference_arrays",
+    "reference_materials",
+    "reference_structure",
+    "strained",
+    "supercell",
+]
 
 _FCC = 0.5 * np.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 1.0, 0.0]])
 _BCC = 0.5 * np.array([[-1.0, 1.0, 1.0], [1.0, -1.0, 1.0], [1.0, 1.0, -1.0]])
@@ -124,3 +131,16 @@ def supercell(
     frac = np.asarray(frac_coords, dtype=float)
     new_frac = ((frac[None, :, :] + shifts[:, None, :]) / reps_arr).reshape(-1, 3)
     return np.asarray(lattice, dtype=float) * reps_arr[:, None], new_frac, list(species) * len(shifts)
+
+
+def reference_arrays(name: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(lattice, frac_coords, atomic_numbers)`` of a reference material: the arrays ``td_physics.dft`` takes.
+
+    >>> lattice, frac, numbers = reference_arrays("GaAs")
+    >>> numbers.tolist()
+    [31, 33]
+    """
+    from td_physics.structure.parameters import _KNOWN_SYMBOLS
+
+    lattice, frac, species = reference_structure(name)
+    return lattice, frac, np.array([_KNOWN_SYMBOLS.index(s) + 1 for s in species])
