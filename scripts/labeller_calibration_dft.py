@@ -275,6 +275,7 @@ def summarise(rows: list[dict[str, Any]], n: int, threshold: float) -> dict[str,
     both = [r for r in rows if r["both"]]
     confident = [r for r in both if (r["tb_confidence"] or 0.0) >= threshold]
     refused = [r for r in done if not r["dft_converged"]]
+    scf = [r for r in both if r["dft_method"] != "electron_count"]
     seconds = [r["dft_seconds"] for r in done if r["dft_seconds"] is not None]
     converged_seconds = [r["dft_seconds"] for r in done if r["dft_converged"] and r["dft_seconds"] is not None]
 
@@ -295,6 +296,11 @@ def summarise(rows: list[dict[str, Any]], n: int, threshold: float) -> dict[str,
         "agree_with_z2": sum(r["agree_z2"] for r in both),
         "both_z2_ti": sum(r["tb_class"] == r["dft_class"] == "z2_ti" for r in both),
         "both_z2_ti_same_indices": sum(r["tb_class"] == r["dft_class"] == "z2_ti" and r["agree_z2"] for r in both),
+        # odd electron count: both judges call it a metal by counting, without a band structure
+        "n_both_by_count": len(both) - len(scf),
+        "n_both_band_structure": len(scf),
+        "agree_band_structure": sum(r["agree"] for r in scf),
+        "agreement_band_structure": share(sum(r["agree"] for r in scf), len(scf)),
         "threshold": threshold,
         "n_confident": len(confident),
         "agree_confident": sum(r["agree"] for r in confident),
@@ -430,6 +436,8 @@ def summary_text(summary: dict[str, Any]) -> str:
         f"TB labelled {summary['n_tb_labelled']} of {summary['n_crystals']})",
         f"TB class = DFT class: {pct(summary['agree'], summary['n_both'])} "
         f"(both say z2_ti: {summary['both_z2_ti']}, with the same Z2 indices: {summary['both_z2_ti_same_indices']})",
+        f"where DFT computed bands (not an odd electron count, {summary['n_both_by_count']} left out): "
+        f"{pct(summary['agree_band_structure'], summary['n_both_band_structure'])}",
         f"among confident TB labels (confidence >= {summary['threshold']}): "
         f"{pct(summary['agree_confident'], summary['n_confident'])}; below: "
         f"{pct(summary['agree'] - summary['agree_confident'], summary['n_not_confident'])}",

@@ -89,9 +89,12 @@ def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is
     assert rows[2]["dft_kpts"] == [4, 4, 4] and rows[2]["dft_indirect_gap"] < 0
     summary = data["summary"]
     assert summary["n_both"] == 3 and summary["agree"] == 3 and summary["agreement"] == 1.0
+    assert summary["n_both_by_count"] == 2 and summary["n_both_band_structure"] == 1  # Al and Cu counted, Pb computed
+    assert summary["agreement_band_structure"] == 1.0
     assert summary["n_confident"] == 3 and summary["agreement_confident"] == 1.0 and summary["dft_refused"] == {}
     assert data["reliability"] == [{"lo": 0.9, "hi": 1.0, "n": 3, "agree": 3, "share": 1.0, "mean_confidence": 1.0}]
     assert "TB class = DFT class: 3/3 = 100%" in done.stdout
+    assert "where DFT computed bands (not an odd electron count, 2 left out): 1/1 = 100%" in done.stdout
     assert "confident TB labels (confidence >= 0.8): 3/3 = 100%" in done.stdout
     confusion = (out / "confusion.md").read_text()
     assert "| semimetal_or_metal | **3** | 3 |" in confusion and "| total | 3 | 3 |" in confusion
