@@ -414,6 +414,10 @@ def dft_invariants(
         pw = _plane_wave_check(atoms, lat, meshes[0], inversion, n_el, settings, spin_orbit, answers[0])
     for a in answers:  # back to the user's basis (identity for an already reduced cell)
         a["z2"], a["chern"] = to_user_basis(op, a.get("z2"), a.get("chern"))
+        separated = a["details"].get("separated_bands")
+        if separated:
+            z2, chern = to_user_basis(op, separated["z2_indices"], separated["chern_numbers"])
+            separated.update(z2_indices=list(z2) if z2 else None, chern_numbers=list(chern) if chern else None)
     first = answers[0]
     last = answers[-1]
     details = {"meshes": [a["details"] for a in answers]}
