@@ -88,10 +88,7 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers)
+from scripts._evaluation import (  # the evaluation scripts' shared helpers, through the installed root project
     ScriptError,
     load_model,
     predict_samples,
@@ -104,6 +101,8 @@ from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers
     write_crystal_file,
     write_json,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 TARGET = "z2_ti"
 CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
@@ -245,7 +244,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    import perov5  # the sibling benchmark (benchmarks/ is on sys.path): its training options
+    from benchmarks import perov5  # the sibling benchmark: its training options
 
     p = argparse.ArgumentParser(prog="conditional_yield.py", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--stage", choices=STAGES, default="all",
@@ -471,8 +470,7 @@ def train_on_items(args: argparse.Namespace, items: list[dict], out: Path) -> tu
     """benchmarks/perov5.py's budgeted Trainer run on the (partly labelled) items; EMA model and summary.
 
     Imports nothing from td-data, td-physics or the pipelines (``--stage train`` runs without them)."""
-    import perov5  # the sibling benchmark: budget stop, config overrides, training summary
-
+    from benchmarks import perov5  # the sibling benchmark: budget stop, config overrides, training summary
     from td_models import ExperimentConfig
 
     mc = ExperimentConfig.preset(args.preset).model_config
@@ -745,8 +743,7 @@ def _check_stage_inputs(args: argparse.Namespace) -> None:
 
 def prepare_stage(args: argparse.Namespace, items_path: Path) -> Path:
     """Training crystals, labelled, as model items in ``items_path`` (needs td-data, td-physics, pipelines)."""
-    import perov5
-
+    from benchmarks import perov5
     from td_models import ExperimentConfig
 
     started = time.perf_counter()
@@ -789,7 +786,7 @@ def train_stage(args: argparse.Namespace, out: Path, items_path: Path, samples: 
     """Train on the items (or load ``--model-path``), sample and predict both arms, write the sample files.
 
     Imports nothing from td-data, td-physics or the pipelines: this stage runs on a machine without them."""
-    import perov5
+    from benchmarks import perov5
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -863,7 +860,7 @@ def _read_samples(samples: dict[str, Path]) -> dict[str, tuple[list, dict[str, A
 
 def label_stage(args: argparse.Namespace, out: Path, samples: dict[str, Path]) -> list[Path]:
     """Relabel both arms from the sample files; yield.json, yield.md, yield.png, crystals.csv (and the tables)."""
-    import perov5
+    from benchmarks import perov5
 
     started = time.perf_counter()
     loaded = _read_samples(samples)

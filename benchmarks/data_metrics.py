@@ -31,10 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks" / "perov_5"
+from benchmarks.perov5 import PUBLISHED as _PUBLISHED  # one copy of the published table, with its citations
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from perov5 import PUBLISHED as _PUBLISHED  # noqa: E402  (one copy of the published table, with its citations)
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "benchmarks" / "perov_5"
 
 # Published Perov-5 generation numbers (percent for validity and coverage), for orientation only.
 PUBLISHED = {

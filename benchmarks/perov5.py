@@ -78,9 +78,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers; td-data only inside functions)
+from scripts._evaluation import (  # the evaluation scripts' shared helpers (the installed root project puts
+    # the repository on the import path); td-data only inside functions
     ScriptError,
     predict_samples,
     quiet_libraries,
@@ -93,6 +92,8 @@ from _evaluation import (  # noqa: E402  (the evaluation scripts' shared helpers
     write_crystal_file,
     write_json,
 )
+
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA_DIR = ROOT.parent / "shared" / "data" / "benchmarks" / "perov_5"
 TRAIN_FILES = ("val.csv.gz", "train_first1024.csv.gz")
