@@ -17,11 +17,11 @@ is not given).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from td_hpc import PRESETS, create_distributed_training_script, preset_resources
+from td_hpc.files import write_text_atomic
 
 DEFAULT_SCRIPT = "training_job.sh"
 DEFAULT_CONFIG = "training_config.json"
@@ -93,22 +93,6 @@ def write_default_config(path: Path) -> bool:
     return True
 
 
-def write_text_atomically(path: Path, text: str) -> None:
-    """Temporary file beside ``path`` (mode 0o666 less the umask), fsync, rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     res = preset_resources(args.preset or "production")
@@ -154,7 +138,7 @@ def main(argv: list[str] | None = None) -> int:
     if output is None:
         sys.stdout.write(text)
         return 0
-    write_text_atomically(output, text)
+    write_text_atomic(output, text)
     Path(args.log_dir).mkdir(parents=True, exist_ok=True)
     nodes = args.nodes or res.num_nodes
     per_node = args.gpus_per_node or res.gpus_per_node

@@ -39,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from td_hpc.exceptions import HpcValueError
+from td_hpc.files import write_text_atomic
 from td_hpc.scripts import _common, _environment, _q
 from td_hpc.slurm import submit
 from td_hpc.validation import check_arg, check_path, check_positive_int, check_sbatch_path, check_time
@@ -145,21 +146,6 @@ def _env_lines(extra_env: Mapping[str, str] | None) -> list[tuple[str, str]]:
     return lines
 
 
-def _write_text(path: Path, text: str) -> None:
-    """Temporary file beside ``path`` (mode 0o666 less the umask), fsync, rename over ``path``."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def write_dft_array_job(
     crystals_file: str | os.PathLike[str],
     output_dir: str | os.PathLike[str],
@@ -252,7 +238,7 @@ def write_dft_array_job(
     out.mkdir(parents=True, exist_ok=True)
     logs.mkdir(parents=True, exist_ok=True)
     array_script = out / "dft_array.sbatch"
-    _write_text(array_script, _environment().get_template("dft_verification.sbatch.j2").render(**context))
+    write_text_atomic(array_script, _environment().get_template("dft_verification.sbatch.j2").render(**context))
     merge_script = None
     if merge:
         merge_context = _common(f"{job_name}-merge", partition, account, "00:15:00", "2G", 1)
@@ -265,7 +251,7 @@ def write_dft_array_job(
             extra_env=env,
         )
         merge_script = out / "dft_merge.sbatch"
-        _write_text(merge_script, _environment().get_template("dft_merge.sbatch.j2").render(**merge_context))
+        write_text_atomic(merge_script, _environment().get_template("dft_merge.sbatch.j2").render(**merge_context))
     logger.info(
         "DFT array of %d task(s) over %d crystal(s) in %s (array %s)",
         len(task_ids),
