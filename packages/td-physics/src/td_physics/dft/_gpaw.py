@@ -15,7 +15,6 @@ Hamiltonian plus the PAW spin-orbit term projected on the LCAO space. A spinor s
 from __future__ import annotations
 
 import logging
-import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -220,10 +219,6 @@ def spinor_states(calc: Any, *, spin_orbit: bool, n_states: int | None = None) -
         # GPAW's S_MM is the transpose of <phi_M|phi_M'> in this representation: conj(C) S^T C^T = 1
         overlap[k] = by_ks[(k, 0)].S_MM.T
     return SpinorStates(np.array(kd.bzk_kc, dtype=float), np.asarray(energies[:, :keep], dtype=float), coeffs, overlap)
-
-
-def omp_note() -> str:
-    return os.environ.get("OMP_NUM_THREADS", "")
 
 
 def plane_wave_parities(
