@@ -3,5 +3,5 @@
 # C sources as C++ unless the compiler is a C compiler; a later release will need a C++ compiler), linked against
 # Debian's libxc (libxc-dev) and OpenBLAS (libopenblas-dev), which also provides LAPACK.
 mpi = False
-compiler = 'gcc'
-libraries = ['xc', 'openblas']
+compiler = "gcc"
+libraries = ["xc", "openblas"]

@@ -123,8 +123,13 @@ def test_physics_consistency_and_report(raw, labelled, trained, candidates):
         plot_best_band_structures(checked, LABEL),
     ]
     assert all(f.axes for f in figs)
-    relax_summary = {"note": "not relaxed: relax_options.enabled is false", "stability_threshold": None,
-                     "n_candidates": len(checked), "n_passed_stability": len(checked), "hull": "estimate"}
+    relax_summary = {
+        "note": "not relaxed: relax_options.enabled is false",
+        "stability_threshold": None,
+        "n_candidates": len(checked),
+        "n_passed_stability": len(checked),
+        "hull": "estimate",
+    }
     verify_summary = {"enabled": False, "reason": "verification disabled (verify_options.enabled is false)"}
     text = write_report(raw[1], labelled[1], split_crystals(labelled[0], {})[0], trained[2], candidates[1],
                         {"valid": 0.5, "novelty": 1.0}, report, table, relax_summary, verify_summary, [])  # fmt: skip
