@@ -101,11 +101,12 @@ from scripts._evaluation import (  # the evaluation scripts' shared helpers, thr
     write_crystal_file,
     write_json,
 )
+from td_physics.classes import TOPO_CLASSES
 
 ROOT = Path(__file__).resolve().parents[1]
 
 TARGET = "z2_ti"
-CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
+CLASSES = TOPO_CLASSES
 ARMS = ("conditioned", "unconditioned")
 STAGES = ("all", "prepare", "train", "label")
 ITEMS_FILE = "train_items.npz"  # --stage prepare -> --stage train

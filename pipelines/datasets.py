@@ -21,7 +21,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from td_data import CrystalRecord
-from td_data._files import current_umask
+from td_physics.files import current_umask
 
 __all__ = ["CrystalStoreDataset", "CifFolderDataset", "TorchCheckpointDataset"]
 

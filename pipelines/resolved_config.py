@@ -27,8 +27,8 @@ from typing import Any
 
 import yaml
 
-from pipelines._files import write_text_atomic
 from pipelines.exceptions import CatalogPathError
+from td_physics.files import write_text_atomic
 
 __all__ = [
     "OUTPUT_DIR",

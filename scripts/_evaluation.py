@@ -564,6 +564,6 @@ def generation_metrics_with_progress(
 # ------------------------------------------------------------------------------------ files, atomically
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write ``data`` to a temporary file in ``path``'s folder, fsync it, rename it over ``path`` (user's umask)."""
-    from pipelines._files import write_bytes_atomic  # the project's one atomic writer; imported when needed
+    from td_physics.files import write_bytes_atomic  # the project's one atomic writer; imported when needed
 
     return write_bytes_atomic(path, data)

@@ -19,23 +19,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
-    os.replace(tmp, path)
+from td_physics.files import write_text_atomic
 
 
 def _z2(indices) -> str:
@@ -105,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
             numbers = np.array([atomic_numbers[s] for s in species])
             start = time.perf_counter()
             result = dft_invariants(lattice, frac, numbers, spin_orbit=True, settings=settings)
-            _write_atomic(path, json.dumps(result.to_dict(), indent=1))
+            write_text_atomic(path, json.dumps(result.to_dict(), indent=1))
             tqdm.write(
                 f"{name}: {result.topo_class} {_z2(result.z2_indices)} ({time.perf_counter() - start:.0f} s)"
                 + ("" if result.converged else f" not converged: {result.reason}")
@@ -173,8 +160,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['dft_seconds']} |"
         )
     markdown = "\n".join(lines)
-    _write_atomic(args.output_dir / "dft_accuracy.json", json.dumps({"summary": summary, "rows": rows}, indent=1))
-    _write_atomic(args.output_dir / "dft_accuracy.md", markdown + "\n")
+    write_text_atomic(args.output_dir / "dft_accuracy.json", json.dumps({"summary": summary, "rows": rows}, indent=1))
+    write_text_atomic(args.output_dir / "dft_accuracy.md", markdown + "\n")
     print(markdown)
     print(
         f"\nDFT right on {summary['dft_correct']} of {n} ({summary['dft_converged']} converged); TB labeller right on "

@@ -18,17 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        fh.write(text)
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+from td_physics.files import write_text_atomic
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -53,8 +45,10 @@ def main(argv: list[str] | None = None) -> int:
         {**r.__dict__, "z2_indices": None if r.z2_indices is None else list(r.z2_indices), "correct": r.correct}
         for r in report.rows
     ]
-    _write_atomic(args.output_dir / "accuracy.json", json.dumps({"summary": report.summary, "rows": rows}, indent=1))
-    _write_atomic(args.output_dir / "accuracy.md", report.markdown() + "\n")
+    write_text_atomic(
+        args.output_dir / "accuracy.json", json.dumps({"summary": report.summary, "rows": rows}, indent=1)
+    )
+    write_text_atomic(args.output_dir / "accuracy.md", report.markdown() + "\n")
 
     import matplotlib
 

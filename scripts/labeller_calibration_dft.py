@@ -37,16 +37,18 @@ import math
 import os
 import re
 import sys
-import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
+from td_physics.classes import TOPO_CLASSES
+from td_physics.files import atomic_write, write_text_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 LABEL_PARAMETERS = ROOT / "conf" / "base" / "parameters_label.yml"
 INGEST_PARAMETERS = ROOT / "conf" / "base" / "parameters_ingest.yml"
-CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
+CLASSES = TOPO_CLASSES
 TB_FORMAT = "td-calibration.tb-label"
 
 
@@ -54,26 +56,8 @@ TB_FORMAT = "td-calibration.tb-label"
 # files
 
 
-def _write_atomic(path: Path, write) -> None:
-    """``write(tmp)`` into a temporary sibling, fsync, rename over ``path``; the user's umask applies."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=path.suffix)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def _write_text(path: Path, text: str) -> None:
-    _write_atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    write_text_atomic(path, text)
 
 
 def _read_json(path: Path) -> Any:
@@ -411,7 +395,7 @@ def reliability_png(path: Path, bins: list[dict[str, Any]], summary: dict[str, A
     ax.set_title(f"TB labeller vs DFT PBE+SOC, {summary['n_both']} crystals{state}", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
-    _write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
+    atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
 
 

@@ -22,10 +22,10 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pipelines._files import write_text_atomic
 from pipelines._options import OptionsBlock
 from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
+from td_physics.files import write_text_atomic
 
 logger = logging.getLogger(__name__)
 

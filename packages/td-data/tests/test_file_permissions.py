@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from td_data._files import current_umask
 from td_data.metrics import fingerprints
 from td_data.record import CrystalRecord
 from td_data.splits import random_split, save_split
 from td_data.store import CrystalStore, write_store
+from td_physics.files import current_umask
 
 RECORDS = [CrystalRecord(4.0 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cs", "Cl"], id=f"r{i}") for i in range(6)]
 MASKS = [(0o022, 0o644), (0o027, 0o640), (0o077, 0o600), (0o002, 0o664)]

@@ -104,10 +104,10 @@ from typing import Any
 
 import numpy as np
 
-from td_data._files import replace_durably, temp_sibling
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord, symbol
 from td_data.validity import composition_validity, structure_validity
+from td_physics.files import replace_durably, temp_sibling
 
 __all__ = [
     "COVERAGE_CUTOFFS",

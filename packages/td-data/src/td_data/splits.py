@@ -27,9 +27,9 @@ from typing import Any
 
 import numpy as np
 
-from td_data._files import replace_durably, temp_sibling
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord
+from td_physics.files import replace_durably, temp_sibling
 
 __all__ = ["Split", "random_split", "composition_split", "save_split", "load_split", "apply_split"]
 

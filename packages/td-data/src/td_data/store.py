@@ -58,9 +58,9 @@ from typing import Any
 import h5py
 import numpy as np
 
-from td_data._files import replace_durably, temp_sibling
 from td_data.exceptions import StoreError
 from td_data.record import CrystalRecord
+from td_physics.files import replace_durably, temp_sibling
 
 __all__ = ["CrystalStore", "write_store", "SCHEMA_VERSION", "STORE_FORMAT"]
 

@@ -31,8 +31,9 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from td_models._atomic import atomic_write
 from td_models.exceptions import ConfigError
+from td_physics.classes import CLASS_ALIASES, TOPO_CLASSES
+from td_physics.files import atomic_write
 
 __all__ = [
     "TOPO_CLASSES",
@@ -48,30 +49,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The four topological classes of the labels (DESIGN.md), in the order of the class index.
-TOPO_CLASSES: tuple[str, ...] = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
-
-# Names users type for each class (the user guide says "TI"); matched case-insensitively.
-_CLASS_ALIASES = {
-    "trivial": 0,
-    "insulator": 0,
-    "normal": 0,
-    "z2_ti": 1,
-    "ti": 1,
-    "z2": 1,
-    "topological_insulator": 1,
-    "qsh": 1,
-    "chern": 2,
-    "ci": 2,
-    "qah": 2,
-    "chern_insulator": 2,
-    "semimetal_or_metal": 3,
-    "semimetal": 3,
-    "metal": 3,
-    "wsm": 3,
-    "weyl": 3,
-}
-
 
 def topo_class_index(name: str | int) -> int:
     """Index (0..3) of a topological class given by name ("TI", "z2_ti", "chern", ...) or index."""
@@ -82,9 +59,9 @@ def topo_class_index(name: str | int) -> int:
             raise ConfigError(f"topological_class index must be in 0..{len(TOPO_CLASSES) - 1}, got {name}")
         return name
     key = str(name).strip().lower().replace("-", "_").replace(" ", "_")
-    if key not in _CLASS_ALIASES:
-        raise ConfigError(f"topological_class must be one of {sorted(_CLASS_ALIASES)} (case-insensitive), got {name!r}")
-    return _CLASS_ALIASES[key]
+    if key not in CLASS_ALIASES:
+        raise ConfigError(f"topological_class must be one of {sorted(CLASS_ALIASES)} (case-insensitive), got {name!r}")
+    return CLASS_ALIASES[key]
 
 
 def _check(cond: bool, message: str) -> None:

@@ -36,8 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from td_models._atomic import atomic_write
 from td_models.exceptions import TDModelsError
+from td_physics.files import atomic_write
 
 __all__ = ["save_crystals", "load_crystals", "CRYSTAL_FILE_FORMAT"]
 

@@ -35,7 +35,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from td_models._atomic import atomic_write
 from td_models.batch import CrystalBatch, collate, crystal_item
 from td_models.conditioning import ConditionEmbedding
 from td_models.config import TOPO_CLASSES, ExperimentConfig, ModelConfig, config_from_checkpoint
@@ -44,6 +43,7 @@ from td_models.denoiser import DenoiserOutput, TopologicalTransformer, count_par
 from td_models.diffusion import DiscreteProcess, VPProcess, WrappedNormalProcess, sample_timesteps
 from td_models.exceptions import BatchError, CheckpointError, CorruptCheckpointError
 from td_models.heads import PropertyHeads
+from td_physics.files import atomic_write
 
 #: Bound on the entries of the normalised clean-lattice estimate (rows are ~1; a 20 Angstrom vacuum axis
 #: of a 2-atom sheet is ~6): keeps early, noisy estimates from blowing up (DDPM clips images alike).
@@ -397,7 +397,7 @@ def atomic_torch_save(payload: Any, path: str | os.PathLike) -> Path:
     """``torch.save`` crash-safely: temporary sibling ``.<name>.<random>.tmp``, fsync, rename, fsync the folder.
 
     The file gets the user's umask (as ``open`` would), not ``mkstemp``'s 0600. A process killed
-    mid-write leaves only the temporary file (see :func:`td_models._atomic.remove_orphan_temporaries`).
+    mid-write leaves only the temporary file (see :func:`td_physics.files.remove_orphan_temporaries`).
     """
 
     def write(tmp: Path) -> None:

@@ -47,6 +47,7 @@ from td_physics.bands import (
     irreducible_mesh,
     uniform_mesh,
 )
+from td_physics.classes import TOPO_CLASSES
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants import chern_number, parity_z2, z2_indices, z2_invariant
 from td_physics.invariants.z2 import batched_parity_deltas, parity_result
@@ -64,8 +65,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-TOPO_CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
 
 WCC_OPTIONS = {"n_pump": 6, "max_string": 384, "max_pump": 101}
 """Resolution of the labeller's Wannier-centre flow (crystals without inversion). Each TRIM plane

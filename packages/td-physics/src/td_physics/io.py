@@ -61,8 +61,8 @@ from typing import Any
 
 import numpy as np
 
-from td_physics._atomic import atomic_write
 from td_physics.exceptions import FileFormatError, ModelDefinitionError
+from td_physics.files import atomic_write
 from td_physics.model import InversionSymmetry, TightBindingModel
 from td_physics.wannier90 import (
     BOHR_ANGSTROM,

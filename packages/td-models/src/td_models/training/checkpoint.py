@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from td_models._atomic import remove_orphan_temporaries
 from td_models.config import ExperimentConfig, config_from_checkpoint
 from td_models.exceptions import CheckpointError
 from td_models.model import safe_torch_load
+from td_physics.files import remove_orphan_temporaries
 
 __all__ = [
     "TRAINER_CHECKPOINT_FORMAT",

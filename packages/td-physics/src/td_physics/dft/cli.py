@@ -59,9 +59,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from td_physics._atomic import atomic_write
 from td_physics.dft.core import DFTInputError
 from td_physics.exceptions import FileFormatError
+from td_physics.files import atomic_write
 
 __all__ = [
     "CRYSTALS_FORMAT",

@@ -48,8 +48,6 @@ from td_physics.exceptions import TDPhysicsError
 
 logger = logging.getLogger(__name__)
 
-TOPO_CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
-
 
 class DFTInputError(TDPhysicsError):
     """Malformed input arrays or settings for a DFT calculation."""
