@@ -346,8 +346,8 @@ def run_labeller(records: list, cfg: Any, timeout: float, desc: str, no_progress
         if hasattr(bar, "close"):
             bar.close()
     failed = []
-    for q in result.quarantined:  # reasons read "labelling <id> failed: <why>"
-        rid, reason = q.reason.removeprefix("labelling ").split(" failed: ", 1)
+    for q in result.quarantined:
+        rid, reason = q.record_id, q.reason
         failed.append((rid, "labeller " + reason if reason.startswith("timeout") else reason))
     return list(result.records), failed
 

@@ -98,8 +98,7 @@ def physics_consistency(
     result = label_records(todo, workers=cfg.workers, progress=progress, **cfg.classify_options()) if todo else None
     recomputed = {r.id: r.labels for r in result.records} if result else {}
     for q in result.quarantined if result else ():
-        rid = q.reason.split(" ")[1] if q.reason.startswith("labelling ") else q.source
-        why[rid.rstrip(":")] = q.reason
+        why[q.record_id] = f"labelling failed: {q.reason}"
     out, rows = [], []
     for rec in candidates:
         lab = recomputed.get(rec.id)

@@ -29,6 +29,8 @@ def test_labels_user_precedence_and_quarantine(tmp_path):
     assert by_id["si-user"].labels == {"topo_class": "z2_ti", "label_source": "my DFT study"}
     assert "fe" not in by_id and len(res.quarantined) == 1
     assert "Fe" in res.quarantined[0].reason and res.quarantined[0].source == "bcc.cif"
+    assert res.quarantined[0].record_id == "fe"  # the id is a field: nobody parses it out of the reason
+    assert str(res.quarantined[0]).startswith("bcc.cif (record fe): ")
     assert (res.computed, res.reused, res.user_labelled) == (2, 0, 1)
 
 
@@ -78,6 +80,7 @@ def test_timeout_quarantines_the_slow_record_and_keeps_the_rest(monkeypatch, wor
     assert time.monotonic() - started < 20
     assert [r.id for r in result.records] == ["si"]
     assert len(result.quarantined) == 1 and "timeout: no answer within 1 s" in result.quarantined[0].reason
+    assert result.quarantined[0].record_id == "bi"
 
 
 def test_timeout_must_be_positive():

@@ -137,6 +137,7 @@ def test_materials_project_export(tmp_path):
     assert dict(result.records[2].properties) == {}
     assert [q.source.split("/")[-1] for q in result.quarantined] == ["mp.json:entry 0", "mp.json:entry 2"]
     assert result.quarantined[0].reason.startswith("duplicate id 'mp-22862' (first read from")
+    assert result.quarantined[0].record_id == "mp-22862"
 
 
 def test_csv_rows_properties_and_bad_row(tmp_path):
@@ -175,7 +176,7 @@ def test_pickle_needs_trust(tmp_path):
     path = tmp_path / "recs.pkl"
     path.write_bytes(pickle.dumps([CSCL.to_dict(), SKEWED.to_structure()]))
     refused = load_materials_database(path)
-    assert refused.records == [] and refused.quarantined == [Quarantined(str(path), PICKLE_REFUSED)]
+    assert refused.records == [] and refused.quarantined == [Quarantined(None, str(path), PICKLE_REFUSED)]
     assert PICKLE_REFUSED == "pickle can run code when loaded; pass trusted=True only for files you trust"
     trusted = load_materials_database(path, trusted=True)
     assert not trusted.quarantined, reasons(trusted)

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-__all__ = ["TDDataError", "RecordValidationError", "ReaderError", "StoreError", "UntrustedInputError"]
+__all__ = [
+    "TDDataError",
+    "RecordValidationError",
+    "ReaderError",
+    "StoreError",
+    "UntrustedInputError",
+    "EvaluationError",
+    "BenchmarkDataError",
+]
 
 
 class TDDataError(ValueError):
@@ -23,3 +31,11 @@ class StoreError(TDDataError):
 
 class UntrustedInputError(TDDataError):
     """Input that could run code when read (pickle) was refused because trusted=True was not given."""
+
+
+class EvaluationError(TDDataError):
+    """Evaluation input breaks a rule (a count out of range, a sample without its arrays, an unknown class)."""
+
+
+class BenchmarkDataError(TDDataError):
+    """A benchmark data set (Perov-5, Carbon-24, MP-20 CSV splits) is unknown, missing or unreadable."""

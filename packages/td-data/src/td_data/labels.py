@@ -166,9 +166,7 @@ def label_records(
                 labels = classify_model(models[rec.id], source=f"user model for {rec.id}").as_labels()
                 out[rec.id] = rec.with_labels(**labels)
             except ValueError as err:
-                quarantined.append(
-                    Quarantined(rec.source or rec.id, f"labelling {rec.id} with its model failed: {err}")
-                )
+                quarantined.append(Quarantined(rec.id, rec.source or rec.id, f"its user model failed: {err}"))
         todo = [r for r in todo if r.id not in models]
     jobs = [(rec, classify_options, timeout) for rec in todo]
     by_id = {rec.id: rec for rec in todo}
@@ -184,7 +182,7 @@ def label_records(
     try:
         for done, (rid, labels, reason) in enumerate(results, 1):
             if labels is None:
-                quarantined.append(Quarantined(by_id[rid].source or rid, f"labelling {rid} failed: {reason}"))
+                quarantined.append(Quarantined(rid, by_id[rid].source or rid, reason))
             else:
                 out[rid] = by_id[rid].with_labels(**labels)
             if progress is not None:

@@ -133,10 +133,25 @@ _MP_ID_KEYS = ("material_id", "task_id", "id")
 
 @dataclass(frozen=True)
 class Quarantined:
-    """Something that was not read: ``source`` is ``file``, ``file:row N`` or ``file:entry N``."""
+    """Something that was set aside, and why.
 
+    ``record_id``: the id of the record concerned, when there is one (a labeller failure, a duplicate id,
+    an implausible crystal); None for a file, row or entry that gave no record. ``source``: where it came
+    from (``file``, ``file:row N`` or ``file:entry N``; a record's own ``source``). ``reason``: the rule
+    broken and the value. ``str()`` gives the readable message.
+
+    >>> str(Quarantined("cand-0001", "cand-0001.cif", "timeout: no answer within 20 s"))
+    'cand-0001.cif (record cand-0001): timeout: no answer within 20 s'
+    """
+
+    record_id: str | None
     source: str
     reason: str
+
+    def __str__(self) -> str:
+        if self.record_id is None or self.record_id == self.source:
+            return f"{self.source}: {self.reason}"
+        return f"{self.source} (record {self.record_id}): {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -924,7 +939,7 @@ def load_materials_database(
     for path, problem in _files(paths, recursive):
         file = str(path)
         if problem:
-            quarantined.append(Quarantined(file, problem))
+            quarantined.append(Quarantined(None, file, problem))
             continue
         files.append(file)
         kind, gz = _kind(path)
@@ -932,25 +947,24 @@ def load_materials_database(
             reason = (
                 f"unknown file type {path.name!r}: expected .cif/.mcif, POSCAR/CONTCAR/.vasp, .json, .csv, .h5 or .pkl"
             )
-            quarantined.append(Quarantined(file, reason))
+            quarantined.append(Quarantined(None, file, reason))
             continue
         before = len(records), len(quarantined)
         try:
             for n, entry in enumerate(_READERS[kind](path, gz, ctx)):
                 source = f"{file}:{entry.where}" if entry.where else file
                 if entry.record is None:
-                    quarantined.append(Quarantined(source, entry.reason))
+                    quarantined.append(Quarantined(None, source, entry.reason))
                     continue
                 rec = entry.record
                 problem = ctx.limits.problem(rec)
                 if problem is not None:
-                    quarantined.append(Quarantined(source, problem))
+                    quarantined.append(Quarantined(rec.id or None, source, problem))
                     continue
                 if rec.id:
                     if rec.id in first_source:
-                        quarantined.append(
-                            Quarantined(source, f"duplicate id {rec.id!r} (first read from {first_source[rec.id]})")
-                        )
+                        reason = f"duplicate id {rec.id!r} (first read from {first_source[rec.id]})"
+                        quarantined.append(Quarantined(rec.id, source, reason))
                         continue
                     record_id = rec.id
                 else:
@@ -966,7 +980,7 @@ def load_materials_database(
                 first_source.pop(rec.id, None)
             del records[before[0] :]
             del quarantined[before[1] :]
-            quarantined.append(Quarantined(file, _reason(err)))
+            quarantined.append(Quarantined(None, file, _reason(err)))
         logger.debug("%s: %d records, %d quarantined", file, len(records) - before[0], len(quarantined) - before[1])
 
     result = LoadResult(records, quarantined, files, ctx.warnings)

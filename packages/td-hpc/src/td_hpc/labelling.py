@@ -73,7 +73,7 @@ def label_shard(
         "labelled": len(result.records),
         "computed": result.computed,
         "reused": result.reused,
-        "quarantined": [{"source": q.source, "reason": q.reason} for q in result.quarantined],
+        "quarantined": [{"record_id": q.record_id, "source": q.source, "reason": q.reason} for q in result.quarantined],
     }
     (out / f"shard_{shard:05d}.json").write_text(json.dumps(summary, indent=1))
     logger.info("shard %d/%d: %d records, %d labelled", shard, num_shards, len(records), len(result.records))
