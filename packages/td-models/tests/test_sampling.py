@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from types import SimpleNamespace
 
@@ -13,6 +14,8 @@ from td_models.batch import NULL_CHERN, collate, crystal_item, item_from_record
 from td_models.config import ExperimentConfig, ModelConfig, PhysicsConfig
 from td_models.exceptions import BatchError, ConfigError
 from td_models.model import TopologicalDiffusionModel
+from td_models.sampling import SamplingOptions, sample
+from td_models.threads import torch_threads
 
 
 def tiny_model(**physics) -> TopologicalDiffusionModel:
@@ -130,3 +133,111 @@ def test_progress_callback_threads_and_default_steps():
     assert calls == [3, 3, 3]
     with pytest.raises(ConfigError, match="sampling_steps must be null or an integer in 1..num_steps"):
         ModelConfig(num_steps=20, sampling_steps=21)
+
+
+def assert_same_crystals(first, second):
+    assert len(first) == len(second)
+    for x, y in zip(first, second):
+        assert x["conditions"] == y["conditions"]
+        for key in ("lattice", "frac_coords", "atomic_numbers"):
+            np.testing.assert_array_equal(x[key], y[key])
+
+
+def test_sampling_options_refuse_bad_values_naming_the_rule_and_the_value():
+    cases = [
+        ({"topo_class": "quantum"}, ConfigError, "topological_class must be one of"),
+        ({"band_gap_range": (0.5, 0.1)}, ConfigError, r"band_gap_range must be a gap >= 0 .* got \(0.5, 0.1\)"),
+        ({"band_gap_range": "wide"}, ConfigError, "band_gap_range must be a gap >= 0 .* got wide"),
+        ({"chern": 1.5}, ConfigError, "chern must be an integer or None, got 1.5"),
+        ({"formation_energy": float("nan")}, ConfigError, "formation_energy must be a finite number or None, got nan"),
+        ({"num_atoms": 0}, BatchError, "num_atoms must be >= 1, got 0"),
+        ({"num_atoms": [2, 2.5]}, BatchError, r"num_atoms must be None, an integer or a sequence of integers"),
+        ({"steps": 0}, ConfigError, "steps must be None or an integer >= 1, got 0"),
+        ({"guidance_scale": float("inf")}, ConfigError, "guidance_scale must be a finite number or None, got inf"),
+        ({"corrector_steps": -1}, ConfigError, "corrector_steps must be >= 0, got -1"),
+        ({"corrector_step_lr": 0.0}, ConfigError, "corrector_step_lr must be a finite number > 0, got 0.0"),
+        ({"physics_guidance": -0.1}, ConfigError, r"physics_guidance must be a finite number >= 0 or None, got -0.1"),
+        ({"property_guidance": -1.0}, ConfigError, "property_guidance must be a finite number >= 0, got -1.0"),
+        ({"restrict_species": "yes"}, ConfigError, "restrict_species must be True or False, got 'yes'"),
+        ({"seed": -1}, ConfigError, "seed must be an integer >= 0, got -1"),
+        ({"batch_size": 0}, ConfigError, "batch_size must be >= 1, got 0"),
+        ({"progress": "yes"}, ConfigError, "progress must be True, False or a callable"),
+        ({"threads": 0}, ConfigError, "threads must be None or an integer >= 1, got 0"),
+    ]
+    for values, error, message in cases:
+        with pytest.raises(error, match=message):
+            SamplingOptions(**values)
+    with pytest.raises(ConfigError, match=r"sampling options must be among .* got unknown \['temperature'\]"):
+        SamplingOptions().replace(temperature=2.0)
+    with pytest.raises(ConfigError, match=r"sampling options must be among .* got unknown \['temperature'\]"):
+        tiny_model().sample(1, temperature=2.0)
+    with pytest.raises(ConfigError, match="options must be a SamplingOptions or None, got dict"):
+        tiny_model().sample(1, {"steps": 2})
+
+
+def test_sampling_options_are_normalised_once_and_frozen():
+    options = SamplingOptions(topo_class="TI", band_gap_range=0.2, num_atoms=np.array([2, 3]), seed=np.int64(4))
+    assert options.topo_class == "z2_ti" and options.band_gap_range == (0.2, 0.2)
+    assert options.num_atoms == (2, 3) and type(options.seed) is int
+    assert options == SamplingOptions(topo_class="z2_ti", band_gap_range=(0.2, 0.2), num_atoms=(2, 3), seed=4)
+    assert options.conditioned and not SamplingOptions().conditioned
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        options.seed = 5  # type: ignore[misc]
+    assert options.replace(seed=5).seed == 5 and options.seed == 4
+
+
+def test_options_and_keyword_overrides_give_the_same_crystals():
+    model = tiny_model()
+    for p in model.parameters():  # an untrained network with non-zero outputs
+        torch.nn.init.normal_(p, std=0.1)
+    keywords = {"topo_class": "TI", "band_gap_range": (0.1, 0.5), "steps": 3, "seed": 2, "num_atoms": [2, 3, 4]}
+    by_keywords = model.sample(3, **keywords)
+    assert_same_crystals(by_keywords, model.sample(3, SamplingOptions(**keywords)))
+    assert_same_crystals(by_keywords, model.sample(3, options=SamplingOptions(**keywords)))
+    base = SamplingOptions(topo_class="TI", steps=3, seed=9)  # overrides win over the options they are given with
+    assert_same_crystals(by_keywords, model.sample(3, base, band_gap_range=(0.1, 0.5), seed=2, num_atoms=[2, 3, 4]))
+    assert_same_crystals(
+        by_keywords, sample(model, 3, base.replace(band_gap_range=(0.1, 0.5), seed=2, num_atoms=[2, 3, 4]))
+    )
+
+
+def test_default_options_are_what_sample_always_did():
+    """Unset options take the model's configuration: full chain (or sampling_steps), guidance only when conditioned."""
+    model = tiny_model()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    pc = model.config.physics_config
+    explicit = {
+        "steps": model.num_steps,
+        "corrector_steps": 0,
+        "corrector_step_lr": 1e-5,
+        "physics_guidance": 0.01 * pc.constraint_weight,
+        "property_guidance": 0.0,
+        "restrict_species": True,
+        "seed": 0,
+        "batch_size": 256,
+        "num_atoms": 3,
+    }
+    assert_same_crystals(model.sample(2, num_atoms=3), model.sample(2, **explicit))
+    assert_same_crystals(model.sample(2, num_atoms=3), model.sample(2, **explicit, guidance_scale=1.0))
+    # unconditioned, a guidance scale changes nothing; conditioned, unset means physics_config.guidance_scale
+    assert_same_crystals(model.sample(2, num_atoms=3), model.sample(2, num_atoms=3, guidance_scale=4.0))
+    conditioned = model.sample(2, num_atoms=3, topo_class="trivial")
+    assert_same_crystals(conditioned, model.sample(2, **explicit, topo_class=0, guidance_scale=pc.guidance_scale))
+    assert not np.allclose(
+        conditioned[0]["lattice"], model.sample(2, num_atoms=3, topo_class="trivial", guidance_scale=1.0)[0]["lattice"]
+    )
+
+
+def test_torch_threads_restores_the_setting_even_when_the_block_raises():
+    before = torch.get_num_threads()
+    with pytest.raises(RuntimeError, match="inside"):
+        with torch_threads(1) as used:
+            assert used == 1 == torch.get_num_threads()
+            raise RuntimeError("inside")
+    assert torch.get_num_threads() == before
+    with torch_threads(None) as used:
+        assert used == before
+    with pytest.raises(ConfigError, match="threads must be None or an integer >= 1, got True"):
+        with torch_threads(True):
+            pass

@@ -43,6 +43,7 @@ from td_models.denoiser import DenoiserOutput, TopologicalTransformer, count_par
 from td_models.diffusion import DiscreteProcess, VPProcess, WrappedNormalProcess, sample_timesteps
 from td_models.exceptions import BatchError, CheckpointError, CorruptCheckpointError
 from td_models.heads import PropertyHeads
+from td_models.sampling import SamplingOptions, sample
 from td_physics.files import atomic_write
 
 #: Bound on the entries of the normalised clean-lattice estimate (rows are ~1; a 20 Angstrom vacuum axis
@@ -83,6 +84,9 @@ class TopologicalDiffusionModel(nn.Module):
     >>> len(crystals), crystals[0]["lattice"].shape
     (2, (3, 3))
     """
+
+    #: Bound on the entries of the normalised clean-lattice estimate, in training and in sampling.
+    lattice_clip: float = LATTICE_CLIP
 
     def __init__(self, config: ExperimentConfig | ModelConfig | None = None) -> None:
         super().__init__()
@@ -279,9 +283,10 @@ class TopologicalDiffusionModel(nn.Module):
         The lattice from the predicted noise (VP), the coordinates by Tweedie's formula on the torus
         ``f0 = f_t + sigma_t^2 * score`` (exact for a Gaussian; good while ``sigma_t`` is well below
         the cell period, which is where the estimate is trusted). Normalised lattice entries are
-        clamped to +-``LATTICE_CLIP``.
+        clamped to +-``lattice_clip``.
         """
-        lattice0 = self.lattice_process.predict_x0(lattice_t, t, lattice_eps).clamp(-LATTICE_CLIP, LATTICE_CLIP)
+        clip = self.lattice_clip
+        lattice0 = self.lattice_process.predict_x0(lattice_t, t, lattice_eps).clamp(-clip, clip)
         sigma = self.coord_process.sigma(t_atoms).to(frac_t.dtype).reshape(-1, 1)  # (sum N, 1)
         norm = self.coord_process.sigma_norm(t_atoms).to(frac_t.dtype).reshape(-1, 1)
         frac0 = frac_t + sigma**2 * coord_score_flat * norm.sqrt()
@@ -350,11 +355,10 @@ class TopologicalDiffusionModel(nn.Module):
         )
 
     # ------------------------------------------------------------------------------ sampling
-    def sample(self, n: int, **options: Any) -> list[dict[str, Any]]:
-        """Generate ``n`` crystals; see :func:`td_models.sampling.sample` for the options."""
-        from td_models.sampling import sample
-
-        return sample(self, n, **options)
+    def sample(self, n: int, options: SamplingOptions | None = None, **overrides: Any) -> list[dict[str, Any]]:
+        """Generate ``n`` crystals under ``options`` with ``overrides`` (:class:`~td_models.sampling.SamplingOptions`
+        field names as keywords, e.g. ``topo_class="TI", steps=50``); see :func:`td_models.sampling.sample`."""
+        return sample(self, n, options, **overrides)
 
     # ------------------------------------------------------------------------------ checkpoints
     def save(self, path: str | os.PathLike) -> Path:

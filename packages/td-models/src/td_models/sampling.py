@@ -18,29 +18,33 @@ coordinates and D3PM jumps for species). At each step:
 
 Same model, same options and same ``seed`` give the same crystals (the generator drives every draw;
 results also depend on ``batch_size``, which sets how the draws are split).
+
+The options are one frozen :class:`SamplingOptions`; ``model.sample(n, options, **overrides)`` calls
+:func:`sample`. This module reads the model only through its attributes and never imports
+:mod:`td_models.model` (the model imports it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from td_models.batch import to_dense
 from td_models.config import TOPO_CLASSES, topo_class_index
 from td_models.constraints import density_penalty, min_distance_penalty
 from td_models.diffusion import sampling_schedule
 from td_models.exceptions import BatchError, ConfigError
-from td_models.model import LATTICE_CLIP
+from td_models.threads import check_threads, torch_threads
 
-if TYPE_CHECKING:
-    from td_models.model import TopologicalDiffusionModel
-
-__all__ = ["sample", "plan_batches"]
+__all__ = ["SamplingOptions", "sample", "plan_batches"]
 
 log = logging.getLogger(__name__)
 
@@ -72,147 +76,183 @@ class _Progress:
             self.bar.close()
 
 
-def sample(
-    model: TopologicalDiffusionModel,
-    n: int,
-    *,
-    topo_class: str | int | None = None,
-    band_gap_range: float | Sequence[float] | None = None,
-    chern: int | None = None,
-    formation_energy: float | None = None,
-    num_atoms: int | Sequence[int] | None = None,
-    steps: int | None = None,
-    guidance_scale: float | None = None,
-    corrector_steps: int = 0,
-    corrector_step_lr: float = 1e-5,
-    physics_guidance: float | None = None,
-    property_guidance: float = 0.0,
-    restrict_species: bool = True,
-    seed: int = 0,
-    batch_size: int = 256,
-    progress: bool | Callable[[int, int], None] = False,
-    threads: int | None = None,
-) -> list[dict[str, Any]]:
-    """Generate ``n`` crystals, each a dict of numpy arrays: ``lattice`` (3, 3) rows in Angstrom,
-    ``frac_coords`` (N, 3) in [0, 1), ``atomic_numbers`` (N,), plus the ``conditions`` it was asked for.
+@dataclass(frozen=True)
+class SamplingOptions:
+    """How :func:`sample` draws crystals: one frozen, validated object (``model.sample(n, options, **overrides)``).
 
-    Parameters
-    ----------
-    topo_class:
-        Requested class ("TI", "z2_ti", "trivial", "chern", "semimetal_or_metal" or 0..3); ``None``
-        leaves it free.
-    band_gap_range:
-        A gap in eV, or ``(low, high)``: each crystal's target is drawn uniformly in the range.
-    chern, formation_energy:
-        Requested Chern number (an integer in [-4, 4]) and formation energy (eV/atom), or ``None``.
-        With ``topo_class="chern"`` and no ``chern``, the Chern number is
-        ``physics_config.target_chern_number``. The model has no head that predicts Chern numbers:
-        a crystal's ``conditions["chern"]`` is the request it was generated for, not a prediction
-        (compute the invariant with td-physics to know it).
-    num_atoms:
-        Atoms per crystal (one int, or one per crystal); ``None`` draws from the training
-        distribution (:meth:`~td_models.model.TopologicalDiffusionModel.fit_normalisation`).
-    steps:
-        Reverse steps; ``None`` = the model's ``num_steps`` (the full chain). Fewer = fast sampler.
-    guidance_scale:
-        Classifier-free guidance ``w`` (1 = plain conditional, 0 = unconditional); ``None`` takes
-        ``physics_config.guidance_scale`` when a condition is given.
-    corrector_steps, corrector_step_lr:
-        Langevin corrector steps on coordinates per reverse step (DiffCSP uses 1), and their size.
-    physics_guidance:
-        Step size of the penalty guidance on the clean estimate; ``None`` takes
-        ``physics_config.constraint_weight`` scaled by 0.01; 0 turns it off.
-    property_guidance:
-        Scale of the property-head guidance (0 = off).
-    restrict_species:
-        Keep to the elements of the training data (``fit_normalisation``); False allows every
-        element the model knows (an undertrained model then scatters over the periodic table).
-    seed, batch_size:
-        Random seed; most crystals per denoiser batch (:func:`plan_batches`: crystals of similar
-        size share a batch, and batches of big crystals hold fewer, so that little padding is computed).
-    progress:
-        ``False`` (default): silent. ``True``: a tqdm bar over the reverse steps of all batches
-        (when tqdm is installed). A callable: called as ``progress(done, total)`` after each reverse
-        step of each batch, for a caller's own bar or log.
-    threads:
-        torch intra-op threads for the duration of the call (restored afterwards); ``None`` leaves
-        torch's setting. The tensors of a small model are small: a second thread gains little on an
-        idle machine and, waiting for a busy core, can make sampling several times slower.
+    ``None`` means one thing wherever a field takes it: *not set here*, so the model decides: a
+    condition (``topo_class``, ``band_gap_range``, ``chern``, ``formation_energy``) is left free
+    (except ``chern`` under ``topo_class="chern"``, which takes ``physics_config.target_chern_number``),
+    and a setting (``num_atoms``, ``steps``, ``guidance_scale``, ``physics_guidance``, ``threads``)
+    comes from the model's configuration, its training data or torch. Values are checked once, here;
+    the rules that need the model (``steps <= num_steps``, ``|chern| <= max_abs_chern``, one
+    ``num_atoms`` per crystal) are checked by :func:`sample`.
 
-    Returns
-    -------
-    One dict per crystal, in the order of the request. ``conditions`` holds what the crystal was
-    conditioned on: ``topo_class`` (index), ``band_gap`` (eV, drawn in ``band_gap_range``),
-    ``chern`` and ``formation_energy`` (None where unconditioned).
+    >>> options = SamplingOptions(topo_class="TI", band_gap_range=0.2, steps=10)
+    >>> options.topo_class, options.band_gap_range
+    ('z2_ti', (0.2, 0.2))
+    >>> options.replace(seed=3).seed
+    3
     """
-    pc = model.config.physics_config
+
+    topo_class: str | int | None = None  # a class name or alias ("TI", "z2_ti", ...) or 0..3; kept as its name
+    band_gap_range: float | tuple[float, float] | None = None  # eV: a gap g (kept as (g, g)) or (low, high)
+    chern: int | None = None  # requested Chern number (the samples carry the request, not a prediction)
+    formation_energy: float | None = None  # requested formation energy, eV/atom
+    num_atoms: int | tuple[int, ...] | None = None  # atoms per crystal: one int, or one per crystal
+    steps: int | None = None  # reverse steps; None: model_config.sampling_steps, else num_steps (full chain)
+    guidance_scale: float | None = None  # classifier-free w; None: physics_config.guidance_scale when conditioned
+    corrector_steps: int = 0  # Langevin corrector steps on coordinates per reverse step (DiffCSP uses 1)
+    corrector_step_lr: float = 1e-5  # size of a corrector step
+    physics_guidance: float | None = None  # penalty-guidance step; None: 0.01 * constraint_weight; 0: off
+    property_guidance: float = 0.0  # scale of the property-head guidance; 0: off
+    restrict_species: bool = True  # keep to the elements of the training data (fit_normalisation)
+    seed: int = 0  # random seed: same model, options and seed give the same crystals
+    batch_size: int = 256  # most crystals per denoiser batch (plan_batches)
+    progress: bool | Callable[[int, int], None] = False  # False, True (tqdm bar) or progress(done, total)
+    threads: int | None = None  # torch intra-op threads for the call (restored after); None: torch's setting
+
+    def __post_init__(self) -> None:
+        if self.topo_class is not None:
+            object.__setattr__(self, "topo_class", TOPO_CLASSES[topo_class_index(self.topo_class)])
+        object.__setattr__(self, "band_gap_range", _gap_range(self.band_gap_range))
+        if self.chern is not None and not _is_integer(self.chern):
+            raise ConfigError(f"chern must be an integer or None, got {self.chern!r}")
+        _check_real("formation_energy", self.formation_energy, allow_none=True)
+        object.__setattr__(self, "num_atoms", _num_atoms(self.num_atoms))
+        if self.steps is not None and (not _is_integer(self.steps) or self.steps < 1):
+            raise ConfigError(f"steps must be None or an integer >= 1, got {self.steps!r}")
+        _check_real("guidance_scale", self.guidance_scale, allow_none=True)
+        if not _is_integer(self.corrector_steps) or self.corrector_steps < 0:
+            raise ConfigError(f"corrector_steps must be >= 0, got {self.corrector_steps!r}")
+        _check_real("corrector_step_lr", self.corrector_step_lr, low=0.0, low_open=True)
+        _check_real("physics_guidance", self.physics_guidance, allow_none=True, low=0.0)
+        _check_real("property_guidance", self.property_guidance, low=0.0)
+        if not isinstance(self.restrict_species, (bool, np.bool_)):
+            raise ConfigError(f"restrict_species must be True or False, got {self.restrict_species!r}")
+        if not _is_integer(self.seed) or self.seed < 0:
+            raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
+        if not _is_integer(self.batch_size) or self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size!r}")
+        if not (isinstance(self.progress, bool) or callable(self.progress)):
+            raise ConfigError(f"progress must be True, False or a callable (done, total), got {self.progress!r}")
+        check_threads(self.threads)
+        for name in ("chern", "steps", "corrector_steps", "seed", "batch_size"):  # numpy integers as int
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, int(value))
+        object.__setattr__(self, "restrict_species", bool(self.restrict_species))
+
+    @property
+    def conditioned(self) -> bool:
+        """True when any condition is requested (classifier-free guidance then applies)."""
+        return any(x is not None for x in (self.topo_class, self.band_gap_range, self.chern, self.formation_energy))
+
+    def replace(self, **overrides: Any) -> SamplingOptions:
+        """A copy with ``overrides`` (field names of this class), validated again."""
+        unknown = sorted(set(overrides) - _OPTION_NAMES)
+        if unknown:
+            raise ConfigError(f"sampling options must be among {sorted(_OPTION_NAMES)}, got unknown {unknown}")
+        return dataclasses.replace(self, **overrides)
+
+
+_OPTION_NAMES = frozenset(f.name for f in dataclasses.fields(SamplingOptions))
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _check_real(
+    name: str, value: Any, *, allow_none: bool = False, low: float | None = None, low_open: bool = False
+) -> None:
+    """ConfigError unless ``value`` is a finite real number (``>= low``, or ``> low`` when ``low_open``), or None."""
+    if value is None and allow_none:
+        return
+    ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    ok = ok and math.isfinite(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if not ok:
+        rule = "a finite number" if low is None else f"a finite number {'>' if low_open else '>='} {low:g}"
+        raise ConfigError(f"{name} must be {rule}{' or None' if allow_none else ''}, got {value!r}")
+
+
+def sample(model: nn.Module, n: int, options: SamplingOptions | None = None, **overrides: Any) -> list[dict[str, Any]]:
+    """Generate ``n`` crystals with a :class:`~td_models.model.TopologicalDiffusionModel`.
+
+    ``options`` (:class:`SamplingOptions`, default: all defaults) with ``overrides`` (its field names
+    as keywords, e.g. ``topo_class="TI", steps=50``) applied on top: ``sample(model, n, topo_class="TI")``
+    and ``sample(model, n, SamplingOptions(topo_class="TI"))`` are the same call.
+
+    Returns one dict of numpy arrays per crystal, in the order of the request: ``lattice`` (3, 3) rows
+    in Angstrom, ``frac_coords`` (N, 3) in [0, 1), ``atomic_numbers`` (N,), and ``conditions``, what the
+    crystal was conditioned on: ``topo_class`` (index), ``band_gap`` (eV, drawn uniformly in
+    ``band_gap_range``), ``chern`` and ``formation_energy`` (None where unconditioned). The model has
+    no head that predicts Chern numbers: ``conditions["chern"]`` is the request, not a prediction
+    (compute the invariant with td-physics to know it).
+    """
+    if options is None:
+        options = SamplingOptions()
+    if not isinstance(options, SamplingOptions):
+        raise ConfigError(f"options must be a SamplingOptions or None, got {type(options).__name__}")
+    if overrides:
+        options = options.replace(**overrides)
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise ConfigError(f"n must be an integer >= 1, got {n!r}")
-    if steps is None:
-        steps = model.config.model_config.sampling_steps or model.num_steps
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= model.num_steps:
-        raise ConfigError(f"steps must be an integer in 1..{model.num_steps}, got {steps!r}")
-    if corrector_steps < 0:
-        raise ConfigError(f"corrector_steps must be >= 0, got {corrector_steps}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size must be >= 1, got {batch_size}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise ConfigError(f"threads must be None or an integer >= 1, got {threads!r}")
-    if not (isinstance(progress, bool) or callable(progress)):
-        raise ConfigError(f"progress must be True, False or a callable (done, total), got {progress!r}")
-    conditioned = any(x is not None for x in (topo_class, band_gap_range, chern, formation_energy))
-    if guidance_scale is None:
-        guidance_scale = pc.guidance_scale if conditioned else 1.0
-    if physics_guidance is None:
-        physics_guidance = 0.01 * pc.constraint_weight
+    options = _resolve(model, options)
+    pc = model.config.physics_config
     if pc.stability_threshold is not None:
         log.info(
             "physics_config.stability_threshold = %g eV/atom is not applied by sampling (the samples are not "
             "relaxed): the Kedro relax pipeline (td_data.relax, CHGNet) applies it",
             pc.stability_threshold,
         )
-    cls = -1 if topo_class is None else topo_class_index(topo_class)
-    chern = _chern_target(model, cls, chern)
-    gap_range = _gap_range(band_gap_range)
-    counts = _atom_counts(model, n, num_atoms, seed)
+    counts = _atom_counts(model, n, options.num_atoms, options.seed)
 
     device = model.device
-    generator = torch.Generator(device=device).manual_seed(int(seed))
+    generator = torch.Generator(device=device).manual_seed(options.seed)
     was_training = model.training
     model.eval()
-    batches = plan_batches(counts, batch_size)
+    batches = plan_batches(counts, options.batch_size)
     crystals: list[dict[str, Any] | None] = [None] * n
-    report = _Progress(progress, len(batches) * len(sampling_schedule(model.num_steps, steps)))
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    report = _Progress(options.progress, len(batches) * len(sampling_schedule(model.num_steps, options.steps)))
     try:
-        for index in batches:
-            chunk = _sample_chunk(
-                model,
-                torch.as_tensor(counts[index], device=device),
-                cls,
-                gap_range,
-                chern,
-                formation_energy,
-                steps,
-                guidance_scale if conditioned else 1.0,
-                corrector_steps,
-                corrector_step_lr,
-                physics_guidance,
-                property_guidance,
-                restrict_species,
-                generator,
-                report,
-            )
-            for i, crystal in zip(index, chunk):
-                crystals[int(i)] = crystal
+        with torch_threads(options.threads):
+            for index in batches:
+                chunk = _sample_chunk(model, torch.as_tensor(counts[index], device=device), options, generator, report)
+                for i, crystal in zip(index, chunk):
+                    crystals[int(i)] = crystal
     finally:
         model.train(was_training)
         report.close()
-        if threads is not None:
-            torch.set_num_threads(previous_threads)
     return crystals  # type: ignore[return-value]
+
+
+def _resolve(model: nn.Module, options: SamplingOptions) -> SamplingOptions:
+    """``options`` with the values the model decides filled in: steps, guidance_scale, physics_guidance, chern.
+
+    Checks the rules that need the model (``steps <= num_steps``, ``|chern| <= max_abs_chern``).
+    Without a condition the guidance scale is 1 (plain sampling, whatever was asked).
+    """
+    pc = model.config.physics_config
+    steps = options.steps
+    if steps is None:
+        steps = model.config.model_config.sampling_steps or model.num_steps
+    if not 1 <= steps <= model.num_steps:
+        raise ConfigError(f"steps must be an integer in 1..{model.num_steps}, got {steps!r}")
+    guidance_scale = options.guidance_scale
+    if not options.conditioned:
+        guidance_scale = 1.0
+    elif guidance_scale is None:
+        guidance_scale = pc.guidance_scale
+    physics_guidance = options.physics_guidance
+    if physics_guidance is None:
+        physics_guidance = 0.01 * pc.constraint_weight
+    chern = _chern_target(model, options.topo_class, options.chern)
+    return dataclasses.replace(
+        options, steps=steps, guidance_scale=guidance_scale, physics_guidance=physics_guidance, chern=chern
+    )
 
 
 #: Atom-pair slots (padding included) per batch and per crystal of ``batch_size``: 8 x 8 atoms.
@@ -244,35 +284,51 @@ def plan_batches(counts: np.ndarray, batch_size: int) -> list[np.ndarray]:
     return batches
 
 
-def _chern_target(model: TopologicalDiffusionModel, cls: int, chern: int | None) -> int | None:
+def _chern_target(model: nn.Module, topo_class: str | None, chern: int | None) -> int | None:
     """The Chern number to condition on: ``chern`` if given, else ``target_chern_number`` for class chern."""
     limit = model.conditions.max_abs_chern
-    if chern is None and cls >= 0 and TOPO_CLASSES[cls] == "chern":
+    if chern is None and topo_class == "chern":
         chern = model.config.physics_config.target_chern_number
         log.info("topo_class 'chern': conditioning on physics_config.target_chern_number = %d", chern)
     if chern is None:
         return None
-    if isinstance(chern, bool) or not isinstance(chern, (int, np.integer)) or abs(int(chern)) > limit:
+    if abs(chern) > limit:
         raise ConfigError(f"chern must be an integer in [-{limit}, {limit}] or None, got {chern!r}")
     # The model has no Chern-number head: the samples carry the requested number, not a prediction.
     log.info("conditioning on Chern number %d; the model has no Chern head, so samples carry no predicted Chern", chern)
-    return int(chern)
+    return chern
 
 
-def _gap_range(band_gap_range) -> tuple[float, float] | None:
+def _gap_range(band_gap_range: Any) -> tuple[float, float] | None:
+    """``band_gap_range`` as ``(low, high)`` in eV (a gap ``g`` as ``(g, g)``), or None."""
     if band_gap_range is None:
         return None
-    if isinstance(band_gap_range, (int, float)):
-        band_gap_range = (float(band_gap_range), float(band_gap_range))
-    values = tuple(float(v) for v in band_gap_range)
+    given = band_gap_range
+    if isinstance(band_gap_range, (int, float, np.integer, np.floating)):
+        band_gap_range = (band_gap_range, band_gap_range)
+    try:
+        values = tuple(float(v) for v in band_gap_range)
+    except (TypeError, ValueError):
+        values = ()
     if len(values) != 2 or not all(math.isfinite(v) for v in values) or not 0 <= values[0] <= values[1]:
-        raise ConfigError(
-            f"band_gap_range must be a gap >= 0 or (low, high) with 0 <= low <= high, got {band_gap_range}"
-        )
+        raise ConfigError(f"band_gap_range must be a gap >= 0 or (low, high) with 0 <= low <= high, got {given}")
     return values  # type: ignore[return-value]
 
 
-def _atom_counts(model: TopologicalDiffusionModel, n: int, num_atoms, seed: int) -> np.ndarray:
+def _num_atoms(num_atoms: Any) -> int | tuple[int, ...] | None:
+    """``num_atoms`` as None, an int or a tuple of ints, each >= 1 (:class:`BatchError` otherwise)."""
+    if num_atoms is None:
+        return None
+    array = np.asarray(num_atoms) if not isinstance(num_atoms, (str, bytes)) else np.asarray([])
+    if array.ndim > 1 or array.dtype.kind not in "iu" or (array.ndim == 1 and array.size == 0):
+        raise BatchError(f"num_atoms must be None, an integer or a sequence of integers, got {num_atoms!r}")
+    if array.min() < 1:
+        raise BatchError(f"num_atoms must be >= 1, got {array.min()}")
+    return int(array) if array.ndim == 0 else tuple(int(v) for v in array)
+
+
+def _atom_counts(model: nn.Module, n: int, num_atoms: int | tuple[int, ...] | None, seed: int) -> np.ndarray:
+    """Atoms of each of the ``n`` crystals: as asked, or drawn from the training histogram with ``seed``."""
     max_atoms = model.atom_count_weights.shape[0] - 1
     if num_atoms is None:
         weights = model.atom_count_weights.double().cpu()
@@ -280,50 +336,45 @@ def _atom_counts(model: TopologicalDiffusionModel, n: int, num_atoms, seed: int)
             raise BatchError("the model has no atom-count distribution; pass num_atoms or call fit_normalisation")
         rng = np.random.default_rng([int(seed), 0x5EED])  # its own stream, so counts never shift the torch draws
         return rng.choice(np.arange(max_atoms + 1), size=n, p=(weights / weights.sum()).numpy())
-    counts = np.full(n, num_atoms, dtype=np.int64) if np.isscalar(num_atoms) else np.asarray(num_atoms, np.int64)
+    counts = np.full(n, num_atoms, dtype=np.int64) if isinstance(num_atoms, int) else np.asarray(num_atoms, np.int64)
     if counts.shape != (n,):
         raise BatchError(f"num_atoms must be one int or {n} ints, got shape {counts.shape}")
-    if counts.min() < 1:
-        raise BatchError(f"num_atoms must be >= 1, got {counts.min()}")
     return counts
 
 
-def _conditions(model, num_crystals, cls, gap_range, chern, formation_energy, generator):
+def _conditions(model: nn.Module, num_crystals: int, cls: int, options: SamplingOptions, generator: torch.Generator):
+    """The raw condition tensors (B,) of one batch: class index, gap (drawn in the range), Chern, formation energy."""
     device = model.device
     topo = torch.full((num_crystals,), cls, dtype=torch.long, device=device)
+    gap_range = options.band_gap_range
     if gap_range is None:
         gap = torch.full((num_crystals,), math.nan, device=device)
     else:
         u = torch.rand(num_crystals, generator=generator, device=device)
         gap = gap_range[0] + (gap_range[1] - gap_range[0]) * u
-    null_chern = model.conditions.NULL_CHERN
-    chern_t = torch.full((num_crystals,), null_chern if chern is None else int(chern), dtype=torch.long, device=device)
-    fe = torch.full((num_crystals,), math.nan if formation_energy is None else float(formation_energy), device=device)
-    return topo, gap, chern_t, fe
+    chern = model.conditions.NULL_CHERN if options.chern is None else options.chern
+    chern_t = torch.full((num_crystals,), chern, dtype=torch.long, device=device)
+    fe = options.formation_energy
+    fe_t = torch.full((num_crystals,), math.nan if fe is None else float(fe), device=device)
+    return topo, gap, chern_t, fe_t
 
 
 def _sample_chunk(
-    model,
-    num_atoms,
-    cls,
-    gap_range,
-    chern,
-    formation_energy,
-    steps,
-    guidance_scale,
-    corrector_steps,
-    corrector_step_lr,
-    physics_guidance,
-    property_guidance,
-    restrict_species,
-    generator,
-    progress,
+    model: nn.Module,
+    num_atoms: torch.Tensor,
+    options: SamplingOptions,
+    generator: torch.Generator,
+    progress: _Progress,
 ) -> list[dict[str, Any]]:
+    """One denoiser batch of crystals with ``num_atoms`` (B,) atoms, under resolved ``options`` (:func:`_resolve`)."""
     device = model.device
+    cls = -1 if options.topo_class is None else topo_class_index(options.topo_class)
+    chern, formation_energy = options.chern, options.formation_energy
+    guidance_scale = options.guidance_scale
     num_crystals = int(num_atoms.shape[0])
     batch_index = torch.repeat_interleave(torch.arange(num_crystals, device=device), num_atoms)
     total_atoms = int(batch_index.shape[0])
-    raw_conditions = _conditions(model, num_crystals, cls, gap_range, chern, formation_energy, generator)
+    raw_conditions = _conditions(model, num_crystals, cls, options, generator)
     with torch.no_grad():
         cond = model.conditions(*raw_conditions)
         null = model.conditions(*model.conditions.null_like(num_crystals, device=device))
@@ -332,7 +383,7 @@ def _sample_chunk(
     frac = model.coord_process.prior_sample((total_atoms, 3), generator=generator, device=device)
     species = model.species_process.prior_sample((total_atoms,), generator=generator, device=device)
 
-    banned = ~model.species_seen if restrict_species else torch.zeros_like(model.species_seen)  # (num_species,)
+    banned = ~model.species_seen if options.restrict_species else torch.zeros_like(model.species_seen)  # (num_species,)
 
     def evaluate(lattice, frac, species, t):
         """Denoiser outputs with classifier-free guidance: (lattice eps, coord score flat, species logits flat)."""
@@ -350,15 +401,15 @@ def _sample_chunk(
             out, mask = model.denoise(lattice, frac, species, batch_index, num_atoms, t, cond)
             return out.lattice_eps, out.coord_score[mask], out.species_logits[mask].masked_fill(banned, -1e9)
 
-    schedule = sampling_schedule(model.num_steps, steps)
-    for t_int, s_int in schedule:
+    physics_guidance, property_guidance = options.physics_guidance, options.property_guidance
+    for t_int, s_int in sampling_schedule(model.num_steps, options.steps):
         t = torch.full((num_crystals,), t_int, dtype=torch.long, device=device)
         s = torch.full((num_crystals,), s_int, dtype=torch.long, device=device)
         t_atoms, s_atoms = t[batch_index], s[batch_index]
         eps, score, logits = evaluate(lattice, frac, species, t)
-        for _ in range(corrector_steps):
+        for _ in range(options.corrector_steps):
             frac = model.coord_process.corrector_step(
-                frac, t_atoms, score, step_lr=corrector_step_lr, generator=generator
+                frac, t_atoms, score, step_lr=options.corrector_step_lr, generator=generator
             )
             eps, score, logits = evaluate(lattice, frac, species, t)
         if physics_guidance > 0:
@@ -369,7 +420,7 @@ def _sample_chunk(
             eps, score = _property_guidance(
                 model, lattice, frac, species, t, t_atoms, eps, score, num_atoms, batch_index, cls, property_guidance
             )
-        lattice = model.lattice_process.step(lattice, t, s, eps, generator=generator, clip_x0=LATTICE_CLIP)
+        lattice = model.lattice_process.step(lattice, t, s, eps, generator=generator, clip_x0=model.lattice_clip)
         frac = model.coord_process.predictor_step(frac, t_atoms, s_atoms, score, generator=generator)
         species = model.species_process.step(species, t_atoms, s_atoms, logits, generator=generator)
         progress.advance()
@@ -425,8 +476,7 @@ def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, b
     norm = move.flatten(1).norm(dim=1).reshape(-1, 1, 1).clamp_min(1e-30)
     move = move * torch.clamp(limit / norm, max=1.0)
     # the eps that makes the VP step aim at the moved clean estimate
-    scale = num_atoms.to(lattice.dtype).pow(1.0 / 3.0) * model.lattice_scale.to(lattice.dtype)
-    new_lattice0 = (lattice0.detach() - move) / scale[:, None, None]  # normalised
+    new_lattice0 = model.normalise_lattice(lattice0.detach() - move, num_atoms)
     eps = (lattice - ab.sqrt() * new_lattice0) / (1 - ab).clamp_min(1e-12).sqrt()
     sigma = model.coord_process.sigma(t_atoms).to(frac.dtype).reshape(-1, 1)
     norm = model.coord_process.sigma_norm(t_atoms).to(frac.dtype).reshape(-1, 1)
