@@ -243,5 +243,5 @@ def test_labeller_flow_resolution_gives_the_library_default_answers(field):
         model = stack.model(v)
         model.inversion = None  # the flow, also where parities would decide
         default = z2_invariant(model, stack.n_electrons, method="wcc", max_string=384, max_pump=101)
-        labeller = z2_invariant(model, stack.n_electrons, method="wcc", **WCC_OPTIONS)
+        labeller = z2_invariant(model, stack.n_electrons, method="wcc", options=WCC_OPTIONS)
         assert (labeller.value, labeller.converged) == (default.value, default.converged)

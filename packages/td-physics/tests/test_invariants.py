@@ -298,9 +298,7 @@ def test_clear_errors():
     with pytest.raises(ModelDefinitionError, match="1D"):
         chern_number(TightBindingModel([[1.0]], [[0.0], [0.5]]))
     with pytest.raises(TypeError, match="unknown convergence options"):
-        from td_physics.invariants.z2 import _defaults
-
-        _defaults({"bogus": 1})
+        z2_invariant(kane_mele(), bogus=1)
 
 
 @SETTINGS

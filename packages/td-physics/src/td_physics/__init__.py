@@ -13,7 +13,9 @@ from td_physics.exceptions import (
     SymmetryError,
     TDPhysicsError,
 )
+from td_physics.invariants.options import ChernOptions, Z2Options
 from td_physics.model import InversionSymmetry, TightBindingModel, stacked_hamiltonian
+from td_physics.structure.options import TightBindingOptions
 
 __version__ = "0.1.0"
 
@@ -22,6 +24,9 @@ __all__ = [
     "TightBindingModel",
     "InversionSymmetry",
     "stacked_hamiltonian",
+    "Z2Options",
+    "ChernOptions",
+    "TightBindingOptions",
     "TDPhysicsError",
     "ModelDefinitionError",
     "KPointError",

@@ -36,11 +36,10 @@ Examples
 
 from __future__ import annotations
 
-import inspect
 import logging
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -49,8 +48,10 @@ import numpy as np
 
 from td_physics.exceptions import FileFormatError, KPointError, ModelDefinitionError, OccupationError
 from td_physics.invariants import (
+    ChernOptions,
     InvariantResult,
     WeylNode,
+    Z2Options,
     chern_number,
     detect_inversion,
     spin_chern_number,
@@ -59,18 +60,13 @@ from td_physics.invariants import (
     z2_invariant,
 )
 from td_physics.invariants._core import MAX_ELEMENTS
-from td_physics.invariants.z2 import _defaults as _z2_defaults
+from td_physics.invariants.weyl import WEYL_MESH
 from td_physics.model import TightBindingModel
 
 __all__ = ["TopologicalInvariantCalculator", "InvariantReport"]
 
 logger = logging.getLogger(__name__)
 
-# The underlying functions' own defaults, read from them (not copied): the largest mesh each refines up
-# to (a larger starting k_grid raises the cap to k_grid so that the function accepts it) and the Weyl mesh.
-_CHERN_MAX_MESH = inspect.signature(chern_number).parameters["max_mesh"].default
-_Z2_MAX_STRING = _z2_defaults({})["max_string"]
-_WEYL_MESH = inspect.signature(weyl_nodes).parameters["mesh"].default
 _MIN_K_GRID = 4
 
 _MODEL_SUFFIXES = (".json", ".h5", ".hdf5")
@@ -292,13 +288,12 @@ class TopologicalInvariantCalculator:
         inversion = model.inversion is not None or detect_inversion(model) is not None
         symmetries = {"time_reversal": trs, "inversion": inversion, "spinful": model.spinful}
 
-        chern_opts: dict[str, Any] = {}
-        z2_opts: dict[str, Any] = {}
-        weyl_opts: dict[str, Any] = {}
+        # the library defaults; a starting k_grid above a refinement cap raises the cap to k_grid
+        chern_opts, z2_opts, weyl_mesh = ChernOptions(), Z2Options(), WEYL_MESH
         if n is not None:
-            chern_opts = {"mesh": n, "max_mesh": max(_CHERN_MAX_MESH, n)}
-            z2_opts = {"n_string": n, "max_string": max(_Z2_MAX_STRING, n)}
-            weyl_opts = {"mesh": n}
+            chern_opts = replace(chern_opts, mesh=n, max_mesh=max(chern_opts.max_mesh, n))
+            z2_opts = replace(z2_opts, n_string=n, max_string=max(z2_opts.max_string, n))
+            weyl_mesh = n
 
         results: dict[str, InvariantResult] = {}
         skipped: dict[str, str] = {}
@@ -307,23 +302,25 @@ class TopologicalInvariantCalculator:
         if z2_reason is not None:
             skipped[z2_name] = z2_reason
         if model.dim_k == 2:
-            results["chern_number"] = chern_number(model, nocc, **chern_opts)
+            results["chern_number"] = chern_number(model, nocc, options=chern_opts)
             if z2_reason is None:
-                results[z2_name] = z2_invariant(model, nocc, **z2_opts)
+                results[z2_name] = z2_invariant(model, nocc, options=z2_opts)
             if not model.spinful:
                 skipped["spin_chern_number"] = "spinless model (the spin Chern number needs spin)"
             elif nocc % 2:
                 skipped["spin_chern_number"] = f"needs an even number of occupied bands, got {nocc}"
             else:
-                results["spin_chern_number"] = spin_chern_number(model, nocc, **chern_opts)
+                results["spin_chern_number"] = spin_chern_number(model, nocc, options=chern_opts)
         else:
             if z2_reason is None:
-                results[z2_name] = z2_indices(model, nocc, **z2_opts)
+                results[z2_name] = z2_indices(model, nocc, options=z2_opts)
             for k3 in (0.0, 0.5):
-                results[f"chern_number_k3={k3:g}"] = chern_number(model, nocc, plane=(0, 1), k_fixed=k3, **chern_opts)
+                results[f"chern_number_k3={k3:g}"] = chern_number(
+                    model, nocc, plane=(0, 1), k_fixed=k3, options=chern_opts
+                )
             weyl_reason = self._weyl_reason(trs, inversion, n)
             if weyl_reason is None:
-                results["weyl_nodes"] = weyl_nodes(model, nocc - 1, **weyl_opts)
+                results["weyl_nodes"] = weyl_nodes(model, nocc - 1, mesh=weyl_mesh)
             else:
                 skipped["weyl_nodes"] = weyl_reason
         order = [k for k in _ORDER if k in results]
@@ -352,7 +349,7 @@ class TopologicalInvariantCalculator:
                 "model has time reversal and inversion: every band is doubly degenerate, so band touchings "
                 "are not Weyl nodes"
             )
-        mesh = _WEYL_MESH if n is None else n
+        mesh = WEYL_MESH if n is None else n
         held = mesh**3 * self.model.norb**2
         if held > MAX_ELEMENTS:
             return (

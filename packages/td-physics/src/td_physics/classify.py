@@ -49,13 +49,14 @@ from td_physics.bands import (
 )
 from td_physics.classes import TOPO_CLASSES
 from td_physics.exceptions import ModelDefinitionError
-from td_physics.invariants import chern_number, parity_z2, z2_indices, z2_invariant
+from td_physics.invariants import ChernOptions, Z2Options, chern_number, parity_z2, z2_indices, z2_invariant
 from td_physics.invariants.z2 import batched_parity_deltas, parity_result
 from td_physics.model import TightBindingModel
 
 __all__ = [
     "TOPO_CLASSES",
     "WCC_OPTIONS",
+    "CHERN_OPTIONS",
     "VariantAnswer",
     "StructureClassification",
     "classify_structure",
@@ -66,16 +67,17 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-WCC_OPTIONS = {"n_pump": 6, "max_string": 384, "max_pump": 101}
+WCC_OPTIONS = Z2Options(n_pump=6, max_string=384, max_pump=101)
 """Resolution of the labeller's Wannier-centre flow (crystals without inversion). Each TRIM plane
-starts with 6 pumping lines over [0, 1/2] (the library default is 11) and 24 points per Wilson
-loop, and is refined only where :func:`td_physics.invariants.z2_indices` finds the flow ambiguous:
-lines are inserted where the largest-gap midpoint comes within 0.3 gap widths of a centre (up to
-101), strings are doubled while a centre moves by more than 0.01 when every second point is dropped
-(up to 384). Same acceptance criteria as the defaults; on 106 test cases (Kane-Mele, BHZ, Fu-Kane-
-Mele, Bi2Se3 models near their transitions, silicene in a field, III-V crystals) it gave the same
-indices and convergence flags as 11 starting lines, at about half the cost. A coarser string start
-(16 points) did not: near a transition its doublings 32, 64, ... missed the 24-point convergence."""
+starts with 6 pumping lines over [0, 1/2] and 24 points per Wilson loop, and is refined only where
+:func:`td_physics.invariants.z2_indices` finds the flow ambiguous: lines are inserted up to 101,
+strings are doubled up to 384 points. The acceptance criteria (``margin_tol``, ``pos_tol``,
+``gap_tol``) are the library's defaults; only the starting and largest resolutions differ. How
+this setting compares with the defaults is measured in ``benchmarks/README.md``."""
+
+CHERN_OPTIONS = ChernOptions(mesh=16, max_mesh=64)
+"""Resolution of the labeller's Chern numbers (crystals with magnetic moments): a 16 x 16 mesh,
+doubled up to 64 x 64; the acceptance criteria are the library's defaults."""
 
 
 @dataclass(frozen=True)
@@ -237,16 +239,16 @@ def _classify_gapped(
     model: TightBindingModel, nocc: int, magnetic: bool
 ) -> tuple[str, tuple[int, ...] | None, int | None, str, bool]:
     if magnetic:
-        res = chern_number(model, nocc, mesh=16, max_mesh=64)
+        res = chern_number(model, nocc, options=CHERN_OPTIONS)
         return ("chern" if res.value else "trivial"), None, int(res.value), "chern", res.converged
     if model.inversion is not None:  # set by the builder from spglib's inversion operation
         res = parity_z2(model, nocc, model.inversion)
         method = "parity"
     elif model.dim_k == 3:
-        res = z2_indices(model, nocc, method="wcc", **WCC_OPTIONS)
+        res = z2_indices(model, nocc, method="wcc", options=WCC_OPTIONS)
         method = "wcc"
     else:
-        res = z2_invariant(model, nocc, method="wcc", **WCC_OPTIONS)
+        res = z2_invariant(model, nocc, method="wcc", options=WCC_OPTIONS)
         method = "wcc"
     indices = _as_indices(res.value)
     spin_symmetric = bool(any(indices)) and spin_rotation_symmetric(model)

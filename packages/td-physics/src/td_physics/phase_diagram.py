@@ -15,10 +15,12 @@ from typing import Any
 
 import numpy as np
 
+from td_physics._options import resolve
 from td_physics.bands import batched_band_gaps
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants.chern import _orientation, chern_batch_converged
-from td_physics.invariants.z2 import _defaults, _Plane, _z2_planes
+from td_physics.invariants.options import ChernOptions, Z2Options
+from td_physics.invariants.z2 import _Plane, _z2_planes
 from td_physics.model import TightBindingModel
 
 __all__ = ["PhaseDiagram", "phase_diagram", "INVARIANTS"]
@@ -173,17 +175,9 @@ def phase_diagram(
             group = [models[i] for i in idx]
             nocc = group[0].check_occupied(occupied)
             if invariant in ("chern", "spin_chern"):
-                res = chern_batch_converged(
-                    group,
-                    nocc,
-                    (0, 1),
-                    {2: 0.0} if group[0].dim_k == 3 else {},
-                    mesh=mesh,
-                    max_mesh=max_mesh,
-                    max_flux=1.0,
-                    gap_tol=1e-6,
-                    spin=invariant == "spin_chern",
-                )
+                fixed_k = {2: 0.0} if group[0].dim_k == 3 else {}
+                chern = ChernOptions(mesh=mesh, max_mesh=max_mesh)
+                res = chern_batch_converged(group, nocc, (0, 1), fixed_k, chern, spin=invariant == "spin_chern")
                 sign = np.array([_orientation(m, (0, 1)) for m in group])
                 values[idx] = np.rint(res["raw"] * sign).astype(int)
                 converged[idx], min_gap[idx] = res["converged"], res["min_gap"]
@@ -191,12 +185,11 @@ def phase_diagram(
                 direct, _ = batched_band_gaps(group, nocc, mesh)
                 values[idx], min_gap[idx] = direct, direct
             else:
-                opts = _defaults(dict(z2_options))
                 if invariant == "z2":
                     planes = [_Plane(None, 0.0, 0, 1, np.zeros(0))]
                 else:
                     planes = [_Plane(a, v, (a + 1) % 3, (a + 2) % 3, np.zeros(0)) for a in range(3) for v in (0.0, 0.5)]
-                res = _z2_planes(group, planes, nocc, **opts)
+                res = _z2_planes(group, planes, nocc, resolve(Z2Options, None, z2_options, "convergence"))
                 if invariant == "z2":
                     values[idx] = res["z2"][:, 0]
                     converged[idx] = res["converged"][:, 0]

@@ -12,6 +12,7 @@ from td_physics.invariants.chern import (
     chern_number,
     spin_chern_number,
 )
+from td_physics.invariants.options import ChernOptions, Z2Options
 from td_physics.invariants.weyl import WeylNode, node_chirality, weyl_nodes
 from td_physics.invariants.z2 import (
     WilsonLoopResult,
@@ -24,6 +25,8 @@ from td_physics.invariants.z2 import (
 
 __all__ = [
     "InvariantResult",
+    "Z2Options",
+    "ChernOptions",
     "chern_number",
     "berry_curvature",
     "berry_flux_map",

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
+from td_physics._options import resolve
 from td_physics.exceptions import ConvergenceError, ModelDefinitionError, OccupationError
 from td_physics.invariants._core import (
     InvariantResult,
@@ -35,6 +37,7 @@ from td_physics.invariants._core import (
     resolve_occupied,
     unit,
 )
+from td_physics.invariants.options import ChernOptions
 from td_physics.model import TightBindingModel, as_kpoints
 
 __all__ = [
@@ -139,11 +142,8 @@ def chern_batch_converged(
     nocc: int,
     axes: tuple[int, int],
     fixed: dict,
+    options: ChernOptions,
     *,
-    mesh: int,
-    max_mesh: int,
-    max_flux: float,
-    gap_tol: float,
     spin: bool = False,
 ) -> dict[str, np.ndarray]:
     """FHS with mesh doubling for a batch of models; only unconverged models are recomputed."""
@@ -157,7 +157,7 @@ def chern_batch_converged(
         "converged": np.zeros(nm, dtype=bool),
     }
     active = np.arange(nm)
-    n = int(mesh)
+    n, gap_tol = options.mesh, options.gap_threshold
     while active.size:
         raw, mf, gp, sg = _chern_batch([models[i] for i in active], nocc, axes, fixed, n, spin=spin)
         out["raw"][active], out["max_flux"][active], out["min_gap"][active] = raw, mf, gp
@@ -165,11 +165,11 @@ def chern_batch_converged(
         gap_open = gp > gap_tol
         if spin:
             gap_open &= sg > gap_tol
-        ok = gap_open & (mf <= max_flux)
+        ok = gap_open & (mf <= options.max_flux)
         out["converged"][active] = ok
         # a closed gap is physics, not a mesh problem: refining cannot help those models
         active = active[~ok & gap_open]
-        if n * 2 > max_mesh:
+        if n * 2 > options.max_mesh:
             break
         n *= 2
     return out
@@ -181,17 +181,17 @@ def chern_number(
     *,
     plane: tuple[int, int] | None = None,
     k_fixed: float = 0.0,
-    mesh: int = 24,
-    max_mesh: int = 384,
-    max_flux: float = 1.0,
-    gap_tol: float | None = 1e-6,
+    options: ChernOptions | None = None,
+    **overrides: Any,
 ) -> InvariantResult:
     """Chern number of the ``occupied`` lowest bands by Fukui-Hatsugai-Suzuki link variables.
 
     The mesh starts at ``mesh`` x ``mesh`` and doubles until no plaquette carries a Berry flux
     above ``max_flux`` (radians; the integer is unambiguous well below pi), up to ``max_mesh``.
-    ``gap_tol`` (eV) is the smallest direct gap accepted; ``None`` turns the check off. For a 3D
-    model, ``plane`` names two reduced axes and ``k_fixed`` the value of the third.
+    ``gap_tol`` (eV) is the smallest direct gap accepted; ``None`` turns the check off. These
+    come from ``options`` (a :class:`ChernOptions`, default ``ChernOptions()``) with
+    ``overrides`` by field name. For a 3D model, ``plane`` names two reduced axes and ``k_fixed``
+    the value of the third.
 
     Examples
     --------
@@ -201,20 +201,10 @@ def chern_number(
     >>> chern_number(qwz(m=3.0)).value
     0
     """
+    opts = resolve(ChernOptions, options, overrides, "convergence")
     nocc = resolve_occupied(model, occupied)
     axes, fixed = _plane(model, plane, k_fixed)
-    if mesh < 2 or max_mesh < mesh:
-        raise ConvergenceError(f"mesh must be >= 2 and max_mesh >= mesh, got mesh={mesh}, max_mesh={max_mesh}")
-    res = chern_batch_converged(
-        [model],
-        nocc,
-        axes,
-        fixed,
-        mesh=mesh,
-        max_mesh=max_mesh,
-        max_flux=max_flux,
-        gap_tol=-np.inf if gap_tol is None else gap_tol,
-    )
+    res = chern_batch_converged([model], nocc, axes, fixed, opts)
     raw = float(res["raw"][0]) * _orientation(model, axes)
     value = int(np.rint(raw))
     n = int(res["mesh"][0])
@@ -241,33 +231,23 @@ def spin_chern_number(
     model: TightBindingModel,
     occupied: int | None = None,
     *,
-    mesh: int = 24,
-    max_mesh: int = 384,
-    max_flux: float = 1.0,
-    gap_tol: float | None = 1e-6,
+    options: ChernOptions | None = None,
+    **overrides: Any,
 ) -> InvariantResult:
     """Spin Chern number ``(C_up - C_down) / 2`` of a 2D spinful model (Prodan's P S_z P split).
 
     Well defined while the spectrum of the projected ``S_z`` stays gapped at zero, which also
     holds with moderate Rashba coupling. ``details["spin_gap"]`` is that gap (in units of hbar/2).
+    Convergence as in :func:`chern_number`; ``gap_tol`` applies to the spin gap too.
     """
+    opts = resolve(ChernOptions, options, overrides, "convergence")
     if not model.spinful:
         raise ModelDefinitionError("spin_chern_number needs a spinful model, got a spinless one")
     nocc = resolve_occupied(model, occupied)
     if nocc % 2:
         raise OccupationError(f"spin_chern_number needs an even number of occupied bands, got {nocc}")
     axes, fixed = _plane(model, None, 0.0)
-    res = chern_batch_converged(
-        [model],
-        nocc,
-        axes,
-        fixed,
-        mesh=mesh,
-        max_mesh=max_mesh,
-        max_flux=max_flux,
-        gap_tol=-np.inf if gap_tol is None else gap_tol,
-        spin=True,
-    )
+    res = chern_batch_converged([model], nocc, axes, fixed, opts, spin=True)
     raw = float(res["raw"][0]) * _orientation(model, axes)
     n = int(res["mesh"][0])
     return InvariantResult(

@@ -20,9 +20,12 @@ from td_physics.exceptions import ModelDefinitionError, OccupationError
 from td_physics.invariants._core import InvariantResult, eigenstates, link_phases, position_phase
 from td_physics.model import TightBindingModel
 
-__all__ = ["WeylNode", "weyl_nodes", "node_chirality"]
+__all__ = ["WeylNode", "weyl_nodes", "node_chirality", "WEYL_MESH"]
 
 logger = logging.getLogger(__name__)
+
+WEYL_MESH = 24
+"""Points per axis of the default search mesh of :func:`weyl_nodes`."""
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def weyl_nodes(
     model: TightBindingModel,
     band: int | None = None,
     *,
-    mesh: int = 24,
+    mesh: int = WEYL_MESH,
     node_tol: float = 1e-5,
     max_candidates: int = 64,
     radius: float | None = None,

@@ -22,9 +22,11 @@ import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
+from td_physics._options import resolve
 from td_physics.exceptions import ModelDefinitionError, OccupationError, SymmetryError
 from td_physics.invariants._core import (
     InvariantResult,
@@ -36,6 +38,7 @@ from td_physics.invariants._core import (
     position_phase,
     resolve_occupied,
 )
+from td_physics.invariants.options import Z2Options
 from td_physics.model import InversionSymmetry, TightBindingModel
 
 __all__ = [
@@ -225,21 +228,14 @@ def _z2_planes(
     models: Sequence[TightBindingModel],
     planes: list[_Plane],
     nocc: int,
-    *,
-    n_string: int,
-    max_string: int,
-    n_pump: int,
-    max_pump: int,
-    gap_tol: float,
-    margin_tol: float,
-    pos_tol: float,
+    options: Z2Options,
 ) -> dict[str, np.ndarray]:
     """WCC-flow Z2 of each plane for each model, refining lines where the flow is ambiguous.
 
     All strings of all planes and models of one refinement step go into one batched solve.
     """
     nm, npl, dim = len(models), len(planes), models[0].dim_k
-    ns = n_string
+    ns = options.n_string
 
     def empty() -> tuple[list, list, list, list]:
         return (
@@ -250,7 +246,7 @@ def _z2_planes(
         )
 
     ks, wccs, gaps, chs = empty()
-    pending = [np.linspace(0.0, 0.5, n_pump) for _ in planes]
+    pending = [np.linspace(0.0, 0.5, options.n_pump) for _ in planes]
     result: dict = {}
     while True:
         counts = [len(p) for p in pending]
@@ -270,17 +266,17 @@ def _z2_planes(
         ok = np.ones((nm, npl), dtype=bool)
         min_gap = np.stack([g.min(axis=1) for g in gaps], axis=1)  # (nm, npl)
         max_change = np.stack([c.max(axis=1) for c in chs], axis=1)
-        gap_open = min_gap > gap_tol
+        gap_open = min_gap > options.gap_threshold
         new_pending = []
         for i in range(npl):
             zi, margin = z2_from_flow(wccs[i])
             z2[:, i] = zi
-            bad_steps = (margin < margin_tol) & gap_open[:, i, None]  # (nm, n_pump - 1)
-            ok[:, i] = gap_open[:, i] & ~bad_steps.any(axis=1) & (max_change[:, i] <= pos_tol)
+            bad_steps = (margin < options.margin_tol) & gap_open[:, i, None]  # (nm, n_pump - 1)
+            ok[:, i] = gap_open[:, i] & ~bad_steps.any(axis=1) & (max_change[:, i] <= options.pos_tol)
             mids = 0.5 * (ks[i][:-1] + ks[i][1:])[bad_steps.any(axis=0)]
-            new_pending.append(mids if len(ks[i]) + len(mids) <= max_pump else np.zeros(0))
+            new_pending.append(mids if len(ks[i]) + len(mids) <= options.max_pump else np.zeros(0))
         result = {"z2": z2, "converged": ok, "min_gap": min_gap, "max_change": max_change, "n_string": ns}
-        if np.any(gap_open & (max_change > pos_tol)) and ns * 2 <= max_string:
+        if np.any(gap_open & (max_change > options.pos_tol)) and ns * 2 <= options.max_string:
             ns *= 2  # strings too coarse: recompute every line with twice as many points
             pending = [k.copy() for k in ks]
             ks, wccs, gaps, chs = empty()
@@ -523,23 +519,6 @@ def parity_result(deltas: np.ndarray, trims: np.ndarray, gap: float) -> Invarian
 
 
 # ----------------------------------------------------------------------------- public Z2
-def _defaults(kw: dict) -> dict:
-    opts = {
-        "n_string": 24,
-        "max_string": 8192,
-        "n_pump": 11,
-        "max_pump": 401,
-        "gap_tol": 1e-6,
-        "margin_tol": 0.3,
-        "pos_tol": 0.01,
-    }
-    unknown = set(kw) - set(opts)
-    if unknown:
-        raise TypeError(f"unknown convergence options {sorted(unknown)}; valid: {sorted(opts)}")
-    opts.update({k: v for k, v in kw.items() if v is not None})
-    return opts
-
-
 def _z2_setup(model: TightBindingModel, occupied: int | None, method: str, dim: int, name: str) -> int:
     """Validate the shared arguments of the Z2 functions; return the number of occupied bands."""
     if model.dim_k != dim:
@@ -579,23 +558,17 @@ def z2_invariant(
     *,
     method: str = "auto",
     inversion: InversionSymmetry | None = None,
-    n_string: int | None = None,
-    max_string: int | None = None,
-    n_pump: int | None = None,
-    max_pump: int | None = None,
-    gap_tol: float | None = None,
-    margin_tol: float | None = None,
-    pos_tol: float | None = None,
+    options: Z2Options | None = None,
+    **overrides: Any,
 ) -> InvariantResult:
     """Z2 invariant of a 2D time-reversal-invariant insulator.
 
     ``method``: ``"wcc"`` (Wannier-centre flow, always available), ``"parity"`` (Fu-Kane,
     needs inversion) or ``"auto"`` (the flow, plus the parities when the model has inversion;
-    ``converged`` is False if the two disagree). Convergence options (defaults in brackets):
-    ``n_string`` [24] points per Wilson loop, doubled up to ``max_string`` [8192] while some
-    centre moves by more than ``pos_tol`` [0.01] when every second point is dropped; ``n_pump`` [11] lines over
-    k in [0, 1/2], refined up to ``max_pump`` [401] where the largest-gap midpoint comes within
-    ``margin_tol`` [0.3] gap widths of a centre; ``gap_tol`` [1e-6 eV] smallest direct gap.
+    ``converged`` is False if the two disagree). Convergence: ``options`` (a :class:`Z2Options`,
+    default ``Z2Options()``) with ``overrides`` by field name (``n_string``, ``max_string``,
+    ``n_pump``, ``max_pump``, ``gap_tol``, ``margin_tol``, ``pos_tol``); an unknown name raises
+    ``TypeError``.
 
     Examples
     --------
@@ -606,23 +579,13 @@ def z2_invariant(
     0
     """
     nocc = _z2_setup(model, occupied, method, 2, "z2_invariant")
+    opts = resolve(Z2Options, options, overrides, "convergence")
     if method == "parity":
         return parity_z2(model, nocc, inversion)
-    opts = _defaults(
-        dict(
-            n_string=n_string,
-            max_string=max_string,
-            n_pump=n_pump,
-            max_pump=max_pump,
-            gap_tol=gap_tol,
-            margin_tol=margin_tol,
-            pos_tol=pos_tol,
-        )
-    )
     trs = model.is_time_reversal_symmetric()
     if not trs:
         logger.warning("z2_invariant: %s is not time-reversal symmetric; Z2 is not protected", model.name or "model")
-    res = _z2_planes([model], [_Plane(None, 0.0, 0, 1, np.zeros(0))], nocc, **opts)
+    res = _z2_planes([model], [_Plane(None, 0.0, 0, 1, np.zeros(0))], nocc, opts)
     value = int(res["z2"][0, 0])
     converged = bool(res["converged"][0, 0])
     details: dict = {
@@ -648,13 +611,8 @@ def z2_indices(
     *,
     method: str = "auto",
     inversion: InversionSymmetry | None = None,
-    n_string: int | None = None,
-    max_string: int | None = None,
-    n_pump: int | None = None,
-    max_pump: int | None = None,
-    gap_tol: float | None = None,
-    margin_tol: float | None = None,
-    pos_tol: float | None = None,
+    options: Z2Options | None = None,
+    **overrides: Any,
 ) -> InvariantResult:
     """The 3D indices ``(nu0, nu1, nu2, nu3)`` of a time-reversal-invariant insulator.
 
@@ -670,23 +628,13 @@ def z2_indices(
     (1, 0, 0, 0)
     """
     nocc = _z2_setup(model, occupied, method, 3, "z2_indices")
+    opts = resolve(Z2Options, options, overrides, "convergence")
     if method == "parity":
         return parity_z2(model, nocc, inversion)
-    opts = _defaults(
-        dict(
-            n_string=n_string,
-            max_string=max_string,
-            n_pump=n_pump,
-            max_pump=max_pump,
-            gap_tol=gap_tol,
-            margin_tol=margin_tol,
-            pos_tol=pos_tol,
-        )
-    )
     planes = [
         _Plane(axis, value, (axis + 1) % 3, (axis + 2) % 3, np.zeros(0)) for axis in range(3) for value in (0.0, 0.5)
     ]
-    res = _z2_planes([model], planes, nocc, **opts)
+    res = _z2_planes([model], planes, nocc, opts)
     z = res["z2"][0].reshape(3, 2)  # (axis, k_axis = 0 or 1/2)
     nu0_by_axis = (z[:, 0] + z[:, 1]) % 2
     value = (int(nu0_by_axis[0]), int(z[0, 1]), int(z[1, 1]), int(z[2, 1]))

@@ -14,6 +14,7 @@ equally defensible :class:`Variant` s; the consensus of their invariants is the 
 """
 
 from td_physics.structure.builder import neighbour_list, tight_binding_from_structure, tight_binding_variants
+from td_physics.structure.options import TightBindingOptions
 from td_physics.structure.parameters import (
     DEFAULT_VARIANTS,
     StructureError,
@@ -29,6 +30,7 @@ from td_physics.structure.symmetry import inversion_operator
 __all__ = [
     "Variant",
     "DEFAULT_VARIANTS",
+    "TightBindingOptions",
     "tight_binding_from_structure",
     "tight_binding_variants",
     "reference_materials",

@@ -27,13 +27,15 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
+from td_physics._options import resolve
 from td_physics.fields import electric_field as apply_electric_field
 from td_physics.model import InversionSymmetry, TightBindingModel
+from td_physics.structure.options import TightBindingOptions
 from td_physics.structure.parameters import (
     StructureError,
     Variant,
@@ -364,15 +366,8 @@ def tight_binding_from_structure(
     atomic_numbers: Sequence[Any],
     variant: Variant | None = None,
     *,
-    spin_orbit_constants: Mapping[str, float] | None = None,
-    magnetic_moments: Sequence[float] | None = None,
-    exchange_per_moment: float = 1.0,
-    dimension: int | None = None,
-    electric_field: float | None = None,
-    vacuum_gap: float = 7.0,
-    min_distance: float = 0.5,
-    find_inversion: bool = True,
-    name: str = "",
+    options: TightBindingOptions | None = None,
+    **overrides: Any,
 ) -> TightBindingModel:
     """A spinful s/p Slater-Koster model of a crystal (see the module docstring for the physics).
 
@@ -386,24 +381,13 @@ def tight_binding_from_structure(
         (natom,) atomic numbers or element symbols.
     variant:
         The parameter set; default ``Variant()`` (Harrison 1980, d^-2, NIST LDA term values).
-    spin_orbit_constants:
-        ``{symbol: lambda_p}`` (eV) used before the sourced table.
-    magnetic_moments:
-        (natom,) collinear moments along +z in Bohr magnetons; breaks time reversal.
-    exchange_per_moment:
-        ``J`` in eV per Bohr magneton (model parameter; spin splitting ``J m``).
-    dimension:
-        2 or 3; ``None`` detects a 2D sheet from a vacuum gap along the third lattice vector.
-    electric_field:
-        Perpendicular field (V/Angstrom) along ``a1 x a2``; 2D cells only.
-    vacuum_gap:
-        Smallest empty slab (Angstrom) along ``a3`` that makes the cell 2D when ``dimension=None``.
-    min_distance:
-        Atoms closer than this (Angstrom) are refused as overlapping.
-    find_inversion:
-        Look for inversion with spglib and declare it on the model.
-    name:
-        Free text stored on the model.
+    options:
+        A :class:`~td_physics.structure.options.TightBindingOptions` (default
+        ``TightBindingOptions()``): spin-orbit constants, magnetic moments and exchange,
+        dimension, electric field, vacuum gap, minimum distance, inversion search, name.
+    **overrides:
+        Fields of ``options`` by name (``spin_orbit_constants=...``, ``dimension=2``, ...); an
+        unknown name raises ``TypeError``.
 
     Examples
     --------
@@ -415,22 +399,10 @@ def tight_binding_from_structure(
     >>> si.norb, si.occupied, si.inversion is not None
     (16, 8, True)
     """
-    stack = tight_binding_variants(
-        lattice,
-        frac_coords,
-        atomic_numbers,
-        [Variant() if variant is None else variant],
-        spin_orbit_constants=spin_orbit_constants,
-        magnetic_moments=magnetic_moments,
-        exchange_per_moment=exchange_per_moment,
-        dimension=dimension,
-        electric_field=electric_field,
-        vacuum_gap=vacuum_gap,
-        min_distance=min_distance,
-        find_inversion=find_inversion,
-        name=name,
-    )
-    return stack.model(0)
+    opts = resolve(TightBindingOptions, options, overrides, "builder")
+    return tight_binding_variants(
+        lattice, frac_coords, atomic_numbers, [Variant() if variant is None else variant], options=opts
+    ).model(0)
 
 
 def _orbitals(symbols: Sequence[str], variant: Variant) -> tuple[list[tuple[int, int]], list[float], int]:
@@ -452,15 +424,8 @@ def tight_binding_variants(
     atomic_numbers: Sequence[Any],
     variants: Sequence[Variant],
     *,
-    spin_orbit_constants: Mapping[str, float] | None = None,
-    magnetic_moments: Sequence[float] | None = None,
-    exchange_per_moment: float = 1.0,
-    dimension: int | None = None,
-    electric_field: float | None = None,
-    vacuum_gap: float = 7.0,
-    min_distance: float = 0.5,
-    find_inversion: bool = True,
-    name: str = "",
+    options: TightBindingOptions | None = None,
+    **overrides: Any,
 ) -> VariantStack:
     """The models of :func:`tight_binding_from_structure` for several variants, built together.
 
@@ -474,16 +439,15 @@ def tight_binding_variants(
     :func:`tight_binding_from_structure`; all variants must give the same orbitals (see
     :func:`variant_stacks`).
     """
+    opts = resolve(TightBindingOptions, options, overrides, "builder")
     variants = list(variants)
     if not variants:
         raise StructureError("tight_binding_variants needs at least one Variant")
     lat, frac, symbols = _check_inputs(lattice, frac_coords, atomic_numbers)
     natom = len(symbols)
     gap, c_start = _vacuum_gap(lat, frac)
-    if dimension is None:
-        dimension = 2 if gap >= vacuum_gap else 3
-    if dimension not in (2, 3):
-        raise StructureError(f"dimension must be 2 or 3 (or None to detect), got {dimension!r}")
+    dimension = opts.dimension if opts.dimension is not None else (2 if gap >= opts.vacuum_gap else 3)
+    electric_field, exchange_per_moment = opts.electric_field, opts.exchange_per_moment
     frac = frac.copy()
     if dimension == 2:  # one contiguous slab along the non-periodic a3
         frac[:, 2] = np.mod(frac[:, 2] - c_start, 1.0) + c_start
@@ -509,7 +473,7 @@ def tight_binding_variants(
     # ---- hoppings of all variants: one neighbour list out to the widest cutoff, one Slater-Koster call
     dim_k = dimension
     outer = max(v.cutoff[1] for v in variants)
-    bonds = _bond_candidates(lat, frac, dim_k, outer, min_distance)
+    bonds = _bond_candidates(lat, frac, dim_k, outer, opts.min_distance)
     nbond = len(bonds["d"])
     weights = np.stack([cutoff_weight(bonds["ratio"], v.cutoff) for v in variants])  # (nvar, nbond)
     integrals = np.stack(
@@ -541,15 +505,15 @@ def tight_binding_variants(
             p_sites = np.nonzero((site_atom_arr == a) & (site_mu > 0))[0]
             if len(p_sites) == 0:
                 continue
-            lam = spin_orbit_constant(sym, dict(spin_orbit_constants or {}))
+            lam = spin_orbit_constant(sym, dict(opts.spin_orbit_constants or {}))
             so_used[sym] = lam
             orb = (2 * p_sites[:, None] + np.arange(2)[None, :]).reshape(-1)  # px up, px down, py up, ...
             so_block[np.ix_(orb, orb)] += spin_orbit_matrix(lam)
         onsite[[v.spin_orbit for v in variants]] += so_block
     moments = None
-    if magnetic_moments is not None:
-        moments = np.asarray(magnetic_moments, dtype=float)
-        if moments.shape != (natom,) or not np.all(np.isfinite(moments)):
+    if opts.magnetic_moments is not None:
+        moments = np.asarray(opts.magnetic_moments, dtype=float)
+        if moments.shape != (natom,):
             raise StructureError(
                 f"magnetic_moments must be {natom} finite values (Bohr magnetons along z), got {np.shape(moments)}"
             )
@@ -565,7 +529,7 @@ def tight_binding_variants(
         spinful=True,
         labels=site_names,
         occupied=n_electrons,
-        name=name or "-".join(symbols),
+        name=opts.name or "-".join(symbols),
     )
     skeleton.metadata.update({"orbital_atom": site_atom_arr.tolist(), "orbital_l": list(site_l)})
     applied_fields = None
@@ -596,7 +560,7 @@ def tight_binding_variants(
             meta["applied_fields"] = applied_fields
         metadata.append(meta)
     stack = VariantStack(variants, skeleton, r_keys.reshape(nr, dim_k).astype(int), spatial, present, onsite, metadata)
-    if find_inversion:
+    if opts.find_inversion:
         from td_physics.structure.symmetry import inversion_operator
 
         # the operation and the orbital map come from the geometry (spglib, once); the skeleton has no
@@ -606,19 +570,26 @@ def tight_binding_variants(
 
 
 def variant_stacks(
-    lattice: Any, frac_coords: Any, atomic_numbers: Sequence[Any], variants: Sequence[Variant], **options: Any
+    lattice: Any,
+    frac_coords: Any,
+    atomic_numbers: Sequence[Any],
+    variants: Sequence[Variant],
+    *,
+    options: TightBindingOptions | None = None,
+    **overrides: Any,
 ) -> list[tuple[list[int], VariantStack]]:
     """:func:`tight_binding_variants` for variants grouped by orbital set: ``[(indices, stack), ...]``.
 
     Every variant of the shipped tables gives the same orbitals (one group); a term-value table
     without p states for some element would give that element an s-only basis in those variants.
     """
+    opts = resolve(TightBindingOptions, options, overrides, "builder")
     variants = list(variants)
     _, _, symbols = _check_inputs(lattice, frac_coords, atomic_numbers)
     groups: dict[tuple, list[int]] = {}
     for n, v in enumerate(variants):
         groups.setdefault(tuple(_orbitals(symbols, v)[0]), []).append(n)
     return [
-        (idx, tight_binding_variants(lattice, frac_coords, atomic_numbers, [variants[n] for n in idx], **options))
+        (idx, tight_binding_variants(lattice, frac_coords, atomic_numbers, [variants[n] for n in idx], options=opts))
         for idx in groups.values()
     ]
