@@ -16,6 +16,7 @@ from td_models.batch import crystal_item
 from td_models.config import ExperimentConfig, ModelConfig, TrainingConfig
 from td_models.exceptions import CheckpointError, ConfigError, TrainingDivergedError
 from td_models.model import TopologicalDiffusionModel
+from td_models.threads import torch_threads
 from td_models.training import (
     PREEMPTED_EXIT_CODE,
     ShardedBatchSampler,
@@ -296,6 +297,44 @@ def test_max_steps_stops_without_writing_and_fit_continues(tmp_path):
     more = trainer.fit(max_steps=4)
     assert (more.global_step, more.epochs_completed) == (8, 1)
     assert [p.name for p in list_checkpoints(tmp_path / "checkpoints")] == ["checkpoint_epoch_0001.pt"]
+
+
+# ---------------------------------------------------------------------------------------------- in-memory result
+def same_cell(x, y) -> bool:
+    return x == y or (isinstance(x, float) and isinstance(y, float) and math.isnan(x) and math.isnan(y))
+
+
+def same_rows(a, b) -> bool:
+    """Metric rows equal cell by cell (NaN equal to NaN)."""
+    return len(a) == len(b) and all(
+        r.keys() == s.keys() and all(same_cell(r[k], s[k]) for k in r) for r, s in zip(a, b)
+    )
+
+
+def test_fit_returns_in_memory_what_it_wrote_to_disk(tmp_path, reference):
+    _, plain = reference
+    assert plain.history is None and plain.resumed_from is None  # keep_history is off by default
+    assert plain.phases == ("structure_learning", "physics_integration", "fine_tuning")
+
+    before = torch.get_num_threads()
+    first = make_trainer(tmp_path, tiny_config(max_epochs=1), keep_history=True)
+    with torch_threads(1):
+        stopped = first.fit()
+    assert torch.get_num_threads() == before
+    assert stopped.phases == ("structure_learning",) and stopped.best_epoch == 1
+    assert same_rows(stopped.history, read_metrics(stopped.metrics_csv))
+
+    trainer = make_trainer(tmp_path, tiny_config(max_epochs=2), keep_history=True)
+    result = trainer.fit(resume_from="latest")
+    assert result.resumed_from == stopped.last_checkpoint
+    assert result.phases == ("structure_learning", "physics_integration")
+    rows = read_metrics(result.metrics_csv)  # the first run's rows and this one's, as in the file
+    assert same_rows(result.history, rows) and {r["epoch"] for r in result.history} == {1, 2}
+    assert result.best_epoch == trainer.best_epoch
+    assert result.model is trainer.ema.model  # the EMA weights final_model.pt holds, without reading it back
+    saved = TopologicalDiffusionModel.load(result.final_model).state_dict()
+    for name, value in result.model.state_dict().items():
+        torch.testing.assert_close(saved[name], value.cpu(), rtol=0, atol=0, msg=name)
 
 
 # ---------------------------------------------------------------------------------------------- schedule, EMA

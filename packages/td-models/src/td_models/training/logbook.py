@@ -95,6 +95,10 @@ class MetricsLogger:
         Drop CSV rows with ``step`` above it and purge later TensorBoard events (resumed run).
     run_config:
         The resolved configuration, given to W&B.
+    keep_rows:
+        Also keep the rows in memory, in :attr:`rows`: those already in ``metrics.csv`` (after the
+        resume truncation) and every logged one, as :func:`read_metrics` parses them. ``rows`` is None
+        without it and on a disabled logger.
     """
 
     def __init__(
@@ -105,10 +109,12 @@ class MetricsLogger:
         wandb_project: str | None = None,
         resume_step: int | None = None,
         run_config: Mapping[str, Any] | None = None,
+        keep_rows: bool = False,
     ) -> None:
         self.output_dir = Path(output_dir)
         self.csv_path = self.output_dir / "metrics.csv"
         self.enabled = bool(enabled)
+        self.rows: list[dict[str, Any]] | None = None
         self._tb = None
         self._wandb = None
         if not self.enabled:
@@ -119,6 +125,8 @@ class MetricsLogger:
         if not self.csv_path.is_file():
             with open(self.csv_path, "w", newline="", encoding="utf-8") as handle:
                 csv.writer(handle).writerow(COLUMNS)
+        if keep_rows:
+            self.rows = read_metrics(self.csv_path)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
@@ -181,6 +189,8 @@ class MetricsLogger:
         }
         with open(self.csv_path, "a", newline="", encoding="utf-8") as handle:
             csv.writer(handle).writerow([_cell(row[c]) for c in COLUMNS])
+        if self.rows is not None:
+            self.rows.append(row)
         scalars = {f"{kind}/{part}": value for part, value in losses.items() if math.isfinite(value)}
         if kind != "train":  # per-phase curves of the epoch means and validations
             scalars.update({f"{phase}/{kind}/{part}": value for part, value in losses.items() if math.isfinite(value)})

@@ -73,7 +73,11 @@ _PHYSICS_PARTS = frozenset({"properties", "band_gap", "formation_energy", "topo"
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """What :meth:`Trainer.fit` did."""
+    """What :meth:`Trainer.fit` did, with what a caller needs in memory: the model and the metric rows.
+
+    The files (``metrics_csv``, the checkpoints, ``best_model``, ``final_model``) are written as before;
+    ``model``, ``history`` and ``phases`` give the same information without reading them back.
+    """
 
     epochs_completed: int  # epochs finished (the last one may have been finished by an earlier run)
     global_step: int  # optimiser-step slots so far, skipped ones included
@@ -87,6 +91,15 @@ class TrainingResult:
     final_model: Path | None  # EMA weights at the end (None when preempted)
     step_losses: list[float] = field(default_factory=list)  # total loss of each step of this call, main process
     reached_max_steps: bool = False  # stopped by fit(max_steps=...), nothing written at the stop
+    # The trainer's inference model when fit returned, not a copy: the EMA weights when ema_decay > 0 (the
+    # weights final_model.pt holds), else the trained model; on the training device.
+    model: TopologicalDiffusionModel | None = None
+    # The rows of metrics.csv as read_metrics parses them (rows of earlier runs kept in the file included);
+    # None unless Trainer(keep_history=True), and on every process but the main one.
+    history: tuple[dict[str, Any], ...] | None = None
+    phases: tuple[str, ...] = ()  # training phases of the completed epochs (resumed ones included), in order
+    best_epoch: int | None = None  # epoch of best_model.pt's weights (None before the first epoch ends)
+    resumed_from: Path | None = None  # checkpoint this Trainer resumed from (resume() or fit(resume_from))
 
 
 def _canonical_checkpoint_path(path: Path) -> Path:
@@ -147,6 +160,13 @@ class Trainer:
         whose statistics should stay, e.g. fine-tuning).
     validate_every:
         Epochs between validation passes.
+    keep_history:
+        Keep every metrics row in memory and return them as :attr:`TrainingResult.history` (off by
+        default: a long run logs one row per optimiser step). ``metrics.csv`` is written either way.
+
+    Torch's thread count is process-wide and the trainer leaves it alone; to bound it for a run, wrap
+    the work in :func:`td_models.threads.torch_threads` (``with torch_threads(1): trainer.fit()``),
+    which restores the previous value.
     """
 
     def __init__(
@@ -167,6 +187,7 @@ class Trainer:
         record_data_order: bool = False,
         fit_normalisation: bool = True,
         validate_every: int = 1,
+        keep_history: bool = False,
     ) -> None:
         if isinstance(model, ExperimentConfig):
             torch.manual_seed(model.training_config.seed)
@@ -203,6 +224,7 @@ class Trainer:
         self.wandb_project = wandb_project
         self.record_data_order = bool(record_data_order)
         self.validate_every = validate_every
+        self.keep_history = bool(keep_history)
         self.output_dir = Path(output_dir)
         tc = config.training_config
         # training_config.checkpoint_dir (the user guide's checkpoint_config.checkpoint_dir); relative: under output_dir
@@ -259,6 +281,7 @@ class Trainer:
         self.last_losses: dict[str, float] = {}
         self.preemption = PreemptionFlag()
         self._resumed_step: int | None = None
+        self.resumed_from: Path | None = None
         self._logbook: MetricsLogger | None = None
         self._bar = None
 
@@ -332,6 +355,7 @@ class Trainer:
             wandb_project=self.wandb_project,
             resume_step=self._resumed_step,
             run_config=self.config.to_dict(),
+            keep_rows=self.keep_history,
         )
         log.info(
             "training on %s, %d process(es), mixed precision %s: %d crystals, %d steps/epoch, epochs %d..%d",
@@ -372,6 +396,7 @@ class Trainer:
             if status != "max_steps":
                 self._end_training()
         best = self.output_dir / "best_model.pt"
+        history = self._logbook.rows
         return TrainingResult(
             epochs_completed=self.epoch,
             global_step=self.global_step,
@@ -385,6 +410,11 @@ class Trainer:
             final_model=final_model,
             step_losses=step_losses,
             reached_max_steps=status == "max_steps",
+            model=self._inference_model(),
+            history=None if history is None else tuple(history),
+            phases=tuple(dict.fromkeys(tc.phase_at(e).name for e in range(1, self.epoch + 1))),
+            best_epoch=self.best_epoch,
+            resumed_from=self.resumed_from,
         )
 
     def _end_training(self) -> None:
@@ -783,6 +813,7 @@ class Trainer:
                 self.world_size,
             )
         self._resumed_step = self.global_step
+        self.resumed_from = path
         self.last_checkpoint = path
         log.info("resumed %s: epoch %d, micro-batch %d, step %d", path, self.epoch, self.batches_done, self.global_step)
         return path
