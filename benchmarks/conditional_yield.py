@@ -378,7 +378,7 @@ def label_training(records: list, args: argparse.Namespace) -> tuple[list, dict[
 
 def relabel_arm(records: list, rejected: list, args: argparse.Namespace, arm: str) -> tuple[list, dict[str, Any]]:
     """Recomputed class (or why none) of every generated crystal of one arm; ``(rows, counts)``."""
-    from pipelines.ingest.nodes import LABELLER_ELEMENTS
+    from pipelines.config import LABELLER_ELEMENTS
     from td_data.validity import structure_validity
 
     allowed = set(LABELLER_ELEMENTS)
@@ -449,7 +449,7 @@ def arm_summary(rows: list[dict[str, Any]], n_generated: int) -> dict[str, Any]:
 
 # ---------------------------------------------------------------------------------------------- data, model
 def training_records(args: argparse.Namespace, max_atoms: int) -> list:
-    from pipelines.ingest.nodes import LABELLER_ELEMENTS
+    from pipelines.config import LABELLER_ELEMENTS
     from td_data import SyntheticDatasetGenerator
 
     generator = SyntheticDatasetGenerator(seed=args.seed, max_atoms=min(20, max_atoms),

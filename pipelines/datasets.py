@@ -1,8 +1,9 @@
-"""Kedro datasets for the project's own types: HDF5 crystal stores, CIF folders and model checkpoints.
+"""Kedro datasets for the project's own types: the user's crystal files, HDF5 crystal stores, CIF folders
+and model checkpoints.
 
 Each class is declared in ``conf/base/catalog.yml`` by its dotted path (``pipelines.datasets.<Class>``)
-and works on local files. Writes are atomic: a crash while saving leaves the previous file (or
-folder) as it was. JSON metrics, tables and figures use kedro-datasets (``json.JSONDataset``,
+and works on local files. The user's files are only read; writes are atomic: a crash while saving leaves
+the previous file (or folder) as it was. JSON metrics, tables and figures use kedro-datasets (``json.JSONDataset``,
 ``pandas.CSVDataset``, ``matplotlib.MatplotlibDataset``, ``text.TextDataset``).
 """
 
@@ -23,7 +24,7 @@ from kedro.io import AbstractDataset, DatasetError
 from td_data import CrystalRecord
 from td_physics.files import current_umask
 
-__all__ = ["CrystalStoreDataset", "CifFolderDataset", "TorchCheckpointDataset"]
+__all__ = ["CrystalFilesDataset", "CrystalStoreDataset", "CifFolderDataset", "TorchCheckpointDataset"]
 
 logger = logging.getLogger(__name__)
 
@@ -208,6 +209,99 @@ class CifFolderDataset(AbstractDataset[Sequence[CrystalRecord], list[CrystalReco
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path)}
+
+
+class CrystalFilesDataset(AbstractDataset[None, Any]):
+    """The user's crystal files, read-only: a file or folder read by :func:`td_data.load_materials_database`.
+
+    Every format the reader knows (CIF, POSCAR/CONTCAR, JSON records or Materials Project documents,
+    benchmark CSV, a td-data HDF5 store; pickles only with ``trusted``) is read into a
+    :class:`td_data.readers.LoadResult`: the records, and each file, row or entry that could not be read
+    in ``quarantined`` with its reason. Bad input never makes ``load`` raise. ``path: null`` is "no files"
+    (an empty result), what the synthetic source reads. ``load_args`` are the reader's keyword arguments
+    (``trusted``, ``recursive``, ``max_atoms``, ``min_distance``, ``min_volume_per_atom``).
+
+    In this project the ``user_crystals`` entry is filled from ``data_config`` (its ``path`` and reading
+    options, :meth:`from_data_config`) by :class:`pipelines.hooks.UserCrystalsHook`, so the user's files are
+    named in one place, the parameter users already set.
+
+    Examples:
+        Using the YAML API (``conf/base/catalog.yml``; the project sets ``path`` from ``data_config.path``):
+
+        ```yaml
+        user_crystals:
+          type: pipelines.datasets.CrystalFilesDataset
+          path: data/01_raw/my_cifs
+          load_args: {trusted: false, max_atoms: 20}
+        ```
+
+        Using the Python API:
+
+        >>> from pymatgen.io.cif import CifWriter
+        >>> from td_data import CrystalRecord
+        >>> from pipelines.datasets import CrystalFilesDataset
+        >>> rec = CrystalRecord([[4.1, 0, 0], [0, 4.1, 0], [0, 0, 4.1]], [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cs", "Cl"])
+        >>> (tmp_path / "mine").mkdir()
+        >>> CifWriter(rec.to_structure()).write_file(str(tmp_path / "mine" / "CsCl.cif"))
+        >>> _ = (tmp_path / "mine" / "notes.txt").write_text("not a crystal")
+        >>> result = CrystalFilesDataset(path=tmp_path / "mine", load_args={"max_atoms": 20}).load()
+        >>> [r.formula for r in result.records], [q.source.rsplit("/", 1)[-1] for q in result.quarantined]
+        (['CsCl'], ['notes.txt'])
+        >>> CrystalFilesDataset().load().records
+        []
+    """
+
+    #: The keyword arguments of :func:`td_data.load_materials_database` that ``load_args`` may set.
+    LOAD_ARGS = ("trusted", "recursive", "max_atoms", "min_distance", "min_volume_per_atom")
+
+    def __init__(
+        self,
+        *,
+        path: str | os.PathLike | None = None,
+        load_args: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> None:
+        unknown = sorted(set(load_args or {}) - set(self.LOAD_ARGS))
+        if unknown:
+            raise DatasetError(
+                f"CrystalFilesDataset load_args has unknown keys {unknown}; known: {list(self.LOAD_ARGS)}"
+            )
+        self._path = None if path is None else Path(path)
+        self._load_args = dict(load_args or {})
+        self.metadata = metadata
+
+    @classmethod
+    def from_data_config(cls, data_config: Any) -> CrystalFilesDataset:
+        """The dataset ``data_config`` describes: its ``path`` (None for ``source: synthetic``) and reading options.
+
+        ``data_config`` is validated first (:class:`pipelines.config.DataConfig`), so ``trusted`` is a boolean
+        before any file is opened.
+        """
+        from pipelines.config import DataConfig
+
+        cfg = DataConfig.from_dict(data_config)
+        return cls(path=cfg.input_path, load_args=cfg.reader_options())
+
+    @property
+    def path(self) -> Path | None:
+        """The file or folder read (None: no files)."""
+        return self._path
+
+    def load(self) -> Any:
+        from td_data.readers import LoadResult, load_materials_database
+
+        if self._path is None:
+            return LoadResult(records=[], quarantined=[])
+        return load_materials_database(self._path, **self._load_args)
+
+    def save(self, data: None) -> None:
+        raise DatasetError(f"CrystalFilesDataset only reads the user's files; it never writes {self._path}")
+
+    def _exists(self) -> bool:
+        return self._path is None or self._path.exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": None if self._path is None else str(self._path), "load_args": self._load_args}
 
 
 class TorchCheckpointDataset(AbstractDataset[Any, Any]):

@@ -1,10 +1,39 @@
-"""Project hooks: before a run, check that the inputs of the selected pipelines exist on disk."""
+"""Project hooks: before a run, point the ``user_crystals`` dataset at ``data_config.path``, then check that
+the inputs of the selected pipelines exist on disk."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+
+#: The catalog entry of the user's crystal files, and the parameter block that says where they are.
+USER_CRYSTALS = "user_crystals"
+DATA_CONFIG = "params:data_config"
+
+
+class UserCrystalsHook:
+    """Builds the ``user_crystals`` dataset from ``data_config`` (its ``path`` and reading options).
+
+    ``data_config.path`` is where users name their files (the user guide, the README); the catalog declares
+    the dataset's type and this hook fills it in, for runs whose pipeline reads it, before any check or node.
+    A ``path`` written in the catalog entry itself is refused: the files are named in one place.
+    """
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        if USER_CRYSTALS not in pipeline.inputs() or USER_CRYSTALS not in catalog or DATA_CONFIG not in catalog:
+            return
+        from pipelines.datasets import CrystalFilesDataset
+        from pipelines.exceptions import ParameterError
+
+        declared = catalog.get(USER_CRYSTALS)
+        if getattr(declared, "path", None) is not None:
+            raise ParameterError(
+                f"the {USER_CRYSTALS} catalog entry takes its path from data_config.path; "
+                f"remove path {str(declared.path)!r} from the catalog and set data_config.path instead"
+            )
+        catalog[USER_CRYSTALS] = CrystalFilesDataset.from_data_config(catalog.load(DATA_CONFIG))
 
 
 class MissingInputsError(RuntimeError):
@@ -45,7 +74,7 @@ class MissingInputsHook:
         hint = (
             "Run first: " + " then ".join(f"`kedro run --pipelines={p}`" for p in firsts) + " (or `kedro run` for all)."
             if firsts
-            else "Run `kedro run` (all pipelines)."
+            else "No pipeline writes them: check where the configuration points (data_config.path for user_crystals)."
         )
         raise MissingInputsError(
             "this run needs inputs that earlier pipelines write:\n" + "\n".join(lines) + "\n" + hint

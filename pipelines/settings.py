@@ -2,11 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
-from pipelines.hooks import MissingInputsHook
+from pipelines.hooks import MissingInputsHook, UserCrystalsHook
 
-#: Checks, before any node runs, that the inputs of the selected pipelines exist on disk and, when
-#: they do not, names the pipeline to run first.
-HOOKS = (MissingInputsHook(),)
+#: Before any node runs: the ``user_crystals`` dataset is pointed at ``data_config.path``; then the inputs of
+#: the selected pipelines must exist on disk, and when they do not the hook names the pipeline to run first.
+HOOKS = (UserCrystalsHook(), MissingInputsHook())
 
 CONF_SOURCE = "conf"
 CONFIG_LOADER_CLASS = OmegaConfigLoader

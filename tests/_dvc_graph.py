@@ -147,8 +147,8 @@ def expected_stages() -> dict[str, dict[str, set[str]]]:
         }
         found[name] = {
             "code": code_dependencies(name, classes),
-            "inputs": {dataset_path(catalog[n], ROOT) for n in pipe.inputs() if n in catalog},
-            "outputs": {dataset_path(catalog[n], ROOT) for n in pipe.all_outputs() if n in catalog},
+            "inputs": {dataset_path(catalog[n], ROOT) for n in pipe.inputs() if n in catalog} - {None},
+            "outputs": {dataset_path(catalog[n], ROOT) for n in pipe.all_outputs() if n in catalog} - {None},
             "parameters": params,
             "path_inputs": {p for p in params if isinstance(base.get(p), dict) and "path" in base[p]},
             "datasets": {n for n in datasets if n in catalog},

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 import pipelines.datasets as datasets_module
-from pipelines.datasets import CifFolderDataset, CrystalStoreDataset, TorchCheckpointDataset
+from pipelines.datasets import CifFolderDataset, CrystalFilesDataset, CrystalStoreDataset, TorchCheckpointDataset
 from td_data import CrystalRecord
 
 
@@ -27,7 +27,9 @@ def _records() -> list[CrystalRecord]:
     ]
 
 
-@pytest.mark.parametrize("name", ["CrystalStoreDataset", "CifFolderDataset", "TorchCheckpointDataset"])
+@pytest.mark.parametrize(
+    "name", ["CrystalFilesDataset", "CrystalStoreDataset", "CifFolderDataset", "TorchCheckpointDataset"]
+)
 def test_docstring_example_runs(name, tmp_path):
     finder = doctest.DocTestFinder()
     (test,) = [t for t in finder.find(datasets_module) if t.name.endswith(name)]
@@ -90,3 +92,45 @@ def test_torch_checkpoint_round_trip(tmp_path):
         assert torch.equal(a, b), k
     with pytest.raises(Exception, match="TopologicalDiffusionModel"):
         ds.save({"not": "a model"})
+
+
+def test_crystal_files_dataset_reads_what_data_config_names_and_never_writes(tmp_path):
+    from kedro.io import DatasetError
+
+    from pipelines.exceptions import ParameterError
+
+    CifFolderDataset(path=tmp_path / "mine").save(_records())
+    for index in ("index.json", "index.csv"):
+        (tmp_path / "mine" / index).unlink()  # a user's folder has CIFs only
+    config = {"source": "cif_folder", "path": str(tmp_path / "mine"), "max_atoms": 1}
+    result = CrystalFilesDataset.from_data_config(config).load()
+    assert result.records == [] and len(result.quarantined) == 2  # max_atoms reaches the reader
+    assert all("more than max_atoms 1" in q.reason for q in result.quarantined)
+    assert CrystalFilesDataset.from_data_config({**config, "source": "synthetic"}).path is None
+    with pytest.raises(ParameterError, match="data_config.trusted must be true or false, got 'yes'"):
+        CrystalFilesDataset.from_data_config({**config, "trusted": "yes"})
+    with pytest.raises(DatasetError, match=r"load_args has unknown keys \['trust'\]"):
+        CrystalFilesDataset(path=tmp_path, load_args={"trust": True})
+    with pytest.raises(DatasetError, match="only reads"):
+        CrystalFilesDataset(path=tmp_path / "mine").save(result)
+    assert not CrystalFilesDataset(path=tmp_path / "gone").exists() and CrystalFilesDataset().exists()
+
+
+def test_user_crystals_hook_takes_the_path_from_data_config_alone(tmp_path):
+    from kedro.io import DataCatalog, MemoryDataset
+    from kedro.pipeline import Pipeline, node
+
+    from pipelines.exceptions import ParameterError
+    from pipelines.hooks import UserCrystalsHook
+
+    def ingest(data_config, user_crystals):
+        return len(user_crystals.records)
+
+    pipe = Pipeline([node(ingest, ["params:data_config", "user_crystals"], "n")])
+    config = MemoryDataset({"source": "cif_folder", "path": str(tmp_path), "trusted": False})
+    catalog = DataCatalog({"user_crystals": CrystalFilesDataset(), "params:data_config": config})
+    UserCrystalsHook().before_pipeline_run({}, pipe, catalog)
+    assert catalog.get("user_crystals").path == tmp_path
+    catalog = DataCatalog({"user_crystals": CrystalFilesDataset(path=tmp_path), "params:data_config": config})
+    with pytest.raises(ParameterError, match="takes its path from data_config.path"):
+        UserCrystalsHook().before_pipeline_run({}, pipe, catalog)

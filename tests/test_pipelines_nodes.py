@@ -6,10 +6,11 @@ import matplotlib
 import pandas as pd
 import pytest
 
-from pipelines.datasets import CifFolderDataset
+from pipelines.config import LABELLER_ELEMENTS
+from pipelines.datasets import CifFolderDataset, CrystalFilesDataset
 from pipelines.evaluate.nodes import physics_consistency
 from pipelines.generate.nodes import generate_candidates
-from pipelines.ingest.nodes import LABELLER_ELEMENTS, ingest_crystals
+from pipelines.ingest.nodes import ingest_crystals
 from pipelines.label.nodes import label_crystals
 from pipelines.report.nodes import (
     plot_best_band_structures,
@@ -65,7 +66,8 @@ def test_ingest_cif_folder_quarantines_bad_files_and_keeps_good(tmp_path, raw):
     (tmp_path / "mine" / "index.csv").unlink()
     (tmp_path / "mine" / "broken.cif").write_text("data_broken\n_cell_length_a 3\n", encoding="utf-8")
     (tmp_path / "mine" / "notes.txt").write_text("hello", encoding="utf-8")
-    records, quarantine = ingest_crystals({"source": "cif_folder", "path": str(tmp_path / "mine"), "elements": None})
+    config = {"source": "cif_folder", "path": str(tmp_path / "mine"), "elements": None}
+    records, quarantine = ingest_crystals(config, CrystalFilesDataset.from_data_config(config).load())
     assert len(records) == 5
     assert sorted(e["source"].rsplit("/", 1)[-1] for e in quarantine["entries"]) == ["broken.cif", "notes.txt"]
     assert all(e["reason"] for e in quarantine["entries"])

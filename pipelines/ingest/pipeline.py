@@ -1,4 +1,4 @@
-"""Ingest pipeline: ``params:data_config`` -> ``raw_crystals`` + ``ingest_quarantine``."""
+"""Ingest pipeline: ``params:data_config`` + ``user_crystals`` -> ``raw_crystals`` + ``ingest_quarantine``."""
 
 from kedro.pipeline import Pipeline, node
 
@@ -10,7 +10,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             node(
                 ingest_crystals,
-                inputs="params:data_config",
+                inputs=["params:data_config", "user_crystals"],
                 outputs=["raw_crystals", "ingest_quarantine"],
                 name="ingest_crystals_node",
             )
