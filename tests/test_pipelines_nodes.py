@@ -102,6 +102,23 @@ def test_train_returns_model_metrics_and_summary(trained):
     assert summary["epochs_completed"] == 1 and model.config.model_config.hidden_dim == 16
 
 
+def test_train_returns_what_the_trainer_wrote_and_restores_torch_threads(labelled, tmp_path):
+    import torch
+
+    from td_models import TopologicalDiffusionModel
+
+    _, train, val, _ = split_crystals(labelled[0], {"fractions": [0.7, 0.15, 0.15]})
+    before = torch.get_num_threads()
+    options = {"num_threads": 1 if before > 1 else 2, "run_dir": str(tmp_path / "run")}
+    model, metrics, _ = train_model(train, val, TINY_MODEL, PHYSICS, TINY_TRAINING, options)
+    assert torch.get_num_threads() == before
+    pd.testing.assert_frame_equal(metrics, pd.read_csv(tmp_path / "run" / "metrics.csv"))
+    on_disk = TopologicalDiffusionModel.load(tmp_path / "run" / "final_model.pt").state_dict()
+    assert set(on_disk) == set(model.state_dict())
+    for name, value in model.state_dict().items():
+        torch.testing.assert_close(value, on_disk[name], rtol=0, atol=0)
+
+
 def test_generate_attaches_predictions(candidates):
     records, summary = candidates
     assert summary["n_requested"] == 6 and len(records) == summary["n_records"]

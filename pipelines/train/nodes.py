@@ -1,11 +1,12 @@
 """Train: the diffusion model on the training split, with the validation split for model selection.
 
-The trainer works in ``train_options.run_dir`` (``data/06_models/training``): its rotating checkpoints,
-``metrics.csv`` and the final EMA weights, which the node reads back and returns; what is kept for later
-pipelines goes through the catalog (``model``, ``training_metrics``, ``training_summary``). A run killed midway
-resumes from the newest checkpoint there when it is the same run: the folder's ``run.json`` holds a
-fingerprint of the configuration and of the training and validation data; with any difference the old files
-are removed and training starts afresh, and the log says which part differed.
+The trainer keeps its rotating checkpoints and logs in ``train_options.run_dir`` (``data/06_models/training``),
+a resume cache that no later pipeline reads; the node returns the trained model (EMA weights) and the metrics
+rows from the trainer's result in memory, and what is kept goes through the catalog (``model``,
+``training_metrics``, ``training_summary``). Torch's thread count is set for the training only and restored.
+A run killed midway resumes from the newest checkpoint there when it is the same run: the folder's
+``run.json`` holds a fingerprint of the configuration and of the training and validation data; with any
+difference the old files are removed and training starts afresh, and the log says which part differed.
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class TrainOptions(OptionsBlock):
 
     block: ClassVar[str] = "train_options"
 
-    num_threads: int | None = 1  # torch threads for this process (None: torch's default)
+    num_threads: int | None = 1  # torch threads while training, restored afterwards (None: leave torch's)
     progress_bar: bool = False  # a tqdm bar per epoch
     run_dir: str = "data/06_models/training"  # the trainer's checkpoints and logs; a rerun resumes from here
     resume: bool = True  # resume the same run from its newest checkpoint (False: always start afresh)
@@ -211,6 +212,15 @@ def _last_losses(losses: Mapping[str, float], metrics: pd.DataFrame) -> dict[str
     return {k: float(last[k]) for k in LOSS_PARTS if k in last and pd.notna(last[k])}
 
 
+def metrics_frame(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
+    """The trainer's metrics rows as a table, with the columns and types of its ``metrics.csv``."""
+    from td_models.training import COLUMNS
+
+    whole = ("epoch", "step", "skipped")
+    types = {c: ("int64" if c in whole else "float64") for c in COLUMNS if c not in ("kind", "phase")}
+    return pd.DataFrame(list(history), columns=list(COLUMNS)).astype(types)
+
+
 def train_model(
     train: Sequence[CrystalRecord],
     val: Sequence[CrystalRecord],
@@ -223,17 +233,13 @@ def train_model(
 
     ``train_options`` (:class:`TrainOptions`): ``run_dir`` for the trainer's checkpoints and logs (a rerun of
     the same run resumes there), ``augmentation`` applied to the training crystals (never to validation),
-    ``num_threads`` (torch threads; 1 is fastest on a shared 2-core machine) and ``progress_bar``.
+    ``num_threads`` (torch threads while training, restored afterwards) and ``progress_bar``.
     """
-    import torch
-
-    from td_models import TopologicalDiffusionModel
+    from td_models import torch_threads
     from td_models.training import Trainer
 
     config = experiment_config(model_config, physics_config, training_config)
     options = TrainOptions.from_dict(train_options)
-    if options.num_threads:
-        torch.set_num_threads(options.num_threads)
     n, max_atoms = config.model_config.num_species, config.model_config.max_atoms
     train_records = augment_records(train, options)
     train_items = [record_to_item(r, n) for r in train_records if r.num_atoms <= max_atoms]
@@ -242,20 +248,22 @@ def train_model(
         raise ValueError(f"training needs at least 2 crystals of at most max_atoms sites, got {len(train_items)}")
     run_dir = Path(options.run_dir)
     resume = prepare_run_dir(run_dir, run_fingerprint(config, train_items, val_items), options.resume)
-    trainer = Trainer(
-        config,
-        train_items,
-        val_items or None,
-        output_dir=run_dir,
-        progress_bar=options.progress_bar,
-        tensorboard=False,
-    )
-    if resume:
-        checkpoint = trainer.resume("latest")
-        logger.info("train: resuming the same run from %s after epoch %d", checkpoint, trainer.epoch)
-    result = trainer.fit()
-    metrics = pd.read_csv(result.metrics_csv)
-    model = TopologicalDiffusionModel.load(result.final_model)
+    with torch_threads(options.num_threads):
+        trainer = Trainer(
+            config,
+            train_items,
+            val_items or None,
+            output_dir=run_dir,
+            progress_bar=options.progress_bar,
+            tensorboard=False,
+            keep_history=True,
+        )
+        if resume:
+            checkpoint = trainer.resume("latest")
+            logger.info("train: resuming the same run from %s after epoch %d", checkpoint, trainer.epoch)
+        result = trainer.fit()
+    metrics = metrics_frame(result.history)
+    model = result.model.cpu()
     summary = {
         "epochs_completed": result.epochs_completed,
         "global_step": result.global_step,
