@@ -14,7 +14,7 @@ from td_physics.bands import batched_band_gaps, density_mesh, irreducible_mesh, 
 from td_physics.classify import classify_structure
 from td_physics.fields import electric_field
 from td_physics.invariants import parity_z2
-from td_physics.invariants.z2 import batched_parity_deltas
+from td_physics.invariants.parity import batched_parity_deltas
 from td_physics.model import stacked_hamiltonian
 from td_physics.structure import DEFAULT_VARIANTS, Variant, neighbour_list, tight_binding_from_structure
 from td_physics.structure.builder import tight_binding_variants

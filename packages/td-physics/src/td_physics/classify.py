@@ -30,7 +30,6 @@ reported each under its own name.
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections import Counter
 from collections.abc import Sequence
@@ -50,7 +49,7 @@ from td_physics.bands import (
 from td_physics.classes import TOPO_CLASSES
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants import ChernOptions, Z2Options, chern_number, parity_z2, z2_indices, z2_invariant
-from td_physics.invariants.z2 import batched_parity_deltas, parity_result
+from td_physics.invariants.parity import batched_parity_deltas, parity_result, trim_points
 from td_physics.model import TightBindingModel
 
 __all__ = [
@@ -282,7 +281,7 @@ def _classify_stack(
     Variants with the same Hamiltonian are computed once. Gaps: one batched ``eigvalsh`` per
     chunk of k-points for all distinct variants; parities: the even and odd blocks of ``H`` at the
     eight TRIMs of all gapped variants with inversion, in batched ``eigvalsh`` calls
-    (:func:`~td_physics.invariants.z2.batched_parity_deltas`); Wannier-centre flow or Chern number
+    (:func:`~td_physics.invariants.parity.batched_parity_deltas`); Wannier-centre flow or Chern number
     per gapped variant.
     """
     nocc, norb, dim_k = stack.n_electrons, stack.norb, stack.dim_k
@@ -308,7 +307,7 @@ def _classify_stack(
     with_parity = [g for g in gapped if not magnetic and stack.inversion[g[0]] is not None]
     if with_parity:  # Fu-Kane parities of every gapped variant with inversion: one eigh at the TRIMs
         op = stack.inversion[with_parity[0][0]]
-        trims = np.array(list(itertools.product((0.0, 0.5), repeat=dim_k)))
+        trims = trim_points(dim_k)
         idx = [g[0] for g in with_parity]
         deltas, gaps = batched_parity_deltas(stack.hamiltonian(trims, idx), trims, op, nocc, method="blocks")
         for (r, d, i), delta, gap in zip(with_parity, deltas, gaps):

@@ -20,7 +20,7 @@ from td_physics.bands import batched_band_gaps
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants.chern import _orientation, chern_batch_converged
 from td_physics.invariants.options import ChernOptions, Z2Options
-from td_physics.invariants.z2 import _Plane, _z2_planes
+from td_physics.invariants.wilson import flow_planes, indices_from_planes, z2_planes
 from td_physics.model import TightBindingModel
 
 __all__ = ["PhaseDiagram", "phase_diagram", "INVARIANTS"]
@@ -185,18 +185,13 @@ def phase_diagram(
                 direct, _ = batched_band_gaps(group, nocc, mesh)
                 values[idx], min_gap[idx] = direct, direct
             else:
-                if invariant == "z2":
-                    planes = [_Plane(None, 0.0, 0, 1, np.zeros(0))]
-                else:
-                    planes = [_Plane(a, v, (a + 1) % 3, (a + 2) % 3, np.zeros(0)) for a in range(3) for v in (0.0, 0.5)]
-                res = _z2_planes(group, planes, nocc, resolve(Z2Options, None, z2_options, "convergence"))
+                planes = flow_planes(2 if invariant == "z2" else 3)
+                res = z2_planes(group, planes, nocc, resolve(Z2Options, None, z2_options, "convergence"))
                 if invariant == "z2":
                     values[idx] = res["z2"][:, 0]
                     converged[idx] = res["converged"][:, 0]
                 else:
-                    z = res["z2"].reshape(len(group), 3, 2)
-                    nu0 = (z[:, :, 0] + z[:, :, 1]) % 2
-                    values[idx] = np.concatenate([nu0[:, :1], z[:, :, 1]], axis=1)
+                    values[idx], nu0 = indices_from_planes(res["z2"])
                     converged[idx] = res["converged"].all(axis=1) & np.all(nu0 == nu0[:, :1], axis=1)
                 min_gap[idx] = res["min_gap"].min(axis=1)
     logger.info("phase diagram of %s over %s: %d points, %d not converged", name, names, n, int((~converged).sum()))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from td_physics.bands import BandStructure
-from td_physics.invariants.z2 import WilsonLoopResult
+from td_physics.invariants.wilson import WilsonLoopResult
 
 __all__ = ["plot_band_structure", "plot_berry_flux", "plot_wcc_flow"]
 

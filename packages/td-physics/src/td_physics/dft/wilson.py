@@ -8,7 +8,7 @@ Wilson loops differ from the exact ones only by the (continuous) intra-cell dipo
 Topological invariants do not depend on that choice: Wannier-centre flow gives the same Z2 and
 link variables the same Chern number (the same argument that makes tight-binding invariants
 independent of the orbital positions, DESIGN.md). The flow is read with td-physics' own largest-gap rule
-(:func:`td_physics.invariants.z2.z2_from_flow`).
+(:func:`td_physics.invariants.wilson.z2_from_flow`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from td_physics.invariants._core import ordered_product
-from td_physics.invariants.z2 import z2_from_flow
+from td_physics.invariants.wilson import z2_from_flow
 
 
 def loewdin_frames(coeffs: np.ndarray, overlap: np.ndarray) -> np.ndarray:
