@@ -69,6 +69,13 @@ def _check(cond: bool, message: str) -> None:
         raise ConfigError(message)
 
 
+def _check_choice(name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """:class:`ConfigError` unless ``value`` is one of ``choices`` ("x must be 'a', 'b' or 'c', got ...")."""
+    quoted = [repr(choice) for choice in choices]
+    listed = " or ".join([", ".join(quoted[:-1]), quoted[-1]]) if len(quoted) > 1 else quoted[0]
+    _check(value in choices, f"{name} must be {listed}, got {value!r}")
+
+
 def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
@@ -158,14 +165,8 @@ class ModelConfig(_Block):
             _is_number(self.dropout) and 0.0 <= self.dropout < 1.0,
             f"model_config.dropout must be in [0, 1), got {self.dropout!r}",
         )
-        _check(
-            self.lattice_schedule in ("cosine", "linear"),
-            f"model_config.lattice_schedule must be 'cosine' or 'linear', got {self.lattice_schedule!r}",
-        )
-        _check(
-            self.species_process in ("absorbing", "uniform"),
-            f"model_config.species_process must be 'absorbing' or 'uniform', got {self.species_process!r}",
-        )
+        _check_choice("model_config.lattice_schedule", self.lattice_schedule, ("cosine", "linear"))
+        _check_choice("model_config.species_process", self.species_process, ("absorbing", "uniform"))
         _check(
             _is_number(self.sigma_min) and _is_number(self.sigma_max) and 0 < self.sigma_min < self.sigma_max,
             f"model_config.sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max, "
@@ -350,14 +351,8 @@ class TrainingConfig(_Block):
             _is_number(self.ema_decay) and 0.0 <= self.ema_decay < 1.0,
             f"training_config.ema_decay must be in [0, 1), got {self.ema_decay!r}",
         )
-        _check(
-            self.scheduler in ("phases", "cosine"),
-            f"training_config.scheduler must be 'phases' or 'cosine', got {self.scheduler!r}",
-        )
-        _check(
-            self.mixed_precision in ("no", "bf16", "fp16"),
-            f"training_config.mixed_precision must be 'no', 'bf16' or 'fp16', got {self.mixed_precision!r}",
-        )
+        _check_choice("training_config.scheduler", self.scheduler, ("phases", "cosine"))
+        _check_choice("training_config.mixed_precision", self.mixed_precision, ("no", "bf16", "fp16"))
         phases = tuple(p if isinstance(p, PhaseConfig) else PhaseConfig.from_dict(p) for p in self.phases)
         _check(len(phases) >= 1, "training_config.phases must hold at least one phase, got none")
         _check(phases[0].start_epoch == 1, f"the first phase must start at epoch 1, got {phases[0].start_epoch}")

@@ -40,6 +40,8 @@ from td_models.diffusion.schedules import (
     check_int,
     check_same_shape,
     expand_like,
+    noise_like,
+    row_mean,
 )
 
 __all__ = ["VPProcess"]
@@ -107,12 +109,7 @@ class VPProcess(TableModule):
         """
         x0 = check_data("x0", x0)
         _, ab = self._coeffs(t, x0)
-        if noise is None:
-            generator = check_generator(generator, x0.device)
-            noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype, device=x0.device)
-        else:
-            check_same_shape("noise", noise, "x0", x0)
-            noise = noise.to(dtype=x0.dtype)
+        noise = noise_like(x0, noise, generator)
         ab = expand_like(ab, x0)
         return ab.sqrt() * x0 + (1.0 - ab).sqrt() * noise, noise
 
@@ -136,9 +133,9 @@ class VPProcess(TableModule):
         """
         eps_pred = check_data("eps_pred", eps_pred)
         check_same_shape("noise", noise, "eps_pred", eps_pred)
-        if reduce_dims is None:
-            reduce_dims = tuple(range(1, eps_pred.dim()))
         err = (eps_pred - noise.to(eps_pred.dtype)).square()
+        if reduce_dims is None:
+            return row_mean(err)
         return err.mean(dim=reduce_dims) if reduce_dims else err
 
     # ------------------------------------------------------------------ reverse process
@@ -193,16 +190,6 @@ class VPProcess(TableModule):
         z = torch.randn(xt.shape, generator=generator, dtype=xt.dtype, device=xt.device)
         return abs_.sqrt() * x0_hat + expand_like(keep.sqrt(), xt) * eps_hat + expand_like(eta * var.sqrt(), xt) * z
 
-    def prior_sample(
-        self,
-        shape: tuple[int, ...] | torch.Size,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """Standard normal ``x_T`` of ``shape`` (the prior; ``alpha_bar[T]`` is ~2e-9 for the cosine schedule).
-
-        ``dtype`` defaults to torch's default dtype, ``device`` to the device of the tables.
-        """
-        generator, device = self._prior_target(generator, dtype, device)
-        return torch.randn(tuple(shape), generator=generator, dtype=dtype, device=device)
+    def _draw_prior(self, shape, generator, dtype, device) -> torch.Tensor:
+        """Standard normal ``x_T`` (the prior; ``alpha_bar[T]`` is ~2e-9 for the cosine schedule)."""
+        return torch.randn(shape, generator=generator, dtype=self._float_dtype(dtype), device=device)

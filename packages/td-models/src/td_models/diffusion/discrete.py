@@ -56,6 +56,7 @@ from td_models.diffusion.schedules import (
     check_int,
     check_same_shape,
     cosine_alpha_bar,
+    row_mean,
 )
 from td_models.exceptions import ConfigError
 
@@ -318,16 +319,12 @@ class DiscreteProcess(TableModule):
             log_q_safe = torch.where(support, log_q, torch.zeros_like(log_q))
             kl = torch.where(support, log_q_safe.exp() * (log_q_safe - log_p), torch.zeros_like(log_q)).sum(dim=-1)
             total = ce + hybrid_weight * kl
-        return total.mean(dim=tuple(range(1, total.dim()))) if total.dim() > 1 else total
+        return row_mean(total)
 
-    def prior_sample(
-        self,
-        shape: tuple[int, ...] | torch.Size,
-        generator: torch.Generator | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """``x_T``: all mask (absorbing; no randomness used) or uniform classes (uniform); long of ``shape``."""
-        generator, device = self._prior_target(generator, None, device)
+    def _draw_prior(self, shape, generator, dtype, device) -> torch.Tensor:
+        """``x_T``: all mask (absorbing; no randomness used) or uniform classes (uniform); long, so no ``dtype``."""
+        if dtype is not None:
+            raise ConfigError(f"dtype must be None for a discrete prior (long class indices), got {dtype}")
         if self.absorbing:
-            return torch.full(tuple(shape), self.num_classes, dtype=torch.long, device=device)
-        return torch.randint(0, self.num_classes, tuple(shape), generator=generator, device=device)
+            return torch.full(shape, self.num_classes, dtype=torch.long, device=device)
+        return torch.randint(0, self.num_classes, shape, generator=generator, device=device)

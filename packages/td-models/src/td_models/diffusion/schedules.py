@@ -222,6 +222,23 @@ def check_generator(generator: Any, device: torch.device) -> torch.Generator | N
     return generator
 
 
+def noise_like(
+    x: torch.Tensor, noise: torch.Tensor | None, generator: torch.Generator | None, name: str = "x0"
+) -> torch.Tensor:
+    """The forward-process noise for data ``x``: ``noise`` (same shape, cast to ``x``'s dtype) or, when it is
+    None, one ``torch.randn(x.shape, generator=generator)`` draw in ``x``'s dtype and device."""
+    if noise is None:
+        generator = check_generator(generator, x.device)
+        return torch.randn(x.shape, generator=generator, dtype=x.dtype, device=x.device)
+    check_same_shape("noise", noise, name, x)
+    return noise.to(dtype=x.dtype)
+
+
+def row_mean(x: torch.Tensor) -> torch.Tensor:
+    """Per-row mean ``(B,)`` over every dimension but the first (``x`` itself when it is ``(B,)``)."""
+    return x.mean(dim=tuple(range(1, x.dim()))) if x.dim() > 1 else x
+
+
 class TableModule(torch.nn.Module):
     """A module holding float64 lookup tables as non-persistent buffers.
 
@@ -262,14 +279,33 @@ class TableModule(torch.nn.Module):
             table = table.to(steps.device)
         return table[steps]
 
-    def _prior_target(
-        self, generator: Any, dtype: torch.dtype | None, device: torch.device | str | None
-    ) -> tuple[torch.Generator | None, torch.device]:
-        """Checked ``(generator, device)`` for a prior draw; ``device`` defaults to the tables' device."""
+    def prior_sample(
+        self,
+        shape: tuple[int, ...] | torch.Size,
+        generator: torch.Generator | None = None,
+        dtype: torch.dtype | None = None,
+        device: torch.device | str | None = None,
+    ) -> torch.Tensor:
+        """A draw of ``x_T`` of ``shape`` from the process's prior (each process's ``_draw_prior`` says which).
+
+        ``dtype`` is the floating-point dtype of a continuous prior (default: torch's default dtype);
+        ``device`` defaults to the device of the tables; ``generator`` must live on that device.
+        """
+        device = torch.device(device) if device is not None else self.table_device
+        return self._draw_prior(tuple(shape), check_generator(generator, device), dtype, device)
+
+    def _draw_prior(
+        self, shape: tuple[int, ...], generator: torch.Generator | None, dtype: torch.dtype | None, device: torch.device
+    ) -> torch.Tensor:
+        """The prior draw of a process; every process class defines its own."""
+        raise NotImplementedError(f"{type(self).__name__} defines no prior")
+
+    @staticmethod
+    def _float_dtype(dtype: torch.dtype | None) -> torch.dtype | None:
+        """``dtype`` if it is None or floating point; :class:`ConfigError` otherwise."""
         if dtype is not None and not dtype.is_floating_point:
             raise ConfigError(f"dtype must be a floating-point dtype, got {dtype}")
-        device = torch.device(device) if device is not None else self.table_device
-        return check_generator(generator, device), device
+        return dtype
 
     @property
     def table_device(self) -> torch.device:

@@ -45,6 +45,8 @@ from td_models.diffusion.schedules import (
     check_int,
     check_same_shape,
     expand_like,
+    noise_like,
+    row_mean,
     sigma_schedule,
 )
 from td_models.exceptions import ConfigError
@@ -256,12 +258,7 @@ class WrappedNormalProcess(TableModule):
         """
         f0 = check_data("f0", f0)
         _, sig, norm = self._levels(t, f0)
-        if noise is None:
-            generator = check_generator(generator, f0.device)
-            noise = torch.randn(f0.shape, generator=generator, dtype=f0.dtype, device=f0.device)
-        else:
-            check_same_shape("noise", noise, "f0", f0)
-            noise = noise.to(f0.dtype)
+        noise = noise_like(f0, noise, generator, "f0")
         sig_x = expand_like(sig, f0)
         delta = sig_x * noise
         target = self.wrapped_normal_score(delta, sig_x) / expand_like(norm.sqrt(), f0)
@@ -271,8 +268,7 @@ class WrappedNormalProcess(TableModule):
         """Per-row mean squared error ``(B,)`` between the predicted and target normalised scores."""
         score_pred = check_data("score_pred", score_pred)
         check_same_shape("target", target, "score_pred", score_pred)
-        err = (score_pred - target.to(score_pred.dtype)).square()
-        return err.mean(dim=tuple(range(1, err.dim()))) if err.dim() > 1 else err
+        return row_mean((score_pred - target.to(score_pred.dtype)).square())
 
     # ------------------------------------------------------------------ reverse process
     def predictor_step(
@@ -346,16 +342,6 @@ class WrappedNormalProcess(TableModule):
         z = torch.randn(ft.shape, generator=generator, dtype=ft.dtype, device=ft.device)
         return wrap01(ft + expand_like(eps, ft) * score + expand_like((2.0 * eps).sqrt(), ft) * z)
 
-    def prior_sample(
-        self,
-        shape: tuple[int, ...] | torch.Size,
-        generator: torch.Generator | None = None,
-        dtype: torch.dtype | None = None,
-        device: torch.device | str | None = None,
-    ) -> torch.Tensor:
-        """Uniform points on ``[0, 1)`` of ``shape`` (the wrapped normal at ``sigma_max = 0.5`` is uniform to ~1%).
-
-        ``dtype`` defaults to torch's default dtype, ``device`` to the device of the tables.
-        """
-        generator, device = self._prior_target(generator, dtype, device)
-        return wrap01(torch.rand(tuple(shape), generator=generator, dtype=dtype, device=device))
+    def _draw_prior(self, shape, generator, dtype, device) -> torch.Tensor:
+        """Uniform points on ``[0, 1)`` (the wrapped normal at ``sigma_max = 0.5`` is uniform to ~1%)."""
+        return wrap01(torch.rand(shape, generator=generator, dtype=self._float_dtype(dtype), device=device))

@@ -624,30 +624,12 @@ class Trainer:
         train = self._means(sums, phase.physics)
         if train:
             self.last_losses = train
-        throughput = self._epoch_samples / elapsed if elapsed > 0 else None
-        self._logbook.log(
-            "epoch",
-            epoch=self.epoch,
-            step=self.global_step,
-            phase=phase.name,
-            lr=self.scheduler.get_last_lr()[0],
-            losses=train,
-            samples_per_s=throughput,
-            skipped=self.nonfinite_total,
-        )
+        self._log_epoch_row("epoch", phase, train, self._epoch_samples / elapsed if elapsed > 0 else None)
         metric = train.get("diffusion", math.inf)
         if self.val_dataset is not None and self.epoch % self.validate_every == 0:
             val = self.evaluate()
             metric = val.get("diffusion", math.inf)
-            self._logbook.log(
-                "val",
-                epoch=self.epoch,
-                step=self.global_step,
-                phase=phase.name,
-                lr=self.scheduler.get_last_lr()[0],
-                losses=val,
-                skipped=self.nonfinite_total,
-            )
+            self._log_epoch_row("val", phase, val)
             log.info("epoch %d (%s): val %.4f", self.epoch, phase.name, val.get("total", math.nan))
         log.info("epoch %d (%s): train %.4f", self.epoch, phase.name, train.get("total", math.nan))
         self._logbook.flush()
@@ -657,6 +639,21 @@ class Trainer:
                 self._inference_model().save(self.output_dir / "best_model.pt")
         if self.epoch % tc.checkpoint_every == 0 or self.epoch == tc.max_epochs:
             self.save_checkpoint()
+
+    def _log_epoch_row(
+        self, kind: str, phase: PhaseConfig, losses: dict[str, float], samples_per_s: float | None = None
+    ) -> None:
+        """A metrics row for the epoch just completed: its mean losses (``epoch``) or a validation (``val``)."""
+        self._logbook.log(
+            kind,
+            epoch=self.epoch,
+            step=self.global_step,
+            phase=phase.name,
+            lr=self.scheduler.get_last_lr()[0],
+            losses=losses,
+            samples_per_s=samples_per_s,
+            skipped=self.nonfinite_total,
+        )
 
     def _reduce_max(self, value: float) -> float:
         if not self.distributed:
