@@ -245,7 +245,7 @@ class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefa
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from benchmarks import perov5  # the sibling benchmark: its training options
+    from td_models import ExperimentConfig
 
     p = argparse.ArgumentParser(prog="conditional_yield.py", description=__doc__, formatter_class=_HelpFormatter)
     p.add_argument("--stage", choices=STAGES, default="all",
@@ -265,7 +265,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n-train", type=int, default=300, help="synthetic training crystals")
     p.add_argument("--max-label-atoms", type=int, default=6,
                    help="only crystals with at most this many sites are labelled (training and generated)")  # fmt: skip
-    perov5.add_training_options(p)
+    p.add_argument("--preset", default="cpu-demo", choices=ExperimentConfig.preset_names(), help="model preset")
+    p.add_argument("--budget-minutes", type=float, default=None,
+                   help="wall-clock training budget; training stops after the step in progress (default: no limit, "
+                   "train to --max-epochs)")  # fmt: skip
+    p.add_argument("--max-epochs", type=int, default=None, help="override the preset's max_epochs")
+    p.add_argument("--batch-size", type=int, default=None, help="override the preset's batch size")
+    p.add_argument("--learning-rate", type=float, default=None,
+                   help="peak learning rate of the first phase; later phases keep their ratio to it (default: the "
+                   "preset's)")  # fmt: skip
+    p.add_argument("--warmup-epochs", type=int, default=None, help="override the preset's linear warm-up epochs")
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="cuda trains in bf16")
     p.add_argument("--n-samples", type=int, default=200, help="crystals generated per arm")
     p.add_argument("--steps", type=int, default=None, help="reverse sampling steps (default: the model's full chain)")
     p.add_argument("--guidance-scale", type=float, default=None,
@@ -468,17 +478,31 @@ def training_items(records: list, mc: Any) -> list[dict[str, Any]]:
 
 
 def train_on_items(args: argparse.Namespace, items: list[dict], out: Path) -> tuple[Any, dict[str, Any]]:
-    """benchmarks/perov5.py's budgeted Trainer run on the (partly labelled) items; EMA model and summary.
+    """The benchmarks' budgeted Trainer run on the (partly labelled) items; EMA model and summary.
 
     Imports nothing from td-data, td-physics or the pipelines (``--stage train`` runs without them)."""
-    from benchmarks import perov5  # the sibling benchmark: budget stop, config overrides, training summary
+    from pipelines.benchmark.options import BenchmarkTraining
+    from pipelines.benchmark.training import train_with_budget
     from td_models import ExperimentConfig
 
     mc = ExperimentConfig.preset(args.preset).model_config
     items = [it for it in items if len(it["atomic_numbers"]) <= mc.max_atoms]
     if len(items) < 2:
         raise ScriptError(f"training needs at least 2 crystals of at most {mc.max_atoms} sites, got {len(items)}")
-    model, summary = perov5.train(args, items, out)
+    options = BenchmarkTraining(
+        preset=args.preset,
+        budget_minutes=args.budget_minutes,
+        max_epochs=args.max_epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.learning_rate,
+        warmup_epochs=args.warmup_epochs,
+        device=args.device,
+        seed=args.seed,
+        num_threads=args.threads,
+        progress_bar=not args.no_progress,
+        run_dir=str(out / "training"),
+    )
+    model, summary = train_with_budget(items, options)
     summary["n_items"] = len(items)
     summary["n_items_with_class"] = sum(_has_class(it) for it in items)
     return model, summary
@@ -744,7 +768,7 @@ def _check_stage_inputs(args: argparse.Namespace) -> None:
 
 def prepare_stage(args: argparse.Namespace, items_path: Path) -> Path:
     """Training crystals, labelled, as model items in ``items_path`` (needs td-data, td-physics, pipelines)."""
-    from benchmarks import perov5
+    from pipelines.benchmark.training import hardware
     from td_models import ExperimentConfig
 
     started = time.perf_counter()
@@ -775,7 +799,7 @@ def prepare_stage(args: argparse.Namespace, items_path: Path) -> Path:
         "num_species": mc.num_species,
         "config": vars(args),
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
-        "hardware": perov5.hardware("cpu"),
+        "hardware": hardware("cpu"),
     }
     write_crystal_file(items_path, items, meta)
     print(f"training items: {len(items)} crystals of at most {mc.max_atoms} sites, "
@@ -787,7 +811,7 @@ def train_stage(args: argparse.Namespace, out: Path, items_path: Path, samples: 
     """Train on the items (or load ``--model-path``), sample and predict both arms, write the sample files.
 
     Imports nothing from td-data, td-physics or the pipelines: this stage runs on a machine without them."""
-    from benchmarks import perov5
+    from pipelines.benchmark.training import hardware
 
     started = time.perf_counter()
     timings: dict[str, float] = {}
@@ -836,7 +860,7 @@ def train_stage(args: argparse.Namespace, out: Path, items_path: Path, samples: 
         "config": vars(args),
         "prepare_config": (prepared or {}).get("config"),
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
-        "hardware": perov5.hardware(args.device),
+        "hardware": hardware(args.device),
     }
     for arm, (crystals, info) in arms.items():
         written.append(write_crystal_file(samples[arm], crystals, {**shared, "arm": arm, "sampling": info}))
@@ -861,7 +885,7 @@ def _read_samples(samples: dict[str, Path]) -> dict[str, tuple[list, dict[str, A
 
 def label_stage(args: argparse.Namespace, out: Path, samples: dict[str, Path]) -> list[Path]:
     """Relabel both arms from the sample files; yield.json, yield.md, yield.png, crystals.csv (and the tables)."""
-    from benchmarks import perov5
+    from pipelines.benchmark.training import hardware
 
     started = time.perf_counter()
     loaded = _read_samples(samples)
@@ -919,7 +943,7 @@ def label_stage(args: argparse.Namespace, out: Path, samples: dict[str, Path]) -
     timings["total"] = sum(v for k, v in timings.items() if k.startswith("stage_"))
     result["timings_seconds"] = {k: round(v, 2) for k, v in timings.items()}
     result["hardware"] = meta.get("hardware")  # the train stage's: training and sampling
-    result["hardware_label"] = perov5.hardware("cpu")  # this stage's: the labeller runs on the CPU
+    result["hardware_label"] = hardware("cpu")  # this stage's: the labeller runs on the CPU
     result["stage_configs"] = {"prepare": prepare_cfg, "train": train_cfg, "label": label_cfg}
     result["sample_files"] = {arm: str(path) for arm, path in samples.items()}
     markdown, text = tables(result)

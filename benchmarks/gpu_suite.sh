@@ -5,12 +5,15 @@
 #   bash benchmarks/gpu_suite.sh DATA_DIR OUT_DIR [TRAIN_MINUTES]
 #
 # DATA_DIR holds the inputs made beforehand where td-data is installed (docs/benchmarks.md, "GPU runs"):
-#   perov5/train_items.npz   python benchmarks/perov5.py --stage prepare --output-dir DATA_DIR/perov5
+#   perov5/train_items.npz   kedro run --env perov5 --pipelines=bench_prepare --params output_dir=DATA_DIR/perov5
 #   yield/train_items.npz    python benchmarks/conditional_yield.py --stage prepare --output-dir DATA_DIR/yield
 #   gpu_training_items.npz   python benchmarks/gpu_training.py --write-items DATA_DIR/gpu_training_items.npz
 # OUT_DIR gets six files: suite.log (the environment and every step's log, appended as each step ends),
-# gpu_invariants.json, gpu_training.json, perov5/samples.npz and yield/samples_{conditioned,unconditioned}.npz.
-# Copy them back and run the evaluate / label stages where td-data is installed.
+# gpu_invariants.json, gpu_training.json, perov5/{samples.npz,training_summary.json} and
+# yield/samples_{conditioned,unconditioned}.npz. Copy them back (perov5/ into outputs/perov5) and run the evaluate /
+# label stages where td-data is installed (kedro run --env perov5 --pipelines=bench_evaluate).
+# The node needs torch, accelerate, kedro, kedro-datasets and this repository's packages installed without their
+# dependencies (pip install --no-deps -e packages/td-physics -e packages/td-data -e packages/td-models -e .).
 #
 # Order: batched Chern numbers (a minute), then the Perov-5 and yield models trained side by side on the one GPU
 # for TRAIN_MINUTES each (default 3.5) and sampled, then the training-throughput table of the presets, alone
@@ -54,9 +57,14 @@ train_limit=$("$PY" -c "print(int(60 * $MINUTES + 360))")  # + set-up, sampling 
 common=(--stage train --device "$DEVICE" --preset "$PRESET" --budget-minutes "$MINUTES" --max-epochs 100000
         --batch-size 256 --warmup-epochs 5 --learning-rate 3e-4 --sample-batch-size 1000 --no-progress
         --n-samples "$N_SAMPLES" ${STEPS:+--steps "$STEPS"})
-( step perov5 "$train_limit" "$PY" benchmarks/perov5.py "${common[@]}" --items "$DATA/perov5/train_items.npz" \
-    --output-dir "$WORK/perov5"
-  mkdir -p "$OUT/perov5"; cp "$WORK/perov5/samples.npz" "$OUT/perov5/" 2>/dev/null; exit $failed ) &
+bt=benchmark_training  # the Perov-5 run's parameters: the same settings as the yield run's options above
+perov5_params="output_dir=$WORK/perov5,$bt.device=$DEVICE,$bt.preset=$PRESET,$bt.budget_minutes=$MINUTES"
+perov5_params+=",$bt.max_epochs=100000,$bt.batch_size=256,$bt.warmup_epochs=5,$bt.learning_rate=3e-4"
+perov5_params+=",$bt.sample_batch_size=1000,$bt.n_samples=$N_SAMPLES${STEPS:+,$bt.steps=$STEPS}"
+mkdir -p "$WORK/perov5"; cp "$DATA/perov5/train_items.npz" "$WORK/perov5/"
+( step perov5 "$train_limit" "$PY" -m kedro run --env perov5 --pipelines=bench_train --params "$perov5_params"
+  mkdir -p "$OUT/perov5"; cp "$WORK/perov5/samples.npz" "$WORK/perov5/training_summary.json" "$OUT/perov5/" 2>/dev/null
+  exit $failed ) &
 p1=$!
 ( step yield "$train_limit" "$PY" benchmarks/conditional_yield.py "${common[@]}" --items "$DATA/yield/train_items.npz" \
     --output-dir "$WORK/yield"

@@ -37,4 +37,7 @@ def register_pipelines() -> dict[str, Pipeline]:
     ordered = [pipelines[name] for name in PIPELINE_ORDER if name in pipelines]
     ordered += [p for name, p in sorted(pipelines.items()) if name not in PIPELINE_ORDER]
     pipelines["__default__"] = sum(ordered, Pipeline([]))
+    # the benchmarks' runs (kedro run --env perov5 --pipelines=benchmark ...): registered, never in __default__;
+    # imported by name like the folders above, so that no pipeline's code depends on another's
+    pipelines.update(importlib.import_module(f"{__package__}.benchmark").create_pipelines())
     return pipelines

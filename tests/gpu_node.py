@@ -1,7 +1,9 @@
-"""What the GPU machine lacks: torch and accelerate are there, the materials stack is not.
+"""What the GPU machine lacks: torch, accelerate, Kedro and the project's own sources are there (td-physics,
+td-data and the pipelines installed without their dependencies), the materials stack is not.
 
-The benchmarks' ``--stage train`` must run on such a machine (docs/benchmarks.md, "GPU runs"); the tests run
-that stage as :func:`gpu_node_command` does, with every module of the materials stack unimportable.
+The benchmarks' training stages must run on such a machine (docs/benchmarks.md, "GPU runs"); the tests run
+them as :func:`gpu_node_kedro_command` and :func:`gpu_node_command` do, with every module of the materials
+stack (:data:`BLOCKED`) unimportable.
 """
 
 from __future__ import annotations
@@ -9,7 +11,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-BLOCKED = ("td_data", "pymatgen", "spglib", "td_physics", "pipelines", "smact", "matminer", "threadpoolctl")
+BLOCKED = ("pymatgen", "spglib", "smact", "matminer", "threadpoolctl", "h5py", "ase", "chgnet")
 BLOCKER = f"""import sys
 class _MaterialsStackBlocker:
     def find_spec(self, name, path, target=None):
@@ -18,6 +20,12 @@ class _MaterialsStackBlocker:
         return None
 sys.meta_path.insert(0, _MaterialsStackBlocker())
 """
+
+
+def gpu_node_kedro_command(args: list[str]) -> list[str]:
+    """``python -c ...`` running ``kedro <args>`` after blocking the materials stack."""
+    code = BLOCKER + f"sys.argv = ['kedro', *{args!r}]\nfrom kedro.framework.cli import main\nmain()"
+    return [sys.executable, "-c", code]
 
 
 def gpu_node_command(script: Path, argv: list[str]) -> list[str]:

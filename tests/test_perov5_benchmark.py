@@ -1,8 +1,9 @@
-"""benchmarks/perov5.py end to end on a tiny subset of the shared Perov-5 data (a few seconds of training)."""
+"""The Perov-5 and Carbon-24 benchmarks as Kedro runs (``kedro run --env perov5|carbon24``) on tiny subsets of
+the shared CDVAE data (a few seconds of training), in one process and as three stages with the GPU half run
+while the materials stack cannot be imported."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import os
@@ -13,32 +14,47 @@ from pathlib import Path
 
 import pytest
 
-from tests.gpu_node import BLOCKER, gpu_node_command
+from pipelines.benchmark.nodes import METRIC_KEYS, TABLE_ROWS
+from pipelines.benchmark.options import BenchmarkOptions, BenchmarkTraining
+from pipelines.benchmark.published import PUBLISHED
+from pipelines.exceptions import ParameterError
+from tests.gpu_node import BLOCKER, gpu_node_kedro_command
 
 pytest.importorskip("td_models")
 pytest.importorskip("matplotlib")
 
 ROOT = Path(__file__).resolve().parents[1]
-SCRIPT = ROOT / "benchmarks" / "perov5.py"
-DATA = ROOT.parent / "shared" / "data" / "benchmarks" / "perov_5"
-FILES = ("val.csv.gz", "train_first1024.csv.gz", "test.csv.gz")
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "WANDB_MODE": "disabled"}
+SHARED = ROOT.parent / "shared" / "data" / "benchmarks"
+FILES = {"perov5": ("perov_5", ("val.csv.gz", "train_first1024.csv.gz", "test.csv.gz")),
+         "carbon24": ("carbon_24", ("val.csv.gz", "test.csv.gz"))}  # fmt: skip
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "WANDB_MODE": "disabled",
+       "KEDRO_DISABLE_TELEMETRY": "1"}  # fmt: skip
 # the training options of the tiny runs: the budget stops training after a few seconds
-TRAIN_TINY = ["--budget-minutes", "0.1", "--max-epochs", "10000", "--n-samples", "16", "--steps", "20"]
-DATA_TINY = ["--max-train", "64", "--max-test", "64"]
+TRAIN_TINY = ("benchmark_training.budget_minutes=0.1,benchmark_training.max_epochs=10000,"
+              "benchmark_training.n_samples=16,benchmark_training.steps=20")  # fmt: skip
+DATA_TINY = "benchmark_options.max_train=64,benchmark_options.max_test=64"
 
 
-def _script():
-    spec = importlib.util.spec_from_file_location("_perov5_benchmark", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def _require_data() -> None:
-    missing = [name for name in FILES if not (DATA / name).is_file()]
+def _require_data(env: str = "perov5") -> None:
+    folder, names = FILES[env]
+    missing = [name for name in names if not (SHARED / folder / name).is_file()]
     if missing:
-        pytest.skip(f"shared Perov-5 data not available: {DATA} lacks {', '.join(missing)}")
+        pytest.skip(f"shared {env} data not available: {SHARED / folder} lacks {', '.join(missing)}")
+
+
+def _kedro(env: str, pipeline: str, params: str, blocked: bool = False) -> subprocess.CompletedProcess:
+    """``kedro run --env env --pipelines=pipeline --params params`` in a subprocess, its wall time measured."""
+    args = ["run", "--env", env, f"--pipelines={pipeline}", "--params", params]
+    command = gpu_node_kedro_command(args) if blocked else [sys.executable, "-m", "kedro", *args]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
+    done.wall_seconds = time.perf_counter() - started  # measured around the whole process, start-up included
+    return done
+
+
+def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
+    return done
 
 
 @pytest.fixture(scope="module")
@@ -46,17 +62,13 @@ def run(tmp_path_factory):
     """(output folder, completed process) of one tiny run that the training budget stops."""
     _require_data()
     out = tmp_path_factory.mktemp("perov5")
-    argv = [sys.executable, str(SCRIPT), *TRAIN_TINY, *DATA_TINY, "--output-dir", str(out), "--no-progress"]
-    started = time.perf_counter()
-    done = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-    done.wall_seconds = time.perf_counter() - started  # measured around the whole process, start-up included
-    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
-    return out, done
+    return out, _ok(_kedro("perov5", "benchmark", f"output_dir={out},{TRAIN_TINY},{DATA_TINY}"))
 
 
 #: the parts each stage times (``timings_seconds`` keys)
-TRAIN_PARTS = ("train_setup", "train", "save_model", "sample", "predict")
-EVALUATE_PARTS = ("write_samples", "metrics", "coverage_valid_only", "figure")
+PREPARE_PARTS = ("prepare",)
+TRAIN_PARTS = ("train_setup", "train", "sample", "predict")
+EVALUATE_PARTS = ("load_data", "metrics", "coverage_valid_only", "figure")
 
 
 def _check_timings(result: dict, walls: dict[str, float]) -> None:
@@ -65,20 +77,15 @@ def _check_timings(result: dict, walls: dict[str, float]) -> None:
     are rounded to 0.01 s, hence tolerances of half a hundredth per summand."""
     timings, stages = result["timings_seconds"], result["stages"]
     seconds = {name: stages[name]["seconds"] for name in ("prepare", "train", "evaluate")}
-    staged = len(walls) > 1
-    prepare_parts = ("prepare",) if staged else ("load_data",)
-    evaluate_parts = ("load_data", *EVALUATE_PARTS) if staged else EVALUATE_PARTS
-    loaded = ("load_samples",) if staged else ()  # read before the evaluate stage's clock starts
-    assert set(timings) == {*prepare_parts, *TRAIN_PARTS, *evaluate_parts, *loaded, "total"}
+    assert set(timings) == {*PREPARE_PARTS, *TRAIN_PARTS, *EVALUATE_PARTS, "total"}
     assert all(v >= 0 for v in timings.values()), timings
-    for stage, parts in (("prepare", prepare_parts), ("train", TRAIN_PARTS), ("evaluate", evaluate_parts)):
+    for stage, parts in (("prepare", PREPARE_PARTS), ("train", TRAIN_PARTS), ("evaluate", EVALUATE_PARTS)):
         assert sum(timings[p] for p in parts) <= seconds[stage] + 0.005 * (len(parts) + 1), (stage, timings, stages)
     assert timings["total"] == pytest.approx(sum(seconds.values()), abs=0.02)
     assert 0 < timings["total"] <= sum(walls.values()), (timings, walls)
-    if staged:  # one process per stage: each stage fits in its own process
+    if len(walls) > 1:  # one process per stage: each stage fits in its own process
         for stage, wall in walls.items():
-            before = timings["load_samples"] if stage == "evaluate" else 0.0
-            assert seconds[stage] + before <= wall, (stage, seconds, walls)
+            assert seconds[stage] <= wall, (stage, seconds, walls)
 
 
 @pytest.mark.slow
@@ -93,18 +100,18 @@ def test_writes_every_output(run):
 
     model = TopologicalDiffusionModel.load(out / "model.pt")
     assert model.num_parameters() == metrics["parameters"]
-    assert "ours (this run)" in done.stdout and "DiffCSP (published)" in done.stdout
-    assert "Not like for like" in done.stdout and "SUBSET" in done.stdout
     table = (out / "table.md").read_text()
+    assert "ours (this run)" in table and "DiffCSP (published)" in table
+    assert "Not like for like" in table and "SUBSET" in table
     assert table.count("\n| ") == 7  # header + 6 metric rows
+    assert "ours (this run)" in done.stdout + done.stderr  # the table is logged too
 
 
 @pytest.mark.slow
 def test_metrics_are_finite_or_explained(run):
     out, done = run
     result = json.loads((out / "metrics.json").read_text())
-    script = _script()
-    assert set(result["metrics"]) == set(script.METRIC_KEYS)
+    assert set(result["metrics"]) == set(METRIC_KEYS)
     for key, value in result["metrics"].items():
         if value is None:
             assert result["null_reasons"].get(key), f"{key} is null without a reason"
@@ -112,12 +119,13 @@ def test_metrics_are_finite_or_explained(run):
             assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
     assert result["null_reasons"]["wdist_prop"]  # no property predictor: always explained
     for row in result["table"]:
-        assert row["CDVAE"] == script.PUBLISHED["CDVAE"][row["key"]]
-        assert row["DiffCSP"] == script.PUBLISHED["DiffCSP"][row["key"]]
+        assert row["CDVAE"] == PUBLISHED["perov_5"]["CDVAE"][row["key"]]
+        assert row["DiffCSP"] == PUBLISHED["perov_5"]["DiffCSP"][row["key"]]
         assert row["ours"] is None or math.isfinite(row["ours"])
     assert result["cutoffs"] == [0.2, 4.0]  # CDVAE's COV_Cutoffs["perovskite"]
     assert result["data"]["n_train"] == result["data"]["n_test"] == 64
     assert result["data"]["train_atom_counts"] == {"5": 64}
+    assert result["data"]["train_files"] == ["val.csv.gz", "train_first1024.csv.gz"]
     training = result["training"]
     assert training["stopped_by"] == "budget" and training["steps"] >= 1
     assert training["weights"] == "EMA"
@@ -125,78 +133,62 @@ def test_metrics_are_finite_or_explained(run):
     assert result["hardware"]["cpu_count"] >= 1 and result["hardware"]["torch"]
 
 
-def test_missing_data_dir_is_a_one_line_error(tmp_path, capsys):
-    assert _script().main(["--data-dir", str(tmp_path / "nowhere"), "--output-dir", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: Perov-5 data folder") and "--data-dir" in err
-    (tmp_path / "partial").mkdir()
-    assert _script().main(["--data-dir", str(tmp_path / "partial")]) == 2
-    assert "lacks val.csv.gz" in capsys.readouterr().err
-
-
-def _blocked(args: list[str]) -> list[str]:
-    """A command that runs the script with ``args`` while the materials stack cannot be imported."""
-    return gpu_node_command(SCRIPT, [str(SCRIPT), *args])
+def test_missing_data_dir_names_the_dataset(tmp_path):
+    done = _kedro("perov5", "bench_prepare", f"output_dir={tmp_path / 'out'},data_dir={tmp_path / 'nowhere'}")
+    assert done.returncode != 0
+    assert "MissingInputsError" in done.stderr and "benchmark_train_split" in done.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def test_the_blocker_blocks():
     """Without this, a passing staged run would prove nothing about the GPU node."""
-    code = BLOCKER + "import numpy, td_models\ntry:\n    import td_data\nexcept ImportError as e:\n    print(e)"
+    code = BLOCKER + "import numpy, td_models\ntry:\n    import pymatgen\nexcept ImportError as e:\n    print(e)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
-    assert done.returncode == 0 and done.stdout.strip() == "blocked: td_data", done.stderr
+    assert done.returncode == 0 and done.stdout.strip() == "blocked: pymatgen", done.stderr
 
 
 @pytest.fixture(scope="module")
 def staged(tmp_path_factory):
-    """(output folder, {stage: completed process}) of prepare, train (materials stack blocked) and evaluate run
-    as three processes into one folder, as on a GPU node without td-data."""
+    """(output folder, {stage: completed process}) of bench_prepare, bench_train (materials stack blocked) and
+    bench_evaluate run as three processes into one folder, as on a GPU node without the materials stack."""
     _require_data()
     out = tmp_path_factory.mktemp("perov5_staged")
-    common = ["--output-dir", str(out), "--no-progress"]
-    commands = {
-        "prepare": [sys.executable, str(SCRIPT), "--stage", "prepare", *DATA_TINY, *common],
-        "train": _blocked(["--stage", "train", *TRAIN_TINY, *common]),
-        "evaluate": [sys.executable, str(SCRIPT), "--stage", "evaluate", *DATA_TINY, *common],
+    runs = {
+        "prepare": _kedro("perov5", "bench_prepare", f"output_dir={out},{DATA_TINY}"),
+        "train": _kedro("perov5", "bench_train", f"output_dir={out},{TRAIN_TINY}", blocked=True),
+        "evaluate": _kedro("perov5", "bench_evaluate", f"output_dir={out},{DATA_TINY}"),
     }
-    runs = {}
-    for stage, argv in commands.items():
-        started = time.perf_counter()
-        runs[stage] = subprocess.run(argv, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300)
-        runs[stage].wall_seconds = time.perf_counter() - started
-        assert runs[stage].returncode == 0, (stage, runs[stage].stdout[-2000:] + runs[stage].stderr[-4000:])
+    for stage, done in runs.items():
+        assert done.returncode == 0, (stage, done.stdout[-2000:] + done.stderr[-4000:])
     return out, runs
 
 
 @pytest.mark.slow
 def test_staged_run(staged):
     out, runs = staged
-    assert runs["prepare"].stdout.startswith("prepare: 64 training crystals")
-    assert len(runs["prepare"].stdout.strip().splitlines()) == 1
+    assert "prepare: 64 training crystals" in runs["prepare"].stdout + runs["prepare"].stderr
     assert "blocked" not in runs["train"].stderr
     for name in ("train_items.npz", "model.pt", "samples.npz", "metrics.json", "table.md", "perov5.png",
                  "samples/index.json", "training/metrics.csv"):  # fmt: skip
         assert (out / name).is_file(), name
 
     result = json.loads((out / "metrics.json").read_text())
-    script = _script()
     for key in ("metrics", "null_reasons", "table", "data", "training", "sampling", "config", "parameters",
                 "timings_seconds", "hardware", "stages", "caveats"):  # fmt: skip
         assert key in result, key
-    assert set(result["metrics"]) == set(script.METRIC_KEYS)
+    assert set(result["metrics"]) == set(METRIC_KEYS)
     assert result["n_requested"] == 16 and 1 <= result["n_generated"] <= 16
     assert result["data"]["n_train"] == result["data"]["n_test"] == 64
     assert result["data"]["train_atom_counts"] == {"5": 64}
     assert result["training"]["stopped_by"] == "budget" and result["training"]["weights"] == "EMA"
     assert result["sampling"]["steps"] == 20
     stages = result["stages"]
-    assert stages["run"].startswith("separate processes")
-    assert stages["train"]["hardware"] == result["hardware"] and stages["train"]["args"]["stage"] == "train"
+    assert stages["train"]["hardware"] == result["hardware"]
     assert stages["evaluate"]["hardware"]["cpu_count"] >= 1 and stages["prepare"]["hardware"]
     _check_timings(result, {stage: done.wall_seconds for stage, done in runs.items()})
     assert result["timings_seconds"]["prepare"] == stages["prepare"]["seconds"]
-    assert result["args"]["stage"] == "evaluate"
     assert (out / "table.md").read_text().count("\n| ") == 7  # header + 6 metric rows
-    assert "ours (this run)" in runs["evaluate"].stdout and "Not like for like" in runs["evaluate"].stdout
+    assert "Not like for like" in (out / "table.md").read_text()
 
     from td_models import TopologicalDiffusionModel, load_crystals
 
@@ -215,16 +207,70 @@ def test_staged_run(staged):
     assert len(items) == prep["n_train"] == 64 and prep["train_files"] == ["val.csv.gz", "train_first1024.csv.gz"]
 
 
-def test_stage_without_its_input_is_a_one_line_error(tmp_path, capsys):
-    script = _script()
-    assert script.main(["--stage", "evaluate", "--output-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --stage evaluate needs") and err.count("\n") == 1
-    assert str(tmp_path / "samples.npz") in err and "--stage train writes it" in err
-    assert not (tmp_path / "metrics.json").exists()
-    assert script.main(["--stage", "train", "--items", str(tmp_path / "x.npz"), "--output-dir", str(tmp_path)]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: --stage train needs") and err.count("\n") == 1
-    assert str(tmp_path / "x.npz") in err and "--stage prepare writes it" in err
-    assert script.main(["--stage", "prepare", "--samples", str(tmp_path / "s.npz")]) == 2
-    assert capsys.readouterr().err.startswith("error: --samples is read only by --stage evaluate")
+@pytest.mark.slow
+def test_evaluate_refuses_other_training_crystals(staged):
+    """Novelty needs the crystals the model trained on: another max_train is an error that says so."""
+    out, _ = staged
+    done = _kedro("perov5", "bench_evaluate", f"output_dir={out},benchmark_options.max_train=32")
+    assert done.returncode != 0 and "novelty needs the same training crystals" in done.stderr
+
+
+def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
+    done = _kedro("perov5", "bench_evaluate", f"output_dir={tmp_path}")
+    assert done.returncode != 0 and "MissingInputsError" in done.stderr
+    assert "benchmark_samples" in done.stderr and "bench_train" in done.stderr
+    done = _kedro("perov5", "bench_train", f"output_dir={tmp_path}")
+    assert done.returncode != 0 and "benchmark_items" in done.stderr and "bench_prepare" in done.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+@pytest.mark.parametrize(
+    ("block", "values", "message"),
+    [
+        (BenchmarkOptions, {"dataset": "mp_20"}, "benchmark_options.dataset must be one of"),
+        (BenchmarkOptions, {"max_train": 0}, "benchmark_options.max_train must be an integer >= 1"),
+        (BenchmarkOptions, {"cutoffs": [0.2]}, "benchmark_options.cutoffs must be [structure, composition]"),
+        (BenchmarkOptions, {"colour": "red"}, "benchmark_options has unknown keys ['colour']"),
+        (BenchmarkTraining, {"budget_minutes": -1}, "benchmark_training.budget_minutes must be a number > 0"),
+        (BenchmarkTraining, {"device": "tpu"}, "benchmark_training.device must be one of"),
+        (BenchmarkTraining, {"n_samples": 0}, "benchmark_training.n_samples must be an integer >= 1"),
+        (BenchmarkTraining, {"preset": "huge"}, "benchmark_training.preset must be one of"),
+    ],
+)
+def test_bad_options_name_the_rule_and_the_value(block, values, message):
+    with pytest.raises(ParameterError) as err:
+        block.from_dict(values)
+    assert message in str(err.value)
+    assert isinstance(err.value, ValueError)
+
+
+def test_each_environment_sets_every_option():
+    """conf/perov5 and conf/carbon24 spell out every key of both blocks (no hidden code default)."""
+    import dataclasses
+
+    import yaml
+
+    for env in ("perov5", "carbon24"):
+        params = yaml.safe_load((ROOT / "conf" / env / "parameters_benchmark.yml").read_text())
+        for block in (BenchmarkOptions, BenchmarkTraining):
+            names = {f.name for f in dataclasses.fields(block)}
+            assert set(params[block.block]) == names, (env, block.block)
+
+
+@pytest.mark.slow
+def test_carbon24_run(tmp_path):
+    """Carbon-24 (cells of 6 to 24 carbon atoms, one element): its cutoffs, its published table."""
+    _require_data("carbon24")
+    params = f"output_dir={tmp_path},{TRAIN_TINY},benchmark_options.max_train=32,benchmark_options.max_test=32"
+    _ok(_kedro("carbon24", "benchmark", params))
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    assert set(result["metrics"]) == set(METRIC_KEYS) and result["dataset"] == "carbon_24"
+    assert result["cutoffs"] == [0.2, 4.0]
+    assert [row["key"] for row in result["table"]] == [key for key, _, _ in TABLE_ROWS]
+    for row in result["table"]:
+        assert row["DiffCSP"] == PUBLISHED["carbon_24"]["DiffCSP"][row["key"]]
+    assert result["data"]["n_train"] == result["data"]["n_test"] == 32
+    assert result["data"]["train_files"] == ["val.csv.gz"] and result["data"]["test_files"] == ["test.csv.gz"]
+    assert result["training"]["n_items"] + result["training"]["n_items_too_large"] == 32
+    assert (tmp_path / "carbon24.png").stat().st_size > 1000
+    assert "| W-distance, # elements |" in (tmp_path / "table.md").read_text()

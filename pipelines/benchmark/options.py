@@ -1,0 +1,123 @@
+"""The benchmarks' parameter blocks: ``benchmark_options`` (data and metrics) and ``benchmark_training``.
+
+Both are read by :meth:`OptionsBlock.from_dict`, so an unknown key or a value outside its rule is a
+:class:`~pipelines.exceptions.ParameterError` that names the key and the value. Nothing here imports torch or
+td-data: the training stage reads ``benchmark_training`` on a machine without the materials stack.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from pipelines._options import OptionsBlock
+from pipelines.exceptions import ParameterError
+
+#: The data sets whose published protocol the benchmarks follow (``td_data.metrics.COVERAGE_CUTOFFS`` keys).
+DATASETS = ("perov_5", "carbon_24")
+DEVICES = ("cpu", "cuda")
+
+
+def _positive_int(block: str, name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        none = " or null" if optional else ""
+        raise ParameterError(f"{block}.{name} must be an integer >= 1{none}, got {value!r}")
+
+
+def _positive_number(block: str, name: str, value: Any, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+    if not ok:
+        none = " or null" if optional else ""
+        raise ParameterError(f"{block}.{name} must be a number > 0{none}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class BenchmarkOptions(OptionsBlock):
+    """``benchmark_options``: which published protocol, how much of the data, how the metrics run."""
+
+    block: ClassVar[str] = "benchmark_options"
+
+    name: str = "perov5"  # the run's name: outputs/<name>/, the table's title
+    dataset: str = "perov_5"  # the protocol: coverage cutoffs and published numbers (perov_5 | carbon_24)
+    title: str = "Perov-5"  # the data set's name in the table, figure and caveats
+    train_description: str = "Perov-5 val + the first 1,024 of train, 4,811 in all"  # what the model trains on
+    full_train_split: int = 11_356  # crystals in the train split the published models used
+    max_train: int | None = None  # the first N training crystals only (smoke runs)
+    max_test: int | None = None  # the first N test crystals only (smoke runs)
+    cutoffs: tuple[float, float] | None = None  # coverage (structure, composition); null: the dataset's (CDVAE)
+    n_jobs: int = 1  # worker processes for the fingerprints
+    reference_cache: str | None = None  # the test split's fingerprints (.npz), reused by a second run; null: none
+
+    def __post_init__(self) -> None:
+        b = self.block
+        if not isinstance(self.name, str) or not self.name.strip() or "/" in self.name:
+            raise ParameterError(f"{b}.name must be a non-empty name without '/', got {self.name!r}")
+        if self.dataset not in DATASETS:
+            raise ParameterError(f"{b}.dataset must be one of {list(DATASETS)}, got {self.dataset!r}")
+        _positive_int(b, "full_train_split", self.full_train_split)
+        _positive_int(b, "max_train", self.max_train, optional=True)
+        _positive_int(b, "max_test", self.max_test, optional=True)
+        _positive_int(b, "n_jobs", self.n_jobs)
+        if self.cutoffs is not None:
+            cutoffs = tuple(self.cutoffs) if isinstance(self.cutoffs, (list, tuple)) else ()
+            if len(cutoffs) != 2:
+                raise ParameterError(f"{b}.cutoffs must be [structure, composition] or null, got {self.cutoffs!r}")
+            for value in cutoffs:
+                _positive_number(b, "cutoffs", value)
+            object.__setattr__(self, "cutoffs", tuple(float(c) for c in cutoffs))
+
+    def coverage_cutoffs(self) -> tuple[float, float]:
+        """``cutoffs``, or the published ones of ``dataset`` (CDVAE's ``COV_Cutoffs``)."""
+        from td_data.metrics import COVERAGE_CUTOFFS
+
+        return self.cutoffs if self.cutoffs is not None else tuple(COVERAGE_CUTOFFS[self.dataset])
+
+
+@dataclass(frozen=True)
+class BenchmarkTraining(OptionsBlock):
+    """``benchmark_training``: the preset and its overrides, the wall-clock budget, and the sampling."""
+
+    block: ClassVar[str] = "benchmark_training"
+
+    preset: str = "cpu-demo"  # td_models.ExperimentConfig.preset_names()
+    budget_minutes: float | None = None  # stop after the step in progress once spent; null: train to max_epochs
+    max_epochs: int | None = None  # the preset's when null
+    batch_size: int | None = None  # the preset's when null
+    learning_rate: float | None = None  # the first phase's peak; later phases keep their ratio (null: preset's)
+    warmup_epochs: int | None = None  # the preset's when null
+    device: str = "cpu"  # cuda trains in bf16
+    seed: int = 0  # weights, data order, noise and sampling
+    num_threads: int = 1  # torch threads while training and sampling
+    progress_bar: bool = False
+    run_dir: str = "outputs/perov5/training"  # the trainer's config.json, metrics.csv and last checkpoint
+    n_samples: int = 1000  # crystals generated
+    steps: int | None = None  # reverse sampling steps; null: the model's full chain
+    sample_batch_size: int = 256  # crystals per sampling batch
+
+    def __post_init__(self) -> None:
+        from td_models import ExperimentConfig
+
+        b = self.block
+        if self.preset not in ExperimentConfig.preset_names():
+            raise ParameterError(f"{b}.preset must be one of {ExperimentConfig.preset_names()}, got {self.preset!r}")
+        if self.device not in DEVICES:
+            raise ParameterError(f"{b}.device must be one of {list(DEVICES)}, got {self.device!r}")
+        _positive_number(b, "budget_minutes", self.budget_minutes, optional=True)
+        _positive_number(b, "learning_rate", self.learning_rate, optional=True)
+        for name in ("max_epochs", "batch_size", "steps"):
+            _positive_int(b, name, getattr(self, name), optional=True)
+        for name in ("num_threads", "n_samples", "sample_batch_size"):
+            _positive_int(b, name, getattr(self, name))
+        if self.warmup_epochs is not None and (not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0):
+            raise ParameterError(f"{b}.warmup_epochs must be an integer >= 0 or null, got {self.warmup_epochs!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise ParameterError(f"{b}.seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.progress_bar, bool):
+            raise ParameterError(f"{b}.progress_bar must be true or false, got {self.progress_bar!r}")
+        if not isinstance(self.run_dir, str) or not self.run_dir.strip():
+            raise ParameterError(f"{b}.run_dir must be a folder path, got {self.run_dir!r}")

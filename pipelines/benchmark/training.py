@@ -1,0 +1,320 @@
+"""The benchmarks' GPU half: train on model items within a wall-clock budget, sample, predict.
+
+Everything here needs only torch, accelerate, numpy and td-models (no td-data reader, pymatgen or spglib
+is imported), so ``kedro run --pipeline=bench_train`` runs on a GPU node without the materials stack. The
+items arrive, and the samples leave, as ``td_models.save_crystals`` files (the catalog's
+:class:`pipelines.benchmark.datasets.CrystalFileDataset`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import platform
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from pipelines.benchmark.options import BenchmarkTraining
+from pipelines.exceptions import ParameterError
+
+logger = logging.getLogger(__name__)
+
+
+class _BudgetStopFilter(logging.Filter):
+    """Drops the Trainer's "preempted: ... exit status 75" warning when the stop was our budget, not a signal."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.active = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.active and str(record.msg).startswith("preempted:"))
+
+
+@contextlib.contextmanager
+def torch_threads(threads: int) -> Iterator[None]:
+    """``threads`` torch threads for the block; the previous setting is restored after it."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def experiment_config(options: BenchmarkTraining) -> Any:
+    """The preset with this run's overrides: seed, epochs, batch size, learning rate, precision, one checkpoint."""
+    from td_models import ExperimentConfig
+
+    config = ExperimentConfig.preset(options.preset)
+    tc = config.training_config
+    max_epochs = options.max_epochs if options.max_epochs is not None else tc.max_epochs
+    training: dict[str, Any] = {
+        "seed": options.seed,
+        "max_epochs": max_epochs,
+        "mixed_precision": "bf16" if options.device == "cuda" else "no",
+        # a checkpoint holds weights, EMA and AdamW state (about 2 GB for `small`): write one at the end only
+        "checkpoint_every": max_epochs,
+        "keep_checkpoints": 1,
+    }
+    if options.batch_size is not None:
+        training["batch_size"] = options.batch_size
+    if options.warmup_epochs is not None:
+        training["warmup_epochs"] = options.warmup_epochs
+    if options.learning_rate is not None:  # one factor for every phase and the cosine peak
+        factor = options.learning_rate / tc.phases[0].learning_rate
+        training["learning_rate"] = tc.learning_rate * factor
+        training["phases"] = tuple(dataclasses.replace(ph, learning_rate=ph.learning_rate * factor) for ph in tc.phases)
+    return dataclasses.replace(config, training_config=tc.replace(**training))
+
+
+def phases_reached(tc: Any, last_epoch: int) -> list[str]:
+    """Names of the training phases of epochs 1..last_epoch (the last one possibly unfinished), in order."""
+    names: list[str] = []
+    for epoch in range(1, max(last_epoch, 1) + 1):
+        name = tc.phase_at(epoch).name
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def hardware(device: str) -> dict[str, Any]:
+    """Where this process runs: CPU model and count, torch threads and versions, the device's name."""
+    import accelerate
+    import torch
+
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {
+        "cpu_model": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "accelerate": accelerate.__version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "device": device,
+        "device_name": cpu,
+    }
+    if device == "cuda" and torch.cuda.is_available():
+        info["device_name"] = torch.cuda.get_device_name(0)
+        info["cuda"] = torch.version.cuda
+    return info
+
+
+def check_device(options: BenchmarkTraining) -> None:
+    """A ParameterError when ``device: cuda`` is asked for and torch sees no CUDA device."""
+    import torch
+
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise ParameterError(
+            f"benchmark_training.device is 'cuda', but torch {torch.__version__} sees no CUDA device; set it to 'cpu'"
+        )
+
+
+def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTraining) -> tuple[Any, dict[str, Any]]:
+    """Train with the Trainer in ``options.run_dir``, stopping at the budget; (EMA model in eval mode, summary)."""
+    from td_models.training import Trainer
+
+    check_device(options)
+    config = experiment_config(options)
+    t0 = time.perf_counter()
+    trainer = Trainer(
+        config,
+        list(items),
+        None,
+        output_dir=Path(options.run_dir),
+        cpu=options.device == "cpu",
+        progress_bar=options.progress_bar,
+        tensorboard=False,
+    )
+    setup_s = time.perf_counter() - t0
+    stop_filter = _BudgetStopFilter()
+    trainer_log = logging.getLogger("td_models.training.trainer")
+    trainer_log.addFilter(stop_filter)
+    timer = None
+    if options.budget_minutes is not None:
+
+        def stop() -> None:
+            stop_filter.active = True
+            trainer.request_stop()
+
+        timer = threading.Timer(60.0 * options.budget_minutes, stop)
+        timer.daemon = True
+    t0 = time.perf_counter()
+    try:
+        if timer is not None:
+            timer.start()
+        result = trainer.fit()
+    finally:
+        if timer is not None:
+            timer.cancel()
+        trainer_log.removeFilter(stop_filter)
+    fit_s = time.perf_counter() - t0
+    model = trainer.ema.model if trainer.ema is not None else trainer.model
+    model.eval()
+    tc = trainer.config.training_config
+    summary = {
+        "stopped_by": "budget" if result.preempted else "max_epochs",
+        "budget_minutes": options.budget_minutes,
+        "epochs_completed": result.epochs_completed,
+        "max_epochs": tc.max_epochs,
+        "steps": result.global_step,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "batch_size": tc.batch_size,
+        "mixed_precision": tc.mixed_precision,
+        "device": str(trainer.accelerator.device),
+        "ema_decay": tc.ema_decay,
+        "weights": "EMA" if trainer.ema is not None else "raw (ema_decay 0)",
+        "last_losses": result.last_losses,
+        "nonfinite_steps": result.nonfinite_steps,
+        "phases_reached": phases_reached(tc, result.epochs_completed + (1 if result.preempted else 0)),
+        "setup_seconds": round(setup_s, 2),
+        "fit_seconds": round(fit_s, 2),
+        "seconds_per_step": round(fit_s / result.global_step, 4) if result.global_step else None,
+        "metrics_csv": str(result.metrics_csv),
+    }
+    logger.info(
+        "training: %d epochs, %d steps, stopped by %s [%.1f s]",
+        result.epochs_completed,
+        result.global_step,
+        summary["stopped_by"],
+        fit_s,
+    )
+    return model, summary
+
+
+def predict_samples(samples: Sequence[Mapping[str, Any]], model: Any) -> list[dict[str, Any]]:
+    """``samples`` with ``"predicted"``: the property heads' band gap, formation energy and class of each crystal
+    (None for a sample too degenerate to featurise). Runs where the model is, GPU included."""
+    from td_models import crystal_item
+    from td_models.config import TOPO_CLASSES
+    from td_models.exceptions import BatchError
+
+    usable = []
+    for i, s in enumerate(samples):
+        try:
+            crystal_item(s["lattice"], s["frac_coords"], s["atomic_numbers"], num_species=model.num_species)
+        except BatchError:
+            continue
+        usable.append(i)
+    predicted: dict[int, dict[str, Any]] = {}
+    if usable:
+        preds = model.predict_properties([samples[i] for i in usable])
+        for j, i in enumerate(usable):
+            klass = preds.topo_class[j]
+            predicted[i] = {
+                "band_gap": float(preds.band_gap[j]),
+                "formation_energy": float(preds.formation_energy[j]),
+                "topo_class": klass,
+                "topo_class_probability": float(preds.topo_probabilities[j][TOPO_CLASSES.index(klass)]),
+            }
+    empty = {"band_gap": None, "formation_energy": None, "topo_class": None, "topo_class_probability": None}
+    return [{**s, "predicted": predicted.get(i, empty)} for i, s in enumerate(samples)]
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` as strict JSON data: NaN and infinities (a diverged loss) become None, tuples lists."""
+    import math
+
+    import numpy as np
+
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, Path):
+        return str(value)
+    return value
+
+
+# ---------------------------------------------------------------------------------------------- nodes
+def train_benchmark(items_file: tuple[list, dict], benchmark_training: Mapping[str, Any]) -> tuple[Any, dict]:
+    """``(model, training summary)`` from the prepare stage's items; the summary carries the prepare metadata,
+    the configuration, the parameter count, this stage's timings and hardware."""
+    from td_models.exceptions import TDModelsError
+
+    options = BenchmarkTraining.from_dict(benchmark_training)
+    items, prepared = items_file
+    started = time.perf_counter()
+    max_atoms = experiment_config(options).model_config.max_atoms
+    kept = [it for it in items if len(it["atomic_numbers"]) <= max_atoms]
+    if len(kept) < 2:
+        raise ParameterError(f"training needs at least 2 crystals of at most {max_atoms} sites, got {len(kept)}")
+    with torch_threads(options.num_threads):
+        try:
+            model, training = train_with_budget(kept, options)
+        except TDModelsError as err:
+            raise ParameterError(f"training on {len(kept)} items failed: {err}") from err
+    training["n_items"] = len(kept)
+    training["n_items_too_large"] = len(items) - len(kept)  # more sites than the model's max_atoms
+    summary = {
+        "prepare": prepared,
+        "training": training,
+        "preset": options.preset,
+        "parameters": model.num_parameters(),
+        "config": experiment_config(options).to_dict(),
+        "timings_seconds": {"train_setup": training["setup_seconds"], "train": training["fit_seconds"]},
+        "seconds": round(time.perf_counter() - started, 2),
+        "hardware": hardware(options.device),
+        "options": dataclasses.asdict(options),
+    }
+    return model, jsonable(summary)
+
+
+def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_training: Mapping[str, Any]) -> tuple:
+    """``(samples with the model's predictions, metadata)``: ``n_samples`` crystals without conditions, atom
+    counts drawn from the training distribution, elements restricted to those seen in training."""
+    from td_models.exceptions import TDModelsError
+
+    options = BenchmarkTraining.from_dict(benchmark_training)
+    check_device(options)
+    if options.device == "cuda":
+        model = model.to("cuda")
+    steps = options.steps if options.steps is not None else model.num_steps
+    started = time.perf_counter()
+    with torch_threads(options.num_threads):
+        try:
+            samples = model.sample(options.n_samples, steps=steps, seed=options.seed,
+                                   batch_size=options.sample_batch_size, progress=options.progress_bar)  # fmt: skip
+        except TDModelsError as err:
+            raise ParameterError(f"sampling {options.n_samples} crystals failed: {err}") from err
+        sampled = time.perf_counter()
+        samples = predict_samples(samples, model)  # the property heads run here, where the model is
+    done = time.perf_counter()
+    timings = {**training_summary["timings_seconds"], "sample": sampled - started, "predict": done - sampled}
+    meta = {
+        **training_summary,
+        "sampling": {
+            "steps": steps,
+            "seed": options.seed,
+            "batch_size": options.sample_batch_size,
+            "n_requested": options.n_samples,
+            "conditions": None,
+            "num_atoms": "drawn from the training distribution",
+            "restrict_species": True,
+            "seconds_per_step_per_crystal": (sampled - started) / (steps * options.n_samples),
+        },
+        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
+        "seconds": round(training_summary["seconds"] + done - started, 2),
+    }
+    n_predicted = sum(s["predicted"]["band_gap"] is not None for s in samples)
+    logger.info("sampling: %d crystals (%d with predicted properties), %d steps", len(samples), n_predicted, steps)
+    return samples, jsonable(meta)
