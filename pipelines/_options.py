@@ -11,6 +11,16 @@ from pipelines.exceptions import ParameterError
 T = TypeVar("T", bound="OptionsBlock")
 
 
+def is_int(value: Any) -> bool:
+    """An integer from YAML (``true`` is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An integer or float from YAML (``true`` is not one)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 class OptionsBlock:
     """Mixin for a dataclass holding one parameter block; ``block`` is its name in ``conf/base``."""
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipelines._options import OptionsBlock
+from pipelines._options import OptionsBlock, is_number
 from pipelines.exceptions import ParameterError
 from td_physics.structure import supported_elements
 
@@ -24,10 +24,6 @@ SOURCES = ("synthetic", "cif_folder", "mp_export", "benchmark_csv", "store")
 
 #: Elements td-physics' structure labeller accepts (its parameter tables): crystals with others cannot be labelled.
 LABELLER_ELEMENTS = supported_elements()
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 @dataclass(frozen=True)
@@ -53,7 +49,7 @@ class QualityFilterOptions(OptionsBlock):
         b = self.block
         for name in ("min_distance", "min_volume_per_atom"):
             value = getattr(self, name)
-            if value is not None and (not _is_number(value) or value < 0):
+            if value is not None and (not is_number(value) or value < 0):
                 raise ParameterError(f"{b}.{name} must be a non-negative number (Angstrom) or null, got {value!r}")
         for name in ("composition_validity", "spacegroup", "duplicates"):
             if not isinstance(getattr(self, name), bool):
@@ -61,7 +57,7 @@ class QualityFilterOptions(OptionsBlock):
         m = self.max_elements
         if m is not None and (not isinstance(m, int) or isinstance(m, bool) or m < 1):
             raise ParameterError(f"{b}.max_elements must be a positive integer or null, got {m!r}")
-        if not _is_number(self.symprec) or not self.symprec > 0:
+        if not is_number(self.symprec) or not self.symprec > 0:
             raise ParameterError(f"{b}.symprec must be a positive distance in Angstrom, got {self.symprec!r}")
         allowed = self.allowed_spacegroups
         if allowed is not None:
@@ -125,7 +121,7 @@ class DataConfig(OptionsBlock):
                 raise ParameterError(f"data_config.{name} must be an integer, got {value!r}")
         if not isinstance(self.trusted, bool):
             raise ParameterError(f"data_config.trusted must be true or false, got {self.trusted!r}")
-        if not _is_number(self.fraction_2d) or not 0 <= self.fraction_2d <= 1:
+        if not is_number(self.fraction_2d) or not 0 <= self.fraction_2d <= 1:
             raise ParameterError(f"data_config.fraction_2d must be a number between 0 and 1, got {self.fraction_2d!r}")
         if self.path is not None and not isinstance(self.path, str):
             raise ParameterError(f"data_config.path must be a file or folder name or null, got {self.path!r}")

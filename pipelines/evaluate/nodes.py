@@ -20,11 +20,39 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from pipelines._options import OptionsBlock
+from pipelines._options import OptionsBlock, is_int
 from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvaluateOptions(OptionsBlock):
+    """The ``evaluate_options`` block of ``parameters_evaluate.yml``."""
+
+    block: ClassVar[str] = "evaluate_options"
+
+    coverage_dataset: str = "mp_20"  # coverage cutoffs of td_data.metrics.COVERAGE_CUTOFFS (perov_5, carbon_24, mp_20)
+    max_metric_candidates: int = 24  # the metrics take the first N candidates (CrystalNN fingerprints are slow)
+    max_relabel: int = 6  # candidates re-labelled by the physics labeller
+    max_relabel_atoms: int | None = 4  # larger candidates are not re-labelled; None: label_options.max_atoms
+
+    def __post_init__(self) -> None:
+        from td_data.metrics import COVERAGE_CUTOFFS
+
+        if self.coverage_dataset not in COVERAGE_CUTOFFS:
+            raise ParameterError(
+                f"evaluate_options.coverage_dataset must be one of {sorted(COVERAGE_CUTOFFS)}, "
+                f"got {self.coverage_dataset!r}"
+            )
+        for name in ("max_metric_candidates", "max_relabel"):
+            value = getattr(self, name)
+            if not is_int(value) or value < 0:
+                raise ParameterError(f"evaluate_options.{name} must be an integer >= 0, got {value!r}")
+        atoms = self.max_relabel_atoms
+        if atoms is not None and (not is_int(atoms) or atoms < 1):
+            raise ParameterError(f"evaluate_options.max_relabel_atoms must be an integer >= 1 or null, got {atoms!r}")
 
 
 def generation_quality(
@@ -42,8 +70,8 @@ def generation_quality(
 
     if not candidates:
         return {"n_generated": 0, "error": "no candidate was a valid record"}
-    dataset = str(evaluate_options.get("coverage_dataset", "mp_20"))
-    n_max = int(evaluate_options.get("max_metric_candidates", 24))
+    opts = EvaluateOptions.from_dict(evaluate_options)
+    dataset, n_max = opts.coverage_dataset, opts.max_metric_candidates
     # CrystalNN fingerprints cost about a second per crystal here (more for the huge cells of an undertrained
     # model), so the metrics use the first n_max candidates (in sampling order, no selection)
     used = list(candidates)[:n_max]
@@ -74,8 +102,9 @@ def physics_consistency(
     from td_data.validity import structure_validity
 
     cfg = LabelConfig.from_dict(label_options)
-    max_atoms = int(evaluate_options.get("max_relabel_atoms", cfg.max_atoms))
-    max_n = int(evaluate_options.get("max_relabel", 24))
+    opts = EvaluateOptions.from_dict(evaluate_options)
+    max_atoms = cfg.max_atoms if opts.max_relabel_atoms is None else opts.max_relabel_atoms
+    max_n = opts.max_relabel
     why: dict[str, str] = {}
     valid: dict[str, bool] = {}
     todo = []

@@ -4,11 +4,40 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
+from pipelines._options import OptionsBlock, is_int
+from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class GenerateOptions(OptionsBlock):
+    """The ``generate_options`` block of ``parameters_generate.yml``."""
+
+    block: ClassVar[str] = "generate_options"
+
+    n_candidates: int = 64  # crystals sampled
+    steps: int | None = None  # strided reverse steps; None: model_config.sampling_steps (null there: the full chain)
+    seed: int = 0  # sampler seed
+
+    def __post_init__(self) -> None:
+        if not is_int(self.n_candidates) or self.n_candidates < 1:
+            raise ParameterError(f"generate_options.n_candidates must be an integer >= 1, got {self.n_candidates!r}")
+        if self.steps is not None and (not is_int(self.steps) or self.steps < 1):
+            raise ParameterError(f"generate_options.steps must be an integer >= 1 or null, got {self.steps!r}")
+        if not is_int(self.seed):
+            raise ParameterError(f"generate_options.seed must be an integer, got {self.seed!r}")
+
+    def sampler_steps(self, model: Any) -> int:
+        """The reverse steps the sampler takes for ``model``: ``steps``, else the model's default."""
+        if self.steps is not None:
+            return self.steps
+        mc = model.config.model_config
+        return mc.sampling_steps or mc.num_steps
 
 
 def generate_candidates(
@@ -25,15 +54,15 @@ def generate_candidates(
     from td_models.config import TOPO_CLASSES, PhysicsConfig, topo_class_index
 
     pc = PhysicsConfig.from_dict(dict(physics_config))
-    opts = dict(generate_options)
-    n = int(opts.get("n_candidates", 64))
+    opts = GenerateOptions.from_dict(generate_options)
+    n, steps = opts.n_candidates, opts.sampler_steps(model)
     requested = TOPO_CLASSES[topo_class_index(pc.topological_class)]
     samples = model.sample(
         n,
         topo_class=pc.topological_class,
         band_gap_range=tuple(pc.band_gap_range),
-        steps=opts.get("steps"),
-        seed=int(opts.get("seed", 0)),
+        steps=steps,
+        seed=opts.seed,
     )
     records, rejected = [], []
     for i, s in enumerate(samples):
@@ -69,6 +98,6 @@ def generate_candidates(
             )
         )
     summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "requested_class": requested,
-               "band_gap_range": list(pc.band_gap_range), "steps": opts.get("steps")}  # fmt: skip
+               "band_gap_range": list(pc.band_gap_range), "steps": steps}  # fmt: skip
     logger.info("generate: %d of %d samples are valid records", len(out), n)
     return out, summary

@@ -45,8 +45,10 @@ class RelaxOptions(OptionsBlock):
     max_steps: int = 200  # optimiser steps per crystal (FIRE); more is 'not converged'
     relax_cell: bool = True  # relax the cell too (cell filter), not only the positions
     batch_size: int = 32  # crystals per CHGNet batch
-    max_atoms: int | None = None  # larger cells are not relaxed (None: no limit)
-    max_candidates: int | None = None  # relax at most this many, in sampling order (None: all)
+    # The hull relaxes every reference phase of a candidate's chemical system, so the two limits below bound the
+    # cost; null lifts them.
+    max_atoms: int | None = 6  # larger cells are not relaxed (verification takes small cells only; None: no limit)
+    max_candidates: int | None = 12  # relax at most this many, in sampling order (None: all)
 
     def __post_init__(self) -> None:
         for name in ("enabled", "relax_cell"):
