@@ -9,20 +9,6 @@ Like :mod:`td_data` itself, the heavier names load on first use (pymatgen is imp
 needed). Shipped by td-data as a portion of the PEP 420 namespace package ``topological_diffusion``.
 """
 
-from __future__ import annotations
+from td_physics.facade import reexport
 
-import importlib
-from typing import Any
-
-_SOURCE = importlib.import_module("td_data")
-__all__ = list(_SOURCE.__all__)
-
-
-def __getattr__(name: str) -> Any:  # resolved on first use, as in td_data itself
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(_SOURCE, name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+reexport(globals(), "td_data")  # __all__, __getattr__ (names resolved on first use, as in td_data), __dir__

@@ -10,20 +10,6 @@ import torch. Shipped by td-models as a portion of the PEP 420 namespace package
 ``topological_diffusion`` (with ``topological_diffusion.training``).
 """
 
-from __future__ import annotations
+from td_physics.facade import reexport
 
-import importlib
-from typing import Any
-
-_SOURCE = importlib.import_module("td_models")
-__all__ = list(_SOURCE.__all__)
-
-
-def __getattr__(name: str) -> Any:  # resolved on first use, as in td_models itself
-    if name not in __all__:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(_SOURCE, name)
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+reexport(globals(), "td_models")  # __all__, __getattr__ (names resolved on first use, as in td_models), __dir__
