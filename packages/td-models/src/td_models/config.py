@@ -401,10 +401,10 @@ class TrainingConfig(_Block):
 
 # Presets. Parameter counts of the denoiser are tested on torch's meta device (tests/test_config.py).
 _PRESETS: dict[str, dict[str, dict[str, Any]]] = {
-    # Trains in minutes on two CPU cores: the main job's default.
+    # Small enough to train and sample on a laptop CPU: the main job's default (timings: benchmarks/README.md).
     "cpu-demo": {
-        # 100 strided reverse steps by default: 1,000 crystals in about a minute on two cores
-        # (benchmarks/sampling_throughput.py); sample(steps=1000) runs the full chain.
+        # 100 strided reverse steps by default (benchmarks/sampling_throughput.py times them against the full
+        # chain); sample(steps=1000) runs the full chain.
         "model_config": {"hidden_dim": 64, "num_layers": 2, "num_heads": 4, "num_steps": 1000, "sampling_steps": 100},
         "training_config": {
             "batch_size": 32,

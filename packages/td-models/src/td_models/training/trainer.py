@@ -136,7 +136,7 @@ class Trainer:
         ``"no"``, ``"bf16"`` or ``"fp16"`` (loss scaling; needs a GPU: on CPU Accelerate runs fp32 and a
         warning says so); None takes ``training_config.mixed_precision``. The resolved value is saved.
     gradient_checkpointing:
-        Recompute transformer blocks in the backward pass (less memory, ~30% more time); None takes
+        Recompute transformer blocks in the backward pass (less memory, one more forward pass); None takes
         ``model_config.gradient_checkpointing``.
     gradient_compression:
         DDP communication hook: ``"none"``, ``"fp16"`` or ``"powersgd"``. Only meaningful with more
