@@ -1,11 +1,11 @@
-"""Shared helpers of the evaluation scripts (``test_generation_quality.py``, ``test_physics_consistency.py``,
-``plot_training_curves.py``, ``analyze_generations.py``): loading models and crystals with clear errors,
-quiet libraries, progress bars, CIF and figure output.
+"""Command-line plumbing of the evaluation scripts (``test_generation_quality.py``, ``test_physics_consistency.py``,
+``plot_training_curves.py``, ``analyze_generations.py``): loading models and crystals with clear errors, quiet
+libraries, progress bars, finding what training wrote, CIF, JSON and figure output.
 
-The scripts reuse the pipelines' nodes (``pipelines.evaluate``, ``pipelines.report``, ``pipelines.generate``)
-rather than copy them: the Kedro package ``pipelines`` is installed with the project (``pip install -e .`` at the
-repository root; ``make install`` does it). Run as ``python scripts/NAME.py``, a script finds this module in its
-own folder.
+The evaluation itself is td-data's (:mod:`td_data.evaluation`, :mod:`td_data.metrics`); the scripts also call
+public functions of the Kedro package ``pipelines`` (the generate and evaluate nodes, the report's figures, the
+CIF folder dataset), which is installed with the project (``pip install -e .`` at the repository root; ``make
+install`` does it). Run as ``python scripts/NAME.py``, a script finds this module in its own folder.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 
-#: ``--dataset`` names of the scripts -> td-data's coverage-cutoff names
-DATASETS = {"mp20": "mp_20", "perov5": "perov_5", "carbon24": "carbon_24"}
 #: the test split the data pipeline writes (``kedro run``), the default reference set
 DEFAULT_REFERENCE = ROOT / "data" / "05_model_input" / "test.h5"
 
@@ -123,11 +121,11 @@ def load_records(path: str | Path, what: str, trusted: bool = False, limit: int 
 
 
 def predict_samples(samples: Sequence[dict[str, Any]], model: Any) -> list[dict[str, Any]]:
-    """``samples`` with ``"predicted"`` added: the model's band gap, formation energy and class of each crystal
-    (``None`` for a sample too degenerate to featurise). Runs where the model is, GPU included; the result can
-    be saved with ``td_models.save_crystals`` and turned into records elsewhere (:func:`samples_to_records`)."""
+    """``samples`` with ``"predicted"`` added (:func:`td_data.evaluation.attach_predictions`): the model's band
+    gap, formation energy and class of each crystal it can featurise (None for a sample too degenerate). Runs
+    where the model is, GPU included; :func:`td_data.evaluation.samples_to_records` makes the records."""
+    from td_data.evaluation import attach_predictions
     from td_models import crystal_item
-    from td_models.config import TOPO_CLASSES
     from td_models.exceptions import BatchError
 
     usable = []
@@ -137,46 +135,10 @@ def predict_samples(samples: Sequence[dict[str, Any]], model: Any) -> list[dict[
         except BatchError:
             continue
         usable.append(i)
-    predicted: dict[int, dict[str, Any]] = {}
-    if usable:
-        preds = model.predict_properties([samples[i] for i in usable])
-        for j, i in enumerate(usable):
-            klass = preds.topo_class[j]
-            predicted[i] = {
-                "band_gap": float(preds.band_gap[j]),
-                "formation_energy": float(preds.formation_energy[j]),
-                "topo_class": klass,
-                "topo_class_probability": float(preds.topo_probabilities[j][TOPO_CLASSES.index(klass)]),
-            }
-    empty = {"band_gap": None, "formation_energy": None, "topo_class": None, "topo_class_probability": None}
-    return [{**s, "predicted": predicted.get(i, empty)} for i, s in enumerate(samples)]
-
-
-def samples_to_records(samples: Sequence[dict[str, Any]], model: Any = None, prefix: str = "gen") -> tuple[list, list]:
-    """``(records with predicted properties, rejected)`` from ``model.sample`` output (as the generate pipeline).
-
-    The predictions come from ``model`` (:func:`predict_samples`), or, with ``model=None``, from the samples'
-    own ``"predicted"`` entries (samples predicted on another machine and read with ``td_models.load_crystals``).
-    """
-    from td_data import CrystalRecord
-
-    if model is not None:
-        samples = predict_samples(samples, model)
-    records, rejected = [], []
-    for i, s in enumerate(samples):
-        try:
-            rec = CrystalRecord(s["lattice"], s["frac_coords"] % 1.0, s["atomic_numbers"], id=f"{prefix}-{i:04d}")
-        except ValueError as err:
-            rejected.append({"index": i, "reason": str(err)})
-            continue
-        pred = s.get("predicted") or {}
-        properties = {f"predicted_{k}": pred[k] for k in ("band_gap", "formation_energy") if pred.get(k) is not None}
-        labels = {}
-        if pred.get("topo_class") is not None:
-            labels = {"predicted_class": pred["topo_class"],
-                      "predicted_class_probability": pred["topo_class_probability"]}  # fmt: skip
-        records.append(rec.replace(properties=properties, labels=labels, source="generated:td-models"))
-    return records, rejected
+    if not usable:
+        return attach_predictions(samples, {k: [] for k in ("band_gap", "formation_energy", "topo_probabilities",
+                                                            "topo_class")}, indices=[])  # fmt: skip
+    return attach_predictions(samples, model.predict_properties([samples[i] for i in usable]), indices=usable)
 
 
 def progress(iterable: Iterable, total: int | None = None, desc: str = "", disable: bool = False):
@@ -218,6 +180,16 @@ def write_cifs(records: Sequence[Any], folder: Path) -> Path:
 
     CifFolderDataset(path=folder).save(list(records))
     return folder
+
+
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files, no window)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
 
 
 def save_figure(fig: Any, path: Path) -> Path:
@@ -462,34 +434,24 @@ def sample_with_progress(model: Any, n: int, *, disable: bool = False, **options
         bar.close()
 
 
-def _chunks(seq: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(seq), size):
-        yield seq[start : start + size]
+class StageBars:
+    """A ``progress(stage, done, total)`` callback drawing one tqdm bar per stage (td-data's
+    ``generation_metrics(progress=...)`` reports validity, fingerprints and metric steps this way)."""
 
+    def __init__(self, disable: bool = False):
+        self.disable = disable
+        self.bars: dict[str, StepProgress] = {}
 
-def fingerprints_with_progress(records: Sequence[Any], *, n_jobs: int, desc: str, disable: bool, chunk: int = 0):
-    """``td_data.metrics.fingerprints`` of ``records`` chunk by chunk, with a bar over the crystals (the same
-    numbers: each crystal's fingerprint depends on it alone). ``chunk`` 0: 16 crystals per worker process, so
-    the bar moves every few seconds and each pool of workers gets enough to share."""
-    import numpy as np
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in self.bars:
+            for bar in self.bars.values():  # one stage at a time: the previous bar is finished
+                bar.close()
+            self.bars[stage] = StepProgress(stage, disable=self.disable)
+        self.bars[stage](done, total)
 
-    from td_data.metrics import Fingerprints, fingerprints
-
-    records = list(records)
-    chunk = chunk or 16 * max(1, n_jobs)
-    parts = []
-    bar = progress(None, total=len(records), desc=desc, disable=disable)
-    try:
-        for part in _chunks(records, chunk):
-            parts.append(fingerprints(part, n_jobs=n_jobs))
-            if hasattr(bar, "update"):
-                bar.update(len(part))
-    finally:
-        if hasattr(bar, "close"):
+    def close(self) -> None:
+        for bar in self.bars.values():
             bar.close()
-    if not parts:
-        return fingerprints([], n_jobs=1)
-    return Fingerprints(*(np.concatenate([getattr(p, k) for p in parts]) for k in ("structure", "composition", "ok")))
 
 
 def generation_metrics_with_progress(
@@ -502,63 +464,19 @@ def generation_metrics_with_progress(
     n_jobs: int = 1,
     disable: bool = False,
 ) -> dict[str, Any]:
-    """``td_data.metrics.generation_metrics`` (same arguments, same result) with progress bars: validity and
-    the fingerprints crystal by crystal, then a bar over the remaining metric steps."""
-    import numpy as np
-
+    """``td_data.metrics.generation_metrics`` with a progress bar per stage (the same numbers); its input
+    errors become a :class:`ScriptError`."""
     from td_data.exceptions import TDDataError
-    from td_data.metrics import COVERAGE_CUTOFFS, coverage, novelty, uniqueness, wasserstein_metrics
-    from td_data.validity import composition_validity, structure_validity
+    from td_data.metrics import generation_metrics
 
-    generated, reference = list(generated), list(reference)
+    bars = StageBars(disable=disable)
     try:
-        if cutoffs is None:
-            if dataset not in COVERAGE_CUTOFFS:
-                raise TDDataError(
-                    f"dataset must be one of {sorted(COVERAGE_CUTOFFS)} (or give cutoffs), got {dataset!r}"
-                )
-            cutoffs = COVERAGE_CUTOFFS[dataset]
-        struct_cutoff, comp_cutoff = (float(c) for c in cutoffs)
-        if not generated or not reference:
-            raise TDDataError(
-                f"metrics need generated and reference crystals, got {len(generated)} and {len(reference)}"
-            )
+        return generation_metrics(list(generated), list(reference), dataset=dataset, train=train, cutoffs=cutoffs,
+                                  n_jobs=n_jobs, progress=bars)  # fmt: skip
     except TDDataError as err:
         raise ScriptError(str(err)) from err
-    flags = [(structure_validity(r)[0], composition_validity(r.atomic_numbers)[0])
-             for r in progress(generated, total=len(generated), desc="validity", disable=disable)]  # fmt: skip
-    struct_ok = np.array([s for s, _ in flags], dtype=bool)
-    comp_ok = np.array([c for _, c in flags], dtype=bool)
-    gen_fp = fingerprints_with_progress(generated, n_jobs=n_jobs, desc="fingerprints (generated)", disable=disable)
-    ref_fp = fingerprints_with_progress(reference, n_jobs=n_jobs, desc="fingerprints (reference)", disable=disable)
-    valid = struct_ok & comp_ok & gen_fp.ok
-    n_ref_failed = int((~ref_fp.ok).sum())
-    if n_ref_failed:
-        logger.warning("%d of %d reference crystals could not be featurised; left out of coverage",
-                       n_ref_failed, len(reference))  # fmt: skip
-    out: dict[str, Any] = {
-        "n_generated": len(generated),
-        "n_valid": int(valid.sum()),
-        "struct_valid": float(struct_ok.mean()),
-        "comp_valid": float(comp_ok.mean()),
-        "valid": float(valid.mean()),
-    }
-    valid_records = [r for r, v in zip(generated, valid) if v]
-    steps = ["coverage", "wasserstein", "uniqueness"] + (["novelty"] if train is not None else [])
-    for step in progress(steps, total=len(steps), desc="metrics", disable=disable):
-        if step == "coverage":
-            out.update(coverage(gen_fp, ref_fp, struct_cutoff=struct_cutoff, comp_cutoff=comp_cutoff))
-        elif step == "wasserstein":
-            out.update(wasserstein_metrics(valid_records, reference, None))
-        elif step == "uniqueness":
-            out["uniqueness"] = uniqueness(generated)
-        else:
-            out["novelty"] = novelty(valid_records, list(train))
-    out.setdefault("novelty", None)
-    out["n_featurisation_failed"] = int((~gen_fp.ok).sum())
-    out["n_reference_featurisation_failed"] = n_ref_failed
-    out["struct_cutoff"], out["comp_cutoff"] = struct_cutoff, comp_cutoff
-    return out
+    finally:
+        bars.close()
 
 
 # ------------------------------------------------------------------------------------ files, atomically

@@ -37,6 +37,7 @@ from _evaluation import (
     display_path,
     has_cifs,
     progress,
+    pyplot,
     quiet_libraries,
     resolve_generation_dir,
     run_main,
@@ -120,11 +121,6 @@ def _rank(row: dict[str, Any]) -> tuple:
 
 def gallery_figure(records: dict[str, Any], rows: Sequence[dict[str, Any]], n_best: int):
     """Band structures of the best ``n_best`` candidates td-physics can build (default variant, spin-orbit on)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     from pipelines.report.nodes import DEFAULT_K_LABELS, DEFAULT_K_PATH
     from td_physics.bands import band_structure
     from td_physics.plotting import plot_band_structure
@@ -143,7 +139,7 @@ def gallery_figure(records: dict[str, Any], rows: Sequence[dict[str, Any]], n_be
         except Exception as err:  # noqa: BLE001 - a crystal the builder refuses is listed, not fatal
             refused.append(f"{row['id']} {row['formula']}: {str(err).splitlines()[0][:70]}")
     ncols = max(len(built), 1)
-    fig, axes = plt.subplots(1, ncols, figsize=(4.2 * ncols, 3.8), constrained_layout=True)
+    fig, axes = pyplot().subplots(1, ncols, figsize=(4.2 * ncols, 3.8), constrained_layout=True)
     axes = np.atleast_1d(axes)
     if not built:
         text = "no candidate could be built by the tight-binding builder"
@@ -160,9 +156,7 @@ def gallery_figure(records: dict[str, Any], rows: Sequence[dict[str, Any]], n_be
 
 
 def summary_figure(rows: Sequence[dict[str, Any]]):
-    from pipelines.report.nodes import _figure
-
-    fig, axes = _figure(ncols=3, width=4.5)
+    fig, axes = pyplot().subplots(1, 3, figsize=(13.5, 3.8), constrained_layout=True)
     systems = Counter(r["crystal_system"] for r in rows)
     order = [name for _, name in CRYSTAL_SYSTEMS] + ["unknown"]
     axes[0].bar(order, [systems.get(s, 0) for s in order])

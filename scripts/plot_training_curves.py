@@ -21,7 +21,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from _evaluation import ScriptError, display_path, quiet_libraries, resolve_log_path, run_main, save_figure
+from _evaluation import ScriptError, display_path, pyplot, quiet_libraries, resolve_log_path, run_main, save_figure
 
 DIFFUSION_PARTS = ("diffusion", "lattice", "coords", "species")
 PHYSICS_PARTS = ("properties", "band_gap", "formation_energy", "topo", "min_distance", "density", "charge")
@@ -58,11 +58,7 @@ def phase_spans(df) -> list[tuple[str, float, float]]:
 
 
 def training_figure(df, log_scale: bool = False):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(15, 4), constrained_layout=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, parts, title in ((axes[0], DIFFUSION_PARTS, "diffusion losses"), (axes[1], PHYSICS_PARTS,

@@ -30,7 +30,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from _evaluation import (
-    DATASETS,
     DEFAULT_REFERENCE,
     ScriptError,
     StepProgress,
@@ -44,11 +43,12 @@ from _evaluation import (
     resolve_model_path,
     run_main,
     sample_with_progress,
-    samples_to_records,
     save_figure,
     write_cifs,
     write_json,
 )
+
+from td_data.evaluation import DATASET_NAMES, samples_to_records
 
 METRIC_KEYS = ("valid", "struct_valid", "comp_valid", "cov_recall", "cov_precision", "wdist_density",
                "wdist_num_elems", "uniqueness", "novelty")  # fmt: skip
@@ -72,7 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
         "data/05_model_input/test.h5 of the working folder, else of the repository",
     )
     p.add_argument("--train", default=None, help="training crystals for novelty (omitted: novelty is null)")
-    p.add_argument("--dataset", choices=sorted(DATASETS), default="mp20", help="coverage cutoffs of this benchmark")
+    p.add_argument(
+        "--dataset", choices=sorted(DATASET_NAMES), default="mp20", help="coverage cutoffs of this benchmark"
+    )
     p.add_argument("--cutoffs", type=float, nargs=2, metavar=("STRUCT", "COMP"), default=None,
                    help="coverage cutoffs (structure, composition); overrides --dataset")  # fmt: skip
     p.add_argument("--steps", type=int, default=None, help="reverse steps (default: model's sampling_steps, else all)")
@@ -143,13 +145,13 @@ def _main(argv: Sequence[str] | None) -> int:
             bar(len(predicted), len(samples))
     finally:
         bar.close()
-    generated, rejected = samples_to_records(predicted, model=None)
+    generated, rejected = samples_to_records(predicted)
     t_predict = time.perf_counter() - t0
     if not generated:
         raise ScriptError(f"none of the {args.n_samples} samples is a valid crystal record")
     write_cifs(generated, out / "samples")
 
-    dataset = DATASETS[args.dataset]
+    dataset = DATASET_NAMES[args.dataset]
     t0 = time.perf_counter()
     metrics = generation_metrics_with_progress(
         generated, reference, dataset=dataset, train=train, cutoffs=tuple(args.cutoffs) if args.cutoffs else None,

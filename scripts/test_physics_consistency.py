@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -46,16 +45,13 @@ from _evaluation import (
     load_model,
     load_records,
     progress,
+    pyplot,
     quiet_libraries,
     resolve_model_path,
     run_main,
     save_figure,
     write_json,
 )
-
-#: property names of td-data records (readers map MP/CDVAE columns onto these)
-GAP_KEYS = ("band_gap",)
-ENERGY_KEYS = ("formation_energy", "formation_energy_per_atom")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -93,84 +89,41 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _refusal_kind(reason: str) -> str:
-    for prefix, kind in (("structurally invalid", "structurally invalid"), ("elements", "elements unknown to labeller"),
-                         ("beyond max_relabel", "beyond --max-relabel"), ("labelling", "labeller failed")):  # fmt: skip
-        if reason.startswith(prefix):
-            return kind
-    return "too many sites" if "max_relabel_atoms" in reason else "labeller failed"
-
-
 def conditional_generation(model: Any, classes: Sequence[str], args: argparse.Namespace) -> dict[str, Any]:
-    """Generate per class (the generate pipeline's node), re-label (the evaluate pipeline's node), tabulate."""
+    """Generate per class (the generate pipeline's node), re-label (the evaluate pipeline's node), tabulate
+    (:func:`td_data.evaluation.confusion_table`)."""
     from pipelines.evaluate.nodes import physics_consistency
     from pipelines.generate.nodes import generate_candidates
-    from td_models.config import TOPO_CLASSES
+    from td_data.evaluation import confusion_table
 
     pc = model.config.physics_config.to_dict()
     label_options = {"workers": args.workers, "gap_mesh": args.gap_mesh, "max_atoms": args.max_relabel_atoms}
     evaluate_options = {"max_relabel": args.max_relabel, "max_relabel_atoms": args.max_relabel_atoms}
-    columns = list(TOPO_CLASSES)
-    matrix = {c: dict.fromkeys(columns, 0) for c in classes}
-    per_class, refusals_total = {}, Counter()
+    relabelled = {}
     for k, cls in enumerate(progress(classes, desc="classes", disable=args.no_progress)):
-        cands, summary = generate_candidates(
+        cands, _ = generate_candidates(
             model,
             {**pc, "topological_class": cls},
             {"n_candidates": args.n_samples, "steps": args.steps, "seed": args.seed + k},
         )
         bar = StepProgress(f"labelling {cls}", disable=args.no_progress, unit="crystal")
         try:
-            checked, report, _ = (
-                physics_consistency(cands, label_options, evaluate_options, progress=bar) if cands else ([], {}, None)
-            )
+            checked = physics_consistency(cands, label_options, evaluate_options, progress=bar)[0] if cands else []
         finally:
             bar.close()
-        refusals = Counter(
-            _refusal_kind(r.labels["not_checked_reason"])
-            for r in checked
-            if r.labels["recomputed_class"] == "not_checked"
-        )
-        refusals_total.update(refusals)
-        for r in checked:
-            got = r.labels["recomputed_class"]
-            if got != "not_checked":
-                matrix[cls][got] = matrix[cls].get(got, 0) + 1
-        n_checked = report.get("n_checked", 0)
-        per_class[cls] = {
-            "n_generated": args.n_samples,
-            "n_records": summary["n_records"],
-            "n_structurally_valid": report.get("n_structurally_valid", 0),
-            "n_checked": n_checked,
-            "n_as_requested": report.get("n_as_requested", 0),
-            "share_as_requested": report.get("share_as_requested"),
-            "n_refused": sum(refusals.values()),
-            "refusals": dict(refusals),
-            "predicted_vs_recomputed_agree": report.get("predicted_vs_recomputed_agree", 0),
-        }
-    n_checked = sum(v["n_checked"] for v in per_class.values())
-    n_as = sum(v["n_as_requested"] for v in per_class.values())
-    return {
-        "classes": list(classes),
-        "recomputed_classes": columns,
-        "confusion": matrix,
-        "per_class": per_class,
-        "n_checked": n_checked,
-        "n_as_requested": n_as,
-        "share_as_requested": n_as / n_checked if n_checked else None,
-        "n_refused": sum(refusals_total.values()),
-        "refusals": dict(refusals_total),
-        "labeller_options": dict(label_options),
-        "steps": args.steps if args.steps is not None else default_steps(model),
-    }
+        relabelled[cls] = checked
+    result = confusion_table(relabelled)
+    for row in result["per_class"].values():
+        row["n_generated"] = args.n_samples
+    result["labeller_options"] = dict(label_options)
+    result["steps"] = args.steps if args.steps is not None else default_steps(model)
+    return result
 
 
 def confusion_figure(result: dict[str, Any]):
-    from pipelines.report.nodes import _figure
-
     rows, cols = result["classes"], result["recomputed_classes"]
     counts = np.array([[result["confusion"][r].get(c, 0) for c in cols] for r in rows], dtype=float)
-    fig, ax = _figure(width=6)
+    fig, ax = pyplot().subplots(figsize=(6, 3.8), constrained_layout=True)
     shares = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
     im = ax.imshow(shares, cmap="Blues", vmin=0, vmax=1, aspect="auto")
     for i in range(len(rows)):
@@ -189,42 +142,15 @@ def confusion_figure(result: dict[str, Any]):
     return fig
 
 
-def _first(props: dict[str, Any], keys: Sequence[str]) -> float | None:
-    for k in keys:
-        v = props.get(k)
-        if v is not None and np.isfinite(v):
-            return float(v)
-    return None
-
-
 def property_heads(model: Any, records: Sequence[Any]) -> dict[str, Any]:
-    """MAE of band gap and formation energy and class accuracy of the heads on labelled crystals."""
-    from td_models.config import TOPO_CLASSES
+    """MAE of band gap and formation energy and class accuracy of the heads on labelled crystals
+    (:func:`td_data.evaluation.property_head_metrics` of the model's predictions)."""
+    from td_data.evaluation import property_head_metrics
 
     preds = model.predict_properties(
         [{"lattice": r.lattice, "frac_coords": r.frac_coords, "atomic_numbers": r.atomic_numbers} for r in records]
     )
-    out: dict[str, Any] = {"n_crystals": len(records)}
-    for name, keys, values in (("band_gap", GAP_KEYS, preds.band_gap), ("formation_energy", ENERGY_KEYS,
-                                                                       preds.formation_energy)):  # fmt: skip
-        pairs = [(t, float(p)) for r, p in zip(records, values) if (t := _first(r.properties, keys)) is not None]
-        err = np.array([abs(t - p) for t, p in pairs])
-        out[f"{name}_n_labelled"] = len(pairs)
-        out[f"{name}_mae"] = float(err.mean()) if len(pairs) else None
-        out[f"{name}_mae_of_mean_baseline"] = (
-            float(np.mean(np.abs(np.array([t for t, _ in pairs]) - np.mean([t for t, _ in pairs])))) if pairs else None
-        )
-    labelled = [(r.labels["topo_class"], p) for r, p in zip(records, preds.topo_class) if r.labels.get("topo_class")]
-    labelled = [(t, p) for t, p in labelled if t in TOPO_CLASSES]
-    out["class_n_labelled"] = len(labelled)
-    out["class_accuracy"] = sum(t == p for t, p in labelled) / len(labelled) if labelled else None
-    out["class_confusion"] = {
-        t: dict(Counter(p for tt, p in labelled if tt == t)) for t in sorted({t for t, _ in labelled})
-    }
-    out["majority_class_baseline"] = (
-        Counter(t for t, _ in labelled).most_common(1)[0][1] / len(labelled) if labelled else None
-    )
-    return out
+    return property_head_metrics(records, preds.band_gap, preds.formation_energy, preds.topo_class)
 
 
 def default_test_materials() -> Path:

@@ -1,6 +1,8 @@
 """The evaluation scripts of the user guide, run as a user types them: ``python scripts/NAME.py ...`` in a working
 folder where ``examples/training_example.py`` trained a tiny model (outputs/training/) and the data pipeline's
-test split lies at data/05_model_input/test.h5. Unit checks of the shared helpers run in-process."""
+test split lies at data/05_model_input/test.h5. Unit checks of the shared command-line helpers run in-process
+(``scripts._evaluation``, importable through the installed root project); the evaluation itself is td-data's
+(``td_data.evaluation``) and is tested there."""
 
 from __future__ import annotations
 
@@ -38,12 +40,11 @@ def run(cwd: Path, *argv: str, expect: int = 0, timeout: int = 600) -> subproces
 
 
 @pytest.fixture
-def helpers(monkeypatch):
-    """``scripts/_evaluation.py`` imported as the scripts import it (their folder first on the path)."""
-    monkeypatch.syspath_prepend(str(SCRIPTS))
-    import _evaluation
+def helpers():
+    """``scripts/_evaluation.py``, the scripts' command-line helpers, through the installed root project."""
+    import scripts._evaluation
 
-    return _evaluation
+    return scripts._evaluation
 
 
 def _crystals():
@@ -377,20 +378,14 @@ def test_plot_training_curves_phases_from_a_trainer_log(tmp_path, helpers):
     done = run(tmp_path, "scripts/plot_training_curves.py", "--log-dir", "logs/")
     assert "epoch 6, step 12 (physics_integration)" in done.stdout
     assert (log / "training_curves.png").stat().st_size > 1000
-    import pandas as pd
-
-    script = _script_module("plot_training_curves")
-    spans = script.phase_spans(pd.read_csv(log / "metrics.csv"))
+    # the script's own function, imported as Python imports a module of the current folder
+    code = (
+        "import json, pandas as pd, plot_training_curves as s; "
+        f"spans = s.phase_spans(pd.read_csv({str(log / 'metrics.csv')!r})); "
+        "print(json.dumps([(p, int(a), int(b)) for p, a, b in spans]))"
+    )
+    spans = [tuple(span) for span in json.loads(run(SCRIPTS, "-c", code).stdout)]
     assert spans == [("structure_learning", 1, 6), ("physics_integration", 6, 12)]
-
-
-def _script_module(name: str):
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location(f"_eval_script_{name}", SCRIPTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 # ------------------------------------------------------------------------------------ analysis of generations
@@ -458,9 +453,9 @@ def test_missing_pipelines_package_is_a_one_line_error(tmp_path):
     _crystals()[0].to_structure().to(filename=str(tmp_path / "gen" / "zb.cif"))
     code = (
         "import runpy, sys; sys.modules['pipelines'] = None; "  # as if the package were not installed
-        f"sys.path.insert(0, {str(SCRIPTS)!r}); sys.argv = ['analyze_generations.py', '--input-dir', 'gen']; "
-        f"runpy.run_path({str(SCRIPTS / 'analyze_generations.py')!r}, run_name='__main__')"
+        f"sys.argv = ['analyze_generations.py', '--input-dir', {str(tmp_path / 'gen')!r}]; "
+        "runpy.run_path('analyze_generations.py', run_name='__main__')"
     )
-    done = run(tmp_path, "-c", code, expect=2)
+    done = run(SCRIPTS, "-c", code, expect=2)  # in the scripts' folder, which Python puts first on the path
     assert done.stderr.startswith("error: the project's Kedro package `pipelines` is not installed")
     assert "pip install -e ." in done.stderr and "Traceback" not in done.stderr

@@ -97,7 +97,7 @@ import hashlib
 import logging
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -293,9 +293,21 @@ def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, np.ndarray, boo
             os.remove(tmp)
 
 
-def _run_featurisation(cells: list, n_jobs: int) -> list:
+def _report(results: Any, total: int, progress: Callable[[int, int], None] | None) -> list:
+    """``list(results)``, calling ``progress(done, total)`` after each item."""
+    out = []
+    for res in results:
+        out.append(res)
+        if progress is not None:
+            progress(len(out), total)
+    return out
+
+
+def _run_featurisation(cells: list, n_jobs: int) -> Iterator:
+    """The fingerprints of ``cells``, in order, as they come (a process pool for ``n_jobs`` > 1)."""
     if n_jobs <= 1 or len(cells) < 4 * n_jobs:
-        return [_featurise_cell(c) for c in cells]
+        yield from map(_featurise_cell, cells)
+        return
     import multiprocessing
 
     # built before the fork, so forked workers inherit them instead of importing matminer again
@@ -310,7 +322,7 @@ def _run_featurisation(cells: list, n_jobs: int) -> list:
         _element_tables()
     chunksize = max(1, len(cells) // (8 * n_jobs))
     with multiprocessing.get_context().Pool(n_jobs) as pool:
-        return list(pool.imap(_featurise_cell, cells, chunksize=chunksize))  # imap keeps the input order
+        yield from pool.imap(_featurise_cell, cells, chunksize=chunksize)  # imap keeps the input order
 
 
 def fingerprints(
@@ -319,6 +331,7 @@ def fingerprints(
     n_jobs: int | None = None,
     cache: str | os.PathLike | None = None,
     structure_fingerprint: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> Fingerprints:
     """Structure (CrystalNN "ops", site average) and composition (Magpie) fingerprints.
 
@@ -338,6 +351,8 @@ def fingerprints(
         "fast" (:mod:`td_data.fingerprint`) or "matminer" (``CrystalNNFingerprint`` site by site);
         ``None`` uses :data:`STRUCTURE_FINGERPRINT` ("fast"). Both give the same numbers to
         floating-point rounding.
+    progress:
+        ``progress(done, total)`` after each crystal featurised (``total``: those not in the cache).
 
     Failures (any exception from the featurisers) give ``ok=False`` and NaN rows, and are logged.
     """
@@ -357,7 +372,7 @@ def fingerprints(
     if todo:
         log.info("featurising %d crystals with %d process(es)", len(todo), n_jobs)
         cells = [(r.lattice.copy(), r.frac_coords.copy(), r.atomic_numbers.copy(), method) for r in todo.values()]
-        results = _run_featurisation(cells, n_jobs)
+        results = _report(_run_featurisation(cells, n_jobs), len(cells), progress)
         n_struct, n_comp = _dims()
         for (key, rec), res in zip(todo.items(), results):
             if isinstance(res, str):
@@ -379,10 +394,14 @@ def fingerprints(
 
 
 # ---------------------------------------------------------------------------------------------- validity
-def validity_flags(records: Sequence[CrystalRecord]) -> tuple[np.ndarray, np.ndarray]:
-    """(structurally valid, compositionally valid), two (n,) bool arrays."""
-    struct = np.array([structure_validity(r)[0] for r in records], dtype=bool)
-    comp = np.array([composition_validity(r.atomic_numbers)[0] for r in records], dtype=bool)
+def validity_flags(
+    records: Sequence[CrystalRecord], progress: Callable[[int, int], None] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(structurally valid, compositionally valid), two (n,) bool arrays; ``progress(done, total)`` after each."""
+    flags = _report(((structure_validity(r)[0], composition_validity(r.atomic_numbers)[0]) for r in records),
+                    len(records), progress)  # fmt: skip
+    struct = np.array([s for s, _ in flags], dtype=bool)
+    comp = np.array([c for _, c in flags], dtype=bool)
     return struct, comp
 
 
@@ -568,6 +587,7 @@ def generation_metrics(
     n_jobs: int | None = None,
     reference_cache: str | os.PathLike | None = None,
     structure_fingerprint: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> dict[str, Any]:
     """The CDVAE / DiffCSP generation metrics of ``generated`` against ``reference`` (the test set).
 
@@ -587,6 +607,11 @@ def generation_metrics(
         distances; True: only fully valid ones.
     n_jobs, reference_cache, structure_fingerprint:
         Passed to :func:`fingerprints` (the cache only for the reference set).
+    progress:
+        ``progress(stage, done, total)`` as the work goes on, for progress bars; the stages are
+        ``"validity"`` and ``"fingerprints (generated)"`` (per generated crystal), ``"fingerprints
+        (reference)"`` (per reference crystal not in the cache) and ``"metrics"`` (coverage,
+        Wasserstein, uniqueness, novelty). It only watches: the numbers are the same without it.
 
     Returns
     -------
@@ -607,10 +632,17 @@ def generation_metrics(
     if not reference:
         raise TDDataError("generation_metrics needs at least one reference crystal, got 0")
 
-    struct_ok, comp_ok = validity_flags(generated)
+    def stage(name: str) -> Callable[[int, int], None] | None:
+        return None if progress is None else (lambda done, total: progress(name, done, total))
+
+    struct_ok, comp_ok = validity_flags(generated, stage("validity"))
     method = structure_fingerprint
-    gen_fp = fingerprints(generated, n_jobs=n_jobs, structure_fingerprint=method)
-    ref_fp = fingerprints(reference, n_jobs=n_jobs, cache=reference_cache, structure_fingerprint=method)
+    gen_fp = fingerprints(generated, n_jobs=n_jobs, structure_fingerprint=method,
+                          progress=stage("fingerprints (generated)"))  # fmt: skip
+    ref_fp = fingerprints(reference, n_jobs=n_jobs, cache=reference_cache, structure_fingerprint=method,
+                          progress=stage("fingerprints (reference)"))  # fmt: skip
+    steps = stage("metrics")
+    n_steps = 4 if train is not None else 3
     valid = struct_ok & comp_ok & gen_fp.ok  # a failed fingerprint makes a crystal invalid, as in CDVAE
     n_ref_failed = int((~ref_fp.ok).sum())
     if n_ref_failed:
@@ -633,10 +665,18 @@ def generation_metrics(
             generated_mask=valid if coverage_valid_only else None,
         )
     )
+    if steps:
+        steps(1, n_steps)
     valid_records = [r for r, v in zip(generated, valid) if v]
     out.update(wasserstein_metrics(valid_records, reference, property_fn))
+    if steps:
+        steps(2, n_steps)
     out["uniqueness"] = uniqueness(generated)
+    if steps:
+        steps(3, n_steps)
     out["novelty"] = None if train is None else novelty(valid_records, list(train))
+    if steps and train is not None:
+        steps(4, n_steps)
     out["n_featurisation_failed"] = int((~gen_fp.ok).sum())
     out["n_reference_featurisation_failed"] = n_ref_failed
     out["struct_cutoff"], out["comp_cutoff"] = struct_cutoff, comp_cutoff
