@@ -6,7 +6,8 @@
 
 * :mod:`~td_models.training.trainer`: ``Trainer`` (phases or cosine schedule, warm-up, mixed
   precision, gradient accumulation and clipping, EMA, non-finite guard, preemption, checkpoints,
-  exact resume) and ``TrainingResult``;
+  exact resume);
+* :mod:`~td_models.training.result`: ``TrainingResult``, what ``fit`` wrote and what it returns in memory;
 * :mod:`~td_models.training.schedule`: ``learning_rate_at`` and the ``LambdaLR`` built on it;
 * :mod:`~td_models.training.sampler`: ``ShardedBatchSampler``, data order from ``(seed, epoch)``;
 * :mod:`~td_models.training.checkpoint`: checkpoint names, rotation, ``load_latest_checkpoint`` (the newest
@@ -29,9 +30,10 @@ from td_models.training.checkpoint import (
 from td_models.training.ema import ExponentialMovingAverage
 from td_models.training.logbook import COLUMNS, LOSS_PARTS, MetricsLogger, read_metrics
 from td_models.training.preemption import PREEMPTED_EXIT_CODE
+from td_models.training.result import TrainingResult
 from td_models.training.sampler import ShardedBatchSampler
 from td_models.training.schedule import learning_rate_at, make_scheduler
-from td_models.training.trainer import GRADIENT_COMPRESSION, Trainer, TrainingResult
+from td_models.training.trainer import GRADIENT_COMPRESSION, Trainer
 
 __all__ = [
     "Trainer",

@@ -31,7 +31,6 @@ import os
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -57,10 +56,11 @@ from td_models.training.data import LossModule, as_dataset, derived_seed, make_l
 from td_models.training.ema import ExponentialMovingAverage
 from td_models.training.logbook import LOSS_PARTS, MetricsLogger
 from td_models.training.preemption import PREEMPTED_EXIT_CODE, PreemptionFlag
+from td_models.training.result import TrainingResult
 from td_models.training.sampler import ShardedBatchSampler
 from td_models.training.schedule import make_scheduler
 
-__all__ = ["Trainer", "TrainingResult", "PREEMPTED_EXIT_CODE", "GRADIENT_COMPRESSION"]
+__all__ = ["Trainer", "PREEMPTED_EXIT_CODE", "GRADIENT_COMPRESSION"]
 
 log = logging.getLogger(__name__)
 
@@ -69,37 +69,6 @@ log = logging.getLogger(__name__)
 GRADIENT_COMPRESSION = ("none", "fp16", "powersgd")
 
 _PHYSICS_PARTS = frozenset({"properties", "band_gap", "formation_energy", "topo", "min_distance", "density", "charge"})
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    """What :meth:`Trainer.fit` did, with what a caller needs in memory: the model and the metric rows.
-
-    The files (``metrics_csv``, the checkpoints, ``best_model``, ``final_model``) are written as before;
-    ``model``, ``history`` and ``phases`` give the same information without reading them back.
-    """
-
-    epochs_completed: int  # epochs finished (the last one may have been finished by an earlier run)
-    global_step: int  # optimiser-step slots so far, skipped ones included
-    last_losses: dict[str, float]  # mean losses of the last epoch over all processes (or of the last step)
-    nonfinite_steps: int  # step slots skipped for a non-finite loss or gradient norm, whole run
-    preempted: bool  # stopped by a signal (or request_stop) after writing a checkpoint
-    output_dir: Path
-    metrics_csv: Path
-    last_checkpoint: Path | None
-    best_model: Path | None  # EMA weights with the lowest selection metric, TopologicalDiffusionModel.load-able
-    final_model: Path | None  # EMA weights at the end (None when preempted)
-    step_losses: list[float] = field(default_factory=list)  # total loss of each step of this call, main process
-    reached_max_steps: bool = False  # stopped by fit(max_steps=...), nothing written at the stop
-    # The trainer's inference model when fit returned, not a copy: the EMA weights when ema_decay > 0 (the
-    # weights final_model.pt holds), else the trained model; on the training device.
-    model: TopologicalDiffusionModel | None = None
-    # The rows of metrics.csv as read_metrics parses them (rows of earlier runs kept in the file included);
-    # None unless Trainer(keep_history=True), and on every process but the main one.
-    history: tuple[dict[str, Any], ...] | None = None
-    phases: tuple[str, ...] = ()  # training phases of the completed epochs (resumed ones included), in order
-    best_epoch: int | None = None  # epoch of best_model.pt's weights (None before the first epoch ends)
-    resumed_from: Path | None = None  # checkpoint this Trainer resumed from (resume() or fit(resume_from))
 
 
 def _canonical_checkpoint_path(path: Path) -> Path:
