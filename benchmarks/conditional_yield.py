@@ -325,7 +325,7 @@ def _check_args(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------- labelling
 def label_config(args: argparse.Namespace):
     """The ``label`` pipeline's options (spin-orbit on) with this run's workers, gap mesh and size cap."""
-    from pipelines.label.nodes import LabelConfig
+    from pipelines.config import LabelConfig
 
     return LabelConfig.from_dict({"workers": args.workers, "gap_mesh": args.gap_mesh,
                                   "max_atoms": args.max_label_atoms})  # fmt: skip

@@ -1,12 +1,14 @@
 """Configuration shared by more than one pipeline (or by a pipeline and the project's hooks and datasets).
 
 A pipeline imports its configuration from here or from its own ``nodes.py``, never from another pipeline:
-``data_config`` (ingest, and the ``user_crystals`` dataset that reads the user's files) and the labeller's
-elements.
+``data_config`` (ingest, and the ``user_crystals`` dataset that reads the user's files), the labeller's
+elements (ingest and evaluate) and ``label_options`` (label, and evaluate and report, which run the labeller
+with the same options).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -18,7 +20,7 @@ from td_physics.structure import supported_elements
 if TYPE_CHECKING:
     from td_data.filters import QualityFilter
 
-__all__ = ["SOURCES", "LABELLER_ELEMENTS", "QualityFilterOptions", "DataConfig"]
+__all__ = ["SOURCES", "LABELLER_ELEMENTS", "QualityFilterOptions", "DataConfig", "LabelConfig"]
 
 SOURCES = ("synthetic", "cif_folder", "mp_export", "benchmark_csv", "store")
 
@@ -169,3 +171,34 @@ class DataConfig(OptionsBlock):
         if self.elements is None:
             return None
         return tuple(self.elements)
+
+
+@dataclass(frozen=True)
+class LabelConfig(OptionsBlock):
+    """The ``label_options`` block of ``parameters_label.yml``."""
+
+    block: ClassVar[str] = "label_options"
+
+    max_records: int = 40  # label at most this many crystals (smallest cells first)
+    max_atoms: int = 6  # and only cells with at most this many sites
+    workers: int = 2  # worker processes
+    spin_orbit: bool = True  # atomic lambda L.S on p shells (td-physics' computed table)
+    spin_orbit_constants: dict[str, float] | None = None  # {symbol: lambda_p eV}, overrides the table
+    gap_mesh: int | None = 6  # k-points per periodic axis for the gap search (None: td-physics' density mesh)
+    metal_gap: float = 1e-3  # eV: smaller gaps count as closed
+    max_band_overlap: float = 0.5  # eV: bands separated at every k but overlapping by less keep their invariant
+
+    def classify_options(self) -> dict[str, Any]:
+        """Keyword arguments for :func:`td_physics.classify.classify_structure`."""
+        from td_physics.structure import DEFAULT_VARIANTS
+
+        variants = [dataclasses.replace(v, spin_orbit=self.spin_orbit) for v in DEFAULT_VARIANTS]
+        options: dict[str, Any] = {
+            "variants": variants,
+            "gap_mesh": self.gap_mesh,
+            "metal_gap": self.metal_gap,
+            "max_band_overlap": self.max_band_overlap,
+        }
+        if self.spin_orbit and self.spin_orbit_constants:
+            options["spin_orbit_constants"] = dict(self.spin_orbit_constants)
+        return options

@@ -511,7 +511,7 @@ def main(argv: list[str] | None = None) -> int:
     from tqdm.auto import tqdm
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from pipelines.label.nodes import LabelConfig
+    from pipelines.config import LabelConfig
     from td_physics import __version__ as td_physics_version
     from td_physics.dft import DFTSettings, dft_available, read_crystals_file, write_crystals_file
     from td_physics.dft.cli import result_file_name, run_crystals

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import importlib
 from pathlib import Path
@@ -85,3 +86,42 @@ def test_a_difference_from_the_default_is_seen():
     assert _differences(cls.from_dict({"max_relabel": 24}), cls(), "evaluate_options") == {
         "evaluate_options.max_relabel": (24, 6)
     }
+
+
+def _pipeline_imports(source: str, own: str, folders: set[str]) -> set[str]:
+    """The other pipeline folders that ``source`` (a module of ``pipelines/<own>/``) imports, anywhere in it."""
+    found = set()
+    for node in ast.walk(ast.parse(source)):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # from .. import x inside pipelines/<own>/ reaches pipelines.<x>
+                base = ".".join(["pipelines", own][: max(0, 2 - node.level + 1)] + ([base] if base else []))
+            names = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for name in names:
+            parts = name.split(".")
+            if len(parts) > 1 and parts[0] == "pipelines" and parts[1] in folders and parts[1] != own:
+                found.add(parts[1])
+    return found
+
+
+def test_no_pipeline_imports_another():
+    """Shared configuration lives in pipelines/config.py (or _options, exceptions, datasets), never in a pipeline."""
+    folders = {p.parent.name for p in (ROOT / "pipelines").glob("*/__init__.py")}
+    assert set(PIPELINE_ORDER) <= folders
+    crossing = {}
+    for folder in sorted(folders):
+        for path in sorted((ROOT / "pipelines" / folder).rglob("*.py")):
+            others = _pipeline_imports(path.read_text(encoding="utf-8"), folder, folders)
+            if others:
+                crossing[path.relative_to(ROOT).as_posix()] = sorted(others)
+    assert crossing == {}, f"pipelines importing others (move what they share to pipelines/config.py): {crossing}"
+
+
+def test_the_import_check_sees_imports_inside_functions_and_relative_ones():
+    folders = {"ingest", "label", "evaluate"}
+    source = "def f():\n    from pipelines.label.nodes import LabelConfig\nfrom ..ingest import nodes\n"
+    assert _pipeline_imports(source, "evaluate", folders) == {"label", "ingest"}
+    assert _pipeline_imports("import pipelines.config\nfrom . import nodes\n", "evaluate", folders) == set()

@@ -96,8 +96,7 @@ def physics_consistency(
     = ``not_checked`` with the reason. ``progress(done, total)`` is called as labels arrive (td-data's
     ``label_records``; the evaluation scripts draw a bar with it).
     """
-    from pipelines.config import LABELLER_ELEMENTS
-    from pipelines.label.nodes import LabelConfig
+    from pipelines.config import LABELLER_ELEMENTS, LabelConfig
     from td_data.labels import label_records
     from td_data.validity import structure_validity
 

@@ -18,44 +18,12 @@ import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
-from pipelines._options import OptionsBlock
+from pipelines.config import LabelConfig
 from td_data import CrystalRecord
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class LabelConfig(OptionsBlock):
-    """The ``label_options`` block of ``parameters_label.yml``."""
-
-    block: ClassVar[str] = "label_options"
-
-    max_records: int = 40  # label at most this many crystals (smallest cells first)
-    max_atoms: int = 6  # and only cells with at most this many sites
-    workers: int = 2  # worker processes
-    spin_orbit: bool = True  # atomic lambda L.S on p shells (td-physics' computed table)
-    spin_orbit_constants: dict[str, float] | None = None  # {symbol: lambda_p eV}, overrides the table
-    gap_mesh: int | None = 6  # k-points per periodic axis for the gap search (None: td-physics' density mesh)
-    metal_gap: float = 1e-3  # eV: smaller gaps count as closed
-    max_band_overlap: float = 0.5  # eV: bands separated at every k but overlapping by less keep their invariant
-
-    def classify_options(self) -> dict[str, Any]:
-        """Keyword arguments for :func:`td_physics.classify.classify_structure`."""
-        from td_physics.structure import DEFAULT_VARIANTS
-
-        variants = [dataclasses.replace(v, spin_orbit=self.spin_orbit) for v in DEFAULT_VARIANTS]
-        options: dict[str, Any] = {
-            "variants": variants,
-            "gap_mesh": self.gap_mesh,
-            "metal_gap": self.metal_gap,
-            "max_band_overlap": self.max_band_overlap,
-        }
-        if self.spin_orbit and self.spin_orbit_constants:
-            options["spin_orbit_constants"] = dict(self.spin_orbit_constants)
-        return options
 
 
 def label_crystals(

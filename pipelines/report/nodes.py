@@ -125,7 +125,7 @@ def plot_best_band_structures(checked: Sequence[CrystalRecord], label_options: M
 
     Best = recomputed class equal to the requested one, then checked, then highest confidence.
     """
-    from pipelines.label.nodes import LabelConfig
+    from pipelines.config import LabelConfig
     from td_physics.bands import band_structure
     from td_physics.plotting import plot_band_structure
     from td_physics.structure import DEFAULT_VARIANTS, tight_binding_from_structure
