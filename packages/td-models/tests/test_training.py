@@ -337,6 +337,12 @@ def test_fit_returns_in_memory_what_it_wrote_to_disk(tmp_path, reference):
         torch.testing.assert_close(saved[name], value.cpu(), rtol=0, atol=0, msg=name)
 
 
+def test_phases_reached_count_an_epoch_stopped_midway(tmp_path):
+    trainer = make_trainer(tmp_path, tiny_config(max_epochs=3), val=False)
+    assert trainer.fit(max_steps=4).phases == ("structure_learning",)  # 4 of epoch 1's 6 steps
+    assert trainer.fit(max_steps=4).phases == ("structure_learning", "physics_integration")  # 2 into epoch 2
+
+
 # ---------------------------------------------------------------------------------------------- schedule, EMA
 def test_learning_rate_follows_warmup_phases_and_cosine():
     tc = TrainingConfig(warmup_epochs=2, max_epochs=10, phases=PHASES)

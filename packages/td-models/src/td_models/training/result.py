@@ -42,6 +42,6 @@ class TrainingResult:
     # The rows of metrics.csv as read_metrics parses them (rows of earlier runs kept in the file included);
     # None unless Trainer(keep_history=True), and on every process but the main one.
     history: tuple[dict[str, Any], ...] | None = None
-    phases: tuple[str, ...] = ()  # training phases of the completed epochs (resumed ones included), in order
+    phases: tuple[str, ...] = ()  # phases of the epochs begun, finished or stopped midway (resumed ones too), in order
     best_epoch: int | None = None  # epoch of best_model.pt's weights (None before the first epoch ends)
     resumed_from: Path | None = None  # checkpoint this Trainer resumed from (resume() or fit(resume_from))

@@ -381,7 +381,7 @@ class Trainer:
             reached_max_steps=status == "max_steps",
             model=self._inference_model(),
             history=None if history is None else tuple(history),
-            phases=tuple(dict.fromkeys(tc.phase_at(e).name for e in range(1, self.epoch + 1))),
+            phases=self._phases_begun(),
             best_epoch=self.best_epoch,
             resumed_from=self.resumed_from,
         )
@@ -403,6 +403,11 @@ class Trainer:
 
     def _phase(self) -> PhaseConfig:
         return self.config.training_config.phase_at(self.epoch + 1)
+
+    def _phases_begun(self) -> tuple[str, ...]:
+        """Names of the phases of the epochs begun so far (the current one when stopped midway), in order."""
+        begun = self.epoch + (1 if self.batches_done else 0)
+        return tuple(dict.fromkeys(self.config.training_config.phase_at(e).name for e in range(1, begun + 1)))
 
     # ------------------------------------------------------------------------------ one epoch
     def _any_process(self, flag: bool) -> bool:
