@@ -156,6 +156,61 @@ def test_physics_consistency_and_report(raw, labelled, trained, candidates):
     assert "not relaxed: relax_options.enabled is false" in text and "not run (disabled)" in text
 
 
+def test_report_limits_follow_the_runs_parameters_and_numbers():
+    """The limits are sentences about this run: change a parameter or a measured number and the sentence changes."""
+    from pipelines.report.nodes import limits_lines
+
+    labeller = {"spin_orbit": True, "max_band_overlap": 0.5, "max_atoms": 6, "max_records": 40}
+    training = {
+        "num_parameters": 1234,
+        "config": {"model_config": {"hidden_dim": 64, "num_layers": 2}},
+        "epochs_completed": 40,
+        "n_train": 20,
+        "n_train_with_band_gap": 0,
+        "n_train_with_formation_energy": 0,
+    }
+    base = {
+        "ingest_quarantine": {"source": "synthetic generator (seed 0, 30 crystals)", "data_source": "synthetic"},
+        "label_summary": {"options": labeller},
+        "split": {"test": ["a", "b", "c"]},
+        "training_summary": training,
+        "generation_summary": {"band_gap_range": [0.1, 0.5]},
+        "generation_metrics": {"coverage_dataset": "mp_20"},
+        "physics_consistency": {
+            "n_checked": 2,
+            "n_candidates": 4,
+            "relabel_limits": {"max_relabel": 6, "max_relabel_atoms": 4},
+        },
+        "relax_summary": {"hull": "estimate"},
+        "verify_summary": {},
+    }
+
+    def text(**changes):
+        return "\n".join(limits_lines(**{**base, **changes}))
+
+    first = text()
+    assert "with the mp_20 coverage cutoffs" in first and "test split (3 crystals)" in first
+    assert "right for 23 of its 25 confident labels (92%)" in first and "hidden_dim 64, 2 layers" in first
+    assert "not materials predictions" in first and "asking for 0.1-0.5 eV does not steer" in first
+    assert "2 of 4 candidates were re-labelled (`evaluate_options.max_relabel` 6" in first and "LCAO" not in first
+    mine = {"source": "cif_folder at mine", "data_source": "cif_folder"}
+    with_gaps = {**training, "n_train_with_band_gap": 15, "n_train_with_formation_energy": 12}
+    changed = text(
+        generation_metrics={"coverage_dataset": "perov_5"},
+        ingest_quarantine=mine,
+        label_summary={"options": {**labeller, "max_band_overlap": 0.25}},
+        training_summary=with_gaps,
+    )
+    assert "with the perov_5 coverage cutoffs" in changed and "mp_20" not in changed
+    assert "right for 23 of its 26 confident labels (88%)" in changed and "92%" not in changed
+    assert "not materials predictions" not in changed and "from cif_folder at mine" in changed
+    assert "15 training crystals carry a band gap and 12 a formation energy" in changed and "steer" not in changed
+    spin_off = text(label_summary={"options": {**labeller, "spin_orbit": False}})
+    assert "not with this run's options" in spin_off and "confident labels (" not in spin_off
+    dft = text(verify_summary={"n_verified": 1, "spin_orbit": True, "settings": {"basis": "sz", "xc": "LDA"}})
+    assert "DFT here is LCAO (sz basis), LDA, non-self-consistent spin-orbit coupling" in dft
+
+
 def test_nodes_do_not_import_kedro():
     """Every pipeline's nodes.py (found from this file, not the working folder) is free of kedro imports."""
     import ast

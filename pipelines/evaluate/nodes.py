@@ -78,6 +78,7 @@ def generation_quality(
     metrics = generation_metrics(used, list(test), dataset=dataset, train=list(train), n_jobs=1)
     metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
     metrics["reference"] = f"test split ({len(test)} crystals), coverage cutoffs of {dataset}"
+    metrics["coverage_dataset"] = dataset
     metrics["candidates_used"] = f"first {len(used)} of {len(candidates)} candidates"
     return metrics
 
@@ -157,6 +158,7 @@ def physics_consistency(
             r.labels.get("predicted_class") == r.labels["recomputed_class"] for r in checked
         ),
         "labeller_options": {"spin_orbit": cfg.spin_orbit, "gap_mesh": cfg.gap_mesh},
+        "relabel_limits": {"max_relabel": max_n, "max_relabel_atoms": max_atoms},
     }
     logger.info("evaluate: %d of %d checked candidates are %s", matches, len(checked), requested)
     return out, report, pd.DataFrame(rows)

@@ -102,6 +102,7 @@ def ingest_crystals(
     logger.info("ingest: %d crystals from %s, %d quarantined", len(kept), where, len(entries))
     quarantine = {
         "source": where,
+        "data_source": cfg.source,
         "counts": {"kept": len(kept), "quarantined": len(entries)},
         "entries": entries,
     }

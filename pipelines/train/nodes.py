@@ -235,6 +235,7 @@ def train_model(
     the same run resumes there), ``augmentation`` applied to the training crystals (never to validation),
     ``num_threads`` (torch threads while training, restored afterwards) and ``progress_bar``.
     """
+    from td_data.evaluation import BAND_GAP_KEYS, FORMATION_ENERGY_KEYS, first_property
     from td_models import torch_threads
     from td_models.training import Trainer
 
@@ -274,6 +275,10 @@ def train_model(
         "augmentation": list(options.augmentation),
         "n_val": len(val_items),
         "n_train_labelled": sum("topo_class" in r.labels for r in train),
+        "n_train_with_band_gap": sum(first_property(r.properties, BAND_GAP_KEYS) is not None for r in train),
+        "n_train_with_formation_energy": sum(
+            first_property(r.properties, FORMATION_ENERGY_KEYS) is not None for r in train
+        ),
         "num_parameters": int(model.num_parameters()),
         "config": config.to_dict(),
     }
