@@ -1,4 +1,4 @@
-"""scripts/create_slurm_script.py and python -m td_hpc.label_shard as commands."""
+"""scripts/create_slurm_script.py as a command."""
 
 from __future__ import annotations
 
@@ -100,10 +100,3 @@ def test_user_guide_one_liner():
     )
     proc = run("-c", code)
     assert proc.returncode == 0 and proc.stdout == GOLDEN.read_text()
-
-
-def test_label_shard_cli_errors(tmp_path):
-    proc = run("-m", "td_hpc.label_shard", "--out", str(tmp_path))
-    assert proc.returncode == 2 and "--store, --shard and --num-shards are required" in proc.stderr
-    proc = run("-m", "td_hpc.label_shard", "--merge", str(tmp_path), "--out", str(tmp_path / "m.h5"))
-    assert proc.returncode == 2 and "shards_dir must hold shard_*.h5 files" in proc.stderr

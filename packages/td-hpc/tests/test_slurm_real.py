@@ -24,7 +24,6 @@ from td_hpc import (
     cancel,
     create_distributed_training_script,
     create_labelling_array_script,
-    merge_label_shards,
     status,
     submit,
 )
@@ -155,6 +154,7 @@ def test_preempted_job_checkpoints_requeues_and_resumes(slurm, tmp_path):
 
 
 def test_labelling_array_over_three_shards_and_merge(slurm, tmp_path, label_opts, tiny_records):
+    from td_data.label_shard import merge_label_shards
     from td_data.store import CrystalStore, write_store
 
     store = write_store(tmp_path / "crystals.h5", tiny_records)

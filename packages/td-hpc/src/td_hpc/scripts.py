@@ -24,7 +24,7 @@ from typing import Any
 
 import jinja2
 
-from td_hpc import __version__
+from td_hpc._version import __version__
 from td_hpc.presets import preset_resources
 from td_hpc.validation import (
     check_arg,
@@ -196,9 +196,9 @@ def create_labelling_array_script(
     label_options: Mapping[str, Any] | None = None,
 ) -> str:
     """A job array of ``num_shards`` tasks; task ``i`` labels records ``i, i + n, i + 2n, ...`` of the
-    td-data store at ``store_path`` (``python -m td_hpc.label_shard``) and writes
+    td-data store at ``store_path`` (``python -m td_data.label_shard``) and writes
     ``output_dir/shard_IIIII.h5``; ``label_options`` (JSON-serialisable) go to
-    ``label_records``. Merge them with :func:`td_hpc.labelling.merge_label_shards`.
+    ``label_records``. Merge them with ``td_data.label_shard.merge_label_shards`` (or its command line).
 
     >>> "#SBATCH --array=0-2" in create_labelling_array_script("crystals.h5", 3, "shards")
     True
