@@ -439,7 +439,10 @@ def _property_limits(training: Mapping[str, Any], generation: Mapping[str, Any])
             f"constant, and asking for {low}-{high} eV does not steer the samples. Feed data with properties (a "
             "Materials Project export) for that."
         ]
-    return [f"- {gaps} training crystals carry a band gap and {energies} a formation energy: the heads learn from those."]
+    return [
+        f"- {gaps} training crystals carry a band gap and {energies} a formation energy: the property heads learn "
+        "from those."
+    ]
 
 
 def limits_lines(
