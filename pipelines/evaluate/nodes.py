@@ -94,73 +94,37 @@ def physics_consistency(
     Only structurally valid candidates with at most ``max_relabel_atoms`` sites and elements the
     labeller knows are relabelled (at most ``max_relabel``, those that passed the ``relax`` pipeline's
     stability filter first: they are the ones verification may take); the others get ``recomputed_class``
-    = ``not_checked`` with the reason. ``progress(done, total)`` is called as labels arrive (td-data's
-    ``label_records``; the evaluation scripts draw a bar with it).
+    = ``not_checked`` with the reason (:func:`td_data.evaluation.relabel_candidates`). ``progress(done, total)``
+    is called as labels arrive (the evaluation scripts draw a bar with it).
     """
     from pipelines.config import LABELLER_ELEMENTS, LabelConfig
-    from td_data.labels import label_records
-    from td_data.validity import structure_validity
+    from td_data.evaluation import relabel_candidates
 
     cfg = LabelConfig.from_dict(label_options)
     opts = EvaluateOptions.from_dict(evaluate_options)
     max_atoms = cfg.max_atoms if opts.max_relabel_atoms is None else opts.max_relabel_atoms
-    max_n = opts.max_relabel
-    why: dict[str, str] = {}
-    valid: dict[str, bool] = {}
-    todo = []
-    # candidates held back by the stability filter come last (a stable sort: sampling order otherwise)
-    for rec in sorted(candidates, key=lambda r: r.labels.get("passed_stability") is False):
-        # compositional validity (SMACT) is left to generation_quality: it enumerates oxidation states and
-        # takes minutes on the many-element cells an undertrained model makes
-        s_ok, s_reason = structure_validity(rec)
-        valid[rec.id] = s_ok
-        if not s_ok:
-            why[rec.id] = f"structurally invalid: {s_reason}"
-        elif rec.num_atoms > max_atoms:
-            why[rec.id] = f"{rec.num_atoms} sites > max_relabel_atoms={max_atoms}"
-        elif not set(rec.species) <= set(LABELLER_ELEMENTS):
-            why[rec.id] = f"elements {sorted(set(rec.species) - set(LABELLER_ELEMENTS))} unknown to the labeller"
-        elif len(todo) >= max_n:
-            why[rec.id] = f"beyond max_relabel={max_n}"
-        else:
-            todo.append(rec.replace(labels={}))  # no topo_class: the labeller must compute it
-    result = label_records(todo, workers=cfg.workers, progress=progress, **cfg.classify_options()) if todo else None
-    recomputed = {r.id: r.labels for r in result.records} if result else {}
-    for q in result.quarantined if result else ():
-        why[q.record_id] = f"labelling failed: {q.reason}"
-    out, rows = [], []
-    for rec in candidates:
-        lab = recomputed.get(rec.id)
-        extra = {
-            "recomputed_class": lab["topo_class"] if lab else "not_checked",
-            "recomputed_confidence": lab["confidence"] if lab else None,
-            "recomputed_indirect_gap": lab["indirect_gap"] if lab else None,
-            "not_checked_reason": "" if lab else why.get(rec.id, "labelling failed"),
-            "struct_valid": valid[rec.id],
-        }
-        out.append(rec.with_labels(**extra))
-        rows.append({"id": rec.id, "formula": rec.formula, "num_atoms": rec.num_atoms, **rec.properties,
-                     **{k: v for k, v in rec.labels.items()}, **extra})  # fmt: skip
-    checked = [r for r in out if r.labels["recomputed_class"] != "not_checked"]
-    requested = candidates[0].labels.get("requested_class") if candidates else None
-    confusion = Counter((r.labels.get("requested_class"), r.labels["recomputed_class"]) for r in checked)
-    matches = sum(r.labels["recomputed_class"] == r.labels.get("requested_class") for r in checked)
+    # compositional validity (SMACT) is left to generation_quality: it enumerates oxidation states and takes
+    # minutes on the many-element cells an undertrained model makes
+    out, report, rows = relabel_candidates(
+        candidates,
+        max_relabel=opts.max_relabel,
+        max_atoms=max_atoms,
+        workers=cfg.workers,
+        classify_options=cfg.classify_options(),
+        allowed_elements=LABELLER_ELEMENTS,
+        progress=progress,
+    )
     report = {
-        "requested_class": requested,
-        "n_candidates": len(candidates),
-        "n_structurally_valid": sum(valid.values()),
-        "n_checked": len(checked),
-        "n_as_requested": matches,
-        "share_as_requested": matches / len(checked) if checked else None,
-        "confusion": [{"requested": a, "recomputed": b, "count": n} for (a, b), n in sorted(confusion.items())],
-        "recomputed_class_counts": dict(Counter(r.labels["recomputed_class"] for r in out)),
-        "predicted_vs_recomputed_agree": sum(
-            r.labels.get("predicted_class") == r.labels["recomputed_class"] for r in checked
-        ),
+        **report,
         "labeller_options": {"spin_orbit": cfg.spin_orbit, "gap_mesh": cfg.gap_mesh},
-        "relabel_limits": {"max_relabel": max_n, "max_relabel_atoms": max_atoms},
+        "relabel_limits": {"max_relabel": opts.max_relabel, "max_relabel_atoms": max_atoms},
     }
-    logger.info("evaluate: %d of %d checked candidates are %s", matches, len(checked), requested)
+    logger.info(
+        "evaluate: %d of %d checked candidates are %s",
+        report["n_as_requested"],
+        report["n_checked"],
+        report["requested_class"],
+    )
     return out, report, pd.DataFrame(rows)
 
 

@@ -13,6 +13,9 @@ from td_data import CrystalRecord
 
 logger = logging.getLogger(__name__)
 
+#: Candidate ids are ``cand-0000``, ``cand-0001``, ... (the sample's position, so ids survive rejects).
+ID_PREFIX = "cand"
+
 
 @dataclass(frozen=True)
 class GenerateOptions(OptionsBlock):
@@ -51,12 +54,13 @@ def generate_candidates(
     Samples that are not valid records (for example atoms on top of each other are allowed, but a
     non-invertible cell is not) are counted in the summary and left out.
     """
-    from td_models.config import TOPO_CLASSES, PhysicsConfig, topo_class_index
+    from td_data.evaluation import attach_predictions, requested_class, samples_to_records
+    from td_models.config import PhysicsConfig
 
     pc = PhysicsConfig.from_dict(dict(physics_config))
     opts = GenerateOptions.from_dict(generate_options)
     n, steps = opts.n_candidates, opts.sampler_steps(model)
-    requested = TOPO_CLASSES[topo_class_index(pc.topological_class)]
+    requested = requested_class({"topo_class": pc.topological_class})
     samples = model.sample(
         n,
         topo_class=pc.topological_class,
@@ -64,39 +68,12 @@ def generate_candidates(
         steps=steps,
         seed=opts.seed,
     )
-    records, rejected = [], []
-    for i, s in enumerate(samples):
-        try:
-            rec = CrystalRecord(s["lattice"], s["frac_coords"] % 1.0, s["atomic_numbers"], id=f"cand-{i:04d}")
-        except ValueError as err:
-            rejected.append({"index": i, "reason": str(err)})
-            continue
-        target = s.get("conditions", {}).get("band_gap")
-        records.append((rec, None if target is None else float(target)))
-    arrays = [
-        {"lattice": r.lattice, "frac_coords": r.frac_coords, "atomic_numbers": r.atomic_numbers} for r, _ in records
-    ]
-    preds = model.predict_properties(arrays) if records else None
-    out = []
-    for j, (rec, target) in enumerate(records):
-        props = {
-            "predicted_band_gap": float(preds.band_gap[j]),
-            "predicted_formation_energy": float(preds.formation_energy[j]),
-        }
-        if target is not None:
-            props["target_band_gap"] = target
-        klass = preds.topo_class[j]
-        out.append(
-            rec.replace(
-                properties=props,
-                labels={
-                    "requested_class": requested,
-                    "predicted_class": klass,
-                    "predicted_class_probability": float(preds.topo_probabilities[j][TOPO_CLASSES.index(klass)]),
-                },
-                source="generated:td-models",
-            )
-        )
+    # the property heads see the samples that are valid records (a singular cell cannot be featurised)
+    _, invalid = samples_to_records(samples, id_prefix=ID_PREFIX)
+    usable = sorted(set(range(len(samples))) - {r["index"] for r in invalid})
+    if usable:
+        samples = attach_predictions(samples, model.predict_properties([samples[i] for i in usable]), usable)
+    out, rejected = samples_to_records(samples, id_prefix=ID_PREFIX)
     summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "requested_class": requested,
                "band_gap_range": list(pc.band_gap_range), "steps": steps}  # fmt: skip
     logger.info("generate: %d of %d samples are valid records", len(out), n)
