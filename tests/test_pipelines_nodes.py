@@ -186,7 +186,7 @@ def test_report_limits_follow_the_runs_parameters_and_numbers():
     }
 
     def text(**changes):
-        return "\n".join(limits_lines(**{**base, **changes}))
+        return "\n".join(limits_lines({**base, **changes}))
 
     first = text()
     assert "with the mp_20 coverage cutoffs" in first and "test split (3 crystals)" in first

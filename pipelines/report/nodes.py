@@ -357,15 +357,17 @@ def write_report(
         "## Limits (read before trusting anything above)",
         "",
         *limits_lines(
-            ingest_quarantine,
-            label_summary,
-            split,
-            training_summary,
-            generation_summary,
-            generation_metrics,
-            physics_consistency,
-            relax_summary,
-            verify_summary,
+            {
+                "ingest_quarantine": ingest_quarantine,
+                "label_summary": label_summary,
+                "split": split,
+                "training_summary": training_summary,
+                "generation_summary": generation_summary,
+                "generation_metrics": generation_metrics,
+                "physics_consistency": physics_consistency,
+                "relax_summary": relax_summary,
+                "verify_summary": verify_summary,
+            }
         ),
         "",
     ]
@@ -445,30 +447,28 @@ def _property_limits(training: Mapping[str, Any], generation: Mapping[str, Any])
     ]
 
 
-def limits_lines(
-    ingest_quarantine: Mapping[str, Any],
-    label_summary: Mapping[str, Any],
-    split: Mapping[str, Any],
-    training_summary: Mapping[str, Any],
-    generation_summary: Mapping[str, Any],
-    generation_metrics: Mapping[str, Any],
-    physics_consistency: Mapping[str, Any],
-    relax_summary: Mapping[str, Any],
-    verify_summary: Mapping[str, Any],
-) -> list[str]:
-    """The report's limits, each sentence built from this run's parameters and measured numbers."""
-    dataset = generation_metrics.get("coverage_dataset", "n/a")
-    pc, limits = physics_consistency, physics_consistency.get("relabel_limits", {})
-    lines = _model_limits(ingest_quarantine, training_summary) + _labeller_limits(label_summary.get("options", {}))
+def limits_lines(run: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The report's limits, each sentence built from this run's parameters and measured numbers.
+
+    ``run`` maps the catalog's names to what the pipelines wrote: ``ingest_quarantine``, ``label_summary``,
+    ``split``, ``training_summary``, ``generation_summary``, ``generation_metrics``, ``physics_consistency``,
+    ``relax_summary`` and ``verify_summary``.
+    """
+    training_summary, verify_summary = run["training_summary"], run["verify_summary"]
+    dataset = run["generation_metrics"].get("coverage_dataset", "n/a")
+    pc = run["physics_consistency"]
+    limits = pc.get("relabel_limits", {})
+    lines = _model_limits(run["ingest_quarantine"], training_summary)
+    lines += _labeller_limits(run["label_summary"].get("options", {}))
     lines += [
         "- Coverage, Wasserstein distances and novelty are measured against this run's test split "
-        f"({len(split.get('test', []))} crystals) and training split, with the {dataset} coverage cutoffs: a split "
-        "of this run, so they are not comparable with published tables.",
-        *_property_limits(training_summary, generation_summary),
+        f"({len(run['split'].get('test', []))} crystals) and training split, with the {dataset} coverage "
+        "cutoffs: a split of this run, so they are not comparable with published tables.",
+        *_property_limits(training_summary, run["generation_summary"]),
         f"- {pc.get('n_checked')} of {pc.get('n_candidates')} candidates were re-labelled "
         f"(`evaluate_options.max_relabel` {limits.get('max_relabel')}, `max_relabel_atoms` "
         f"{limits.get('max_relabel_atoms')}): the labeller is the slow step.",
-        f"- Energies above the hull are an {relax_summary.get('hull', 'estimate')}.",
+        f"- Energies above the hull are an {run['relax_summary'].get('hull', 'estimate')}.",
     ]
     if verify_summary.get("n_verified"):
         settings = verify_summary.get("settings") or {}
