@@ -1,4 +1,4 @@
-"""Energy above the hull of the phases at hand (td_data.hull), with real CHGNet energies."""
+"""Energy above the hull of the phases at hand (td_data.relax.hull), with real CHGNet energies."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ pytest.importorskip("chgnet")
 pytest.importorskip("ase")
 
 from td_data.exceptions import TDDataError  # noqa: E402
-from td_data.hull import elemental_prototypes  # noqa: E402
 from td_data.record import CrystalRecord  # noqa: E402
 from td_data.relax import HullResult, Relaxer, RelaxResult, energy_above_hull, relax_records  # noqa: E402
+from td_data.relax.hull import elemental_prototypes  # noqa: E402
 
 FCC = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]) / 2.0
 

@@ -152,7 +152,7 @@ def test_generalised_cell_forces_match_ase_frechet_cell_filter():
     from ase.stress import full_3x3_to_voigt_6_stress
     from scipy.linalg import expm
 
-    from td_data.relax import _frechet_forces, _Job
+    from td_data.relax.relaxer import _frechet_forces, _Job
 
     rng = np.random.default_rng(2)
     rec = silicon()

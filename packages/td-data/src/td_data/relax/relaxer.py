@@ -1,12 +1,12 @@
-"""Relax crystals with CHGNet, many at once, and measure how far they moved.
+"""The batched CHGNet relaxation: many crystals at once, and how far each moved.
 
 A generated crystal is judged as it would sit, not as sampled: :func:`relax_records` relaxes the
 atomic positions (and, by default, the cell) with the universal machine-learned potential CHGNet
 (Deng et al., Nat. Mach. Intell. 5, 1031 (2023); its pretrained weights ship inside the ``chgnet``
 wheel, nothing is downloaded) and returns, per record, the relaxed record, its energy per atom, the
 RMSD between the input and the relaxed structure (MatterGen's metric) and whether it converged.
-:func:`energy_above_hull` (module :mod:`td_data.hull`, re-exported here) places the relaxed crystals on
-a convex hull built from the same model's energies.
+:func:`~td_data.relax.hull.energy_above_hull` places the relaxed crystals on a convex hull built from the
+same model's energies.
 
 How it is batched: every crystal gets its own FIRE optimiser (ASE's algorithm and defaults, as in
 CHGNet's ``StructOptimizer``) over ASE's ``FrechetCellFilter`` coordinates (positions plus the logarithm
@@ -60,8 +60,6 @@ __all__ = [
     "RelaxResult",
     "FireSettings",
     "relax_records",
-    "energy_above_hull",  # noqa: F822 (from td_data.hull, through the module __getattr__ below)
-    "HullResult",  # noqa: F822
     "MAX_ATOMIC_NUMBER",
     "MIN_ENERGY_PER_ATOM",
 ]
@@ -764,12 +762,3 @@ def _progress_bar(total: int, progress: bool) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(total=total, desc="relaxing (CHGNet)", unit="crystal")
-
-
-def __getattr__(name: str) -> Any:
-    # the hull lives in td_data.hull (it imports this module); re-exported here lazily
-    if name in ("energy_above_hull", "HullResult"):
-        from td_data import hull
-
-        return getattr(hull, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -42,7 +42,7 @@ import numpy as np
 
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord, atomic_number, symbol
-from td_data.relax import Relaxer, RelaxResult, relax_records
+from td_data.relax.relaxer import Relaxer, RelaxResult, relax_records
 
 __all__ = ["HullResult", "energy_above_hull", "elemental_prototypes", "PROTOTYPES"]
 
