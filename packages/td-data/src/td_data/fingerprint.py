@@ -51,13 +51,11 @@ pymatgen's ``LocalStructOrderParams`` as matminer does. Errors pymatgen raises t
 
 Equivalence is up to floating-point rounding (summation orders, and a different but equivalent
 construction of the cells), checked against matminer to 1e-6 per feature and site in
-``tests/test_fingerprint.py``. Measured: at most 1.5e-12 on 1,300 Perov-5 and 2.3e-15 on 600
-Carbon-24 test crystals, 1.1e-14 on 1,000 perturbed Perov-5 crystals, 2.0e-8 on the 1,355 MP-20
-sample crystals; the last is the "bent" parameter of two exactly opposite neighbours, whose angle,
-arccos(-1 + rounding), pymatgen itself only knows to ~1e-8 rad. Speed: about 1 ms per site
-(0.7-1.4 ms on a 2-core VM, 17-32x faster than matminer in the same process); the sites handed to
-pymatgen (about 3% on MP-20, under 0.5% on Perov-5, none on Carbon-24 or perturbed crystals) cost
-about as much as matminer.
+``tests/test_fingerprint.py``. The largest differences come from the "bent" parameter of two exactly
+opposite neighbours, whose angle, arccos(-1 + rounding), pymatgen itself only knows to ~1e-8 rad. It is
+vectorised over the sites and their neighbours, so it is much faster than matminer's site-by-site path;
+the few sites it hands to pymatgen cost about as much as matminer (measured deviations and timings on the
+benchmark data sets: ``benchmarks/README.md``).
 
 Examples
 --------

@@ -70,14 +70,10 @@ Other deviations
     pymatgen's. A reference crystal whose fingerprint fails (CDVAE would crash) is left out of
     coverage, counted in ``n_reference_featurisation_failed`` and logged.
 
-Speed: the "fast" structure fingerprint costs about 1 ms per site (0.7-1.4 ms on the 2-core VM,
-17-32x less than matminer's 16-25 ms in the same process); Magpie about 2 ms per crystal.
-:func:`fingerprints` runs a process pool (``n_jobs``, results in input order) and can keep an
-``.npz`` cache keyed by a content hash of each crystal, so a fixed reference set is featurised
-once. ``python benchmarks/data_metrics.py --n-jobs 2`` (1,000 perturbed Perov-5 crystals against
-the 3,785 test crystals, every metric) took 20.7 s cold and 5.8 s warm (reference fingerprints
-cached) on the 2-core VM when it was otherwise idle, 40-53 s and 11 s while other jobs used 1-1.5
-of its cores; with the matminer path it took 350 s and 66-79 s.
+Speed: the fingerprints dominate the cost. :func:`fingerprints` runs a process pool (``n_jobs``,
+results in input order) and can keep an ``.npz`` cache keyed by a content hash of each crystal, so a
+fixed reference set is featurised once; ``python benchmarks/data_metrics.py`` times the whole set of
+metrics (its numbers are in ``benchmarks/README.md``).
 
 Examples
 --------

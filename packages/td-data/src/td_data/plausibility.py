@@ -10,7 +10,7 @@ experiment or relaxation gives:
 * ``min_volume_per_atom = 1.0`` Angstrom^3. Diamond has 5.7, the smallest value in those benchmark
   files is 5.4 (Carbon-24); even metal hydrides at megabar pressures stay above 2.
 * ``max_atoms = 1000`` sites per cell, checked on a CIF before pymatgen parses it (its site
-  matching grows with the square of the number of sites: a 50,000-atom CIF took 775 s).
+  matching grows with the square of the number of sites, so a huge cell would take minutes to hours).
 
 ``None`` turns a limit off.
 

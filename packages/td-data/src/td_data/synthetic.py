@@ -333,8 +333,8 @@ class SyntheticDatasetGenerator:
     fraction_2d:
         Share of the samples that are 2D sheets (0.1: enough sheets for the field-effect work).
     max_strain:
-        Largest principal strain of the random strain (0.01 = 1%; measured on 600 cells: at 2% about 9%
-        more become triclinic at spglib symprec 0.1 than without strain, at 1% about 1%).
+        Largest principal strain of the random strain (0.01 = 1%; larger strains lower more cells' symmetry
+        at spglib's symprec 0.1, so a symmetry-based split or filter sees more triclinic cells).
     substitution_temperature:
         ``T`` in ``exp(lambda / T)``; 1 is Hautier's probability, larger values substitute more freely.
     allowed_elements:
