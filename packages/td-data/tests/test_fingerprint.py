@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-import td_data.metrics as metrics
+import td_data.fingerprint.featurise as featurise
 from td_data.exceptions import TDDataError
-from td_data.fingerprint import _OPS, FEATURE_LABELS, site_average, site_fingerprints, structure_fingerprint
+from td_data.fingerprint.crystalnn import _OPS, FEATURE_LABELS, site_average, site_fingerprints, structure_fingerprint
 from td_data.record import CrystalRecord
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
@@ -278,16 +278,16 @@ def test_benchmark_sweep_matches_matminer(relative, rows, matminer_fp):
 # ------------------------------------------------------------------------------------------ metrics wiring
 def test_metrics_paths_agree_and_cache_separately(tmp_path):
     records = [CrystalRecord(*HANDMADE[name], id=name) for name in ("rock salt NaCl", "CsCl", "perovskite SrTiO3")]
-    fast = metrics.fingerprints(records, n_jobs=1)
-    slow = metrics.fingerprints(records, n_jobs=1, structure_fingerprint="matminer")
+    fast = featurise.fingerprints(records, n_jobs=1)
+    slow = featurise.fingerprints(records, n_jobs=1, structure_fingerprint="matminer")
     assert fast.ok.all() and slow.ok.all()
     np.testing.assert_allclose(fast.structure, slow.structure, atol=ATOL, rtol=0)
     np.testing.assert_array_equal(fast.composition, slow.composition)  # Magpie is the same code on both paths
-    assert metrics._featuriser_version("fast") != metrics._featuriser_version("matminer")
-    assert "[fast]" in metrics._featuriser_version("fast")
+    assert featurise._featuriser_version("fast") != featurise._featuriser_version("matminer")
+    assert "[fast]" in featurise._featuriser_version("fast")
     path = tmp_path / "fp.npz"
-    metrics.fingerprints(records[:1], n_jobs=1, cache=path, structure_fingerprint="matminer")
-    assert metrics._load_cache(path, metrics._featuriser_version("fast")) == {}  # other path: ignored
-    assert len(metrics._load_cache(path, metrics._featuriser_version("matminer"))) == 1
+    featurise.fingerprints(records[:1], n_jobs=1, cache=path, structure_fingerprint="matminer")
+    assert featurise._load_cache(path, featurise._featuriser_version("fast")) == {}  # other path: ignored
+    assert len(featurise._load_cache(path, featurise._featuriser_version("matminer"))) == 1
     with pytest.raises(TDDataError, match="structure_fingerprint"):
-        metrics.fingerprints(records, n_jobs=1, structure_fingerprint="pymatgen")
+        featurise.fingerprints(records, n_jobs=1, structure_fingerprint="pymatgen")

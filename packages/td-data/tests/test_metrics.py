@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.distance import cdist
 
-import td_data.metrics as metrics
+import td_data.fingerprint.featurise as featurise
 from td_data.exceptions import TDDataError
 from td_data.metrics import (
     Fingerprints,
@@ -94,12 +94,12 @@ def test_copies_of_half_the_reference(reference):
 
 
 def test_failed_fingerprint_is_invalid_and_counts_against_cov_p(reference, monkeypatch):
-    real = metrics._featurise_cell
+    real = featurise._featurise_cell
 
     def fail_on_caesium(cell):
         return "RuntimeError: test" if 55 in cell[2] else real(cell)
 
-    monkeypatch.setattr(metrics, "_featurise_cell", fail_on_caesium)
+    monkeypatch.setattr(featurise, "_featurise_cell", fail_on_caesium)
     m = generation_metrics([rocksalt(), cscl_type()], [rocksalt(), zincblende()], n_jobs=1)
     assert m["n_featurisation_failed"] == 1
     assert m["struct_valid"] == 1.0 and m["comp_valid"] == 1.0 and m["valid"] == 0.5
@@ -207,8 +207,8 @@ def test_fingerprint_cache_featurises_once(tmp_path, reference, monkeypatch):
     first = fingerprints(reference[:2], n_jobs=1, cache=path)
     assert path.exists()
     calls = []
-    real = metrics._run_featurisation
-    monkeypatch.setattr(metrics, "_run_featurisation", lambda cells, n: calls.append(len(cells)) or real(cells, n))
+    real = featurise._run_featurisation
+    monkeypatch.setattr(featurise, "_run_featurisation", lambda cells, n: calls.append(len(cells)) or real(cells, n))
     again = fingerprints([r.replace(id="renamed") for r in reference[:2]], n_jobs=1, cache=path)  # id is not hashed
     assert calls == []
     np.testing.assert_array_equal(again.structure, first.structure)
