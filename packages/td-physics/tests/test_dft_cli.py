@@ -257,9 +257,9 @@ def test_unusable_input_exits_2(tmp_path, capsys):
 
 def test_missing_dft_extra_writes_nothing_and_exits_3(tmp_path, monkeypatch, capsys):
     """Without GPAW no crystal gets a result (a later run with the extra must compute them all)."""
-    import td_physics.dft
+    import td_physics.dft.core
 
-    monkeypatch.setattr(td_physics.dft, "dft_available", lambda: (False, "No module named 'gpaw'"))
+    monkeypatch.setattr(td_physics.dft.core, "dft_available", lambda: (False, "No module named 'gpaw'"))
     crystals = write_crystals_file(tmp_path / "c.json", [SI])
     assert main(["run", "--input", str(crystals), "--output-dir", str(tmp_path / "out")]) == 3
     err = capsys.readouterr().err

@@ -14,6 +14,8 @@ __all__ = [
     "SymmetryError",
     "ConvergenceError",
     "FileFormatError",
+    "StructureError",
+    "UnsupportedElementError",
 ]
 
 
@@ -43,3 +45,11 @@ class ConvergenceError(TDPhysicsError):
 
 class FileFormatError(TDPhysicsError):
     """A model file (JSON, HDF5, Wannier90) is malformed."""
+
+
+class StructureError(ModelDefinitionError):
+    """A crystal structure that cannot be turned into a model (overlapping atoms, bad arrays, bad builder options)."""
+
+
+class UnsupportedElementError(ModelDefinitionError):
+    """An element has no sourced parameter in the table a variant needs."""

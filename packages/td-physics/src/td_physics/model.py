@@ -25,43 +25,16 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.exceptions import KPointError, ModelDefinitionError, OccupationError
+from td_physics.exceptions import KPointError, ModelDefinitionError, OccupationError, SymmetryError
+from td_physics.inversion import InversionSymmetry
+from td_physics.model_file import load_model, model_from_dict, model_to_dict, save_model
+from td_physics.wannier90 import build_from_wannier90
 
-__all__ = ["TightBindingModel", "InversionSymmetry", "as_kpoints", "stacked_hamiltonian"]
+__all__ = ["TightBindingModel", "as_kpoints", "stacked_hamiltonian"]
 
 logger = logging.getLogger(__name__)
 
 _HERMITIAN_TOL = 1e-10
-
-
-@dataclass(frozen=True)
-class InversionSymmetry:
-    """Spatial inversion ``r -> 2 c - r`` acting on the orbitals of a model.
-
-    Orbital ``j`` at reduced position ``tau_j`` goes to orbital ``permutation[j]`` at
-    ``2 c - tau_j = tau_{permutation[j]} + shifts[j]`` (``shifts`` integer lattice vectors),
-    multiplied by ``parities[j]`` (+1 for s and d orbitals, -1 for p orbitals; spin is untouched by
-    inversion). ``shifts`` is filled in by :meth:`TightBindingModel.set_inversion`.
-    """
-
-    permutation: tuple[int, ...]
-    parities: tuple[int, ...]
-    centre: tuple[float, ...]
-    shifts: tuple[tuple[int, ...], ...] = ()
-
-    def matrix_at(self, k: np.ndarray) -> np.ndarray:
-        """The (norb, norb) operator ``P`` with ``H_I(-k) = P H_I(k) P^dagger`` (periodic gauge).
-
-        ``k`` is one reduced k-point of length ``dim_k``; ``shifts`` are truncated to the periodic
-        directions.
-        """
-        k = np.asarray(k, dtype=float)
-        norb = len(self.permutation)
-        op = np.zeros((norb, norb), dtype=complex)
-        shifts = np.asarray(self.shifts, dtype=float)[:, : k.shape[-1]]
-        phase = np.exp(2j * np.pi * shifts @ k)  # (norb,)
-        op[list(self.permutation), np.arange(norb)] = np.asarray(self.parities) * phase
-        return op
 
 
 def as_kpoints(k: Any, dim_k: int) -> np.ndarray:
@@ -330,8 +303,6 @@ class TightBindingModel:
         check: bool = True,
     ) -> InversionSymmetry:
         """The inversion operator of :meth:`set_inversion`, validated but not stored on the model."""
-        from td_physics.exceptions import SymmetryError
-
         perm = [int(p) for p in permutation]
         if sorted(perm) != list(range(self.norb)):
             raise SymmetryError(f"permutation must be a permutation of 0..{self.norb - 1}, got {list(permutation)}")
@@ -512,50 +483,12 @@ class TightBindingModel:
             f"spinful={self.spinful}, n_R={len(self._hoppings)})"
         )
 
-    # ------------------------------------------------------------------ io (see td_physics.io)
-    @classmethod
-    def from_wannier90(
-        cls,
-        hr_path: Any,
-        lattice: Any = None,
-        positions: Any = None,
-        centres_path: Any = None,
-        win_path: Any = None,
-        spinful: bool = False,
-        occupied: int | None = None,
-        hermiticity_tol: float | None = 1e-6,
-        *,
-        dim_k: int | None = None,
-        name: str | None = None,
-    ) -> TightBindingModel:
-        """A model from a Wannier90 ``_hr.dat`` file; see :func:`td_physics.io.model_from_wannier90`."""
-        from td_physics.io import model_from_wannier90
-
-        return model_from_wannier90(
-            hr_path,
-            lattice,
-            positions,
-            centres_path,
-            win_path,
-            spinful,
-            occupied,
-            hermiticity_tol,
-            dim_k=dim_k,
-            name=name,
-        )
-
-    def save(self, path: Any) -> None:
-        """Save to ``.json`` or ``.h5`` / ``.hdf5``, atomically; see :func:`td_physics.io.save_model`."""
-        from td_physics.io import save_model
-
-        save_model(self, path)
-
-    @classmethod
-    def load(cls, path: Any) -> TightBindingModel:
-        """Load a model saved by :meth:`save`; see :func:`td_physics.io.load_model`."""
-        from td_physics.io import load_model
-
-        return load_model(path)
+    # ------------------------------------------------------------------ files (the same as td_physics.io's functions)
+    from_wannier90 = classmethod(build_from_wannier90)
+    to_dict = model_to_dict
+    from_dict = classmethod(model_from_dict)
+    save = save_model
+    load = classmethod(load_model)
 
 
 def _union_arrays(models: Sequence[TightBindingModel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

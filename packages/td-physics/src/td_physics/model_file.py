@@ -1,4 +1,8 @@
-"""Reading and writing tight-binding models: the native JSON / HDF5 format and Wannier90 files.
+"""The native model file: the schema of :func:`model_to_dict` in JSON or HDF5.
+
+This module knows the format, not the class: the functions that build a model take the class
+(``cls``) as their first argument and are the methods ``TightBindingModel.from_dict`` and
+``TightBindingModel.load``; :mod:`td_physics.io` offers all of them as functions.
 
 Native format
 -------------
@@ -29,24 +33,6 @@ file stores the arrays as datasets (``lattice``, ``site_positions``, ``onsite`` 
 and the rest as attributes (``labels`` and ``inversion`` as JSON text). Files are written atomically: to a
 temporary file in the same folder, flushed with ``fsync``, then moved over the target with
 ``os.replace``, so a crash never leaves a half-written model behind.
-
-Wannier90 files are read and written by :mod:`td_physics.wannier90`; its public functions are
-re-exported here.
-
-Examples
---------
->>> import tempfile, pathlib
->>> import numpy as np
->>> from td_physics.model import TightBindingModel
->>> m = TightBindingModel([[1.0]], [[0.0]], name="chain")
->>> m.add_hopping(-1.0, 0, 0, (1,))
->>> folder = pathlib.Path(tempfile.mkdtemp())
->>> save_model(m, folder / "chain.json")
->>> load_model(folder / "chain.json").eigvalsh([[0.0], [0.5]])[:, 0].round(6)
-array([-2.,  2.])
->>> write_wannier90_hr(m, folder / "chain_hr.dat", header="chain")
->>> model_from_wannier90(folder / "chain_hr.dat", lattice=[[1.0]], positions=[[0.0]]).eigvalsh([0.5]).round(6)
-array([[2.]])
 """
 
 from __future__ import annotations
@@ -57,38 +43,24 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from td_physics.exceptions import FileFormatError, ModelDefinitionError
 from td_physics.files import atomic_write
-from td_physics.model import InversionSymmetry, TightBindingModel
-from td_physics.wannier90 import (
-    BOHR_ANGSTROM,
-    Wannier90HR,
-    model_from_wannier90,
-    read_wannier90_centres,
-    read_wannier90_hr,
-    read_wannier90_unit_cell,
-    write_wannier90_hr,
-)
+from td_physics.inversion import InversionSymmetry
 
 __all__ = [
     "FORMAT_NAME",
     "FORMAT_VERSION",
-    "BOHR_ANGSTROM",
     "model_to_dict",
     "model_from_dict",
     "save_model",
     "load_model",
-    "Wannier90HR",
-    "read_wannier90_hr",
-    "read_wannier90_centres",
-    "read_wannier90_unit_cell",
-    "model_from_wannier90",
-    "write_wannier90_hr",
 ]
+
+M = TypeVar("M")
 
 logger = logging.getLogger(__name__)
 
@@ -151,7 +123,7 @@ def _inversion_to_dict(op: InversionSymmetry | None) -> dict[str, Any] | None:
     }
 
 
-def model_to_dict(model: TightBindingModel) -> dict[str, Any]:
+def model_to_dict(model: Any) -> dict[str, Any]:
     """The model as a JSON-safe dictionary (schema in the module docstring, version 1).
 
     Raises :class:`FileFormatError` if ``model.metadata`` holds values JSON cannot represent
@@ -213,11 +185,12 @@ def _check_header(d: Any) -> None:
         raise FileFormatError(f"model is missing the required keys {missing}")
 
 
-def model_from_dict(d: Mapping[str, Any]) -> TightBindingModel:
-    """Rebuild a model from :func:`model_to_dict` output; raises :class:`FileFormatError` if malformed."""
+def model_from_dict(cls: type[M], d: Mapping[str, Any]) -> M:
+    """Rebuild a model of class ``cls`` from :func:`model_to_dict` output; raises :class:`FileFormatError` if
+    malformed."""
     _check_header(d)
     try:
-        model = TightBindingModel(
+        model = cls(
             d["lattice"],
             d["site_positions"],
             dim_k=int(d["dim_k"]),
@@ -247,7 +220,7 @@ def model_from_dict(d: Mapping[str, Any]) -> TightBindingModel:
         hoppings[key] = _complex_matrix(entry, f"hoppings[{n}] (R={key})", norb)
     try:
         model.set_onsite(onsite)
-        rebuilt = TightBindingModel.from_hopping_matrices(
+        rebuilt = cls.from_hopping_matrices(  # type: ignore[attr-defined]
             model.lattice,
             model.site_positions,
             model.onsite,
@@ -268,7 +241,7 @@ def model_from_dict(d: Mapping[str, Any]) -> TightBindingModel:
     return rebuilt
 
 
-def _inversion_from_dict(d: Any, model: TightBindingModel) -> InversionSymmetry | None:
+def _inversion_from_dict(d: Any, model: Any) -> InversionSymmetry | None:
     if d is None:
         return None
     try:
@@ -301,7 +274,7 @@ def _container(path: Path) -> str:
     raise FileFormatError(f"model files must end in .json, .h5 or .hdf5, got {path.name!r}")
 
 
-def save_model(model: TightBindingModel, path: str | os.PathLike[str]) -> None:
+def save_model(model: Any, path: str | os.PathLike[str]) -> None:
     """Save ``model`` to ``path`` (``.json`` or ``.h5`` / ``.hdf5``), atomically."""
     path = Path(path)
     kind = _container(path)
@@ -317,8 +290,8 @@ def save_model(model: TightBindingModel, path: str | os.PathLike[str]) -> None:
     logger.debug("saved %r to %s", model, path)
 
 
-def load_model(path: str | os.PathLike[str]) -> TightBindingModel:
-    """Load a model written by :func:`save_model`; raises :class:`FileFormatError` if malformed."""
+def load_model(cls: type[M], path: str | os.PathLike[str]) -> M:
+    """Load a model of class ``cls`` written by :func:`save_model`; raises :class:`FileFormatError` if malformed."""
     path = Path(path)
     kind = _container(path)
     if kind == "json":
@@ -326,11 +299,11 @@ def load_model(path: str | os.PathLike[str]) -> TightBindingModel:
             d = json.loads(path.read_text(encoding="utf-8"))
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise FileFormatError(f"{path.name} is not valid JSON: {exc}") from exc
-        return model_from_dict(d)
-    return _read_hdf5(path)
+        return model_from_dict(cls, d)
+    return _read_hdf5(cls, path)
 
 
-def _hdf5_writer(model: TightBindingModel) -> Callable[[Path], None]:
+def _hdf5_writer(model: Any) -> Callable[[Path], None]:
     import h5py
 
     d = model_to_dict(model)  # validates the metadata before anything is written
@@ -358,7 +331,7 @@ def _hdf5_writer(model: TightBindingModel) -> Callable[[Path], None]:
     return write
 
 
-def _read_hdf5(path: Path) -> TightBindingModel:
+def _read_hdf5(cls: type[M], path: Path) -> M:
     import h5py
 
     try:
@@ -399,7 +372,7 @@ def _read_hdf5(path: Path) -> TightBindingModel:
         )
     d["onsite"] = {"real": onsite.real, "imag": onsite.imag}
     d["hoppings"] = [{"R": r, "real": t.real, "imag": t.imag} for r, t in zip(r_vectors, t_matrices, strict=True)]
-    return model_from_dict(d)
+    return model_from_dict(cls, d)
 
 
 def _attr_str(value: Any) -> Any:

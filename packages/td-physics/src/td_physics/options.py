@@ -1,21 +1,36 @@
-"""What every options object of td-physics shares: overrides by keyword and checks of their fields.
+"""Options objects: frozen dataclasses validated once, with overrides by keyword.
 
-An options object is a frozen dataclass that validates itself once, in ``__post_init__``. A
-function takes ``options: XOptions | None = None, **overrides``; :func:`resolve` applies the
-overrides with :func:`dataclasses.replace`, which validates the result again. In every options
-class ``None`` means one thing: the setting is off, or not given (never "the default value").
+* :class:`Z2Options`: convergence of the Wannier-centre flow (:func:`~td_physics.invariants.z2_invariant`,
+  :func:`~td_physics.invariants.z2_indices`, :func:`~td_physics.phase_diagram.phase_diagram`);
+* :class:`ChernOptions`: convergence of the Fukui-Hatsugai-Suzuki Chern number
+  (:func:`~td_physics.invariants.chern_number`, :func:`~td_physics.invariants.spin_chern_number`);
+* :class:`TightBindingOptions`: the structure -> tight-binding builder
+  (:func:`~td_physics.structure.tight_binding_from_structure` and its batched forms).
+
+A function takes ``options: XOptions | None = None, **overrides``; :func:`resolve` applies the
+overrides with :func:`dataclasses.replace`, which validates the result again, so
+``z2_invariant(model, n_string=48)`` equals ``z2_invariant(model, options=Z2Options(n_string=48))``.
+In every options class ``None`` means one thing: the setting is off, or not given (``gap_tol=None``
+turns the gap check off, Z2Pack's convention; ``dimension=None`` imposes none, so it is detected),
+never "the default value".
+
+>>> Z2Options(n_pump=6).max_pump, ChernOptions().max_mesh, TightBindingOptions(dimension=2).vacuum_gap
+(401, 384, 7.0)
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from dataclasses import fields, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from types import MappingProxyType
 from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["resolve", "check_int", "check_number"]
+from td_physics.exceptions import ConvergenceError, StructureError
+
+__all__ = ["Z2Options", "ChernOptions", "TightBindingOptions", "resolve"]
 
 T = TypeVar("T")
 
@@ -57,3 +72,128 @@ def check_number(
         rule = "" if minimum is None else (f" > {minimum:g}" if strict else f" >= {minimum:g}")
         raise error(f"{owner}.{name} must be a finite number{rule}, got {value!r}")
     return float(value)
+
+
+# ----------------------------------------------------------------------------- invariants
+def _check_gap_tol(owner: str, gap_tol: float | None) -> None:
+    if gap_tol is not None:
+        check_number(ConvergenceError, owner, "gap_tol", gap_tol, minimum=0.0)
+
+
+def _check_range(owner: str, start: str, stop: str, values: tuple[int, int], minimum: int) -> None:
+    """``start >= minimum`` and ``stop >= start`` (a refinement that starts at ``start`` and stops at ``stop``)."""
+    check_int(ConvergenceError, owner, start, values[0], minimum)
+    check_int(ConvergenceError, owner, stop, values[1], minimum)
+    if values[1] < values[0]:
+        raise ConvergenceError(f"{owner}.{stop} must be >= {start} ({values[0]}), got {values[1]}")
+
+
+class _GapCheck:
+    """The gap check shared by the options classes: ``gap_tol`` in eV, or ``None`` for none."""
+
+    gap_tol: float | None
+
+    @property
+    def gap_threshold(self) -> float:
+        """The smallest accepted gap as a number (``-inf`` when the check is off)."""
+        return -np.inf if self.gap_tol is None else float(self.gap_tol)
+
+
+@dataclass(frozen=True)
+class Z2Options(_GapCheck):
+    """Convergence of the Wannier-centre flow of :func:`~td_physics.invariants.z2_invariant` and
+    :func:`~td_physics.invariants.z2_indices`.
+
+    The strings double from ``n_string`` up to ``max_string`` points while some centre moves by
+    more than ``pos_tol`` when every second point is dropped; pumping lines start at ``n_pump``
+    over k in [0, 1/2] and are inserted, up to ``max_pump``, where the largest-gap midpoint comes
+    within ``margin_tol`` gap widths of a centre.
+    """
+
+    n_string: int = 24  # points per Wilson loop to start with (doubled while the centres move)
+    max_string: int = 8192  # the most points per Wilson loop
+    n_pump: int = 11  # pumping lines over k in [0, 1/2] to start with
+    max_pump: int = 401  # the most pumping lines per plane
+    gap_tol: float | None = 1e-6  # smallest direct gap (eV) for a converged answer; None: no gap check
+    margin_tol: float = 0.3  # closest approach of the largest-gap midpoint to a centre, in gap widths
+    pos_tol: float = 0.01  # largest centre change (units of the lattice vector) when every second point is dropped
+
+    def __post_init__(self) -> None:
+        _check_range("Z2Options", "n_string", "max_string", (self.n_string, self.max_string), 2)
+        _check_range("Z2Options", "n_pump", "max_pump", (self.n_pump, self.max_pump), 2)
+        _check_gap_tol("Z2Options", self.gap_tol)
+        check_number(ConvergenceError, "Z2Options", "margin_tol", self.margin_tol, minimum=0.0)
+        check_number(ConvergenceError, "Z2Options", "pos_tol", self.pos_tol, minimum=0.0, strict=True)
+
+
+@dataclass(frozen=True)
+class ChernOptions(_GapCheck):
+    """Convergence of the Fukui-Hatsugai-Suzuki Chern number (:func:`~td_physics.invariants.chern_number`,
+    :func:`~td_physics.invariants.spin_chern_number`).
+
+    The mesh starts at ``mesh`` x ``mesh`` and doubles, up to ``max_mesh``, until no plaquette
+    carries a Berry flux above ``max_flux`` (the integer is unambiguous well below pi) with the
+    gap open.
+    """
+
+    mesh: int = 24  # points per axis of the starting mesh
+    max_mesh: int = 384  # the largest mesh the doubling reaches
+    max_flux: float = 1.0  # largest Berry flux (radians) through one plaquette of a converged mesh
+    gap_tol: float | None = 1e-6  # smallest direct gap (eV) for a converged answer; None: no gap check
+
+    def __post_init__(self) -> None:
+        _check_range("ChernOptions", "mesh", "max_mesh", (self.mesh, self.max_mesh), 2)
+        check_number(ConvergenceError, "ChernOptions", "max_flux", self.max_flux, minimum=0.0, strict=True)
+        _check_gap_tol("ChernOptions", self.gap_tol)
+
+
+# ----------------------------------------------------------------------------- structure builder
+@dataclass(frozen=True)
+class TightBindingOptions:
+    """Everything the builder takes besides the crystal and the parameter variant."""
+
+    spin_orbit_constants: Mapping[str, float] | None = None  # {symbol: lambda_p (eV)} before the sourced table
+    magnetic_moments: Sequence[float] | None = None  # one per atom, Bohr magnetons along +z; breaks time reversal
+    exchange_per_moment: float = 1.0  # J (eV per Bohr magneton), a Stoner-type model parameter: splitting J m
+    dimension: int | None = None  # 2 or 3; None: 2 when a vacuum gap of vacuum_gap lies along a3
+    electric_field: float | None = None  # perpendicular field (V/Angstrom) along a1 x a2; 2D cells only
+    vacuum_gap: float = 7.0  # smallest empty slab (Angstrom) along a3 that makes a cell 2D
+    min_distance: float = 0.5  # atoms closer than this (Angstrom) are refused as overlapping
+    find_inversion: bool = True  # look for inversion with spglib and declare it on the model
+    name: str = ""  # free text stored on the model (default: the element symbols)
+
+    def __post_init__(self) -> None:
+        owner = "TightBindingOptions"
+        if self.spin_orbit_constants is not None:
+            if not isinstance(self.spin_orbit_constants, Mapping):
+                raise StructureError(
+                    f"{owner}.spin_orbit_constants must map element symbols to lambda_p in eV, "
+                    f"got {type(self.spin_orbit_constants).__name__}"
+                )
+            constants = {
+                str(sym): check_number(StructureError, owner, f"spin_orbit_constants[{sym!r}]", lam)
+                for sym, lam in self.spin_orbit_constants.items()
+            }
+            object.__setattr__(self, "spin_orbit_constants", MappingProxyType(constants))
+        if self.magnetic_moments is not None:
+            try:
+                moments = np.asarray(self.magnetic_moments, dtype=float)
+            except (TypeError, ValueError):
+                moments = np.full(1, np.nan)
+            if moments.ndim != 1 or not np.all(np.isfinite(moments)):
+                raise StructureError(
+                    f"{owner}.magnetic_moments must be finite values, one per atom (Bohr magnetons along z), "
+                    f"got {self.magnetic_moments!r}"
+                )
+            object.__setattr__(self, "magnetic_moments", tuple(moments.tolist()))
+        check_number(StructureError, owner, "exchange_per_moment", self.exchange_per_moment)
+        if self.dimension not in (None, 2, 3) or isinstance(self.dimension, bool):
+            raise StructureError(f"dimension must be 2 or 3 (or None to detect), got {self.dimension!r}")
+        if self.electric_field is not None:
+            check_number(StructureError, owner, "electric_field", self.electric_field)
+        check_number(StructureError, owner, "vacuum_gap", self.vacuum_gap, minimum=0.0, strict=True)
+        check_number(StructureError, owner, "min_distance", self.min_distance, minimum=0.0)
+        if not isinstance(self.find_inversion, (bool, np.bool_)):
+            raise StructureError(f"{owner}.find_inversion must be True or False, got {self.find_inversion!r}")
+        if not isinstance(self.name, str):
+            raise StructureError(f"{owner}.name must be a string, got {type(self.name).__name__}")

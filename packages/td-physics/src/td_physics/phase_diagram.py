@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 
-from td_physics._options import resolve
 from td_physics.bands import batched_band_gaps
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants.chern import _orientation, chern_batch_converged
-from td_physics.invariants.options import ChernOptions, Z2Options
 from td_physics.invariants.wilson import flow_planes, indices_from_planes, z2_planes
 from td_physics.model import TightBindingModel
+from td_physics.options import ChernOptions, Z2Options, resolve
 
 __all__ = ["PhaseDiagram", "phase_diagram", "INVARIANTS"]
 

@@ -3,8 +3,9 @@
 :func:`read_wannier90_hr` parses ``seedname_hr.dat``: a comment line, ``num_wann``, ``nrpts``, the
 ``nrpts`` degeneracy weights (15 per line), then ``num_wann**2 * nrpts`` lines
 ``R1 R2 R3 m n Re(H) Im(H)`` with 1-based ``m``, ``n`` and ``H_mn(R) = <m, 0|H|n, R>`` in eV, so
-that ``H(k) = sum_R exp(2 pi i k.R) H(R) / deg(R)``. :func:`model_from_wannier90` turns it into a
-:class:`~td_physics.model.TightBindingModel`, :func:`write_wannier90_hr` writes one back.
+that ``H(k) = sum_R exp(2 pi i k.R) H(R) / deg(R)``. :func:`build_from_wannier90` turns it into a
+model (it is ``TightBindingModel.from_wannier90`` and :func:`td_physics.io.model_from_wannier90`; this
+module knows the format, not the class), :func:`write_wannier90_hr` writes one back.
 """
 
 from __future__ import annotations
@@ -14,13 +15,12 @@ import os
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
 from td_physics.exceptions import FileFormatError, ModelDefinitionError
 from td_physics.files import atomic_write
-from td_physics.model import TightBindingModel
 
 __all__ = [
     "BOHR_ANGSTROM",
@@ -28,11 +28,13 @@ __all__ = [
     "read_wannier90_hr",
     "read_wannier90_centres",
     "read_wannier90_unit_cell",
-    "model_from_wannier90",
+    "build_from_wannier90",
     "write_wannier90_hr",
 ]
 
 logger = logging.getLogger(__name__)
+
+M = TypeVar("M")
 
 BOHR_ANGSTROM = 0.52917721092  # CODATA 2010, the value Wannier90 3.x uses by default
 
@@ -257,7 +259,8 @@ def _lex_positive(r: tuple[int, ...]) -> bool:
     return False
 
 
-def model_from_wannier90(
+def build_from_wannier90(
+    cls: type[M],
     hr_path: str | os.PathLike[str],
     lattice: Any = None,
     positions: Any = None,
@@ -269,8 +272,8 @@ def model_from_wannier90(
     *,
     dim_k: int | None = None,
     name: str | None = None,
-) -> TightBindingModel:
-    """A :class:`TightBindingModel` from a Wannier90 ``_hr.dat`` file.
+) -> M:
+    """A model of class ``cls`` (a :class:`~td_physics.model.TightBindingModel`) from a Wannier90 ``_hr.dat`` file.
 
     Conversion: ``H0 = H(0) / deg(0)`` made hermitian, and for each pair ``R, -R`` the
     lexicographically positive ``R`` keeps ``T_R = [H(R)/deg(R) + (H(-R)/deg(-R))^dagger] / 2``, so
@@ -369,7 +372,7 @@ def model_from_wannier90(
             f"{hr_path.name} is not hermitian: H(-R)/deg(-R) must equal (H(R)/deg(R))^dagger within "
             f"hermiticity_tol={hermiticity_tol:g} eV; worst R={worst_r} deviates by {worst_dev:.3e} eV"
         )
-    model = TightBindingModel.from_hopping_matrices(
+    model = cls.from_hopping_matrices(  # type: ignore[attr-defined]
         lat,
         sites,
         0.5 * (h0 + h0.conj().T),
@@ -383,12 +386,12 @@ def model_from_wannier90(
     return model
 
 
-def write_wannier90_hr(model: TightBindingModel, path: str | os.PathLike[str], *, header: str | None = None) -> None:
+def write_wannier90_hr(model: Any, path: str | os.PathLike[str], *, header: str | None = None) -> None:
     """Write ``model`` as a Wannier90 ``_hr.dat`` file, atomically.
 
     Every R and -R is written (``H(R) = T_R + T_{-R}^dagger``, ``H(0) = H0 + T_0 + T_0^dagger``)
     with degeneracy 1, R padded with zeros to 3 components, numbers with 17 significant digits so
-    that :func:`model_from_wannier90` gives back the same ``H(k)``. Orbital positions are not part
+    that :func:`build_from_wannier90` gives back the same ``H(k)``. Orbital positions are not part
     of the format; keep them (or write ``model.save``) separately.
     """
     path = Path(path)

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.dft import _gpaw
+import td_physics.dft._gpaw as _gpaw
 from td_physics.dft.core import DFTInputError, DFTSettings, _check_arrays, kpoint_mesh, niggli_basis
 
 logger = logging.getLogger(__name__)

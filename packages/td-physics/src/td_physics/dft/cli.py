@@ -59,7 +59,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from td_physics.dft.core import DFTInputError
+from td_physics.dft._gpaw import DFTUnavailableError
+from td_physics.dft.core import DFTInputError, DFTResult, DFTSettings, _formula, dft_invariants
 from td_physics.exceptions import FileFormatError
 from td_physics.files import atomic_write
 
@@ -255,7 +256,6 @@ def _result_problem(
     data: dict[str, Any], index: int, crystal: Any, settings: dict[str, Any] | None, spin_orbit: bool | None
 ) -> str | None:
     """Why ``data`` is not a valid result of crystal ``index`` (None when it is)."""
-    from td_physics.dft import DFTResult
 
     if data.get("index") != index:
         return f"it is the result of index {data.get('index')!r}"
@@ -276,7 +276,6 @@ def _result_problem(
 
 def _formula_of(numbers: Any) -> str:
     """The formula of a record's atomic numbers ("" when they are not valid atomic numbers)."""
-    from td_physics.dft.core import _formula
 
     try:
         z = [int(x) for x in numbers]
@@ -289,7 +288,6 @@ def _formula_of(numbers: Any) -> str:
 
 def _failure(crystal: Any, reason: str, settings: Any, spin_orbit: bool, wall_time: float) -> dict[str, Any]:
     """The result of a crystal that gave no DFT answer (a ``DFTResult`` with converged=False), as a dict."""
-    from td_physics.dft import DFTResult
 
     numbers = crystal.get("atomic_numbers") if isinstance(crystal, dict) else None
     numbers = numbers if isinstance(numbers, list) else []
@@ -311,7 +309,6 @@ def _failure(crystal: Any, reason: str, settings: Any, spin_orbit: bool, wall_ti
 def _compute(crystal: Any, settings_dict: dict[str, Any] | None, spin_orbit: bool, where: str) -> dict[str, Any]:
     """``dft_invariants`` of one crystal record as a result dict; a record that cannot be computed
     (wrong keys, arrays the core refuses, an exception from the calculation) gives converged=False."""
-    from td_physics.dft import DFTSettings, DFTUnavailableError, dft_invariants
 
     settings = DFTSettings() if settings_dict is None else DFTSettings.from_dict(settings_dict)
     start = time.perf_counter()
@@ -384,7 +381,6 @@ def _compute_with_timeout(
     elapsed = time.perf_counter() - start
     if payload is not None:
         return json.loads(payload)
-    from td_physics.dft import DFTSettings
 
     settings = DFTSettings() if settings_dict is None else DFTSettings.from_dict(settings_dict)
     if timed_out:
@@ -409,7 +405,6 @@ class RunSummary:
 
 
 def _settings_dict(settings: Any) -> dict[str, Any]:
-    from td_physics.dft import DFTSettings
 
     if settings is None:
         settings = DFTSettings()
@@ -492,7 +487,7 @@ def run_crystals(
 
 def _require_dft() -> None:
     """Raise ``DFTUnavailableError`` (naming the extra to install) when GPAW or its setups are missing."""
-    from td_physics.dft import DFTUnavailableError, dft_available
+    from td_physics.dft.core import dft_available  # looked up at each call: tests replace it
 
     ok, why = dft_available()
     if not ok:
@@ -596,7 +591,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read_settings(path: str | None) -> Any:
-    from td_physics.dft import DFTSettings
 
     if path is None:
         return DFTSettings()

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.dft import _gpaw
+import td_physics.dft._gpaw as _gpaw
 from td_physics.dft.parity import find_inversion, fu_kane, inversion_matrix, occupied_parities, trims
 from td_physics.dft.wilson import (
     chern_number,

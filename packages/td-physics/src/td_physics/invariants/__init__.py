@@ -12,11 +12,11 @@ from td_physics.invariants.chern import (
     chern_number,
     spin_chern_number,
 )
-from td_physics.invariants.options import ChernOptions, Z2Options
 from td_physics.invariants.parity import detect_inversion, parity_z2
 from td_physics.invariants.weyl import WeylNode, node_chirality, weyl_nodes
 from td_physics.invariants.wilson import WilsonLoopResult, wilson_loop
 from td_physics.invariants.z2 import z2_indices, z2_invariant
+from td_physics.options import ChernOptions, Z2Options
 
 __all__ = [
     "InvariantResult",

@@ -24,7 +24,6 @@ from typing import Any
 
 import numpy as np
 
-from td_physics._options import resolve
 from td_physics.exceptions import ConvergenceError, ModelDefinitionError, OccupationError
 from td_physics.invariants._core import (
     InvariantResult,
@@ -37,8 +36,8 @@ from td_physics.invariants._core import (
     resolve_occupied,
     unit,
 )
-from td_physics.invariants.options import ChernOptions
 from td_physics.model import TightBindingModel, as_kpoints
+from td_physics.options import ChernOptions, resolve
 
 __all__ = [
     "chern_number",

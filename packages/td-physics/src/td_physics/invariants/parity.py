@@ -18,7 +18,8 @@ import numpy as np
 
 from td_physics.exceptions import ModelDefinitionError, OccupationError, SymmetryError
 from td_physics.invariants._core import InvariantResult, direct_gap, resolve_occupied
-from td_physics.model import InversionSymmetry, TightBindingModel
+from td_physics.inversion import InversionSymmetry
+from td_physics.model import TightBindingModel
 
 __all__ = [
     "detect_inversion",

@@ -30,8 +30,8 @@ from td_physics.invariants._core import (
     position_phase,
     resolve_occupied,
 )
-from td_physics.invariants.options import Z2Options
 from td_physics.model import TightBindingModel
+from td_physics.options import Z2Options
 
 __all__ = [
     "wilson_loop",

@@ -17,13 +17,13 @@ from typing import Any
 
 import numpy as np
 
-from td_physics._options import resolve
 from td_physics.exceptions import ModelDefinitionError, OccupationError, SymmetryError
 from td_physics.invariants._core import InvariantResult, resolve_occupied
-from td_physics.invariants.options import Z2Options
 from td_physics.invariants.parity import detect_inversion, parity_z2
 from td_physics.invariants.wilson import flow_planes, indices_from_planes, z2_planes
-from td_physics.model import InversionSymmetry, TightBindingModel
+from td_physics.inversion import InversionSymmetry
+from td_physics.model import TightBindingModel
+from td_physics.options import Z2Options, resolve
 
 __all__ = ["z2_invariant", "z2_indices"]
 

@@ -13,16 +13,10 @@ equally defensible :class:`Variant` s; the consensus of their invariants is the 
 (8, True)
 """
 
+from td_physics.exceptions import StructureError, UnsupportedElementError
+from td_physics.options import TightBindingOptions
 from td_physics.structure.builder import neighbour_list, tight_binding_from_structure, tight_binding_variants
-from td_physics.structure.options import TightBindingOptions
-from td_physics.structure.parameters import (
-    DEFAULT_VARIANTS,
-    StructureError,
-    UnsupportedElementError,
-    Variant,
-    load_table,
-    supported_elements,
-)
+from td_physics.structure.parameters import DEFAULT_VARIANTS, Variant, load_table, supported_elements
 from td_physics.structure.reference import reference_materials, reference_structure, supercell
 from td_physics.structure.slater_koster import slater_koster_blocks, spin_orbit_matrix
 from td_physics.structure.symmetry import inversion_operator

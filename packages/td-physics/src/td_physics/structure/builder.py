@@ -32,12 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from td_physics._options import resolve
+from td_physics.exceptions import StructureError
 from td_physics.fields import electric_field as apply_electric_field
-from td_physics.model import InversionSymmetry, TightBindingModel
-from td_physics.structure.options import TightBindingOptions
+from td_physics.inversion import InversionSymmetry
+from td_physics.model import TightBindingModel
+from td_physics.options import TightBindingOptions, resolve
 from td_physics.structure.parameters import (
-    StructureError,
     Variant,
     cutoff_weight,
     element_symbol,
@@ -382,7 +382,7 @@ def tight_binding_from_structure(
     variant:
         The parameter set; default ``Variant()`` (Harrison 1980, d^-2, NIST LDA term values).
     options:
-        A :class:`~td_physics.structure.options.TightBindingOptions` (default
+        A :class:`~td_physics.options.TightBindingOptions` (default
         ``TightBindingOptions()``): spin-orbit constants, magnetic moments and exchange,
         dimension, electric field, vacuum gap, minimum distance, inversion search, name.
     **overrides:

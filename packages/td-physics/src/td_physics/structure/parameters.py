@@ -38,27 +38,17 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.exceptions import ModelDefinitionError
+from td_physics.exceptions import ModelDefinitionError, StructureError, UnsupportedElementError
 
 __all__ = [
     "Variant",
     "DEFAULT_VARIANTS",
-    "UnsupportedElementError",
-    "StructureError",
     "load_table",
     "element_symbol",
     "supported_elements",
     "hopping_integrals",
     "cutoff_weight",
 ]
-
-
-class UnsupportedElementError(ModelDefinitionError):
-    """An element has no sourced parameter in the table a variant needs."""
-
-
-class StructureError(ModelDefinitionError):
-    """A crystal structure that cannot be turned into a model (overlapping atoms, bad arrays)."""
 
 
 _HOPPING_SETS = ("harrison1980", "harrison1999")

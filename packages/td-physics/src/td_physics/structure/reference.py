@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.structure.parameters import StructureError, load_table
+from td_physics.exceptions import StructureError
+from td_physics.structure.parameters import load_table
 
 __all__ = [
     "ReferenceMaterial",

@@ -15,8 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from td_physics.model import InversionSymmetry, TightBindingModel
-from td_physics.structure.parameters import StructureError, element_symbol, load_table
+from td_physics.exceptions import StructureError
+from td_physics.inversion import InversionSymmetry
+from td_physics.model import TightBindingModel
+from td_physics.structure.parameters import element_symbol, load_table
 
 __all__ = ["inversion_operator"]
 
