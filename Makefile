@@ -10,7 +10,7 @@ pkg    ?=
 export KEDRO_DISABLE_TELEMETRY := 1
 export MPLBACKEND := Agg
 
-.PHONY: install system-deps demo examples repro viz viz-build test test-fast lint bench bench-perov5 bench-carbon24 clean
+.PHONY: install system-deps demo examples repro viz viz-build test test-fast lint bench bench-perov5 bench-carbon24 bench-yield clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -70,6 +70,9 @@ bench-perov5: $(STAMP)  ## Perov-5 de-novo generation, CDVAE/DiffCSP protocol (o
 
 bench-carbon24: $(STAMP)  ## Carbon-24 de-novo generation, CDVAE/DiffCSP protocol (outputs/carbon24)
 	$(BIN)/kedro run --env carbon24 --pipelines=benchmark $(if $(PARAMS),--params "$(PARAMS)")
+
+bench-yield: $(STAMP)  ## z2_ti yield, conditioned vs unconditioned, relabelled by the TB ensemble (outputs/yield)
+	$(BIN)/kedro run --env yield --pipelines=yield_benchmark $(if $(PARAMS),--params "$(PARAMS)")
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .hypothesis

@@ -1,17 +1,18 @@
 #!/usr/bin/env bash
 # The GPU half of the benchmarks, for a GPU node with PyTorch and accelerate but without the materials stack
-# (pymatgen, spglib, td-data are not needed there). Run from the repository root:
+# (pymatgen, spglib, smact, matminer are not needed there). Run from the repository root:
 #
 #   bash benchmarks/gpu_suite.sh DATA_DIR OUT_DIR [TRAIN_MINUTES]
 #
 # DATA_DIR holds the inputs made beforehand where td-data is installed (docs/benchmarks.md, "GPU runs"):
 #   perov5/train_items.npz   kedro run --env perov5 --pipelines=bench_prepare --params output_dir=DATA_DIR/perov5
-#   yield/train_items.npz    python benchmarks/conditional_yield.py --stage prepare --output-dir DATA_DIR/yield
+#   yield/train_items.npz    kedro run --env yield --pipelines=yield_prepare --params output_dir=DATA_DIR/yield
 #   gpu_training_items.npz   python benchmarks/gpu_training.py --write-items DATA_DIR/gpu_training_items.npz
-# OUT_DIR gets six files: suite.log (the environment and every step's log, appended as each step ends),
+# OUT_DIR gets: suite.log (the environment and every step's log, appended as each step ends),
 # gpu_invariants.json, gpu_training.json, perov5/{samples.npz,training_summary.json} and
-# yield/samples_{conditioned,unconditioned}.npz. Copy them back (perov5/ into outputs/perov5) and run the evaluate /
-# label stages where td-data is installed (kedro run --env perov5 --pipelines=bench_evaluate).
+# yield/{samples_conditioned.npz,samples_unconditioned.npz,training_summary.json}. Copy perov5/ into outputs/perov5
+# and yield/ into outputs/yield and run the evaluate stages where td-data is installed
+# (kedro run --env perov5 --pipelines=bench_evaluate; kedro run --env yield --pipelines=yield_evaluate).
 # The node needs torch, accelerate, kedro, kedro-datasets and this repository's packages installed without their
 # dependencies (pip install --no-deps -e packages/td-physics -e packages/td-data -e packages/td-models -e .).
 #
@@ -54,21 +55,19 @@ step gpu_invariants 90 "$PY" benchmarks/gpu_invariants.py --grid "$GRID" --mesh 
 
 # the two models train at the same time (each leaves most of an H100/H200 idle at these sizes)
 train_limit=$("$PY" -c "print(int(60 * $MINUTES + 360))")  # + set-up, sampling (the yield step samples two arms)
-common=(--stage train --device "$DEVICE" --preset "$PRESET" --budget-minutes "$MINUTES" --max-epochs 100000
-        --batch-size 256 --warmup-epochs 5 --learning-rate 3e-4 --sample-batch-size 1000 --no-progress
-        --n-samples "$N_SAMPLES" ${STEPS:+--steps "$STEPS"})
-bt=benchmark_training  # the Perov-5 run's parameters: the same settings as the yield run's options above
-perov5_params="output_dir=$WORK/perov5,$bt.device=$DEVICE,$bt.preset=$PRESET,$bt.budget_minutes=$MINUTES"
-perov5_params+=",$bt.max_epochs=100000,$bt.batch_size=256,$bt.warmup_epochs=5,$bt.learning_rate=3e-4"
-perov5_params+=",$bt.sample_batch_size=1000,$bt.n_samples=$N_SAMPLES${STEPS:+,$bt.steps=$STEPS}"
-mkdir -p "$WORK/perov5"; cp "$DATA/perov5/train_items.npz" "$WORK/perov5/"
-( step perov5 "$train_limit" "$PY" -m kedro run --env perov5 --pipelines=bench_train --params "$perov5_params"
-  mkdir -p "$OUT/perov5"; cp "$WORK/perov5/samples.npz" "$WORK/perov5/training_summary.json" "$OUT/perov5/" 2>/dev/null
-  exit $failed ) &
+bt=benchmark_training  # the same training and sampling parameters for both runs
+params="$bt.device=$DEVICE,$bt.preset=$PRESET,$bt.budget_minutes=$MINUTES,$bt.max_epochs=100000,$bt.batch_size=256"
+params+=",$bt.warmup_epochs=5,$bt.learning_rate=0.0003,$bt.sample_batch_size=1000,$bt.n_samples=$N_SAMPLES"
+params+="${STEPS:+,$bt.steps=$STEPS}"
+mkdir -p "$WORK/perov5" "$WORK/yield" "$OUT/perov5" "$OUT/yield"
+cp "$DATA/perov5/train_items.npz" "$WORK/perov5/"; cp "$DATA/yield/train_items.npz" "$WORK/yield/"
+( step perov5 "$train_limit" "$PY" -m kedro run --env perov5 --pipelines=bench_train \
+    --params "output_dir=$WORK/perov5,$params"
+  cp "$WORK/perov5/samples.npz" "$WORK/perov5/training_summary.json" "$OUT/perov5/" 2>/dev/null; exit $failed ) &
 p1=$!
-( step yield "$train_limit" "$PY" benchmarks/conditional_yield.py "${common[@]}" --items "$DATA/yield/train_items.npz" \
-    --output-dir "$WORK/yield"
-  mkdir -p "$OUT/yield"; cp "$WORK/yield"/samples_*.npz "$OUT/yield/" 2>/dev/null; exit $failed ) &
+( step yield "$train_limit" "$PY" -m kedro run --env yield --pipelines=yield_train \
+    --params "output_dir=$WORK/yield,$params"
+  cp "$WORK/yield"/samples_*.npz "$WORK/yield/training_summary.json" "$OUT/yield/" 2>/dev/null; exit $failed ) &
 p2=$!
 wait $p1 || failed=$((failed + 1))
 wait $p2 || failed=$((failed + 1))

@@ -41,13 +41,14 @@ class MissingInputsError(RuntimeError):
 
 
 def _producer(name: str) -> str | None:
-    """The registered pipeline (not ``__default__``) that outputs dataset ``name``."""
+    """The registered pipeline (not ``__default__``) that outputs dataset ``name``; the smallest one when several
+    do (a benchmark's stage rather than its whole run)."""
     from kedro.framework.project import pipelines
 
     from pipelines.pipeline_registry import PIPELINE_ORDER
 
     names = [p for p in PIPELINE_ORDER if p in pipelines] + sorted(set(pipelines) - set(PIPELINE_ORDER))
-    for pipe_name in names:
+    for pipe_name in sorted(names, key=lambda p: len(pipelines[p].nodes)):
         if pipe_name != "__default__" and name in pipelines[pipe_name].all_outputs():
             return pipe_name
     return None

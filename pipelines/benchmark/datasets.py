@@ -1,7 +1,7 @@
 """Kedro datasets of the benchmarks: the published CSV splits (read-only) and the stages' crystal files.
 
-``BenchmarkSplitDataset`` reads one split (one or more CDVAE CSV files, in order) with
-:func:`td_data.load_materials_database`; ``CrystalFileDataset`` is a ``td_models.save_crystals`` file
+``BenchmarkSplitDataset`` reads one split of a data set's CDVAE CSV files with td-data's benchmark protocol
+(:mod:`td_data.evaluation.datasets`); ``CrystalFileDataset`` is a ``td_models.save_crystals`` file
 (``.npz`` plus JSON metadata, never a pickle), the hand-off between the CPU and GPU halves of a benchmark:
 it imports td-models only, so the GPU node reads and writes it without the materials stack.
 """
@@ -19,10 +19,12 @@ __all__ = ["BenchmarkSplitDataset", "CrystalFileDataset"]
 
 
 class BenchmarkSplitDataset(AbstractDataset[None, Any]):
-    """One split of a published benchmark: CDVAE CSV files read in order into a ``td_data.readers.LoadResult``.
+    """One split of a published benchmark, read-only: the CDVAE CSV files that
+    :data:`td_data.evaluation.SPLIT_FILES` names for ``dataset`` and ``split``, in ``data_dir``, read in order by
+    :func:`td_data.evaluation.load_split` into a ``LoadedSplit`` (records, number of quarantined rows).
 
-    Unreadable rows go to ``quarantined`` with their reason; loading a missing file is a ``DatasetError`` that
-    names it (the missing-inputs hook names it before the run starts).
+    A missing folder or file is reported before the run by the missing-inputs hook (``_exists``) and, when
+    loaded anyway, as td-data's ``BenchmarkDataError`` naming it.
 
     Examples:
         Using the YAML API (``conf/perov5/catalog.yml``):
@@ -30,37 +32,43 @@ class BenchmarkSplitDataset(AbstractDataset[None, Any]):
         ```yaml
         benchmark_train_split:
           type: pipelines.benchmark.datasets.BenchmarkSplitDataset
-          filepaths: [../shared/data/benchmarks/perov_5/val.csv.gz,
-                      ../shared/data/benchmarks/perov_5/train_first1024.csv.gz]
+          dataset: perov_5
+          split: train
+          data_dir: ../shared/data/benchmarks/perov_5
         ```
     """
 
-    def __init__(self, *, filepaths: Sequence[str | os.PathLike], metadata: dict[str, Any] | None = None) -> None:
-        if isinstance(filepaths, (str, os.PathLike)) or not filepaths:
-            raise DatasetError(f"BenchmarkSplitDataset needs a non-empty list of CSV files, got {filepaths!r}")
-        self._paths = [Path(p) for p in filepaths]
+    SPLITS = ("train", "test")
+
+    def __init__(
+        self, *, dataset: str, split: str, data_dir: str | os.PathLike, metadata: dict[str, Any] | None = None
+    ) -> None:
+        from td_data.evaluation import SPLIT_FILES, dataset_key
+
+        if split not in self.SPLITS:
+            raise DatasetError(f"BenchmarkSplitDataset split must be one of {list(self.SPLITS)}, got {split!r}")
+        key = dataset_key(dataset)
+        if key not in SPLIT_FILES:
+            raise DatasetError(f"BenchmarkSplitDataset dataset must be one of {sorted(SPLIT_FILES)}, got {dataset!r}")
+        files = SPLIT_FILES[key]
+        self._dataset, self._split, self._data_dir = key, split, Path(data_dir)
+        self._paths = [self._data_dir / name for name in (files.train if split == "train" else (files.test,))]
         self.metadata = metadata
 
-    @property
-    def paths(self) -> list[Path]:
-        return list(self._paths)
-
     def load(self) -> Any:
-        from td_data import load_materials_database
+        from td_data.evaluation import load_split, split_paths
 
-        missing = [str(p) for p in self._paths if not p.is_file()]
-        if missing:
-            raise DatasetError(f"benchmark split files {missing} do not exist (see the benchmark's catalog.yml)")
-        return load_materials_database(self._paths)
+        train, test = split_paths(self._dataset, self._data_dir)  # every file there, or a message naming the missing
+        return load_split(train if self._split == "train" else [test], "training" if self._split == "train" else "test")
 
     def save(self, data: None) -> None:
-        raise DatasetError(f"BenchmarkSplitDataset only reads the published files; it never writes {self._paths}")
+        raise DatasetError(f"BenchmarkSplitDataset only reads the published files; it never writes {self._data_dir}")
 
     def _exists(self) -> bool:
         return all(p.is_file() for p in self._paths)
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepaths": [str(p) for p in self._paths]}
+        return {"dataset": self._dataset, "split": self._split, "data_dir": str(self._data_dir)}
 
 
 class CrystalFileDataset(AbstractDataset[tuple, tuple]):

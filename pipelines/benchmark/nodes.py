@@ -57,14 +57,11 @@ METRIC_KEYS = (
 
 
 # ---------------------------------------------------------------------------------------------- prepare
-def split_records(split: Any, what: str, limit: int | None) -> tuple[list, int]:
-    """``(records, number quarantined)`` of a loaded split, in file order, the first ``limit`` kept."""
-    for q in split.quarantined[:5]:
-        logger.warning("%s: skipped %s: %s", what, q.source, q.reason)
-    if not split.records:
-        raise ParameterError(f"the {what} split holds no readable crystal ({len(split.quarantined)} quarantined)")
+def split_records(split: Any, limit: int | None) -> tuple[list, int]:
+    """``(records, number quarantined)`` of a loaded split (``td_data.evaluation.LoadedSplit``), the first
+    ``limit`` kept (None: all)."""
     records = list(split.records)
-    return (records[:limit] if limit else records), len(split.quarantined)
+    return (records[:limit] if limit else records), split.n_quarantined
 
 
 def _files(records: Sequence[Any]) -> list[str]:
@@ -83,7 +80,7 @@ def prepare_items(train_split: Any, benchmark_options: Mapping[str, Any]) -> tup
 
     options = BenchmarkOptions.from_dict(benchmark_options)
     started = time.perf_counter()
-    records, quarantined = split_records(train_split, "training", options.max_train)
+    records, quarantined = split_records(train_split, options.max_train)
     items = [item_from_record(r) for r in records]  # no labels, no band_gap/formation_energy: all null
     counts = np.bincount([len(it["atomic_numbers"]) for it in items])
     meta = {
@@ -104,21 +101,13 @@ def prepare_items(train_split: Any, benchmark_options: Mapping[str, Any]) -> tup
 # ---------------------------------------------------------------------------------------------- evaluate
 def generated_records(samples_file: tuple[list, dict], benchmark_options: Mapping[str, Any]) -> list:
     """The samples that are valid crystal records (ids ``<name>-gen-NNNN``), with the stored predictions."""
-    from td_data import CrystalRecord
+    from td_data.evaluation import samples_to_records
 
     options = BenchmarkOptions.from_dict(benchmark_options)
-    samples, meta = samples_file
-    records = []
-    for i, s in enumerate(samples):
-        try:
-            rec = CrystalRecord(s["lattice"], np.asarray(s["frac_coords"]) % 1.0, s["atomic_numbers"],
-                                id=f"{options.name}-gen-{i:04d}")  # fmt: skip
-        except ValueError as err:
-            logger.info("sample %d is not a crystal record: %s", i, err)
-            continue
-        pred = s.get("predicted") or {}
-        properties = {f"predicted_{k}": pred[k] for k in ("band_gap", "formation_energy") if pred.get(k) is not None}
-        records.append(rec.replace(properties=properties, source="generated:td-models"))
+    samples, _ = samples_file
+    records, rejected = samples_to_records(samples, id_prefix=f"{options.name}-gen")
+    for r in rejected[:5]:
+        logger.info("sample %d is not a crystal record: %s", r["index"], r["reason"])
     if not records:
         raise ParameterError(f"none of the {len(samples)} samples is a valid crystal record (degenerate cells)")
     logger.info("records: %d of %d samples are crystals", len(records), len(samples))
@@ -248,13 +237,13 @@ def benchmark_metrics(
             "novelty needs the same training crystals: set the same max_train"
         )
     t0 = time.perf_counter()
-    train, _ = split_records(train_split, "training", options.max_train)
+    train, _ = split_records(train_split, options.max_train)
     if len(train) != prep["n_train"]:
         raise ParameterError(
             f"the training split gives {len(train)} crystals, but the model trained on {prep['n_train']} "
             f"({prep['train_files']}): point benchmark_train_split at the files bench_prepare read"
         )
-    test, test_quarantined = split_records(test_split, "test", options.max_test)
+    test, test_quarantined = split_records(test_split, options.max_test)
     timings = {"load_data": time.perf_counter() - t0}
     metrics, valid, t_eval = _metrics(generated, test, train, options)
     timings.update(t_eval)

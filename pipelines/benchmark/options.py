@@ -121,3 +121,38 @@ class BenchmarkTraining(OptionsBlock):
             raise ParameterError(f"{b}.progress_bar must be true or false, got {self.progress_bar!r}")
         if not isinstance(self.run_dir, str) or not self.run_dir.strip():
             raise ParameterError(f"{b}.run_dir must be a folder path, got {self.run_dir!r}")
+
+
+@dataclass(frozen=True)
+class YieldOptions(OptionsBlock):
+    """``yield_options``: the conditional-yield benchmark's data, arms and labeller (``benchmark_training``: the
+    training and sampling)."""
+
+    block: ClassVar[str] = "yield_options"
+
+    n_train: int = 300  # synthetic training crystals (labeller elements only)
+    max_label_atoms: int = 6  # only crystals with at most this many sites are labelled (training and generated)
+    guidance_scale: float | None = None  # the conditioned arm's classifier-free guidance; null: the model's
+    num_atoms: str | int = "train-labellable"  # train-labellable | train | an integer
+    workers: int = 1  # labeller worker processes
+    label_timeout: float = 20.0  # seconds the labeller may spend on one crystal (slower: 'labeller timeout')
+    gap_mesh: int = 6  # k-points per axis of the labeller's gap search
+
+    def __post_init__(self) -> None:
+        b = self.block
+        for name in ("n_train", "max_label_atoms", "workers", "gap_mesh"):
+            _positive_int(b, name, getattr(self, name))
+        _positive_number(b, "label_timeout", self.label_timeout)
+        g = self.guidance_scale
+        number = isinstance(g, (int, float)) and not isinstance(g, bool)
+        if g is not None and not (number and math.isfinite(g) and g >= 0):
+            raise ParameterError(f"{b}.guidance_scale must be a number >= 0 or null, got {g!r}")
+        if self.num_atoms not in ("train", "train-labellable"):
+            try:
+                n = int(self.num_atoms)
+            except (TypeError, ValueError):
+                raise ParameterError(
+                    f"{b}.num_atoms must be 'train', 'train-labellable' or an integer, got {self.num_atoms!r}"
+                ) from None
+            if n < 1 or isinstance(self.num_atoms, bool):
+                raise ParameterError(f"{b}.num_atoms must be >= 1, got {self.num_atoms!r}")

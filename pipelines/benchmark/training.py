@@ -1,8 +1,9 @@
 """The benchmarks' GPU half: train on model items within a wall-clock budget, sample, predict.
 
-Everything here needs only torch, accelerate, numpy and td-models (no td-data reader, pymatgen or spglib
-is imported), so ``kedro run --pipeline=bench_train`` runs on a GPU node without the materials stack. The
-items arrive, and the samples leave, as ``td_models.save_crystals`` files (the catalog's
+Everything here needs only torch, accelerate, numpy, td-models and td-data's plain-array helpers
+(``td_data.evaluation.attach_predictions``; no reader, pymatgen or spglib is imported), so
+``kedro run --pipelines=bench_train`` runs on a GPU node without the materials stack. The items arrive, and
+the samples leave, as ``td_models.save_crystals`` files (the catalog's
 :class:`pipelines.benchmark.datasets.CrystalFileDataset`).
 """
 
@@ -200,8 +201,8 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
 def predict_samples(samples: Sequence[Mapping[str, Any]], model: Any) -> list[dict[str, Any]]:
     """``samples`` with ``"predicted"``: the property heads' band gap, formation energy and class of each crystal
     (None for a sample too degenerate to featurise). Runs where the model is, GPU included."""
+    from td_data.evaluation import attach_predictions  # plain arrays in, no reader or pymatgen
     from td_models import crystal_item
-    from td_models.config import TOPO_CLASSES
     from td_models.exceptions import BatchError
 
     usable = []
@@ -211,19 +212,12 @@ def predict_samples(samples: Sequence[Mapping[str, Any]], model: Any) -> list[di
         except BatchError:
             continue
         usable.append(i)
-    predicted: dict[int, dict[str, Any]] = {}
-    if usable:
-        preds = model.predict_properties([samples[i] for i in usable])
-        for j, i in enumerate(usable):
-            klass = preds.topo_class[j]
-            predicted[i] = {
-                "band_gap": float(preds.band_gap[j]),
-                "formation_energy": float(preds.formation_energy[j]),
-                "topo_class": klass,
-                "topo_class_probability": float(preds.topo_probabilities[j][TOPO_CLASSES.index(klass)]),
-            }
-    empty = {"band_gap": None, "formation_energy": None, "topo_class": None, "topo_class_probability": None}
-    return [{**s, "predicted": predicted.get(i, empty)} for i, s in enumerate(samples)]
+    if not usable:
+        return attach_predictions(samples, {k: [] for k in _PREDICTION_COLUMNS}, indices=[])
+    return attach_predictions(samples, model.predict_properties([samples[i] for i in usable]), indices=usable)
+
+
+_PREDICTION_COLUMNS = ("band_gap", "formation_energy", "topo_probabilities", "topo_class")
 
 
 def jsonable(value: Any) -> Any:
@@ -265,6 +259,7 @@ def train_benchmark(items_file: tuple[list, dict], benchmark_training: Mapping[s
             raise ParameterError(f"training on {len(kept)} items failed: {err}") from err
     training["n_items"] = len(kept)
     training["n_items_too_large"] = len(items) - len(kept)  # more sites than the model's max_atoms
+    training["n_items_with_class"] = sum(_has_class(it) for it in kept)
     summary = {
         "prepare": prepared,
         "training": training,
@@ -277,6 +272,12 @@ def train_benchmark(items_file: tuple[list, dict], benchmark_training: Mapping[s
         "options": dataclasses.asdict(options),
     }
     return model, jsonable(summary)
+
+
+def _has_class(item: Mapping[str, Any]) -> bool:
+    """Whether a training item has a topological class (index >= 0, or a class name)."""
+    cls = item.get("topo_class")
+    return cls is not None and (isinstance(cls, str) or int(cls) >= 0)
 
 
 def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_training: Mapping[str, Any]) -> tuple:

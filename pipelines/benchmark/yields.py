@@ -1,0 +1,541 @@
+"""The conditional-yield benchmark: how often does asking the diffusion model for ``z2_ti`` give a ``z2_ti`` crystal?
+
+Two arms of ``n_samples`` crystals each, from one model: **conditioned** on ``topo_class="z2_ti"`` with
+classifier-free guidance ``yield_options.guidance_scale`` (null: the model's ``physics_config.guidance_scale``),
+and **unconditioned** (the learned null, guidance off). Both arms get the same drawn atom counts (one seeded
+draw) and different noise seeds (``seed`` and ``seed + 1``). Every generated crystal is relabelled by
+td-physics' structure labeller (``td_data.labels.label_records`` with the ``label`` pipeline's options,
+spin-orbit on); the yield is the share whose *recomputed* class is ``z2_ti``, over the labelled crystals and
+over all generated ones, each with its 95% Wilson interval, and the enrichment (conditioned / unconditioned)
+has the Katz log interval, or a one-sided bound when a share is 0 (:mod:`td_data.evaluation.yields`). The
+model's own class head is not used for the yield (its answers are ``predicted_class_counts``).
+
+Training data: ``n_train`` crystals of td-data's synthetic generator restricted to the elements the labeller
+can build; those with at most ``max_label_atoms`` sites are labelled, the others train without a class.
+
+Crystals that cannot be labelled are counted by reason (:data:`UNLABELLED_REASONS`): not a valid record,
+structurally invalid (atoms closer than 0.5 A or a tiny volume), too many sites, elements the labeller lacks,
+labeller error, labeller timeout (``label_timeout`` seconds on one crystal).
+
+Nodes: :func:`yield_training_items` (prepare, td-data and td-physics), :func:`sample_yield_arms` (after
+:func:`pipelines.benchmark.training.train_benchmark`; torch and td-models only, the GPU half) and
+:func:`yield_report` (relabel, tables, figure).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import uuid
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from pipelines.benchmark.options import BenchmarkTraining, YieldOptions
+from pipelines.benchmark.training import experiment_config, hardware, jsonable, predict_samples, torch_threads
+from pipelines.exceptions import ParameterError
+from td_data.evaluation import enrichment, enrichment_for_json, format_enrichment, format_share, share
+from td_physics.classes import TOPO_CLASSES
+
+logger = logging.getLogger(__name__)
+
+TARGET = "z2_ti"
+CLASSES = TOPO_CLASSES
+ARMS = ("conditioned", "unconditioned")
+#: reasons a generated crystal gets no recomputed label, in the order they are checked
+UNLABELLED_REASONS = (
+    "not a valid record",
+    "structurally invalid",
+    "too many sites",
+    "unsupported elements",
+    "labeller error",
+    "labeller timeout",
+)
+PUBLISHED_NOTE = (
+    "Published topology-targeted generation reports about five-fold enrichment over unconditioned sampling "
+    "(a different model, data and labeller; not re-checked here)."
+)
+
+
+# ---------------------------------------------------------------------------------------------- labelling
+def _label_config(options: YieldOptions) -> Any:
+    """The ``label`` pipeline's options (spin-orbit on) with this run's workers, gap mesh and size cap."""
+    from pipelines.config import LabelConfig
+
+    return LabelConfig.from_dict({"workers": options.workers, "gap_mesh": options.gap_mesh,
+                                  "max_atoms": options.max_label_atoms})  # fmt: skip
+
+
+def run_labeller(records: Sequence[Any], options: YieldOptions) -> tuple[list, list[tuple[str, str]]]:
+    """``(labelled records, [(id, reason), ...])``: ``td_data.labels.label_records`` on the records (labels
+    cleared first) in ``workers`` processes; a record that takes longer than ``label_timeout`` seconds is given up
+    (reason ``"labeller timeout ..."``)."""
+    from threadpoolctl import threadpool_limits
+
+    from td_data.labels import label_records
+
+    if not records:
+        return [], []
+    cfg = _label_config(options)
+    todo = [r.replace(labels={}) for r in records]
+    with threadpool_limits(limits=1, user_api="blas"):  # the workers limit themselves; this is for workers=1
+        result = label_records(todo, workers=max(1, int(cfg.workers)), timeout=options.label_timeout,
+                               **cfg.classify_options())  # fmt: skip
+    failed = [(q.record_id, "labeller " + q.reason if q.reason.startswith("timeout") else q.reason)
+              for q in result.quarantined]  # fmt: skip
+    return list(result.records), failed
+
+
+def label_training(records: Sequence[Any], options: YieldOptions) -> tuple[list, dict[str, Any]]:
+    """All ``records``, those with at most ``max_label_atoms`` sites labelled; a summary with class counts."""
+    eligible = [r for r in records if r.num_atoms <= options.max_label_atoms]
+    labelled, failed = run_labeller(eligible, options)
+    by_id = {r.id: r for r in labelled}
+    out = [by_id.get(r.id, r.replace(labels={k: v for k, v in r.labels.items() if k != "topo_class"}))
+           for r in records]  # fmt: skip
+    counts = Counter(r.labels["topo_class"] for r in labelled)
+    target_sizes = Counter(r.num_atoms for r in labelled if r.labels["topo_class"] == TARGET)
+    summary = {
+        "n_records": len(records),
+        "n_attempted": len(eligible),
+        "n_labelled": len(labelled),
+        "n_failed": len(failed),
+        "n_unlabelled": len(records) - len(labelled),
+        "class_counts": {c: counts.get(c, 0) for c in CLASSES},
+        "target_atom_counts": {int(k): v for k, v in sorted(target_sizes.items())},
+        "failures": [{"id": rid, "reason": reason} for rid, reason in failed],
+        "max_label_atoms": options.max_label_atoms,
+    }
+    return out, summary
+
+
+def yield_training_items(
+    yield_options: Mapping[str, Any], benchmark_training: Mapping[str, Any]
+) -> tuple[list[dict], dict[str, Any]]:
+    """``(model items, metadata)``: synthetic training crystals, labelled where small enough (td-data, td-physics)."""
+    from pipelines.config import LABELLER_ELEMENTS
+    from td_data import SyntheticDatasetGenerator
+    from td_models.batch import item_from_record
+
+    options = YieldOptions.from_dict(yield_options)
+    training = BenchmarkTraining.from_dict(benchmark_training)
+    mc = experiment_config(training).model_config
+    started = time.perf_counter()
+    generator = SyntheticDatasetGenerator(seed=training.seed, max_atoms=min(20, mc.max_atoms),
+                                          allowed_elements=LABELLER_ELEMENTS)  # fmt: skip
+    records = generator.generate_dataset(options.n_train)
+    generated = time.perf_counter()
+    records, training_labels = label_training(records, options)
+    labelled = time.perf_counter()
+    cc = training_labels["class_counts"]
+    logger.info("training labels: %d of %d crystals labelled (%s; %d failed)", training_labels["n_labelled"],
+                len(records), ", ".join(f"{c} {cc[c]}" for c in CLASSES), training_labels["n_failed"])  # fmt: skip
+    if cc[TARGET] == 0:
+        logger.warning("no %s example in the training labels: the conditioned arm cannot learn it", TARGET)
+    items = [item_from_record(r, mc.num_species) for r in records if r.num_atoms <= mc.max_atoms]
+    meta = {
+        "benchmark": "yield",
+        "training_labels": training_labels,
+        "n_records": len(records),
+        "n_items": len(items),
+        "n_train": options.n_train,
+        "max_atoms": mc.max_atoms,
+        "timings_seconds": {
+            "generate_training_data": round(generated - started, 2),
+            "label_training_data": round(labelled - generated, 2),
+        },  # fmt: skip
+        "seconds": round(time.perf_counter() - started, 2),
+        "hardware": hardware("cpu"),
+    }
+    return items, jsonable(meta)
+
+
+# ---------------------------------------------------------------------------------------------- sampling
+def atom_counts(model: Any, options: YieldOptions, n: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
+    """One draw of ``n`` atom counts, shared by both arms, and how it was made."""
+    if options.num_atoms not in ("train", "train-labellable"):
+        value = int(options.num_atoms)
+        return np.full(n, value, dtype=np.int64), {"mode": "fixed", "value": value}
+    weights = model.atom_count_weights.double().cpu().numpy().copy()
+    if options.num_atoms == "train-labellable":
+        weights[options.max_label_atoms + 1 :] = 0.0
+    weights[0] = 0.0
+    if weights.sum() <= 0:
+        raise ParameterError(f"the model's training distribution has no cell of at most {options.max_label_atoms} "
+                             "sites (yield_options.num_atoms train-labellable); set num_atoms to train or an "
+                             "integer")  # fmt: skip
+    p = weights / weights.sum()
+    rng = np.random.default_rng([int(seed), 0xA70])
+    counts = rng.choice(np.arange(len(p)), size=n, p=p)
+    dist = {int(k): round(float(v), 4) for k, v in enumerate(p) if v > 0}
+    return counts, {"mode": options.num_atoms, "distribution": dist,
+                    "drawn": {int(k): int(v) for k, v in sorted(Counter(counts.tolist()).items())}}  # fmt: skip
+
+
+def sample_arm(model: Any, arm: str, counts: np.ndarray, options: YieldOptions, training: BenchmarkTraining):
+    """Generate one arm; ``(samples with the model's predictions, sampling options)``."""
+    from td_models.exceptions import TDModelsError
+
+    steps = training.steps if training.steps is not None else model.num_steps
+    opts: dict[str, Any] = {"steps": steps, "num_atoms": counts.tolist(), "batch_size": training.sample_batch_size,
+                            "progress": training.progress_bar}  # fmt: skip
+    if arm == "conditioned":
+        w = options.guidance_scale if options.guidance_scale is not None else model.config.physics_config.guidance_scale
+        opts.update(topo_class=TARGET, guidance_scale=float(w), seed=training.seed)
+    else:
+        opts.update(seed=training.seed + 1)  # no condition: the learned null, guidance off
+    try:
+        samples = predict_samples(model.sample(training.n_samples, **opts), model)
+    except TDModelsError as err:
+        raise ParameterError(f"sampling the {arm} arm failed: {err}") from err
+    info = {k: v for k, v in opts.items() if k not in ("num_atoms", "progress")}
+    info.setdefault("topo_class", None)
+    info.setdefault("guidance_scale", 1.0)
+    info["physics_guidance"] = 0.01 * model.config.physics_config.constraint_weight  # the sampler's default
+    return samples, info
+
+
+def sample_yield_arms(
+    model: Any,
+    training_summary: Mapping[str, Any],
+    yield_options: Mapping[str, Any],
+    benchmark_training: Mapping[str, Any],
+) -> tuple[tuple[list, dict], tuple[list, dict]]:
+    """``(conditioned, unconditioned)`` sample files (samples with predictions, metadata): both arms of one run."""
+    options = YieldOptions.from_dict(yield_options)
+    training = BenchmarkTraining.from_dict(benchmark_training)
+    if training.device == "cuda":
+        model = model.to("cuda")
+    prepared = training_summary.get("prepare") or {}
+    timings = {**(prepared.get("timings_seconds") or {}), **(training_summary.get("timings_seconds") or {})}
+    started = time.perf_counter()
+    counts, num_atoms_info = atom_counts(model, options, training.n_samples, training.seed)
+    arms = {}
+    with torch_threads(training.num_threads):
+        for arm in ARMS:
+            t0 = time.perf_counter()
+            arms[arm] = sample_arm(model, arm, counts, options, training)
+            timings[f"sample_{arm}"] = round(time.perf_counter() - t0, 2)
+            n_pred = sum(s["predicted"]["topo_class"] is not None for s in arms[arm][0])
+            logger.info("%s: %d crystals sampled, %d with a predicted class", arm, len(arms[arm][0]), n_pred)
+    shared = {
+        "benchmark": "yield",
+        "run_id": uuid.uuid4().hex,
+        "num_atoms": num_atoms_info,
+        "training": training_summary.get("training"),
+        "training_labels": prepared.get("training_labels"),
+        "n_train": prepared.get("n_train"),
+        "model_config": model.config.to_dict(),
+        "n_parameters": model.num_parameters(),
+        "options": dataclasses.asdict(training),
+        "timings_seconds": timings,
+        "stage_seconds": {"prepare": prepared.get("seconds"),
+                          "train": round((training_summary.get("seconds") or 0.0) + time.perf_counter() - started, 2)},
+        "hardware": training_summary.get("hardware") or hardware(training.device),
+        "hardware_prepare": prepared.get("hardware"),
+    }  # fmt: skip
+    conditioned, unconditioned = ((crystals, jsonable({**shared, "arm": arm, "sampling": info}))
+                                  for arm, (crystals, info) in arms.items())  # fmt: skip
+    return conditioned, unconditioned
+
+
+# ---------------------------------------------------------------------------------------------- report
+def relabel_arm(records: list, rejected: list, options: YieldOptions, arm: str) -> tuple[list, dict[str, Any]]:
+    """Recomputed class (or why none) of every generated crystal of one arm; ``(rows, counts)``."""
+    from pipelines.config import LABELLER_ELEMENTS
+    from td_data.validity import structure_validity
+
+    allowed = set(LABELLER_ELEMENTS)
+    rows: list[dict[str, Any]] = []
+    todo = []
+    for rej in rejected:
+        rows.append({"arm": arm, "id": f"{arm}-{rej['index']:04d}", "formula": "", "num_atoms": None,
+                     "struct_valid": False, "status": "not a valid record", "detail": rej["reason"]})  # fmt: skip
+    by_id: dict[str, dict[str, Any]] = {}
+    for rec in records:
+        ok, why = structure_validity(rec)
+        row = {"arm": arm, "id": rec.id, "formula": rec.formula, "num_atoms": rec.num_atoms, "struct_valid": ok,
+               "volume_per_atom": round(float(rec.volume) / rec.num_atoms, 3),
+               "predicted_class": rec.labels.get("predicted_class")}  # fmt: skip
+        if not ok:
+            row.update(status="structurally invalid", detail=why)
+        elif rec.num_atoms > options.max_label_atoms:
+            row.update(status="too many sites", detail=f"{rec.num_atoms} > max_label_atoms {options.max_label_atoms}")
+        elif not set(rec.species) <= allowed:
+            row.update(status="unsupported elements", detail=str(sorted(set(rec.species) - allowed)))
+        else:
+            todo.append(rec)
+        rows.append(row)
+        by_id[rec.id] = row
+    labelled, failed = run_labeller(todo, options)
+    for rec in labelled:
+        by_id[rec.id].update(status="labelled", detail="", recomputed_class=rec.labels["topo_class"],
+                             confidence=rec.labels.get("confidence"))  # fmt: skip
+    for rid, reason in failed:
+        if reason.startswith("labeller timeout"):
+            kind = "labeller timeout"
+        elif "UnsupportedElementError" in reason:
+            kind = "unsupported elements"
+        else:
+            kind = "labeller error"
+        by_id[rid].update(status=kind, detail=reason)
+    return rows, arm_summary(rows, n_generated=len(records) + len(rejected))
+
+
+def arm_summary(rows: list[dict[str, Any]], n_generated: int) -> dict[str, Any]:
+    """Counts, shares (over labelled and over generated) with Wilson intervals, unlabelled reasons."""
+    labelled = [r for r in rows if r["status"] == "labelled"]
+    n_lab = len(labelled)
+    counts = Counter(r["recomputed_class"] for r in labelled)
+    n_target = counts.get(TARGET, 0)
+    reasons = Counter(r["status"] for r in rows if r["status"] != "labelled")
+    examples: dict[str, list[str]] = {}
+    for r in rows:
+        if r["status"] != "labelled" and len(examples.setdefault(r["status"], [])) < 3:
+            examples[r["status"]].append(f"{r['id']} {r['formula']}: {r['detail']}"[:300])
+    return {
+        "n_generated": n_generated,
+        "n_valid_records": sum(r["status"] != "not a valid record" for r in rows),
+        "n_structurally_valid": sum(bool(r["struct_valid"]) for r in rows),
+        "n_labelled": n_lab,
+        "n_unlabelled": n_generated - n_lab,
+        "unlabelled_reasons": {k: reasons.get(k, 0) for k in UNLABELLED_REASONS},
+        "unlabelled_examples": examples,
+        f"n_{TARGET}": n_target,
+        "share_over_labelled": share(n_target, n_lab),
+        "share_over_generated": share(n_target, n_generated),
+        "class_counts": {c: counts.get(c, 0) for c in CLASSES},
+        "class_shares_over_labelled": {c: share(counts.get(c, 0), n_lab) for c in CLASSES},
+        "predicted_class_counts": dict(Counter(r.get("predicted_class") for r in rows if r.get("predicted_class"))),
+        "mean_confidence": float(np.mean([r["confidence"] for r in labelled])) if labelled else None,
+    }
+
+
+def _arm_label(arm: str, result: dict[str, Any]) -> str:
+    if arm == "conditioned":
+        return f"conditioned on {TARGET} (w={result['sampling'][arm]['guidance_scale']:g})"
+    return "unconditioned"
+
+
+def _reasons_text(reasons: dict[str, int]) -> str:
+    text = ", ".join(f"{k} {v}" for k, v in reasons.items() if v)
+    return text or "none"
+
+
+def tables(result: dict[str, Any]) -> tuple[str, str]:
+    """``(markdown, plain text)`` of the yield table, the class table and the training labels."""
+    arms, enr = result["arms"], result["enrichment"]
+    head = ["arm", "generated", "valid records", "struct. valid", "labelled", TARGET,
+            f"{TARGET} share of labelled [95% CI]", f"{TARGET} share of generated [95% CI]",
+            "not labelled (reasons)"]  # fmt: skip
+    rows = []
+    for arm in ARMS:
+        a = arms[arm]
+        rows.append([_arm_label(arm, result), a["n_generated"], a["n_valid_records"], a["n_structurally_valid"],
+                     a["n_labelled"], a[f"n_{TARGET}"], format_share(a["share_over_labelled"]),
+                     format_share(a["share_over_generated"]),
+                     f"{a['n_unlabelled']} ({_reasons_text(a['unlabelled_reasons'])})"])  # fmt: skip
+    rows.append(["enrichment (conditioned / unconditioned)", "", "", "", "", "",
+                 format_enrichment(enr["over_labelled"]), format_enrichment(enr["over_generated"]), ""])  # fmt: skip
+    cls_head = ["arm", *[f"{c} (share of labelled)" for c in CLASSES], "mean labeller confidence"]
+    cls_rows = []
+    for arm in ARMS:
+        a = arms[arm]
+        conf = "n/a" if a["mean_confidence"] is None else f"{a['mean_confidence']:.2f}"
+        cls_rows.append([_arm_label(arm, result),
+                         *[format_share(a["class_shares_over_labelled"][c]) for c in CLASSES], conf])  # fmt: skip
+    tl = result["training_labels"]
+    if tl is None:
+        train_line = (f"Training labels: unknown; the yield can only be learned if the model's training set had "
+                      f"{TARGET} examples.")  # fmt: skip
+    else:
+        cc = ", ".join(f"{c} {tl['class_counts'][c]}" for c in CLASSES)
+        train_line = (f"Training labels: {tl['n_records']} synthetic crystals, {tl['n_attempted']} with at most "
+                      f"{tl['max_label_atoms']} sites sent to the labeller, {tl['n_labelled']} labelled ({cc}; "
+                      f"{tl['n_failed']} failed), {tl['n_unlabelled']} train without a class. {TARGET} examples by "
+                      f"sites: {tl['target_atom_counts'] or 'none'}.")  # fmt: skip
+
+    def md(h: list, rs: list) -> str:
+        lines = ["| " + " | ".join(h) + " |", "|" + "---|" * len(h)]
+        lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rs]
+        return "\n".join(lines)
+
+    def plain(h: list, rs: list) -> str:
+        lines = []
+        for r in rs:
+            lines.append(str(r[0]))
+            lines += [f"    {k:<40} {v}" for k, v in zip(h[1:], r[1:]) if v != ""]
+        return "\n".join(lines)
+
+    notes = result["notes"]
+    markdown = "\n\n".join([
+        f"# Conditional generation yield of {TARGET}", train_line, md(head, rows),
+        "Class shares of the labelled crystals (recomputed by the structure labeller):", md(cls_head, cls_rows),
+        "\n".join(f"- {n}" for n in notes),
+    ]) + "\n"  # fmt: skip
+    text = "\n\n".join([train_line, plain(head, rows), plain(cls_head, cls_rows), "\n".join(f"* {n}" for n in notes)])
+    return markdown, text
+
+
+def notes(result: dict[str, Any]) -> list[str]:
+    """Caveats printed under the tables."""
+    out = []
+    tl, tr = result["training_labels"], result["training"]
+    if tl is not None and tl["class_counts"][TARGET] == 0:
+        out.append(f"NO {TARGET} EXAMPLE in the training labels: the conditioned arm cannot have learned the class.")
+    elif tl is not None and tl["class_counts"][TARGET] < 20:
+        out.append(f"Only {tl['class_counts'][TARGET]} {TARGET} examples in the training labels.")
+    for arm in ARMS:
+        a = result["arms"][arm]
+        if a["n_generated"] and a["n_labelled"] < 0.5 * a["n_generated"]:
+            out.append(f"{arm}: only {a['n_labelled']} of {a['n_generated']} generated crystals could be labelled "
+                       f"({_reasons_text(a['unlabelled_reasons'])}).")  # fmt: skip
+    enr = result["enrichment"]["over_labelled"]
+    if enr["status"] == "both_zero":
+        out.append(f"No {TARGET} crystal in either arm: the enrichment cannot be estimated ({enr['note']}).")
+    timeouts = sum(result["arms"][arm]["unlabelled_reasons"]["labeller timeout"] for arm in ARMS)
+    if timeouts:
+        limit = result["labeller"]["label_timeout"]
+        out.append(f"{timeouts} generated crystals hit the {limit:g} s labeller timeout (counted as not "
+                   "labelled; they stay in the denominators of the shares of generated crystals).")  # fmt: skip
+    if tr is not None:
+        out.append(f"Training: preset {result['config']['preset']}, {tr['epochs_completed']} epochs / {tr['steps']} "
+                   f"steps in {tr['fit_seconds']:.0f} s, stopped by {tr['stopped_by']}, phases "
+                   f"{', '.join(tr['phases_reached'])}.")  # fmt: skip
+    s = result["sampling"]["conditioned"]
+    out.append(f"Sampling: {s['steps']} reverse steps, atom counts {result['num_atoms']['mode']} (same draw for "
+               "both arms), elements restricted to those seen in training, physics guidance "
+               f"{s['physics_guidance']:g} in both arms.")  # fmt: skip
+    out.append(
+        "Labels are the td-physics structure labeller's (universal tight binding, six-variant ensemble; "
+        "docs/labeller_accuracy.md), not DFT. Intervals: Wilson 95% per share; enrichment: Katz log 95% "
+        "(one-sided Wilson/Bonferroni bound when a share is 0); the arms are independent samples."
+    )
+    out.append(PUBLISHED_NOTE)
+    return out
+
+
+def figure(result: dict[str, Any]):
+    """Class shares per arm with Wilson error bars: of the labelled crystals, and of all generated."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    colours = {"conditioned": "tab:red", "unconditioned": "tab:grey"}
+    for ax, basis in zip(axes, ("labelled", "generated")):
+        cats = list(CLASSES) if basis == "labelled" else [*CLASSES, "not labelled"]
+        x = np.arange(len(cats))
+        for k, arm in enumerate(ARMS):
+            a = result["arms"][arm]
+            n = a["n_labelled"] if basis == "labelled" else a["n_generated"]
+            counts = [a["class_counts"].get(c, a["n_unlabelled"] if c == "not labelled" else 0) for c in cats]
+            stats = [share(c, n) for c in counts]
+            vals = np.array([s["share"] or 0.0 for s in stats])
+            lo = np.array([s["share"] - s["ci_low"] if s["share"] is not None else 0.0 for s in stats])
+            hi = np.array([s["ci_high"] - s["share"] if s["share"] is not None else 0.0 for s in stats])
+            ax.bar(x + (k - 0.5) * 0.38, vals, width=0.38, yerr=[lo, hi], capsize=3, color=colours[arm],
+                   label=f"{_arm_label(arm, result)} (n={n})")  # fmt: skip
+        ax.set_xticks(x, cats, fontsize=8, rotation=10)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(f"share of {basis} crystals")
+        ax.legend(fontsize=8)
+    enr = result["enrichment"]["over_labelled"]
+    fig.suptitle(f"Recomputed class of generated crystals; {TARGET} enrichment (of labelled): "
+                 f"{format_enrichment(enr)}", fontsize=10)  # fmt: skip
+    fig.tight_layout()
+    return fig
+
+
+#: the columns of crystals.csv, one row per generated crystal
+ROW_KEYS = ("arm", "id", "formula", "num_atoms", "volume_per_atom", "struct_valid", "status", "recomputed_class",
+            "confidence", "predicted_class", "detail")  # fmt: skip
+
+
+def _read_arms(conditioned: tuple[list, dict], unconditioned: tuple[list, dict]) -> dict[str, tuple[list, dict]]:
+    """Both sample files, checked to be the two arms of one sampling run."""
+    loaded = {"conditioned": conditioned, "unconditioned": unconditioned}
+    for arm, (_, meta) in loaded.items():
+        if meta.get("benchmark") != "yield" or meta.get("arm") != arm or "sampling" not in meta:
+            raise ParameterError(f"yield_samples_{arm} does not hold the {arm} arm of yield_train (arm "
+                                 f"{meta.get('arm')!r})")  # fmt: skip
+    if conditioned[1]["run_id"] != unconditioned[1]["run_id"]:
+        raise ParameterError("yield_samples_conditioned and yield_samples_unconditioned come from different "
+                             "yield_train runs")  # fmt: skip
+    return loaded
+
+
+def yield_report(
+    conditioned: tuple[list, dict], unconditioned: tuple[list, dict], yield_options: Mapping[str, Any]
+) -> tuple[dict[str, Any], str, Any, Any]:
+    """Relabel both arms: ``(metrics.json content, yield.md text, figure, crystals table)``."""
+    import pandas as pd
+
+    from td_data.evaluation import samples_to_records
+
+    options = YieldOptions.from_dict(yield_options)
+    started = time.perf_counter()
+    loaded = _read_arms(conditioned, unconditioned)
+    meta = loaded["conditioned"][1]
+    timings: dict[str, float] = dict(meta.get("timings_seconds") or {})
+    arms: dict[str, Any] = {}
+    sampling: dict[str, Any] = {}
+    all_rows: list[dict[str, Any]] = []
+    for arm in ARMS:
+        crystals, arm_meta = loaded[arm]
+        records, rejected = samples_to_records(crystals, id_prefix=arm)  # the stored predictions
+        t0 = time.perf_counter()
+        rows, summary = relabel_arm(records, rejected, options, arm)
+        timings[f"label_{arm}"] = round(time.perf_counter() - t0, 2)
+        arms[arm], sampling[arm] = summary, arm_meta["sampling"]
+        all_rows += rows
+        logger.info("%s: %d of %d labelled, %d %s", arm, summary["n_labelled"], summary["n_generated"],
+                    summary[f"n_{TARGET}"], TARGET)  # fmt: skip
+    c, u = arms["conditioned"], arms["unconditioned"]
+    enr = {
+        "over_labelled": enrichment(c[f"n_{TARGET}"], c["n_labelled"], u[f"n_{TARGET}"], u["n_labelled"]),
+        "over_generated": enrichment(c[f"n_{TARGET}"], c["n_generated"], u[f"n_{TARGET}"], u["n_generated"]),
+    }
+    training_options = meta.get("options") or {}
+    result: dict[str, Any] = {
+        "benchmark": f"conditional generation yield of {TARGET} (recomputed by the td-physics structure labeller)",
+        "target_class": TARGET,
+        "arms": arms,
+        "enrichment": enr,
+        "training_labels": meta.get("training_labels"),
+        "training": meta.get("training"),
+        "sampling": sampling,
+        "num_atoms": meta["num_atoms"],
+        "labeller": {
+            "options": {"spin_orbit": True, "gap_mesh": options.gap_mesh, "workers": options.workers},
+            "max_label_atoms": options.max_label_atoms,
+            "label_timeout": options.label_timeout,
+        },
+        "config": {
+            **training_options,
+            **dataclasses.asdict(options),
+            "n_train": meta.get("n_train"),
+            "model_config": meta["model_config"],
+        },  # fmt: skip
+        "published_reference": PUBLISHED_NOTE,
+    }
+    result["notes"] = notes(result)
+    t0 = time.perf_counter()
+    fig = figure(result)
+    timings["figure"] = round(time.perf_counter() - t0, 2)
+    stages = {**(meta.get("stage_seconds") or {}), "evaluate": round(time.perf_counter() - started, 2)}
+    timings["total"] = round(sum(v or 0.0 for v in stages.values()), 2)
+    result["timings_seconds"] = timings
+    result["stage_seconds"] = stages
+    result["hardware"] = meta.get("hardware")  # where the model trained and sampled
+    result["hardware_prepare"] = meta.get("hardware_prepare")
+    result["hardware_label"] = hardware("cpu")  # this stage's: the labeller runs on the CPU
+    markdown, text = tables(result)
+    logger.info("%s", text)
+    result["enrichment"] = {k: enrichment_for_json(v) for k, v in enr.items()}
+    crystals = pd.DataFrame([{k: r.get(k, "") for k in ROW_KEYS} for r in all_rows], columns=list(ROW_KEYS))
+    return jsonable(result), markdown, fig, crystals
