@@ -150,30 +150,6 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", disab
     return tqdm(iterable, total=total, desc=desc, disable=disable, leave=False)
 
 
-def write_crystal_file(path: Path, crystals: Sequence[dict[str, Any]], metadata: dict[str, Any]) -> Path:
-    """``td_models.save_crystals`` with JSON-safe metadata (NaN -> None); a ScriptError when it cannot be written.
-    The benchmarks' stages hand crystals to each other in these files (a GPU node needs only td-models)."""
-    from td_models import save_crystals
-    from td_models.exceptions import TDModelsError
-
-    try:
-        return save_crystals(path, crystals, metadata=to_jsonable(metadata))
-    except TDModelsError as err:
-        raise ScriptError(str(err)) from err
-
-
-def read_crystal_file(path: Path, hint: str = "") -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """``(crystals, metadata)`` of a ``td_models.save_crystals`` file; a one-line ScriptError (ending in ``hint``)
-    when it cannot be read."""
-    from td_models import load_crystals
-    from td_models.exceptions import TDModelsError
-
-    try:
-        return load_crystals(path)
-    except TDModelsError as err:
-        raise ScriptError(f"{err}{hint}") from err
-
-
 def write_cifs(records: Sequence[Any], folder: Path) -> Path:
     """One CIF per record plus ``index.json``/``index.csv`` (the pipeline's :class:`CifFolderDataset`)."""
     from pipelines.datasets import CifFolderDataset
