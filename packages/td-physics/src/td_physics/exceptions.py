@@ -16,6 +16,9 @@ __all__ = [
     "FileFormatError",
     "StructureError",
     "UnsupportedElementError",
+    "AtomicInputError",
+    "BoundStateError",
+    "SCFConvergenceError",
 ]
 
 
@@ -53,3 +56,28 @@ class StructureError(ModelDefinitionError):
 
 class UnsupportedElementError(ModelDefinitionError):
     """An element has no sourced parameter in the table a variant needs."""
+
+
+class AtomicInputError(TDPhysicsError):
+    """Bad input to the atomic solver: atomic number, configuration, orbital label or setting."""
+
+
+class BoundStateError(ConvergenceError):
+    """An orbital could not be located as a bound state of the current potential."""
+
+
+class SCFConvergenceError(ConvergenceError):
+    """The self-consistency loop did not converge.
+
+    Attributes
+    ----------
+    iterations:
+        Iterations performed.
+    last_change:
+        Largest eigenvalue change (Hartree) in the last iteration.
+    """
+
+    def __init__(self, message: str, iterations: int, last_change: float) -> None:
+        super().__init__(message)
+        self.iterations = iterations
+        self.last_change = last_change
