@@ -24,7 +24,6 @@ _LAZY = {
     "LoadResult": "td_data.readers",
     "Quarantined": "td_data.readers",
     "SyntheticDatasetGenerator": "td_data.synthetic",
-    "TightBindingDatasetGenerator": "td_data.synthetic",
     "diversity_report": "td_data.synthetic",
     "QualityFilter": "td_data.filters",
     "apply_filters": "td_data.filters",
