@@ -8,7 +8,10 @@ stack (:data:`BLOCKED`) unimportable.
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 BLOCKED = ("pymatgen", "spglib", "smact", "matminer", "threadpoolctl", "h5py", "ase", "chgnet")
@@ -32,3 +35,20 @@ def gpu_node_command(script: Path, argv: list[str]) -> list[str]:
     """``python -c ...`` running ``script`` with ``argv`` (``sys.argv``) after blocking the materials stack."""
     code = BLOCKER + f"import runpy, sys; sys.argv = {argv!r}; runpy.run_path({str(script)!r}, run_name='__main__')"
     return [sys.executable, "-c", code]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+#: the environment of the benchmarks' test runs: one thread, no plots on screen, no telemetry
+RUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+           "WANDB_MODE": "disabled", "KEDRO_DISABLE_TELEMETRY": "1"}  # fmt: skip
+
+
+def kedro_run(env: str, pipeline: str, params: str, blocked: bool = False) -> subprocess.CompletedProcess:
+    """``kedro run --env env --pipelines=pipeline --params params`` from the repository root in a subprocess (with
+    ``blocked``: the materials stack made unimportable first); ``wall_seconds`` is measured around it."""
+    args = ["run", "--env", env, f"--pipelines={pipeline}", "--params", params]
+    command = gpu_node_kedro_command(args) if blocked else [sys.executable, "-m", "kedro", *args]
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=ROOT, env=RUN_ENV, capture_output=True, text=True, timeout=600)
+    done.wall_seconds = time.perf_counter() - started  # measured around the whole process, start-up included
+    return done

@@ -5,35 +5,21 @@ cases) are td_data.evaluation.yields' and tested there."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-import time
 from collections import Counter
-from pathlib import Path
 
 import pytest
 
 from pipelines.benchmark.options import YieldOptions
 from pipelines.exceptions import ParameterError
-from tests.gpu_node import gpu_node_kedro_command
+from tests.gpu_node import kedro_run
 
-ROOT = Path(__file__).resolve().parents[1]
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-       "WANDB_MODE": "disabled", "KEDRO_DISABLE_TELEMETRY": "1"}  # fmt: skip
 TINY = ("yield_options.n_train=24,benchmark_training.budget_minutes=0.2,benchmark_training.max_epochs=2,"
         "benchmark_training.n_samples=6,benchmark_training.steps=5")  # fmt: skip
 
 
 def _kedro(pipeline: str, params: str, blocked: bool = False) -> subprocess.CompletedProcess:
-    """``kedro run --env yield --pipelines=pipeline`` in a subprocess (with ``blocked``: the materials stack made
-    unimportable first), its wall time measured."""
-    args = ["run", "--env", "yield", f"--pipelines={pipeline}", "--params", params]
-    command = gpu_node_kedro_command(args) if blocked else [sys.executable, "-m", "kedro", *args]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-    done.wall_seconds = time.perf_counter() - started  # measured around the whole process, start-up included
-    return done
+    return kedro_run("yield", pipeline, params, blocked)
 
 
 def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:

@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,7 @@ from pipelines.benchmark.nodes import METRIC_KEYS, TABLE_ROWS
 from pipelines.benchmark.options import BenchmarkOptions, BenchmarkTraining
 from pipelines.benchmark.published import PUBLISHED
 from pipelines.exceptions import ParameterError
-from tests.gpu_node import BLOCKER, gpu_node_kedro_command
+from tests.gpu_node import BLOCKER, kedro_run
 
 pytest.importorskip("td_models")
 pytest.importorskip("matplotlib")
@@ -27,8 +25,6 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "benchmarks"
 FILES = {"perov5": ("perov_5", ("val.csv.gz", "train_first1024.csv.gz", "test.csv.gz")),
          "carbon24": ("carbon_24", ("val.csv.gz", "test.csv.gz"))}  # fmt: skip
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MPLBACKEND": "Agg", "WANDB_MODE": "disabled",
-       "KEDRO_DISABLE_TELEMETRY": "1"}  # fmt: skip
 # the training options of the tiny runs: the budget stops training after a few seconds
 TRAIN_TINY = ("benchmark_training.budget_minutes=0.1,benchmark_training.max_epochs=10000,"
               "benchmark_training.n_samples=16,benchmark_training.steps=20")  # fmt: skip
@@ -42,16 +38,6 @@ def _require_data(env: str = "perov5") -> None:
         pytest.skip(f"shared {env} data not available: {SHARED / folder} lacks {', '.join(missing)}")
 
 
-def _kedro(env: str, pipeline: str, params: str, blocked: bool = False) -> subprocess.CompletedProcess:
-    """``kedro run --env env --pipelines=pipeline --params params`` in a subprocess, its wall time measured."""
-    args = ["run", "--env", env, f"--pipelines={pipeline}", "--params", params]
-    command = gpu_node_kedro_command(args) if blocked else [sys.executable, "-m", "kedro", *args]
-    started = time.perf_counter()
-    done = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=600)
-    done.wall_seconds = time.perf_counter() - started  # measured around the whole process, start-up included
-    return done
-
-
 def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-4000:]
     return done
@@ -62,7 +48,7 @@ def run(tmp_path_factory):
     """(output folder, completed process) of one tiny run that the training budget stops."""
     _require_data()
     out = tmp_path_factory.mktemp("perov5")
-    return out, _ok(_kedro("perov5", "benchmark", f"output_dir={out},{TRAIN_TINY},{DATA_TINY}"))
+    return out, _ok(kedro_run("perov5", "benchmark", f"output_dir={out},{TRAIN_TINY},{DATA_TINY}"))
 
 
 #: the parts each stage times (``timings_seconds`` keys)
@@ -134,7 +120,7 @@ def test_metrics_are_finite_or_explained(run):
 
 
 def test_missing_data_dir_names_the_dataset(tmp_path):
-    done = _kedro("perov5", "bench_prepare", f"output_dir={tmp_path / 'out'},data_dir={tmp_path / 'nowhere'}")
+    done = kedro_run("perov5", "bench_prepare", f"output_dir={tmp_path / 'out'},data_dir={tmp_path / 'nowhere'}")
     assert done.returncode != 0
     assert "MissingInputsError" in done.stderr and "benchmark_train_split" in done.stderr
     assert not (tmp_path / "out").exists()
@@ -154,9 +140,9 @@ def staged(tmp_path_factory):
     _require_data()
     out = tmp_path_factory.mktemp("perov5_staged")
     runs = {
-        "prepare": _kedro("perov5", "bench_prepare", f"output_dir={out},{DATA_TINY}"),
-        "train": _kedro("perov5", "bench_train", f"output_dir={out},{TRAIN_TINY}", blocked=True),
-        "evaluate": _kedro("perov5", "bench_evaluate", f"output_dir={out},{DATA_TINY}"),
+        "prepare": kedro_run("perov5", "bench_prepare", f"output_dir={out},{DATA_TINY}"),
+        "train": kedro_run("perov5", "bench_train", f"output_dir={out},{TRAIN_TINY}", blocked=True),
+        "evaluate": kedro_run("perov5", "bench_evaluate", f"output_dir={out},{DATA_TINY}"),
     }
     for stage, done in runs.items():
         assert done.returncode == 0, (stage, done.stdout[-2000:] + done.stderr[-4000:])
@@ -211,15 +197,15 @@ def test_staged_run(staged):
 def test_evaluate_refuses_other_training_crystals(staged):
     """Novelty needs the crystals the model trained on: another max_train is an error that says so."""
     out, _ = staged
-    done = _kedro("perov5", "bench_evaluate", f"output_dir={out},benchmark_options.max_train=32")
+    done = kedro_run("perov5", "bench_evaluate", f"output_dir={out},benchmark_options.max_train=32")
     assert done.returncode != 0 and "novelty needs the same training crystals" in done.stderr
 
 
 def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
-    done = _kedro("perov5", "bench_evaluate", f"output_dir={tmp_path}")
+    done = kedro_run("perov5", "bench_evaluate", f"output_dir={tmp_path}")
     assert done.returncode != 0 and "MissingInputsError" in done.stderr
     assert "benchmark_samples" in done.stderr and "bench_train" in done.stderr
-    done = _kedro("perov5", "bench_train", f"output_dir={tmp_path}")
+    done = kedro_run("perov5", "bench_train", f"output_dir={tmp_path}")
     assert done.returncode != 0 and "benchmark_items" in done.stderr and "bench_prepare" in done.stderr
     assert not any(tmp_path.iterdir())  # nothing written
 
@@ -262,7 +248,7 @@ def test_carbon24_run(tmp_path):
     """Carbon-24 (cells of 6 to 24 carbon atoms, one element): its cutoffs, its published table."""
     _require_data("carbon24")
     params = f"output_dir={tmp_path},{TRAIN_TINY},benchmark_options.max_train=32,benchmark_options.max_test=32"
-    _ok(_kedro("carbon24", "benchmark", params))
+    _ok(kedro_run("carbon24", "benchmark", params))
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert set(result["metrics"]) == set(METRIC_KEYS) and result["dataset"] == "carbon_24"
     assert result["cutoffs"] == [0.2, 4.0]

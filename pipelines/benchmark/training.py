@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import logging
 import os
 import platform
@@ -221,22 +222,17 @@ _PREDICTION_COLUMNS = ("band_gap", "formation_energy", "topo_probabilities", "to
 
 
 def jsonable(value: Any) -> Any:
-    """``value`` as strict JSON data: NaN and infinities (a diverged loss) become None, tuples lists."""
-    import math
+    """``value`` as strict JSON data (through one JSON round trip): NaN and infinities (a diverged loss) become
+    None, numpy scalars and arrays plain numbers and lists, paths strings, tuples lists, keys strings."""
+    return json.loads(json.dumps(value, default=_plain), parse_constant=lambda _: None)
 
-    import numpy as np
 
-    if isinstance(value, Mapping):
-        return {str(k): jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, Path):
-        return str(value)
-    return value
+def _plain(value: Any) -> Any:
+    if hasattr(value, "tolist"):  # numpy scalars and arrays
+        return value.tolist()
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    raise TypeError(f"{type(value).__name__} is not JSON data")
 
 
 # ---------------------------------------------------------------------------------------------- nodes
