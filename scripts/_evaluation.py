@@ -135,10 +135,8 @@ def predict_samples(samples: Sequence[dict[str, Any]], model: Any) -> list[dict[
         except BatchError:
             continue
         usable.append(i)
-    if not usable:
-        return attach_predictions(samples, {k: [] for k in ("band_gap", "formation_energy", "topo_probabilities",
-                                                            "topo_class")}, indices=[])  # fmt: skip
-    return attach_predictions(samples, model.predict_properties([samples[i] for i in usable]), indices=usable)
+    predictions = model.predict_properties([samples[i] for i in usable]) if usable else None
+    return attach_predictions(samples, predictions, indices=usable)
 
 
 def progress(iterable: Iterable, total: int | None = None, desc: str = "", disable: bool = False):

@@ -84,6 +84,13 @@ def test_predictions_from_arrays_become_properties_and_labels():
     assert third.labels["predicted_class"] == "trivial"
 
 
+def test_no_prediction_at_all_marks_every_sample_unpredicted():
+    predicted = attach_predictions([_sample(), _sample(5.0)], None, indices=[])
+    assert [p["predicted"] for p in predicted] == [NO_PREDICTION, NO_PREDICTION]
+    with pytest.raises(EvaluationError, match="predictions=None means no sample was predicted, got indices \\[1\\]"):
+        attach_predictions([_sample(), _sample(5.0)], None, indices=[1])
+
+
 def test_predictions_must_match_the_samples():
     with pytest.raises(EvaluationError, match="one row per predicted sample \\(3\\)"):
         attach_predictions([_sample()] * 3, PREDICTIONS)

@@ -64,7 +64,8 @@ def attach_predictions(
     ``predictions`` has ``band_gap`` (M,) eV, ``formation_energy`` (M,) eV/atom, ``topo_probabilities``
     (M, C) in the order of ``classes`` and ``topo_class`` (M,) names, as attributes (td-models'
     ``PropertyPredictions``) or keys; row ``j`` belongs to sample ``indices[j]`` (default: every sample, in
-    order). Samples without a row get :data:`NO_PREDICTION`.
+    order). Samples without a row get :data:`NO_PREDICTION`; ``predictions=None`` with ``indices=[]``: none
+    was predicted (the model could featurise no sample).
 
     >>> s = [{"lattice": None}, {"lattice": None}]
     >>> p = {"band_gap": [0.3], "formation_energy": [-1.0], "topo_probabilities": [[0.1, 0.7, 0.1, 0.1]],
@@ -73,6 +74,10 @@ def attach_predictions(
     [None, 'z2_ti']
     """
     indices = list(range(len(samples))) if indices is None else [int(i) for i in indices]
+    if predictions is None:
+        if indices:
+            raise EvaluationError(f"predictions=None means no sample was predicted, got indices {indices[:5]}")
+        predictions = dict.fromkeys(("band_gap", "formation_energy", "topo_probabilities", "topo_class"), ())
     gaps = np.asarray(_column(predictions, "band_gap"), dtype=float)
     energies = np.asarray(_column(predictions, "formation_energy"), dtype=float)
     probabilities = np.asarray(_column(predictions, "topo_probabilities"), dtype=float)
