@@ -70,10 +70,13 @@ class MissingInputsHook:
         if not missing:
             return
         firsts = sorted({p for p in (_producer(n) for n, _ in missing) if p}, key=_order)
+        env = f" --env {run_params['env']}" if run_params.get("env") not in (None, "local") else ""  # conf/<env>
         lines = [f"  - {n} ({why})" + (f": made by the '{p}' pipeline" if (p := _producer(n)) else "")
                  for n, why in missing]  # fmt: skip
         hint = (
-            "Run first: " + " then ".join(f"`kedro run --pipelines={p}`" for p in firsts) + " (or `kedro run` for all)."
+            "Run first: "
+            + " then ".join(f"`kedro run{env} --pipelines={p}`" for p in firsts)
+            + f" (or `kedro run{env}` for all)."
             if firsts
             else "No pipeline writes them: check where the configuration points (data_config.path for user_crystals)."
         )

@@ -207,6 +207,7 @@ def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
     assert "benchmark_samples" in done.stderr and "bench_train" in done.stderr
     done = kedro_run("perov5", "bench_train", f"output_dir={tmp_path}")
     assert done.returncode != 0 and "benchmark_items" in done.stderr and "bench_prepare" in done.stderr
+    assert "`kedro run --env perov5 --pipelines=bench_prepare`" in done.stderr  # the command to type, env included
     assert not any(tmp_path.iterdir())  # nothing written
 
 

@@ -9,7 +9,6 @@ the samples leave, as ``td_models.save_crystals`` files (the catalog's
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
@@ -17,7 +16,7 @@ import os
 import platform
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,19 +35,6 @@ class _BudgetStopFilter(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         return not (self.active and str(record.msg).startswith("preempted:"))
-
-
-@contextlib.contextmanager
-def torch_threads(threads: int) -> Iterator[None]:
-    """``threads`` torch threads for the block; the previous setting is restored after it."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def experiment_config(options: BenchmarkTraining) -> Any:
@@ -239,6 +225,7 @@ def _plain(value: Any) -> Any:
 def train_benchmark(items_file: tuple[list, dict], benchmark_training: Mapping[str, Any]) -> tuple[Any, dict]:
     """``(model, training summary)`` from the prepare stage's items; the summary carries the prepare metadata,
     the configuration, the parameter count, this stage's timings and hardware."""
+    from td_models import torch_threads
     from td_models.exceptions import TDModelsError
 
     options = BenchmarkTraining.from_dict(benchmark_training)
@@ -279,6 +266,7 @@ def _has_class(item: Mapping[str, Any]) -> bool:
 def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_training: Mapping[str, Any]) -> tuple:
     """``(samples with the model's predictions, metadata)``: ``n_samples`` crystals without conditions, atom
     counts drawn from the training distribution, elements restricted to those seen in training."""
+    from td_models import torch_threads
     from td_models.exceptions import TDModelsError
 
     options = BenchmarkTraining.from_dict(benchmark_training)

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.benchmark.options import BenchmarkTraining, YieldOptions
-from pipelines.benchmark.training import experiment_config, hardware, jsonable, predict_samples, torch_threads
+from pipelines.benchmark.training import experiment_config, hardware, jsonable, predict_samples
 from pipelines.exceptions import ParameterError
 from td_data.evaluation import enrichment, enrichment_for_json, format_enrichment, format_share, share
 from td_physics.classes import TOPO_CLASSES
@@ -205,6 +205,8 @@ def sample_yield_arms(
     benchmark_training: Mapping[str, Any],
 ) -> tuple[tuple[list, dict], tuple[list, dict]]:
     """``(conditioned, unconditioned)`` sample files (samples with predictions, metadata): both arms of one run."""
+    from td_models import torch_threads
+
     options = YieldOptions.from_dict(yield_options)
     training = BenchmarkTraining.from_dict(benchmark_training)
     if training.device == "cuda":
