@@ -1,7 +1,7 @@
 """td_physics.dft: PBE(+SOC) topology in GPAW's LCAO mode, against the literature and its own controls.
 
-The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``);
-they take 10-40 s each on two cores, so the expensive ones are marked ``slow``.
+The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``),
+so the expensive ones are marked ``slow``.
 """
 
 from __future__ import annotations

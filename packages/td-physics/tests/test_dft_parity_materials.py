@@ -1,7 +1,7 @@
 """td_physics.dft with inversion: Fu-Kane parities (LCAO, and plane waves as the second route) on real crystals.
 
-The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``);
-they take 10-40 s each on two cores, so the expensive ones are marked ``slow``.
+The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``),
+so the expensive ones are marked ``slow``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """td_physics.dft without inversion: Wilson-loop flow on real crystals, and against parities on Bi2Se3.
 
-The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``);
-they take 10-40 s each on two cores, so the expensive ones are marked ``slow``.
+The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``),
+so the expensive ones are marked ``slow``.
 """
 
 from __future__ import annotations

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 
 from td_physics import exceptions  # its __all__ names the errors re-exported below
+from td_physics.exceptions import AtomicInputError as AtomicInputError
+from td_physics.exceptions import BoundStateError as BoundStateError
 from td_physics.exceptions import ConvergenceError as ConvergenceError
 from td_physics.exceptions import FileFormatError as FileFormatError
 from td_physics.exceptions import KPointError as KPointError
 from td_physics.exceptions import ModelDefinitionError as ModelDefinitionError
 from td_physics.exceptions import OccupationError as OccupationError
+from td_physics.exceptions import SCFConvergenceError as SCFConvergenceError
 from td_physics.exceptions import StructureError as StructureError
 from td_physics.exceptions import SymmetryError as SymmetryError
 from td_physics.exceptions import TDPhysicsError as TDPhysicsError

@@ -109,9 +109,8 @@ def torch_hamiltonian(
     return h[0] if single else h
 
 
-#: most matrices per batched ``eigh`` call on a CUDA device. cuSOLVER's batched solver (torch 2.11, CUDA 13, H200)
-#: took about 1 MB of workspace per matrix even for 2 x 2 ones: 10,000 matrices peaked at 10.7 GB, 100,000 failed
-#: with CUSOLVER_STATUS_INTERNAL_ERROR and 1,000,000 asked for 1,000 GiB. Larger batches are split.
+#: most matrices per batched ``eigh`` call on a CUDA device: cuSOLVER's batched solver takes a fixed workspace per
+#: matrix even for 2 x 2 ones, so larger batches are split (the sizes that failed are in ``benchmarks/README.md``).
 CUDA_EIGH_BATCH = 8192
 
 

@@ -14,20 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from td_physics import models
 from td_physics.bands import band_gap
 from td_physics.fields import electric_field
 from td_physics.invariants import parity_z2, weyl_nodes, z2_indices, z2_invariant
-from td_physics.models import bi2se3 as bi2se3_model
-from td_physics.models import (
-    fu_kane_mele,
-    graphene,
-    haldane,
-    hgte_quantum_well,
-    kane_mele,
-    qwz,
-    silicene,
-    weyl_two_band,
-)
 from td_physics.phase_diagram import phase_diagram
 
 __all__ = [
@@ -98,7 +88,7 @@ def qwz_closed_form(m: np.ndarray) -> np.ndarray:
 
 
 def _graphene() -> ValidationRow:
-    gap = band_gap(graphene())
+    gap = band_gap(models.graphene())
     k = gap.k_direct
     at_k = min(np.linalg.norm(np.mod(k - np.array(p) + 0.5, 1) - 0.5) for p in ((1 / 3, 2 / 3), (2 / 3, 1 / 3)))
     ok = gap.direct < 1e-6 and at_k < 1e-4
@@ -112,7 +102,7 @@ def _graphene() -> ValidationRow:
 
 
 def _kane_mele() -> ValidationRow:
-    m = kane_mele(lambda_so=0.06)
+    m = models.kane_mele(lambda_so=0.06)
     wcc = z2_invariant(m)
     par = parity_z2(m)
     ok = wcc.value == 1 and par.value == 1 and wcc.converged
@@ -126,7 +116,7 @@ def _kane_mele() -> ValidationRow:
 
 
 def _bi2se3() -> ValidationRow:
-    res = z2_indices(bi2se3_model())
+    res = z2_indices(models.bi2se3())
     par = res.details.get("parity")
     ok = res.value == (1, 0, 0, 0) and tuple(par) == (1, 0, 0, 0) and res.converged
     return ValidationRow(
@@ -139,7 +129,7 @@ def _bi2se3() -> ValidationRow:
 
 
 def _hgte(d: float, expected: int) -> ValidationRow:
-    res = z2_invariant(hgte_quantum_well(d))
+    res = z2_invariant(models.hgte_quantum_well(d))
     ok = res.value == expected and res.converged
     return ValidationRow(
         f"HgTe well {d} nm",
@@ -151,7 +141,7 @@ def _hgte(d: float, expected: int) -> ValidationRow:
 
 
 def _weyl() -> ValidationRow:
-    res = weyl_nodes(weyl_two_band())
+    res = weyl_nodes(models.weyl_two_band())
     chir = sorted(n.chirality for n in res.value)
     ok = chir == [-1, 1] and res.converged
     return ValidationRow(
@@ -164,8 +154,8 @@ def _weyl() -> ValidationRow:
 
 
 def _fkm() -> ValidationRow:
-    plus = z2_indices(fu_kane_mele(dt=0.4)).value
-    minus = z2_indices(fu_kane_mele(dt=-0.4)).value
+    plus = z2_indices(models.fu_kane_mele(dt=0.4)).value
+    minus = z2_indices(models.fu_kane_mele(dt=-0.4)).value
     ok = plus == (1, 1, 1, 1) and minus == (0, 1, 1, 1)
     return ValidationRow(
         "Fu-Kane-Mele diamond",
@@ -178,7 +168,7 @@ def _fkm() -> ValidationRow:
 
 def silicene_critical_field(n_fields: int = 41) -> tuple[float, float]:
     """Critical perpendicular field of silicene from a Z2 scan: (computed, expected = lambda_SO / l), V/Angstrom."""
-    base = silicene()
+    base = models.silicene()
     expected = float(base.metadata["critical_field_V_per_A"])
     fields = np.linspace(0.0, 2.0 * expected, n_fields)
     diagram = phase_diagram(lambda e_z: electric_field(base, (0.0, 0.0, e_z)), {"e_z": fields}, "z2")
@@ -213,7 +203,7 @@ def _haldane_diagram(n: int = 13) -> ValidationRow:
     t2 = 0.15
     ms = np.linspace(-1.0, 1.0, n) * 3 * np.sqrt(3) * t2 * 1.2
     phis = np.linspace(-np.pi, np.pi, n + 2)[1:-1]
-    pd = phase_diagram(haldane, {"m": ms, "phi": phis}, "chern", fixed={"t2": t2})
+    pd = phase_diagram(models.haldane, {"m": ms, "phi": phis}, "chern", fixed={"t2": t2})
     expected = haldane_closed_form(ms[:, None], phis[None, :], t2)
     edge = np.abs(np.abs(ms[:, None]) - 3 * np.sqrt(3) * np.abs(t2 * np.sin(phis[None, :]))) < 1e-3
     match = (pd.values == expected) | edge
@@ -228,7 +218,7 @@ def _haldane_diagram(n: int = 13) -> ValidationRow:
 
 def _qwz_diagram() -> ValidationRow:
     ms = np.linspace(-3.0, 3.0, 25) + 0.01
-    pd = phase_diagram(qwz, {"m": ms}, "chern")
+    pd = phase_diagram(models.qwz, {"m": ms}, "chern")
     match = pd.values == qwz_closed_form(ms)
     return ValidationRow(
         "QWZ phase diagram",

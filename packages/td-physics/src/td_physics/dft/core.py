@@ -13,11 +13,10 @@ It refuses to report a wrong answer: parities that are not +-1 or not paired, a 
 below ``min_direct_gap``, Wilson-loop flows that are ambiguous, and (``confirm=True``) an answer that
 changes when the self-consistent k-mesh is made denser all give ``converged=False`` with the reason.
 Physics failures never raise: the result says what went wrong. Gaps from LCAO (dzp) are approximate
-(Bi2Se3: 0.36 eV indirect here, about 0.3 eV in plane-wave PBE); the invariants are what this is for.
+(compared with plane-wave PBE in ``benchmarks/README.md``); the invariants are what this is for.
 
 The cell is first Niggli-reduced (GPAW's real-space grid is inaccurate in very skewed cells such as
-Bi2Se3's 24-degree rhombohedral one: there the LCAO gap came out near 0 eV), and indices are mapped back to
-the user's basis.
+Bi2Se3's 24-degree rhombohedral one), and indices are mapped back to the user's basis.
 """
 
 from __future__ import annotations

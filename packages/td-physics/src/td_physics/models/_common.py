@@ -5,6 +5,7 @@ Nothing here is public API; the factories in the sibling modules are.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import Any
 
@@ -32,6 +33,32 @@ def check_finite(**values: float) -> None:
 def k_path(nodes: Sequence[Sequence[float]], labels: Sequence[str]) -> dict[str, list[Any]]:
     """The ``metadata["k_path"]`` entry: reduced ``nodes`` and their ``labels``."""
     return {"nodes": [[float(x) for x in node] for node in nodes], "labels": list(labels)}
+
+
+SQUARE_K_PATH = k_path([(0, 0), (0.5, 0), (0.5, 0.5), (0, 0)], ["Γ", "X", "M", "Γ"])
+"""Gamma-X-M-Gamma of a square lattice."""
+
+UNITS = {
+    "eV": {"energy": "eV", "length": "Angstrom"},
+    "dimensionless": {"energy": "dimensionless", "length": "dimensionless"},
+}
+"""The ``metadata["units"]`` of a model in eV and Angstrom, or in units of its own hopping and lattice constant."""
+
+
+def record_factory(
+    model: TightBindingModel,
+    path: dict[str, list[Any]],
+    reference: str,
+    units: str,
+    parameters: dict[str, Any],
+    **extra: Any,
+) -> TightBindingModel:
+    """Write what a factory built into ``model.metadata``: ``k_path``, ``reference``, ``units`` (a key of
+    :data:`UNITS`), ``parameters`` and any ``extra`` entries. Returns ``model``."""
+    model.metadata.update(
+        k_path=copy.deepcopy(path), reference=reference, units=dict(UNITS[units]), parameters=parameters, **extra
+    )
+    return model
 
 
 class HoppingBuilder:

@@ -34,10 +34,11 @@ from td_physics.models._common import (
     SIGMA_X,
     SIGMA_Y,
     SIGMA_Z,
+    SQUARE_K_PATH,
     HoppingBuilder,
     check_finite,
-    k_path,
     permute_basis,
+    record_factory,
 )
 
 __all__ = ["bhz", "hgte_quantum_well", "HGTE_PARAMETERS"]
@@ -98,13 +99,7 @@ def bhz(
         [[a, 0.0], [0.0, a]], [[0.0, 0.0], [0.0, 0.0]], spinful=True, labels=["E1", "H1"], occupied=2, name="BHZ"
     )
     model.set_inversion([0, 1, 2, 3], [1, 1, -1, -1], [0.0, 0.0])
-    model.metadata.update(
-        k_path=k_path([(0, 0), (0.5, 0), (0.5, 0.5), (0, 0)], ["Γ", "X", "M", "Γ"]),
-        reference=REFERENCE,
-        units={"energy": "eV", "length": "Angstrom"},
-        parameters={"A": A, "B": B, "C": C, "D": D, "M": M, "a": a},
-    )
-    return model
+    return record_factory(model, SQUARE_K_PATH, REFERENCE, "eV", {"A": A, "B": B, "C": C, "D": D, "M": M, "a": a})
 
 
 def hgte_quantum_well(thickness_nm: float, a: float = 30.0) -> TightBindingModel:

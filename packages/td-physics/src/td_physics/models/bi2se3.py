@@ -32,11 +32,14 @@ import numpy as np
 
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.model import TightBindingModel
-from td_physics.models._common import HoppingBuilder, check_finite, k_path, permute_basis
+from td_physics.models._common import HoppingBuilder, check_finite, k_path, permute_basis, record_factory
 
 __all__ = ["bi2se3"]
 
 REFERENCE = "H. Zhang et al., Nature Phys. 5, 438 (2009)"
+_K_PATH = k_path(
+    [(0, 0, 0), (0.5, 0, 0), (0.5, 0.5, 0), (0, 0, 0), (0, 0, 0.5), (0.5, 0, 0.5)], ["Γ", "X", "M", "Γ", "Z", "R"]
+)
 
 # Zhang basis (P1+ up, P2- up, P1+ down, P2- down) -> ours (P1 up, P1 down, P2 up, P2 down)
 _ORDER = (0, 2, 1, 3)
@@ -97,13 +100,10 @@ def bi2se3(
     lattice = np.diag([a, a, c])
     model = builder.build(lattice, np.zeros((2, 3)), spinful=True, labels=["P1+", "P2-"], occupied=2, name="Bi2Se3")
     model.set_inversion([0, 1, 2, 3], [1, 1, -1, -1], [0.0, 0.0, 0.0])
-    model.metadata.update(
-        k_path=k_path(
-            [(0, 0, 0), (0.5, 0, 0), (0.5, 0.5, 0), (0, 0, 0), (0, 0, 0.5), (0.5, 0, 0.5)],
-            ["Γ", "X", "M", "Γ", "Z", "R"],
-        ),
-        reference=REFERENCE,
-        units={"energy": "eV", "length": "Angstrom"},
-        parameters={"A1": A1, "A2": A2, "B1": B1, "B2": B2, "C": C, "D1": D1, "D2": D2, "M": M, "a": a, "c": c},
+    return record_factory(
+        model,
+        _K_PATH,
+        REFERENCE,
+        "eV",
+        {"A1": A1, "A2": A2, "B1": B1, "B2": B2, "C": C, "D1": D1, "D2": D2, "M": M, "a": a, "c": c},
     )
-    return model

@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 
 from td_physics.model import TightBindingModel
-from td_physics.models._common import SIGMA_0, SIGMA_Z, HoppingBuilder, check_finite
+from td_physics.models._common import SIGMA_0, SIGMA_Z, HoppingBuilder, check_finite, record_factory
 from td_physics.models.honeycomb import HONEYCOMB_K_PATH, honeycomb_geometry, spinful_site_permutation
 from td_physics.models.kane_mele import rashba_matrix
 
@@ -79,14 +79,14 @@ def buckled_honeycomb(
         builder.hop_block(block, 2 * nnn.hop.i, 2 * nnn.hop.j, nnn.hop.r)
     model = builder.build(geo.lattice, geo.sites, dim_k=2, spinful=True, labels=["A", "B"], occupied=2, name=name)
     model.set_inversion(spinful_site_permutation([1, 0]), [1] * 4, geo.inversion_centre)
-    model.metadata.update(
-        k_path=HONEYCOMB_K_PATH,
-        reference=REFERENCE,
-        units={"energy": "eV", "length": "Angstrom"},
-        parameters={"t": t, "lambda_so": lambda_so, "lambda_r2": lambda_r2, "buckling": buckling, "a": a, "c": c},
+    return record_factory(
+        model,
+        HONEYCOMB_K_PATH,
+        REFERENCE,
+        "eV",
+        {"t": t, "lambda_so": lambda_so, "lambda_r2": lambda_r2, "buckling": buckling, "a": a, "c": c},
         critical_field_V_per_A=abs(lambda_so) / abs(buckling) if buckling else float("inf"),
     )
-    return model
 
 
 def silicene() -> TightBindingModel:

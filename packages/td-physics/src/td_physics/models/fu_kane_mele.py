@@ -30,13 +30,26 @@ import numpy as np
 
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.model import TightBindingModel
-from td_physics.models._common import SIGMA_0, SIGMA_X, SIGMA_Y, SIGMA_Z, HoppingBuilder, check_finite, k_path
+from td_physics.models._common import (
+    SIGMA_0,
+    SIGMA_X,
+    SIGMA_Y,
+    SIGMA_Z,
+    HoppingBuilder,
+    check_finite,
+    k_path,
+    record_factory,
+)
 from td_physics.models._geometry import neighbour_shells, turn_vectors
 from td_physics.models.honeycomb import spinful_site_permutation
 
 __all__ = ["fu_kane_mele"]
 
 REFERENCE = "L. Fu, C. L. Kane and E. J. Mele, Phys. Rev. Lett. 98, 106803 (2007)"
+_K_PATH = k_path(
+    [(0, 0, 0), (0.5, 0, 0.5), (0.5, 0.25, 0.75), (0.5, 0.5, 0.5), (0, 0, 0), (0.375, 0.375, 0.75)],
+    ["Γ", "X", "W", "L", "Γ", "K"],
+)
 
 _PAULI = np.stack([SIGMA_X, SIGMA_Y, SIGMA_Z])  # (3, 2, 2)
 
@@ -71,13 +84,6 @@ def fu_kane_mele(t: float = 1.0, lambda_so: float = 0.125, dt: float = 0.4, a: f
         builder.hop_block(1j * (8 * lambda_so / a**2) * spin, 2 * hop.i, 2 * hop.j, hop.r)
     model = builder.build(lattice, sites, spinful=True, labels=["A", "B"], occupied=2, name="Fu-Kane-Mele")
     model.set_inversion(spinful_site_permutation([1, 0]), [1] * 4, [0.125, 0.125, 0.125])
-    model.metadata.update(
-        k_path=k_path(
-            [(0, 0, 0), (0.5, 0, 0.5), (0.5, 0.25, 0.75), (0.5, 0.5, 0.5), (0, 0, 0), (0.375, 0.375, 0.75)],
-            ["Γ", "X", "W", "L", "Γ", "K"],
-        ),
-        reference=REFERENCE,
-        units={"energy": "dimensionless", "length": "dimensionless"},
-        parameters={"t": t, "lambda_so": lambda_so, "dt": dt, "a": a},
+    return record_factory(
+        model, _K_PATH, REFERENCE, "dimensionless", {"t": t, "lambda_so": lambda_so, "dt": dt, "a": a}
     )
-    return model

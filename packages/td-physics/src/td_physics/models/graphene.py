@@ -9,7 +9,7 @@ K' = (1/3, 2/3) (reduced) sit at E = 0 and the bands at Gamma are ``-3t`` and ``
 from __future__ import annotations
 
 from td_physics.model import TightBindingModel
-from td_physics.models._common import HoppingBuilder, check_finite
+from td_physics.models._common import HoppingBuilder, check_finite, record_factory
 from td_physics.models.honeycomb import HONEYCOMB_K_PATH, honeycomb_geometry
 
 __all__ = ["graphene"]
@@ -38,10 +38,4 @@ def graphene(t: float = 2.7, a: float = 2.46) -> TightBindingModel:
         builder.hop_block(-t, hop.i, hop.j, hop.r)
     model = builder.build(geo.lattice, geo.sites, labels=["C_A", "C_B"], occupied=1, name="graphene")
     model.set_inversion([1, 0], [1, 1], geo.inversion_centre)
-    model.metadata.update(
-        k_path=HONEYCOMB_K_PATH,
-        reference=REFERENCE,
-        units={"energy": "eV", "length": "Angstrom"},
-        parameters={"t": t, "a": a},
-    )
-    return model
+    return record_factory(model, HONEYCOMB_K_PATH, REFERENCE, "eV", {"t": t, "a": a})

@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 from td_physics.model import TightBindingModel
-from td_physics.models._common import HoppingBuilder, check_finite
+from td_physics.models._common import HoppingBuilder, check_finite, record_factory
 from td_physics.models.honeycomb import HONEYCOMB_K_PATH, honeycomb_geometry
 
 __all__ = ["haldane"]
@@ -58,10 +58,4 @@ def haldane(t1: float = 1.0, t2: float = 0.15, phi: float = np.pi / 2, m: float 
     model = builder.build(geo.lattice, geo.sites, labels=["A", "B"], occupied=1, name="Haldane")
     if m == 0:
         model.set_inversion([1, 0], [1, 1], geo.inversion_centre)
-    model.metadata.update(
-        k_path=HONEYCOMB_K_PATH,
-        reference=REFERENCE,
-        units={"energy": "dimensionless", "length": "dimensionless"},
-        parameters={"t1": t1, "t2": t2, "phi": phi, "m": m},
-    )
-    return model
+    return record_factory(model, HONEYCOMB_K_PATH, REFERENCE, "dimensionless", {"t1": t1, "t2": t2, "phi": phi, "m": m})

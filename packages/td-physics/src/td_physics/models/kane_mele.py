@@ -32,7 +32,7 @@ import numpy as np
 
 from td_physics.fields import exchange_field
 from td_physics.model import TightBindingModel
-from td_physics.models._common import SIGMA_0, SIGMA_X, SIGMA_Y, SIGMA_Z, HoppingBuilder, check_finite
+from td_physics.models._common import SIGMA_0, SIGMA_X, SIGMA_Y, SIGMA_Z, HoppingBuilder, check_finite, record_factory
 from td_physics.models.honeycomb import HONEYCOMB_K_PATH, honeycomb_geometry, spinful_site_permutation
 
 __all__ = ["kane_mele", "rashba_matrix"]
@@ -80,11 +80,12 @@ def kane_mele(
     model = builder.build(geo.lattice, geo.sites, spinful=True, labels=["A", "B"], occupied=2, name="Kane-Mele")
     if lambda_v == 0 and lambda_r == 0:
         model.set_inversion(spinful_site_permutation([1, 0]), [1] * 4, geo.inversion_centre)
-    model.metadata.update(
-        k_path=HONEYCOMB_K_PATH,
-        reference=REFERENCE,
-        units={"energy": "dimensionless", "length": "dimensionless"},
-        parameters={"t": t, "lambda_so": lambda_so, "lambda_r": lambda_r, "lambda_v": lambda_v, "exchange": exchange},
+    model = record_factory(
+        model,
+        HONEYCOMB_K_PATH,
+        REFERENCE,
+        "dimensionless",
+        {"t": t, "lambda_so": lambda_so, "lambda_r": lambda_r, "lambda_v": lambda_v, "exchange": exchange},
     )
     if np.any(np.asarray(exchange, dtype=float) != 0):
         model = exchange_field(model, exchange)

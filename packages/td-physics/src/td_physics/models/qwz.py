@@ -14,7 +14,15 @@ and is declared; time reversal (``K``) is broken when ``t != 0``.
 from __future__ import annotations
 
 from td_physics.model import TightBindingModel
-from td_physics.models._common import SIGMA_X, SIGMA_Y, SIGMA_Z, HoppingBuilder, check_finite, k_path
+from td_physics.models._common import (
+    SIGMA_X,
+    SIGMA_Y,
+    SIGMA_Z,
+    SQUARE_K_PATH,
+    HoppingBuilder,
+    check_finite,
+    record_factory,
+)
 
 __all__ = ["qwz"]
 
@@ -42,10 +50,4 @@ def qwz(m: float, t: float = 1.0) -> TightBindingModel:
         builder.trig("cos", r, t * SIGMA_Z)
     model = builder.build([[1.0, 0.0], [0.0, 1.0]], [[0.0, 0.0], [0.0, 0.0]], labels=["a", "b"], occupied=1, name="QWZ")
     model.set_inversion([0, 1], [1, -1], [0.0, 0.0])
-    model.metadata.update(
-        k_path=k_path([(0, 0), (0.5, 0), (0.5, 0.5), (0, 0)], ["Γ", "X", "M", "Γ"]),
-        reference=REFERENCE,
-        units={"energy": "dimensionless", "length": "dimensionless"},
-        parameters={"m": m, "t": t},
-    )
-    return model
+    return record_factory(model, SQUARE_K_PATH, REFERENCE, "dimensionless", {"m": m, "t": t})
