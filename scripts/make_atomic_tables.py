@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Compute the atomic term-value tables of td-physics with the self-consistent solver td_physics.atomic.
 
-Writes (atomically: a temporary file in the same directory, then ``os.replace``; JSON, indent=1,
+Writes (atomically, with :func:`td_physics.files.atomic_write`; JSON, indent=1,
 deterministic content, no timestamps):
 
 * ``packages/td-physics/src/td_physics/data/term_values_scrlda.json``: scalar-relativistic
@@ -25,9 +25,7 @@ Usage (from the repository root)::
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +38,7 @@ from td_physics.atomic import (
     parse_configuration,
     solve_atom,
 )
+from td_physics.files import atomic_write
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = ROOT / "packages" / "td-physics" / "src" / "td_physics" / "data"
@@ -281,17 +280,12 @@ def validate() -> dict[str, Any]:
 
 def _write_json(path: Path, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=1, ensure_ascii=False) + "\n"
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; a package data file must be world-readable
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o644)  # a package data file must be world-readable whatever the umask
+
+    atomic_write(path, write)
 
 
 def main() -> int:
