@@ -43,10 +43,14 @@ RUN_ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "M
            "WANDB_MODE": "disabled", "KEDRO_DISABLE_TELEMETRY": "1"}  # fmt: skip
 
 
-def kedro_run(env: str, pipeline: str, params: str, blocked: bool = False) -> subprocess.CompletedProcess:
-    """``kedro run --env env --pipelines=pipeline --params params`` from the repository root in a subprocess (with
-    ``blocked``: the materials stack made unimportable first); ``wall_seconds`` is measured around it."""
+def kedro_run(
+    env: str, pipeline: str, params: str, blocked: bool = False, from_nodes: str | None = None
+) -> subprocess.CompletedProcess:
+    """``kedro run --env env --pipelines=pipeline --params params`` (``--from-nodes``: the pipeline from that node
+    on) from the repository root in a subprocess (with ``blocked``: the materials stack made unimportable first);
+    ``wall_seconds`` is measured around it."""
     args = ["run", "--env", env, f"--pipelines={pipeline}", "--params", params]
+    args += [f"--from-nodes={from_nodes}"] if from_nodes else []
     command = gpu_node_kedro_command(args) if blocked else [sys.executable, "-m", "kedro", *args]
     started = time.perf_counter()
     done = subprocess.run(command, cwd=ROOT, env=RUN_ENV, capture_output=True, text=True, timeout=600)

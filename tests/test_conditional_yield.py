@@ -116,6 +116,28 @@ def test_tiny_run_writes_files_and_keys(tiny_run):
 
 
 @pytest.mark.slow
+def test_resampling_a_trained_model_skips_training(tiny_run, tmp_path):
+    """The yield_train stage from its sampling node on: the model and its training summary as they are."""
+    import shutil
+
+    out, _ = tiny_run
+    for name in ("model.pt", "training_summary.json"):
+        shutil.copy2(out / name, tmp_path / name)
+    before = (tmp_path / "model.pt").stat().st_mtime_ns
+    params = (f"output_dir={tmp_path},benchmark_training.n_samples=3,benchmark_training.steps=3,"
+              "yield_options.guidance_scale=1.0,yield_options.num_atoms=2,yield_options.label_timeout=8.0")  # fmt: skip
+    _ok(kedro_run("yield", "yield_train", params, from_nodes="yield_sample_arms_node"))
+    _ok(_kedro("yield_evaluate", params))
+    assert (tmp_path / "model.pt").stat().st_mtime_ns == before and not (tmp_path / "train_items.npz").exists()
+    result = json.loads((tmp_path / "metrics.json").read_text())
+    trained = json.loads((out / "metrics.json").read_text())
+    assert result["training"] == trained["training"] and result["training_labels"] == trained["training_labels"]
+    assert result["sampling"]["conditioned"]["guidance_scale"] == 1.0
+    assert result["num_atoms"] == {"mode": "fixed", "value": 2}
+    assert result["arms"]["conditioned"]["n_generated"] == result["arms"]["unconditioned"]["n_generated"] == 3
+
+
+@pytest.mark.slow
 def test_stages_in_separate_processes(tmp_path):
     """yield_prepare, yield_train (materials stack unimportable, as on the GPU machine) and yield_evaluate, one
     process each."""
