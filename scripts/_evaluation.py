@@ -120,25 +120,6 @@ def load_records(path: str | Path, what: str, trusted: bool = False, limit: int 
     return records[:limit] if limit else records
 
 
-def predict_samples(samples: Sequence[dict[str, Any]], model: Any) -> list[dict[str, Any]]:
-    """``samples`` with ``"predicted"`` added (:func:`td_data.evaluation.attach_predictions`): the model's band
-    gap, formation energy and class of each crystal it can featurise (None for a sample too degenerate). Runs
-    where the model is, GPU included; :func:`td_data.evaluation.samples_to_records` makes the records."""
-    from td_data.evaluation import attach_predictions
-    from td_models import crystal_item
-    from td_models.exceptions import BatchError
-
-    usable = []
-    for i, s in enumerate(samples):
-        try:
-            crystal_item(s["lattice"], s["frac_coords"], s["atomic_numbers"], num_species=model.num_species)
-        except BatchError:
-            continue
-        usable.append(i)
-    predictions = model.predict_properties([samples[i] for i in usable]) if usable else None
-    return attach_predictions(samples, predictions, indices=usable)
-
-
 def progress(iterable: Iterable, total: int | None = None, desc: str = "", disable: bool = False):
     """A tqdm bar on stderr (plain iteration when tqdm is missing)."""
     try:

@@ -38,7 +38,6 @@ from _evaluation import (
     generation_metrics_with_progress,
     load_model,
     load_records,
-    predict_samples,
     quiet_libraries,
     resolve_model_path,
     run_main,
@@ -48,6 +47,7 @@ from _evaluation import (
     write_json,
 )
 
+from pipelines.benchmark.training import predict_samples  # where the model is: the benchmarks' GPU half
 from td_data.evaluation import DATASET_NAMES, samples_to_records
 
 METRIC_KEYS = ("valid", "struct_valid", "comp_valid", "cov_recall", "cov_precision", "wdist_density",

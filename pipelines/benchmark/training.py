@@ -187,7 +187,8 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
 
 def predict_samples(samples: Sequence[Mapping[str, Any]], model: Any) -> list[dict[str, Any]]:
     """``samples`` with ``"predicted"``: the property heads' band gap, formation energy and class of each crystal
-    (None for a sample too degenerate to featurise). Runs where the model is, GPU included."""
+    (None for a sample too degenerate to featurise). Runs where the model is, GPU included;
+    :func:`td_data.evaluation.samples_to_records` makes the records elsewhere. The scripts use it too."""
     from td_data.evaluation import attach_predictions  # plain arrays in, no reader or pymatgen
     from td_models import crystal_item
     from td_models.exceptions import BatchError
@@ -199,12 +200,8 @@ def predict_samples(samples: Sequence[Mapping[str, Any]], model: Any) -> list[di
         except BatchError:
             continue
         usable.append(i)
-    if not usable:
-        return attach_predictions(samples, {k: [] for k in _PREDICTION_COLUMNS}, indices=[])
-    return attach_predictions(samples, model.predict_properties([samples[i] for i in usable]), indices=usable)
-
-
-_PREDICTION_COLUMNS = ("band_gap", "formation_energy", "topo_probabilities", "topo_class")
+    predictions = model.predict_properties([samples[i] for i in usable]) if usable else None
+    return attach_predictions(samples, predictions, indices=usable)
 
 
 def jsonable(value: Any) -> Any:
