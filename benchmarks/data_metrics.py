@@ -26,7 +26,6 @@ import logging
 import sys
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -57,22 +56,11 @@ ROWS = [
 log = logging.getLogger("data_metrics")
 
 
-def load(path: Path, limit: int | None = None, source: str = "") -> list:
-    """CrystalRecords from a CDVAE CSV (``cif`` column), in file order."""
-    import pandas as pd
-    from pymatgen.core import Structure
+def load(path: Path, limit: int | None = None) -> list:
+    """CrystalRecords from a CDVAE CSV (``cif`` column), in file order (td-data's benchmark protocol)."""
+    from td_data.evaluation import load_split
 
-    from td_data.record import CrystalRecord
-
-    frame = pd.read_csv(path, index_col=0)
-    if limit is not None:
-        frame = frame.head(limit)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # pymatgen's CIF parser warns about rounding
-        return [
-            CrystalRecord.from_structure(Structure.from_str(cif, fmt="cif"), id=str(mid), source=source)
-            for mid, cif in zip(frame["material_id"], frame["cif"])
-        ]
+    return load_split([path], path.name, limit).records
 
 
 def stand_in(records: list, seed: int = 0, coord_sigma: float = 0.05, strain_sigma: float = 0.02) -> list:
@@ -103,9 +91,9 @@ def main() -> int:
 
     n_gen, n_ref = (200, 500) if args.quick else (1000, None)
     t0 = time.perf_counter()
-    reference = load(DATA / "test.csv.gz", n_ref, "perov_5/test")
-    generated = stand_in(load(DATA / "val.csv.gz", n_gen, "perov_5/val"))
-    train = load(DATA / "train_first1024.csv.gz", None, "perov_5/train_first1024")
+    reference = load(DATA / "test.csv.gz", n_ref)
+    generated = stand_in(load(DATA / "val.csv.gz", n_gen))
+    train = load(DATA / "train_first1024.csv.gz")
     t_load = time.perf_counter() - t0
     sizes = (len(reference), len(generated), len(train))
     log.info("loaded %d reference, %d stand-in generated, %d train crystals in %.1f s", *sizes, t_load)
