@@ -232,16 +232,31 @@ def test_bad_options_name_the_rule_and_the_value(block, values, message):
 
 
 def test_each_environment_sets_every_option():
-    """conf/perov5 and conf/carbon24 spell out every key of both blocks (no hidden code default)."""
+    """conf/perov5, conf/carbon24 and conf/yield spell out every key of their blocks (no hidden code default)."""
     import dataclasses
 
     import yaml
 
-    for env in ("perov5", "carbon24"):
+    from pipelines.benchmark.options import YieldOptions
+
+    blocks = {"perov5": (BenchmarkOptions, BenchmarkTraining), "carbon24": (BenchmarkOptions, BenchmarkTraining),
+              "yield": (YieldOptions, BenchmarkTraining)}  # fmt: skip
+    for env, classes in blocks.items():
         params = yaml.safe_load((ROOT / "conf" / env / "parameters_benchmark.yml").read_text())
-        for block in (BenchmarkOptions, BenchmarkTraining):
+        for block in classes:
             names = {f.name for f in dataclasses.fields(block)}
             assert set(params[block.block]) == names, (env, block.block)
+
+
+def test_a_plain_kedro_run_runs_no_benchmark():
+    """The benchmarks' pipelines are registered by name but are not part of __default__ (make demo)."""
+    from pipelines.pipeline_registry import register_pipelines
+
+    pipelines = register_pipelines()
+    stages = {"bench_prepare", "bench_train", "bench_evaluate", "yield_prepare", "yield_train", "yield_evaluate"}
+    assert stages | {"benchmark", "yield_benchmark"} <= set(pipelines)
+    default = {n.name for n in pipelines["__default__"].nodes}
+    assert not default & {n.name for name in stages for n in pipelines[name].nodes}
 
 
 @pytest.mark.slow
