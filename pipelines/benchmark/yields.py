@@ -55,8 +55,8 @@ UNLABELLED_REASONS = (
     "labeller timeout",
 )
 PUBLISHED_NOTE = (
-    "Published topology-targeted generation reports about five-fold enrichment over unconditioned sampling "
-    "(a different model, data and labeller; not re-checked here)."
+    "The project's goal quotes about five-fold enrichment over unconditioned sampling for published "
+    "topology-targeted generation (a different model, data and labeller; not re-checked here)."
 )
 
 
