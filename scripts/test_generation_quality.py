@@ -47,8 +47,7 @@ from _evaluation import (
     write_json,
 )
 
-from pipelines.benchmark.training import predict_samples  # where the model is: the benchmarks' GPU half
-from td_data.evaluation import DATASET_NAMES, samples_to_records
+from td_data.evaluation import DATASET_NAMES, attach_predictions, samples_to_records
 
 METRIC_KEYS = ("valid", "struct_valid", "comp_valid", "cov_recall", "cov_precision", "wdist_density",
                "wdist_num_elems", "uniqueness", "novelty")  # fmt: skip
@@ -141,7 +140,8 @@ def _main(argv: Sequence[str] | None) -> int:
     bar = StepProgress("predicting properties", disable=quiet, unit="crystal")
     try:
         for start in range(0, len(samples), args.batch_size):
-            predicted += predict_samples(samples[start : start + args.batch_size], model)
+            chunk = samples[start : start + args.batch_size]
+            predicted += attach_predictions(chunk, *model.predict_samples(chunk))
             bar(len(predicted), len(samples))
     finally:
         bar.close()

@@ -185,25 +185,6 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
     return model, summary
 
 
-def predict_samples(samples: Sequence[Mapping[str, Any]], model: Any) -> list[dict[str, Any]]:
-    """``samples`` with ``"predicted"``: the property heads' band gap, formation energy and class of each crystal
-    (None for a sample too degenerate to featurise). Runs where the model is, GPU included;
-    :func:`td_data.evaluation.samples_to_records` makes the records elsewhere. The scripts use it too."""
-    from td_data.evaluation import attach_predictions  # plain arrays in, no reader or pymatgen
-    from td_models import crystal_item
-    from td_models.exceptions import BatchError
-
-    usable = []
-    for i, s in enumerate(samples):
-        try:
-            crystal_item(s["lattice"], s["frac_coords"], s["atomic_numbers"], num_species=model.num_species)
-        except BatchError:
-            continue
-        usable.append(i)
-    predictions = model.predict_properties([samples[i] for i in usable]) if usable else None
-    return attach_predictions(samples, predictions, indices=usable)
-
-
 def jsonable(value: Any) -> Any:
     """``value`` as strict JSON data (through one JSON round trip): NaN and infinities (a diverged loss) become
     None, numpy scalars and arrays plain numbers and lists, paths strings, tuples lists, keys strings."""
@@ -263,6 +244,7 @@ def _has_class(item: Mapping[str, Any]) -> bool:
 def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_training: Mapping[str, Any]) -> tuple:
     """``(samples with the model's predictions, metadata)``: ``n_samples`` crystals without conditions, atom
     counts drawn from the training distribution, elements restricted to those seen in training."""
+    from td_data.evaluation import attach_predictions  # plain arrays in, no reader or pymatgen
     from td_models import torch_threads
     from td_models.exceptions import TDModelsError
 
@@ -279,7 +261,7 @@ def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_
         except TDModelsError as err:
             raise ParameterError(f"sampling {options.n_samples} crystals failed: {err}") from err
         sampled = time.perf_counter()
-        samples = predict_samples(samples, model)  # the property heads run here, where the model is
+        samples = attach_predictions(samples, *model.predict_samples(samples))  # the heads run where the model is
     done = time.perf_counter()
     timings = {**training_summary["timings_seconds"], "sample": sampled - started, "predict": done - sampled}
     meta = {

@@ -35,9 +35,16 @@ from typing import Any
 import numpy as np
 
 from pipelines.benchmark.options import BenchmarkTraining, YieldOptions
-from pipelines.benchmark.training import experiment_config, hardware, jsonable, predict_samples
+from pipelines.benchmark.training import experiment_config, hardware, jsonable
 from pipelines.exceptions import ParameterError
-from td_data.evaluation import enrichment, enrichment_for_json, format_enrichment, format_share, share
+from td_data.evaluation import (
+    attach_predictions,
+    enrichment,
+    enrichment_for_json,
+    format_enrichment,
+    format_share,
+    share,
+)
 from td_physics.classes import TOPO_CLASSES
 
 logger = logging.getLogger(__name__)
@@ -188,7 +195,8 @@ def sample_arm(model: Any, arm: str, counts: np.ndarray, options: YieldOptions, 
     else:
         opts.update(seed=training.seed + 1)  # no condition: the learned null, guidance off
     try:
-        samples = predict_samples(model.sample(training.n_samples, **opts), model)
+        samples = model.sample(training.n_samples, **opts)
+        samples = attach_predictions(samples, *model.predict_samples(samples))
     except TDModelsError as err:
         raise ParameterError(f"sampling the {arm} arm failed: {err}") from err
     info = {k: v for k, v in opts.items() if k not in ("num_atoms", "progress")}

@@ -68,11 +68,8 @@ def generate_candidates(
         steps=steps,
         seed=opts.seed,
     )
-    # the property heads see the samples that are valid records (a singular cell cannot be featurised)
-    _, invalid = samples_to_records(samples, id_prefix=ID_PREFIX)
-    usable = sorted(set(range(len(samples))) - {r["index"] for r in invalid})
-    if usable:
-        samples = attach_predictions(samples, model.predict_properties([samples[i] for i in usable]), usable)
+    # the property heads see the samples they can featurise (a singular cell cannot be, nor become a record)
+    samples = attach_predictions(samples, *model.predict_samples(samples))
     out, rejected = samples_to_records(samples, id_prefix=ID_PREFIX)
     summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "requested_class": requested,
                "band_gap_range": list(pc.band_gap_range), "steps": steps}  # fmt: skip

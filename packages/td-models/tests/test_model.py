@@ -145,6 +145,22 @@ def test_predict_properties_shapes_and_probabilities():
     assert len(pred.topo_class) == 4
 
 
+def test_predict_samples_leaves_out_what_cannot_be_featurised():
+    model = TopologicalDiffusionModel(tiny_config())
+    samples = [
+        {"lattice": c["lattice"], "frac_coords": c["frac_coords"], "atomic_numbers": c["atomic_numbers"]}
+        for c in dataset()
+    ]
+    samples[1] = {**samples[1], "lattice": np.zeros((3, 3))}  # a singular cell
+    predictions, indices = model.predict_samples(samples)
+    assert indices == (0, 2, 3)
+    expected = model.predict_properties([samples[i] for i in indices])
+    np.testing.assert_allclose(predictions.band_gap, expected.band_gap, rtol=1e-5)
+    np.testing.assert_allclose(predictions.topo_probabilities, expected.topo_probabilities, rtol=1e-5)
+    assert predictions.topo_class == expected.topo_class
+    assert model.predict_samples([samples[1]]) == (None, ())
+
+
 def test_save_load_round_trip(tmp_path):
     model = TopologicalDiffusionModel(tiny_config())
     model.fit_normalisation(collate(dataset()))

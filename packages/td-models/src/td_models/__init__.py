@@ -30,6 +30,7 @@ _EXPORTS = {
     "load_crystals": "td_models.crystal_file",
     "TopologicalDiffusionModel": "td_models.model",
     "PropertyPredictions": "td_models.model",
+    "SamplePredictions": "td_models.model",
     "SamplingOptions": "td_models.sampling",
     "torch_threads": "td_models.threads",
     "TopologicalTransformer": "td_models.denoiser",

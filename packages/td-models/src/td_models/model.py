@@ -29,7 +29,7 @@ import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -50,7 +50,7 @@ from td_physics.files import atomic_write
 #: of a 2-atom sheet is ~6): keeps early, noisy estimates from blowing up (DDPM clips images alike).
 LATTICE_CLIP = 10.0
 
-__all__ = ["TopologicalDiffusionModel", "PropertyPredictions", "CHECKPOINT_FORMAT"]
+__all__ = ["TopologicalDiffusionModel", "PropertyPredictions", "SamplePredictions", "CHECKPOINT_FORMAT"]
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,18 @@ class PropertyPredictions:
     formation_energy: np.ndarray  # (B,) eV/atom
     topo_probabilities: np.ndarray  # (B, 4) in the order of TOPO_CLASSES
     topo_class: tuple[str, ...]  # (B,) most probable class names
+
+
+class SamplePredictions(NamedTuple):
+    """The property heads' answers for a list of samples: ``predictions`` row ``j`` belongs to sample
+    ``indices[j]``; the samples left out could not be featurised. ``predictions`` is None when no sample could.
+
+    The order is that of td-data's ``attach_predictions(samples, predictions, indices)``, so
+    ``attach_predictions(samples, *model.predict_samples(samples))`` adds them to the samples.
+    """
+
+    predictions: PropertyPredictions | None
+    indices: tuple[int, ...]
 
 
 class TopologicalDiffusionModel(nn.Module):
@@ -353,6 +365,30 @@ class TopologicalDiffusionModel(nn.Module):
             topo_probabilities=p,
             topo_class=tuple(TOPO_CLASSES[i] for i in p.argmax(axis=1)),
         )
+
+    def predict_samples(self, samples: Sequence[dict[str, Any]], batch_size: int = 256) -> SamplePredictions:
+        """:meth:`predict_properties` of the ``samples`` (dicts as :meth:`sample` returns them) that can be
+        featurised (:func:`~td_models.batch.crystal_item` accepts them); the others, a singular cell for
+        example, are left out of ``indices`` instead of failing the whole list.
+
+        >>> from td_models.config import ExperimentConfig
+        >>> model = TopologicalDiffusionModel(ExperimentConfig.preset("cpu-demo"))
+        >>> crystals = model.sample(2, steps=5, seed=0)
+        >>> crystals[1]["lattice"] = crystals[1]["lattice"] * 0.0
+        >>> result = model.predict_samples(crystals)
+        >>> result.indices, result.predictions.band_gap.shape
+        ((0,), (1,))
+        """
+        usable = []
+        for i, s in enumerate(samples):
+            try:
+                crystal_item(s["lattice"], s["frac_coords"], s["atomic_numbers"], num_species=self.num_species)
+            except BatchError:
+                continue
+            usable.append(i)
+        if not usable:
+            return SamplePredictions(None, ())
+        return SamplePredictions(self.predict_properties([samples[i] for i in usable], batch_size), tuple(usable))
 
     # ------------------------------------------------------------------------------ sampling
     def sample(self, n: int, options: SamplingOptions | None = None, **overrides: Any) -> list[dict[str, Any]]:
