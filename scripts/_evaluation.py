@@ -159,28 +159,13 @@ def save_figure(fig: Any, path: Path) -> Path:
     return atomic_write_bytes(Path(path), buffer.getvalue())
 
 
-def to_jsonable(value: Any) -> Any:
-    """numpy scalars and arrays, tuples and NaN made JSON-safe (NaN -> None)."""
-    import math
-
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [to_jsonable(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return to_jsonable(value.tolist())
-    if isinstance(value, np.generic):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
-
-
 def write_json(data: Any, path: Path) -> Path:
-    """``data`` as JSON at ``path`` (folders created, written atomically)."""
-    return atomic_write_bytes(Path(path), (json.dumps(to_jsonable(data), indent=1) + "\n").encode("utf-8"))
+    """``data`` as JSON at ``path`` (folders created, written atomically); NaN becomes null, numpy values plain."""
+    from td_physics.jsonable import to_jsonable  # imported when needed, as the writer is
+
+    return atomic_write_bytes(
+        Path(path), (json.dumps(to_jsonable(data, strict=False), indent=1) + "\n").encode("utf-8")
+    )
 
 
 def write_text(text: str, path: Path) -> Path:

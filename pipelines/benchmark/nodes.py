@@ -20,8 +20,9 @@ import numpy as np
 
 from pipelines.benchmark.options import BenchmarkOptions
 from pipelines.benchmark.published import CITATIONS, PUBLISHED
-from pipelines.benchmark.training import hardware, jsonable
+from pipelines.benchmark.training import hardware
 from pipelines.exceptions import ParameterError
+from td_physics.jsonable import to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +96,7 @@ def prepare_items(train_split: Any, benchmark_options: Mapping[str, Any]) -> tup
     }
     logger.info("prepare: %d training crystals (atoms per cell %s, %d quarantined)", len(items),
                 meta["train_atom_counts"], quarantined)  # fmt: skip
-    return items, jsonable(meta)
+    return items, to_jsonable(meta, strict=False)
 
 
 # ---------------------------------------------------------------------------------------------- evaluate
@@ -308,7 +309,7 @@ def benchmark_metrics(
         + "\n\nPublished: " + "; ".join(f"{k}: {v}" for k, v in CITATIONS.items()) + ".\n"
     )  # fmt: skip
     logger.info("%s", table)
-    return jsonable(summary), table, fig
+    return to_jsonable(summary, strict=False), table, fig
 
 
 def figure(generated: list, valid: np.ndarray, test: list, title: str) -> Any:

@@ -10,7 +10,6 @@ the samples leave, as ``td_models.save_crystals`` files (the catalog's
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import os
 import platform
@@ -22,6 +21,7 @@ from typing import Any
 
 from pipelines.benchmark.options import BenchmarkTraining
 from pipelines.exceptions import ParameterError
+from td_physics.jsonable import to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -185,20 +185,6 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
     return model, summary
 
 
-def jsonable(value: Any) -> Any:
-    """``value`` as strict JSON data (through one JSON round trip): NaN and infinities (a diverged loss) become
-    None, numpy scalars and arrays plain numbers and lists, paths strings, tuples lists, keys strings."""
-    return json.loads(json.dumps(value, default=_plain), parse_constant=lambda _: None)
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "tolist"):  # numpy scalars and arrays
-        return value.tolist()
-    if isinstance(value, os.PathLike):
-        return os.fspath(value)
-    raise TypeError(f"{type(value).__name__} is not JSON data")
-
-
 # ---------------------------------------------------------------------------------------------- nodes
 def train_benchmark(items_file: tuple[list, dict], benchmark_training: Mapping[str, Any]) -> tuple[Any, dict]:
     """``(model, training summary)`` from the prepare stage's items; the summary carries the prepare metadata,
@@ -232,7 +218,7 @@ def train_benchmark(items_file: tuple[list, dict], benchmark_training: Mapping[s
         "hardware": hardware(options.device),
         "options": dataclasses.asdict(options),
     }
-    return model, jsonable(summary)
+    return model, to_jsonable(summary, strict=False)
 
 
 def _has_class(item: Mapping[str, Any]) -> bool:
@@ -281,4 +267,4 @@ def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_
     }
     n_predicted = sum(s["predicted"]["band_gap"] is not None for s in samples)
     logger.info("sampling: %d crystals (%d with predicted properties), %d steps", len(samples), n_predicted, steps)
-    return samples, jsonable(meta)
+    return samples, to_jsonable(meta, strict=False)

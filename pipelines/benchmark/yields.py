@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.benchmark.options import BenchmarkTraining, YieldOptions
-from pipelines.benchmark.training import experiment_config, hardware, jsonable
+from pipelines.benchmark.training import experiment_config, hardware
 from pipelines.exceptions import ParameterError
 from td_data.evaluation import (
     attach_predictions,
@@ -46,6 +46,7 @@ from td_data.evaluation import (
     share,
 )
 from td_physics.classes import TOPO_CLASSES
+from td_physics.jsonable import to_jsonable
 
 logger = logging.getLogger(__name__)
 
@@ -157,7 +158,7 @@ def yield_training_items(
         "seconds": round(time.perf_counter() - started, 2),
         "hardware": hardware("cpu"),
     }
-    return items, jsonable(meta)
+    return items, to_jsonable(meta, strict=False)
 
 
 # ---------------------------------------------------------------------------------------------- sampling
@@ -247,7 +248,7 @@ def sample_yield_arms(
         "hardware": training_summary.get("hardware") or hardware(training.device),
         "hardware_prepare": prepared.get("hardware"),
     }  # fmt: skip
-    conditioned, unconditioned = ((crystals, jsonable({**shared, "arm": arm, "sampling": info}))
+    conditioned, unconditioned = ((crystals, to_jsonable({**shared, "arm": arm, "sampling": info}, strict=False))
                                   for arm, (crystals, info) in arms.items())  # fmt: skip
     return conditioned, unconditioned
 
@@ -548,4 +549,4 @@ def yield_report(
     logger.info("%s", text)
     result["enrichment"] = {k: enrichment_for_json(v) for k, v in enr.items()}
     crystals = pd.DataFrame([{k: r.get(k, "") for k in ROW_KEYS} for r in all_rows], columns=list(ROW_KEYS))
-    return jsonable(result), markdown, fig, crystals
+    return to_jsonable(result, strict=False), markdown, fig, crystals

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from td_data.exceptions import RecordValidationError
+from td_physics.jsonable import to_jsonable
 
 __all__ = ["CrystalRecord", "ELEMENTS", "symbol", "atomic_number", "ATOMIC_MASSES"]
 
@@ -65,32 +66,6 @@ def atomic_number(sym: str) -> int:
         return _SYMBOL_TO_Z[str(sym).strip()]
     except KeyError:
         raise RecordValidationError(f"unknown element symbol {sym!r}") from None
-
-
-def _json_value(value: Any, where: str) -> Any:
-    """Check that ``value`` is made of JSON values; numpy scalars and arrays become plain Python."""
-    if isinstance(value, np.ndarray):
-        return _json_value(value.tolist(), where)
-    if isinstance(value, np.generic):
-        return _json_value(value.item(), where)
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, (int, float)):
-        if isinstance(value, float) and not math.isfinite(value):
-            raise RecordValidationError(f"{where} must be a finite number, got {value}")
-        return value
-    if isinstance(value, (list, tuple)):
-        return [_json_value(v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, Mapping):
-        out = {}
-        for k, v in value.items():
-            if not isinstance(k, str):
-                raise RecordValidationError(f"{where} keys must be strings, got {k!r}")
-            out[k] = _json_value(v, f"{where}[{k!r}]")
-        return out
-    raise RecordValidationError(
-        f"{where} must hold JSON values (numbers, strings, lists, dicts), got {type(value).__name__}"
-    )
 
 
 def _readonly(arr: np.ndarray) -> np.ndarray:
@@ -175,7 +150,7 @@ class CrystalRecord:
             if not math.isfinite(number):
                 raise RecordValidationError(f"property {key!r} must be finite, got {value!r}")
             props[key] = number
-        labels = _json_value(dict(self.labels), "labels")
+        labels = to_jsonable(dict(self.labels), where="labels", error=RecordValidationError)
         magmoms = self._magmoms(self.magmoms, len(numbers))
         object.__setattr__(self, "lattice", _readonly(lat))
         object.__setattr__(self, "frac_coords", _readonly(coords))
@@ -358,7 +333,7 @@ class CrystalRecord:
             "frac_coords": self.frac_coords.tolist(),
             "atomic_numbers": self.atomic_numbers.tolist(),
             "properties": dict(self.properties),
-            "labels": _json_value(dict(self.labels), "labels"),
+            "labels": to_jsonable(dict(self.labels), where="labels", error=RecordValidationError),
             **({} if self.magmoms is None else {"magmoms": self.magmoms.tolist()}),
         }
 

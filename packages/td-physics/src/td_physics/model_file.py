@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -50,6 +49,7 @@ import numpy as np
 from td_physics.exceptions import FileFormatError, ModelDefinitionError
 from td_physics.files import atomic_write
 from td_physics.inversion import InversionSymmetry
+from td_physics.jsonable import to_jsonable
 
 __all__ = [
     "FORMAT_NAME",
@@ -82,36 +82,6 @@ _REQUIRED_KEYS = (
 
 
 # ---------------------------------------------------------------------------------------- dict
-def _json_safe(value: Any, where: str) -> Any:
-    """A copy of ``value`` made of plain JSON values; numpy scalars and arrays become numbers and lists."""
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind not in "biuf":
-            raise FileFormatError(f"{where} must hold JSON values; got a numpy array of dtype {value.dtype}")
-        return _json_safe(value.tolist(), where)
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, (bool, str)):
-        return value
-    if isinstance(value, int):
-        return int(value)
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise FileFormatError(f"{where} must be a finite number (JSON has no NaN or infinity), got {value}")
-        return float(value)
-    if isinstance(value, Mapping):
-        out = {}
-        for key, item in value.items():
-            if not isinstance(key, str):
-                raise FileFormatError(f"{where} keys must be strings (JSON objects), got key {key!r}")
-            out[key] = _json_safe(item, f"{where}[{key!r}]")
-        return out
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(item, f"{where}[{i}]") for i, item in enumerate(value)]
-    raise FileFormatError(
-        f"{where} must hold JSON values (str, number, bool, None, list, dict), got {type(value).__name__}"
-    )
-
-
 def _inversion_to_dict(op: InversionSymmetry | None) -> dict[str, Any] | None:
     if op is None:
         return None
@@ -145,7 +115,7 @@ def model_to_dict(model: Any) -> dict[str, Any]:
             for r, t in sorted(model.hoppings.items())
         ],
         "inversion": _inversion_to_dict(model.inversion),
-        "metadata": _json_safe(dict(model.metadata), "metadata"),
+        "metadata": to_jsonable(dict(model.metadata), where="metadata"),
     }
 
 
