@@ -9,7 +9,7 @@ A ``--grid`` x ``--grid`` grid of Haldane models (t1 = 1, t2 = 0.15, phi in (-pi
 [-1.2, 1.2]; Haldane, PRL 61, 2015 (1988)) is labelled three ways on one ``--mesh`` x ``--mesh``
 Fukui-Hatsugai-Suzuki mesh:
 
-* **numpy**: ``td_physics.invariants.chern._chern_batch``, the batched path behind ``chern_number`` and
+* **numpy**: ``td_physics.invariants.chern.chern_batch``, the batched path behind ``chern_number`` and
   ``phase_diagram`` (models in memory-bounded chunks, every k-point of a chunk in one ``eigh``);
 * **torch**: :func:`td_physics.backend.torch_chern_numbers` on the device in complex128, then complex64.
 
@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     from td_physics.backend import torch_chern_numbers
-    from td_physics.invariants.chern import _chern_batch
+    from td_physics.invariants.chern import chern_batch
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     models, expected = models_on_grid(args.grid)
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         return min(times), out
 
     def numpy_path():
-        raw, max_flux, gap, _ = _chern_batch(models, 1, (0, 1), {}, n)
+        raw, max_flux, gap, _ = chern_batch(models, 1, (0, 1), {}, n)
         return {"chern": np.rint(raw).astype(int), "min_gap": gap, "max_flux": max_flux}
 
     rows = []

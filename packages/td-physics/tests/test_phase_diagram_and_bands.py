@@ -14,6 +14,7 @@ from td_physics.exceptions import KPointError, ModelDefinitionError
 from td_physics.fields import electric_field
 from td_physics.invariants import chern_number, wilson_loop, z2_invariant
 from td_physics.models import graphene, haldane, kane_mele, qwz, silicene
+from td_physics.options import ChernOptions, Z2Options
 from td_physics.phase_diagram import phase_diagram
 from td_physics.plotting import plot_band_structure, plot_berry_flux, plot_wcc_flow
 from td_physics.validation import CASES, haldane_closed_form, silicene_critical_field, validate_known_models
@@ -51,6 +52,23 @@ def test_user_callable_and_gap_invariants():
     assert gaps.values[0] == pytest.approx(2.0)  # 2|m - 2| at (pi, pi), on a 2x2 mesh
     with pytest.raises(ModelDefinitionError, match="invariant must be one of"):
         phase_diagram(qwz, {"m": [1.0]}, "bogus")
+
+
+def test_phase_diagram_takes_the_invariants_options_objects():
+    ms = {"m": [-1.0, 1.0, 3.0]}
+    default = phase_diagram(qwz, ms, "chern")
+    given = phase_diagram(qwz, ms, "chern", options=ChernOptions(mesh=12, max_mesh=48))
+    assert given.values.tolist() == default.values.tolist() == [1, -1, 0]
+    assert phase_diagram(qwz, ms, "chern", mesh=12, max_mesh=48).values.tolist() == given.values.tolist()
+    lvs = {"lambda_v": [0.1, 0.5]}
+    z2 = phase_diagram(kane_mele, lvs, "z2", fixed={"lambda_so": 0.06}, options=Z2Options(n_string=32))
+    assert z2.values.tolist() == phase_diagram(kane_mele, lvs, "z2", fixed={"lambda_so": 0.06}).values.tolist()
+    with pytest.raises(TypeError, match=r"unknown convergence options \['mesh'\]"):
+        phase_diagram(kane_mele, lvs, "z2", mesh=12)
+    with pytest.raises(TypeError, match="options must be a Z2Options, got ChernOptions"):
+        phase_diagram(kane_mele, lvs, "z2", options=ChernOptions())
+    with pytest.raises(TypeError, match="a callable invariant takes no convergence options"):
+        phase_diagram(qwz, ms, lambda model: chern_number(model).value, mesh=12)
 
 
 def test_phase_diagram_plots(tmp_path):

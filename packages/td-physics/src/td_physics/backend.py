@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from td_physics.exceptions import KPointError, TDPhysicsError
-from td_physics.model import TightBindingModel, _union_arrays, as_kpoints, iter_models, stacked_hamiltonian
+from td_physics.model import TightBindingModel, as_kpoints, iter_models, stacked_arrays, stacked_hamiltonian
 
 if TYPE_CHECKING:
     import torch
@@ -94,7 +94,7 @@ def torch_hamiltonian(
         raise TDPhysicsError(f"dtype must be torch.complex128 or torch.complex64, got {cdtype}")
     dev = torch.device(default_device() if device is None else device)
     kk = _kpoints(model_list, k)
-    rv, t, h0 = _union_arrays(model_list)  # (nR, dim_k), (nm, nR, norb, norb), (nm, norb, norb)
+    rv, t, h0 = stacked_arrays(model_list)  # (nR, dim_k), (nm, nR, norb, norb), (nm, norb, norb)
     k_t = torch.as_tensor(kk, dtype=torch.float64, device=dev)
     r_t = torch.as_tensor(rv, dtype=torch.float64, device=dev)
     angle = (2 * np.pi) * (k_t @ r_t.T)  # (nk, nR) or (nm, nk, nR), float64 before any downcast
@@ -205,7 +205,7 @@ def torch_chern_numbers(
     ``max_models_per_batch`` at a time (default: about 2**26 complex elements of H per batch).
     """
     from td_physics.invariants._core import MAX_ELEMENTS, plane_grid, resolve_occupied, unit
-    from td_physics.invariants.chern import _orientation, _plane
+    from td_physics.invariants.chern import chern_plane, plane_orientation
 
     torch = import_torch()
     model_list = iter_models(models)
@@ -221,8 +221,8 @@ def torch_chern_numbers(
                 f"(norb {m.norb} vs {first.norb}, dim_k {m.dim_k} vs {first.dim_k})"
             )
     nocc = resolve_occupied(first, occupied)
-    axes, fixed = _plane(first, plane, k_fixed)
-    sign = np.array([_orientation(m, axes) for m in model_list])
+    axes, fixed = chern_plane(first, plane, k_fixed)
+    sign = np.array([plane_orientation(m, axes) for m in model_list])
     dev = torch.device(default_device() if device is None else device)
     n, norb, dim_k = int(mesh), first.norb, first.dim_k
     grid = plane_grid(dim_k, axes, n, n, fixed).reshape(-1, dim_k)

@@ -20,6 +20,7 @@ import numpy as np
 
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.models import bhz, haldane, kane_mele
+from td_physics.options import ChernOptions
 from td_physics.phase_diagram import phase_diagram
 from td_physics.validation import haldane_closed_form
 
@@ -179,9 +180,9 @@ class TightBindingDatasetGenerator:
             def build(index: float, _params: list[dict[str, float]] = params, _spec: _FamilySpec = spec) -> Any:
                 return _spec.factory(**_params[int(index)])
 
-            diagram = phase_diagram(
-                build, {"index": np.arange(len(idx))}, spec.invariant, mesh=self.mesh, max_mesh=self.max_mesh
-            )
+            # mesh and max_mesh are the Chern mesh; the Z2 families use the default Z2Options
+            chern = ChernOptions(mesh=self.mesh, max_mesh=self.max_mesh) if spec.invariant == "chern" else None
+            diagram = phase_diagram(build, {"index": np.arange(len(idx))}, spec.invariant, options=chern)
             for k, i in enumerate(idx):
                 out[i] = TBSample(
                     family=family,

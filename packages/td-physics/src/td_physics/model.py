@@ -30,7 +30,7 @@ from td_physics.inversion import InversionSymmetry
 from td_physics.model_file import load_model, model_from_dict, model_to_dict, save_model
 from td_physics.wannier90 import build_from_wannier90
 
-__all__ = ["TightBindingModel", "as_kpoints", "stacked_hamiltonian"]
+__all__ = ["TightBindingModel", "as_kpoints", "stacked_arrays", "stacked_hamiltonian"]
 
 logger = logging.getLogger(__name__)
 
@@ -491,10 +491,11 @@ class TightBindingModel:
     load = classmethod(load_model)
 
 
-def _union_arrays(models: Sequence[TightBindingModel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stack the models' arrays over the union of their R vectors.
-
-    Returns R (nR, dim_k), T (nm, nR, norb, norb) and H0 (nm, norb, norb).
+def stacked_arrays(models: Sequence[TightBindingModel]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The models' hopping and on-site arrays stacked over the union of their R vectors (same ``norb`` and
+    ``dim_k``): R (nR, dim_k), T (nm, nR, norb, norb) and H0 (nm, norb, norb), so that
+    ``H_m(k) = H0[m] + M + M^dagger`` with ``M = sum_R T[m, R] exp(2 pi i k.R)`` (periodic gauge) for every
+    model at once: the numpy and torch batched Hamiltonians build on it.
     """
     first = models[0]
     for m in models[1:]:
@@ -524,7 +525,7 @@ def stacked_hamiltonian(models: Sequence[TightBindingModel], k: np.ndarray, *, c
     """
     if convention not in (1, 2):
         raise KPointError(f"convention must be 1 (periodic gauge) or 2 (orbital positions), got {convention}")
-    rv, t, h0 = _union_arrays(models)
+    rv, t, h0 = stacked_arrays(models)
     kk = np.asarray(k, dtype=float)
     nm, nr, norb = t.shape[0], t.shape[1], t.shape[-1]
     flat = t.reshape(nm, nr, norb * norb)

@@ -17,16 +17,20 @@ import numpy as np
 
 from td_physics.bands import batched_band_gaps
 from td_physics.exceptions import ModelDefinitionError
-from td_physics.invariants.chern import _orientation, chern_batch_converged
+from td_physics.invariants.chern import chern_batch_converged, chern_plane, plane_orientation
 from td_physics.invariants.wilson import flow_planes, indices_from_planes, z2_planes
 from td_physics.model import TightBindingModel
 from td_physics.options import ChernOptions, Z2Options, resolve
 
-__all__ = ["PhaseDiagram", "phase_diagram", "INVARIANTS"]
+__all__ = ["PhaseDiagram", "phase_diagram", "INVARIANTS", "PHASE_DIAGRAM_CHERN"]
 
 logger = logging.getLogger(__name__)
 
 INVARIANTS = ("chern", "z2", "z2_indices", "spin_chern", "gap")
+
+#: The Chern options of a phase diagram given none: a lower mesh ceiling than one ``chern_number``, since
+#: a grid holds many points and its few unconverged ones (near a gap closing) are reported, not refined.
+PHASE_DIAGRAM_CHERN = ChernOptions(max_mesh=192)
 
 
 @dataclass(frozen=True)
@@ -127,16 +131,18 @@ def phase_diagram(
     *,
     fixed: Mapping[str, Any] | None = None,
     occupied: int | None = None,
-    mesh: int = 24,
-    max_mesh: int = 192,
-    **z2_options: Any,
+    options: ChernOptions | Z2Options | None = None,
+    **overrides: Any,
 ) -> PhaseDiagram:
     """Scan ``factory(**params, **fixed)`` over ``grid`` and compute ``invariant`` everywhere.
 
     ``invariant`` is one of ``"chern"``, ``"z2"``, ``"z2_indices"``, ``"spin_chern"``,
-    ``"gap"`` (the direct gap on a ``mesh`` grid), or any callable ``model -> number``, which is
-    applied model by model (not vectorised). ``z2_options`` are the convergence options of
-    :func:`td_physics.invariants.z2_invariant`.
+    ``"gap"`` (the direct gap on a ``mesh`` x ``mesh`` grid), or any callable ``model -> number``, which
+    is applied model by model (not vectorised). The convergence options are those of the invariant
+    functions: a :class:`ChernOptions` for ``"chern"``, ``"spin_chern"`` and ``"gap"`` (default
+    :data:`PHASE_DIAGRAM_CHERN`; the gap uses its ``mesh``), a :class:`Z2Options` for ``"z2"`` and
+    ``"z2_indices"`` (default ``Z2Options()``), with ``overrides`` by field name (``mesh=48``,
+    ``n_string=48``). A callable takes none.
 
     Examples
     --------
@@ -160,6 +166,8 @@ def phase_diagram(
     converged = np.ones(n, dtype=bool)
     min_gap = np.zeros(n)
     if callable(invariant):
+        if options is not None or overrides:
+            raise TypeError(f"a callable invariant takes no convergence options, got {sorted(overrides) or options}")
         for i, m in enumerate(models):  # user callables are opaque: one model at a time
             out = invariant(m)
             values[i] = getattr(out, "value", out)
@@ -170,22 +178,25 @@ def phase_diagram(
         raise ModelDefinitionError(f"invariant must be one of {INVARIANTS} or a callable, got {invariant!r}")
     else:
         name = invariant
+        if invariant in ("z2", "z2_indices"):
+            opts: Any = resolve(Z2Options, options, overrides, "convergence")
+        else:
+            opts = resolve(ChernOptions, PHASE_DIAGRAM_CHERN if options is None else options, overrides, "convergence")
         for idx in _groups(models):
             group = [models[i] for i in idx]
             nocc = group[0].check_occupied(occupied)
             if invariant in ("chern", "spin_chern"):
-                fixed_k = {2: 0.0} if group[0].dim_k == 3 else {}
-                chern = ChernOptions(mesh=mesh, max_mesh=max_mesh)
-                res = chern_batch_converged(group, nocc, (0, 1), fixed_k, chern, spin=invariant == "spin_chern")
-                sign = np.array([_orientation(m, (0, 1)) for m in group])
+                plane, fixed_k = chern_plane(group[0])
+                res = chern_batch_converged(group, nocc, plane, fixed_k, opts, spin=invariant == "spin_chern")
+                sign = np.array([plane_orientation(m, plane) for m in group])
                 values[idx] = np.rint(res["raw"] * sign).astype(int)
                 converged[idx], min_gap[idx] = res["converged"], res["min_gap"]
             elif invariant == "gap":
-                direct, _ = batched_band_gaps(group, nocc, mesh)
+                direct, _ = batched_band_gaps(group, nocc, opts.mesh)
                 values[idx], min_gap[idx] = direct, direct
             else:
                 planes = flow_planes(2 if invariant == "z2" else 3)
-                res = z2_planes(group, planes, nocc, resolve(Z2Options, None, z2_options, "convergence"))
+                res = z2_planes(group, planes, nocc, opts)
                 if invariant == "z2":
                     values[idx] = res["z2"][:, 0]
                     converged[idx] = res["converged"][:, 0]

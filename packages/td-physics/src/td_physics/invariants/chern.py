@@ -14,6 +14,11 @@ Sign conventions
 * Hall conductivity: ``sigma_xy = -(e^2/hbar) integral d^dk/(2 pi)^d sum_n f_n Omega_n,xy``
   (Wang, Yates, Souza, Vanderbilt, PRB 74, 195118 (2006); Wannier90's sign), so a Chern
   insulator has ``sigma_xy = -C e^2/h``.
+
+Batched building blocks, for phase diagrams and the torch backend: :func:`chern_plane` (the two reduced axes
+and the fixed k of the others), :func:`plane_orientation` (the 2D handedness sign), :func:`chern_batch` (FHS
+on one mesh for many models) and :func:`chern_batch_converged` (with mesh doubling). Their ``raw`` values are
+before orientation: multiply by :func:`plane_orientation`, as :func:`chern_number` does.
 """
 
 from __future__ import annotations
@@ -46,6 +51,10 @@ __all__ = [
     "spin_chern_number",
     "anomalous_hall_conductivity",
     "E2_OVER_H_SIEMENS",
+    "chern_plane",
+    "plane_orientation",
+    "chern_batch",
+    "chern_batch_converged",
 ]
 
 logger = logging.getLogger(__name__)
@@ -53,14 +62,20 @@ logger = logging.getLogger(__name__)
 E2_OVER_H_SIEMENS = 3.874045846e-5  # e^2/h in siemens (CODATA 2018, exact)
 
 
-def _plane(model: TightBindingModel, plane: tuple[int, int] | None, k_fixed: float) -> tuple[tuple[int, int], dict]:
+def chern_plane(
+    model: TightBindingModel, plane: tuple[int, int] | None = None, k_fixed: float = 0.0
+) -> tuple[tuple[int, int], dict[int, float]]:
+    """``(axes, fixed)``: the two reduced axes of the Chern plane (default ``(0, 1)``) and the reduced k
+    ``k_fixed`` of every other periodic axis (``{2: k_fixed}`` for a 3D model, ``{}`` for a 2D one).
+
+    >>> from td_physics.models import qwz
+    >>> chern_plane(qwz(m=1.0))
+    ((0, 1), {})
+    """
     if model.dim_k == 1:
         raise ModelDefinitionError("a Chern number needs 2 or 3 periodic directions, got a 1D model")
     if plane is None:
-        if model.dim_k == 3:
-            plane = (0, 1)
-        else:
-            plane = (0, 1)
+        plane = (0, 1)
     a, b = (int(plane[0]), int(plane[1]))
     if a == b or not (0 <= a < model.dim_k and 0 <= b < model.dim_k):
         raise ModelDefinitionError(f"plane must name two different periodic axes of 0..{model.dim_k - 1}, got {plane}")
@@ -68,8 +83,11 @@ def _plane(model: TightBindingModel, plane: tuple[int, int] | None, k_fixed: flo
     return (a, b), fixed
 
 
-def _orientation(model: TightBindingModel, axes: tuple[int, int]) -> int:
-    """+1 if the reduced axes are right-handed in Cartesian space (2D models only)."""
+def plane_orientation(model: TightBindingModel, axes: tuple[int, int]) -> int:
+    """+1 if the reduced ``axes`` are right-handed in Cartesian space, else -1; always +1 for a 3D model.
+
+    The sign that makes a 2D Chern number independent of the handedness of the lattice vectors.
+    """
     if model.dim_k != 2:
         return 1
     frame = model.periodic_frame()
@@ -87,21 +105,24 @@ def _fhs_flux(v: np.ndarray, positions: np.ndarray, axes: tuple[int, int], dim_k
     return -np.angle(plaq)
 
 
-def _chern_batch(
+def chern_batch(
     models: Sequence[TightBindingModel],
     nocc: int,
     axes: tuple[int, int],
     fixed: dict,
-    n: int,
+    mesh: int,
     *,
     spin: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """FHS on an n x n mesh for each model. Returns value, max |flux|, min gap, spin gap (nm,).
+    """FHS on one ``mesh`` x ``mesh`` grid for each model (same orbitals; ``nocc`` occupied bands; ``axes``
+    and ``fixed`` from :func:`chern_plane`). Returns value (before orientation), max |flux|, min gap, spin
+    gap, each (nm,).
 
     With ``spin=True`` the occupied space is split by the sign of P S_z P (Prodan, PRB 80,
     125327 (2009)) and ``value`` is the spin Chern number (C_up - C_down) / 2 (a float, half-odd
     when the split is not clean).
     """
+    n = mesh
     first = models[0]
     dim_k, norb = first.dim_k, first.norb
     pos = first.positions[:, :dim_k]
@@ -145,7 +166,9 @@ def chern_batch_converged(
     *,
     spin: bool = False,
 ) -> dict[str, np.ndarray]:
-    """FHS with mesh doubling for a batch of models; only unconverged models are recomputed."""
+    """:func:`chern_batch` with mesh doubling from ``options.mesh`` up to ``options.max_mesh``; only the
+    unconverged models with an open gap are recomputed. Returns arrays (nm,): ``raw``, ``max_flux``,
+    ``min_gap``, ``spin_gap``, ``mesh`` and ``converged``."""
     nm = len(models)
     out = {
         "raw": np.zeros(nm),
@@ -158,7 +181,7 @@ def chern_batch_converged(
     active = np.arange(nm)
     n, gap_tol = options.mesh, options.gap_threshold
     while active.size:
-        raw, mf, gp, sg = _chern_batch([models[i] for i in active], nocc, axes, fixed, n, spin=spin)
+        raw, mf, gp, sg = chern_batch([models[i] for i in active], nocc, axes, fixed, n, spin=spin)
         out["raw"][active], out["max_flux"][active], out["min_gap"][active] = raw, mf, gp
         out["spin_gap"][active], out["mesh"][active] = sg, n
         gap_open = gp > gap_tol
@@ -202,9 +225,9 @@ def chern_number(
     """
     opts = resolve(ChernOptions, options, overrides, "convergence")
     nocc = resolve_occupied(model, occupied)
-    axes, fixed = _plane(model, plane, k_fixed)
+    axes, fixed = chern_plane(model, plane, k_fixed)
     res = chern_batch_converged([model], nocc, axes, fixed, opts)
-    raw = float(res["raw"][0]) * _orientation(model, axes)
+    raw = float(res["raw"][0]) * plane_orientation(model, axes)
     value = int(np.rint(raw))
     n = int(res["mesh"][0])
     if not res["converged"][0]:
@@ -245,9 +268,9 @@ def spin_chern_number(
     nocc = resolve_occupied(model, occupied)
     if nocc % 2:
         raise OccupationError(f"spin_chern_number needs an even number of occupied bands, got {nocc}")
-    axes, fixed = _plane(model, None, 0.0)
+    axes, fixed = chern_plane(model, None, 0.0)
     res = chern_batch_converged([model], nocc, axes, fixed, opts, spin=True)
-    raw = float(res["raw"][0]) * _orientation(model, axes)
+    raw = float(res["raw"][0]) * plane_orientation(model, axes)
     n = int(res["mesh"][0])
     return InvariantResult(
         value=int(np.rint(raw)),
@@ -267,12 +290,12 @@ def berry_flux_map(
     Useful for plots: ``flux.sum() / (2 pi)`` is the Chern number (before orientation).
     """
     nocc = resolve_occupied(model, occupied)
-    axes, fixed = _plane(model, plane, k_fixed)
+    axes, fixed = chern_plane(model, plane, k_fixed)
     grid = plane_grid(model.dim_k, axes, mesh, mesh, fixed)
     _, v = eigenstates([model], grid.reshape(-1, model.dim_k), nocc)
     v = v.reshape(mesh, mesh, model.norb, nocc)
     flux = _fhs_flux(v, model.positions[:, : model.dim_k], axes, model.dim_k, mesh, mesh)
-    return flux * _orientation(model, axes), grid
+    return flux * plane_orientation(model, axes), grid
 
 
 def _kubo(energies: np.ndarray, va: np.ndarray, vb: np.ndarray, weight: np.ndarray) -> np.ndarray:

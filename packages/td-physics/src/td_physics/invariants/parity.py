@@ -48,7 +48,7 @@ def detect_inversion(model: TightBindingModel, tol: float = 1e-8) -> InversionSy
     halves = trim_points(dim)  # half lattice vectors
     centres = np.unique(np.round(np.mod(np.concatenate([halves, pairs]), 0.5), 9), axis=0)
     spin = np.arange(model.norb) % 2 if model.spinful else np.zeros(model.norb, dtype=int)
-    onsite = np.real(np.diag(model._onsite))
+    onsite = np.real(np.diag(model.onsite))
     # (ncentre, norb, norb): is orbital j the image of orbital i (up to a lattice vector, same spin)?
     shift = (2 * centres[:, None, None, :] - pos[None, :, None, :]) - pos[None, None, :, :]
     match = np.all(np.abs(shift - np.round(shift)) < 1e-6, axis=-1) & (spin[:, None] == spin[None, :])
