@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from td_physics import TightBindingModel, stacked_hamiltonian
 from td_physics.exceptions import KPointError, ModelDefinitionError, OccupationError, SymmetryError
 from td_physics.invariants import chern_number, wilson_loop
-from td_physics.models import haldane, kane_mele
+from td_physics.models import graphene, haldane, kane_mele
 
 
 def square(norb: int = 1) -> TightBindingModel:
@@ -98,6 +98,19 @@ def test_clear_errors_name_the_rule_and_the_value():
         _ = TightBindingModel(np.eye(2), [[0, 0], [0.1, 0], [0.2, 0]]).n_occupied
     with pytest.raises(SymmetryError, match="does not commute"):
         haldane(phi=0.5, m=0.3).set_inversion([1, 0], centre=[0.5, 0.5])
+
+
+def test_set_inversion_takes_an_inversion_symmetry():
+    source = kane_mele(lambda_so=0.06, lambda_v=0.0)
+    target = kane_mele(lambda_so=0.02, lambda_v=0.0)
+    target.inversion = None
+    assert target.set_inversion(source.inversion) == source.inversion == target.inversion
+    built = target.build_inversion(source.inversion.permutation, source.inversion.parities, source.inversion.centre)
+    assert built == target.inversion
+    with pytest.raises(SymmetryError, match="an InversionSymmetry carries its parities and centre"):
+        target.set_inversion(source.inversion, centre=[0.0, 0.0])
+    with pytest.raises(SymmetryError, match="does not commute"):
+        haldane(phi=0.5, m=0.3).set_inversion(graphene().inversion)
 
 
 def test_stacked_hamiltonian_equals_one_by_one():

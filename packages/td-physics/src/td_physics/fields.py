@@ -63,9 +63,8 @@ def _recheck_inversion(new: TightBindingModel, old: TightBindingModel, what: str
     if old.inversion is None:
         new.inversion = None
         return
-    inv = old.inversion
     try:
-        new.set_inversion(inv.permutation, inv.parities, inv.centre, check=True)
+        new.set_inversion(old.inversion, check=True)
     except SymmetryError:
         new.inversion = None
         logger.info("%s breaks the inversion symmetry of model %r; dropped it", what, old.name)

@@ -279,7 +279,7 @@ class TightBindingModel:
 
     def set_inversion(
         self,
-        permutation: Sequence[int],
+        permutation: Sequence[int] | InversionSymmetry,
         parities: Sequence[int] | None = None,
         centre: Sequence[float] | None = None,
         *,
@@ -290,7 +290,15 @@ class TightBindingModel:
         ``permutation[j]`` is the orbital that orbital ``j`` maps to under ``r -> 2 c - r``;
         ``parities[j]`` is its intrinsic parity (default +1). ``check`` verifies that
         ``H(-k) = P H(k) P^dagger`` at random k-points and raises :class:`SymmetryError` if not.
+        ``permutation`` may instead be an :class:`InversionSymmetry` (another model's, or one from
+        :meth:`build_inversion`): its permutation, parities and centre are validated on this model.
         """
+        if isinstance(permutation, InversionSymmetry):
+            if parities is not None or centre is not None:
+                raise SymmetryError(
+                    f"an InversionSymmetry carries its parities and centre; got parities={parities}, centre={centre}"
+                )
+            permutation, parities, centre = permutation.permutation, permutation.parities, permutation.centre
         self.inversion = self.build_inversion(permutation, parities, centre, check=check)
         return self.inversion
 
