@@ -11,6 +11,12 @@ default variant ensemble, at the tabulated lattice and at -strain/+strain, and w
   among the confident labels, calibration per confidence value, labels that change under strain);
 * ``accuracy.md``: the per-material table that ``docs/labeller_accuracy.md`` quotes;
 * ``calibration.png``: share right against confidence.
+
+    python scripts/labeller_accuracy.py --sweep
+
+measures the same table once per ``max_band_overlap`` tolerance and writes the packaged table
+``td_physics/data/labeller_accuracy.json`` (``--sweep-file`` elsewhere) that the pipeline report and the
+sweep table of ``docs/labeller_accuracy.md`` quote.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ from pathlib import Path
 
 from td_physics.files import write_text_atomic
 
+SWEEP_FILE = Path(__file__).resolve().parents[1] / "packages/td-physics/src/td_physics/data/labeller_accuracy.json"
+
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -29,10 +37,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strain", type=float, default=0.01, help="isotropic strain of the robustness check (0: off)")
     parser.add_argument("--materials", nargs="*", default=None, help="a subset of the reference table")
     parser.add_argument("--threshold", type=float, default=0.8)
+    parser.add_argument("--sweep", action="store_true", help="the max_band_overlap sweep instead (a packaged table)")
+    parser.add_argument("--sweep-file", type=Path, default=SWEEP_FILE)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
     from tqdm.auto import tqdm
+
+    if args.sweep:
+        from td_physics.structure.accuracy import overlap_sweep
+
+        table = overlap_sweep(threshold=args.threshold, progress=lambda it: tqdm(it, desc="classify"))
+        write_text_atomic(args.sweep_file, json.dumps(table, indent=1) + "\n")
+        for p in table["sweep"]:
+            print(
+                f"max_band_overlap {p['max_band_overlap']:g} eV: {p['correct']}/{p['materials']} right, "
+                f"{p['confident_correct']}/{p['confident']} confident right; wrong: {', '.join(p['wrong'])}"
+            )
+        print(f"wrote {args.sweep_file}")
+        return 0
 
     from td_physics.structure.accuracy import labeller_accuracy
 

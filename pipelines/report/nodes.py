@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from td_data import CrystalRecord
+from td_physics.structure.accuracy import measured_accuracy
 
 logger = logging.getLogger(__name__)
 
@@ -374,19 +375,6 @@ def write_report(
     return "\n".join(lines)
 
 
-#: The structure labeller on the literature reference table of docs/labeller_accuracy.md (29 crystals, spin-orbit
-#: coupling on, the default variants), per ``max_band_overlap`` (eV): labels right among those given with
-#: confidence >= 0.8, those confident labels, and the materials it gets wrong there. 0.5 eV was chosen on that table.
-LABELLER_ACCURACY: dict[float, tuple[int, int, str]] = {
-    0.0: (21, 26, "Bi2Se3, Bi2Te3, Sb2Te3, HgTe, Sb"),
-    0.1: (22, 26, "Bi2Se3, Bi2Te3, Sb2Te3, HgTe, Sb"),
-    0.25: (23, 26, "Bi2Te3, HgTe, Sb"),
-    0.5: (23, 25, "Bi2Te3, Sb2Te3, HgTe, Bi, Sb"),
-    0.75: (24, 27, "Sb2Te3, HgTe, Bi, Sb"),
-    1.0: (24, 27, "Sb2Te3, HgTe, Bi, Sb"),
-}
-
-
 def _model_limits(quarantine: Mapping[str, Any], training: Mapping[str, Any]) -> list[str]:
     mc = training.get("config", {}).get("model_config", {})
     lines = [
@@ -408,17 +396,19 @@ def _labeller_limits(options: Mapping[str, Any]) -> list[str]:
         "- The physics labels come from a universal-parameter tight-binding ensemble (this run: "
         f"spin_orbit={spin_orbit}, max_band_overlap={overlap} eV)."
     ]
-    measured = LABELLER_ACCURACY.get(overlap) if spin_orbit else None
+    sweep = measured_accuracy()  # the packaged table that docs/labeller_accuracy.md quotes
+    measured = sweep.get(overlap) if spin_orbit else None
     if measured is None:
         lines.append(
             "  Its accuracy on the reference table of docs/labeller_accuracy.md was measured with spin-orbit "
-            f"coupling on and max_band_overlap in {sorted(LABELLER_ACCURACY)} eV, not with this run's options."
+            f"coupling on and max_band_overlap in {sorted(sweep)} eV, not with this run's options."
         )
     else:
-        right, confident, wrong = measured
+        right, confident = measured.confident_correct, measured.confident
         lines.append(
             f"  On the literature reference table of docs/labeller_accuracy.md, with these options, it is right for "
-            f"{right} of its {confident} confident labels ({right / confident:.0%}); wrong there: {wrong}."
+            f"{right} of its {confident} confident labels ({right / confident:.0%}); wrong there: "
+            f"{', '.join(measured.wrong)}."
         )
     lines += [
         "  Treat every `z2_ti` here (training labels and recomputed candidate classes alike) as a candidate for a",

@@ -5,8 +5,10 @@
 tabulated lattice and under small isotropic strains, and compares the label with the literature.
 The report gives the accuracy, the share labelled with ``confidence >= threshold`` (coverage), the
 accuracy among those, and the calibration: for each confidence value the variants produced, the
-share of labels that were right. The measured figures and the targets they are held to are in
-``docs/labeller_accuracy.md``.
+share of labels that were right. :func:`overlap_sweep` repeats the measurement for several
+``max_band_overlap`` tolerances; its result is the packaged table ``td_physics/data/labeller_accuracy.json``
+(written by ``scripts/labeller_accuracy.py --sweep``), which :func:`measured_accuracy` reads and which
+``docs/labeller_accuracy.md`` and the pipeline report quote.
 """
 
 from __future__ import annotations
@@ -21,7 +23,20 @@ import numpy as np
 
 from td_physics.structure.reference import reference_materials, reference_structure, strained
 
-__all__ = ["AccuracyRow", "AccuracyReport", "labeller_accuracy"]
+__all__ = [
+    "AccuracyRow",
+    "AccuracyReport",
+    "MeasuredAccuracy",
+    "SWEEP_OVERLAPS",
+    "labeller_accuracy",
+    "measured_accuracy",
+    "overlap_sweep",
+]
+
+#: the ``max_band_overlap`` tolerances (eV) of the packaged sweep
+SWEEP_OVERLAPS = (0.0, 0.1, 0.25, 0.5, 0.75, 1.0)
+#: the packaged sweep (a table of :mod:`td_physics.data`)
+SWEEP_TABLE = "labeller_accuracy"
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +101,7 @@ class AccuracyReport:
             "threshold": self.threshold,
             "calibration": calibration,
             "changed_under_strain": unstable,
+            "wrong": [r.material for r in base if not r.correct],
         }
 
     def markdown(self) -> str:
@@ -176,3 +192,69 @@ def labeller_accuracy(
         )
         logger.info("%s (strain %+.3f): %s (%.2f)", name, strain, res.topo_class, res.confidence)
     return AccuracyReport(rows, threshold=threshold)
+
+
+@dataclass(frozen=True)
+class MeasuredAccuracy:
+    """The labeller on the whole reference table at one ``max_band_overlap`` (spin-orbit coupling on)."""
+
+    max_band_overlap: float
+    materials: int
+    correct: int
+    confident: int  # labels with confidence >= threshold
+    confident_correct: int
+    wrong: tuple[str, ...]  # every material labelled wrongly, confident or not, in table order
+
+    @property
+    def confident_accuracy(self) -> float:
+        return _share(self.confident_correct, self.confident)
+
+
+def overlap_sweep(
+    overlaps: Sequence[float] = SWEEP_OVERLAPS, *, threshold: float = 0.8, progress: Any = None
+) -> dict[str, Any]:
+    """The labeller's accuracy on the whole reference table per ``max_band_overlap`` (eV), as the JSON table
+    :func:`measured_accuracy` reads (default variants, spin-orbit coupling on, the tabulated lattices)."""
+    from td_physics.exceptions import ModelDefinitionError
+
+    if not overlaps or any(x < 0 for x in overlaps):
+        raise ModelDefinitionError(f"overlaps must be one or more tolerances >= 0 eV, got {tuple(overlaps)}")
+    points = []
+    for overlap in overlaps:
+        report = labeller_accuracy(threshold=threshold, progress=progress, max_band_overlap=float(overlap))
+        s = report.summary
+        points.append(
+            {
+                "max_band_overlap": float(overlap),
+                "materials": s["materials"],
+                "correct": s["materials"] - len(s["wrong"]),
+                "confident": s["confident"],
+                "confident_correct": s["confident_correct"],
+                "wrong": s["wrong"],
+            }
+        )
+    return {
+        "about": "the structure labeller on td_physics/data/reference_materials.json per max_band_overlap (eV): "
+        "labels right, labels with confidence >= threshold and those right, materials labelled wrongly",
+        "command": "python scripts/labeller_accuracy.py --sweep",
+        "spin_orbit": True,
+        "threshold": threshold,
+        "sweep": points,
+    }
+
+
+def measured_accuracy() -> dict[float, MeasuredAccuracy]:
+    """The packaged sweep (``td_physics/data/labeller_accuracy.json``) by ``max_band_overlap`` (eV)."""
+    from td_physics.structure.parameters import load_table
+
+    return {
+        float(p["max_band_overlap"]): MeasuredAccuracy(
+            max_band_overlap=float(p["max_band_overlap"]),
+            materials=int(p["materials"]),
+            correct=int(p["correct"]),
+            confident=int(p["confident"]),
+            confident_correct=int(p["confident_correct"]),
+            wrong=tuple(p["wrong"]),
+        )
+        for p in load_table(SWEEP_TABLE)["sweep"]
+    }
