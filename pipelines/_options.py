@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import Any, ClassVar, TypeVar
 
 from pipelines.exceptions import ParameterError
+from td_physics.options import from_mapping
 
 T = TypeVar("T", bound="OptionsBlock")
 
@@ -29,9 +29,6 @@ class OptionsBlock:
     @classmethod
     def from_dict(cls: type[T], data: Mapping[str, Any] | None) -> T:
         """The block from its YAML mapping; an unknown key is an error that names it and the known ones."""
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ParameterError(f"{cls.block} has unknown keys {unknown}; known: {sorted(known)}")
-        return cls(**data)
+        return from_mapping(
+            cls, data, lambda unknown, known: ParameterError(f"{cls.block} has unknown keys {unknown}; known: {known}")
+        )

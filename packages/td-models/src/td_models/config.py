@@ -27,13 +27,14 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from td_models.exceptions import ConfigError
 from td_physics.classes import CLASS_ALIASES, TOPO_CLASSES
 from td_physics.files import atomic_write
+from td_physics.options import from_mapping
 
 __all__ = [
     "TOPO_CLASSES",
@@ -91,12 +92,11 @@ class _Block:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None):
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{cls._block_name} has unknown keys {unknown}; known keys are {sorted(known)}")
-        return cls(**data)
+        return from_mapping(
+            cls,
+            data,
+            lambda unknown, known: ConfigError(f"{cls._block_name} has unknown keys {unknown}; known keys are {known}"),
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -21,7 +21,7 @@ never "the default value".
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from types import MappingProxyType
 from typing import Any, TypeVar
@@ -30,7 +30,7 @@ import numpy as np
 
 from td_physics.exceptions import ConvergenceError, StructureError
 
-__all__ = ["Z2Options", "ChernOptions", "TightBindingOptions", "resolve"]
+__all__ = ["Z2Options", "ChernOptions", "TightBindingOptions", "resolve", "from_mapping"]
 
 T = TypeVar("T")
 
@@ -49,6 +49,19 @@ def resolve(cls: type[T], options: T | None, overrides: Mapping[str, Any], what:
     if unknown:
         raise TypeError(f"unknown {what} options {unknown}; valid: {valid}")
     return replace(options, **overrides) if overrides else options  # type: ignore[type-var]
+
+
+def from_mapping(
+    cls: type[T], data: Mapping[str, Any] | None, refuse: Callable[[list[str], list[str]], Exception]
+) -> T:
+    """``cls(**data)`` for a dataclass read from YAML or JSON; keys that are not its fields raise
+    ``refuse(unknown, known)`` (both sorted), so that each caller keeps its own error class and wording."""
+    data = dict(data or {})
+    known = sorted(f.name for f in fields(cls))  # type: ignore[arg-type]
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise refuse(unknown, known)
+    return cls(**data)
 
 
 def check_int(error: type[ValueError], owner: str, name: str, value: Any, minimum: int) -> int:

@@ -44,6 +44,7 @@ from td_physics.dft.wilson import (
     wilson_phases,
 )
 from td_physics.exceptions import TDPhysicsError
+from td_physics.options import from_mapping
 
 logger = logging.getLogger(__name__)
 
@@ -127,12 +128,9 @@ class DFTSettings:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DFTSettings:
-        data = dict(data or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise DFTInputError(f"unknown DFT setting {unknown[0]!r}; known: {sorted(known)}")
-        return cls(**data)
+        return from_mapping(
+            cls, data, lambda unknown, known: DFTInputError(f"unknown DFT setting {unknown[0]!r}; known: {known}")
+        )
 
 
 @dataclass(frozen=True)
