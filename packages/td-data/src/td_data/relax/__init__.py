@@ -23,6 +23,7 @@ from td_data.relax.relaxer import (
     Relaxer,
     RelaxResult,
     relax_records,
+    with_rmsd,
 )
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "RelaxResult",
     "FireSettings",
     "relax_records",
+    "with_rmsd",
     "energy_above_hull",
     "HullResult",
     "elemental_prototypes",

@@ -483,7 +483,9 @@ def _finish(job: _Job, relaxer: Relaxer, *, converged: bool, reason: str | None,
     return RelaxResult(relaxed, rec, float(job.energy), None, converged, job.n_steps, reason, relaxer.name)
 
 
-def _rmsd(result: RelaxResult) -> RelaxResult:
+def with_rmsd(result: RelaxResult) -> RelaxResult:
+    """``result`` with the RMSD between its initial and relaxed cells (pymatgen's StructureMatcher), or the reason
+    there is none; a result without an energy (the relaxation failed) is returned as it is."""
     if result.energy_per_atom is None:
         return result
     from dataclasses import replace
@@ -693,7 +695,7 @@ def relax_records(
         bar.close()
     out = [r for r in results if r is not None]
     if rmsd:
-        out = [_rmsd(r) for r in out]
+        out = [with_rmsd(r) for r in out]
     return out
 
 
