@@ -62,7 +62,7 @@ class DFTSettings:
     basis: str = "dzp"  # GPAW LCAO basis set (gpaw-data ships sz, dzp)
     xc: str = "PBE"
     grid_spacing: float = 0.2  # A, real-space grid (GPAW's default h) of the LCAO density and potential
-    kpt_spacing: float = 0.35  # 1/A (2 pi included): n_i = ceil(|b_i| / spacing), rounded up to even
+    kpt_spacing: float = 0.35  # 1/A (2 pi included): n_i = ceil(|b_i| / spacing), rounded up to even (x6 on hexagonal axes)
     min_kpts: int = 2
     max_kpts: int = 12
     confirm: bool = True  # repeat the ground state on a mesh 2 denser along each axis; the answers must agree
@@ -291,14 +291,38 @@ def to_user_basis(
     return z2, chern
 
 
-def kpoint_mesh(lattice: np.ndarray, settings: DFTSettings, extra: int = 0) -> tuple[int, int, int]:
-    """Even Gamma-centred mesh (so that it holds the eight TRIMs) from ``kpt_spacing``."""
+def mesh_steps(lattice: np.ndarray, length_tol: float = 1e-3, angle_tol: float = 0.5) -> tuple[int, int, int]:
+    """Per axis, the number a Gamma-centred mesh size must be a multiple of: 2 (the TRIMs), or 6 on the two
+    axes of a hexagonal pair (equal lengths within ``length_tol`` relative, 60 or 120 degrees within
+    ``angle_tol``, the third axis perpendicular to both), so that the mesh also holds K = (1/3, 1/3), where
+    Dirac cones sit (graphene). An fcc primitive cell (three axes at 60 degrees) has no such pair."""
+    lattice = np.asarray(lattice, dtype=float)
+    lengths = np.linalg.norm(lattice, axis=1)
+    cosines = (lattice @ lattice.T) / np.outer(lengths, lengths)
+    right = math.sin(math.radians(angle_tol))  # |cos| of an angle within angle_tol of 90 degrees
+    steps = [2, 2, 2]
+    for i, j, k in ((0, 1, 2), (0, 2, 1), (1, 2, 0)):
+        if abs(lengths[i] - lengths[j]) > length_tol * max(lengths[i], lengths[j]):
+            continue
+        angle = math.degrees(math.acos(np.clip(cosines[i, j], -1.0, 1.0)))
+        if (
+            min(abs(angle - 60.0), abs(angle - 120.0)) <= angle_tol
+            and max(abs(cosines[i, k]), abs(cosines[j, k])) <= right
+        ):
+            steps[i] = steps[j] = 6
+    return tuple(steps)
+
+
+def kpoint_mesh(lattice: np.ndarray, settings: DFTSettings, refinements: int = 0) -> tuple[int, int, int]:
+    """Gamma-centred mesh from ``kpt_spacing`` that holds the eight TRIMs, and K on hexagonal axes
+    (:func:`mesh_steps`); ``refinements`` adds that many steps per axis (the confirming mesh)."""
     recip = 2 * np.pi * np.linalg.inv(lattice).T
     out = []
-    for b in np.linalg.norm(recip, axis=1):
+    for b, step in zip(np.linalg.norm(recip, axis=1), mesh_steps(lattice)):
         n = max(settings.min_kpts, math.ceil(b / settings.kpt_spacing))
-        n += n % 2
-        out.append(min(n, settings.max_kpts + settings.max_kpts % 2) + extra)
+        cap = max(settings.max_kpts, settings.min_kpts)
+        n, cap = -(-n // step) * step, -(-cap // step) * step
+        out.append(min(n, cap) + refinements * step)
     return tuple(int(n) for n in out)
 
 
@@ -380,7 +404,7 @@ def dft_invariants(
 
     meshes = [kpoint_mesh(lat, settings)]
     if settings.confirm:
-        meshes.append(tuple(n + 2 for n in meshes[0]))
+        meshes.append(kpoint_mesh(lat, settings, refinements=1))
     atoms = _gpaw.make_atoms(lat, frac, z, mag if magnetic else None)
     inversion = None if magnetic else find_inversion(lat, frac, z, None, settings.symprec)
     answers = []
