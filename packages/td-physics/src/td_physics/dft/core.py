@@ -62,7 +62,7 @@ class DFTSettings:
     basis: str = "dzp"  # GPAW LCAO basis set (gpaw-data ships sz, dzp)
     xc: str = "PBE"
     grid_spacing: float = 0.2  # A, real-space grid (GPAW's default h) of the LCAO density and potential
-    kpt_spacing: float = 0.35  # 1/A (2 pi included): n_i = ceil(|b_i| / spacing), rounded up to even (x6 on hexagonal axes)
+    kpt_spacing: float = 0.35  # 1/A (2 pi included): n_i = ceil(|b_i| / spacing), up to even (x6 on hexagonal axes)
     min_kpts: int = 2
     max_kpts: int = 12
     confirm: bool = True  # repeat the ground state on a mesh 2 denser along each axis; the answers must agree
