@@ -1,7 +1,9 @@
-"""td_physics.dft with inversion: Fu-Kane parities (LCAO, and plane waves as the second route) on real crystals.
+"""td_physics.dft with inversion: Fu-Kane parities (LCAO, and plane waves as the second route) on real crystals,
+and Wilson loops on the same Bi2Se3 as the independent second method.
 
 The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``),
-so the expensive ones are marked ``slow``.
+so the expensive ones are marked ``slow``. The tests of one crystal share its self-consistent ground state
+(``shared_ground_states`` in conftest.py); what each asks of it is computed for each.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from td_physics.structure.reference import reference_arrays as _reference
 pytest.importorskip("gpaw", reason="the td-physics[dft] extra (GPAW) is not installed")
 
 FAST = {"confirm": False}
+pytestmark = pytest.mark.usefixtures("shared_ground_states")
 
 
 # ----------------------------------------------------------------------------- physics (real GPAW)
@@ -58,3 +61,12 @@ def test_plane_wave_parities_match_the_lcao_parities_on_silicon():
     check = result.details["plane_wave_check"]
     assert check["agrees"] and check["parity_deviation"] < 1e-3
     assert check["negative_parities"] == result.details["meshes"][0]["negative_parities"]
+
+
+@pytest.mark.slow
+def test_parity_and_wilson_loops_agree_on_bi2se3():
+    """The second, independent method: Wilson loops on a centrosymmetric crystal give the parity answer."""
+    lattice, frac, numbers = _reference("Bi2Se3")
+    wilson = dft_invariants(lattice, frac, numbers, method="wilson", **FAST)
+    assert wilson.converged, wilson.reason
+    assert (wilson.method, wilson.z2_indices) == ("wilson", (1, 0, 0, 0))

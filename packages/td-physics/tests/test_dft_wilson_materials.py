@@ -1,4 +1,5 @@
-"""td_physics.dft without inversion: Wilson-loop flow on real crystals, and against parities on Bi2Se3.
+"""td_physics.dft without inversion: Wilson-loop flow on real crystals (against parities on Bi2Se3: in
+test_dft_parity_materials.py, beside Bi2Se3's parity tests, whose ground state it shares).
 
 The physics tests run real GPAW calculations (the ``td-physics[dft]`` extra, installed by ``make install``),
 so the expensive ones are marked ``slow``.
@@ -43,12 +44,3 @@ def test_hgte_is_a_semimetal_and_a_strong_ti_under_uniaxial_strain():
     planes = result.details["meshes"][0]["plane_z2"]
     assert [planes[f"k{i}=0"] for i in (1, 2, 3)] == [1, 1, 1]  # all three readings of nu0 agree
     assert 0.01 < result.band_gap_direct < 0.2
-
-
-@pytest.mark.slow
-def test_parity_and_wilson_loops_agree_on_bi2se3():
-    """The second, independent method: Wilson loops on a centrosymmetric crystal give the parity answer."""
-    lattice, frac, numbers = _reference("Bi2Se3")
-    wilson = dft_invariants(lattice, frac, numbers, method="wilson", **FAST)
-    assert wilson.converged, wilson.reason
-    assert (wilson.method, wilson.z2_indices) == ("wilson", (1, 0, 0, 0))
