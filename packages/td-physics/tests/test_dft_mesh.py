@@ -29,7 +29,7 @@ def test_graphene_mesh_holds_k_and_the_trims(spacing):
     k_point = np.zeros(3)
     k_point[inplane] = 1 / 3
     assert _holds(mesh, k_point)  # the Dirac point that an even mesh misses
-    assert all(_holds(mesh, trim) for trim in np.ndindex(2, 2, 2) for trim in [np.array(trim) / 2])
+    assert all(_holds(mesh, np.array(corner) / 2) for corner in np.ndindex(2, 2, 2))  # the eight TRIMs
     confirm = kpoint_mesh(lattice, DFTSettings(kpt_spacing=spacing), refinements=1)
     assert _holds(confirm, k_point) and all(c > m for c, m in zip(confirm, mesh))
 
@@ -56,4 +56,4 @@ def test_a_rotated_hexagonal_cell_is_still_recognised():
     lattice = np.array([[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 15.0]])
     rotation = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
     assert mesh_steps(lattice @ rotation.T) == (6, 6, 2)
-    assert mesh_steps(lattice * [1.0, 1.01, 1.0]) == (2, 2, 2)  # 1% longer b: not hexagonal
+    assert mesh_steps(lattice * [[1.0], [1.01], [1.0]]) == (2, 2, 2)  # b 1% longer than a: not hexagonal

@@ -320,8 +320,7 @@ def kpoint_mesh(lattice: np.ndarray, settings: DFTSettings, refinements: int = 0
     out = []
     for b, step in zip(np.linalg.norm(recip, axis=1), mesh_steps(lattice)):
         n = max(settings.min_kpts, math.ceil(b / settings.kpt_spacing))
-        cap = max(settings.max_kpts, settings.min_kpts)
-        n, cap = -(-n // step) * step, -(-cap // step) * step
+        n, cap = -(-n // step) * step, -(-settings.max_kpts // step) * step  # max_kpts >= min_kpts (validated)
         out.append(min(n, cap) + refinements * step)
     return tuple(int(n) for n in out)
 
