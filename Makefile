@@ -22,7 +22,7 @@ $(STAMP): $(BIN)/python $(wildcard packages/*/pyproject.toml) requirements-dev.t
 	$(BIN)/python -m pip install --quiet -r requirements-pipelines.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .  # the root project (pipelines); its deps are the above
 	bash scripts/install_dft.sh "$(BIN)/python"  # td-physics[dft]: GPAW built against Debian's libxc and OpenBLAS
-	$(BIN)/python -m pip install --quiet -e "packages/td-data[relax]"  # CHGNet (weights ship in its wheel)
+	$(BIN)/python -m pip install --quiet -e "packages/td-data[relax,baselines]"  # CHGNet (weights ship in its wheel), PyXtal
 	touch $(STAMP)
 
 install: $(STAMP)  ## create .venv and install every package editable

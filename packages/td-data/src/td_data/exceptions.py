@@ -10,6 +10,7 @@ __all__ = [
     "UntrustedInputError",
     "EvaluationError",
     "BenchmarkDataError",
+    "BaselineNotApplicableError",
 ]
 
 
@@ -39,3 +40,7 @@ class EvaluationError(TDDataError):
 
 class BenchmarkDataError(TDDataError):
     """A benchmark data set (Perov-5, Carbon-24, MP-20 CSV splits) is unknown, missing or unreadable."""
+
+
+class BaselineNotApplicableError(EvaluationError):
+    """A benchmark baseline does not exist for a data set (the prototype of a data set without one)."""

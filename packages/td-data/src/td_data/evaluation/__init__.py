@@ -6,7 +6,9 @@ One module per concept; none imports torch (the model's samples and predictions 
 * :mod:`~td_data.evaluation.relabel`: the structure labeller on generated crystals, confusion tables;
 * :mod:`~td_data.evaluation.properties`: property-head errors and accuracy against labelled crystals;
 * :mod:`~td_data.evaluation.yields`: shares with Wilson intervals, enrichment with the Katz interval;
-* :mod:`~td_data.evaluation.datasets`: the benchmark CSV splits (Perov-5, Carbon-24) read into records.
+* :mod:`~td_data.evaluation.datasets`: the benchmark CSV splits (Perov-5, Carbon-24) read into records;
+* :mod:`~td_data.evaluation.baselines`: memorisation, random PyXtal structures and the ideal prototype,
+  built from the training crystals and scored like a model.
 
 The generation metrics themselves (validity, coverage, Wasserstein, uniqueness, novelty) are
 :mod:`td_data.metrics`.
@@ -18,6 +20,14 @@ The generation metrics themselves (validity, coverage, Wasserstein, uniqueness, 
 
 from __future__ import annotations
 
+from td_data.evaluation.baselines import (
+    BASELINES,
+    PROTOTYPE_DATASETS,
+    RandomStructures,
+    baseline_records,
+    perovskite_sites,
+    random_structures,
+)
 from td_data.evaluation.datasets import (
     DATASET_NAMES,
     SPLIT_FILES,
@@ -64,20 +74,24 @@ from td_data.evaluation.yields import (
 
 __all__ = [
     "BAND_GAP_KEYS",
+    "BASELINES",
     "DATASET_NAMES",
     "DEFAULT_ID_PREFIX",
     "FORMATION_ENERGY_KEYS",
     "GENERATED_SOURCE",
     "NOT_CHECKED",
     "NO_PREDICTION",
+    "PROTOTYPE_DATASETS",
     "REFUSAL_KINDS",
     "SPLIT_FILES",
     "Z95",
     "LoadedSplit",
+    "RandomStructures",
     "Relabelled",
     "SampleRecords",
     "SplitFiles",
     "attach_predictions",
+    "baseline_records",
     "confusion_table",
     "consistency_report",
     "dataset_key",
@@ -88,7 +102,9 @@ __all__ = [
     "format_share",
     "katz_interval",
     "load_split",
+    "perovskite_sites",
     "property_head_metrics",
+    "random_structures",
     "refusal_kind",
     "relabel_candidates",
     "requested_class",
