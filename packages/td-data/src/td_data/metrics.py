@@ -22,17 +22,21 @@ Fingerprints
     site instead. :func:`fingerprints` (from :mod:`td_data.fingerprint`) featurises many crystals.
     Composition: matminer ``ElementProperty.from_preset("magpie")`` of the cell's composition
     (132 numbers).
-Composition normalisation (**deviation**)
-    CDVAE standardises the Magpie vectors with fixed means and standard deviations stored in its
-    repository. We do not copy those numbers: by default each Magpie feature is standardised
-    with the mean and standard deviation (ddof 0) of the *reference set*; features with zero or
-    undefined spread get a scale of 1, and missing values become 0 after scaling (as CDVAE's
-    ``replace_nan_token=0``). The composition cutoffs below were chosen by CDVAE for its own
-    scaling, so COV numbers are comparable to published ones only approximately. Pass
-    ``comp_scaler=(means, stds)`` to use other constants (for example CDVAE's).
+Composition normalisation
+    The Magpie vectors are standardised before the composition distance, feature by feature; missing
+    values become 0 after scaling (CDVAE's ``replace_nan_token=0``). Under ``protocol="published"`` the
+    means and standard deviations are CDVAE's fixed ``CompScalerMeans`` / ``CompScalerStds`` (the numbers
+    of ``cdvae/common/constants.py`` in txie-93/cdvae, shipped as ``td_data/data/cdvae_composition_scaler.json``
+    with their source; :func:`cdvae_composition_scaler`), which DiffCSP's evaluation imports too: the
+    composition cutoffs were chosen for this scaling. Under ``protocol="legacy"`` each feature is
+    standardised with the mean and standard deviation (ddof 0) of the *reference set*, a zero or undefined
+    spread becoming 1 (:func:`fit_composition_scaler`); a near-constant feature of the test set then blows
+    up composition distances, so legacy COV numbers are not comparable to published ones. ``comp_scaler=
+    (means, stds)`` replaces the scaling of both protocols.
 Coverage
-    Euclidean distances (``scipy.spatial.distance.cdist``) between generated and reference
-    fingerprints. ``cov_recall`` (COV-R): fraction of reference crystals whose nearest generated
+    Euclidean distances (``scipy.spatial.distance.cdist``, in chunks of generated rows, so 10,000 x 3,785
+    crystals never hold a full distance matrix) between generated and reference fingerprints.
+    ``cov_recall`` (COV-R): fraction of reference crystals whose nearest generated
     structure fingerprint is within the structure cutoff *and* whose nearest generated
     composition fingerprint is within the composition cutoff. ``cov_precision`` (COV-P): the
     same test from each generated crystal to the reference set, counted and divided by the
@@ -41,15 +45,23 @@ Coverage
     the reference code, followed here: the generated crystals that enter the distances are
     those whose fingerprints could be computed (CDVAE's ``filter_fps`` drops the others); it
     does *not* drop crystals that fail the distance or SMACT test. COV-P still divides by all
-    generated crystals, so featurisation failures count as misses. ``coverage_valid_only=True``
-    restricts the distances to fully valid crystals instead (a stricter reading).
+    generated crystals, so featurisation failures count as misses. ``cov_recall_valid_only`` /
+    ``cov_precision_valid_only`` restrict the distances to fully valid crystals (a stricter reading;
+    ``coverage_valid_only=True`` makes it the main ``cov_*`` too).
     ``amsd_*`` / ``amcd_*`` are the mean minimum structure / composition distances (recall:
     over reference crystals, precision: over the generated crystals used).
     Cutoffs (structure, composition): ``mp_20`` (0.4, 10), ``perov_5`` and ``carbon_24`` (0.2, 4).
+Joint coverage (ours; no published table has it)
+    ``cov_recall_joint``: fraction of reference crystals for which ONE generated crystal is within both
+    cutoffs; ``cov_precision_joint``: generated crystals for which one reference crystal is within both,
+    over all generated crystals. Always at most the separate-minima COV-R / COV-P.
 Wasserstein distances (``scipy.stats.wasserstein_distance``)
-    Between the *valid* generated crystals and *all* reference crystals: ``wdist_density``
+    Between valid generated crystals and *all* reference crystals: ``wdist_density``
     (g/cm^3), ``wdist_num_elems`` (number of distinct elements per cell) and, with a
-    ``property_fn``, ``wdist_prop`` of the predicted property.
+    ``property_fn``, ``wdist_prop`` of the predicted property. ``published``: ``n_wdist`` (1,000) valid
+    crystals drawn at random without replacement (``numpy.random.default_rng(seed)``), as CDVAE's and
+    DiffCSP's ``GenEval``; when fewer are valid, all of them (the reference code stops with an error
+    instead), and ``wdist_sample`` says so. ``legacy``: every valid crystal.
 Uniqueness and novelty (not in CDVAE's script; the definitions of later papers)
     ``uniqueness``: fraction of all generated crystals that no *earlier* generated crystal
     matches. ``novelty``: fraction of valid generated crystals that no training crystal matches.
@@ -64,12 +76,20 @@ Structure prediction (CSP)
     (V/N)^(1/3). **Deviation**: the reference code also counts a prediction invalid when its
     CrystalNN fingerprint fails; we do not featurise for CSP.
 
-Other deviations
-    CDVAE draws 1,000 valid crystals at random (``np.random.choice``, no seed) for the
-    Wasserstein distances; we use every valid crystal, deterministically (pass a subset to
-    reproduce that). Densities use :attr:`CrystalRecord.density` (IUPAC 2021 masses) instead of
-    pymatgen's. A reference crystal whose fingerprint fails (CDVAE would crash) is left out of
-    coverage, counted in ``n_reference_featurisation_failed`` and logged.
+Protocols
+    ``protocol="published"`` (the default) is CDVAE's and DiffCSP's ``compute_metrics.py``: CDVAE's scaling
+    constants, coverage over every featurised generated crystal, Wasserstein distances over ``n_wdist``
+    valid crystals drawn at random. (DiffCSP's tables score 10,000 generated crystals; the number generated
+    is the caller's.) ``protocol="legacy"`` is this module's earlier reading: reference-set scaling and every
+    valid crystal for the Wasserstein distances. Both are always computed from the same fingerprints: the
+    chosen one fills the top-level keys, ``result["protocols"][name]`` holds each protocol's own keys.
+
+Remaining deviations (both protocols)
+    The random draw for the Wasserstein distances is seeded (``seed``; the reference code's
+    ``np.random.choice`` is not), so the same draw cannot be reproduced, only its distribution.
+    Densities use :attr:`CrystalRecord.density` (IUPAC 2021 masses) instead of pymatgen's. A
+    reference crystal whose fingerprint fails (CDVAE would crash) is left out of coverage, counted
+    in ``n_reference_featurisation_failed`` and logged.
 
 Speed: the fingerprints dominate the cost. :func:`fingerprints` runs a process pool (``n_jobs``,
 results in input order) and can keep an ``.npz`` cache keyed by a content hash of each crystal, so a
@@ -90,10 +110,12 @@ Examples
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from importlib import resources
 from typing import Any
 
 import numpy as np
@@ -105,11 +127,15 @@ from td_data.validity import composition_validity, structure_validity
 
 __all__ = [
     "COVERAGE_CUTOFFS",
+    "PROTOCOLS",
+    "N_WDIST",
     "MATCHER_TOLERANCES",
     "CSP_MATCHER_TOLERANCES",
     "Fingerprints",
     "fingerprints",
     "content_hash",
+    "cdvae_composition_scaler",
+    "cdvae_composition_scaler_source",
     "fit_composition_scaler",
     "validity_flags",
     "validity_fractions",
@@ -129,6 +155,14 @@ COVERAGE_CUTOFFS: dict[str, tuple[float, float]] = {
     "perov_5": (0.2, 4.0),
     "carbon_24": (0.2, 4.0),
 }
+#: The metric protocols of :func:`generation_metrics` (the module docstring defines them).
+PROTOCOLS = ("published", "legacy")
+#: Valid crystals drawn for the published protocol's Wasserstein distances (``n_samples`` of CDVAE's and
+#: DiffCSP's ``GenEval``).
+N_WDIST = 1000
+#: Distance-matrix entries computed at once by :func:`coverage` (two float64 blocks of 32 MB).
+COVERAGE_CHUNK_ELEMENTS = 4_000_000
+_CDVAE_SCALER_FILE = "data/cdvae_composition_scaler.json"
 # StructureMatcher tolerances for uniqueness, novelty and duplicates (pymatgen's defaults).
 MATCHER_TOLERANCES: dict[str, float] = {"ltol": 0.2, "stol": 0.3, "angle_tol": 5.0}
 # StructureMatcher tolerances of CDVAE / DiffCSP for structure prediction (reconstruction).
@@ -162,6 +196,32 @@ def validity_fractions(records: Sequence[CrystalRecord], featurised: np.ndarray 
 
 
 # ---------------------------------------------------------------------------------------------- coverage
+def _cdvae_scaler_document() -> dict[str, Any]:
+    text = resources.files("td_data").joinpath(_CDVAE_SCALER_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
+
+
+def cdvae_composition_scaler() -> tuple[np.ndarray, np.ndarray]:
+    """CDVAE's fixed (means, stds) of the 132 Magpie features, two (132,) arrays in matminer's
+    ``ElementProperty.from_preset("magpie")`` feature order; :func:`cdvae_composition_scaler_source` cites them.
+
+    >>> means, stds = cdvae_composition_scaler()
+    >>> means.shape, stds.shape, bool((stds > 0).all())
+    ((132,), (132,), True)
+    """
+    doc = _cdvae_scaler_document()
+    return np.array(doc["means"], dtype=float), np.array(doc["stds"], dtype=float)
+
+
+def cdvae_composition_scaler_source() -> dict[str, Any]:
+    """Where :func:`cdvae_composition_scaler`'s numbers come from: repository, path, commit, names, paper.
+
+    >>> cdvae_composition_scaler_source()["path"]
+    'cdvae/common/constants.py'
+    """
+    return dict(_cdvae_scaler_document()["source"])
+
+
 def fit_composition_scaler(composition: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(means, stds) of Magpie vectors (n, 132), ignoring NaN; a zero or undefined std becomes 1."""
     comp = np.asarray(composition, dtype=float)
@@ -188,11 +248,12 @@ def coverage(
     comp_scaler: tuple[np.ndarray, np.ndarray] | None = None,
     generated_mask: np.ndarray | None = None,
 ) -> dict[str, float]:
-    """COV-R, COV-P and the mean minimum distances (see the module docstring).
+    """COV-R, COV-P, the joint coverage and the mean minimum distances (see the module docstring).
 
     Generated rows used: ``generated.ok`` (and ``generated_mask`` when given); COV-P divides by
     ``len(generated)``. Reference rows used: ``reference.ok``; COV-R divides by their number.
-    ``comp_scaler`` defaults to :func:`fit_composition_scaler` of the reference rows used.
+    ``comp_scaler`` defaults to :func:`fit_composition_scaler` of the reference rows used. The distances are
+    computed for blocks of generated rows (:data:`COVERAGE_CHUNK_ELEMENTS` entries at a time).
     """
     from scipy.spatial.distance import cdist
 
@@ -208,18 +269,34 @@ def coverage(
     if not use_gen.any():
         nan = float("nan")
         keys = ("amsd_recall", "amsd_precision", "amcd_recall", "amcd_precision")
-        return {"cov_recall": 0.0, "cov_precision": 0.0, **dict.fromkeys(keys, nan)}
-    struct_d = cdist(generated.structure[use_gen], reference.structure[use_ref])  # (n_gen_used, n_ref_used)
-    comp_d = cdist(
-        _scale(generated.composition[use_gen], comp_scaler), _scale(reference.composition[use_ref], comp_scaler)
-    )
+        zero = ("cov_recall", "cov_precision", "cov_recall_joint", "cov_precision_joint")
+        return {**dict.fromkeys(zero, 0.0), **dict.fromkeys(keys, nan)}
+    gen_s, ref_s = generated.structure[use_gen], reference.structure[use_ref]
+    gen_c = _scale(generated.composition[use_gen], comp_scaler)
+    ref_c = _scale(reference.composition[use_ref], comp_scaler)
+    n_used, n_ref = len(gen_s), len(ref_s)
+    recall_s, recall_c = np.full(n_ref, np.inf), np.full(n_ref, np.inf)  # nearest generated, per reference
+    recall_joint = np.zeros(n_ref, dtype=bool)  # one generated crystal within both cutoffs
+    prec_s, prec_c = np.empty(n_used), np.empty(n_used)  # nearest reference, per generated
+    prec_joint = np.empty(n_used, dtype=bool)
+    rows = max(1, COVERAGE_CHUNK_ELEMENTS // n_ref)
+    for lo in range(0, n_used, rows):
+        hi = min(lo + rows, n_used)
+        struct_d = cdist(gen_s[lo:hi], ref_s)  # (rows, n_ref)
+        comp_d = cdist(gen_c[lo:hi], ref_c)  # (rows, n_ref)
+        np.minimum(recall_s, struct_d.min(axis=0), out=recall_s)
+        np.minimum(recall_c, comp_d.min(axis=0), out=recall_c)
+        prec_s[lo:hi], prec_c[lo:hi] = struct_d.min(axis=1), comp_d.min(axis=1)
+        both = (struct_d <= struct_cutoff) & (comp_d <= comp_cutoff)  # (rows, n_ref)
+        recall_joint |= both.any(axis=0)
+        prec_joint[lo:hi] = both.any(axis=1)
     # As CDVAE: the nearest structure and the nearest composition are thresholded separately, so
-    # the two cutoffs may be met by two different partners.
-    recall_s, recall_c = struct_d.min(axis=0), comp_d.min(axis=0)  # (n_ref_used,)
-    prec_s, prec_c = struct_d.min(axis=1), comp_d.min(axis=1)  # (n_gen_used,)
+    # the two cutoffs may be met by two different partners (the joint coverage asks for one partner).
     return {
         "cov_recall": float(np.mean((recall_s <= struct_cutoff) & (recall_c <= comp_cutoff))),
         "cov_precision": float(np.sum((prec_s <= struct_cutoff) & (prec_c <= comp_cutoff)) / n_gen),
+        "cov_recall_joint": float(recall_joint.mean()),
+        "cov_precision_joint": float(prec_joint.sum() / n_gen),
         "amsd_recall": float(recall_s.mean()),
         "amsd_precision": float(prec_s.mean()),
         "amcd_recall": float(recall_c.mean()),
@@ -317,6 +394,57 @@ def novelty(
     return novel / len(records)
 
 
+def _wasserstein_sample(
+    valid_records: list[CrystalRecord], n_wdist: int | None, seed: int
+) -> tuple[list[CrystalRecord], str]:
+    """(the valid crystals the Wasserstein distances use, a sentence saying which): ``n_wdist`` drawn at random
+    without replacement, or all of them (``n_wdist`` None, or fewer valid crystals than that)."""
+    n = len(valid_records)
+    if n_wdist is None:
+        return valid_records, f"all {n} valid crystals"
+    if n <= n_wdist:
+        return valid_records, f"all {n} valid crystals: not more than n_wdist={n_wdist}"
+    picked = np.random.default_rng(seed).choice(n, size=n_wdist, replace=False)
+    return [valid_records[i] for i in sorted(picked)], f"{n_wdist} of {n} valid crystals drawn at random (seed {seed})"
+
+
+def _protocol_metrics(
+    protocol: str,
+    gen_fp: Fingerprints,
+    ref_fp: Fingerprints,
+    valid: np.ndarray,
+    valid_records: list[CrystalRecord],
+    reference: list[CrystalRecord],
+    property_fn: Callable[[Sequence[CrystalRecord]], Sequence[float]] | None,
+    *,
+    cutoffs: tuple[float, float],
+    comp_scaler: tuple[np.ndarray, np.ndarray] | None,
+    coverage_valid_only: bool,
+    n_wdist: int,
+    seed: int,
+) -> dict[str, Any]:
+    """The keys of one protocol (coverage, joint coverage, Wasserstein distances and what they used)."""
+    if comp_scaler is not None:
+        scaler, scaling = comp_scaler, "given (comp_scaler)"
+    elif protocol == "published":
+        src = cdvae_composition_scaler_source()
+        scaler = cdvae_composition_scaler()
+        scaling = f"CDVAE's CompScalerMeans / CompScalerStds ({src['repository']} {src['path']} @ {src['commit']})"
+    else:
+        scaler = fit_composition_scaler(ref_fp.composition[np.asarray(ref_fp.ok, dtype=bool)])
+        scaling = "the reference set's mean and standard deviation"
+    struct_cutoff, comp_cutoff = cutoffs
+    kw = {"struct_cutoff": struct_cutoff, "comp_cutoff": comp_cutoff, "comp_scaler": scaler}
+    strict = coverage(gen_fp, ref_fp, generated_mask=valid, **kw)
+    out: dict[str, Any] = dict(strict) if coverage_valid_only else coverage(gen_fp, ref_fp, **kw)
+    out["cov_recall_valid_only"] = strict["cov_recall"]
+    out["cov_precision_valid_only"] = strict["cov_precision"]
+    used, sample = _wasserstein_sample(valid_records, n_wdist if protocol == "published" else None, seed)
+    out.update(wasserstein_metrics(used, reference, property_fn))
+    out["n_wdist"], out["wdist_sample"], out["comp_scaling"] = len(used), sample, scaling
+    return out
+
+
 # ---------------------------------------------------------------------------------------------- entry points
 def generation_metrics(
     generated: Sequence[CrystalRecord],
@@ -325,6 +453,9 @@ def generation_metrics(
     train: Sequence[CrystalRecord] | None = None,
     property_fn: Callable[[Sequence[CrystalRecord]], Sequence[float]] | None = None,
     *,
+    protocol: str = "published",
+    n_wdist: int = N_WDIST,
+    seed: int = 0,
     cutoffs: tuple[float, float] | None = None,
     comp_scaler: tuple[np.ndarray, np.ndarray] | None = None,
     coverage_valid_only: bool = False,
@@ -344,28 +475,45 @@ def generation_metrics(
         Training crystals for ``novelty`` (``None`` reports ``novelty: None``).
     property_fn:
         ``records -> one number each`` (a property predictor) for ``wdist_prop``.
+    protocol:
+        ``"published"`` (CDVAE's scaling constants, Wasserstein distances over ``n_wdist`` valid crystals
+        drawn at random) or ``"legacy"`` (reference-set scaling, every valid crystal): which of
+        :data:`PROTOCOLS` fills the top-level keys. Both are computed; ``result["protocols"]`` holds each one's.
+    n_wdist, seed:
+        The published protocol's Wasserstein sample size (default :data:`N_WDIST`) and its random seed.
     comp_scaler:
-        ``(means, stds)`` for the Magpie vectors; default: fitted on the reference set.
+        ``(means, stds)`` for the Magpie vectors, replacing both protocols' scaling.
     coverage_valid_only:
         False (the reference code): every featurised generated crystal enters the coverage
-        distances; True: only fully valid ones.
+        distances; True: only fully valid ones (``cov_*_valid_only`` are reported either way).
     n_jobs, reference_cache, structure_fingerprint:
         Passed to :func:`fingerprints` (the cache only for the reference set).
     progress:
         ``progress(stage, done, total)`` as the work goes on, for progress bars; the stages are
         ``"validity"`` and ``"fingerprints (generated)"`` (per generated crystal), ``"fingerprints
-        (reference)"`` (per reference crystal not in the cache) and ``"metrics"`` (coverage,
-        Wasserstein, uniqueness, novelty). It only watches: the numbers are the same without it.
+        (reference)"`` (per reference crystal not in the cache) and ``"metrics"`` (coverage and
+        Wasserstein of each protocol, uniqueness, novelty). It only watches: the numbers are the same without it.
 
     Returns
     -------
-    dict with ``n_generated``, ``n_valid``, ``struct_valid``, ``comp_valid``, ``valid``,
-    ``cov_recall``, ``cov_precision``, ``amsd_recall``, ``amsd_precision``, ``amcd_recall``,
-    ``amcd_precision``, ``wdist_density``, ``wdist_num_elems``, ``wdist_prop``, ``uniqueness``,
-    ``novelty``, ``n_featurisation_failed``, ``n_reference_featurisation_failed``,
-    ``struct_cutoff``, ``comp_cutoff``. Fractions are in [0, 1] (published tables use percent).
+    dict with ``protocol``, ``n_generated``, ``n_valid``, ``struct_valid``, ``comp_valid``, ``valid``,
+    ``uniqueness``, ``novelty``, ``n_featurisation_failed``, ``n_reference_featurisation_failed``,
+    ``struct_cutoff``, ``comp_cutoff``; the chosen protocol's ``cov_recall``, ``cov_precision``,
+    ``cov_recall_joint``, ``cov_precision_joint``, ``cov_recall_valid_only``, ``cov_precision_valid_only``,
+    ``amsd_recall``, ``amsd_precision``, ``amcd_recall``, ``amcd_precision``, ``wdist_density``,
+    ``wdist_num_elems``, ``wdist_prop``, ``n_wdist`` (crystals the Wasserstein distances used),
+    ``wdist_sample`` (which, in words) and ``comp_scaling`` (which constants); and ``protocols``:
+    ``{name: those protocol keys}`` for every name in :data:`PROTOCOLS`. Fractions are in [0, 1]
+    (published tables use percent).
     """
     generated, reference = list(generated), list(reference)
+    if protocol not in PROTOCOLS:
+        raise TDDataError(f"protocol must be one of {list(PROTOCOLS)}, got {protocol!r}")
+    if isinstance(n_wdist, bool) or not isinstance(n_wdist, (int, np.integer)) or n_wdist < 1:
+        raise TDDataError(f"n_wdist (valid crystals for the Wasserstein distances) must be an integer >= 1, "
+                          f"got {n_wdist!r}")  # fmt: skip
+    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+        raise TDDataError(f"seed must be an integer, got {seed!r}")
     if cutoffs is None:
         if dataset not in COVERAGE_CUTOFFS:
             raise TDDataError(f"dataset must be one of {sorted(COVERAGE_CUTOFFS)} (or give cutoffs), got {dataset!r}")
@@ -386,44 +534,41 @@ def generation_metrics(
     ref_fp = fingerprints(reference, n_jobs=n_jobs, cache=reference_cache, structure_fingerprint=method,
                           progress=stage("fingerprints (reference)"))  # fmt: skip
     steps = stage("metrics")
-    n_steps = 4 if train is not None else 3
+    n_steps = len(PROTOCOLS) + (2 if train is not None else 1)
     valid = struct_ok & comp_ok & gen_fp.ok  # a failed fingerprint makes a crystal invalid, as in CDVAE
     n_ref_failed = int((~ref_fp.ok).sum())
     if n_ref_failed:
         msg = "%d of %d reference crystals could not be featurised; left out of coverage"
         log.warning(msg, n_ref_failed, len(reference))
+    valid_records = [r for r, v in zip(generated, valid) if v]
+    per_protocol: dict[str, dict[str, Any]] = {}
+    for done, name in enumerate(PROTOCOLS, 1):
+        per_protocol[name] = _protocol_metrics(
+            name, gen_fp, ref_fp, valid, valid_records, reference, property_fn,
+            cutoffs=(struct_cutoff, comp_cutoff), comp_scaler=comp_scaler,
+            coverage_valid_only=coverage_valid_only, n_wdist=int(n_wdist), seed=int(seed),
+        )  # fmt: skip
+        if steps:
+            steps(done, n_steps)
     out: dict[str, Any] = {
+        "protocol": protocol,
         "n_generated": len(generated),
         "n_valid": int(valid.sum()),
         "struct_valid": float(struct_ok.mean()),
         "comp_valid": float(comp_ok.mean()),
         "valid": float(valid.mean()),
+        **per_protocol[protocol],
     }
-    out.update(
-        coverage(
-            gen_fp,
-            ref_fp,
-            struct_cutoff=struct_cutoff,
-            comp_cutoff=comp_cutoff,
-            comp_scaler=comp_scaler,
-            generated_mask=valid if coverage_valid_only else None,
-        )
-    )
-    if steps:
-        steps(1, n_steps)
-    valid_records = [r for r, v in zip(generated, valid) if v]
-    out.update(wasserstein_metrics(valid_records, reference, property_fn))
-    if steps:
-        steps(2, n_steps)
     out["uniqueness"] = uniqueness(generated)
     if steps:
-        steps(3, n_steps)
+        steps(len(PROTOCOLS) + 1, n_steps)
     out["novelty"] = None if train is None else novelty(valid_records, list(train))
     if steps and train is not None:
-        steps(4, n_steps)
+        steps(n_steps, n_steps)
     out["n_featurisation_failed"] = int((~gen_fp.ok).sum())
     out["n_reference_featurisation_failed"] = n_ref_failed
     out["struct_cutoff"], out["comp_cutoff"] = struct_cutoff, comp_cutoff
+    out["protocols"] = per_protocol
     return out
 
 
