@@ -17,6 +17,7 @@ from td_data.metrics import (
     Fingerprints,
     cdvae_composition_scaler,
     cdvae_composition_scaler_source,
+    check_generated,
     coverage,
     fingerprints,
     fit_composition_scaler,
@@ -194,6 +195,23 @@ def test_a_given_scaler_replaces_both_protocols_scaling(salts):
     published, legacy = m["protocols"]["published"], m["protocols"]["legacy"]
     assert published["comp_scaling"] == legacy["comp_scaling"] == "given (comp_scaler)"
     assert published["amcd_recall"] == legacy["amcd_recall"]
+
+
+def test_checks_computed_once_give_the_same_numbers(salts, monkeypatch):
+    generated, reference = salts
+    crushed = CrystalRecord(4.0 * np.eye(3), [[0, 0, 0], [0.05, 0, 0]], ["Na", "Cl"])
+    checks = check_generated([*generated, crushed], n_jobs=1)
+    assert checks.valid.tolist() == [True] * 12 + [False]
+    direct = generation_metrics([*generated, crushed], reference, n_jobs=1)
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("checked twice")
+
+    monkeypatch.setattr(metrics, "validity_flags", refuse)
+    reused = generation_metrics([*generated, crushed], reference, n_jobs=1, checks=checks)
+    assert reused == direct
+    with pytest.raises(TDDataError, match="checks must be those of the 12 generated crystals, got 13"):
+        generation_metrics(generated, reference, n_jobs=1, checks=checks)
 
 
 @pytest.mark.parametrize(

@@ -115,6 +115,7 @@ import logging
 import os
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -138,6 +139,8 @@ __all__ = [
     "cdvae_composition_scaler_source",
     "fit_composition_scaler",
     "validity_flags",
+    "GeneratedChecks",
+    "check_generated",
     "validity_fractions",
     "coverage",
     "wasserstein_metrics",
@@ -193,6 +196,45 @@ def validity_fractions(records: Sequence[CrystalRecord], featurised: np.ndarray 
     if featurised is not None:
         valid &= np.asarray(featurised, dtype=bool)
     return {"struct_valid": float(struct.mean()), "comp_valid": float(comp.mean()), "valid": float(valid.mean())}
+
+
+def _stage(progress: Callable[[str, int, int], None] | None, name: str) -> Callable[[int, int], None] | None:
+    """``progress`` bound to one stage's name (None when there is no progress callback)."""
+    return None if progress is None else (lambda done, total: progress(name, done, total))
+
+
+@dataclass(frozen=True, eq=False)
+class GeneratedChecks:
+    """What :func:`generation_metrics` checks per generated crystal, in input order: ``struct_ok`` and
+    ``comp_ok`` (n,) bool arrays and the ``fingerprints``; ``valid`` is all three (CDVAE's ``valid``)."""
+
+    struct_ok: np.ndarray
+    comp_ok: np.ndarray
+    fingerprints: Fingerprints
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.struct_ok & self.comp_ok & np.asarray(self.fingerprints.ok, dtype=bool)
+
+    def __len__(self) -> int:
+        return len(self.struct_ok)
+
+
+def check_generated(
+    generated: Sequence[CrystalRecord],
+    *,
+    n_jobs: int | None = None,
+    structure_fingerprint: str | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> GeneratedChecks:
+    """Validity flags and fingerprints of ``generated`` (``progress`` as :func:`generation_metrics`'s, stages
+    ``"validity"`` and ``"fingerprints (generated)"``): pass them to :func:`generation_metrics` as ``checks``
+    to score one set twice, or to plot its valid crystals, without checking it again."""
+
+    struct_ok, comp_ok = validity_flags(generated, _stage(progress, "validity"))
+    fp = fingerprints(generated, n_jobs=n_jobs, structure_fingerprint=structure_fingerprint,
+                      progress=_stage(progress, "fingerprints (generated)"))  # fmt: skip
+    return GeneratedChecks(struct_ok, comp_ok, fp)
 
 
 # ---------------------------------------------------------------------------------------------- coverage
@@ -463,6 +505,7 @@ def generation_metrics(
     reference_cache: str | os.PathLike | None = None,
     structure_fingerprint: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    checks: GeneratedChecks | None = None,
 ) -> dict[str, Any]:
     """The CDVAE / DiffCSP generation metrics of ``generated`` against ``reference`` (the test set).
 
@@ -488,6 +531,8 @@ def generation_metrics(
         distances; True: only fully valid ones (``cov_*_valid_only`` are reported either way).
     n_jobs, reference_cache, structure_fingerprint:
         Passed to :func:`fingerprints` (the cache only for the reference set).
+    checks:
+        :func:`check_generated` of ``generated``, when already computed (then not computed again).
     progress:
         ``progress(stage, done, total)`` as the work goes on, for progress bars; the stages are
         ``"validity"`` and ``"fingerprints (generated)"`` (per generated crystal), ``"fingerprints
@@ -524,18 +569,18 @@ def generation_metrics(
     if not reference:
         raise TDDataError("generation_metrics needs at least one reference crystal, got 0")
 
-    def stage(name: str) -> Callable[[int, int], None] | None:
-        return None if progress is None else (lambda done, total: progress(name, done, total))
-
-    struct_ok, comp_ok = validity_flags(generated, stage("validity"))
+    if checks is None:
+        checks = check_generated(generated, n_jobs=n_jobs, structure_fingerprint=structure_fingerprint,
+                                 progress=progress)  # fmt: skip
+    elif len(checks) != len(generated):
+        raise TDDataError(f"checks must be those of the {len(generated)} generated crystals, got {len(checks)}")
+    struct_ok, comp_ok, gen_fp = checks.struct_ok, checks.comp_ok, checks.fingerprints
     method = structure_fingerprint
-    gen_fp = fingerprints(generated, n_jobs=n_jobs, structure_fingerprint=method,
-                          progress=stage("fingerprints (generated)"))  # fmt: skip
     ref_fp = fingerprints(reference, n_jobs=n_jobs, cache=reference_cache, structure_fingerprint=method,
-                          progress=stage("fingerprints (reference)"))  # fmt: skip
-    steps = stage("metrics")
+                          progress=_stage(progress, "fingerprints (reference)"))  # fmt: skip
+    steps = _stage(progress, "metrics")
     n_steps = len(PROTOCOLS) + (2 if train is not None else 1)
-    valid = struct_ok & comp_ok & gen_fp.ok  # a failed fingerprint makes a crystal invalid, as in CDVAE
+    valid = checks.valid  # a failed fingerprint makes a crystal invalid, as in CDVAE
     n_ref_failed = int((~ref_fp.ok).sum())
     if n_ref_failed:
         msg = "%d of %d reference crystals could not be featurised; left out of coverage"
