@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from pipelines.benchmark.nodes import METRIC_KEYS, TABLE_ROWS
+from pipelines.benchmark.nodes import BASELINE_LABELS, METRIC_KEYS, PROTOCOL_ENTRY_KEYS, PROTOCOL_KEYS, TABLE_ROWS
 from pipelines.benchmark.options import BenchmarkOptions, BenchmarkTraining
 from pipelines.benchmark.published import PUBLISHED
 from pipelines.exceptions import ParameterError
@@ -29,6 +29,11 @@ FILES = {"perov5": ("perov_5", ("val.csv.gz", "train_first1024.csv.gz", "test.cs
 TRAIN_TINY = ("benchmark_training.budget_minutes=0.1,benchmark_training.max_epochs=10000,"
               "benchmark_training.n_samples=16,benchmark_training.steps=20")  # fmt: skip
 DATA_TINY = "benchmark_options.max_train=64,benchmark_options.max_test=64"
+#: table.md's table lines: each protocol's header and rows (the separator lines start with "|-")
+TABLE_LINES = 1 + len(TABLE_ROWS) + 1 + len(PROTOCOL_KEYS)
+#: the fractions and distances the issue's interface names (metrics.json["metrics"])
+INTERFACE_KEYS = ("struct_valid", "comp_valid", "cov_recall", "cov_precision", "wdist_density", "wdist_num_elems",
+                  "cov_recall_joint")  # fmt: skip
 
 
 def _require_data(env: str = "perov5") -> None:
@@ -54,7 +59,7 @@ def run(tmp_path_factory):
 #: the parts each stage times (``timings_seconds`` keys)
 PREPARE_PARTS = ("prepare",)
 TRAIN_PARTS = ("train_setup", "train", "sample", "predict")
-EVALUATE_PARTS = ("load_data", "metrics", "coverage_valid_only", "figure")
+EVALUATE_PARTS = ("load_data", "metrics", "figure", "baselines")
 
 
 def _check_timings(result: dict, walls: dict[str, float]) -> None:
@@ -89,7 +94,10 @@ def test_writes_every_output(run):
     table = (out / "table.md").read_text()
     assert "ours (this run)" in table and "DiffCSP (published)" in table
     assert "Not like for like" in table and "SUBSET" in table
-    assert table.count("\n| ") == 7  # header + 6 metric rows
+    assert table.count("\n| ") == TABLE_LINES
+    assert "## Published protocol" in table and "## Legacy protocol" in table
+    assert all(label in table for label in BASELINE_LABELS.values())  # the baselines' columns
+    assert "DiffCSP's table scores 10,000 generated crystals, this run 16" in table
     assert "ours (this run)" in done.stdout + done.stderr  # the table is logged too
 
 
@@ -104,10 +112,19 @@ def test_metrics_are_finite_or_explained(run):
         else:
             assert isinstance(value, (int, float)) and math.isfinite(value), (key, value)
     assert result["null_reasons"]["wdist_prop"]  # no property predictor: always explained
+    for key in INTERFACE_KEYS:
+        assert result["metrics"][key] is not None, key
+    _check_protocols(result)
+    _check_baselines(result, n=16, kinds=("memorise", "random_structures", "prototype"))
     for row in result["table"]:
-        assert row["CDVAE"] == PUBLISHED["perov_5"]["CDVAE"][row["key"]]
-        assert row["DiffCSP"] == PUBLISHED["perov_5"]["DiffCSP"][row["key"]]
+        if row["protocol"] == "published":
+            assert row["CDVAE"] == PUBLISHED["perov_5"]["CDVAE"].get(row["key"])
+            assert row["DiffCSP"] == PUBLISHED["perov_5"]["DiffCSP"].get(row["key"])
+        else:
+            assert row["protocol"] == "legacy" and row["key"] in PROTOCOL_KEYS and row["DiffCSP"] is None
         assert row["ours"] is None or math.isfinite(row["ours"])
+    memorise = [r for r in result["table"] if r["key"] == "novelty"][0]["memorise"]
+    assert memorise == 0.0  # training crystals are not novel
     assert result["cutoffs"] == [0.2, 4.0]  # CDVAE's COV_Cutoffs["perovskite"]
     assert result["data"]["n_train"] == result["data"]["n_test"] == 64
     assert result["data"]["train_atom_counts"] == {"5": 64}
@@ -117,6 +134,33 @@ def test_metrics_are_finite_or_explained(run):
     assert training["weights"] == "EMA"
     _check_timings(result, {"all": done.wall_seconds})
     assert result["hardware"]["cpu_count"] >= 1 and result["hardware"]["torch"]
+
+
+def _check_protocols(result: dict) -> None:
+    """metrics.json["metrics"] is the published protocol; ``protocols`` holds both, each saying what it used."""
+    protocols = result["protocols"]
+    assert set(protocols) == {"published", "legacy"}
+    for name, entry in protocols.items():
+        assert set(entry) == set(PROTOCOL_ENTRY_KEYS), name
+        assert entry["cov_recall_joint"] <= entry["cov_recall"], name
+        assert entry["struct_valid"] == result["metrics"]["struct_valid"]  # protocol-independent
+    assert {k: protocols["published"][k] for k in METRIC_KEYS} == result["metrics"]
+    assert "CompScalerMeans" in protocols["published"]["comp_scaling"]
+    assert protocols["legacy"]["comp_scaling"] == "the reference set's mean and standard deviation"
+    n_valid = result["n_valid"]
+    assert protocols["published"]["n_wdist"] == protocols["legacy"]["n_wdist"] == n_valid  # fewer than 1,000
+
+
+def _check_baselines(result: dict, n: int, kinds: tuple[str, ...]) -> None:
+    """Each baseline has as many crystals as the model's samples and the model's keys, or a null reason."""
+    baselines = result["baselines"]
+    assert tuple(baselines) == kinds
+    for kind, entry in baselines.items():
+        if "null_reason" in entry:
+            continue
+        assert entry["n"] == n and set(entry["metrics"]) == set(METRIC_KEYS), kind
+        assert set(entry["protocols"]) == {"published", "legacy"}, kind
+        assert entry["metrics"]["struct_valid"] is not None and entry["seconds"] >= 0, kind
 
 
 def test_missing_data_dir_names_the_dataset(tmp_path):
@@ -173,7 +217,8 @@ def test_staged_run(staged):
     assert stages["evaluate"]["hardware"]["cpu_count"] >= 1 and stages["prepare"]["hardware"]
     _check_timings(result, {stage: done.wall_seconds for stage, done in runs.items()})
     assert result["timings_seconds"]["prepare"] == stages["prepare"]["seconds"]
-    assert (out / "table.md").read_text().count("\n| ") == 7  # header + 6 metric rows
+    assert (out / "table.md").read_text().count("\n| ") == TABLE_LINES
+    _check_protocols(result)
     assert "Not like for like" in (out / "table.md").read_text()
 
     from td_models import TopologicalDiffusionModel, load_crystals
@@ -218,6 +263,11 @@ def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
         (BenchmarkOptions, {"max_train": 0}, "benchmark_options.max_train must be an integer >= 1"),
         (BenchmarkOptions, {"cutoffs": [0.2]}, "benchmark_options.cutoffs must be [structure, composition]"),
         (BenchmarkOptions, {"colour": "red"}, "benchmark_options has unknown keys ['colour']"),
+        (BenchmarkOptions, {"baselines": ["memorise", "gan"]}, "benchmark_options.baselines must name each of"),
+        (BenchmarkOptions, {"baselines": "memorise"}, "benchmark_options.baselines must be a list of baseline names"),
+        (BenchmarkOptions, {"n_wdist": 0}, "benchmark_options.n_wdist must be an integer >= 1, got 0"),
+        (BenchmarkOptions, {"seed": -1}, "benchmark_options.seed must be an integer >= 0, got -1"),
+        (BenchmarkOptions, {"baseline_samples": 0}, "benchmark_options.baseline_samples must be an integer >= 1"),
         (BenchmarkTraining, {"budget_minutes": -1}, "benchmark_training.budget_minutes must be a number > 0"),
         (BenchmarkTraining, {"device": "tpu"}, "benchmark_training.device must be one of"),
         (BenchmarkTraining, {"n_samples": 0}, "benchmark_training.n_samples must be an integer >= 1"),
@@ -268,9 +318,14 @@ def test_carbon24_run(tmp_path):
     result = json.loads((tmp_path / "metrics.json").read_text())
     assert set(result["metrics"]) == set(METRIC_KEYS) and result["dataset"] == "carbon_24"
     assert result["cutoffs"] == [0.2, 4.0]
-    assert [row["key"] for row in result["table"]] == [key for key, _, _ in TABLE_ROWS]
-    for row in result["table"]:
-        assert row["DiffCSP"] == PUBLISHED["carbon_24"]["DiffCSP"][row["key"]]
+    published_rows = [row for row in result["table"] if row["protocol"] == "published"]
+    assert [row["key"] for row in published_rows] == [key for key, _, _ in TABLE_ROWS]
+    for row in published_rows:
+        assert row["DiffCSP"] == PUBLISHED["carbon_24"]["DiffCSP"].get(row["key"])
+    _check_protocols(result)
+    _check_baselines(result, n=16, kinds=("memorise", "random_structures", "prototype"))
+    assert "no single prototype" in result["baselines"]["prototype"]["null_reason"]
+    assert all(row["prototype"] is None for row in result["table"])
     assert result["data"]["n_train"] == result["data"]["n_test"] == 32
     assert result["data"]["train_files"] == ["val.csv.gz"] and result["data"]["test_files"] == ["test.csv.gz"]
     assert result["training"]["n_items"] + result["training"]["n_items_too_large"] == 32

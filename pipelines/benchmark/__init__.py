@@ -6,7 +6,8 @@ the stages also run alone, with their hand-offs as catalog datasets (``conf/<env
 * ``bench_prepare`` (td-data): the published training split -> model items (``benchmark_items``);
 * ``bench_train`` (torch, accelerate, td-models; no pymatgen or spglib: a GPU node without the materials stack):
   items -> ``benchmark_model`` and ``benchmark_samples`` (with the property heads' predictions);
-* ``bench_evaluate`` (td-data): samples -> CIFs, ``metrics.json``, ``table.md`` and the figure.
+* ``bench_evaluate`` (td-data): the baselines built from the training crystals and scored
+  (``bench_baselines_node``); samples -> CIFs, ``metrics.json``, ``table.md`` and the figure.
 
 ``kedro run --env yield --pipelines=yield_benchmark`` is the conditional-yield benchmark
 (:mod:`pipelines.benchmark.yields`), staged the same way: ``yield_prepare`` (labelled synthetic crystals),
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline, node
 
-from pipelines.benchmark.nodes import benchmark_metrics, generated_records, prepare_items
+from pipelines.benchmark.nodes import baseline_metrics, benchmark_metrics, generated_records, prepare_items
 from pipelines.benchmark.training import sample_benchmark, train_benchmark
 from pipelines.benchmark.yields import sample_yield_arms, yield_report, yield_training_items
 
@@ -55,8 +56,11 @@ def create_pipelines() -> dict[str, Pipeline]:
         evaluate=[
             node(generated_records, ["benchmark_samples", b], "benchmark_generated",
                  name="bench_generated_records_node"),
+            node(baseline_metrics, ["benchmark_train_split", "benchmark_test_split", "benchmark_samples", b],
+                 "benchmark_baselines", name="bench_baselines_node"),
             node(benchmark_metrics,
-                 ["benchmark_generated", "benchmark_samples", "benchmark_train_split", "benchmark_test_split", b],
+                 ["benchmark_generated", "benchmark_samples", "benchmark_train_split", "benchmark_test_split",
+                  "benchmark_baselines", b],
                  ["benchmark_metrics", "benchmark_table", "benchmark_figure"], name="bench_metrics_node"),
         ],
     )  # fmt: skip

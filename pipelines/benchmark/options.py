@@ -50,8 +50,13 @@ class BenchmarkOptions(OptionsBlock):
     max_train: int | None = None  # the first N training crystals only (smoke runs)
     max_test: int | None = None  # the first N test crystals only (smoke runs)
     cutoffs: tuple[float, float] | None = None  # coverage (structure, composition); null: the dataset's (CDVAE)
-    n_jobs: int = 1  # worker processes for the fingerprints
+    n_jobs: int = 1  # worker processes for the fingerprints and the random-structure baseline
     reference_cache: str | None = None  # the test split's fingerprints (.npz), reused by a second run; null: none
+    n_wdist: int = 1000  # valid crystals drawn for the published protocol's Wasserstein distances (DiffCSP's)
+    seed: int = 0  # the Wasserstein draw and the baselines' draws
+    # baselines scored in the same run (td_data.evaluation.baselines.BASELINES); an empty list: none
+    baselines: tuple[str, ...] = ("memorise", "random_structures", "prototype")
+    baseline_samples: int | None = None  # crystals per baseline; null: as many as the model's samples
 
     def __post_init__(self) -> None:
         b = self.block
@@ -70,6 +75,22 @@ class BenchmarkOptions(OptionsBlock):
             for value in cutoffs:
                 _positive_number(b, "cutoffs", value)
             object.__setattr__(self, "cutoffs", tuple(float(c) for c in cutoffs))
+        _positive_int(b, "n_wdist", self.n_wdist)
+        _positive_int(b, "baseline_samples", self.baseline_samples, optional=True)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ParameterError(f"{b}.seed must be an integer >= 0, got {self.seed!r}")
+        if not isinstance(self.baselines, (list, tuple)):
+            raise ParameterError(
+                f"{b}.baselines must be a list of baseline names ([] for none), got {self.baselines!r}"
+            )
+        from td_data.evaluation.baselines import BASELINES  # only the CPU stages read this block
+
+        unknown = [k for k in self.baselines if k not in BASELINES]
+        if unknown or len(set(self.baselines)) != len(self.baselines):
+            raise ParameterError(
+                f"{b}.baselines must name each of {list(BASELINES)} at most once, got {list(self.baselines)!r}"
+            )
+        object.__setattr__(self, "baselines", tuple(self.baselines))
 
     def coverage_cutoffs(self) -> tuple[float, float]:
         """``cutoffs``, or the published ones of ``dataset`` (CDVAE's ``COV_Cutoffs``)."""

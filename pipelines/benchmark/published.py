@@ -10,6 +10,12 @@ no element-count distance).
 
 CDVAE's Perov-5 #elements distance is 0.0628; 0.0264 in the same row is its property (formation-energy)
 distance d_E, which the benchmarks do not measure (DiffCSP: d_E 0.0263).
+
+The Carbon-24 rows (CDVAE: COV-R 99.80, COV-P 83.08, density 0.1407; DiffCSP: 99.90, 97.27, 0.0805) are the
+numbers this module has carried since the benchmark was added; they have NOT been checked against a retrieved
+copy of either table: the stored copies of the papers that the project's search tool reaches (arXiv
+2309.04475v2, the NeurIPS 2023 text, arXiv 2110.06197) give only their opening pages, and no public repository
+file in its index quotes the rows. Check them against DiffCSP's Table 3 before quoting them elsewhere.
 """
 
 from __future__ import annotations
