@@ -27,8 +27,9 @@ Composition normalisation
     values become 0 after scaling (CDVAE's ``replace_nan_token=0``). Under ``protocol="published"`` the
     means and standard deviations are CDVAE's fixed ``CompScalerMeans`` / ``CompScalerStds`` (the numbers
     of ``cdvae/common/constants.py`` in txie-93/cdvae, shipped as ``td_data/data/cdvae_composition_scaler.json``
-    with their source; :func:`cdvae_composition_scaler`), which DiffCSP's evaluation imports too: the
-    composition cutoffs were chosen for this scaling. Under ``protocol="legacy"`` each feature is
+    with their source; :func:`cdvae_composition_scaler`); DiffCSP's ``scripts/eval_utils.py`` scales with
+    the same lists, copied in its ``diffcsp/common/constants.py``. The composition cutoffs were chosen for
+    this scaling. Under ``protocol="legacy"`` each feature is
     standardised with the mean and standard deviation (ddof 0) of the *reference set*, a zero or undefined
     spread becoming 1 (:func:`fit_composition_scaler`); a near-constant feature of the test set then blows
     up composition distances, so legacy COV numbers are not comparable to published ones. ``comp_scaler=
