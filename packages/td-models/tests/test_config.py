@@ -68,6 +68,7 @@ def test_save_and_load_round_trip(tmp_path, suffix):
         ("model_config", "num_layers", 0, "num_layers must be an integer >= 1, got 0"),
         ("model_config", "num_topo_classes", 3, "num_topo_classes must be 4"),
         ("model_config", "species_process", "gaussian", "species_process"),
+        ("model_config", "pair_values", "yes", "pair_values must be true or false, got 'yes'"),
         ("physics_config", "band_gap_range", [0.5, 0.1], "low <= high"),
         ("physics_config", "band_gap_range", [0.1], "two numbers"),
         ("physics_config", "topological_class", "axion", "topological_class must be one of"),

@@ -236,3 +236,25 @@ def test_one_pass_under_several_conditions_equals_one_pass_per_condition():
         torch.testing.assert_close(getattr(together, name), joined, **TOL, msg=name)
     with pytest.raises(BatchError, match=r"cond must have shape \(2, 32\), got \(3, 32\)"):
         MODEL(lattice, frac, species, mask, t, torch.randn(3, 32, dtype=DT))
+
+
+def test_pair_values_keep_the_symmetries_and_change_the_output():
+    """With the pair state in the attention values: rotation, origin shift, permutation and padding as above."""
+    model = _small(pair_values=True).requires_grad_(False)
+    lattice, frac, species, mask, t, cond = _batch(7)
+    out = model(lattice, frac, species, mask, t, cond)
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(8), dtype=DT))
+    rot = model(lattice @ q.T, frac + 0.37, species, mask, t, cond)  # rotated frame and shifted origin
+    torch.testing.assert_close(rot.lattice_eps, out.lattice_eps @ q.T, **TOL)
+    _close(rot, out, skip=("lattice_eps",))
+    perm = torch.tensor([[2, 0, 3, 1, 4, 5], [5, 4, 3, 2, 1, 0]])
+    take = lambda x: torch.gather(x, 1, perm.view(2, 6, *([1] * (x.dim() - 2))).expand_as(x))  # noqa: E731
+    permuted = model(lattice, take(frac), take(species), take(mask), t, cond)
+    torch.testing.assert_close(permuted.coord_score, take(out.coord_score), **TOL)
+    torch.testing.assert_close(permuted.lattice_eps, out.lattice_eps, **TOL)
+    alone = model(lattice[:1], frac[:1, :4], species[:1, :4], mask[:1, :4], t[:1], cond[:1])
+    torch.testing.assert_close(out.coord_score[:1, :4], alone.coord_score, **TOL)
+    plain = _small()  # the same seed: equal weights except the pair-value projections
+    assert not torch.allclose(plain(lattice, frac, species, mask, t, cond).coord_score, out.coord_score)
+    with pytest.raises(ConfigError, match="pair_values"):
+        TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, pair_values=1)

@@ -133,6 +133,7 @@ class ModelConfig(_Block):
     species_loss_weight: float = 1.0
     property_loss_weight: float = 1.0
     gradient_checkpointing: bool = False
+    pair_values: bool = False  # pair state projected into every attention value (geometry in each layer's messages)
 
     def __post_init__(self) -> None:
         for name in ("num_species", "hidden_dim", "num_topo_classes", "num_layers", "num_heads", "mlp_ratio"):
@@ -182,6 +183,10 @@ class ModelConfig(_Block):
         _check(
             isinstance(self.gradient_checkpointing, bool),
             f"model_config.gradient_checkpointing must be true or false, got {self.gradient_checkpointing!r}",
+        )
+        _check(
+            isinstance(self.pair_values, bool),
+            f"model_config.pair_values must be true or false, got {self.pair_values!r}",
         )
 
 

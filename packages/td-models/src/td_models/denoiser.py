@@ -73,10 +73,14 @@ def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torc
 class _Block(nn.Module):
     """Pre-norm transformer block: biased multi-head self-attention + MLP, both adaLN-Zero modulated."""
 
-    def __init__(self, hidden_dim: int, num_heads: int, mlp_ratio: int, pair_dim: int, dropout: float) -> None:
+    def __init__(
+        self, hidden_dim: int, num_heads: int, mlp_ratio: int, pair_dim: int, dropout: float, pair_values: bool = False
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.dropout = dropout
+        # pair_values: each head's value of atom j seen from i also carries W pair_ij (geometry in the messages)
+        self.pair_value = nn.Linear(pair_dim, hidden_dim, bias=False) if pair_values else None
         self.norm1 = nn.LayerNorm(hidden_dim, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(hidden_dim, 3 * hidden_dim)
         self.proj = nn.Linear(hidden_dim, hidden_dim)
@@ -100,7 +104,14 @@ class _Block(nn.Module):
         bias = self.pair_bias(pair).permute(0, 3, 1, 2)  # (B, N, N, heads) -> (B, heads, N, N)
         attn_mask = (bias + key_mask).to(qkv.dtype)  # (B, heads, N, N)
         drop_p = self.dropout if self.training else 0.0
-        out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask, dropout_p=drop_p)
+        if self.pair_value is None:
+            out = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2], attn_mask=attn_mask, dropout_p=drop_p)
+        else:  # the weights are needed twice: for the atoms' values and for the pair values
+            q, k, v = qkv[0], qkv[1], qkv[2]
+            weights = torch.softmax(q @ k.transpose(-1, -2) * q.shape[-1] ** -0.5 + attn_mask, dim=-1)
+            weights = F.dropout(weights, p=drop_p, training=self.training)  # (B, heads, N, N)
+            pair_v = self.pair_value(pair).view(b, n, n, self.num_heads, h // self.num_heads)  # (B, N, N, heads, hd)
+            out = weights @ v + torch.einsum("bhij,bijhd->bhid", weights, pair_v)
         out = out.transpose(1, 2).reshape(b, n, h)  # (B, heads, N, hd) -> (B, N, H)
         x = x + gate1[:, None, :] * self.drop(self.proj(out))
         return x + gate2[:, None, :] * self.mlp(_modulate(self.norm2(x), shift2, scale2))
@@ -129,6 +140,10 @@ class TopologicalTransformer(nn.Module):
         Recompute each block in the backward pass (only in training mode).
     pair_dim:
         Width ``P`` of the shared pair state.
+    pair_values:
+        Add a projection of the pair state to each attention value (atom ``i`` receives
+        ``sum_j a_ij (v_j + W pair_ij)``, per head), so geometry enters every layer's messages as in
+        CSPNet's edge messages, not only the attention weights. Off: plain scaled-dot-product attention.
     rbf_cutoff:
         Largest RBF centre, in the units of the lattice given to :meth:`forward` (distances
         beyond it map to ~0). The default 2.0 suits lattices normalised to about unit volume (rows of
@@ -149,6 +164,7 @@ class TopologicalTransformer(nn.Module):
         gradient_checkpointing: bool = False,
         pair_dim: int = 64,
         rbf_cutoff: float = 2.0,
+        pair_values: bool = False,
     ) -> None:
         super().__init__()
         cond_dim = hidden_dim if cond_dim is None else cond_dim
@@ -169,6 +185,8 @@ class TopologicalTransformer(nn.Module):
             raise ConfigError(
                 f"hidden_dim must be divisible by num_heads ({hidden_dim} % {num_heads} = {hidden_dim % num_heads})"
             )
+        if not isinstance(pair_values, bool):
+            raise ConfigError(f"pair_values must be true or false, got {pair_values!r}")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
         if not (isinstance(rbf_cutoff, (int, float)) and math.isfinite(rbf_cutoff) and rbf_cutoff > 0):
@@ -194,7 +212,10 @@ class TopologicalTransformer(nn.Module):
         self.env_pair = nn.Linear(p, p)
         self.env_species = nn.Linear(h, p, bias=False)
         self.env_out = nn.Linear(p, h)
-        self.blocks = nn.ModuleList(_Block(h, num_heads, mlp_ratio, p, dropout) for _ in range(num_layers))
+        self.pair_values = pair_values
+        self.blocks = nn.ModuleList(
+            _Block(h, num_heads, mlp_ratio, p, dropout, pair_values=pair_values) for _ in range(num_layers)
+        )
         self.final_norm = nn.LayerNorm(h, elementwise_affine=False, eps=1e-6)
         self.final_ada = nn.Sequential(nn.SiLU(), nn.Linear(h, 2 * h))
         self.species_head = nn.Linear(h, num_species)

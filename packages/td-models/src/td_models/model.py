@@ -120,6 +120,7 @@ class TopologicalDiffusionModel(nn.Module):
             mlp_ratio=mc.mlp_ratio,
             dropout=mc.dropout,
             gradient_checkpointing=mc.gradient_checkpointing,
+            pair_values=mc.pair_values,
         )
         self.conditions = ConditionEmbedding(cond_dim=mc.hidden_dim, num_topo_classes=mc.num_topo_classes)
         self.heads = PropertyHeads(mc.hidden_dim, num_topo_classes=mc.num_topo_classes, dropout=mc.dropout)
