@@ -37,6 +37,8 @@ __all__ = [
     "min_distance_penalty",
     "density_penalty",
     "charge_bounds_table",
+    "common_oxidation_states",
+    "is_metal",
     "charge_neutrality_penalty",
 ]
 
@@ -100,14 +102,23 @@ def density_penalty(lattice: torch.Tensor, num_atoms: torch.Tensor, low: float, 
 _NONMETALS = frozenset({1, 2, 5, 6, 7, 8, 9, 10, 14, 15, 16, 17, 18, 32, 33, 34, 35, 36, 51, 52, 53, 54, 85, 86})
 
 
+def is_metal(z: int) -> bool:
+    """True for a metal (every element but the non-metals, metalloids and noble gases), by atomic number."""
+    return int(z) not in _NONMETALS
+
+
+@lru_cache(maxsize=1)
+def common_oxidation_states() -> dict[int, tuple[int, ...]]:
+    """Atomic number -> its common oxidation states (``data/oxidation_states.json``), ascending."""
+    text = resources.files("td_models").joinpath("data/oxidation_states.json").read_text(encoding="utf-8")
+    return {int(key): tuple(sorted(value["common"])) for key, value in json.loads(text)["states"].items()}
+
+
 @lru_cache(maxsize=1)
 def _oxidation_table() -> dict[int, tuple[int, int]]:
-    text = resources.files("td_models").joinpath("data/oxidation_states.json").read_text(encoding="utf-8")
-    states = json.loads(text)["states"]
     table = {}
-    for key, value in states.items():
-        z = int(key)
-        common = list(value["common"]) + ([] if z in _NONMETALS else [0])
+    for z, states in common_oxidation_states().items():
+        common = list(states) + ([0] if is_metal(z) else [])
         table[z] = (min(common), max(common))
     return table
 

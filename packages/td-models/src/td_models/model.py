@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from td_models.batch import CrystalBatch, collate, crystal_item
+from td_models.composition import element_count_histogram
 from td_models.conditioning import ConditionEmbedding
 from td_models.config import TOPO_CLASSES, ExperimentConfig, ModelConfig, config_from_checkpoint
 from td_models.constraints import charge_bounds_table, charge_neutrality_penalty, density_penalty, min_distance_penalty
@@ -139,6 +140,8 @@ class TopologicalDiffusionModel(nn.Module):
         self.register_buffer("atom_count_weights", counts)
         # Elements seen in training (all allowed until fit_normalisation sees data); the sampler keeps to them.
         self.register_buffer("species_seen", torch.ones(mc.num_species, dtype=torch.bool))
+        # Joint histogram of (atoms, distinct elements) per training crystal; zero until fit_normalisation.
+        self.register_buffer("element_count_weights", torch.zeros(mc.max_atoms + 1, mc.max_atoms + 1))
         self.register_buffer("charge_bounds", charge_bounds_table(mc.num_species), persistent=False)
 
     # ------------------------------------------------------------------------------ bookkeeping
@@ -155,7 +158,8 @@ class TopologicalDiffusionModel(nn.Module):
         ``s`` is the median over crystals of ``(V / N)^(1/3)`` (Angstrom), so normalised lattices
         have rows of order one; the atom-count histogram is what :meth:`sample` draws from when no
         count is given (counts above ``max_atoms`` are refused); the elements present are the ones
-        :meth:`sample` uses unless told otherwise (``restrict_species=False``).
+        :meth:`sample` uses unless told otherwise (``restrict_species=False``); the joint histogram of atoms
+        and distinct elements per crystal is what :meth:`sample` draws the element counts from.
         """
         batch = crystals if isinstance(crystals, CrystalBatch) else collate(list(crystals))
         volume = torch.linalg.det(batch.lattice.double()).abs()
@@ -168,6 +172,7 @@ class TopologicalDiffusionModel(nn.Module):
         seen = torch.zeros_like(self.species_seen)
         seen[(batch.atom_types - 1).to(seen.device)] = True
         self.species_seen.copy_(seen)
+        self.element_count_weights.copy_(element_count_histogram(batch, max_atoms).to(self.element_count_weights))
         self.lattice_scale.fill_(float(per_atom.median()))
         self.atom_count_weights.copy_(counts)
         log.info("normalisation: lattice scale %.3f Angstrom from %d crystals", float(per_atom.median()), len(batch))
@@ -426,9 +431,12 @@ class TopologicalDiffusionModel(nn.Module):
             )
         model = cls(config_from_checkpoint(payload["config"]))
         missing, unexpected = model.load_state_dict(payload["state_dict"], strict=False)
-        if missing == ["species_seen"]:  # files from before the element list was kept: every element allowed
+        if "species_seen" in missing:  # files from before the element list was kept: every element allowed
             log.warning("%s has no list of training elements; sampling may use any element", path)
-            missing = []
+            missing.remove("species_seen")
+        if "element_count_weights" in missing:  # files from before the element counts were kept
+            log.warning("%s has no element-count histogram; sampling leaves the number of elements free", path)
+            missing.remove("element_count_weights")
         if missing or unexpected:
             raise CheckpointError(f"{str(path)!r} does not match the model: missing {missing}, unexpected {unexpected}")
         return model.to(map_location)

@@ -14,7 +14,10 @@ coordinates and D3PM jumps for species). At each step:
    :mod:`td_models.constraints` (no backpropagation through the network), and optional property
    guidance follows the gradient of the property heads' log-likelihood of the request through the
    network (one extra forward and backward pass per step);
-4. the predictor steps lattice, coordinates and species from ``t`` to ``s``.
+4. the predictor steps lattice, coordinates and species from ``t`` to ``s``; the atoms whose species
+   unmask are drawn under the composition rules of :mod:`td_models.composition` (the number of
+   distinct elements drawn with the atom count from the training data, charge neutrality kept
+   reachable), which only remove choices the network would otherwise have.
 
 Same model, same options and same ``seed`` give the same crystals (the generator drives every draw;
 results also depend on ``batch_size``, which sets how the draws are split).
@@ -29,6 +32,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +42,7 @@ import torch
 from torch import nn
 
 from td_models.batch import to_dense
+from td_models.composition import CompositionRule, constrained_unmask, draw_counts
 from td_models.config import TOPO_CLASSES, topo_class_index
 from td_models.constraints import density_penalty, min_distance_penalty
 from td_models.diffusion import sampling_schedule
@@ -107,6 +112,8 @@ class SamplingOptions:
     physics_guidance: float | None = None  # penalty-guidance step; None: 0.01 * constraint_weight; 0: off
     property_guidance: float = 0.0  # scale of the property-head guidance; 0: off
     restrict_species: bool = True  # keep to the elements of the training data (fit_normalisation)
+    element_counts: bool = True  # distinct elements per crystal drawn with its atom count from the training data
+    charge_balance: bool = True  # species drawn only where a charge-neutral completion stays reachable
     seed: int = 0  # random seed: same model, options and seed give the same crystals
     batch_size: int = 256  # most crystals per denoiser batch (plan_batches)
     progress: bool | Callable[[int, int], None] = False  # False, True (tqdm bar) or progress(done, total)
@@ -128,8 +135,10 @@ class SamplingOptions:
         _check_real("corrector_step_lr", self.corrector_step_lr, low=0.0, low_open=True)
         _check_real("physics_guidance", self.physics_guidance, allow_none=True, low=0.0)
         _check_real("property_guidance", self.property_guidance, low=0.0)
-        if not isinstance(self.restrict_species, (bool, np.bool_)):
-            raise ConfigError(f"restrict_species must be True or False, got {self.restrict_species!r}")
+        for name in ("restrict_species", "element_counts", "charge_balance"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, bool(getattr(self, name)))
         if not _is_integer(self.seed) or self.seed < 0:
             raise ConfigError(f"seed must be an integer >= 0, got {self.seed!r}")
         if not _is_integer(self.batch_size) or self.batch_size < 1:
@@ -141,7 +150,6 @@ class SamplingOptions:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, int(value))
-        object.__setattr__(self, "restrict_species", bool(self.restrict_species))
 
     @property
     def conditioned(self) -> bool:
@@ -208,7 +216,8 @@ def sample(model: nn.Module, n: int, options: SamplingOptions | None = None, **o
             "relaxed): the Kedro relax pipeline (td_data.relax, CHGNet) applies it",
             pc.stability_threshold,
         )
-    counts = _atom_counts(model, n, options.num_atoms, options.seed)
+    counts, elements = _counts(model, n, options)
+    rule = _composition_rule(model, options, elements)
 
     device = model.device
     generator = torch.Generator(device=device).manual_seed(options.seed)
@@ -220,7 +229,8 @@ def sample(model: nn.Module, n: int, options: SamplingOptions | None = None, **o
     try:
         with torch_threads(options.threads):
             for index in batches:
-                chunk = _sample_chunk(model, torch.as_tensor(counts[index], device=device), options, generator, report)
+                num_atoms = torch.as_tensor(counts[index], device=device)
+                chunk = _sample_chunk(model, num_atoms, options, generator, report, rule, elements[index])
                 for i, crystal in zip(index, chunk):
                     crystals[int(i)] = crystal
     finally:
@@ -327,19 +337,53 @@ def _num_atoms(num_atoms: Any) -> int | tuple[int, ...] | None:
     return int(array) if array.ndim == 0 else tuple(int(v) for v in array)
 
 
-def _atom_counts(model: nn.Module, n: int, num_atoms: int | tuple[int, ...] | None, seed: int) -> np.ndarray:
-    """Atoms of each of the ``n`` crystals: as asked, or drawn from the training histogram with ``seed``."""
-    max_atoms = model.atom_count_weights.shape[0] - 1
+def _counts(model: nn.Module, n: int, options: SamplingOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Atoms and distinct elements (0: free) of each of the ``n`` crystals, (n,) each.
+
+    Atoms as asked, or drawn from the training histogram; elements drawn with them from the joint
+    histogram of the training data (:func:`td_models.composition.draw_counts`, seeded by ``seed``)
+    when ``element_counts`` is on and the species process is absorbing.
+    """
+    num_atoms = options.num_atoms
+    weights = model.atom_count_weights.double().cpu().numpy()
+    given = None
     if num_atoms is None:
-        weights = model.atom_count_weights.double().cpu()
-        if float(weights.sum()) <= 0:
+        if weights.sum() <= 0:
             raise BatchError("the model has no atom-count distribution; pass num_atoms or call fit_normalisation")
-        rng = np.random.default_rng([int(seed), 0x5EED])  # its own stream, so counts never shift the torch draws
-        return rng.choice(np.arange(max_atoms + 1), size=n, p=(weights / weights.sum()).numpy())
-    counts = np.full(n, num_atoms, dtype=np.int64) if isinstance(num_atoms, int) else np.asarray(num_atoms, np.int64)
-    if counts.shape != (n,):
-        raise BatchError(f"num_atoms must be one int or {n} ints, got shape {counts.shape}")
-    return counts
+    else:
+        given = np.full(n, num_atoms, dtype=np.int64) if isinstance(num_atoms, int) else np.asarray(num_atoms, np.int64)
+        if given.shape != (n,):
+            raise BatchError(f"num_atoms must be one int or {n} ints, got shape {given.shape}")
+    joint = None
+    if options.element_counts and model.species_process.absorbing:
+        joint = model.element_count_weights.double().cpu().numpy()
+        if joint.sum() <= 0:
+            log.info("the model has no element-count histogram (fitted before it was kept): elements per crystal free")
+            joint = None
+    elif options.element_counts:
+        log.info(
+            "element counts apply to the absorbing species process; this model's is %r", model.species_process.kind
+        )
+    rng = np.random.default_rng([int(options.seed), 0x5EED])  # its own stream, so counts never shift the torch draws
+    counts, elements = draw_counts(weights, joint, n, given, rng)
+    if elements.any():
+        allowed = int(model.species_seen.sum()) if options.restrict_species else model.num_species
+        elements = np.minimum(elements, allowed)
+        log.info("elements per crystal drawn with the atom counts from the training data: %s",
+                 dict(sorted(Counter(elements.tolist()).items())))  # fmt: skip
+    return counts, elements
+
+
+def _composition_rule(model: nn.Module, options: SamplingOptions, elements: np.ndarray) -> CompositionRule | None:
+    """The rule the unmasking keeps to, or None (no element count drawn and no charge balance, or uniform species)."""
+    if not model.species_process.absorbing:
+        if options.charge_balance:
+            log.info("charge balance applies to the absorbing species process; this model's is uniform")
+        return None
+    if not (options.charge_balance or elements.any()):
+        return None
+    allowed = model.species_seen if options.restrict_species else torch.ones_like(model.species_seen)
+    return CompositionRule(allowed.cpu().numpy(), charge_balance=options.charge_balance)
 
 
 def _conditions(model: nn.Module, num_crystals: int, cls: int, options: SamplingOptions, generator: torch.Generator):
@@ -365,8 +409,11 @@ def _sample_chunk(
     options: SamplingOptions,
     generator: torch.Generator,
     progress: _Progress,
+    rule: CompositionRule | None,
+    elements: np.ndarray,
 ) -> list[dict[str, Any]]:
-    """One denoiser batch of crystals with ``num_atoms`` (B,) atoms, under resolved ``options`` (:func:`_resolve`)."""
+    """One denoiser batch of crystals with ``num_atoms`` (B,) atoms and ``elements`` (B,) distinct elements
+    (0: free), under resolved ``options`` (:func:`_resolve`) and the composition ``rule`` (None: none)."""
     device = model.device
     cls = -1 if options.topo_class is None else topo_class_index(options.topo_class)
     chern, formation_energy = options.chern, options.formation_energy
@@ -384,6 +431,7 @@ def _sample_chunk(
     species = model.species_process.prior_sample((total_atoms,), generator=generator, device=device)
 
     banned = ~model.species_seen if options.restrict_species else torch.zeros_like(model.species_seen)  # (num_species,)
+    charge = _charge_rule_applies(rule, num_atoms, elements)  # (B,) bool
 
     def evaluate(lattice, frac, species, t):
         """Denoiser outputs with classifier-free guidance: (lattice eps, coord score flat, species logits flat)."""
@@ -422,7 +470,10 @@ def _sample_chunk(
             )
         lattice = model.lattice_process.step(lattice, t, s, eps, generator=generator, clip_x0=model.lattice_clip)
         frac = model.coord_process.predictor_step(frac, t_atoms, s_atoms, score, generator=generator)
-        species = model.species_process.step(species, t_atoms, s_atoms, logits, generator=generator)
+        proposed = model.species_process.step(species, t_atoms, s_atoms, logits, generator=generator)
+        if rule is not None:
+            proposed = constrained_unmask(species, proposed, logits, batch_index, elements, charge, rule, generator)
+        species = proposed
         progress.advance()
 
     final = model.denormalise_lattice(lattice, num_atoms)
@@ -451,6 +502,18 @@ def _sample_chunk(
             }
         )
     return out
+
+
+def _charge_rule_applies(rule: CompositionRule | None, num_atoms: torch.Tensor, elements: np.ndarray) -> np.ndarray:
+    """(B,) bool: the crystals whose (atoms, elements) admit a neutral composition of the allowed elements."""
+    if rule is None or not rule.charge_balance:
+        return np.zeros(len(elements), dtype=bool)
+    sizes = num_atoms.cpu().numpy()
+    feasible = np.array([rule.choices({}, int(n) - 1, int(k), True).any() for n, k in zip(sizes, elements)])
+    if not feasible.all():
+        log.info("charge balance off for %d of %d crystals: no neutral composition of their atom and element "
+                 "counts among the allowed elements", int((~feasible).sum()), len(feasible))  # fmt: skip
+    return feasible
 
 
 def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step):
