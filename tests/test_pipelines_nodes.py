@@ -8,7 +8,7 @@ import pytest
 
 from pipelines.config import LABELLER_ELEMENTS
 from pipelines.datasets import CifFolderDataset, CrystalFilesDataset
-from pipelines.evaluate.nodes import physics_consistency
+from pipelines.evaluate.nodes import composition_statistics, physics_consistency
 from pipelines.generate.nodes import generate_candidates
 from pipelines.ingest.nodes import ingest_crystals
 from pipelines.label.nodes import label_crystals
@@ -150,9 +150,13 @@ def test_physics_consistency_and_report(raw, labelled, trained, candidates):
         "hull": "estimate",
     }
     verify_summary = {"enabled": False, "reason": "verification disabled (verify_options.enabled is false)"}
+    composition = composition_statistics(cands, labelled[0])
     text = write_report(raw[1], labelled[1], split_crystals(labelled[0], {})[0], trained[2], candidates[1],
-                        {"valid": 0.5, "novelty": 1.0}, report, table, relax_summary, verify_summary, [])  # fmt: skip
+                        {"valid": 0.5, "novelty": 1.0, "composition": composition}, report, table, relax_summary,
+                        verify_summary, [])  # fmt: skip
     assert text.startswith("# topological-diffusion") and "## Limits" in text and "| valid | 0.5 |" in text
+    assert f"| composition of all {len(cands)} candidates vs the training split | W(#elements) " in text
+    assert f"at most {composition['max_num_elems']} elements per cell" in text
     assert "not relaxed: relax_options.enabled is false" in text and "not run (disabled)" in text
 
 

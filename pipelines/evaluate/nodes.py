@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import pandas as pd
 
 from pipelines._options import OptionsBlock, is_int
@@ -80,7 +81,56 @@ def generation_quality(
     metrics["reference"] = f"test split ({len(test)} crystals), coverage cutoffs of {dataset}"
     metrics["coverage_dataset"] = dataset
     metrics["candidates_used"] = f"first {len(used)} of {len(candidates)} candidates"
+    metrics["composition"] = composition_statistics(candidates, train)
     return metrics
+
+
+def composition_statistics(candidates: Sequence[CrystalRecord], train: Sequence[CrystalRecord]) -> dict[str, Any]:
+    """How the candidates' compositions compare with the training split's, over all candidates.
+
+    Keys: ``n_candidates``; ``wdist_num_elems`` and ``wdist_num_atoms``, the Wasserstein-1 distances of
+    distinct elements and of atoms per cell to the training split's; ``charge_balanced`` and
+    ``train_charge_balanced``, the shares that pass CDVAE's compositional validity (SMACT charge neutrality
+    and the Pauling test, ``td_data.validity``); ``max_num_elems`` and ``train_max_num_elems``;
+    ``num_elems_counts`` (distinct elements -> candidates); ``density_range`` and ``train_density_range``
+    (g/cm^3, min and max) and ``density_in_train_range``, the share of candidates inside the training range.
+
+    >>> from td_data import CrystalRecord
+    >>> nacl = CrystalRecord(5.64 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Na", "Cl"], id="nacl")
+    >>> stats = composition_statistics([nacl], [nacl])
+    >>> stats["wdist_num_elems"], stats["charge_balanced"], stats["max_num_elems"], stats["train_max_num_elems"]
+    (0.0, 1.0, 2, 2)
+    """
+    from scipy.stats import wasserstein_distance
+
+    from td_data.validity import composition_validity
+
+    def elements(records: Sequence[CrystalRecord]) -> list[int]:
+        return [len(set(r.atomic_numbers.tolist())) for r in records]
+
+    def balanced(records: Sequence[CrystalRecord]) -> float:
+        return float(np.mean([composition_validity(r.atomic_numbers)[0] for r in records]))
+
+    def densities(records: Sequence[CrystalRecord]) -> list[float]:
+        values = [r.density for r in records]
+        return [float(min(values)), float(max(values))]
+
+    if not candidates or not train:
+        return {"n_candidates": len(candidates), "error": "no candidates or no training crystals"}
+    counts, train_counts = elements(candidates), elements(train)
+    return {
+        "n_candidates": len(candidates),
+        "wdist_num_elems": float(wasserstein_distance(counts, train_counts)),
+        "wdist_num_atoms": float(wasserstein_distance([r.num_atoms for r in candidates], [r.num_atoms for r in train])),
+        "charge_balanced": balanced(candidates),
+        "train_charge_balanced": balanced(train),
+        "max_num_elems": max(counts),
+        "train_max_num_elems": max(train_counts),
+        "num_elems_counts": {int(k): v for k, v in sorted(Counter(counts).items())},
+        "density_range": densities(candidates),
+        "train_density_range": (train_range := densities(train)),
+        "density_in_train_range": float(np.mean([train_range[0] <= r.density <= train_range[1] for r in candidates])),
+    }
 
 
 def physics_consistency(

@@ -26,6 +26,8 @@ class GenerateOptions(OptionsBlock):
     n_candidates: int = 64  # crystals sampled
     steps: int | None = None  # strided reverse steps; None: model_config.sampling_steps (null there: the full chain)
     seed: int = 0  # sampler seed
+    element_counts: bool = True  # distinct elements per cell drawn with the atom count from the training data
+    charge_balance: bool = True  # species unmasked only while a charge-neutral composition stays reachable
 
     def __post_init__(self) -> None:
         if not is_int(self.n_candidates) or self.n_candidates < 1:
@@ -34,6 +36,9 @@ class GenerateOptions(OptionsBlock):
             raise ParameterError(f"generate_options.steps must be an integer >= 1 or null, got {self.steps!r}")
         if not is_int(self.seed):
             raise ParameterError(f"generate_options.seed must be an integer, got {self.seed!r}")
+        for name in ("element_counts", "charge_balance"):
+            if not isinstance(getattr(self, name), bool):
+                raise ParameterError(f"generate_options.{name} must be true or false, got {getattr(self, name)!r}")
 
     def sampler_steps(self, model: Any) -> int:
         """The reverse steps the sampler takes for ``model``: ``steps``, else the model's default."""
@@ -67,11 +72,14 @@ def generate_candidates(
         band_gap_range=tuple(pc.band_gap_range),
         steps=steps,
         seed=opts.seed,
+        element_counts=opts.element_counts,
+        charge_balance=opts.charge_balance,
     )
     # the property heads see the samples they can featurise (a singular cell cannot be, nor become a record)
     samples = attach_predictions(samples, *model.predict_samples(samples))
     out, rejected = samples_to_records(samples, id_prefix=ID_PREFIX)
     summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "requested_class": requested,
-               "band_gap_range": list(pc.band_gap_range), "steps": steps}  # fmt: skip
+               "band_gap_range": list(pc.band_gap_range), "steps": steps,
+               "element_counts": opts.element_counts, "charge_balance": opts.charge_balance}  # fmt: skip
     logger.info("generate: %d of %d samples are valid records", len(out), n)
     return out, summary

@@ -342,6 +342,7 @@ def write_report(
         lines.append(f"| generation metrics | failed: {gm['error']} |")
     if "candidates_used" in gm:
         lines.append(f"| metrics computed on | {gm['candidates_used']}, against the {gm.get('reference', '?')} |")
+    lines += _composition_rows(gm.get("composition"))
     lines += [
         f"| structurally valid candidates | {pc['n_structurally_valid']} of {pc['n_candidates']} |",
         f"| relabelled by the physics labeller | {pc['n_checked']} |",
@@ -373,6 +374,22 @@ def write_report(
         "",
     ]
     return "\n".join(lines)
+
+
+def _composition_rows(comp: Mapping[str, Any] | None) -> list[str]:
+    """The composition rows of the results table: all candidates against the training split."""
+    if not comp or "error" in comp:
+        return [] if not comp else [f"| composition | not computed: {comp['error']} |"]
+    low, high = comp["density_range"]
+    train_low, train_high = comp["train_density_range"]
+    return [
+        f"| composition of all {comp['n_candidates']} candidates vs the training split | W(#elements) "
+        f"{_fmt(comp['wdist_num_elems'])}, W(#atoms) {_fmt(comp['wdist_num_atoms'])}; charge-balanced (SMACT) "
+        f"{_fmt(comp['charge_balanced'])} (training {_fmt(comp['train_charge_balanced'])}); at most "
+        f"{comp['max_num_elems']} elements per cell (training {comp['train_max_num_elems']}); density "
+        f"{low:.2f}-{high:.2f} g/cm^3 (training {train_low:.2f}-{train_high:.2f}; "
+        f"{_fmt(comp['density_in_train_range'])} of the candidates inside it) |",
+    ]
 
 
 def _model_limits(quarantine: Mapping[str, Any], training: Mapping[str, Any]) -> list[str]:
