@@ -34,6 +34,10 @@ def _composition(record: CrystalRecord) -> tuple[int, ...]:
     return tuple(sorted(record.atomic_numbers.tolist()))
 
 
+def _key(record: CrystalRecord) -> bytes:
+    return record.lattice.tobytes() + record.frac_coords.tobytes() + record.atomic_numbers.tobytes()
+
+
 def _same(a: list[CrystalRecord], b: list[CrystalRecord]) -> bool:
     return len(a) == len(b) and all(
         x.id == y.id
@@ -49,15 +53,12 @@ N = {"memorise": 12, "prototype": 12, "random_structures": 4}
 
 
 @pytest.mark.parametrize("kind", BASELINES)
-def test_counts_ids_sources_and_training_compositions(kind, train):
+def test_counts_ids_sources_and_compositions_drawn_from_training_without_replacement(kind, train):
     records = baseline_records(kind, train, N[kind], dataset="perov_5", seed=1)
     assert [r.id for r in records] == [f"{kind}-{i:04d}" for i in range(N[kind])]
-    assert all(r.source.startswith(f"baseline {kind}: ") for r in records)
-    names = {t.id for t in train}
-    sources = [r.source.split("training crystal ")[1].split(" ")[0].rstrip(",") for r in records]
-    assert set(sources) <= names and len(set(sources)) == len(sources)  # without replacement
-    by_id = {t.id: t for t in train}
-    assert all(_composition(r) == _composition(by_id[s]) for r, s in zip(records, sources))
+    assert all(r.source.startswith(f"baseline {kind}: ") and "training crystal " in r.source for r in records)
+    drawn, held = Counter(map(_composition, records)), Counter(map(_composition, train))
+    assert all(held[c] >= k for c, k in drawn.items())  # a multiset of the training compositions
 
 
 @pytest.mark.parametrize("kind", BASELINES)
@@ -70,13 +71,13 @@ def test_the_same_seed_gives_the_same_crystals_and_another_seed_others(kind, tra
 def test_memorise_returns_training_crystals_and_takes_each_once_per_pass(train):
     n = 2 * len(train) + 5
     records = baseline_records("memorise", train, n, dataset="perov_5")
-    index = {t.id: t for t in train}
-    sources = [r.source.removeprefix("baseline memorise: training crystal ") for r in records]
-    for r, s in zip(records, sources):
-        t = index[s]
-        assert np.array_equal(r.lattice, t.lattice) and np.array_equal(r.frac_coords, t.frac_coords)
-        assert np.array_equal(r.atomic_numbers, t.atomic_numbers) and dict(r.properties) == dict(t.properties)
-    assert sorted(Counter(sources).values()) == [2] * (len(train) - 5) + [3] * 5
+    index = {_key(t): t for t in train}
+    assert len(index) == len(train)
+    for r in records:
+        t = index[_key(r)]
+        assert dict(r.properties) == dict(t.properties)
+        assert r.source == f"baseline memorise: training crystal {t.id}"
+    assert sorted(Counter(map(_key, records)).values()) == [2] * (len(train) - 5) + [3] * 5
 
 
 def test_random_structures_are_valid_at_the_mean_volume_per_atom_and_do_not_depend_on_n_jobs(train):
@@ -90,8 +91,10 @@ def test_random_structures_are_valid_at_the_mean_volume_per_atom_and_do_not_depe
 
 
 def test_random_structures_fall_back_to_p1_and_count_the_failed_tries(train):
+    from pymatgen.symmetry.analyzer import SpacegroupAnalyzer
+
     records = random_structures(train, 2, seed=0, max_group_tries=0).records
-    assert all("space group 1," in r.source for r in records)
+    assert [SpacegroupAnalyzer(r.to_structure()).get_space_group_number() for r in records] == [1, 1]
     squeezed = [CrystalRecord(0.5 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0.5]], ["Cs", "Cl"], id="tiny")]
     with pytest.raises(
         EvaluationError, match=r"could not build .*'Cl': 1, 'Cs': 1.* in 5 random space groups .*10 tries"
