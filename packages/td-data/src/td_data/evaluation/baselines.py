@@ -16,9 +16,9 @@ Three baselines, each built from the training crystals only (:data:`BASELINES`):
 * ``prototype``: the data set's ideal prototype with training compositions. For ``perov_5``: the ideal
   cubic perovskite ABX3 (A at 0,0,0; B at 1/2,1/2,1/2; X at the face centres 1/2,1/2,0, 1/2,0,1/2 and
   0,1/2,1/2). The three most electronegative atoms (Pauling) of the composition are X, the larger
-  (pymatgen's empirical atomic radius) of the other two is A. The lattice constant is that of another
-  training crystal drawn at random (the cube root of its volume per cell), so it is random and follows
-  the training distribution, independent of the composition. Carbon-24 (allotropes of 6 to 24 atoms)
+  (pymatgen's empirical atomic radius) of the other two is A. The lattice constant is that of a training
+  crystal drawn at random with replacement, independently of the composition (the cube root of its volume
+  per cell), so it is random and follows the training distribution. Carbon-24 (allotropes of 6 to 24 atoms)
   and MP-20 (every structure type) have no single prototype: :class:`BaselineNotApplicableError`.
 
 Every baseline is deterministic for a seed; record ``i`` gets the id ``f"{kind}-{i:04d}"`` and a
