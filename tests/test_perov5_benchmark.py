@@ -272,6 +272,11 @@ def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
         (BenchmarkTraining, {"device": "tpu"}, "benchmark_training.device must be one of"),
         (BenchmarkTraining, {"n_samples": 0}, "benchmark_training.n_samples must be an integer >= 1"),
         (BenchmarkTraining, {"preset": "huge"}, "benchmark_training.preset must be one of"),
+        (BenchmarkTraining, {"schedule": "linear"}, "benchmark_training.schedule must be one of"),
+        (BenchmarkTraining, {"schedule": "budget_cosine"}, "anneals to the end of the budget: set budget_minutes"),
+        (BenchmarkTraining, {"physics": True}, "benchmark_training.physics applies to schedule budget_cosine"),
+        (BenchmarkTraining, {"model": [1]}, "benchmark_training.model must be a mapping"),
+        (BenchmarkTraining, {"ema_decay": 1.0}, "benchmark_training.ema_decay must be a number in [0, 1)"),
     ],
 )
 def test_bad_options_name_the_rule_and_the_value(block, values, message):
@@ -331,3 +336,30 @@ def test_carbon24_run(tmp_path):
     assert result["training"]["n_items"] + result["training"]["n_items_too_large"] == 32
     assert (tmp_path / "carbon24.png").stat().st_size > 1000
     assert "| W-distance, # elements |" in (tmp_path / "table.md").read_text()
+
+
+def test_budget_cosine_fits_one_annealing_to_the_budget():
+    """schedule budget_cosine: one phase (physics as asked), cosine from the peak to 1% of it over the epochs a
+    timed probe fits into the budget; the model overrides reach the configuration and a bad key is refused."""
+    from pipelines.benchmark.training import COSINE_FLOOR, experiment_config, fit_epochs_to_budget
+    from td_data.evaluation import load_split
+    from td_models.batch import item_from_record
+
+    block = {"schedule": "budget_cosine", "budget_minutes": 0.5, "batch_size": 8, "learning_rate": 2e-3,
+             "model": {"pair_values": True}, "ema_decay": 0.9}  # fmt: skip
+    options = BenchmarkTraining.from_dict(block)
+    config = experiment_config(options, fitted_epochs=7)
+    tc = config.training_config
+    assert tc.scheduler == "cosine" and tc.max_epochs == 7 and tc.learning_rate == 2e-3
+    assert tc.min_learning_rate == pytest.approx(2e-3 * COSINE_FLOOR) and tc.warmup_epochs == 1
+    assert [(ph.name, ph.physics) for ph in tc.phases] == [("budget_cosine", False)]
+    assert config.model_config.pair_values and tc.ema_decay == 0.9 and tc.batch_size == 8
+    assert experiment_config(options).training_config.max_epochs == 30  # cpu-demo's, until the probe fits it
+    _require_data()
+    records = load_split([SHARED / "perov_5" / "test.csv.gz"], "test", limit=16).records
+    fit = fit_epochs_to_budget([item_from_record(r) for r in records], options)
+    assert fit["steps_per_epoch"] == 2 and fit["epochs"] >= 1 and fit["probe_seconds_per_step"] > 0
+    planned = fit["budget_share"] * 60 * 0.5 / fit["probe_seconds_per_step"]
+    assert fit["epochs"] == max(1, int(planned // 2))
+    with pytest.raises(ParameterError, match="benchmark_training.model"):
+        experiment_config(BenchmarkTraining.from_dict({"model": {"hidden_size": 8}}))

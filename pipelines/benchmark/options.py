@@ -8,6 +8,7 @@ td-data: the training stage reads ``benchmark_training`` on a machine without th
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -17,6 +18,7 @@ from pipelines.exceptions import ParameterError
 #: The data sets whose published protocol the benchmarks follow (``td_data.metrics.COVERAGE_CUTOFFS`` keys).
 DATASETS = ("perov_5", "carbon_24")
 DEVICES = ("cpu", "cuda")
+SCHEDULES = ("preset", "budget_cosine")
 
 
 def _positive_int(block: str, name: str, value: Any, optional: bool = False) -> None:
@@ -119,6 +121,12 @@ class BenchmarkTraining(OptionsBlock):
     n_samples: int = 1000  # crystals generated
     steps: int | None = None  # reverse sampling steps; null: the model's full chain
     sample_batch_size: int = 256  # crystals per sampling batch
+    # preset: the preset's phases and rates; budget_cosine: one phase, warm-up, then cosine annealing that ends
+    # when budget_minutes is spent (max_epochs fitted to the budget by timing training steps first)
+    schedule: str = "preset"
+    physics: bool = False  # budget_cosine only: the physics penalties on (the benchmark rows carry no labels)
+    model: dict[str, Any] | None = None  # model_config overrides of the preset (td_models.ModelConfig keys)
+    ema_decay: float | None = None  # the preset's when null
 
     def __post_init__(self) -> None:
         from td_models import ExperimentConfig
@@ -142,6 +150,19 @@ class BenchmarkTraining(OptionsBlock):
             raise ParameterError(f"{b}.progress_bar must be true or false, got {self.progress_bar!r}")
         if not isinstance(self.run_dir, str) or not self.run_dir.strip():
             raise ParameterError(f"{b}.run_dir must be a folder path, got {self.run_dir!r}")
+        if self.schedule not in SCHEDULES:
+            raise ParameterError(f"{b}.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
+        if self.schedule == "budget_cosine" and self.budget_minutes is None:
+            raise ParameterError(f"{b}.schedule budget_cosine anneals to the end of the budget: set budget_minutes")
+        if not isinstance(self.physics, bool):
+            raise ParameterError(f"{b}.physics must be true or false, got {self.physics!r}")
+        if self.physics and self.schedule != "budget_cosine":
+            raise ParameterError(f"{b}.physics applies to schedule budget_cosine; the preset's phases set their own")
+        if self.model is not None and not isinstance(self.model, Mapping):
+            raise ParameterError(f"{b}.model must be a mapping of model_config keys or null, got {self.model!r}")
+        ema = self.ema_decay
+        if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool) and 0 <= ema < 1):
+            raise ParameterError(f"{b}.ema_decay must be a number in [0, 1) or null, got {ema!r}")
 
 
 @dataclass(frozen=True)

@@ -37,13 +37,24 @@ class _BudgetStopFilter(logging.Filter):
         return not (self.active and str(record.msg).startswith("preempted:"))
 
 
-def experiment_config(options: BenchmarkTraining) -> Any:
-    """The preset with this run's overrides: seed, epochs, batch size, learning rate, precision, one checkpoint."""
+def experiment_config(options: BenchmarkTraining, fitted_epochs: int | None = None) -> Any:
+    """The preset with this run's overrides: model, seed, epochs, batch size, learning rate, EMA, precision, one
+    checkpoint; with ``schedule: budget_cosine`` one phase and cosine annealing over ``fitted_epochs`` (the
+    budget's, :func:`fit_epochs_to_budget`; ``max_epochs`` or the preset's until it is known)."""
     from td_models import ExperimentConfig
+    from td_models.config import PhaseConfig
+    from td_models.exceptions import ConfigError
 
     config = ExperimentConfig.preset(options.preset)
+    if options.model:
+        try:
+            config = dataclasses.replace(config, model_config=config.model_config.replace(**options.model))
+        except (TypeError, ConfigError) as err:
+            raise ParameterError(f"benchmark_training.model: {err}") from None
     tc = config.training_config
     max_epochs = options.max_epochs if options.max_epochs is not None else tc.max_epochs
+    if fitted_epochs is not None:
+        max_epochs = min(max_epochs, fitted_epochs)
     training: dict[str, Any] = {
         "seed": options.seed,
         "max_epochs": max_epochs,
@@ -56,11 +67,79 @@ def experiment_config(options: BenchmarkTraining) -> Any:
         training["batch_size"] = options.batch_size
     if options.warmup_epochs is not None:
         training["warmup_epochs"] = options.warmup_epochs
-    if options.learning_rate is not None:  # one factor for every phase and the cosine peak
+    if options.ema_decay is not None:
+        training["ema_decay"] = float(options.ema_decay)
+    if options.schedule == "budget_cosine":
+        peak = options.learning_rate if options.learning_rate is not None else tc.phases[0].learning_rate
+        training.update(
+            scheduler="cosine",
+            learning_rate=peak,
+            min_learning_rate=peak * COSINE_FLOOR,
+            cosine_period_epochs=None,  # = max_epochs
+            phases=(PhaseConfig("budget_cosine", 1, peak, physics=options.physics),),
+        )
+        if options.warmup_epochs is None:
+            training["warmup_epochs"] = 1
+    elif options.learning_rate is not None:  # one factor for every phase and the cosine peak
         factor = options.learning_rate / tc.phases[0].learning_rate
         training["learning_rate"] = tc.learning_rate * factor
         training["phases"] = tuple(dataclasses.replace(ph, learning_rate=ph.learning_rate * factor) for ph in tc.phases)
     return dataclasses.replace(config, training_config=tc.replace(**training))
+
+
+#: budget_cosine anneals from the peak rate to this fraction of it.
+COSINE_FLOOR = 0.01
+#: Steps timed (after two warm-up steps) to fit the epochs to the budget, and the share of the budget planned
+#: (the rest absorbs the EMA, logging and a slower stretch of a shared machine).
+PROBE_STEPS = 12
+BUDGET_SHARE = 0.92
+
+
+def fit_epochs_to_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTraining) -> dict[str, Any]:
+    """How many epochs fit in ``budget_minutes``: a throw-away copy of the model takes ``PROBE_STEPS`` optimiser
+    steps on full training batches (forward, backward, AdamW) and the rate found sets the epochs, so that the
+    cosine schedule ends with the budget. Returns the epochs and what the probe measured."""
+    import torch
+
+    from td_models import TopologicalDiffusionModel
+    from td_models.batch import CrystalDataset, collate
+
+    config = experiment_config(options)
+    tc = config.training_config
+    model = TopologicalDiffusionModel(config)
+    device = "cuda" if options.device == "cuda" else "cpu"
+    model = model.to(device)
+    dataset = CrystalDataset(list(items[: tc.batch_size]), num_species=config.model_config.num_species)  # as Trainer
+    batch = collate([dataset[i] for i in range(len(dataset))])
+    model.fit_normalisation(batch)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    generator = torch.Generator(device=device).manual_seed(options.seed)
+    physics = tc.phases[0].physics
+
+    def step() -> None:
+        with torch.autocast(device, dtype=torch.bfloat16, enabled=device == "cuda"):
+            loss = model.training_losses(batch, physics=physics, conditioning=False, generator=generator)["total"]
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+
+    for _ in range(2):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for _ in range(PROBE_STEPS):
+        step()
+    if device == "cuda":
+        torch.cuda.synchronize()
+    seconds_per_step = (time.perf_counter() - t0) / PROBE_STEPS
+    steps_per_epoch = -(-len(items) // tc.batch_size)
+    planned = BUDGET_SHARE * 60.0 * options.budget_minutes / seconds_per_step
+    epochs = max(1, int(planned // steps_per_epoch))
+    logger.info("budget: %.3f s a step on %d crystals a batch -> %d epochs of %d steps in %.1f min",
+                seconds_per_step, tc.batch_size, epochs, steps_per_epoch, options.budget_minutes)  # fmt: skip
+    return {"epochs": epochs, "probe_seconds_per_step": round(seconds_per_step, 5), "probe_steps": PROBE_STEPS,
+            "budget_share": BUDGET_SHARE, "steps_per_epoch": steps_per_epoch}  # fmt: skip
 
 
 def phases_reached(tc: Any, last_epoch: int) -> list[str]:
@@ -118,7 +197,8 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
     from td_models.training import Trainer
 
     check_device(options)
-    config = experiment_config(options)
+    fitted = fit_epochs_to_budget(items, options) if options.schedule == "budget_cosine" else None
+    config = experiment_config(options, None if fitted is None else fitted["epochs"])
     t0 = time.perf_counter()
     trainer = Trainer(
         config,
@@ -174,6 +254,8 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
         "fit_seconds": round(fit_s, 2),
         "seconds_per_step": round(fit_s / result.global_step, 4) if result.global_step else None,
         "metrics_csv": str(result.metrics_csv),
+        "schedule": options.schedule,
+        "budget_fit": fitted,
     }
     logger.info(
         "training: %d epochs, %d steps, stopped by %s [%.1f s]",
@@ -212,7 +294,7 @@ def train_benchmark(items_file: tuple[list, dict], benchmark_training: Mapping[s
         "training": training,
         "preset": options.preset,
         "parameters": model.num_parameters(),
-        "config": experiment_config(options).to_dict(),
+        "config": model.config.to_dict(),  # with budget_cosine: the fitted epochs
         "timings_seconds": {"train_setup": training["setup_seconds"], "train": training["fit_seconds"]},
         "seconds": round(time.perf_counter() - started, 2),
         "hardware": hardware(options.device),
