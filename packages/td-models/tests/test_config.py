@@ -68,6 +68,7 @@ def test_save_and_load_round_trip(tmp_path, suffix):
         ("model_config", "num_layers", 0, "num_layers must be an integer >= 1, got 0"),
         ("model_config", "num_topo_classes", 3, "num_topo_classes must be 4"),
         ("model_config", "species_process", "gaussian", "species_process"),
+        ("model_config", "species_schedule", "linear", "species_schedule"),
         ("model_config", "pair_values", "yes", "pair_values must be true or false, got 'yes'"),
         ("physics_config", "band_gap_range", [0.5, 0.1], "low <= high"),
         ("physics_config", "band_gap_range", [0.1], "two numbers"),
@@ -118,3 +119,14 @@ def test_presets_exist_and_unknown_preset_is_named():
     assert ModelConfig.preset("cpu-demo").hidden_dim < ModelConfig.preset("small").hidden_dim
     with pytest.raises(ConfigError, match="preset must be one of .* got 'huge'"):
         ExperimentConfig.preset("huge")
+
+
+def test_species_schedule_reaches_the_species_process():
+    """null keeps the kind's default (jsd for absorbing); cosine keeps more species unmasked at mid times."""
+    from td_models import TopologicalDiffusionModel
+
+    small = {"hidden_dim": 16, "num_layers": 1, "num_heads": 2, "num_steps": 100}
+    default = TopologicalDiffusionModel(ModelConfig(**small)).species_process
+    cosine = TopologicalDiffusionModel(ModelConfig(**small, species_schedule="cosine")).species_process
+    assert (default.schedule, cosine.schedule) == ("jsd", "cosine")
+    assert float(cosine.alpha_bars[50]) > float(default.alpha_bars[50]) == 0.5

@@ -127,6 +127,9 @@ class ModelConfig(_Block):
     sigma_min: float = 0.005  # wrapped-normal sigma range of fractional coordinates (DiffCSP)
     sigma_max: float = 0.5
     species_process: str = "absorbing"  # D3PM kind: "absorbing" or "uniform"
+    # D3PM keep schedule: "jsd" (linear, the absorbing default) or "cosine" (species decided earlier in the reverse
+    # chain, while the lattice is still forming; the uniform default); null: the kind's default
+    species_schedule: str | None = None
     cond_drop_prob: float = 0.1  # each condition dropped independently in training (classifier-free guidance)
     lattice_loss_weight: float = 1.0
     coord_loss_weight: float = 1.0
@@ -168,6 +171,8 @@ class ModelConfig(_Block):
         )
         _check_choice("model_config.lattice_schedule", self.lattice_schedule, ("cosine", "linear"))
         _check_choice("model_config.species_process", self.species_process, ("absorbing", "uniform"))
+        if self.species_schedule is not None:
+            _check_choice("model_config.species_schedule", self.species_schedule, ("jsd", "cosine"))
         _check(
             _is_number(self.sigma_min) and _is_number(self.sigma_max) and 0 < self.sigma_min < self.sigma_max,
             f"model_config.sigma_min and sigma_max must satisfy 0 < sigma_min < sigma_max, "

@@ -131,7 +131,10 @@ class TopologicalDiffusionModel(nn.Module):
                 num_steps=mc.num_steps, sigma_min=mc.sigma_min, sigma_max=mc.sigma_max
             )
             self.species_process = DiscreteProcess(
-                num_classes=mc.num_species, num_steps=mc.num_steps, kind=mc.species_process
+                num_classes=mc.num_species,
+                num_steps=mc.num_steps,
+                kind=mc.species_process,
+                schedule=mc.species_schedule,
             )
         # Data statistics, saved with the weights: lattice scale (Angstrom) and the atom-count histogram.
         self.register_buffer("lattice_scale", torch.tensor(2.5))
