@@ -120,6 +120,7 @@ class BenchmarkTraining(OptionsBlock):
     run_dir: str = "outputs/perov5/training"  # the trainer's config.json, metrics.csv and last checkpoint
     n_samples: int = 1000  # crystals generated
     steps: int | None = None  # reverse sampling steps; null: the model's full chain
+    corrector_steps: int = 0  # Langevin corrector steps on the coordinates per reverse step (DiffCSP's sampler: 1)
     sample_batch_size: int = 256  # crystals per sampling batch
     # preset: the preset's phases and rates; budget_cosine: one phase, warm-up, then cosine annealing that ends
     # when budget_minutes is spent (max_epochs fitted to the budget by timing training steps first)
@@ -144,6 +145,9 @@ class BenchmarkTraining(OptionsBlock):
             _positive_int(b, name, getattr(self, name))
         if self.warmup_epochs is not None and (not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0):
             raise ParameterError(f"{b}.warmup_epochs must be an integer >= 0 or null, got {self.warmup_epochs!r}")
+        c = self.corrector_steps
+        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
+            raise ParameterError(f"{b}.corrector_steps must be an integer >= 0, got {c!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ParameterError(f"{b}.seed must be an integer, got {self.seed!r}")
         if not isinstance(self.progress_bar, bool):

@@ -324,8 +324,9 @@ def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_
     started = time.perf_counter()
     with torch_threads(options.num_threads):
         try:
-            samples = model.sample(options.n_samples, steps=steps, seed=options.seed,
-                                   batch_size=options.sample_batch_size, progress=options.progress_bar)  # fmt: skip
+            samples = model.sample(options.n_samples, steps=steps, corrector_steps=options.corrector_steps,
+                                   seed=options.seed, batch_size=options.sample_batch_size,
+                                   progress=options.progress_bar)  # fmt: skip
         except TDModelsError as err:
             raise ParameterError(f"sampling {options.n_samples} crystals failed: {err}") from err
         sampled = time.perf_counter()
@@ -336,6 +337,7 @@ def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_
         **training_summary,
         "sampling": {
             "steps": steps,
+            "corrector_steps": options.corrector_steps,
             "seed": options.seed,
             "batch_size": options.sample_batch_size,
             "n_requested": options.n_samples,
@@ -343,6 +345,7 @@ def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_
             "num_atoms": "drawn from the training distribution",
             "restrict_species": True,
             "seconds_per_step_per_crystal": (sampled - started) / (steps * options.n_samples),
+            "seconds_per_1000_crystals": 1000.0 * (sampled - started) / options.n_samples,
         },
         "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
         "seconds": round(training_summary["seconds"] + done - started, 2),
