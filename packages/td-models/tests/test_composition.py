@@ -53,13 +53,14 @@ def fitted_model(num_steps: int = 20) -> TopologicalDiffusionModel:
 
 
 def neutral(atomic_numbers) -> bool:
-    """The rule's neutrality, by brute force: one element, metals only, or one state per element summing to 0."""
+    """Brute-force neutrality: one element, metals only, or non-zero states (one per element) summing to 0."""
     zs, counts = np.unique(np.asarray(atomic_numbers), return_counts=True)
     if len(zs) == 1 or all(is_metal(z) for z in zs):
         return True
     table = common_oxidation_states()
     return any(
-        sum(c * s for c, s in zip(counts, states)) == 0 for states in itertools.product(*(table[int(z)] for z in zs))
+        sum(c * s for c, s in zip(counts, states)) == 0
+        for states in itertools.product(*([s for s in table[int(z)] if s != 0] for z in zs))
     )
 
 
@@ -90,6 +91,10 @@ def test_element_counts_come_from_the_row_of_the_atom_count_and_never_exceed_it(
     atoms = hist.sum(axis=1)
     n_atoms, n_elements = draw_counts(atoms, hist, 200, None, np.random.default_rng(1))
     assert all(hist[n, k] > 0 for n, k in zip(n_atoms, n_elements))
+    for n in (5, 13, 64):  # the element counts' cumulative shares are within 1/n of the training data's
+        _, n_elements = draw_counts(atoms, hist, n, None, np.random.default_rng(n))
+        share = np.cumsum(np.bincount(n_elements, minlength=7)) / n
+        assert np.all(np.abs(share - np.cumsum(hist.sum(axis=0)) / hist.sum()) <= 1 / n + 1e-12)
     given = np.array([5, 5, 5, 5, 6, 1])  # 6 atoms: no training cell; the element counts of cells up to 6 atoms
     n_atoms, n_elements = draw_counts(atoms, hist, 6, given, np.random.default_rng(1))
     np.testing.assert_array_equal(n_atoms, given)
@@ -184,7 +189,7 @@ def test_the_new_options_are_checked():
 
 
 def test_the_rule_agrees_with_a_brute_force_search_over_completions():
-    allowed = [7, 8, 10, 16, 25, 29, 5]  # O, F, Na, Cl, Fe, Zn, C (species indices)
+    allowed = [7, 8, 10, 16, 25, 29, 5, 9]  # O, F, Na, Cl, Fe, Zn, C, Ne (species indices)
     rule = CompositionRule(np.isin(np.arange(100), allowed), charge_balance=True)
     rng = np.random.default_rng(0)
     for _ in range(60):

@@ -13,16 +13,19 @@ decoding), so a network that already respects them is sampled exactly as before.
   once ``K`` elements are present only they may be drawn, and when the masked atoms left are just
   enough for the elements still missing, only new elements may be drawn.
 * **Charge balance**: a species is drawn only if the crystal can still be completed (its remaining
-  masked atoms, the element count kept) into a charge-neutral composition: one common oxidation
-  state per element (:func:`td_models.constraints.common_oxidation_states`) with
-  ``sum count * state = 0``, SMACT's rule; one element alone, or metals only, count as neutral, as in
-  CDVAE's compositional validity. The Pauling electronegativity test is not applied. Without an
-  element count the completions searched add at most :data:`MAX_NEW_ELEMENTS_FREE` new elements. A
-  crystal whose drawn ``(N, K)`` has no neutral composition among the allowed elements is sampled
-  without the rule (logged).
+  masked atoms, the element count kept) into a charge-neutral composition: one common, non-zero
+  oxidation state per element (:func:`td_models.constraints.common_oxidation_states`) with
+  ``sum count * state = 0``, SMACT's rule (whose lists have no state 0: a noble gas joins no compound);
+  one element alone, or metals only, count as neutral, as in CDVAE's compositional validity. The
+  Pauling electronegativity test is not applied. Without an element count the completions searched
+  add at most :data:`MAX_NEW_ELEMENTS_FREE` new elements. A crystal whose drawn ``(N, K)`` has no
+  neutral composition among the allowed elements is sampled without the rule (logged).
 
-Counts are a stratified draw (systematic resampling) of the histogram in a random order: over ``n``
-crystals each count's cumulative share is within ``1/n`` of the training data's.
+Counts are a stratified draw (systematic resampling) of the histogram, returned in a random order.
+The joint histogram is walked in serpentine order (element counts ascending; atom counts ascending
+and descending in turn, as in serpentine-sorted survey sampling), so over ``n`` crystals each element
+count's cumulative share is within ``1/n`` of the training data's and the atom counts' nearly so;
+one crystal alone follows the histogram exactly.
 
 >>> rule = CompositionRule(np.isin(np.arange(100), [10, 16]), charge_balance=True)  # Na (Z 11), Cl (Z 17)
 >>> np.flatnonzero(rule.choices({10: 1}, remaining=0, target=2, charge=True)).tolist()  # Na + ? -> Cl
@@ -57,7 +60,7 @@ log = logging.getLogger(__name__)
 #: New elements a completion may add when no element count is drawn (charge balance alone).
 MAX_NEW_ELEMENTS_FREE = 2
 
-_Profile = tuple[tuple[int, ...], bool]  # (common oxidation states, metal): all the charge rule needs of an element
+_Profile = tuple[tuple[int, ...], bool]  # (non-zero common oxidation states, metal): what the charge rule needs
 
 
 def element_count_histogram(batch, max_atoms: int) -> torch.Tensor:
@@ -98,20 +101,23 @@ def draw_counts(
     if element_weights is None:
         counts = stratified_draw(atom_weights, n, rng) if num_atoms is None else np.asarray(num_atoms, np.int64)
         return counts.astype(np.int64), np.zeros(n, dtype=np.int64)
-    width = element_weights.shape[1]
+    rows, width = element_weights.shape
     if num_atoms is None:
-        flat = stratified_draw(element_weights.reshape(-1), n, rng)
-        return (flat // width).astype(np.int64), (flat % width).astype(np.int64)
+        atoms = np.tile(np.arange(rows), (width, 1))  # (width, rows): row k walks the atom counts
+        atoms[0::2] = atoms[0::2, ::-1]  # serpentine: up for odd element counts, down for even ones
+        atoms, elements = atoms.reshape(-1), np.repeat(np.arange(width), rows)
+        index = stratified_draw(element_weights[atoms, elements], n, rng)
+        return atoms[index].astype(np.int64), elements[index].astype(np.int64)
     counts = np.asarray(num_atoms, dtype=np.int64)
     elements = np.zeros(n, dtype=np.int64)
     marginal = element_weights.sum(axis=0)
     for size in np.unique(counts):
-        rows = np.flatnonzero(counts == size)
-        row = element_weights[size] if size < len(element_weights) else np.zeros(width)
+        crystals = np.flatnonzero(counts == size)
+        row = element_weights[size] if size < rows else np.zeros(width)
         if row.sum() <= 0:
             row = np.where(np.arange(width) <= size, marginal, 0.0)
         if row.sum() > 0:
-            elements[rows] = stratified_draw(row, len(rows), rng)
+            elements[crystals] = stratified_draw(row, len(crystals), rng)
     return counts, elements
 
 
@@ -148,7 +154,9 @@ class CompositionRule:
         self.num_species = int(len(allowed))
         self.allowed = [int(i) for i in np.flatnonzero(allowed)]
         table = common_oxidation_states()
-        self.profile: dict[int, _Profile] = {i: (table.get(i + 1, (0,)), is_metal(i + 1)) for i in self.allowed}
+        self.profile: dict[int, _Profile] = {
+            i: (tuple(s for s in table.get(i + 1, ()) if s != 0), is_metal(i + 1)) for i in self.allowed
+        }
         self.charge_balance = bool(charge_balance)
         self._cache: dict[tuple, bool] = {}
 
