@@ -6,10 +6,12 @@
     python benchmarks/sampler_quality.py --dataset carbon_24 --model-path outputs/carbon24/model.pt
 
 Each row samples ``--n`` crystals from the same model with the same seed (unconditioned, atom counts from the
-training distribution) under ``steps:corrector_steps`` and scores them against the data set's test split with
-the published protocol of ``td_data.metrics.generation_metrics`` (coverage, joint coverage, the Wasserstein
-distances, validity). The first row is the reference, the model's full chain without a corrector (DiffCSP's
-sampler runs 1,000 steps); the last columns give each row's change in coverage against it, in points, and its
+training distribution) under ``steps:corrector_steps`` (``:free`` also turns off the sampler's composition
+rules, ``SamplingOptions.element_counts`` and ``charge_balance``: what the network alone does) and scores them
+against the data set's test split with the published protocol of ``td_data.metrics.generation_metrics``
+(coverage, joint coverage, the Wasserstein distances, validity). The first row is the reference, by default
+the model's full chain with one corrector step (DiffCSP's sampler: 1,000 predictor steps, one Langevin
+corrector step each); the last columns give each row's change in coverage against it, in points, and its
 speed-up. ``make bench-perov5`` writes the model this reads (``outputs/perov5/model.pt``).
 
 Coverage over ``--n`` crystals is lower than over the published 10,000 for every row alike: compare rows of one
@@ -37,17 +39,24 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def parse_rows(text: str) -> list[tuple[int, int]]:
-    """``"1000:0,100:1"`` -> ``[(1000, 0), (100, 1)]``; a clear error for anything else."""
+def parse_rows(text: str) -> list[tuple[int, int, bool]]:
+    """``"1000:0,100:1,100:3:free"`` -> ``[(1000, 0, True), (100, 1, True), (100, 3, False)]`` (the third item: the
+    sampler's composition rules on; ``free`` turns them off); a clear error for anything else."""
     rows = []
     for item in text.split(","):
+        parts = item.split(":")
+        free = len(parts) == 3 and parts[2] == "free"
         try:
-            steps, corrector = (int(x) for x in item.split(":"))
+            if len(parts) not in (2, 3) or (len(parts) == 3 and not free):
+                raise ValueError
+            steps, corrector = int(parts[0]), int(parts[1])
         except ValueError:
-            raise SystemExit(f"--rows takes steps:corrector_steps pairs separated by commas, got {item!r}") from None
+            raise SystemExit(
+                f"--rows takes steps:corrector_steps[:free] items separated by commas, got {item!r}"
+            ) from None
         if steps < 1 or corrector < 0:
             raise SystemExit(f"--rows: steps must be >= 1 and corrector steps >= 0, got {item!r}")
-        rows.append((steps, corrector))
+        rows.append((steps, corrector, not free))
     return rows
 
 
@@ -56,7 +65,11 @@ def main() -> None:
     parser.add_argument("--model-path", default=str(ROOT / "outputs" / "perov5" / "model.pt"))
     parser.add_argument("--dataset", choices=SPLITS, default="perov_5")
     parser.add_argument("--data-dir", default=None, help="folder of the CDVAE split files (default ../shared/...)")
-    parser.add_argument("--rows", default="1000:0,100:0,100:1,50:1", help="steps:corrector_steps, first = reference")
+    parser.add_argument(
+        "--rows",
+        default="1000:1,1000:0,100:0,100:3,100:3:free",
+        help="steps:corrector_steps[:free] (free: the composition rules off); the first is the reference",
+    )
     parser.add_argument("--n", type=int, default=1000, help="crystals per row")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
@@ -80,25 +93,28 @@ def main() -> None:
     log(f"model {args.model_path} ({model.num_parameters() / 1e6:.2f}M parameters), {len(test)} test crystals, "
         f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
     results = []
-    for steps, corrector in rows:
-        log(f"sampling {args.n} crystals: {steps} steps, {corrector} corrector steps each")
+    for steps, corrector, rules in rows:
+        log(f"sampling {args.n} crystals: {steps} steps, {corrector} corrector steps each, composition rules "
+            f"{'on' if rules else 'off'}")  # fmt: skip
         t0 = time.perf_counter()
-        samples = model.sample(args.n, steps=steps, corrector_steps=corrector, seed=args.seed,
-                               batch_size=args.batch_size, progress=True)  # fmt: skip
+        samples = model.sample(args.n, steps=steps, corrector_steps=corrector, seed=args.seed, element_counts=rules,
+                               charge_balance=rules, batch_size=args.batch_size, progress=True)  # fmt: skip
         seconds = time.perf_counter() - t0
         records, _ = samples_to_records(samples, id_prefix="sampler")
         metrics = generation_metrics(records, test, dataset=args.dataset, seed=args.seed)
-        results.append((steps, corrector, seconds * 1000 / args.n, metrics))
-    ref_seconds, ref = results[0][2], results[0][3]
+        results.append((steps, corrector, rules, seconds * 1000 / args.n, metrics))
+    ref_seconds, ref = results[0][3], results[0][4]
     print(f"# Sampler settings, {args.dataset}, {args.n} crystals a row, {args.threads} thread(s), "
           f"load average {os.getloadavg()[0]:.1f}")  # fmt: skip
-    print("| steps | corrector | s / 1,000 | " + " | ".join(KEYS) + " | dCOV-R | dCOV-P | speed-up |")
-    print("|---" * (len(KEYS) + 6) + "|")
-    for steps, corrector, seconds, m in results:
+    print(
+        "| steps | corrector | composition rules | s / 1,000 | " + " | ".join(KEYS) + " | dCOV-R | dCOV-P | speed-up |"
+    )
+    print("|---" * (len(KEYS) + 7) + "|")
+    for steps, corrector, rules, seconds, m in results:
         cells = [f"{m[k]:.4f}" if m[k] is not None else "n/a" for k in KEYS]
         d_r = 100 * (m["cov_recall"] - ref["cov_recall"])
         d_p = 100 * (m["cov_precision"] - ref["cov_precision"])
-        print(f"| {steps} | {corrector} | {seconds:.1f} | " + " | ".join(cells)
+        print(f"| {steps} | {corrector} | {'on' if rules else 'off'} | {seconds:.1f} | " + " | ".join(cells)
               + f" | {d_r:+.1f} | {d_p:+.1f} | {ref_seconds / seconds:.1f}x |")  # fmt: skip
 
 
