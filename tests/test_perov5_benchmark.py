@@ -278,6 +278,7 @@ def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
         (BenchmarkTraining, {"model": [1]}, "benchmark_training.model must be a mapping"),
         (BenchmarkTraining, {"ema_decay": 1.0}, "benchmark_training.ema_decay must be a number in [0, 1)"),
         (BenchmarkTraining, {"corrector_steps": -1}, "benchmark_training.corrector_steps must be an integer >= 0"),
+        (BenchmarkTraining, {"composition_rules": 1}, "benchmark_training.composition_rules must be true or false"),
     ],
 )
 def test_bad_options_name_the_rule_and_the_value(block, values, message):

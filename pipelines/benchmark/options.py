@@ -121,6 +121,7 @@ class BenchmarkTraining(OptionsBlock):
     n_samples: int = 1000  # crystals generated
     steps: int | None = None  # reverse sampling steps; null: the model's full chain
     corrector_steps: int = 0  # Langevin corrector steps on the coordinates per reverse step (DiffCSP's sampler: 1)
+    composition_rules: bool = True  # the sampler's element-count and charge-balance rules (False: the network alone)
     sample_batch_size: int = 256  # crystals per sampling batch
     # preset: the preset's phases and rates; budget_cosine: one phase, warm-up, then cosine annealing that ends
     # when budget_minutes is spent (max_epochs fitted to the budget by timing training steps first)
@@ -145,6 +146,8 @@ class BenchmarkTraining(OptionsBlock):
             _positive_int(b, name, getattr(self, name))
         if self.warmup_epochs is not None and (not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0):
             raise ParameterError(f"{b}.warmup_epochs must be an integer >= 0 or null, got {self.warmup_epochs!r}")
+        if not isinstance(self.composition_rules, bool):
+            raise ParameterError(f"{b}.composition_rules must be true or false, got {self.composition_rules!r}")
         c = self.corrector_steps
         if isinstance(c, bool) or not isinstance(c, int) or c < 0:
             raise ParameterError(f"{b}.corrector_steps must be an integer >= 0, got {c!r}")

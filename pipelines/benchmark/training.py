@@ -324,9 +324,10 @@ def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_
     started = time.perf_counter()
     with torch_threads(options.num_threads):
         try:
+            rules = options.composition_rules
             samples = model.sample(options.n_samples, steps=steps, corrector_steps=options.corrector_steps,
-                                   seed=options.seed, batch_size=options.sample_batch_size,
-                                   progress=options.progress_bar)  # fmt: skip
+                                   seed=options.seed, batch_size=options.sample_batch_size, element_counts=rules,
+                                   charge_balance=rules, progress=options.progress_bar)  # fmt: skip
         except TDModelsError as err:
             raise ParameterError(f"sampling {options.n_samples} crystals failed: {err}") from err
         sampled = time.perf_counter()
@@ -338,6 +339,7 @@ def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_
         "sampling": {
             "steps": steps,
             "corrector_steps": options.corrector_steps,
+            "composition_rules": options.composition_rules,
             "seed": options.seed,
             "batch_size": options.sample_batch_size,
             "n_requested": options.n_samples,
