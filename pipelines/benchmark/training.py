@@ -138,7 +138,7 @@ def fit_epochs_to_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkT
     epochs = max(1, int(planned // steps_per_epoch))
     logger.info("budget: %.3f s a step on %d crystals a batch -> %d epochs of %d steps in %.1f min",
                 seconds_per_step, tc.batch_size, epochs, steps_per_epoch, options.budget_minutes)  # fmt: skip
-    return {"epochs": epochs, "probe_seconds_per_step": round(seconds_per_step, 5), "probe_steps": PROBE_STEPS,
+    return {"epochs": epochs, "probe_seconds_per_step": seconds_per_step, "probe_steps": PROBE_STEPS,
             "budget_share": BUDGET_SHARE, "steps_per_epoch": steps_per_epoch}  # fmt: skip
 
 
