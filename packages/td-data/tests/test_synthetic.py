@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from td_data.exceptions import TDDataError
+from td_data.substitution import dls_length_scale
 from td_data.synthetic import (
     MOLECULAR_PROTOTYPES,
     SyntheticDatasetGenerator,
     diversity_report,
-    dls_length_scale,
     load_prototypes,
 )
 from td_data.validity import composition_validity, structure_validity

@@ -15,26 +15,16 @@ Nothing is downloaded; the crystal generator uses only data files that pymatgen 
   and Niggli-reduce each cell once. With ``max_atoms = 20`` that leaves 228 prototypes.
 * **Substitution**: each element of a prototype (one AFLOW letter, A, B, C, ...; all its Wyckoff
   sites together, so the AFLOW label stays exact) is replaced by a species drawn from the
-  data-mined substitution probabilities of Hautier et al., Inorg. Chem. 50, 656 (2011): pymatgen's
-  :class:`~pymatgen.analysis.structure_prediction.substitution_probability.SubstitutionProbability`
-  lambda table. The seed chemistry is the prototype's own: its elements with a charge-balanced
-  choice of the table's oxidation states (each element's table species when no balanced choice
-  exists, as for intermetallics). Species ``s`` becomes ``t`` with probability proportional to
-  ``exp(lambda(t, s) / T)`` (Hautier's conditional probability at ``T = 1``; the identity is
-  included), over the substitutions observed in the table (never-observed pairs are left out).
-  The table is an oxide-heavy ICSD statistic without anions such as Te2- or Sb3-; for those
-  elements it still proposes same-group replacements through their cationic species. A
-  candidate is kept only if its elements are distinct, allowed, and pass
-  :func:`td_data.validity.composition_validity` (SMACT charge neutrality plus the Pauling test).
-* **Volume**: the data-mined lattice scaling (DLS) of pymatgen's
-  :class:`~pymatgen.analysis.structure_prediction.volume_predictor.DLSVolumePredictor`
-  bond radii ``r + k std(X)`` from pymatgen's ``DLS_bond_params.yaml`` (atomic or metallic radius
-  when an element has none), and an isotropic scaling that makes the smallest ratio of interatomic
-  distance to radius sum equal to one. We compute the same rule with one array operation per
-  structure instead of pymatgen's neighbour search, and without its clamp to 0.5-1.5 times the
-  prototype volume (a clamp meant for structures already at a sensible volume, which a prototype
-  with substituted elements is not). On the library's own compositions the predicted volume has
-  a median ratio of about 1 to the AFLOW volume (checked in the tests).
+  data-mined substitution probabilities of Hautier et al., Inorg. Chem. 50, 656 (2011)
+  (:class:`td_data.substitution.Substituter`; the seed chemistry is the prototype's own elements
+  with a charge-balanced choice of the table's oxidation states). A candidate is kept only if its
+  elements are distinct, allowed, and pass :func:`td_data.validity.composition_validity` (SMACT
+  charge neutrality plus the Pauling test).
+* **Volume**: the data-mined lattice scaling (DLS) of pymatgen's ``DLSVolumePredictor`` without its
+  clamp to 0.5-1.5 times the prototype volume (:func:`td_data.substitution.dls_length_scale`; the
+  clamp is meant for structures already at a sensible volume, which a prototype with substituted
+  elements is not). On the library's own compositions the predicted volume has a median ratio of
+  about 1 to the AFLOW volume (checked in the tests).
 * A random symmetric strain with principal strains at most ``max_strain`` follows, and the record
   is kept only if it passes :func:`td_data.validity.structure_validity`.
 * **2D sheets** (``fraction_2d`` of the samples): graphene and h-BN (planar honeycomb),
@@ -50,29 +40,27 @@ from __future__ import annotations
 
 import gzip
 import importlib.util
-import itertools
 import json
 import logging
 import math
 import warnings
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
 from td_data.exceptions import TDDataError
 from td_data.record import ELEMENTS, CrystalRecord, atomic_number
+from td_data.substitution import Substituter, dls_length_scale
 from td_data.validity import composition_validity, structure_validity
 
 __all__ = [
     "Prototype",
     "load_prototypes",
-    "dls_length_scale",
     "SyntheticDatasetGenerator",
     "diversity_report",
     "DEFAULT_ELEMENTS",
@@ -232,76 +220,6 @@ def _readonly(arr: Any) -> np.ndarray:
     return out
 
 
-# ---------------------------------------------------------------------------------------------- data tables
-@dataclass(frozen=True)
-class _SubstitutionTable:
-    species: tuple[str, ...]  # sorted by name, e.g. 'Na+'
-    element: tuple[str, ...]
-    charge: np.ndarray  # (n,) oxidation states
-    lam: np.ndarray  # (n, n) lambda(t, s); NaN where the pair was never observed
-    by_element: Mapping[str, tuple[int, ...]]
-
-
-@lru_cache(maxsize=1)
-def _substitution_table() -> _SubstitutionTable:
-    from pymatgen.analysis.structure_prediction.substitution_probability import SubstitutionProbability
-
-    prob = SubstitutionProbability()
-    species = sorted(prob.species, key=str)  # the class keeps a set: sort for determinism
-    n = len(species)
-    lam = np.full((n, n), np.nan)
-    for i, j in itertools.combinations_with_replacement(range(n), 2):
-        value = prob.get_lambda(species[i], species[j])
-        if value != prob.alpha:  # alpha marks never-observed pairs (observed values are above -2)
-            lam[i, j] = lam[j, i] = value
-    by_element: dict[str, list[int]] = {}
-    for i, s in enumerate(species):
-        by_element.setdefault(s.symbol, []).append(i)
-    return _SubstitutionTable(
-        species=tuple(str(s) for s in species),
-        element=tuple(s.symbol for s in species),
-        charge=np.array([float(s.oxi_state) for s in species]),
-        lam=lam,
-        by_element=MappingProxyType({k: tuple(v) for k, v in by_element.items()}),
-    )
-
-
-@lru_cache(maxsize=256)
-def _bond_radius_params(symbol: str) -> tuple[float, float, float]:
-    """(r, k, Pauling electronegativity) of DLS: bond radius r + k * std(X), Angstrom."""
-    from pymatgen.core import Element
-    from pymatgen.core.structure_prediction.volume_predictor import bond_params
-
-    el = Element(symbol)
-    x = float(el.X) if el.X == el.X else 2.0  # elements without a Pauling value (noble gases) are not used
-    if symbol in bond_params:
-        return float(bond_params[symbol]["r"]), float(bond_params[symbol]["k"]), x
-    radius = el.atomic_radius or el.metallic_radius  # Cf has only a metallic radius
-    if not radius:
-        raise TDDataError(f"no DLS bond radius, atomic or metallic radius is known for {symbol}")
-    return float(radius), 0.0, x
-
-
-_IMAGES = np.array(list(itertools.product((-1, 0, 1), repeat=3)), dtype=float)  # (27, 3)
-
-
-def dls_length_scale(lattice: np.ndarray, frac_coords: np.ndarray, symbols: Sequence[str]) -> float:
-    """Factor by which to scale all lengths so that the smallest distance / DLS radius sum is one.
-
-    ``lattice`` (3, 3) should be reduced (Niggli) so that the 27 neighbouring cells hold every
-    shortest contact. Pymatgen's :class:`DLSVolumePredictor` without its scaling clamp.
-    """
-    params = np.array([_bond_radius_params(s) for s in symbols])  # (N, 3)
-    std_x = float(np.std(params[:, 2]))
-    radius = params[:, 0] + params[:, 1] * std_x  # (N,)
-    diff = frac_coords[:, None, None, :] - frac_coords[None, :, None, :] + _IMAGES[None, None]  # (N, N, 27, 3)
-    dist = np.linalg.norm(diff @ lattice, axis=-1)  # (N, N, 27)
-    n = len(frac_coords)
-    dist[np.arange(n), np.arange(n), 13] = np.inf  # an atom and itself in the same cell
-    ratio = dist / (radius[:, None, None] + radius[None, :, None])
-    return 1.0 / float(ratio.min())
-
-
 def _random_strain(rng: np.random.Generator, max_strain: float, dims: int = 3) -> np.ndarray:
     """(3, 3) deformation I + eps, eps symmetric with principal strains at most ``max_strain``.
 
@@ -366,8 +284,6 @@ class SyntheticDatasetGenerator:
             raise TDDataError(f"fraction_2d must be between 0 and 1, got {fraction_2d}")
         if not 0.0 <= max_strain < 0.5:
             raise TDDataError(f"max_strain must be between 0 and 0.5, got {max_strain}")
-        if not substitution_temperature > 0:
-            raise TDDataError(f"substitution_temperature must be positive, got {substitution_temperature}")
         if max_tries < 1:
             raise TDDataError(f"max_tries must be at least 1, got {max_tries}")
         self.seed = int(seed)
@@ -383,70 +299,17 @@ class SyntheticDatasetGenerator:
         self.prototypes = load_prototypes(self.max_atoms, exclude_molecular)
         if not self.prototypes:
             raise TDDataError(f"no prototype has at most max_atoms={max_atoms} sites")
-        self._table = _substitution_table()
-        self._seeds: dict[int, list[tuple[int | None, ...]]] = {}
-        self._cdf: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._substituter = Substituter(self.allowed_elements, self.substitution_temperature)
 
     # ------------------------------------------------------------------ substitution
-    def _seed_choices(self, p_index: int) -> list[tuple[int | None, ...]]:
-        """Seed species (table indices, None = element not in the table) for prototype ``p_index``.
-
-        Charge-balanced combinations of the table's oxidation states when there are any; otherwise
-        one tuple per element listing all its species (chosen independently at sampling time).
-        """
-        if p_index in self._seeds:
-            return self._seeds[p_index]
-        proto = self.prototypes[p_index]
-        table = self._table
-        options = [table.by_element.get(e, ()) for e in proto.elements]
-        counts = np.array(proto.counts, dtype=float)
-        balanced: list[tuple[int | None, ...]] = []
-        if all(options) and math.prod(len(o) for o in options) <= 50_000:
-            for combo in itertools.product(*options):
-                if abs(float(table.charge[list(combo)] @ counts)) < 1e-9:
-                    balanced.append(combo)
-        self._seeds[p_index] = balanced
-        return balanced
-
-    def _candidates(self, s: int) -> tuple[np.ndarray, np.ndarray]:
-        """(species indices, cumulative probabilities) that species ``s`` can become."""
-        if s not in self._cdf:
-            table = self._table
-            col = table.lam[:, s]
-            ok = np.isfinite(col) & np.array([e in self.allowed_elements for e in table.element])
-            idx = np.flatnonzero(ok)
-            if len(idx) == 0:
-                self._cdf[s] = (np.array([s]), np.array([1.0]))
-            else:
-                w = np.exp((col[idx] - col[idx].max()) / self.substitution_temperature)
-                self._cdf[s] = (idx, np.cumsum(w) / w.sum())
-        return self._cdf[s]
-
     def _substitute(self, p_index: int, rng: np.random.Generator) -> tuple[str, ...] | None:
         """New elements, one per AFLOW letter of the prototype, or None if no try was accepted."""
         proto = self.prototypes[p_index]
-        table = self._table
-        balanced = self._seed_choices(p_index)
-        zs_site = proto.site_species
         for _ in range(self.max_tries):
-            if balanced:
-                seed = balanced[int(rng.integers(len(balanced)))]
-            else:
-                seed = tuple(
-                    opts[int(rng.integers(len(opts)))] if opts else None
-                    for opts in (table.by_element.get(e, ()) for e in proto.elements)
-                )
-            new = []
-            for element, s in zip(proto.elements, seed):
-                if s is None:
-                    new.append(element)
-                    continue
-                idx, cdf = self._candidates(s)
-                pick = int(np.searchsorted(cdf, rng.uniform(), side="right"))
-                new.append(table.element[int(idx[min(pick, len(idx) - 1)])])
+            new = self._substituter.draw(proto.elements, proto.counts, rng)
             if len(set(new)) != len(new) or not all(e in self.allowed_elements for e in new):
                 continue
-            numbers = np.array([atomic_number(e) for e in new])[zs_site]
+            numbers = np.array([atomic_number(e) for e in new])[proto.site_species]
             if composition_validity(numbers)[0]:
                 return tuple(new)
         return None
