@@ -1,6 +1,7 @@
 """The conditional-yield benchmark as a Kedro run (``kedro run --env yield``): one tiny run in one process and
-one as three stages, the GPU half with the materials stack blocked. Its statistics (Wilson, Katz, the zero
-cases) are td_data.evaluation.yields' and tested there."""
+one as three stages, the GPU half with the materials stack blocked; the guidance sweep with relaxation on the tiny
+run's model. Its statistics (Wilson, Katz, the zero cases) are td_data.evaluation.yields' and tested there; the
+sweep, relaxation and DFT helpers in tests/test_yield_judging.py."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 
 from pipelines.benchmark.options import YieldOptions
 from pipelines.exceptions import ParameterError
-from tests.gpu_node import kedro_run
+from tests.gpu_node import ROOT, kedro_run
 
+#: one guidance scale, no relaxation and no DFT: the fast path (the sweep and relaxation: test_guidance_sweep_...)
+SINGLE = "yield_options.guidance_scales=null,yield_options.relax=false,yield_options.dft_top_k=0"
 TINY = ("yield_options.n_train=24,benchmark_training.budget_minutes=0.2,benchmark_training.max_epochs=2,"
-        "benchmark_training.n_samples=6,benchmark_training.steps=5")  # fmt: skip
+        f"benchmark_training.n_samples=6,benchmark_training.steps=5,{SINGLE}")  # fmt: skip
 
 
 def _kedro(pipeline: str, params: str, blocked: bool = False) -> subprocess.CompletedProcess:
@@ -49,7 +52,7 @@ def test_missing_stage_inputs_name_the_stage_that_writes_them(tmp_path):
 #: what each stage times (``timings_seconds`` keys)
 PREPARE_PARTS = ("generate_training_data", "label_training_data")
 TRAIN_PARTS = ("train_setup", "train", "sample_conditioned", "sample_unconditioned")
-LABEL_PARTS = ("label_conditioned", "label_unconditioned", "figure")
+LABEL_PARTS = ("relax", "label_conditioned", "label_unconditioned", "quality", "dft", "figure")
 
 
 def _check_timings(result: dict, walls: dict[str, float]) -> None:
@@ -82,12 +85,12 @@ def test_tiny_run_writes_files_and_keys(tiny_run):
     from td_data.evaluation import enrichment, enrichment_for_json
 
     out, done = tiny_run
-    for name in ("metrics.json", "yield.md", "yield.png", "crystals.csv", "model.pt"):
+    for name in ("metrics.json", "yield.md", "yield.png", "guidance_sweep.png", "crystals.csv", "model.pt"):
         assert (out / name).is_file(), name
-    assert (out / "yield.png").stat().st_size > 1000
+    assert (out / "yield.png").stat().st_size > 1000 and (out / "guidance_sweep.png").stat().st_size > 1000
     result = json.loads((out / "metrics.json").read_text())
-    for key in ("arms", "enrichment", "training_labels", "training", "sampling", "config", "timings_seconds",
-                "hardware", "notes", "num_atoms"):  # fmt: skip
+    for key in ("arms", "enrichment_by_basis", "sweep", "relaxation", "dft", "training_labels", "training",
+                "sampling", "config", "timings_seconds", "hardware", "notes", "num_atoms"):  # fmt: skip
         assert key in result, key
     tl = result["training_labels"]
     assert tl["n_records"] == 24 and set(tl["class_counts"]) == {"trivial", "z2_ti", "chern", "semimetal_or_metal"}
@@ -102,11 +105,21 @@ def test_tiny_run_writes_files_and_keys(tiny_run):
     assert result["sampling"]["conditioned"]["topo_class"] == "z2_ti"
     assert result["sampling"]["unconditioned"]["topo_class"] is None
     assert result["sampling"]["unconditioned"]["guidance_scale"] == 1.0
+    assert result["sampling"]["unconditioned"]["property_guidance"] == 0.0
     c, u = result["arms"]["conditioned"], result["arms"]["unconditioned"]
     for basis, n in (("over_labelled", "n_labelled"), ("over_generated", "n_generated")):
         # the stored ratio and interval are those of the arms' own counts
         expected = enrichment_for_json(enrichment(c["n_z2_ti"], c[n], u["n_z2_ti"], u[n]))
-        assert result["enrichment"][basis] == json.loads(json.dumps(expected)), basis
+        assert result["enrichment_by_basis"][basis] == json.loads(json.dumps(expected)), basis
+    # the issue's keys at the top: one guidance scale, so its enrichment; no DFT asked for, so null with the reason
+    headline = result["enrichment_by_basis"]["over_labelled"]
+    assert (result["enrichment"], result["enrichment_ci_low"], result["enrichment_ci_high"]) == (
+        headline["ratio"], headline["ci_low"], headline["ci_high"])  # fmt: skip
+    assert result["enrichment_from"]["guidance_scale"] == 2.0 and result["enrichment_from"]["rule"] == "the only point"
+    assert result["dft_confirmed_conditioned"] is None and result["dft_confirmed_unconditioned"] is None
+    assert result["dft"]["skipped"] == "yield_options.dft_top_k is 0" and result["dft"]["results"] == []
+    assert [p["guidance_scale"] for p in result["sweep"]["points"]] == [2.0] and result["sweep"]["headline"] == 0
+    assert result["relaxation"]["enabled"] is False and result["relaxation"]["conditioned"]["n_attempted"] == 0
     _check_timings(result, {"all": done.wall_seconds})
     log = done.stdout + done.stderr
     assert "enrichment (conditioned / unconditioned)" in log and "Training labels:" in log
@@ -124,7 +137,7 @@ def test_resampling_a_trained_model_skips_training(tiny_run, tmp_path):
     for name in ("model.pt", "training_summary.json"):
         shutil.copy2(out / name, tmp_path / name)
     before = (tmp_path / "model.pt").stat().st_mtime_ns
-    params = (f"output_dir={tmp_path},benchmark_training.n_samples=3,benchmark_training.steps=3,"
+    params = (f"output_dir={tmp_path},benchmark_training.n_samples=3,benchmark_training.steps=3,{SINGLE},"
               "yield_options.guidance_scale=1.0,yield_options.num_atoms=2,yield_options.label_timeout=8.0")  # fmt: skip
     _ok(kedro_run("yield", "yield_train", params, from_nodes="yield_sample_arms_node"))
     _ok(_kedro("yield_evaluate", params))
@@ -162,11 +175,12 @@ def test_stages_in_separate_processes(tmp_path):
     assert {s["conditions"]["topo_class"] for s in samples["conditioned"][0]} == {TOPO_CLASSES.index("z2_ti")}
     assert {s["conditions"]["topo_class"] for s in samples["unconditioned"][0]} == {None}
 
-    labelled = _ok(_kedro("yield_evaluate", f"output_dir={out}"))
+    labelled = _ok(_kedro("yield_evaluate", f"output_dir={out},{SINGLE}"))
     assert "enrichment (conditioned / unconditioned)" in labelled.stdout + labelled.stderr
     result = json.loads((out / "metrics.json").read_text())
-    for key in ("arms", "enrichment", "training_labels", "training", "sampling", "config", "timings_seconds",
-                "hardware", "hardware_label", "notes", "num_atoms"):  # fmt: skip
+    for key in ("arms", "enrichment", "enrichment_ci_low", "enrichment_ci_high", "dft_confirmed_conditioned",
+                "dft_confirmed_unconditioned", "sweep", "training_labels", "training", "sampling", "config",
+                "timings_seconds", "hardware", "hardware_label", "notes", "num_atoms"):  # fmt: skip
         assert key in result, key
     assert result["training_labels"]["class_counts"] == items_meta["training_labels"]["class_counts"]
     assert result["training"]["n_items"] == len(items) and result["config"]["n_train"] == 24
@@ -181,8 +195,53 @@ def test_stages_in_separate_processes(tmp_path):
         assert a["n_labelled"] == sum(a["class_counts"].values())
         n_predicted = sum(c["predicted"]["topo_class"] is not None for c in crystals)
         assert sum(a["predicted_class_counts"].values()) <= n_predicted
-        assert result["sampling"][arm] == meta["sampling"]
+        assert result["sampling"][arm] == (meta["sweep"][0]["sampling"] if arm == "conditioned" else meta["sampling"])
         drawn = Counter(str(len(c["atomic_numbers"])) for c in crystals)
         assert result["num_atoms"]["drawn"] == dict(drawn) == meta["num_atoms"]["drawn"]
     assert result["sampling"]["conditioned"]["topo_class"] == "z2_ti"
     assert result["sampling"]["unconditioned"]["topo_class"] is None
+
+
+@pytest.mark.slow
+def test_guidance_sweep_with_relaxation_on_the_tiny_model(tiny_run, tmp_path):
+    """The tiny run's model sampled at four guidance points (two classifier-free scales, each with and without the
+    class head's guidance), relaxed with CHGNet and labelled: one sweep row per point, each point's crystals
+    counted once, every relaxation outcome accounted for."""
+    import yaml
+
+    from pipelines.benchmark.yields import sample_yield_arms, yield_report
+    from pipelines.datasets import TorchCheckpointDataset
+
+    out, _ = tiny_run
+    model = TorchCheckpointDataset(filepath=str(out / "model.pt")).load()
+    summary = json.loads((out / "training_summary.json").read_text())
+    params = yaml.safe_load((ROOT / "conf" / "yield" / "parameters_benchmark.yml").read_text())
+    training = {**params["benchmark_training"], "n_samples": 4, "steps": 5, "run_dir": str(tmp_path)}
+    options = {**params["yield_options"], "guidance_scales": [1.0, 3.0], "property_guidance_scales": [0.0, 1.0],
+               "relax": True, "relax_max_steps": 30, "dft_top_k": 0, "label_timeout": 8.0}  # fmt: skip
+    conditioned, unconditioned = sample_yield_arms(model, summary, options, training)
+    assert len(conditioned[0]) == 16 and len(unconditioned[0]) == 4
+    assert [(p["sampling"]["guidance_scale"], p["sampling"]["property_guidance"]) for p in conditioned[1]["sweep"]] == [
+        (1.0, 0.0), (1.0, 1.0), (3.0, 0.0), (3.0, 1.0)]  # fmt: skip
+    result, _, _, crystals, sweep_figure = yield_report(conditioned, unconditioned, options)
+    sweep = result["sweep"]
+    assert [(p["guidance_scale"], p["property_guidance"]) for p in sweep["points"]] == [
+        (1.0, 0.0), (1.0, 1.0), (3.0, 0.0), (3.0, 1.0)]  # fmt: skip
+    headline = sweep["points"][sweep["headline"]]
+    assert result["enrichment_from"]["guidance_scale"] == headline["guidance_scale"]
+    assert result["enrichment"] == headline["enrichment_over_labelled"]["ratio"]
+    assert "optimistic" in sweep["headline_rule"] and result["arms"]["conditioned"]["n_generated"] == 4
+    for point in sweep["points"]:
+        assert point["n_generated"] == 4 and 0 <= point["quality"]["structural_validity"]["count"] <= 4
+    for arm in ("conditioned", "unconditioned"):
+        relax, a = result["relaxation"][arm], result["arms"][arm]
+        outcomes = ("relaxed", "failed", "exploded", "refused")
+        assert relax["n_attempted"] == sum(relax[f"n_{k}"] for k in outcomes)
+        for k in ("refused", "failed", "exploded"):
+            assert a["unlabelled_reasons"][f"relaxation {k}"] == relax[f"n_{k}"]
+        assert a["n_labelled"] + a["unlabelled_reasons"]["labeller error"] + a["unlabelled_reasons"][
+            "labeller timeout"] == relax["n_relaxed"]  # fmt: skip
+    assert len(crystals) == 20 and crystals["id"].is_unique
+    assert sorted(crystals["point"][crystals["arm"] == "conditioned"].unique()) == [0, 1, 2, 3]
+    sweep_figure.savefig(tmp_path / "guidance_sweep.png")
+    assert (tmp_path / "guidance_sweep.png").stat().st_size > 1000

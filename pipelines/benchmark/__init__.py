@@ -11,7 +11,8 @@ the stages also run alone, with their hand-offs as catalog datasets (``conf/<env
 
 ``kedro run --env yield --pipelines=yield_benchmark`` is the conditional-yield benchmark
 (:mod:`pipelines.benchmark.yields`), staged the same way: ``yield_prepare`` (labelled synthetic crystals),
-``yield_train`` (the GPU half: train, sample both arms) and ``yield_evaluate`` (relabel, yields, enrichment).
+``yield_train`` (the GPU half: train, sample both arms and the guidance sweep) and ``yield_evaluate`` (relax,
+relabel, yields, enrichment, DFT on the top crystals).
 
 These pipelines are registered by :func:`pipelines.pipeline_registry.register_pipelines` but are not part of
 ``__default__``: a plain ``kedro run`` never runs a benchmark.
@@ -74,7 +75,8 @@ def create_pipelines() -> dict[str, Pipeline]:
             node(sample_yield_arms, ["yield_model", "yield_training_summary", y, t], arms,
                  name="yield_sample_arms_node"),
         ],
-        evaluate=[node(yield_report, [*arms, y], ["yield_metrics", "yield_table", "yield_figure", "yield_crystals"],
+        evaluate=[node(yield_report, [*arms, y],
+                       ["yield_metrics", "yield_table", "yield_figure", "yield_crystals", "yield_sweep_figure"],
                        name="yield_report_node")],
     )  # fmt: skip
     return {**generation, **conditional}

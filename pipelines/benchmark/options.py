@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from pipelines._options import OptionsBlock
@@ -179,13 +179,26 @@ class YieldOptions(OptionsBlock):
 
     block: ClassVar[str] = "yield_options"
 
-    n_train: int = 300  # synthetic training crystals (labeller elements only)
+    n_train: int = 300  # synthetic training crystals (labeller elements only); unused with train_data
+    # a labelled td-data crystal store (.h5) to train on, every record of it; null: n_train synthetic crystals
+    train_data: str | None = None
     max_label_atoms: int = 6  # only crystals with at most this many sites are labelled (training and generated)
     guidance_scale: float | None = None  # the conditioned arm's classifier-free guidance; null: the model's
+    # classifier-free guidance scales to sweep (the conditioned arm sampled at each); null: [guidance_scale]
+    guidance_scales: tuple[float, ...] | None = None
+    property_guidance: float = 0.0  # the class head's log-probability guidance of the conditioned arm; 0: off
+    # property-guidance scales to sweep (each with each guidance scale); null: [property_guidance]
+    property_guidance_scales: tuple[float, ...] | None = None
     num_atoms: str | int = "train-labellable"  # train-labellable | train | an integer
     workers: int = 1  # labeller worker processes
     label_timeout: float = 20.0  # seconds the labeller may spend on one crystal (slower: 'labeller timeout')
     gap_mesh: int = 6  # k-points per axis of the labeller's gap search
+    relax: bool = True  # relax generated crystals with CHGNet before labelling them (false: judged as sampled)
+    relax_fmax: float = 0.1  # eV/Angstrom: a relaxation converged when every force is below it
+    relax_max_steps: int = 200  # FIRE steps per crystal; not converged by then: 'relaxation failed'
+    dft_top_k: int = 20  # DFT (GPAW, PBE + spin-orbit) on the top K labelled crystals of each arm; 0: skipped
+    dft_timeout: float = 900.0  # seconds per crystal; slower ones are stopped and quarantined
+    dft_settings: dict[str, Any] = field(default_factory=dict)  # td_physics.dft.DFTSettings keys; {}: defaults
 
     def __post_init__(self) -> None:
         b = self.block
@@ -196,6 +209,26 @@ class YieldOptions(OptionsBlock):
         number = isinstance(g, (int, float)) and not isinstance(g, bool)
         if g is not None and not (number and math.isfinite(g) and g >= 0):
             raise ParameterError(f"{b}.guidance_scale must be a number >= 0 or null, got {g!r}")
+        p = self.property_guidance
+        if not (isinstance(p, (int, float)) and not isinstance(p, bool) and math.isfinite(p) and p >= 0):
+            raise ParameterError(f"{b}.property_guidance must be a number >= 0, got {p!r}")
+        self._scales("guidance_scales", "> 0", lambda v: v > 0)
+        self._scales("property_guidance_scales", ">= 0", lambda v: v >= 0)
+        t = self.train_data
+        if t is not None and (not isinstance(t, str) or not t.strip()):
+            raise ParameterError(f"{b}.train_data must be the path of a td-data crystal store or null, got {t!r}")
+        if not isinstance(self.relax, bool):
+            raise ParameterError(f"{b}.relax must be true or false, got {self.relax!r}")
+        _positive_number(b, "relax_fmax", self.relax_fmax)
+        _positive_int(b, "relax_max_steps", self.relax_max_steps)
+        k = self.dft_top_k
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise ParameterError(f"{b}.dft_top_k must be an integer >= 0 (0: no DFT), got {k!r}")
+        _positive_number(b, "dft_timeout", self.dft_timeout)
+        if self.dft_settings is None:
+            object.__setattr__(self, "dft_settings", {})
+        if not isinstance(self.dft_settings, Mapping):
+            raise ParameterError(f"{b}.dft_settings must be a mapping of DFTSettings keys, got {self.dft_settings!r}")
         if self.num_atoms not in ("train", "train-labellable"):
             try:
                 n = int(self.num_atoms)
@@ -205,3 +238,34 @@ class YieldOptions(OptionsBlock):
                 ) from None
             if n < 1 or isinstance(self.num_atoms, bool):
                 raise ParameterError(f"{b}.num_atoms must be >= 1, got {self.num_atoms!r}")
+
+    def _scales(self, name: str, rule: str, ok: Any) -> None:
+        """Check the sweep list ``name`` (null, or a non-empty list of finite numbers ``rule``); kept as a tuple."""
+        values = getattr(self, name)
+        if values is None:
+            return
+        numbers = isinstance(values, (list, tuple)) and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values
+        )
+        if not numbers or not values or not all(ok(v) for v in values) or len(set(values)) != len(values):
+            raise ParameterError(
+                f"{self.block}.{name} must be null or a non-empty list of distinct numbers {rule}, got {values!r}"
+            )
+        object.__setattr__(self, name, tuple(float(v) for v in values))
+
+    def sweep(self) -> list[tuple[float | None, float]]:
+        """The conditioned arm's ``(guidance_scale, property_guidance)`` points, in sampling order: each guidance
+        scale with each property-guidance scale (``guidance_scale`` None: the model's own)."""
+        scales = self.guidance_scales if self.guidance_scales is not None else (self.guidance_scale,)
+        properties = self.property_guidance_scales
+        properties = properties if properties is not None else (float(self.property_guidance),)
+        return [(w, p) for w in scales for p in properties]
+
+    def dft_settings_object(self) -> Any:
+        """The ``td_physics.dft.DFTSettings`` of ``dft_settings``; a bad key or value is a :class:`ParameterError`."""
+        from td_physics.dft import DFTSettings
+
+        try:
+            return DFTSettings.from_dict(dict(self.dft_settings))
+        except (ValueError, TypeError) as err:
+            raise ParameterError(f"{self.block}.dft_settings: {err}") from err

@@ -1,25 +1,36 @@
 """The conditional-yield benchmark: how often does asking the diffusion model for ``z2_ti`` give a ``z2_ti`` crystal?
 
-Two arms of ``n_samples`` crystals each, from one model: **conditioned** on ``topo_class="z2_ti"`` with
-classifier-free guidance ``yield_options.guidance_scale`` (null: the model's ``physics_config.guidance_scale``),
-and **unconditioned** (the learned null, guidance off). Both arms get the same drawn atom counts (one seeded
-draw) and different noise seeds (``seed`` and ``seed + 1``). Every generated crystal is relabelled by
-td-physics' structure labeller (``td_data.labels.label_records`` with the ``label`` pipeline's options,
-spin-orbit on); the yield is the share whose *recomputed* class is ``z2_ti``, over the labelled crystals and
-over all generated ones, each with its 95% Wilson interval, and the enrichment (conditioned / unconditioned)
-has the Katz log interval, or a one-sided bound when a share is 0 (:mod:`td_data.evaluation.yields`). The
-model's own class head is not used for the yield (its answers are ``predicted_class_counts``).
+Two arms of ``n_samples`` crystals each, from one model: **conditioned** on ``topo_class="z2_ti"`` and
+**unconditioned** (the learned null, guidance off). The conditioned arm is sampled at every point of the guidance
+sweep (:meth:`YieldOptions.sweep`: each classifier-free ``guidance_scales`` value with each
+``property_guidance_scales`` value, the class head's log-probability guidance; without lists, the single
+``guidance_scale`` (null: the model's ``physics_config.guidance_scale``) and ``property_guidance``). Every point and
+the unconditioned arm get the same drawn atom counts (one seeded draw); the conditioned points share the noise seed
+``seed``, the unconditioned arm has ``seed + 1``.
 
-Training data: ``n_train`` crystals of td-data's synthetic generator restricted to the elements the labeller
-can build; those with at most ``max_label_atoms`` sites are labelled, the others train without a class.
+Every generated crystal the labeller can take is relaxed with CHGNet first (``relax``; :mod:`.yield_judging`), then
+relabelled by td-physics' structure labeller (``td_data.labels.label_records`` with the ``label`` pipeline's
+options, spin-orbit on); the yield is the share whose *recomputed* class is ``z2_ti``, over the labelled crystals and
+over all generated ones, each with its 95% Wilson interval, and the enrichment (conditioned / unconditioned) has the
+Katz log interval, or a one-sided bound when a share is 0 (:mod:`td_data.evaluation.yields`). Each sweep point is
+reported with its validity and diversity (:mod:`.yield_sweep`); the headline point's enrichment is written at the
+top of ``metrics.json`` (``enrichment``, ``enrichment_ci_low``, ``enrichment_ci_high``, and ``enrichment_from``
+saying which point and why), beside ``dft_confirmed_conditioned`` and ``dft_confirmed_unconditioned``: the
+``z2_ti`` answers of DFT on the top ``dft_top_k`` labelled crystals of the headline point and of the
+unconditioned arm (null, with the reason in ``dft.skipped``, when no DFT ran). The model's own class head is not
+used for the yield (its answers are ``predicted_class_counts``; it ranks the DFT candidates after the labeller).
+
+Training data: every record of the ``train_data`` store with the labels it carries, or ``n_train`` crystals of
+td-data's synthetic generator restricted to the elements the labeller can build (those with at most
+``max_label_atoms`` sites labelled, the others train without a class).
 
 Crystals that cannot be labelled are counted by reason (:data:`UNLABELLED_REASONS`): not a valid record,
-structurally invalid (atoms closer than 0.5 A or a tiny volume), too many sites, elements the labeller lacks,
-labeller error, labeller timeout (``label_timeout`` seconds on one crystal).
+structurally invalid (atoms closer than 0.5 A or a tiny volume), too many sites, elements the labeller lacks, a
+relaxation refused, failed or exploded, labeller error, labeller timeout (``label_timeout`` seconds on one crystal).
 
 Nodes: :func:`yield_training_items` (prepare, td-data and td-physics), :func:`sample_yield_arms` (after
 :func:`pipelines.benchmark.training.train_benchmark`; torch and td-models only, the GPU half) and
-:func:`yield_report` (relabel, tables, figure).
+:func:`yield_report` (relax, relabel, DFT, tables, figures).
 """
 
 from __future__ import annotations
@@ -59,6 +70,9 @@ UNLABELLED_REASONS = (
     "structurally invalid",
     "too many sites",
     "unsupported elements",
+    "relaxation refused",
+    "relaxation failed",
+    "relaxation exploded",
     "labeller error",
     "labeller timeout",
 )
@@ -97,6 +111,20 @@ def run_labeller(records: Sequence[Any], options: YieldOptions) -> tuple[list, l
     return list(result.records), failed
 
 
+def _class_summary(records: Sequence[Any]) -> dict[str, Any]:
+    """Class counts of the records that carry a ``topo_class`` label, and the site counts of the ``TARGET`` ones."""
+    labelled = [r for r in records if r.labels.get("topo_class") is not None]
+    counts = Counter(r.labels["topo_class"] for r in labelled)
+    target_sizes = Counter(r.num_atoms for r in labelled if r.labels["topo_class"] == TARGET)
+    return {
+        "n_records": len(records),
+        "n_labelled": len(labelled),
+        "n_unlabelled": len(records) - len(labelled),
+        "class_counts": {c: counts.get(c, 0) for c in CLASSES},
+        "target_atom_counts": {int(k): v for k, v in sorted(target_sizes.items())},
+    }
+
+
 def label_training(records: Sequence[Any], options: YieldOptions) -> tuple[list, dict[str, Any]]:
     """All ``records``, those with at most ``max_label_atoms`` sites labelled; a summary with class counts."""
     eligible = [r for r in records if r.num_atoms <= options.max_label_atoms]
@@ -104,26 +132,45 @@ def label_training(records: Sequence[Any], options: YieldOptions) -> tuple[list,
     by_id = {r.id: r for r in labelled}
     out = [by_id.get(r.id, r.replace(labels={k: v for k, v in r.labels.items() if k != "topo_class"}))
            for r in records]  # fmt: skip
-    counts = Counter(r.labels["topo_class"] for r in labelled)
-    target_sizes = Counter(r.num_atoms for r in labelled if r.labels["topo_class"] == TARGET)
     summary = {
-        "n_records": len(records),
+        "source": "synthetic",
+        **_class_summary(out),
         "n_attempted": len(eligible),
-        "n_labelled": len(labelled),
         "n_failed": len(failed),
-        "n_unlabelled": len(records) - len(labelled),
-        "class_counts": {c: counts.get(c, 0) for c in CLASSES},
-        "target_atom_counts": {int(k): v for k, v in sorted(target_sizes.items())},
         "failures": [{"id": rid, "reason": reason} for rid, reason in failed],
         "max_label_atoms": options.max_label_atoms,
     }
     return out, summary
 
 
+def read_training_store(options: YieldOptions) -> tuple[list, dict[str, Any]]:
+    """Every record of the ``train_data`` store, with the labels it carries (no relabelling); a summary with class
+    counts. A path that is not a readable store is a :class:`ParameterError` naming the key."""
+    from pathlib import Path
+
+    from td_data import CrystalStore
+    from td_data.exceptions import TDDataError
+
+    path = Path(options.train_data)
+    if not path.is_file():
+        raise ParameterError(
+            f"yield_options.train_data must name an existing td-data crystal store, got {options.train_data!r} "
+            "(missing on disk; scripts/build_topological_families.py writes one), or null for synthetic crystals"
+        )
+    try:
+        with CrystalStore.open(path) as store:
+            records = store.read_all()
+    except (OSError, TDDataError) as err:
+        raise ParameterError(f"yield_options.train_data {options.train_data!r} is not a readable td-data crystal "
+                             f"store: {err}") from err  # fmt: skip
+    return records, {"source": "store", "path": str(path), **_class_summary(records)}
+
+
 def yield_training_items(
     yield_options: Mapping[str, Any], benchmark_training: Mapping[str, Any]
 ) -> tuple[list[dict], dict[str, Any]]:
-    """``(model items, metadata)``: synthetic training crystals, labelled where small enough (td-data, td-physics)."""
+    """``(model items, metadata)``: the ``train_data`` store's crystals with their labels, or synthetic training
+    crystals labelled where small enough (td-data, td-physics)."""
     from pipelines.config import LABELLER_ELEMENTS
     from td_data import SyntheticDatasetGenerator
     from td_models.batch import item_from_record
@@ -132,15 +179,19 @@ def yield_training_items(
     training = BenchmarkTraining.from_dict(benchmark_training)
     mc = experiment_config(training).model_config
     started = time.perf_counter()
-    generator = SyntheticDatasetGenerator(seed=training.seed, max_atoms=min(20, mc.max_atoms),
-                                          allowed_elements=LABELLER_ELEMENTS)  # fmt: skip
-    records = generator.generate_dataset(options.n_train)
-    generated = time.perf_counter()
-    records, training_labels = label_training(records, options)
-    labelled = time.perf_counter()
+    if options.train_data is not None:
+        records, training_labels = read_training_store(options)
+        generated = labelled = time.perf_counter()
+    else:
+        generator = SyntheticDatasetGenerator(seed=training.seed, max_atoms=min(20, mc.max_atoms),
+                                              allowed_elements=LABELLER_ELEMENTS)  # fmt: skip
+        records = generator.generate_dataset(options.n_train)
+        generated = time.perf_counter()
+        records, training_labels = label_training(records, options)
+        labelled = time.perf_counter()
     cc = training_labels["class_counts"]
-    logger.info("training labels: %d of %d crystals labelled (%s; %d failed)", training_labels["n_labelled"],
-                len(records), ", ".join(f"{c} {cc[c]}" for c in CLASSES), training_labels["n_failed"])  # fmt: skip
+    logger.info("training labels (%s): %d of %d crystals labelled (%s)", training_labels["source"],
+                training_labels["n_labelled"], len(records), ", ".join(f"{c} {cc[c]}" for c in CLASSES))  # fmt: skip
     if cc[TARGET] == 0:
         logger.warning("no %s example in the training labels: the conditioned arm cannot learn it", TARGET)
     items = [item_from_record(r, mc.num_species) for r in records if r.num_atoms <= mc.max_atoms]
@@ -149,7 +200,8 @@ def yield_training_items(
         "training_labels": training_labels,
         "n_records": len(records),
         "n_items": len(items),
-        "n_train": options.n_train,
+        "n_train": options.n_train if options.train_data is None else len(records),
+        "train_data": options.train_data,
         "max_atoms": mc.max_atoms,
         "timings_seconds": {
             "generate_training_data": round(generated - started, 2),
@@ -183,16 +235,26 @@ def atom_counts(model: Any, options: YieldOptions, n: int, seed: int) -> tuple[n
                     "drawn": {int(k): int(v) for k, v in sorted(Counter(counts.tolist()).items())}}  # fmt: skip
 
 
-def sample_arm(model: Any, arm: str, counts: np.ndarray, options: YieldOptions, training: BenchmarkTraining):
-    """Generate one arm; ``(samples with the model's predictions, sampling options)``."""
+def sample_arm(
+    model: Any,
+    arm: str,
+    counts: np.ndarray,
+    training: BenchmarkTraining,
+    point: tuple[float | None, float] = (None, 0.0),
+):
+    """Generate one arm; ``(samples with the model's predictions, sampling options)``. ``point``: the conditioned
+    arm's ``(guidance_scale, property_guidance)`` (guidance scale None: the model's ``physics_config`` one)."""
     from td_models.exceptions import TDModelsError
 
     steps = training.steps if training.steps is not None else model.num_steps
+    rules = training.composition_rules
     opts: dict[str, Any] = {"steps": steps, "num_atoms": counts.tolist(), "batch_size": training.sample_batch_size,
-                            "progress": training.progress_bar}  # fmt: skip
+                            "corrector_steps": training.corrector_steps, "element_counts": rules,
+                            "charge_balance": rules, "progress": training.progress_bar}  # fmt: skip
     if arm == "conditioned":
-        w = options.guidance_scale if options.guidance_scale is not None else model.config.physics_config.guidance_scale
-        opts.update(topo_class=TARGET, guidance_scale=float(w), seed=training.seed)
+        w, p = point
+        w = w if w is not None else model.config.physics_config.guidance_scale
+        opts.update(topo_class=TARGET, guidance_scale=float(w), property_guidance=float(p), seed=training.seed)
     else:
         opts.update(seed=training.seed + 1)  # no condition: the learned null, guidance off
     try:
@@ -203,6 +265,7 @@ def sample_arm(model: Any, arm: str, counts: np.ndarray, options: YieldOptions, 
     info = {k: v for k, v in opts.items() if k not in ("num_atoms", "progress")}
     info.setdefault("topo_class", None)
     info.setdefault("guidance_scale", 1.0)
+    info.setdefault("property_guidance", 0.0)
     info["physics_guidance"] = 0.01 * model.config.physics_config.constraint_weight  # the sampler's default
     return samples, info
 
@@ -213,7 +276,11 @@ def sample_yield_arms(
     yield_options: Mapping[str, Any],
     benchmark_training: Mapping[str, Any],
 ) -> tuple[tuple[list, dict], tuple[list, dict]]:
-    """``(conditioned, unconditioned)`` sample files (samples with predictions, metadata): both arms of one run."""
+    """``(conditioned, unconditioned)`` sample files (samples with predictions, metadata): both arms of one run.
+
+    The conditioned file holds every point of the guidance sweep (:meth:`YieldOptions.sweep`), one after the
+    other, each from the same seed and atom counts; its ``sweep`` metadata lists each point's ``start``,
+    ``stop`` and sampling options."""
     from td_models import torch_threads
 
     options = YieldOptions.from_dict(yield_options)
@@ -224,14 +291,23 @@ def sample_yield_arms(
     timings = {**(prepared.get("timings_seconds") or {}), **(training_summary.get("timings_seconds") or {})}
     started = time.perf_counter()
     counts, num_atoms_info = atom_counts(model, options, training.n_samples, training.seed)
-    arms = {}
+    conditioned: list[dict] = []
+    sweep: list[dict[str, Any]] = []
     with torch_threads(training.num_threads):
-        for arm in ARMS:
-            t0 = time.perf_counter()
-            arms[arm] = sample_arm(model, arm, counts, options, training)
-            timings[f"sample_{arm}"] = round(time.perf_counter() - t0, 2)
-            n_pred = sum(s["predicted"]["topo_class"] is not None for s in arms[arm][0])
-            logger.info("%s: %d crystals sampled, %d with a predicted class", arm, len(arms[arm][0]), n_pred)
+        t0 = time.perf_counter()
+        for point in options.sweep():
+            samples, info = sample_arm(model, "conditioned", counts, training, point)
+            sweep.append({"start": len(conditioned), "stop": len(conditioned) + len(samples), "sampling": info})
+            conditioned += samples
+            n_pred = sum(s["predicted"]["topo_class"] == TARGET for s in samples)
+            logger.info("conditioned (w=%g, property guidance %g): %d crystals sampled, %d predicted %s",
+                        info["guidance_scale"], info["property_guidance"], len(samples), n_pred, TARGET)  # fmt: skip
+        timings["sample_conditioned"] = round(time.perf_counter() - t0, 2)
+        t0 = time.perf_counter()
+        unconditioned, info = sample_arm(model, "unconditioned", counts, training)
+        timings["sample_unconditioned"] = round(time.perf_counter() - t0, 2)
+        n_pred = sum(s["predicted"]["topo_class"] == TARGET for s in unconditioned)
+        logger.info("unconditioned: %d crystals sampled, %d predicted %s", len(unconditioned), n_pred, TARGET)
     shared = {
         "benchmark": "yield",
         "run_id": uuid.uuid4().hex,
@@ -248,16 +324,28 @@ def sample_yield_arms(
         "hardware": training_summary.get("hardware") or hardware(training.device),
         "hardware_prepare": prepared.get("hardware"),
     }  # fmt: skip
-    conditioned, unconditioned = ((crystals, to_jsonable({**shared, "arm": arm, "sampling": info}, strict=False))
-                                  for arm, (crystals, info) in arms.items())  # fmt: skip
-    return conditioned, unconditioned
+    return (
+        (conditioned, to_jsonable({**shared, "arm": "conditioned", "sweep": sweep}, strict=False)),
+        (unconditioned, to_jsonable({**shared, "arm": "unconditioned", "sampling": info}, strict=False)),
+    )
 
 
 # ---------------------------------------------------------------------------------------------- report
-def relabel_arm(records: list, rejected: list, options: YieldOptions, arm: str) -> tuple[list, dict[str, Any]]:
-    """Recomputed class (or why none) of every generated crystal of one arm; ``(rows, counts)``."""
+def relabel_arm(
+    records: list, rejected: list, options: YieldOptions, arm: str, relaxer: Any = None, timings: dict | None = None
+) -> tuple[list, dict[str, Any], dict[str, Any]]:
+    """Recomputed class (or why none) of every generated crystal of one arm; ``(rows, counts, judged)``.
+
+    The crystals the labeller can take (structurally valid, at most ``max_label_atoms`` sites, its elements) are
+    relaxed first when ``relax`` is on (``relaxer``: a loaded CHGNet to reuse); those whose relaxation failed or
+    exploded are not labelled. ``judged``: id -> the record that went to the labeller (relaxed where relaxation
+    is on). ``timings``: seconds of the relaxation and the labelling are added to its ``relax`` and
+    ``label_<arm>``."""
+    from pipelines.benchmark.yield_judging import generation_quality, relax_counts, relax_for_judging
     from pipelines.config import LABELLER_ELEMENTS
     from td_data.validity import structure_validity
+
+    timings = timings if timings is not None else {}
 
     allowed = set(LABELLER_ELEMENTS)
     rows: list[dict[str, Any]] = []
@@ -270,7 +358,8 @@ def relabel_arm(records: list, rejected: list, options: YieldOptions, arm: str) 
         ok, why = structure_validity(rec)
         row = {"arm": arm, "id": rec.id, "formula": rec.formula, "num_atoms": rec.num_atoms, "struct_valid": ok,
                "volume_per_atom": round(float(rec.volume) / rec.num_atoms, 3),
-               "predicted_class": rec.labels.get("predicted_class")}  # fmt: skip
+               "predicted_class": rec.labels.get("predicted_class"),
+               "predicted_class_probability": rec.labels.get("predicted_class_probability")}  # fmt: skip
         if not ok:
             row.update(status="structurally invalid", detail=why)
         elif rec.num_atoms > options.max_label_atoms:
@@ -281,7 +370,21 @@ def relabel_arm(records: list, rejected: list, options: YieldOptions, arm: str) 
             todo.append(rec)
         rows.append(row)
         by_id[rec.id] = row
-    labelled, failed = run_labeller(todo, options)
+    judged = {rec.id: rec for rec in todo}
+    t0 = time.perf_counter()
+    if options.relax:
+        for rid, fact in relax_for_judging(todo, options, relaxer).items():
+            by_id[rid].update(relax_outcome=fact["outcome"], relax_energy_per_atom=fact["energy_per_atom"],
+                              relax_rmsd=fact["rmsd"], relax_steps=fact["n_steps"])  # fmt: skip
+            if fact["record"] is None:
+                by_id[rid].update(status=f"relaxation {fact['outcome']}", detail=fact["reason"])
+                del judged[rid]
+            else:
+                judged[rid] = fact["record"]
+    t1 = time.perf_counter()
+    timings["relax"] = round(timings.get("relax", 0.0) + t1 - t0, 2)
+    labelled, failed = run_labeller(list(judged.values()), options)
+    timings[f"label_{arm}"] = round(timings.get(f"label_{arm}", 0.0) + time.perf_counter() - t1, 2)
     for rec in labelled:
         by_id[rec.id].update(status="labelled", detail="", recomputed_class=rec.labels["topo_class"],
                              confidence=rec.labels.get("confidence"))  # fmt: skip
@@ -293,7 +396,13 @@ def relabel_arm(records: list, rejected: list, options: YieldOptions, arm: str) 
         else:
             kind = "labeller error"
         by_id[rid].update(status=kind, detail=reason)
-    return rows, arm_summary(rows, n_generated=len(records) + len(rejected))
+    n_generated = len(records) + len(rejected)
+    summary = arm_summary(rows, n_generated=n_generated)
+    t0 = time.perf_counter()
+    summary["quality"] = generation_quality(records, n_generated)
+    timings["quality"] = round(timings.get("quality", 0.0) + time.perf_counter() - t0, 2)
+    summary["relaxation"] = relax_counts(rows, options.relax)
+    return rows, summary, {rid: judged[rid] for rid in judged if by_id[rid]["status"] == "labelled"}
 
 
 def arm_summary(rows: list[dict[str, Any]], n_generated: int) -> dict[str, Any]:
@@ -327,7 +436,9 @@ def arm_summary(rows: list[dict[str, Any]], n_generated: int) -> dict[str, Any]:
 
 def _arm_label(arm: str, result: dict[str, Any]) -> str:
     if arm == "conditioned":
-        return f"conditioned on {TARGET} (w={result['sampling'][arm]['guidance_scale']:g})"
+        s = result["sampling"][arm]
+        p = s.get("property_guidance") or 0.0
+        return f"conditioned on {TARGET} (w={s['guidance_scale']:g}" + (f", property guidance {p:g})" if p else ")")
     return "unconditioned"
 
 
@@ -338,7 +449,7 @@ def _reasons_text(reasons: dict[str, int]) -> str:
 
 def tables(result: dict[str, Any]) -> tuple[str, str]:
     """``(markdown, plain text)`` of the yield table, the class table and the training labels."""
-    arms, enr = result["arms"], result["enrichment"]
+    arms, enr = result["arms"], result["enrichment_by_basis"]
     head = ["arm", "generated", "valid records", "struct. valid", "labelled", TARGET,
             f"{TARGET} share of labelled [95% CI]", f"{TARGET} share of generated [95% CI]",
             "not labelled (reasons)"]  # fmt: skip
@@ -362,6 +473,11 @@ def tables(result: dict[str, Any]) -> tuple[str, str]:
     if tl is None:
         train_line = (f"Training labels: unknown; the yield can only be learned if the model's training set had "
                       f"{TARGET} examples.")  # fmt: skip
+    elif tl.get("source") == "store":
+        cc = ", ".join(f"{c} {tl['class_counts'][c]}" for c in CLASSES)
+        train_line = (f"Training labels: {tl['n_records']} crystals of the store {tl['path']}, {tl['n_labelled']} "
+                      f"with a class ({cc}), {tl['n_unlabelled']} train without a class. {TARGET} examples by "
+                      f"sites: {tl['target_atom_counts'] or 'none'}.")  # fmt: skip
     else:
         cc = ", ".join(f"{c} {tl['class_counts'][c]}" for c in CLASSES)
         train_line = (f"Training labels: {tl['n_records']} synthetic crystals, {tl['n_attempted']} with at most "
@@ -382,13 +498,40 @@ def tables(result: dict[str, Any]) -> tuple[str, str]:
         return "\n".join(lines)
 
     notes = result["notes"]
+    sweep_head, sweep_rows = sweep_table(result)
     markdown = "\n\n".join([
         f"# Conditional generation yield of {TARGET}", train_line, md(head, rows),
         "Class shares of the labelled crystals (recomputed by the structure labeller):", md(cls_head, cls_rows),
-        "\n".join(f"- {n}" for n in notes),
+        "Guidance sweep (conditioned arm at each point against the same unconditioned arm):",
+        md(sweep_head, sweep_rows), "\n".join(f"- {n}" for n in notes),
     ]) + "\n"  # fmt: skip
-    text = "\n\n".join([train_line, plain(head, rows), plain(cls_head, cls_rows), "\n".join(f"* {n}" for n in notes)])
+    text = "\n\n".join([train_line, plain(head, rows), plain(cls_head, cls_rows), plain(sweep_head, sweep_rows),
+                         "\n".join(f"* {n}" for n in notes)])  # fmt: skip
     return markdown, text
+
+
+def sweep_table(result: dict[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """``(header, rows)``: one row per sweep point, the headline one marked."""
+    head = [
+        "guidance point",
+        f"{TARGET} share of labelled [95% CI]",
+        "enrichment of labelled [95% CI]",
+        "structurally valid",
+        "compositionally valid",
+        "distinct compositions",
+        "mean fingerprint distance",
+    ]
+    rows = []
+    sweep = result["sweep"]
+    for row in sweep["points"]:
+        q = row["quality"]
+        mark = " (headline)" if row["point"] == sweep["headline"] else ""
+        fp = q["mean_fingerprint_distance"]
+        rows.append([f"w={row['guidance_scale']:g}, property {row['property_guidance']:g}{mark}",
+                     format_share(row["share_over_labelled"]), format_enrichment(row["enrichment_over_labelled"]),
+                     format_share(q["structural_validity"]), format_share(q["compositional_validity"]),
+                     format_share(q["unique_compositions"]), "n/a" if fp is None else f"{fp:.3f}"])  # fmt: skip
+    return head, rows
 
 
 def notes(result: dict[str, Any]) -> list[str]:
@@ -404,7 +547,7 @@ def notes(result: dict[str, Any]) -> list[str]:
         if a["n_generated"] and a["n_labelled"] < 0.5 * a["n_generated"]:
             out.append(f"{arm}: only {a['n_labelled']} of {a['n_generated']} generated crystals could be labelled "
                        f"({_reasons_text(a['unlabelled_reasons'])}).")  # fmt: skip
-    enr = result["enrichment"]["over_labelled"]
+    enr = result["enrichment_by_basis"]["over_labelled"]
     if enr["status"] == "both_zero":
         out.append(f"No {TARGET} crystal in either arm: the enrichment cannot be estimated ({enr['note']}).")
     timeouts = sum(result["arms"][arm]["unlabelled_reasons"]["labeller timeout"] for arm in ARMS)
@@ -420,9 +563,31 @@ def notes(result: dict[str, Any]) -> list[str]:
     out.append(f"Sampling: {s['steps']} reverse steps, atom counts {result['num_atoms']['mode']} (same draw for "
                "both arms), elements restricted to those seen in training, physics guidance "
                f"{s['physics_guidance']:g} in both arms.")  # fmt: skip
+    relax = result["relaxation"]
+    if relax["enabled"]:
+        counts = "; ".join(f"{arm}: {relax[arm]['n_relaxed']} relaxed, {relax[arm]['n_failed']} failed, "
+                           f"{relax[arm]['n_exploded']} exploded, {relax[arm]['n_refused']} refused of "
+                           f"{relax[arm]['n_attempted']}" for arm in ARMS)  # fmt: skip
+        out.append(f"Relaxed with CHGNet (fmax {relax['fmax']:g} eV/A, at most {relax['max_steps']} steps) before "
+                   f"labelling; only relaxed crystals are labelled ({counts}).")  # fmt: skip
+    else:
+        out.append("Not relaxed (yield_options.relax is false): crystals are labelled as sampled.")
+    n_points = len(result["sweep"]["points"])
+    if n_points > 1:
+        out.append(f"Headline point: {result['sweep']['headline_rule']}.")
+    dft = result["dft"]
+    if dft["skipped"]:
+        out.append(f"No DFT: {dft['skipped']}.")
+    else:
+        out.append(
+            f"DFT (GPAW, PBE + spin-orbit) on the top {dft['top_k']} of each arm ({dft['ranking']}): "
+            f"{TARGET} confirmed in {dft['confirmed']['conditioned']} of {dft['n_converged']['conditioned']} "
+            f"converged conditioned and {dft['confirmed']['unconditioned']} of "
+            f"{dft['n_converged']['unconditioned']} unconditioned; {len(dft['quarantined'])} quarantined."
+        )
     out.append(
         "Labels are the td-physics structure labeller's (universal tight binding, six-variant ensemble; "
-        "docs/labeller_accuracy.md), not DFT. Intervals: Wilson 95% per share; enrichment: Katz log 95% "
+        "docs/labeller_accuracy.md). Intervals: Wilson 95% per share; enrichment: Katz log 95% "
         "(one-sided Wilson/Bonferroni bound when a share is 0); the arms are independent samples."
     )
     out.append(PUBLISHED_NOTE)
@@ -455,23 +620,24 @@ def figure(result: dict[str, Any]):
         ax.set_ylim(0, 1)
         ax.set_ylabel(f"share of {basis} crystals")
         ax.legend(fontsize=8)
-    enr = result["enrichment"]["over_labelled"]
+    enr = result["enrichment_by_basis"]["over_labelled"]
     fig.suptitle(f"Recomputed class of generated crystals; {TARGET} enrichment (of labelled): "
                  f"{format_enrichment(enr)}", fontsize=10)  # fmt: skip
     fig.tight_layout()
     return fig
 
 
-#: the columns of crystals.csv, one row per generated crystal
-ROW_KEYS = ("arm", "id", "formula", "num_atoms", "volume_per_atom", "struct_valid", "status", "recomputed_class",
-            "confidence", "predicted_class", "detail")  # fmt: skip
+#: the columns of crystals.csv, one row per generated crystal (``point``: the sweep point of a conditioned one)
+ROW_KEYS = ("arm", "point", "guidance_scale", "property_guidance", "id", "formula", "num_atoms", "volume_per_atom",
+            "struct_valid", "relax_outcome", "relax_energy_per_atom", "relax_rmsd", "status", "recomputed_class",
+            "confidence", "predicted_class", "predicted_class_probability", "dft_class", "detail")  # fmt: skip
 
 
 def _read_arms(conditioned: tuple[list, dict], unconditioned: tuple[list, dict]) -> dict[str, tuple[list, dict]]:
     """Both sample files, checked to be the two arms of one sampling run."""
     loaded = {"conditioned": conditioned, "unconditioned": unconditioned}
     for arm, (_, meta) in loaded.items():
-        if meta.get("benchmark") != "yield" or meta.get("arm") != arm or "sampling" not in meta:
+        if meta.get("benchmark") != "yield" or meta.get("arm") != arm or not ({"sampling", "sweep"} & set(meta)):
             raise ParameterError(f"yield_samples_{arm} does not hold the {arm} arm of yield_train (arm "
                                  f"{meta.get('arm')!r})")  # fmt: skip
     if conditioned[1]["run_id"] != unconditioned[1]["run_id"]:
@@ -480,46 +646,115 @@ def _read_arms(conditioned: tuple[list, dict], unconditioned: tuple[list, dict])
     return loaded
 
 
+def sweep_points(samples: list, meta: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The conditioned file's sweep points ``{"samples", "sampling"}``; a file written before the sweep existed
+    (``sampling`` only) is one point."""
+    sweep = meta.get("sweep") or [{"start": 0, "stop": len(samples), "sampling": meta["sampling"]}]
+    return [{"samples": samples[p["start"] : p["stop"]], "sampling": p["sampling"]} for p in sweep]
+
+
+def _judge(crystals: list, prefix: str, arm: str, options: YieldOptions, relaxer: Any, timings: dict) -> dict:
+    """One set of samples relabelled: ``{"rows", "summary", "judged"}`` (:func:`relabel_arm`)."""
+    from td_data.evaluation import samples_to_records
+
+    records, rejected = samples_to_records(crystals, id_prefix=prefix)  # the stored predictions
+    rows, summary, judged = relabel_arm(records, rejected, options, arm, relaxer, timings)
+    logger.info("%s: %d of %d labelled, %d %s", prefix, summary["n_labelled"], summary["n_generated"],
+                summary[f"n_{TARGET}"], TARGET)  # fmt: skip
+    return {"rows": rows, "summary": summary, "judged": judged}
+
+
+def _relaxer(options: YieldOptions) -> Any:
+    """A loaded CHGNet when ``relax`` is on (None otherwise); a missing extra is a :class:`ParameterError`."""
+    if not options.relax:
+        return None
+    try:
+        from td_data.relax import Relaxer
+
+        return Relaxer(threads=1)
+    except ImportError as err:
+        raise ParameterError(f"yield_options.relax is true but CHGNet cannot be loaded ({err}): pip install "
+                             "'td-data[relax]', or set yield_options.relax to false") from err  # fmt: skip
+
+
+def _headline_keys(enr: Mapping[str, Any], sampling: Mapping[str, Any], rule: str) -> dict[str, Any]:
+    """The top-level enrichment keys the issue names, and where they come from."""
+    e = enrichment_for_json(enr)
+    return {
+        "enrichment": e["ratio"],
+        "enrichment_ci_low": e["ci_low"],
+        "enrichment_ci_high": e["ci_high"],
+        "enrichment_from": {
+            "basis": f"{TARGET} share of labelled crystals, conditioned / unconditioned",
+            "status": e["status"],
+            "method": e["method"],
+            "guidance_scale": sampling["guidance_scale"],
+            "property_guidance": sampling.get("property_guidance", 0.0),
+            "rule": rule,
+        },
+    }
+
+
 def yield_report(
     conditioned: tuple[list, dict], unconditioned: tuple[list, dict], yield_options: Mapping[str, Any]
-) -> tuple[dict[str, Any], str, Any, Any]:
-    """Relabel both arms: ``(metrics.json content, yield.md text, figure, crystals table)``."""
+) -> tuple[dict[str, Any], str, Any, Any, Any]:
+    """Relax, relabel and judge both arms: ``(metrics.json content, yield.md text, figure, crystals table, sweep
+    figure)``."""
     import pandas as pd
 
-    from td_data.evaluation import samples_to_records
+    from pipelines.benchmark.yield_judging import dft_top_k
+    from pipelines.benchmark.yield_sweep import sweep_figure, sweep_summary
 
     options = YieldOptions.from_dict(yield_options)
     started = time.perf_counter()
     loaded = _read_arms(conditioned, unconditioned)
     meta = loaded["conditioned"][1]
     timings: dict[str, float] = dict(meta.get("timings_seconds") or {})
-    arms: dict[str, Any] = {}
-    sampling: dict[str, Any] = {}
-    all_rows: list[dict[str, Any]] = []
-    for arm in ARMS:
-        crystals, arm_meta = loaded[arm]
-        records, rejected = samples_to_records(crystals, id_prefix=arm)  # the stored predictions
-        t0 = time.perf_counter()
-        rows, summary = relabel_arm(records, rejected, options, arm)
-        timings[f"label_{arm}"] = round(time.perf_counter() - t0, 2)
-        arms[arm], sampling[arm] = summary, arm_meta["sampling"]
-        all_rows += rows
-        logger.info("%s: %d of %d labelled, %d %s", arm, summary["n_labelled"], summary["n_generated"],
-                    summary[f"n_{TARGET}"], TARGET)  # fmt: skip
-    c, u = arms["conditioned"], arms["unconditioned"]
+    relaxer = _relaxer(options)
+    points = sweep_points(*loaded["conditioned"])
+    for k, point in enumerate(points):
+        prefix = "conditioned" if len(points) == 1 else f"conditioned-{k}"
+        point.update(_judge(point["samples"], prefix, "conditioned", options, relaxer, timings))
+        for row in point["rows"]:
+            row.update(point=k, guidance_scale=point["sampling"]["guidance_scale"],
+                       property_guidance=point["sampling"].get("property_guidance", 0.0))  # fmt: skip
+    base = _judge(loaded["unconditioned"][0], "unconditioned", "unconditioned", options, relaxer, timings)
+    sweep, enrichments = sweep_summary(points, base["summary"], TARGET)
+    best = points[sweep["headline"]]
+    c, u = best["summary"], base["summary"]
     enr = {
-        "over_labelled": enrichment(c[f"n_{TARGET}"], c["n_labelled"], u[f"n_{TARGET}"], u["n_labelled"]),
+        "over_labelled": enrichments[sweep["headline"]],
         "over_generated": enrichment(c[f"n_{TARGET}"], c["n_generated"], u[f"n_{TARGET}"], u["n_generated"]),
     }
+    t0 = time.perf_counter()
+    dft = dft_top_k({"conditioned": best["rows"], "unconditioned": base["rows"]},
+                    {**best["judged"], **base["judged"]}, options, TARGET)  # fmt: skip
+    timings["dft"] = round(time.perf_counter() - t0, 2)
+    dft_class = {r["id"]: r.get("topo_class") if r.get("converged") else "not converged" for r in dft["results"]}
+    all_rows = [row for point in points for row in point["rows"]] + base["rows"]
+    for row in all_rows:
+        row["dft_class"] = dft_class.get(row["id"], "")
     training_options = meta.get("options") or {}
     result: dict[str, Any] = {
         "benchmark": f"conditional generation yield of {TARGET} (recomputed by the td-physics structure labeller)",
         "target_class": TARGET,
-        "arms": arms,
-        "enrichment": enr,
+        **_headline_keys(enr["over_labelled"], best["sampling"], sweep["headline_rule"]),
+        "dft_confirmed_conditioned": dft["confirmed"]["conditioned"],
+        "dft_confirmed_unconditioned": dft["confirmed"]["unconditioned"],
+        "arms": {"conditioned": c, "unconditioned": u},
+        "enrichment_by_basis": enr,
+        "sweep": sweep,
+        "dft": dft,
+        "relaxation": {
+            "enabled": options.relax,
+            "fmax": options.relax_fmax,
+            "max_steps": options.relax_max_steps,
+            "conditioned": c["relaxation"],
+            "unconditioned": u["relaxation"],
+        },  # fmt: skip
         "training_labels": meta.get("training_labels"),
         "training": meta.get("training"),
-        "sampling": sampling,
+        "sampling": {"conditioned": best["sampling"], "unconditioned": loaded["unconditioned"][1]["sampling"]},
         "num_atoms": meta["num_atoms"],
         "labeller": {
             "options": {"spin_orbit": True, "gap_mesh": options.gap_mesh, "workers": options.workers},
@@ -536,7 +771,7 @@ def yield_report(
     }
     result["notes"] = notes(result)
     t0 = time.perf_counter()
-    fig = figure(result)
+    fig, sweep_fig = figure(result), sweep_figure(sweep, TARGET)
     timings["figure"] = round(time.perf_counter() - t0, 2)
     stages = {**(meta.get("stage_seconds") or {}), "evaluate": round(time.perf_counter() - started, 2)}
     timings["total"] = round(sum(v or 0.0 for v in stages.values()), 2)
@@ -547,6 +782,6 @@ def yield_report(
     result["hardware_label"] = hardware("cpu")  # this stage's: the labeller runs on the CPU
     markdown, text = tables(result)
     logger.info("%s", text)
-    result["enrichment"] = {k: enrichment_for_json(v) for k, v in enr.items()}
+    result["enrichment_by_basis"] = {k: enrichment_for_json(v) for k, v in enr.items()}
     crystals = pd.DataFrame([{k: r.get(k, "") for k in ROW_KEYS} for r in all_rows], columns=list(ROW_KEYS))
-    return to_jsonable(result, strict=False), markdown, fig, crystals
+    return to_jsonable(result, strict=False), markdown, fig, crystals, sweep_fig
