@@ -173,3 +173,28 @@ def test_sweep_figure_draws_each_property_scale(tmp_path):
     assert any("property guidance 1" in label for label in labels) and any("unconditioned" in la for la in labels)
     fig.savefig(tmp_path / "sweep.png")
     assert (tmp_path / "sweep.png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_relaxed_crystals_are_labelled_as_they_sit_and_the_others_are_counted():
+    """relabel_arm with relaxation on: a strained Si cell relaxes (CHGNet) and is labelled in its relaxed form; a
+    cell whose atoms have no neighbour within CHGNet's cutoff is refused and not labelled."""
+    pytest.importorskip("chgnet")
+    from pipelines.benchmark.yields import relabel_arm
+
+    strained = SI.replace(lattice=FCC * 1.04, id="strained-si")
+    gas = CrystalRecord(12.0 * np.eye(3), [[0, 0, 0]], ["Sn"], id="gas-sn")
+    options = YieldOptions.from_dict({"relax": True, "relax_max_steps": 200, "label_timeout": 60.0})
+    timings: dict = {}
+    rows, summary, judged = relabel_arm([strained, gas], [], options, "conditioned", timings=timings)
+    by_id = {r["id"]: r for r in rows}
+    si, sn = by_id["strained-si"], by_id["gas-sn"]
+    assert si["relax_outcome"] == "relaxed" and si["status"] == "labelled" and si["recomputed_class"] == "trivial"
+    assert si["relax_rmsd"] is not None and si["relax_energy_per_atom"] < -4.0
+    # judged as it sits: the relaxed cell shrank back towards silicon's 40 A^3 per 2 atoms
+    assert judged["strained-si"].volume < strained.volume and set(judged) == {"strained-si"}
+    assert sn["relax_outcome"] == "refused" and sn["status"] == "relaxation refused" and "isolated" in sn["detail"]
+    relax = summary["relaxation"]
+    assert (relax["n_attempted"], relax["n_relaxed"], relax["n_refused"]) == (2, 1, 1)
+    assert summary["unlabelled_reasons"]["relaxation refused"] == 1 and summary["n_labelled"] == 1
+    assert set(timings) == {"relax", "label_conditioned", "quality"}

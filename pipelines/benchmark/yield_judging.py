@@ -19,13 +19,13 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from pipelines.benchmark.options import YieldOptions
+from pipelines.dft import dft_crystal, run_dft
 from td_data.evaluation import share
 
 logger = logging.getLogger(__name__)
@@ -94,15 +94,6 @@ def top_k(rows: Sequence[Mapping[str, Any]], k: int, target: str) -> list[Mappin
     return sorted((r for r in rows if r.get("status") == "labelled"), key=lambda r: _rank(r, target))[:k]
 
 
-def _dft_crystal(rec: Any) -> dict[str, Any]:
-    """A record in the input format of ``td_physics.dft.cli.run_crystals``."""
-    crystal = {"id": rec.id, "lattice": rec.lattice.tolist(), "frac_coords": rec.frac_coords.tolist(),
-               "atomic_numbers": [int(z) for z in rec.atomic_numbers]}  # fmt: skip
-    if rec.magmoms is not None:
-        crystal["magmoms"] = [float(m) for m in rec.magmoms]
-    return crystal
-
-
 def dft_top_k(
     rows_by_arm: Mapping[str, Sequence[Mapping[str, Any]]],
     judged: Mapping[str, Any],
@@ -141,10 +132,10 @@ def dft_top_k(
     chosen = [(arm, row) for arm in arms for row in top_k(rows_by_arm[arm], options.dft_top_k, target)]
     for arm, row in chosen:
         out["selected"][arm].append(row["id"])
-    crystals = [_dft_crystal(judged[row["id"]]) for _, row in chosen]
+    crystals = [dft_crystal(judged[row["id"]]) for _, row in chosen]
     logger.info("yield: DFT on %d crystals (%s)", len(crystals),
                 ", ".join(f"{arm} {len(ids)}" for arm, ids in out["selected"].items()))  # fmt: skip
-    answers = run_dft(crystals, settings, options.dft_timeout) if crystals else []
+    answers = run_dft(crystals, settings, spin_orbit=True, timeout=options.dft_timeout, prefix="td-yield-dft-")
     for (arm, row), res in zip(chosen, answers, strict=True):
         dft = {k: v for k, v in res.items() if k not in ("id", "index", "formula", "settings", "details")}
         entry = {"arm": arm, "rank": out["selected"][arm].index(row["id"]) + 1, "id": row["id"],
@@ -160,20 +151,6 @@ def dft_top_k(
         out["confirmed"][arm], out["n_converged"][arm] = hits, len(mine)
         out["confirmed_share_of_converged"][arm] = share(hits, len(mine))
     return out
-
-
-def run_dft(crystals: list[dict[str, Any]], settings: Any, timeout: float) -> list[dict[str, Any]]:
-    """``DFTResult.to_dict()`` of each crystal, in order, from td-physics' runner (each crystal in a child process
-    stopped at ``timeout`` seconds) in a scratch folder removed afterwards; a crystal without a result file gets
-    ``converged=False`` and the reason."""
-    from td_physics.dft.cli import merge_results, run_crystals
-
-    with tempfile.TemporaryDirectory(prefix="td-yield-dft-") as scratch:
-        run_crystals(crystals, scratch, settings=settings, spin_orbit=True, timeout=timeout)
-        merged = merge_results(crystals, scratch)
-    by_id = {r["id"]: r for r in merged["results"]}
-    missing = "no result came back from the DFT runner"
-    return [by_id.get(c["id"], {"converged": False, "reason": missing}) for c in crystals]
 
 
 # ---------------------------------------------------------------------------------------------- quality

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import math
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines._options import OptionsBlock, is_int
+from pipelines.dft import dft_crystal, run_dft
 from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
 
@@ -263,18 +263,6 @@ def select_for_verification(
     return ranked[: opts.top_n], why
 
 
-def _dft_crystal(rec: CrystalRecord) -> dict[str, Any]:
-    crystal = {
-        "id": rec.id,
-        "lattice": rec.lattice.tolist(),
-        "frac_coords": rec.frac_coords.tolist(),
-        "atomic_numbers": [int(z) for z in rec.atomic_numbers],
-    }
-    if rec.magmoms is not None:
-        crystal["magmoms"] = [float(m) for m in rec.magmoms]
-    return crystal
-
-
 def verify_candidates(
     checked_candidates: Sequence[CrystalRecord], verify_options: Mapping[str, Any]
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
@@ -290,7 +278,7 @@ def verify_candidates(
     """
     opts = VerifyOptions.from_dict(verify_options)
     selected, not_selected = select_for_verification(list(checked_candidates), opts)
-    crystals = {"format": DFT_CRYSTALS_FORMAT, "version": 1, "crystals": [_dft_crystal(r) for r in selected]}
+    crystals = {"format": DFT_CRYSTALS_FORMAT, "version": 1, "crystals": [dft_crystal(r) for r in selected]}
     summary: dict[str, Any] = {
         "enabled": opts.enabled,
         "available": None,
@@ -321,7 +309,13 @@ def verify_candidates(
         summary["reason"] = "no candidate is eligible (see not_selected_counts)"
         return [], crystals, summary
     settings = opts.dft_settings()
-    computed = _run_dft(crystals["crystals"], settings, opts)
+    computed = run_dft(
+        crystals["crystals"],
+        settings,
+        spin_orbit=opts.spin_orbit,
+        timeout=opts.timeout_per_crystal,
+        prefix="td-verify-",
+    )
     results = []
     for rank, (rec, res) in enumerate(zip(selected, computed, strict=True), start=1):
         lab = rec.labels
@@ -336,19 +330,6 @@ def verify_candidates(
     summary["settings"] = settings.to_dict()
     logger.info("verify: %d of %d candidates verified by DFT", summary["n_converged"], len(results))
     return results, crystals, summary
-
-
-def _run_dft(crystals: list[dict[str, Any]], settings: Any, opts: VerifyOptions) -> list[dict[str, Any]]:
-    """``DFTResult.to_dict()`` of each crystal, in order, through td-physics' resumable runner (each crystal in
-    a child process stopped at ``timeout_per_crystal``), in a scratch folder removed afterwards."""
-    from td_physics.dft.cli import merge_results, run_crystals
-
-    with tempfile.TemporaryDirectory(prefix="td-verify-") as scratch:
-        run_crystals(crystals, scratch, settings=settings, spin_orbit=opts.spin_orbit, timeout=opts.timeout_per_crystal)
-        merged = merge_results(crystals, scratch)
-    by_id = {r["id"]: r for r in merged["results"]}
-    missing = "no result came back from the DFT runner"
-    return [by_id.get(c["id"], {"converged": False, "reason": missing}) for c in crystals]
 
 
 def _reason_kind(reason: str) -> str:

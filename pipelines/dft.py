@@ -1,0 +1,43 @@
+"""The DFT judge as the pipelines call it: crystal records in, td-physics' ``DFTResult.to_dict()`` out.
+
+Shared by the ``evaluate`` pipeline (verification of the top candidates) and the yield benchmark (DFT on the top
+crystals of each arm); td-physics' resumable runner (``td_physics.dft.cli.run_crystals``) does the work, each
+crystal in a child process stopped at the time limit. GPAW is imported only when a calculation runs.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+__all__ = ["dft_crystal", "run_dft"]
+
+
+def dft_crystal(rec: Any) -> dict[str, Any]:
+    """A ``td_data.CrystalRecord`` in the input format of ``python -m td_physics.dft run`` (``id``, ``lattice``,
+    ``frac_coords``, ``atomic_numbers`` and, where the record has them, ``magmoms``)."""
+    crystal = {
+        "id": rec.id,
+        "lattice": rec.lattice.tolist(),
+        "frac_coords": rec.frac_coords.tolist(),
+        "atomic_numbers": [int(z) for z in rec.atomic_numbers],
+    }
+    if rec.magmoms is not None:
+        crystal["magmoms"] = [float(m) for m in rec.magmoms]
+    return crystal
+
+
+def run_dft(
+    crystals: list[dict[str, Any]], settings: Any, *, spin_orbit: bool, timeout: float | None, prefix: str = "td-dft-"
+) -> list[dict[str, Any]]:
+    """``DFTResult.to_dict()`` of each crystal (:func:`dft_crystal`), in order, through td-physics' runner (each
+    crystal in a child process stopped at ``timeout`` seconds; None: no limit) in a scratch folder removed
+    afterwards; a crystal without a result gets ``converged=False`` and the reason."""
+    from td_physics.dft.cli import merge_results, run_crystals
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch:
+        run_crystals(crystals, scratch, settings=settings, spin_orbit=spin_orbit, timeout=timeout)
+        merged = merge_results(crystals, scratch)
+    by_id = {r["id"]: r for r in merged["results"]}
+    missing = "no result came back from the DFT runner"
+    return [by_id.get(c["id"], {"converged": False, "reason": missing}) for c in crystals]
