@@ -8,9 +8,23 @@ crystal in a child process stopped at the time limit. GPAW is imported only when
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["dft_crystal", "run_dft"]
+from pipelines.exceptions import ParameterError
+
+__all__ = ["dft_crystal", "dft_settings", "run_dft"]
+
+
+def dft_settings(values: Mapping[str, Any], key: str) -> Any:
+    """The ``td_physics.dft.DFTSettings`` of ``values`` (the parameter ``key``, named in the error); a bad key or
+    value is a :class:`~pipelines.exceptions.ParameterError`."""
+    from td_physics.dft import DFTSettings
+
+    try:
+        return DFTSettings.from_dict(dict(values))
+    except (ValueError, TypeError) as err:
+        raise ParameterError(f"{key}: {err}") from err
 
 
 def dft_crystal(rec: Any) -> dict[str, Any]:

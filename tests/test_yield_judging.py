@@ -55,9 +55,10 @@ def test_single_scale_means_what_it_meant_and_lists_make_a_grid():
     assert YieldOptions.from_dict({"guidance_scales": [3]}).guidance_scales == (3.0,)
 
 
-def test_bad_dft_settings_are_a_parameter_error():
+def test_bad_dft_settings_are_a_parameter_error_before_any_calculation():
+    options = YieldOptions.from_dict({"dft_top_k": 1, "dft_settings": {"no_such_key": 1}})
     with pytest.raises(ParameterError, match="yield_options.dft_settings"):
-        YieldOptions.from_dict({"dft_settings": {"no_such_key": 1}}).dft_settings_object()
+        dft_top_k({"conditioned": [_row("si", "z2_ti")]}, {"si": SI}, options, "z2_ti")
 
 
 def test_a_missing_or_unreadable_training_store_names_the_key(tmp_path):

@@ -260,12 +260,3 @@ class YieldOptions(OptionsBlock):
         properties = self.property_guidance_scales
         properties = properties if properties is not None else (float(self.property_guidance),)
         return [(w, p) for w in scales for p in properties]
-
-    def dft_settings_object(self) -> Any:
-        """The ``td_physics.dft.DFTSettings`` of ``dft_settings``; a bad key or value is a :class:`ParameterError`."""
-        from td_physics.dft import DFTSettings
-
-        try:
-            return DFTSettings.from_dict(dict(self.dft_settings))
-        except (ValueError, TypeError) as err:
-            raise ParameterError(f"{self.block}.dft_settings: {err}") from err

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from pipelines.benchmark.options import YieldOptions
-from pipelines.dft import dft_crystal, run_dft
+from pipelines.dft import dft_crystal, dft_settings, run_dft
 from td_data.evaluation import share
 
 logger = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def dft_top_k(
     if options.dft_top_k == 0:
         out["skipped"] = "yield_options.dft_top_k is 0"
         return out
-    settings = options.dft_settings_object()
+    settings = dft_settings(options.dft_settings, "yield_options.dft_settings")
     out["settings"] = settings.to_dict()
     from td_physics.dft import dft_available
 

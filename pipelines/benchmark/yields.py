@@ -337,8 +337,8 @@ def relabel_arm(
     """Recomputed class (or why none) of every generated crystal of one arm; ``(rows, counts, judged)``.
 
     The crystals the labeller can take (structurally valid, at most ``max_label_atoms`` sites, its elements) are
-    relaxed first when ``relax`` is on (``relaxer``: a loaded CHGNet to reuse); those whose relaxation failed or
-    exploded are not labelled. ``judged``: id -> the record that went to the labeller (relaxed where relaxation
+    relaxed first when ``relax`` is on (``relaxer``: a loaded CHGNet to reuse); only those that relaxed are
+    labelled. ``judged``: id -> the record that went to the labeller (relaxed where relaxation
     is on). ``timings``: seconds of the relaxation and the labelling are added to its ``relax`` and
     ``label_<arm>``."""
     from pipelines.benchmark.yield_judging import generation_quality, relax_counts, relax_for_judging

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from pipelines._options import OptionsBlock, is_int
-from pipelines.dft import dft_crystal, run_dft
+from pipelines.dft import dft_crystal, dft_settings, run_dft
 from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
 
@@ -220,12 +220,7 @@ class VerifyOptions(OptionsBlock):
 
     def dft_settings(self) -> Any:
         """The ``td_physics.dft.DFTSettings`` of ``settings``; a bad key or value is a :class:`ParameterError`."""
-        from td_physics.dft import DFTSettings
-
-        try:
-            return DFTSettings.from_dict(dict(self.settings))
-        except (ValueError, TypeError) as err:
-            raise ParameterError(f"verify_options.settings: {err}") from err
+        return dft_settings(self.settings, "verify_options.settings")
 
 
 def _verify_rank(rec: CrystalRecord) -> tuple:
