@@ -139,14 +139,20 @@ class Substituter:
                 self._cdf[s] = (idx, np.cumsum(w) / w.sum())
         return self._cdf[s]
 
-    def draw(self, elements: Sequence[str], counts: Sequence[int], rng: np.random.Generator) -> tuple[str, ...]:
+    def draw(
+        self, elements: Sequence[str], counts: Sequence[int], rng: np.random.Generator, *, balanced_seed: bool = True
+    ) -> tuple[str, ...]:
         """One substitute element per slot: a seed species, then a substitute drawn from its column.
 
-        A slot whose element the table does not hold keeps its element. The caller checks the result
-        (charge balance, radii, distinct elements) and draws again if it is rejected.
+        The seed is a charge-balanced choice of species (:meth:`balanced_seeds`) when ``balanced_seed`` and
+        one exists, otherwise any species of each slot's element: ``balanced_seed=False`` reaches, through
+        the cationic species the table holds for anions (Se4+ -> Te4+), the tellurides and antimonides that
+        a balanced seed (Se2-, whose column holds no Te2-) never proposes. A slot whose element the table
+        does not hold keeps its element. The caller checks the result (charge balance, radii, distinct
+        elements) and draws again if it is rejected.
         """
         table = self.table
-        balanced = self.balanced_seeds(elements, counts)
+        balanced = self.balanced_seeds(elements, counts) if balanced_seed else []
         if balanced:
             seed: tuple[int | None, ...] = balanced[int(rng.integers(len(balanced)))]
         else:

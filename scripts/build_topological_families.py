@@ -1,0 +1,344 @@
+#!/usr/bin/env python
+"""Build the topological-families data set: expand, relax, filter by the hull, label, write.
+
+    python scripts/build_topological_families.py --n 300 --output-dir outputs/topological_families
+
+Stages (each writes its output under ``<output-dir>/stages/`` and is skipped when that output exists, so an
+interrupted build resumes; the labelling also resumes record by record):
+
+1. **expand**: ``td_data.families.expand_families(n_total=N)``: the families' parents and their chemically
+   guided substitutions at the DLS volume (``stages/expanded.h5``).
+2. **relax** (``--no-relax`` skips it): CHGNet relaxation of cell and positions (``td_data.relax.relax_records``)
+   and the energy above the hull of the phases at hand (``td_data.relax.energy_above_hull``) with every
+   converged crystal of the set as a reference phase next to the elements (``stages/relaxed.h5``,
+   ``stages/relax.json``). A crystal that does not converge is quarantined with the reason; one above
+   ``--max-e-above-hull`` is filtered out.
+3. **label**: the TB ensemble (``td_data.labels.label_records`` with the label pipeline's defaults,
+   ``pipelines.config.LabelConfig``), ``--label-timeout`` seconds per crystal at most
+   (``stages/labelled.h5``); a crystal the labeller fails on is quarantined with the reason.
+
+Outputs: ``families.h5`` (the labelled crystals, a td-data crystal store written atomically),
+``summary.json`` (counts per family and stage, classes per family, the ``z2_ti`` share overall and among bulk
+crystals, space groups, the seconds of each stage, every quarantined crystal with its stage and reason) and
+``families.png`` (class share per family; space-group histogram).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+STAGES = ("expand", "relax", "label")
+CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--n", type=int, default=300, help="crystals to expand, all families together")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--families", default=None, help="comma-separated family names (default: all)")
+    parser.add_argument("--substitution-temperature", type=float, default=1.0)
+    parser.add_argument("--no-relax", action="store_true", help="label the crystals at their DLS volume")
+    parser.add_argument(
+        "--max-e-above-hull", type=float, default=0.2, help="eV/atom: crystals above it are filtered out"
+    )
+    parser.add_argument("--fmax", type=float, default=0.1, help="eV/Angstrom: relaxation force threshold")
+    parser.add_argument("--max-steps", type=int, default=300, help="relaxation steps per crystal")
+    parser.add_argument("--n-jobs", type=int, default=2, help="worker processes of the relaxation and the labeller")
+    parser.add_argument("--label-timeout", type=float, default=120.0, help="seconds per crystal for the labeller")
+    parser.add_argument("--output-dir", type=Path, default=Path("outputs/topological_families"))
+    return parser.parse_args(argv)
+
+
+def _bar(desc: str, total: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, unit="crystal")
+
+
+def _callback(bar: Any):
+    def update(done: int, total: int) -> None:
+        bar.update(done - bar.n)
+
+    return update
+
+
+def _write_json(path: Path, data: Any) -> None:
+    from td_physics.files import write_text_atomic
+
+    write_text_atomic(path, json.dumps(data, indent=1, sort_keys=False) + "\n")
+
+
+def _read_store(path: Path) -> list:
+    from td_data.store import CrystalStore
+
+    with CrystalStore.open(path) as store:
+        return list(store.read_all())
+
+
+def expand_stage(args: argparse.Namespace, stages: Path) -> tuple[list, float | None]:
+    """The expanded crystals (from ``stages/expanded.h5`` when it exists) and the seconds it took."""
+    from td_data.families import expand_families
+    from td_data.store import write_store
+
+    path = stages / "expanded.h5"
+    if path.exists():
+        return _read_store(path), None
+    families = [f.strip() for f in args.families.split(",") if f.strip()] if args.families else None
+    start = time.perf_counter()
+    bar = _bar("expand", args.n)
+    records = expand_families(
+        n_total=args.n,
+        seed=args.seed,
+        families=families,
+        substitution_temperature=args.substitution_temperature,
+        progress=_callback(bar),
+    )
+    bar.close()
+    write_store(path, records, overwrite=True)
+    return records, time.perf_counter() - start
+
+
+def relax_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[list, dict[str, Any]]:
+    """The relaxed crystals that converged, with ``energy_per_atom``, ``e_above_hull`` and ``rmsd`` properties,
+    and the stage's table (one row per crystal: status ``kept``, ``above_hull`` or ``quarantined``)."""
+    from td_data.relax import Relaxer, energy_above_hull, relax_records
+    from td_data.store import write_store
+
+    path, table_path = stages / "relaxed.h5", stages / "relax.json"
+    if path.exists() and table_path.exists():
+        return _read_store(path), json.loads(table_path.read_text())
+    relaxer = Relaxer(threads=1 if args.n_jobs > 1 else None)
+    start = time.perf_counter()
+    results = relax_records(
+        records, fmax=args.fmax, max_steps=args.max_steps, progress=True, relaxer=relaxer, workers=args.n_jobs
+    )
+    relax_seconds = time.perf_counter() - start
+    converged = [res.record for res in results if res.converged]
+    start = time.perf_counter()
+    hulls = energy_above_hull(
+        results, references=converged, relaxer=relaxer, progress=True, fmax=args.fmax, max_steps=args.max_steps
+    )
+    hull_seconds = time.perf_counter() - start
+    rows, kept = [], []
+    for res, hull in zip(results, hulls):
+        row = {
+            "id": res.initial.id,
+            "family": res.initial.labels.get("family"),
+            "formula": res.initial.formula,
+            "converged": res.converged,
+            "energy_per_atom": res.energy_per_atom,
+            "rmsd": res.rmsd,
+            "n_steps": res.n_steps,
+            "e_above_hull": hull.e_above_hull,
+            "reference_phases": list(hull.reference_phases),
+        }
+        if not res.converged:
+            row.update(status="quarantined", reason=f"relaxation: {res.reason}")
+        elif hull.e_above_hull is None:
+            row.update(status="quarantined", reason=f"hull: {hull.reason}")
+        elif hull.e_above_hull > args.max_e_above_hull:
+            row.update(status="above_hull", reason=f"{hull.e_above_hull:.3f} eV/atom above the hull")
+        else:
+            row.update(status="kept", reason="")
+            props = {"energy_per_atom": res.energy_per_atom, "e_above_hull": hull.e_above_hull}
+            if res.rmsd is not None:
+                props["rmsd"] = res.rmsd
+            kept.append(res.record.with_properties(**props))
+        rows.append(row)
+    table = {
+        "model": relaxer.name,
+        "max_e_above_hull": args.max_e_above_hull,
+        "relax_seconds": relax_seconds,
+        "hull_seconds": hull_seconds,
+        "rows": rows,
+    }
+    write_store(path, kept, overwrite=True)
+    _write_json(table_path, table)
+    return kept, table
+
+
+def label_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[list, list[dict[str, str]], float]:
+    """The labelled crystals, the quarantined ones ``{"id", "reason"}`` and the seconds spent labelling."""
+    from pipelines.config import LabelConfig
+    from td_data.labels import label_records
+
+    timing = stages / "label_seconds.json"
+    seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
+    bar = _bar("label", len(records))
+    start = time.perf_counter()
+    result = label_records(
+        records,
+        workers=args.n_jobs,
+        store_path=stages / "labelled.h5",
+        progress=_callback(bar),
+        timeout=args.label_timeout,
+        **LabelConfig().classify_options(),
+    )
+    bar.close()
+    if result.computed:  # seconds add up over resumed runs; a run that labels nothing adds none
+        seconds += time.perf_counter() - start
+        _write_json(timing, {"seconds": seconds})
+    quarantined = [{"id": q.record_id, "reason": f"labeller: {q.reason}"} for q in result.quarantined]
+    return list(result.records), quarantined, seconds
+
+
+def space_group(record: Any) -> int:
+    """spglib's space group number at symprec 0.1 Angstrom (0: none found)."""
+    import spglib
+
+    cell = (record.lattice, record.frac_coords, record.atomic_numbers)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        try:
+            data = spglib.get_symmetry_dataset(cell, symprec=0.1)
+        except Exception:  # noqa: BLE001 - spglib >= 2.5 raises where older versions returned None
+            data = None
+    return int(data.number) if data is not None else 0
+
+
+def summarise(
+    args: argparse.Namespace,
+    expanded: list,
+    relax_table: dict[str, Any] | None,
+    labelled: list,
+    quarantined: list[dict[str, Any]],
+    seconds: dict[str, float | None],
+) -> dict[str, Any]:
+    """The ``summary.json`` content (see the module docstring)."""
+    family_of = {r.id: r.labels["family"] for r in expanded}
+    families = list(dict.fromkeys(family_of.values()))
+    per_family: dict[str, dict[str, Any]] = {f: {"expanded": 0} for f in families}
+    for r in expanded:
+        per_family[r.labels["family"]]["expanded"] += 1
+    if relax_table is not None:
+        for f in families:
+            rows = [row for row in relax_table["rows"] if row["family"] == f]
+            per_family[f]["relaxed"] = sum(row["converged"] for row in rows)
+            per_family[f]["kept_by_hull"] = sum(row["status"] == "kept" for row in rows)
+            per_family[f]["above_hull"] = sum(row["status"] == "above_hull" for row in rows)
+    for f in families:
+        mine = [r for r in labelled if r.labels["family"] == f]
+        per_family[f]["labelled"] = len(mine)
+        per_family[f]["classes"] = {c: sum(r.labels.get("topo_class") == c for r in mine) for c in CLASSES}
+        per_family[f]["z2_ti_share"] = per_family[f]["classes"]["z2_ti"] / len(mine) if mine else None
+    bulk = [r for r in labelled if int(r.labels.get("dimensionality", 3)) == 3]
+    z2 = [r for r in labelled if r.labels.get("topo_class") == "z2_ti"]
+    z2_bulk = [r for r in bulk if r.labels.get("topo_class") == "z2_ti"]
+    groups = Counter(space_group(r) for r in labelled)
+    n_relaxed = len(expanded) if relax_table is None else sum(row["converged"] for row in relax_table["rows"])
+    per_crystal = {
+        "relax": seconds["relax"] / len(expanded) if seconds.get("relax") and expanded else None,
+        "label": seconds["label"] / len(labelled) if seconds.get("label") and labelled else None,
+    }
+    return {
+        "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "stages": {
+            "expanded": len(expanded),
+            "relaxed": None if relax_table is None else n_relaxed,
+            "kept_by_hull": None if relax_table is None else sum(r["status"] == "kept" for r in relax_table["rows"]),
+            "labelled": len(labelled),
+        },
+        "per_family": per_family,
+        "classes": {c: sum(r.labels.get("topo_class") == c for r in labelled) for c in CLASSES},
+        "z2_ti_share": len(z2) / len(labelled) if labelled else None,
+        "n_bulk": len(bulk),
+        "z2_ti_share_bulk": len(z2_bulk) / len(bulk) if bulk else None,
+        "z2_ti_bulk_fraction": len(z2_bulk) / len(z2) if z2 else None,
+        "n_space_groups": len(groups),
+        "space_groups": {str(k): v for k, v in sorted(groups.items())},
+        "seconds": seconds,
+        "seconds_per_crystal": per_crystal,
+        "relax_model": None if relax_table is None else relax_table["model"],
+        "n_quarantined": len(quarantined),
+        "quarantined": [{**q, "family": family_of.get(q["id"])} for q in quarantined],
+        "above_hull": []
+        if relax_table is None
+        else [
+            {"id": row["id"], "family": row["family"], "e_above_hull": row["e_above_hull"]}
+            for row in relax_table["rows"]
+            if row["status"] == "above_hull"
+        ],
+    }
+
+
+def plot(summary: dict[str, Any], path: Path) -> None:
+    """Class share per family (stacked bars) and the space-group histogram."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fams = [f for f, v in summary["per_family"].items() if v["labelled"]]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    bottom = np.zeros(len(fams))
+    for cls in CLASSES:
+        share = np.array(
+            [summary["per_family"][f]["classes"][cls] / summary["per_family"][f]["labelled"] for f in fams]
+        )
+        ax1.bar(fams, share, bottom=bottom, label=cls)
+        bottom += share
+    ax1.set_ylabel("share of the labelled crystals")
+    ax1.set_title("TB-ensemble class per family")
+    ax1.tick_params(axis="x", rotation=60)
+    ax1.legend(fontsize=8)
+    groups = summary["space_groups"]
+    ax2.bar(range(len(groups)), list(groups.values()))
+    ax2.set_xticks(range(len(groups)), list(groups), rotation=90, fontsize=7)
+    ax2.set_xlabel("space group (spglib, symprec 0.1 A)")
+    ax2.set_ylabel("crystals")
+    ax2.set_title(f"{summary['n_space_groups']} space groups")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse(argv)
+    logging.basicConfig(level=logging.WARNING)
+    if args.n < 1 or args.n_jobs < 1 or args.label_timeout <= 0:
+        raise SystemExit(
+            f"--n, --n-jobs and --label-timeout must be positive, got {args.n}, {args.n_jobs}, {args.label_timeout}"
+        )
+    from td_data.store import write_store
+
+    out: Path = args.output_dir
+    stages = out / "stages"
+    stages.mkdir(parents=True, exist_ok=True)
+    seconds: dict[str, float | None] = {}
+    expanded, seconds["expand"] = expand_stage(args, stages)
+    quarantined: list[dict[str, Any]] = []
+    relax_table = None
+    to_label = expanded
+    if not args.no_relax:
+        to_label, relax_table = relax_stage(args, expanded, stages)
+        seconds["relax"] = relax_table["relax_seconds"]
+        seconds["hull"] = relax_table["hull_seconds"]
+        quarantined += [
+            {"id": row["id"], "stage": "relax", "reason": row["reason"]}
+            for row in relax_table["rows"]
+            if row["status"] == "quarantined"
+        ]
+    labelled, failed, seconds["label"] = label_stage(args, to_label, stages)
+    quarantined += [{**q, "stage": "label"} for q in failed]
+    write_store(out / "families.h5", labelled, overwrite=True)
+    summary = summarise(args, expanded, relax_table, labelled, quarantined, seconds)
+    _write_json(out / "summary.json", summary)
+    plot(summary, out / "families.png")
+    print(
+        f"{len(labelled)} labelled crystals of {len(expanded)} expanded; z2_ti share {summary['z2_ti_share']}, "
+        f"bulk {summary['z2_ti_share_bulk']}; {summary['n_space_groups']} space groups; "
+        f"{summary['n_quarantined']} quarantined; wrote {out / 'families.h5'}, summary.json, families.png"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

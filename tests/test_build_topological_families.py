@@ -1,0 +1,77 @@
+"""``scripts/build_topological_families.py`` run as a user types it: a tiny build without and with relaxation."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from td_data.store import CrystalStore
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "scripts" / "build_topological_families.py"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+CLASSES = {"trivial", "z2_ti", "chern", "semimetal_or_metal"}
+
+
+def run(*argv: str) -> subprocess.CompletedProcess:
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), *argv], cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return done
+
+
+def read(out: Path) -> tuple[dict, list]:
+    with CrystalStore.open(out / "families.h5") as store:
+        records = list(store.read_all())
+    return json.loads((out / "summary.json").read_text()), records
+
+
+def test_unrelaxed_build_writes_the_store_summary_and_plot_and_resumes(tmp_path):
+    out = tmp_path / "families"
+    families = "tetradymite,zincblende,buckled_honeycomb"
+    run("--n", "5", "--families", families, "--no-relax", "--n-jobs", "1", "--output-dir", str(out))
+    summary, records = read(out)
+    assert (out / "families.png").stat().st_size > 0
+    assert summary["stages"]["expanded"] == 5 and summary["stages"]["relaxed"] is None
+    assert summary["stages"]["labelled"] == len(records) == 5 - summary["n_quarantined"]
+    assert {f: v["expanded"] for f, v in summary["per_family"].items()} == {
+        "tetradymite": 2,
+        "zincblende": 2,
+        "buckled_honeycomb": 1,
+    }
+    assert all(r.labels["topo_class"] in CLASSES and r.labels["family"] in families for r in records)
+    assert summary["classes"]["z2_ti"] == sum(v["classes"]["z2_ti"] for v in summary["per_family"].values())
+    assert summary["n_bulk"] == sum(r.labels["dimensionality"] == 3 for r in records)
+    assert summary["n_space_groups"] == len(summary["space_groups"]) >= 2
+    assert summary["seconds"]["label"] > 0 and summary["seconds_per_crystal"]["relax"] is None
+
+    expanded = out / "stages" / "expanded.h5"
+    stamp = expanded.stat().st_mtime_ns
+    run("--n", "5", "--families", families, "--no-relax", "--n-jobs", "1", "--output-dir", str(out))
+    again, records_again = read(out)
+    assert expanded.stat().st_mtime_ns == stamp  # the expansion was not redone
+    assert again["seconds"]["expand"] is None and again["seconds"]["label"] == summary["seconds"]["label"]
+    assert [r.labels["topo_class"] for r in records_again] == [r.labels["topo_class"] for r in records]
+
+
+def test_relaxed_build_relaxes_places_on_the_hull_and_labels(tmp_path):
+    pytest.importorskip("chgnet")
+    out = tmp_path / "relaxed"
+    run("--n", "2", "--families", "a7", "--n-jobs", "1", "--max-steps", "100", "--output-dir", str(out))
+    summary, records = read(out)
+    table = json.loads((out / "stages" / "relax.json").read_text())
+    assert summary["relax_model"] == table["model"] == "CHGNet 0.3.0"
+    assert len(table["rows"]) == summary["stages"]["expanded"] == 2
+    assert {row["status"] for row in table["rows"]} <= {"kept", "above_hull", "quarantined"}
+    kept = [row["id"] for row in table["rows"] if row["status"] == "kept"]
+    assert summary["stages"]["kept_by_hull"] == len(kept)
+    assert sorted(r.id for r in records) == sorted(set(kept) - {q["id"] for q in summary["quarantined"]})
+    for r in records:
+        assert r.properties["e_above_hull"] <= 0.2 and "energy_per_atom" in r.properties
+    assert summary["seconds"]["relax"] > 0 and summary["seconds_per_crystal"]["relax"] > 0
