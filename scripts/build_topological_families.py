@@ -29,13 +29,10 @@ import argparse
 import json
 import logging
 import time
-import warnings
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
-STAGES = ("expand", "relax", "label")
-CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
+from td_physics.classes import TOPO_CLASSES as CLASSES
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -189,20 +186,6 @@ def label_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[
     return list(result.records), quarantined, seconds
 
 
-def space_group(record: Any) -> int:
-    """spglib's space group number at symprec 0.1 Angstrom (0: none found)."""
-    import spglib
-
-    cell = (record.lattice, record.frac_coords, record.atomic_numbers)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        try:
-            data = spglib.get_symmetry_dataset(cell, symprec=0.1)
-        except Exception:  # noqa: BLE001 - spglib >= 2.5 raises where older versions returned None
-            data = None
-    return int(data.number) if data is not None else 0
-
-
 def summarise(
     args: argparse.Namespace,
     expanded: list,
@@ -212,6 +195,8 @@ def summarise(
     seconds: dict[str, float | None],
 ) -> dict[str, Any]:
     """The ``summary.json`` content (see the module docstring)."""
+    from td_data.synthetic import diversity_report
+
     family_of = {r.id: r.labels["family"] for r in expanded}
     families = list(dict.fromkeys(family_of.values()))
     per_family: dict[str, dict[str, Any]] = {f: {"expanded": 0} for f in families}
@@ -231,7 +216,7 @@ def summarise(
     bulk = [r for r in labelled if int(r.labels.get("dimensionality", 3)) == 3]
     z2 = [r for r in labelled if r.labels.get("topo_class") == "z2_ti"]
     z2_bulk = [r for r in bulk if r.labels.get("topo_class") == "z2_ti"]
-    groups = Counter(space_group(r) for r in labelled)
+    groups = diversity_report(labelled)["space_groups"]  # spglib, symprec 0.1 Angstrom
     n_relaxed = len(expanded) if relax_table is None else sum(row["converged"] for row in relax_table["rows"])
     per_crystal = {
         "relax": seconds["relax"] / len(expanded) if seconds.get("relax") and expanded else None,
@@ -251,8 +236,8 @@ def summarise(
         "n_bulk": len(bulk),
         "z2_ti_share_bulk": len(z2_bulk) / len(bulk) if bulk else None,
         "z2_ti_bulk_fraction": len(z2_bulk) / len(z2) if z2 else None,
-        "n_space_groups": len(groups),
-        "space_groups": {str(k): v for k, v in sorted(groups.items())},
+        "n_space_groups": len([g for g in groups if g]),  # 0: spglib found none
+        "space_groups": {str(k): v for k, v in groups.items()},
         "seconds": seconds,
         "seconds_per_crystal": per_crystal,
         "relax_model": None if relax_table is None else relax_table["model"],

@@ -67,6 +67,7 @@ from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord, atomic_number
 from td_data.substitution import Substituter, bond_radius_params, dls_length_scale
 from td_data.validity import composition_validity, structure_validity
+from td_physics.classes import TOPO_CLASSES
 
 __all__ = [
     "SOURCE_PREFIX",
@@ -83,7 +84,6 @@ logger = logging.getLogger(__name__)
 
 SOURCE_PREFIX = "topological_families:"
 _TABLE_FILE = "data/topological_families.json"
-_CLASSES = ("trivial", "z2_ti", "chern", "semimetal_or_metal")
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,9 @@ def _families() -> Mapping[str, TopologicalFamily]:
             structure_source=tuple(row["structure_source"]),
             topology_source=tuple(row["topology_source"]),
         )
-        if family.parent_label is not None and family.parent_label not in _CLASSES:
+        if family.parent_label is not None and family.parent_label not in TOPO_CLASSES:
             raise TDDataError(
-                f"family {name!r}: parent_label must be one of {_CLASSES} or null, got {family.parent_label!r}"
+                f"family {name!r}: parent_label must be one of {TOPO_CLASSES} or null, got {family.parent_label!r}"
             )
         out[name] = family
     return MappingProxyType(out)
