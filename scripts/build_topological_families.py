@@ -11,8 +11,10 @@ interrupted build resumes; the labelling also resumes record by record):
 2. **relax** (``--no-relax`` skips it): CHGNet relaxation of cell and positions (``td_data.relax.relax_records``)
    and the energy above the hull of the phases at hand (``td_data.relax.energy_above_hull``) with every
    converged crystal of the set as a reference phase next to the elements (``stages/relaxed.h5``,
-   ``stages/relax.json``). A crystal that does not converge is quarantined with the reason; one above
-   ``--max-e-above-hull`` is filtered out.
+   ``stages/relax.json``). A crystal that does not converge is quarantined with the reason. A bulk crystal
+   above ``--max-e-above-hull`` is filtered out, a 2D sheet above ``--max-e-above-hull-2d``: a free-standing
+   sheet lies above the bulk hull by construction (germanene above diamond Ge), so it has its own threshold.
+   The thresholds are applied after the stage, so a resumed build can change them without relaxing again.
 3. **label**: the TB ensemble (``td_data.labels.label_records`` with the label pipeline's defaults,
    ``pipelines.config.LabelConfig``), ``--label-timeout`` seconds per crystal at most
    (``stages/labelled.h5``); a crystal the labeller fails on is quarantined with the reason.
@@ -43,7 +45,13 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--substitution-temperature", type=float, default=1.0)
     parser.add_argument("--no-relax", action="store_true", help="label the crystals at their DLS volume")
     parser.add_argument(
-        "--max-e-above-hull", type=float, default=0.2, help="eV/atom: crystals above it are filtered out"
+        "--max-e-above-hull", type=float, default=0.2, help="eV/atom: bulk crystals above it are filtered out"
+    )
+    parser.add_argument(
+        "--max-e-above-hull-2d",
+        type=float,
+        default=0.6,
+        help="eV/atom: the same for 2D sheets, which sit above the bulk hull by construction",
     )
     parser.add_argument("--fmax", type=float, default=0.1, help="eV/Angstrom: relaxation force threshold")
     parser.add_argument("--max-steps", type=int, default=300, help="relaxation steps per crystal")
@@ -103,8 +111,10 @@ def expand_stage(args: argparse.Namespace, stages: Path) -> tuple[list, float | 
 
 
 def relax_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[list, dict[str, Any]]:
-    """The relaxed crystals that converged, with ``energy_per_atom``, ``e_above_hull`` and ``rmsd`` properties,
-    and the stage's table (one row per crystal: status ``kept``, ``above_hull`` or ``quarantined``)."""
+    """The relaxed crystals that converged and have an energy above the hull (properties ``energy_per_atom``,
+    ``e_above_hull``, ``rmsd``) and the stage's table (one row per crystal: status ``relaxed`` or
+    ``quarantined`` with the reason). The hull threshold is applied afterwards (:func:`hull_filter`), so a
+    resumed build may change it without relaxing again."""
     from td_data.relax import Relaxer, energy_above_hull, relax_records
     from td_data.store import write_store
 
@@ -140,10 +150,8 @@ def relax_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[
             row.update(status="quarantined", reason=f"relaxation: {res.reason}")
         elif hull.e_above_hull is None:
             row.update(status="quarantined", reason=f"hull: {hull.reason}")
-        elif hull.e_above_hull > args.max_e_above_hull:
-            row.update(status="above_hull", reason=f"{hull.e_above_hull:.3f} eV/atom above the hull")
         else:
-            row.update(status="kept", reason="")
+            row.update(status="relaxed", reason="", dimensionality=int(res.initial.labels.get("dimensionality", 3)))
             props = {"energy_per_atom": res.energy_per_atom, "e_above_hull": hull.e_above_hull}
             if res.rmsd is not None:
                 props["rmsd"] = res.rmsd
@@ -151,7 +159,6 @@ def relax_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[
         rows.append(row)
     table = {
         "model": relaxer.name,
-        "max_e_above_hull": args.max_e_above_hull,
         "relax_seconds": relax_seconds,
         "hull_seconds": hull_seconds,
         "rows": rows,
@@ -159,6 +166,22 @@ def relax_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[
     write_store(path, kept, overwrite=True)
     _write_json(table_path, table)
     return kept, table
+
+
+def hull_filter(args: argparse.Namespace, relaxed: list, table: dict[str, Any]) -> tuple[list, list[dict[str, Any]]]:
+    """The relaxed crystals within the hull threshold of their dimensionality, and the table's rows with status
+    ``kept`` or ``above_hull`` in place of ``relaxed``."""
+    limit = {3: args.max_e_above_hull, 2: args.max_e_above_hull_2d}
+    rows = []
+    for row in table["rows"]:
+        row = dict(row)
+        if row["status"] == "relaxed":
+            above = row["e_above_hull"] > limit[row["dimensionality"]]
+            row["status"] = "above_hull" if above else "kept"
+            row["reason"] = f"{row['e_above_hull']:.3f} eV/atom above the hull" if above else ""
+        rows.append(row)
+    kept = {row["id"] for row in rows if row["status"] == "kept"}
+    return [r for r in relaxed if r.id in kept], rows
 
 
 def label_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[list, list[dict[str, str]], float]:
@@ -303,7 +326,9 @@ def main(argv: list[str] | None = None) -> int:
     relax_table = None
     to_label = expanded
     if not args.no_relax:
-        to_label, relax_table = relax_stage(args, expanded, stages)
+        relaxed, relax_table = relax_stage(args, expanded, stages)
+        to_label, rows = hull_filter(args, relaxed, relax_table)
+        relax_table = {**relax_table, "rows": rows}
         seconds["relax"] = relax_table["relax_seconds"]
         seconds["hull"] = relax_table["hull_seconds"]
         quarantined += [
