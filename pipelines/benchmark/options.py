@@ -190,7 +190,7 @@ class YieldOptions(OptionsBlock):
     # property-guidance scales to sweep (each with each guidance scale); null: [property_guidance]
     property_guidance_scales: tuple[float, ...] | None = None
     num_atoms: str | int = "train-labellable"  # train-labellable | train | an integer
-    workers: int = 1  # labeller worker processes
+    workers: int = 1  # labeller and relaxation worker processes
     label_timeout: float = 20.0  # seconds the labeller may spend on one crystal (slower: 'labeller timeout')
     gap_mesh: int = 6  # k-points per axis of the labeller's gap search
     relax: bool = True  # relax generated crystals with CHGNet before labelling them (false: judged as sampled)

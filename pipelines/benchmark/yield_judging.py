@@ -48,14 +48,15 @@ def relax_outcome(result: Any) -> str:
 def relax_for_judging(records: Sequence[Any], options: YieldOptions, relaxer: Any = None) -> dict[str, dict]:
     """``{id: {"outcome", "record", "energy_per_atom", "rmsd", "n_steps", "reason"}}`` for every record: the
     relaxed record where the outcome is ``relaxed``, else None. ``relaxer``: a loaded ``td_data.relax.Relaxer``
-    to reuse (one is loaded here otherwise)."""
+    to reuse (one is loaded here otherwise); with ``workers`` > 1, batches of 32 crystals relax in that many
+    processes."""
     from td_data.relax import Relaxer, relax_records
 
     if not records:
         return {}
     relaxer = relaxer if relaxer is not None else Relaxer(threads=1)
     results = relax_records(list(records), fmax=options.relax_fmax, max_steps=options.relax_max_steps,
-                            relaxer=relaxer, progress=False)  # fmt: skip
+                            relaxer=relaxer, workers=options.workers, progress=False)  # fmt: skip
     out = {}
     for rec, res in zip(records, results, strict=True):
         outcome = relax_outcome(res)
