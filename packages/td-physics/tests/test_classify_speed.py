@@ -178,7 +178,9 @@ def per_variant_reference(lattice, frac, species, variants, mesh):
 @pytest.mark.parametrize("structure", [pbte, silicon, bi2se3])
 def test_classification_on_the_same_mesh_is_unchanged(structure):
     lattice, frac, species = structure()
-    res = classify_structure(lattice, frac, species, spin_orbit_constants=SO, gap_mesh=8, max_band_overlap=0.0)
+    res = classify_structure(
+        lattice, frac, species, spin_orbit_constants=SO, gap_mesh=8, max_band_overlap=0.0, edge_levels=None
+    )  # the mesh alone: the reference below does not search between mesh points
     reference = per_variant_reference(lattice, frac, species, DEFAULT_VARIANTS, 8)
     for answer, (d, i, z2) in zip(res.variants, reference):
         assert answer.direct_gap == pytest.approx(d, abs=1e-8) and answer.indirect_gap == pytest.approx(i, abs=1e-8)

@@ -9,10 +9,14 @@ details that no universal table settles (DESIGN.md, "honest limits").
 
 Per variant:
 
+0. a one-element crystal of an element with fewer than four valence electrons (groups 1, 2, 11,
+   12 and 13 but boron; hydrogen is molecular) is ``semimetal_or_metal`` by the 8 - N rule
+   (:func:`electron_deficient_element`), whatever its bands;
 1. the gap above the filling (``n_electrons`` bands, spinful) on a Gamma-centred mesh of fixed
    k-point density (:func:`td_physics.bands.density_mesh`, 0.25 1/Angstrom spacing, so a
    supercell gets proportionally fewer points), reduced to its irreducible points, batched over
-   k and over all variants in ``eigvalsh``; no gap (indirect gap <= ``metal_gap``) is
+   k and over all variants in ``eigvalsh``, then with the band extrema searched between the mesh
+   points (:func:`td_physics.bands.refine_band_edges`); no gap (indirect gap <= ``metal_gap``) is
    ``semimetal_or_metal``, and so is an odd electron count without magnetic moments (Kramers);
 2. with magnetic moments: the Chern number (2D cells; the k_3 = 0 plane of 3D cells) gives
    ``chern`` or ``trivial``;
@@ -40,14 +44,15 @@ import numpy as np
 
 from td_physics.bands import (
     GAP_KPOINT_DENSITY,
+    band_edges,
     batched_band_gaps,
     density_mesh,
-    gaps_of,
     irreducible_mesh,
+    refine_band_edges,
     uniform_mesh,
 )
 from td_physics.classes import TOPO_CLASSES
-from td_physics.exceptions import ModelDefinitionError
+from td_physics.exceptions import KPointError, ModelDefinitionError
 from td_physics.invariants import ChernOptions, Z2Options, chern_number, parity_z2, z2_indices, z2_invariant
 from td_physics.invariants.parity import batched_parity_deltas, parity_result, trim_points
 from td_physics.model import TightBindingModel
@@ -62,6 +67,7 @@ __all__ = [
     "classify_model",
     "structure_arrays",
     "spin_rotation_symmetric",
+    "electron_deficient_element",
 ]
 
 logger = logging.getLogger(__name__)
@@ -77,6 +83,15 @@ this setting compares with the defaults is measured in ``benchmarks/README.md``.
 CHERN_OPTIONS = ChernOptions(mesh=16, max_mesh=64)
 """Resolution of the labeller's Chern numbers (crystals with magnetic moments): a 16 x 16 mesh,
 doubled up to 64 x 64; the acceptance criteria are the library's defaults."""
+
+EDGE_CANDIDATES = 2
+"""Mesh points per band edge (the highest of the top valence band, the lowest of the bottom
+conduction band) from which :func:`td_physics.bands.refine_band_edges` searches between the mesh
+points."""
+
+COVALENT_EXCEPTIONS = frozenset({"H", "B"})
+"""Elements with fewer than four valence electrons that the 8 - N rule does not make metals: hydrogen
+(one bond closes its shell: molecular H2) and boron (three-centre bonds in its icosahedra)."""
 
 
 @dataclass(frozen=True)
@@ -217,6 +232,33 @@ def spin_rotation_symmetric(model: TightBindingModel, tol: float = 1e-10) -> boo
     return True
 
 
+def electron_deficient_element(atomic_numbers: Any) -> str | None:
+    """The element of a one-element crystal that the 8 - N rule makes a metal, or ``None``.
+
+    An element with ``N`` valence s and p electrons closes its shell in a covalent solid with
+    ``8 - N`` two-electron bonds per atom, one electron of its own in each, which needs
+    ``8 - N <= N``: ``N >= 4`` (Pearson's 8 - N rule, W. B. Pearson, Acta Cryst. 17, 1 (1964)).
+    With fewer (groups 1, 2, 11, 12 and 13, filled d shells counted as core) no arrangement of the
+    atoms closes the shell, and the element is a metal (or a semimetal) in every structure; the
+    exceptions are :data:`COVALENT_EXCEPTIONS`. The universal s/p model does not know this: in
+    low-coordinated or distorted cells its s and p bands of such an element can open hybridisation
+    gaps, some with inverted parities (fcc Ca: a 0.2 eV gap on the default mesh, an overlap on a
+    dense one; Rb in the NaCrS2 cell: a 0.3 eV overlap, within ``max_band_overlap``). Harrison's
+    universal parameters are made for covalent and ionic solids; simple metals are outside them.
+    ``atomic_numbers`` holds numbers or symbols.
+
+    >>> electron_deficient_element([20]), electron_deficient_element(["Sb", "Sb"]), electron_deficient_element([5])
+    ('Ca', None, None)
+    """
+    from td_physics.structure.parameters import element_symbol, valence_counts
+
+    symbols = {element_symbol(z) for z in np.atleast_1d(atomic_numbers)}
+    if len(symbols) != 1:
+        return None
+    (symbol,) = symbols
+    return symbol if sum(valence_counts(symbol)) < 4 and symbol not in COVALENT_EXCEPTIONS else None
+
+
 def _label(
     indices: tuple[int, ...], method: str, converged: bool, spin_symmetric: bool
 ) -> tuple[str, tuple[int, ...], None, str, bool]:
@@ -275,11 +317,17 @@ def _classify_stack(
     gap_density: float,
     metal_gap: float,
     max_band_overlap: float = 0.0,
+    edge_levels: int | None = None,
+    electron_deficient: bool = False,
 ) -> list[VariantAnswer]:
     """The answers of the variants of one :class:`~td_physics.structure.builder.VariantStack`.
 
     Variants with the same Hamiltonian are computed once. Gaps: one batched ``eigvalsh`` per
-    chunk of k-points for all distinct variants; parities: the even and odd blocks of ``H`` at the
+    chunk of k-points for all distinct variants, then the band extrema of the variants that the
+    mesh leaves insulating searched between the mesh points (``edge_levels`` zoom levels of
+    :func:`~td_physics.bands.refine_band_edges`, one variant at a time; ``None``: the mesh only);
+    ``electron_deficient``: every variant is a metal (:func:`electron_deficient_element`), its gaps are
+    the mesh's; parities: the even and odd blocks of ``H`` at the
     eight TRIMs of all gapped variants with inversion, in batched ``eigvalsh`` calls
     (:func:`~td_physics.invariants.parity.batched_parity_deltas`); Wannier-centre flow or Chern number
     per gapped variant.
@@ -295,12 +343,25 @@ def _classify_stack(
         kpoints = irreducible_mesh(lattice, frac, numbers, mesh)
     else:
         kpoints = uniform_mesh(mesh, dim_k)
-    direct, indirect = gaps_of(lambda k: stack.hamiltonian(k, reps), kpoints, nocc, len(reps), norb)
+
+    def no_gap(d: float, i: float) -> bool:  # closed, or bands that overlap by more than the tolerance
+        overlapping = max_band_overlap > 0 and d > metal_gap and -max_band_overlap <= i <= metal_gap
+        return i <= metal_gap and not overlapping
+
+    edges = band_edges(lambda k: stack.hamiltonian(k, reps), kpoints, nocc, len(reps), norb, n_best=EDGE_CANDIDATES)
+    metal_by_count = bool(nocc % 2 and not magnetic)  # Kramers: a band is half filled
+    if edge_levels and not (metal_by_count or electron_deficient):
+        spacing = 1.0 / np.broadcast_to(np.asarray(mesh, dtype=float), (dim_k,))  # reduced mesh step per axis
+        insulating = [m for m, (d, i) in enumerate(zip(edges.direct, edges.indirect)) if not no_gap(d, i)]
+        edges = refine_band_edges(
+            lambda k, m: stack.hamiltonian(k, [reps[m]])[0], edges, nocc, spacing, models=insulating, levels=edge_levels
+        )
     found: dict[int, tuple[str, tuple[int, ...] | None, int | None, float, float, str, bool]] = {}
     gapped = []
-    for r, d, i in zip(reps, direct, indirect):
-        overlapping = max_band_overlap > 0 and d > metal_gap and -max_band_overlap <= i <= metal_gap
-        if (nocc % 2 and not magnetic) or (i <= metal_gap and not overlapping):
+    for r, d, i in zip(reps, edges.direct, edges.indirect):
+        if electron_deficient:
+            found[r] = ("semimetal_or_metal", None, None, float(d), float(i), "electron-deficient", True)
+        elif metal_by_count or no_gap(d, i):
             found[r] = ("semimetal_or_metal", None, None, float(d), float(i), "gap", True)
         else:
             gapped.append((r, float(d), float(i)))
@@ -343,6 +404,8 @@ def classify_structure(
     metal_gap: float = 1e-3,
     max_band_overlap: float = 0.5,
     reduce_to_primitive: bool = True,
+    edge_levels: int | None = 4,
+    valence_rule: bool = True,
 ) -> StructureClassification:
     """Classify a crystal as ``trivial``, ``z2_ti``, ``chern`` or ``semimetal_or_metal``.
 
@@ -362,6 +425,14 @@ def classify_structure(
     strict reading (any overlap is a metal); with it the Bi2Se3 family comes out as semimetals with
     Z2-odd valence bands. The default 0.5 eV was chosen from a sweep over the reference table (no
     held-out set exists), see ``docs/labeller_accuracy.md``.
+
+    Metals. The gap and the overlap are those of the band extrema, searched between the mesh
+    points (``edge_levels`` zoom levels around the two best mesh points of each band edge,
+    :func:`td_physics.bands.refine_band_edges`; ``None`` reads them off the mesh alone): a coarse
+    mesh misses the sharp peak of a band at an anticrossing and can turn a metal's overlap into a
+    gap. With ``valence_rule`` (default) a one-element crystal of an element with fewer than four
+    valence electrons is a metal by the 8 - N rule (:func:`electron_deficient_element`), with
+    method ``electron-deficient``; ``valence_rule=False`` leaves it to its bands.
 
     Cell. With ``reduce_to_primitive`` (default) a supercell is replaced by its primitive cell
     (:func:`primitive_cell`, spglib) unless moments, a field or a 2D cell are given: the class does
@@ -385,6 +456,12 @@ def classify_structure(
     from td_physics import structure as tb
     from td_physics.structure.builder import variant_stacks
 
+    if edge_levels is not None and (
+        isinstance(edge_levels, bool) or not isinstance(edge_levels, int) or edge_levels < 1
+    ):
+        raise KPointError(
+            f"edge_levels must be a whole number of zoom levels >= 1 or None (the mesh only), got {edge_levels!r}"
+        )
     lattice, frac, numbers = structure_arrays(structure, frac_coords, atomic_numbers)
     variants = list(variants) if variants is not None else list(tb.DEFAULT_VARIANTS)
     magnetic = magnetic_moments is not None and bool(np.any(np.asarray(magnetic_moments) != 0))
@@ -402,6 +479,7 @@ def classify_structure(
         spin_orbit_constants=spin_orbit_constants,
         find_inversion=electric_field is None,
     )
+    deficient = valence_rule and electron_deficient_element(numbers) is not None
     answers: list[VariantAnswer | None] = [None] * len(variants)
     for idx, stack in groups:
         names = [getattr(variants[n], "name", str(variants[n])) for n in idx]
@@ -417,6 +495,8 @@ def classify_structure(
             gap_density=gap_density,
             metal_gap=metal_gap,
             max_band_overlap=max_band_overlap,
+            edge_levels=edge_levels,
+            electron_deficient=deficient,
         )
         for n, answer in zip(idx, group_answers):
             answers[n] = answer
