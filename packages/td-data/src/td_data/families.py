@@ -1,7 +1,8 @@
 """Topological families: literature parent compounds and their chemically guided substitutions.
 
 The table ``td_data/data/topological_families.json`` describes the parent of each family that s/p
-chemistry reaches (tetradymite Bi2Se3, TlBiSe2, A7 Bi, zincblende HgTe, rock-salt SnTe, Na3Bi,
+chemistry reaches (tetradymite Bi2Se3, TlBiSe2, A7 Bi, zincblende HgTe in its own cell and with
+CuPt-type layer order along [111], rock-salt SnTe, Na3Bi,
 KHgSb, the anti-perovskite Ca3PbO, the half-Heusler MgAgAs, the halide perovskite CsPbI3, the
 low-buckled honeycomb sheet stanene and an AA-stacked bilayer of it) crystallographically: space
 group, Wyckoff sites with their coordinates, lattice parameters, with the references for the
@@ -24,7 +25,9 @@ structure and for the parent's class (:meth:`TopologicalFamily.citations`,
   cell isotropically; in a 2D family the in-plane lattice and the heights scale, the vacuum stays.
   The cell is a starting point for a relaxation, not a prediction of the crystal's geometry.
 * **Distinct**: a crystal is kept if no earlier crystal of its family has the same composition and
-  the same structure (pymatgen's ``StructureMatcher``); the parent comes first.
+  the same structure (pymatgen's ``StructureMatcher``), and if its primitive cell is the family's
+  cell (an ordering that orders nothing, such as TlBiSe2 with Bi on the Tl site, is another family's
+  crystal); the parent comes first.
 * **Deterministic**: each family draws from its own generator seeded by ``(seed, family name)``, so
   a family's crystals do not depend on which other families are asked for.
 
