@@ -11,6 +11,8 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from pipelines.exceptions import ParameterError
 
 __all__ = ["dft_crystal", "dft_settings", "run_dft"]
@@ -29,11 +31,18 @@ def dft_settings(values: Mapping[str, Any], key: str) -> Any:
 
 def dft_crystal(rec: Any) -> dict[str, Any]:
     """A ``td_data.CrystalRecord`` in the input format of ``python -m td_physics.dft run`` (``id``, ``lattice``,
-    ``frac_coords``, ``atomic_numbers`` and, where the record has them, ``magmoms``)."""
+    ``frac_coords``, ``atomic_numbers`` and, where the record has them, ``magmoms``).
+
+    td-physics' DFT takes right-handed cells only; a left-handed cell (sampled or relaxed crystals can have one)
+    has its first two lattice vectors swapped, and the coordinates with them: the same crystal, whose weak Z2
+    indices then come in the order (nu0; nu2 nu1 nu3) of the record's vectors."""
+    lattice, frac = np.asarray(rec.lattice, dtype=float), np.asarray(rec.frac_coords, dtype=float)
+    if np.linalg.det(lattice) < 0:
+        lattice, frac = lattice[[1, 0, 2]], frac[:, [1, 0, 2]]
     crystal = {
         "id": rec.id,
-        "lattice": rec.lattice.tolist(),
-        "frac_coords": rec.frac_coords.tolist(),
+        "lattice": lattice.tolist(),
+        "frac_coords": frac.tolist(),
         "atomic_numbers": [int(z) for z in rec.atomic_numbers],
     }
     if rec.magmoms is not None:
