@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from td_data.evaluation import enrichment, enrichment_for_json
+from td_data.evaluation import enrichment, enrichment_for_json, share
 
 #: what each sweep point keeps of its arm's summary
 POINT_KEYS = ("n_generated", "n_labelled", "share_over_labelled", "share_over_generated", "class_counts",
@@ -79,9 +79,9 @@ def _share_bars(stats: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndar
 
 
 def sweep_figure(sweep: Mapping[str, Any], target: str):
-    """Yield of labelled crystals (left), structural and compositional validity and the share of distinct
-    compositions (right) against the classifier-free guidance scale; one line per property-guidance scale,
-    the unconditioned arm as a dashed line with its interval shaded."""
+    """Yield of labelled crystals (left), structural and compositional validity, the share of distinct
+    compositions and, with relaxation on, the share that relaxed (right) against the classifier-free guidance
+    scale; one line per property-guidance scale, the unconditioned arm as a dashed line with its interval shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -102,6 +102,9 @@ def sweep_figure(sweep: Mapping[str, Any], target: str):
                            ("unique_compositions", "^:")):  # fmt: skip
             vals, err = _share_bars([r["quality"][key] for r in rows])
             right.errorbar(w, vals, yerr=err, fmt=style, capsize=3, label=f"{key.replace('_', ' ')}{suffix}")
+        if all((r.get("relaxation") or {}).get("enabled") for r in rows):
+            vals, err = _share_bars([share(r["relaxation"]["n_relaxed"], r["n_generated"]) for r in rows])
+            right.errorbar(w, vals, yerr=err, fmt="d-.", capsize=3, label=f"relaxed (CHGNet converged){suffix}")
     base = u["share_over_labelled"]
     if base["share"] is not None:
         left.axhline(base["share"], color="grey", ls="--", label=f"unconditioned ({base['count']}/{base['n']})")
