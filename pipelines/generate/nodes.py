@@ -23,7 +23,7 @@ class GenerateOptions(OptionsBlock):
 
     block: ClassVar[str] = "generate_options"
 
-    n_candidates: int = 64  # crystals sampled
+    n_candidates: int = 256  # crystals sampled
     steps: int | None = None  # strided reverse steps; None: model_config.sampling_steps (null there: the full chain)
     seed: int = 0  # sampler seed
     element_counts: bool = True  # distinct elements per cell drawn with the atom count from the training data
