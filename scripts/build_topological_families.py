@@ -15,7 +15,8 @@ interrupted build resumes; the labelling also resumes record by record):
    above ``--max-e-above-hull`` is filtered out, a 2D sheet above ``--max-e-above-hull-2d``: a free-standing
    sheet lies above the bulk hull by construction (germanene above diamond Ge), so it has its own threshold.
    The thresholds are applied after the stage, so a resumed build can change them without relaxing again.
-3. **label**: relaxed crystals are first idealised to their spglib primitive cell (``--symprec``: a relaxation
+3. **label**: relaxed crystals are first idealised to their spglib primitive cell (``td_data.relax.idealised``,
+   ``--symprec``: a relaxation
    leaves float32 noise on symmetric sites, which makes the labeller hundreds of times slower), then the TB
    ensemble (``td_data.labels.label_records`` with the label pipeline's defaults,
    ``pipelines.config.LabelConfig``), ``--label-timeout`` seconds per crystal at most
@@ -192,49 +193,18 @@ def hull_filter(args: argparse.Namespace, relaxed: list, table: dict[str, Any]) 
     return [r for r in relaxed if r.id in kept], rows
 
 
-def symmetrized(record: Any, symprec: float) -> Any:
-    """The record in spglib's idealised primitive cell at ``symprec`` (Angstrom), or the record itself when
-    spglib finds no cell, the atom count would change, or a 2D sheet's normal would stop being the third
-    lattice vector (the labeller finds the vacuum along it).
-
-    A relaxation leaves float32 noise on symmetric positions (a coordinate of 0.99999 for 0); the labeller
-    does not see the symmetry through it and labels such a cell hundreds of times slower (no irreducible
-    k-points, no parity shortcut), with the same answer.
-    """
-    import warnings
-
-    import numpy as np
-    import spglib
-
-    cell = (record.lattice, record.frac_coords, record.atomic_numbers)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # spglib 2.5+: OLD_ERROR_HANDLING notice
-        try:
-            found = spglib.standardize_cell(cell, to_primitive=True, symprec=symprec)
-        except Exception:  # noqa: BLE001 - spglib >= 2.5 raises where older versions returned None
-            found = None
-    if found is None or len(found[2]) != record.num_atoms:
-        return record
-    lattice, frac, numbers = found
-    if int(record.labels.get("dimensionality", 3)) == 2:
-        normal = np.cross(record.lattice[0], record.lattice[1])
-        c = lattice[2]
-        if abs(abs(float(c @ normal)) - np.linalg.norm(c) * np.linalg.norm(normal)) > 1e-6 * np.linalg.norm(normal):
-            return record
-    return record.replace(lattice=lattice, frac_coords=frac, atomic_numbers=numbers)
-
-
 def label_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[list, list[dict[str, str]], float]:
     """The labelled crystals, the quarantined ones ``{"id", "reason"}`` and the seconds spent labelling."""
     from pipelines.config import LabelConfig
     from td_data.labels import label_records
+    from td_data.relax import idealised
 
     timing = stages / "label_seconds.json"
     seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else 0.0
     bar = _bar("label", len(records))
     start = time.perf_counter()
     if not args.no_relax and args.symprec > 0:
-        records = [symmetrized(r, args.symprec) for r in records]
+        records = [idealised(r, args.symprec) for r in records]
     result = label_records(
         records,
         workers=args.n_jobs,

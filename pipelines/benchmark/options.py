@@ -196,6 +196,7 @@ class YieldOptions(OptionsBlock):
     relax: bool = True  # relax generated crystals with CHGNet before labelling them (false: judged as sampled)
     relax_fmax: float = 0.1  # eV/Angstrom: a relaxation converged when every force is below it
     relax_max_steps: int = 200  # FIRE steps per crystal; not converged by then: 'relaxation failed'
+    relax_symprec: float = 1e-3  # Angstrom: relaxed crystals idealised before labelling (td_data.relax.idealised)
     dft_top_k: int = 20  # DFT (GPAW, PBE + spin-orbit) on the top K labelled crystals of each arm; 0: skipped
     dft_timeout: float = 900.0  # seconds per crystal; slower ones are stopped and quarantined
     dft_settings: dict[str, Any] = field(default_factory=dict)  # td_physics.dft.DFTSettings keys; {}: defaults
@@ -221,6 +222,7 @@ class YieldOptions(OptionsBlock):
             raise ParameterError(f"{b}.relax must be true or false, got {self.relax!r}")
         _positive_number(b, "relax_fmax", self.relax_fmax)
         _positive_int(b, "relax_max_steps", self.relax_max_steps)
+        _positive_number(b, "relax_symprec", self.relax_symprec)
         k = self.dft_top_k
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise ParameterError(f"{b}.dft_top_k must be an integer >= 0 (0: no DFT), got {k!r}")

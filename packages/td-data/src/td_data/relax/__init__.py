@@ -5,6 +5,8 @@
   Mach. Intell. 5, 1031 (2023); its pretrained weights ship inside the ``chgnet`` wheel, nothing is
   downloaded) and returns, per record, the relaxed record, its energy per atom, the RMSD between the input
   and the relaxed structure (MatterGen's metric) and whether it converged.
+* :mod:`~td_data.relax.idealise`: :func:`idealised` puts a relaxed crystal back on its symmetric positions
+  (spglib's idealised primitive cell) before the labeller sees it.
 * :mod:`~td_data.relax.hull`: :func:`energy_above_hull` places the relaxed crystals on a convex hull built
   from the same model's energies of the elements and of reference compounds.
 
@@ -16,6 +18,7 @@ Needs the optional extra: ``pip install 'td-data[relax]'``::
 from __future__ import annotations
 
 from td_data.relax.hull import PROTOTYPES, HullResult, elemental_prototypes, energy_above_hull
+from td_data.relax.idealise import idealised
 from td_data.relax.relaxer import (
     MAX_ATOMIC_NUMBER,
     MIN_ENERGY_PER_ATOM,
@@ -32,6 +35,7 @@ __all__ = [
     "FireSettings",
     "relax_records",
     "with_rmsd",
+    "idealised",
     "energy_above_hull",
     "HullResult",
     "elemental_prototypes",
