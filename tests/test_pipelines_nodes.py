@@ -206,7 +206,8 @@ def test_report_limits_follow_the_runs_parameters_and_numbers():
         training_summary=with_gaps,
     )
     assert "with the perov_5 coverage cutoffs" in changed and "mp_20" not in changed
-    assert "right for 23 of its 26 confident labels (88%)" in changed and "92%" not in changed
+    # the 0.25 eV row of td_physics/data/labeller_accuracy.json (scripts/labeller_accuracy.py --sweep)
+    assert "right for 22 of its 25 confident labels (88%)" in changed and "92%" not in changed
     assert "not materials predictions" not in changed and "from cif_folder at mine" in changed
     assert "15 training crystals carry a band gap and 12 a formation energy" in changed and "steer" not in changed
     spin_off = text(label_summary={"options": {**labeller, "spin_orbit": False}})
