@@ -127,6 +127,25 @@ def test_generate_attaches_predictions(candidates):
         assert {"predicted_band_gap", "predicted_formation_energy"} <= set(r.properties)
 
 
+def test_generate_bounds_torch_threads_and_restores_them(trained, monkeypatch):
+    import torch
+
+    seen = []
+    model = trained[0]
+    real_sample = model.sample
+
+    def spy(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(model, "sample", spy)
+    before = torch.get_num_threads()
+    generate_candidates(model, PHYSICS, {"n_candidates": 2, "steps": 2, "seed": 1, "num_threads": 1})
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(ValueError, match="generate_options.num_threads must be null or an integer >= 1, got 0"):
+        generate_candidates(model, PHYSICS, {"n_candidates": 2, "num_threads": 0})
+
+
 def test_physics_consistency_and_report(raw, labelled, trained, candidates):
     cands = candidates[0]
     valid = [r for r in labelled[0] if "topo_class" in r.labels][:2]  # labellable crystals posing as candidates

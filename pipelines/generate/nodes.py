@@ -28,6 +28,7 @@ class GenerateOptions(OptionsBlock):
     seed: int = 0  # sampler seed
     element_counts: bool = True  # distinct elements per cell drawn with the atom count from the training data
     charge_balance: bool = True  # species unmasked only while a charge-neutral composition stays reachable
+    num_threads: int | None = 1  # torch threads while sampling and predicting, restored afterwards (None: torch's)
 
     def __post_init__(self) -> None:
         if not is_int(self.n_candidates) or self.n_candidates < 1:
@@ -36,6 +37,9 @@ class GenerateOptions(OptionsBlock):
             raise ParameterError(f"generate_options.steps must be an integer >= 1 or null, got {self.steps!r}")
         if not is_int(self.seed):
             raise ParameterError(f"generate_options.seed must be an integer, got {self.seed!r}")
+        threads = self.num_threads
+        if threads is not None and (not is_int(threads) or threads < 1):
+            raise ParameterError(f"generate_options.num_threads must be null or an integer >= 1, got {threads!r}")
         for name in ("element_counts", "charge_balance"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"generate_options.{name} must be true or false, got {getattr(self, name)!r}")
@@ -60,23 +64,26 @@ def generate_candidates(
     non-invertible cell is not) are counted in the summary and left out.
     """
     from td_data.evaluation import attach_predictions, requested_class, samples_to_records
+    from td_models import torch_threads
     from td_models.config import PhysicsConfig
 
     pc = PhysicsConfig.from_dict(dict(physics_config))
     opts = GenerateOptions.from_dict(generate_options)
     n, steps = opts.n_candidates, opts.sampler_steps(model)
     requested = requested_class({"topo_class": pc.topological_class})
-    samples = model.sample(
-        n,
-        topo_class=pc.topological_class,
-        band_gap_range=tuple(pc.band_gap_range),
-        steps=steps,
-        seed=opts.seed,
-        element_counts=opts.element_counts,
-        charge_balance=opts.charge_balance,
-    )
+    with torch_threads(opts.num_threads):  # torch's default threads collapse on a loaded machine
+        samples = model.sample(
+            n,
+            topo_class=pc.topological_class,
+            band_gap_range=tuple(pc.band_gap_range),
+            steps=steps,
+            seed=opts.seed,
+            element_counts=opts.element_counts,
+            charge_balance=opts.charge_balance,
+        )
+        predictions = model.predict_samples(samples)
     # the property heads see the samples they can featurise (a singular cell cannot be, nor become a record)
-    samples = attach_predictions(samples, *model.predict_samples(samples))
+    samples = attach_predictions(samples, *predictions)
     out, rejected = samples_to_records(samples, id_prefix=ID_PREFIX)
     summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "requested_class": requested,
                "band_gap_range": list(pc.band_gap_range), "steps": steps,
