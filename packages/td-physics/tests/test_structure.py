@@ -169,6 +169,21 @@ def test_bi2se3_builds_with_inversion():
     assert model.is_time_reversal_symmetric()
 
 
+def test_inversion_within_symprec_only_is_not_declared_and_wilson_loops_label_it(caplog):
+    """An atom 5e-6 off its inversion image (a strained or relaxed cell): spglib finds inversion at
+    symprec 1e-3, but the Hamiltonian does not commute with it exactly, so no operator is declared
+    (it used to raise SymmetryError) and the labeller's Wilson-loop path gives Bi2Se3's class."""
+    from td_physics.classify import classify_structure
+
+    lat, frac, species = bi2se3_primitive()
+    frac[3, 2] += 5e-6
+    with caplog.at_level("INFO", logger="td_physics.structure.symmetry"):
+        model = tight_binding_from_structure(lat, frac, species, Variant(), spin_orbit_constants=TEST_LAMBDA)
+    assert model.inversion is None
+    assert "no inversion operator declared" in caplog.text and "more than 1e-06" in caplog.text
+    assert classify_structure(lat, frac, species).topo_class == "z2_ti"
+
+
 def test_default_variants_are_distinct():
     names = [v.name for v in DEFAULT_VARIANTS]
     assert 4 <= len(names) <= 6 and len(set(names)) == len(names)

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["InversionSymmetry"]
+__all__ = ["InversionSymmetry", "POSITION_TOLERANCE"]
+
+#: How far (reduced coordinates) an orbital's inversion image may lie from its partner orbital plus a
+#: lattice vector: the operator is exact, so the Hamiltonian commutes with it to rounding.
+POSITION_TOLERANCE = 1e-6
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from td_physics.exceptions import KPointError, ModelDefinitionError, OccupationError, SymmetryError
-from td_physics.inversion import InversionSymmetry
+from td_physics.inversion import POSITION_TOLERANCE, InversionSymmetry
 from td_physics.model_file import load_model, model_from_dict, model_to_dict, save_model
 from td_physics.wannier90 import build_from_wannier90
 
@@ -321,11 +321,11 @@ class TightBindingModel:
         image = 2 * c - self.positions  # (norb, dim_r)
         shifts = image - self.positions[perm]
         off = np.abs(shifts - np.round(shifts)).max(axis=1)  # (norb,) distance from a lattice vector
-        if np.any(off > 1e-6):
+        if np.any(off > POSITION_TOLERANCE):
             o = int(np.argmax(off))
             raise SymmetryError(
-                "inversion must map each orbital onto its image orbital up to a lattice vector (within 1e-6 in "
-                f"reduced coordinates); orbital {o} maps onto orbital {perm[o]} shifted by "
+                "inversion must map each orbital onto its image orbital up to a lattice vector (within "
+                f"{POSITION_TOLERANCE:g} in reduced coordinates); orbital {o} maps onto orbital {perm[o]} shifted by "
                 f"{[float(f'{x:.9g}') for x in shifts[o]]}, {off[o]:.3g} away from a lattice vector"
             )
         op = InversionSymmetry(

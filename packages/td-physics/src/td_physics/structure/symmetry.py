@@ -9,6 +9,7 @@ of atoms (same local orbital, same spin) times the intrinsic parity, +1 for s an
 
 from __future__ import annotations
 
+import logging
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -16,11 +17,13 @@ from typing import Any
 import numpy as np
 
 from td_physics.exceptions import StructureError
-from td_physics.inversion import InversionSymmetry
+from td_physics.inversion import POSITION_TOLERANCE, InversionSymmetry
 from td_physics.model import TightBindingModel
 from td_physics.structure.parameters import element_symbol, load_table
 
 __all__ = ["inversion_operator"]
+
+logger = logging.getLogger(__name__)
 
 
 def _atomic_number(value: Any) -> int:
@@ -40,6 +43,9 @@ def inversion_operator(
     from (numbers or symbols). Uses ``model.metadata["orbital_atom"]`` and ``["orbital_l"]``.
     Raises :class:`~td_physics.exceptions.SymmetryError` when the crystal has inversion but the
     Hamiltonian does not commute with it (for example antiparallel moments on partner atoms).
+    A crystal that has inversion only within ``symprec`` (atoms further than
+    :data:`~td_physics.inversion.POSITION_TOLERANCE` from their images, as after a relaxation or a
+    strain) gets ``None``: parities need an exact symmetry, Wilson loops do not.
     """
     import spglib
 
@@ -78,5 +84,18 @@ def inversion_operator(
         # which can leave an origin-shifted crystal's inversion off by more than the operator check allows
         lattice_shift = np.round(diff[np.arange(natom), atom_perm])  # -x_i + t = x_perm(i) + n_i
         centre = np.mean(atom_pos + atom_pos[atom_perm] + lattice_shift, axis=0) / 2
+        residual = 2 * centre - atom_pos - atom_pos[atom_perm] - lattice_shift
+        off = float(np.abs(residual).max())
+        if off > POSITION_TOLERANCE:
+            # symmetric within symprec but not exactly: the Hamiltonian does not commute with the operator
+            # (parities would be meaningless), so none is declared and the invariants come from Wilson loops
+            logger.info(
+                "the crystal has inversion within symprec=%g but its atoms are %.3g (reduced) off their images, "
+                "more than %g: no inversion operator declared (symmetrise the structure to use parities)",
+                symprec,
+                off,
+                POSITION_TOLERANCE,
+            )
+            return None
         return model.build_inversion(perm.tolist(), parities.tolist(), centre.tolist())
     return None
