@@ -6,7 +6,14 @@
 The crystals come from ``td_data.SyntheticDatasetGenerator`` (the generator ``kedro run`` ingests, seed and
 share of 2D sheets from ``conf/base/parameters_ingest.yml``), kept when both judges can label them: elements
 the structure labeller knows, at most ``--max-atoms`` sites, atoms at least 0.5 A apart and 1 A^3 per atom,
-no duplicates (pymatgen's StructureMatcher); the first ``--n`` in the generator's seeded order. Each is
+no duplicates (pymatgen's StructureMatcher); the first ``--n`` in the generator's seeded order. With
+``--input families.h5`` they come from a td-data crystal store that carries TB classes instead (the
+topological-families build's output), drawn class by class so that ``z2_ti`` crystals are well represented:
+
+    python scripts/labeller_calibration_dft.py --input outputs/topological_families/families.h5 \
+        --max-atoms 5 --n 50 --output-dir outputs/families_dft
+
+Each is
 labelled by the structure labeller (``td_data.labels.label_records`` with the ``label_options`` of
 ``conf/base/parameters_label.yml``) and by DFT (PBE + spin-orbit, GPAW LCAO:
 ``td_physics.dft.run_crystals``, the function behind ``python -m td_physics.dft run``), one crystal after
@@ -116,6 +123,51 @@ def select_crystals(n: int, max_atoms: int, seed: int, fraction_2d: float) -> tu
     return kept, {"generated": last + 1, "set_aside": dict(set_aside), "seed": seed, "fraction_2d": fraction_2d}
 
 
+def select_from_store(path: Path, n: int, max_atoms: int, seed: int) -> tuple[list[Any], dict[str, Any]]:
+    """``n`` crystals of a td-data crystal store that carry a TB class (``labels["topo_class"]``, as the
+    topological-families build writes them), at most ``max_atoms`` sites, elements the structure labeller
+    knows, drawn class by class in turn (each class in a seeded order) so that a rare class such as ``z2_ti``
+    is not swamped. Prefix-stable: a larger ``n`` with the same seed starts with the same crystals."""
+    import random
+
+    from td_data.store import CrystalStore
+    from td_physics.structure import supported_elements
+
+    known = set(supported_elements())
+    with CrystalStore.open(path) as store:
+        pool = list(store.read_all())
+    by_class: dict[str, list[Any]] = {c: [] for c in CLASSES}
+    set_aside: Counter[str] = Counter()
+    for record in pool:
+        cls = record.labels.get("topo_class")
+        if cls not in by_class:
+            set_aside["no TB class"] += 1
+        elif record.num_atoms > max_atoms:
+            set_aside[f"more than {max_atoms} sites"] += 1
+        elif not set(record.species) <= known:
+            set_aside["element the labeller does not know"] += 1
+        else:
+            by_class[cls].append(record)
+    rng = random.Random(seed)
+    for cls in CLASSES:
+        by_class[cls].sort(key=lambda r: r.id)
+        rng.shuffle(by_class[cls])
+    order: list[Any] = []
+    for depth in range(max((len(v) for v in by_class.values()), default=0)):
+        order += [by_class[c][depth] for c in CLASSES if depth < len(by_class[c])]
+    if len(order) < n:
+        raise SystemExit(f"error: only {len(order)} crystals of {path} qualify (at most {max_atoms} sites); lower --n")
+    kept = order[:n]
+    return kept, {
+        "input": str(path),
+        "pool": len(pool),
+        "eligible_by_tb_class": {c: len(v) for c, v in by_class.items()},
+        "selected_by_tb_class": dict(Counter(r.labels["topo_class"] for r in kept)),
+        "set_aside": dict(set_aside),
+        "seed": seed,
+    }
+
+
 def _dft_crystal(record: Any) -> dict[str, Any]:
     return {
         "id": record.id,
@@ -208,6 +260,7 @@ def make_row(index: int, record: Any, tb: dict[str, Any] | None, dft: dict[str, 
         "formula": record.formula,
         "n_atoms": int(record.num_atoms),
         "prototype": record.labels.get("prototype"),
+        "family": record.labels.get("family"),
         "dimensionality": record.labels.get("dimensionality"),
         "tb_class": labels.get("topo_class"),
         "tb_confidence": labels.get("confidence"),
@@ -451,6 +504,13 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--output-dir", type=Path, default=Path("outputs/labeller_calibration_dft"))
     p.add_argument("--n", type=int, default=200, help="number of crystals (default 200)")
+    p.add_argument(
+        "--input",
+        type=Path,
+        default=None,
+        help="a td-data crystal store with TB classes (e.g. the topological-families build's families.h5) to draw "
+        "the crystals from, class by class, instead of the synthetic generator",
+    )
     p.add_argument("--max-atoms", type=int, default=4, help="largest cell, in sites (default 4)")
     p.add_argument("--seed", type=int, default=None, help="generator seed (default: parameters_ingest.yml's)")
     p.add_argument(
@@ -492,6 +552,8 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.fraction_2d is not None and not 0 <= args.fraction_2d <= 1:
         p.error(f"--fraction-2d must be between 0 and 1, got {args.fraction_2d}")
+    if args.input is not None and not args.input.is_file():
+        p.error(f"--input must be a td-data crystal store file, got {str(args.input)!r} (no such file)")
     if args.max_minutes is not None and not args.max_minutes > 0:
         p.error(f"--max-minutes must be positive, got {args.max_minutes}")
 
@@ -551,8 +613,12 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.output_dir
     out.mkdir(parents=True, exist_ok=True)
-    print(f"selecting {args.n} synthetic crystals (seed {seed}, at most {args.max_atoms} sites) ...", flush=True)
-    records, selection = select_crystals(args.n, args.max_atoms, seed, fraction_2d)
+    if args.input is not None:
+        print(f"selecting {args.n} crystals of {args.input} (seed {seed}, at most {args.max_atoms} sites) ...")
+        records, selection = select_from_store(args.input, args.n, args.max_atoms, seed)
+    else:
+        print(f"selecting {args.n} synthetic crystals (seed {seed}, at most {args.max_atoms} sites) ...", flush=True)
+        records, selection = select_crystals(args.n, args.max_atoms, seed, fraction_2d)
     crystals_path = out / "crystals.json"
     crystals = [_dft_crystal(r) for r in records]
     previous = None

@@ -72,6 +72,37 @@ def test_bad_options_are_refused_naming_the_rule_and_the_value(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
+def test_input_store_is_drawn_class_by_class_and_refused_when_missing(tmp_path):
+    """``--input``: crystals of a store that carries TB classes (as the topological-families build writes
+    them), the rare class first in turn with the others, too-large cells and unlabelled records set aside."""
+    from td_data import CrystalRecord
+    from td_data.store import write_store
+
+    cubic = [[3.0, 0, 0], [0, 3.0, 0], [0, 0, 3.0]]
+    pair = [[0, 0, 0], [0.5, 0.5, 0.5]]
+    records = [
+        CrystalRecord(cubic, pair, ["Na", "Cl"], id=f"triv-{i}", labels={"topo_class": "trivial"}) for i in range(4)
+    ]
+    records += [CrystalRecord(cubic, pair, ["Bi", "Se"], id="ti-0", labels={"topo_class": "z2_ti", "family": "x"})]
+    records += [CrystalRecord(cubic, pair, ["Cs", "Cl"], id="unlabelled")]
+    three = [[0, 0, 0], [0.5, 0.5, 0.5], [0.25, 0.25, 0.25]]
+    records += [CrystalRecord(cubic, three, ["Bi", "Se", "Se"], id="big", labels={"topo_class": "z2_ti"})]
+    store = write_store(tmp_path / "families.h5", records)
+    out = tmp_path / "calib"
+    argv = ["--input", str(store), "--output-dir", str(out), "--n", "3", "--max-atoms", "2"]
+    run(tmp_path, *argv, "--settings", '{"max_atoms": 1}')  # DFT refuses at once: the selection is the point
+    data = read(out)
+    rows = data["rows"]
+    assert [r["tb_class"] is not None for r in rows] == [True] * 3
+    assert rows[1]["id"] == "ti-0" and rows[1]["family"] == "x"  # classes in turn: trivial, z2_ti, trivial
+    assert rows[0]["id"].startswith("triv-") and rows[2]["id"].startswith("triv-")
+    selection = data["settings"]["selection"]
+    assert selection["eligible_by_tb_class"] == {"trivial": 4, "z2_ti": 1, "chern": 0, "semimetal_or_metal": 0}
+    assert selection["set_aside"] == {"no TB class": 1, "more than 2 sites": 1}
+    done = run(tmp_path, "--input", str(tmp_path / "none.h5"), "--output-dir", str(out), expect=2)
+    assert "--input must be a td-data crystal store file, got" in done.stderr and "none.h5" in done.stderr
+
+
 @pytest.mark.slow
 def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is_missing(tmp_path):
     out = tmp_path / "calib"
