@@ -44,6 +44,33 @@ def test_resume_from_the_store(tmp_path):
         assert set(store.ids) == {"si", "c", "si-user"}
 
 
+def test_an_interrupted_run_keeps_its_labels_and_checkpoints_as_it_goes(tmp_path):
+    path = tmp_path / "labelled.h5"
+
+    def interrupt_after_the_first(done, total):
+        if done == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        label_records(records()[:2], workers=1, store_path=path, progress=interrupt_after_the_first, **OPTS)
+    with CrystalStore.open(path) as store:
+        assert list(store.ids) == ["si"]  # the finished record is kept, the interrupted one is not written
+    seen = []
+
+    def look_at_the_store(done, total):  # a checkpoint follows every record here
+        if done == 2:
+            with CrystalStore.open(path) as store:
+                seen.append(sorted(store.ids))
+
+    res = label_records(
+        records()[:3], workers=1, store_path=path, progress=look_at_the_store, checkpoint_seconds=1e-9, **OPTS
+    )
+    assert (res.reused, res.computed, res.user_labelled, len(res.quarantined)) == (1, 1, 0, 1)  # fe: no tables
+    assert seen == [["c", "si"]]  # written after diamond, before iron's answer came
+    with pytest.raises(ValueError, match="checkpoint_seconds must be a number of seconds > 0 or None, got 0"):
+        label_records(records()[:1], store_path=path, checkpoint_seconds=0, **OPTS)
+
+
 def test_a_user_model_takes_precedence_over_the_universal_tables():
     from td_physics.models import bi2se3
 

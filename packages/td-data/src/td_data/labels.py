@@ -12,7 +12,9 @@ ensemble and the labeller and its version (``label_source``).
   classified directly (:func:`td_physics.classify.classify_model`) instead of by the
   universal-table ensemble.
 * Resumable: with ``store_path``, records already labelled in that HDF5 store (same id) are taken
-  from it and not recomputed; the store is rewritten atomically at the end.
+  from it and not recomputed. The store is rewritten atomically with every label so far at most every
+  ``checkpoint_seconds`` while the work goes on, when the work stops on an error or an interrupt, and
+  at the end, so a killed run loses at most that much work.
 * One failing record never loses the others: it is quarantined with its reason.
 """
 
@@ -23,6 +25,7 @@ import math
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -124,6 +127,7 @@ def label_records(
     progress: Callable[[int, int], None] | None = None,
     models: Mapping[str, Any] | None = None,
     timeout: float | None = None,
+    checkpoint_seconds: float | None = 60.0,
     **classify_options: Any,
 ) -> LabelResult:
     """Label ``records`` with the structure labeller; see the module docstring.
@@ -131,13 +135,18 @@ def label_records(
     ``workers`` processes (default: the CPU count; 1 runs in this process); ``progress(done,
     total)`` is called as results arrive; ``timeout`` (seconds, POSIX only) gives up on a record that
     takes longer and quarantines it with reason ``"timeout: ..."`` (a badly generated cell can take
-    minutes); ``classify_options`` go to ``classify_structure`` (``variants``, ``gap_mesh``,
-    ``metal_gap``, ``dimension``, ``electric_field``).
+    minutes); ``checkpoint_seconds`` (with ``store_path``; ``None``: only at the end) is how often the
+    labels so far are written to the store; ``classify_options`` go to ``classify_structure``
+    (``variants``, ``gap_mesh``, ``metal_gap``, ``dimension``, ``electric_field``).
     """
     if timeout is not None and not (isinstance(timeout, (int, float)) and math.isfinite(timeout) and timeout > 0):
         raise ValueError(f"timeout must be a number of seconds > 0 or None, got {timeout!r}")
     if timeout is not None and not hasattr(signal, "setitimer"):
         raise ValueError("timeout needs POSIX interval timers (signal.setitimer), which this platform lacks")
+    if checkpoint_seconds is not None and not (
+        isinstance(checkpoint_seconds, (int, float)) and math.isfinite(checkpoint_seconds) and checkpoint_seconds > 0
+    ):
+        raise ValueError(f"checkpoint_seconds must be a number of seconds > 0 or None, got {checkpoint_seconds!r}")
     from td_data.store import CrystalStore, write_store
 
     previous: dict[str, CrystalRecord] = {}
@@ -179,6 +188,13 @@ def label_records(
     else:
         pool = ProcessPoolExecutor(max_workers=n_workers, initializer=_limit_blas_threads, initargs=(1,))
         results = pool.map(_label_one, jobs, chunksize=chunksize)
+
+    def save() -> None:
+        if store_path is not None:
+            write_store(store_path, [out[r.id] for r in records if r.id in out], overwrite=True)
+
+    last_save = time.monotonic()
+    finished = False
     try:
         for done, (rid, labels, reason) in enumerate(results, 1):
             if labels is None:
@@ -187,12 +203,17 @@ def label_records(
                 out[rid] = by_id[rid].with_labels(**labels)
             if progress is not None:
                 progress(done, len(jobs))
+            if checkpoint_seconds is not None and time.monotonic() - last_save >= checkpoint_seconds:
+                save()
+                last_save = time.monotonic()
+        finished = True
     finally:
         if pool is not None:
-            pool.shutdown()
+            pool.shutdown(wait=finished, cancel_futures=not finished)
+        if not finished:  # an error or an interrupt: keep what is done for the rerun
+            save()
     labelled = tuple(out[r.id] for r in records if r.id in out)
-    if store_path is not None:
-        write_store(store_path, labelled, overwrite=True)
+    save()
     logger.info(
         "labelled %d records (%d computed, %d reused, %d user labels), %d quarantined",
         len(labelled),
