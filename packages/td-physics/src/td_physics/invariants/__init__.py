@@ -12,6 +12,7 @@ from td_physics.invariants.chern import (
     chern_number,
     spin_chern_number,
 )
+from td_physics.invariants.majorana import majorana_number, pfaffian, winding_number
 from td_physics.invariants.parity import detect_inversion, parity_z2
 from td_physics.invariants.weyl import WeylNode, node_chirality, weyl_nodes
 from td_physics.invariants.wilson import WilsonLoopResult, wilson_loop
@@ -36,4 +37,7 @@ __all__ = [
     "weyl_nodes",
     "WeylNode",
     "node_chirality",
+    "majorana_number",
+    "winding_number",
+    "pfaffian",
 ]

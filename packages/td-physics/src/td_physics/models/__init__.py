@@ -16,6 +16,7 @@ from td_physics.models.graphene import graphene
 from td_physics.models.haldane import haldane
 from td_physics.models.kane_mele import kane_mele
 from td_physics.models.qwz import qwz
+from td_physics.models.superconductors import helical_p_wave_superconductor, kitaev_chain, p_wave_superconductor
 from td_physics.models.weyl import weyl_two_band
 
 __all__ = [
@@ -32,4 +33,7 @@ __all__ = [
     "silicene",
     "germanene",
     "stanene",
+    "kitaev_chain",
+    "p_wave_superconductor",
+    "helical_p_wave_superconductor",
 ]
