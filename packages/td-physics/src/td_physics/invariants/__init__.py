@@ -5,6 +5,7 @@ orbital positions included in every overlap, so the values never depend on the B
 """
 
 from td_physics.invariants._core import InvariantResult
+from td_physics.invariants.antiferromagnetic import antiferromagnetic_z2
 from td_physics.invariants.chern import (
     anomalous_hall_conductivity,
     berry_curvature,
@@ -40,4 +41,5 @@ __all__ = [
     "majorana_number",
     "winding_number",
     "pfaffian",
+    "antiferromagnetic_z2",
 ]

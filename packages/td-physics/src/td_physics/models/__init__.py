@@ -15,6 +15,7 @@ from td_physics.models.fu_kane_mele import fu_kane_mele
 from td_physics.models.graphene import graphene
 from td_physics.models.haldane import haldane
 from td_physics.models.kane_mele import kane_mele
+from td_physics.models.magnetic_ti import afm_fu_kane_mele, kane_mele_exchange
 from td_physics.models.qwz import qwz
 from td_physics.models.superconductors import helical_p_wave_superconductor, kitaev_chain, p_wave_superconductor
 from td_physics.models.weyl import weyl_two_band
@@ -36,4 +37,6 @@ __all__ = [
     "kitaev_chain",
     "p_wave_superconductor",
     "helical_p_wave_superconductor",
+    "kane_mele_exchange",
+    "afm_fu_kane_mele",
 ]
