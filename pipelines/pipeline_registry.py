@@ -13,8 +13,10 @@ from pathlib import Path
 
 from kedro.pipeline import Pipeline
 
-#: The order in which the pipelines run; ``__default__`` is all of them.
+#: The order in which the pipelines run; ``__default__`` is all of them but :data:`OUTSIDE_DEFAULT`.
 PIPELINE_ORDER = ("ingest", "label", "split", "train", "generate", "relax", "evaluate", "report")
+#: Discovered pipelines that run only when named (``kedro run --pipelines=active_learning``).
+OUTSIDE_DEFAULT = ("active_learning",)
 
 
 def find_project_pipelines() -> dict[str, Pipeline]:
@@ -32,10 +34,11 @@ def find_project_pipelines() -> dict[str, Pipeline]:
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """Every discovered pipeline plus ``__default__`` (all of them, in :data:`PIPELINE_ORDER`)."""
+    """Every discovered pipeline plus ``__default__`` (all of them but :data:`OUTSIDE_DEFAULT`, in
+    :data:`PIPELINE_ORDER`)."""
     pipelines = find_project_pipelines()
     ordered = [pipelines[name] for name in PIPELINE_ORDER if name in pipelines]
-    ordered += [p for name, p in sorted(pipelines.items()) if name not in PIPELINE_ORDER]
+    ordered += [p for name, p in sorted(pipelines.items()) if name not in PIPELINE_ORDER + OUTSIDE_DEFAULT]
     pipelines["__default__"] = sum(ordered, Pipeline([]))
     # the benchmarks' runs (kedro run --env perov5 --pipelines=benchmark ...): registered, never in __default__;
     # imported by name like the folders above, so that no pipeline's code depends on another's

@@ -23,7 +23,7 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 DVC = BIN / "dvc"
-STAGES = ("config", "ingest", "label", "split", "train", "generate", "relax", "evaluate", "report")
+STAGES = ("config", "ingest", "label", "split", "train", "generate", "relax", "evaluate", "report", "active_learning")
 CONFIG = "data/00_config"
 
 TINY = {
@@ -42,6 +42,8 @@ TINY = {
                       "max_atoms": 4, "max_candidates": 3},
     "verify_options": {"enabled": False, "top_n": 1, "max_atoms": 4, "spin_orbit": True,
                        "timeout_per_crystal": 60, "settings": {}},
+    "active_learning_options": {"rounds": 1, "n_candidates": 4, "sampling_steps": 5, "n_add": 2,
+                                "fine_tune_epochs": 1},
 }  # fmt: skip
 
 
@@ -127,7 +129,8 @@ def test_make_repro_in_a_clone_runs_all_then_nothing_then_what_a_conf_local_chan
     _write(clone / "conf" / "local" / "parameters_tiny.yml",
            {**TINY, "training_config": {**TINY["training_config"], "max_epochs": 2}, "notes": {"a": 1}})  # fmt: skip
     third = _ok(_repro(clone))
-    assert _ran(third) == {"config", "train", "generate", "relax", "evaluate", "report"}, third[-3000:]
+    after_train = {"train", "generate", "relax", "evaluate", "report", "active_learning"}
+    assert _ran(third) == {"config", *after_train}, third[-3000:]
     summary = yaml.safe_load((clone / "data" / "06_models" / "training_summary.json").read_text(encoding="utf-8"))
     assert summary["epochs_completed"] == 2 and summary["config"]["training_config"]["max_epochs"] == 2
 

@@ -228,12 +228,15 @@ def train_model(
     physics_config: Mapping[str, Any],
     training_config: Mapping[str, Any],
     train_options: Mapping[str, Any],
+    initial_model: Any = None,
 ) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
     """``(model with EMA weights, metrics table (one row per step/epoch/validation), summary)``.
 
     ``train_options`` (:class:`TrainOptions`): ``run_dir`` for the trainer's checkpoints and logs (a rerun of
     the same run resumes there), ``augmentation`` applied to the training crystals (never to validation),
     ``num_threads`` (torch threads while training, restored afterwards) and ``progress_bar``.
+    ``initial_model``: a trained model to fine-tune (its weights and data normalisation, under this
+    configuration, whose architecture must match); None trains a new model.
     """
     from td_data.evaluation import BAND_GAP_KEYS, FORMATION_ENERGY_KEYS, first_property
     from td_models import torch_threads
@@ -248,16 +251,25 @@ def train_model(
     if len(train_items) < 2:
         raise ValueError(f"training needs at least 2 crystals of at most max_atoms sites, got {len(train_items)}")
     run_dir = Path(options.run_dir)
-    resume = prepare_run_dir(run_dir, run_fingerprint(config, train_items, val_items), options.resume)
+    fingerprint = run_fingerprint(config, train_items, val_items)
+    start: Any = config
+    if initial_model is not None:
+        from td_models import TopologicalDiffusionModel
+
+        start = TopologicalDiffusionModel(config)
+        start.load_state_dict(initial_model.state_dict())  # a different architecture is refused here
+        fingerprint["initial_weights"] = _item_digest([initial_model.state_dict()])
+    resume = prepare_run_dir(run_dir, fingerprint, options.resume)
     with torch_threads(options.num_threads):
         trainer = Trainer(
-            config,
+            start,
             train_items,
             val_items or None,
             output_dir=run_dir,
             progress_bar=options.progress_bar,
             tensorboard=False,
             keep_history=True,
+            fit_normalisation=initial_model is None,
         )
         if resume:
             checkpoint = trainer.resume("latest")

@@ -145,6 +145,23 @@ def test_predict_properties_shapes_and_probabilities():
     assert len(pred.topo_class) == 4
 
 
+def test_mc_dropout_spreads_the_heads_only_when_asked_and_leaves_the_mode_alone():
+    model = TopologicalDiffusionModel(tiny_config(dropout=0.3))
+    model.train()
+    plain = [model.predict_properties(dataset()).band_gap for _ in range(2)]
+    np.testing.assert_array_equal(plain[0], plain[1])  # eval mode: dropout off, the same answer
+    torch.manual_seed(0)
+    first = model.predict_properties(dataset(), dropout=True).band_gap
+    second = model.predict_properties(dataset(), dropout=True).band_gap
+    assert not np.allclose(first, second)  # MC dropout: another draw, another answer
+    torch.manual_seed(0)
+    np.testing.assert_array_equal(model.predict_properties(dataset(), dropout=True).band_gap, first)  # seeded
+    assert model.training and all(m.training for m in model.modules())  # the caller's mode is restored
+    model.eval()
+    model.predict_properties(dataset(), dropout=True)
+    assert not any(m.training for m in model.modules())
+
+
 def test_predict_samples_leaves_out_what_cannot_be_featurised():
     model = TopologicalDiffusionModel(tiny_config())
     samples = [

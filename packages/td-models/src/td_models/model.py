@@ -332,15 +332,22 @@ class TopologicalDiffusionModel(nn.Module):
     # ------------------------------------------------------------------------------ properties
     @torch.no_grad()
     def predict_properties(
-        self, crystals: Sequence[dict[str, Any]] | CrystalBatch, batch_size: int = 256
+        self, crystals: Sequence[dict[str, Any]] | CrystalBatch, batch_size: int = 256, *, dropout: bool = False
     ) -> PropertyPredictions:
         """Band gap, formation energy and class probabilities of clean crystals (no conditions).
 
         ``crystals``: dicts with ``lattice`` (3, 3) Angstrom, ``frac_coords`` (N, 3) and
-        ``atomic_numbers`` (N,), or a :class:`~td_models.batch.CrystalBatch`.
+        ``atomic_numbers`` (N,), or a :class:`~td_models.batch.CrystalBatch`. ``dropout``: keep the
+        ``nn.Dropout`` layers active (MC dropout, Gal & Ghahramani 2016): repeated calls draw from the
+        global torch RNG and their spread estimates the model's uncertainty; with ``model_config.dropout``
+        0 every call gives the same answer.
         """
         was_training = self.training
         self.eval()
+        if dropout:
+            for module in self.modules():
+                if isinstance(module, nn.Dropout):
+                    module.train()
         try:
             if isinstance(crystals, CrystalBatch):
                 batches = [crystals]
