@@ -151,7 +151,14 @@ class Pairing:
         return np.einsum("kr,rij->kij", phases, mats)
 
 
-def _require(model: TightBindingModel, *, spinful: bool | None, dim_k: int | None, what: str) -> None:
+def _require(model: TightBindingModel, delta: Any, *, spinful: bool | None, dim_k: int | None, what: str) -> None:
+    """Refuse a normal model of the wrong kind, or a pair amplitude that is not a finite real number."""
+    if (
+        isinstance(delta, bool)
+        or not isinstance(delta, (int, float, np.integer, np.floating))
+        or not np.isfinite(delta)
+    ):
+        raise ModelDefinitionError(f"the {what} amplitude delta must be a finite real number, got {delta!r}")
     if spinful is not None and model.spinful != spinful:
         need = "a spinful" if spinful else "a spinless"
         raise ModelDefinitionError(f"{what} needs {need} normal model, got spinful={model.spinful}")
@@ -169,7 +176,7 @@ def s_wave(model: TightBindingModel, delta: float) -> Pairing:
     >>> s_wave(TightBindingModel([[1.0]], [[0.0]], spinful=True), 0.3).matrices[(0,)].real.tolist()
     [[0.0, 0.3], [-0.3, 0.0]]
     """
-    _require(model, spinful=True, dim_k=None, what="s-wave pairing")
+    _require(model, delta, spinful=True, dim_k=None, what="s-wave pairing")
     d0 = np.kron(np.eye(model.norb // 2), float(delta) * _ISY)
     return Pairing.from_matrices({(0,) * model.dim_k: d0}, norb=model.norb, dim_k=model.dim_k, name="s-wave")
 
@@ -188,7 +195,7 @@ def chiral_p_wave(model: TightBindingModel, delta: float, chirality: int = 1) ->
     ``p_x + i p_y`` state for ``chirality = +1``. In real space ``D_a1 = -i delta / 2`` and
     ``D_a2 = -chirality delta / 2`` times the identity.
     """
-    _require(model, spinful=False, dim_k=2, what="chiral p-wave pairing")
+    _require(model, delta, spinful=False, dim_k=2, what="chiral p-wave pairing")
     if chirality not in (1, -1):
         raise ModelDefinitionError(f"chirality must be +1 (p+ip) or -1 (p-ip), got {chirality!r}")
     eye = np.eye(model.norb)
@@ -203,7 +210,7 @@ def d_wave(model: TightBindingModel, delta: float) -> Pairing:
     ``Delta(k) = delta (cos k1 - cos k2) i s_y`` on each site; nodal (gapless) wherever the Fermi
     surface crosses ``|k1| = |k2|``. Needs a spinful normal model with two periodic directions.
     """
-    _require(model, spinful=True, dim_k=2, what="d-wave pairing")
+    _require(model, delta, spinful=True, dim_k=2, what="d-wave pairing")
     singlet = np.kron(np.eye(model.norb // 2), _ISY)
     mats = {_bond(2, 0): 0.5 * delta * singlet, _bond(2, 1): -0.5 * delta * singlet}
     return Pairing.from_matrices(mats, norb=model.norb, dim_k=2, name="d-wave")
@@ -217,7 +224,9 @@ def bdg_model(
     ``pairing`` is a :class:`Pairing` or a mapping ``{R: D_R}`` given to :meth:`Pairing.from_matrices`.
     The result has ``2 normal.norb`` orbitals, ``occupied = normal.norb`` (the negative-energy half),
     the normal model's lattice and k-path, and ``metadata["bdg"]`` (``normal_norb``, ``mu``,
-    ``pairing``).
+    ``pairing``). The normal model's inversion operator is not carried over: on the holes it acts with the
+    pairing's parity (``P = tau_z`` for odd-parity pairing), so declare it with
+    :meth:`~td_physics.TightBindingModel.set_inversion`.
 
     Examples
     --------
