@@ -4,6 +4,8 @@
   :func:`~td_physics.invariants.z2_indices`, :func:`~td_physics.phase_diagram.phase_diagram`);
 * :class:`ChernOptions`: convergence of the Fukui-Hatsugai-Suzuki Chern number
   (:func:`~td_physics.invariants.chern_number`, :func:`~td_physics.invariants.spin_chern_number`);
+* :class:`NestedWilsonOptions`: convergence of the nested Wilson loops of
+  :func:`~td_physics.invariants.quadrupole_moment`;
 * :class:`TightBindingOptions`: the structure -> tight-binding builder
   (:func:`~td_physics.structure.tight_binding_from_structure` and its batched forms).
 
@@ -30,7 +32,7 @@ import numpy as np
 
 from td_physics.exceptions import ConvergenceError, StructureError
 
-__all__ = ["Z2Options", "ChernOptions", "TightBindingOptions", "resolve", "from_mapping"]
+__all__ = ["Z2Options", "ChernOptions", "NestedWilsonOptions", "TightBindingOptions", "resolve", "from_mapping"]
 
 T = TypeVar("T")
 
@@ -158,6 +160,34 @@ class ChernOptions(_GapCheck):
         _check_range("ChernOptions", "mesh", "max_mesh", (self.mesh, self.max_mesh), 2)
         check_number(ConvergenceError, "ChernOptions", "max_flux", self.max_flux, minimum=0.0, strict=True)
         _check_gap_tol("ChernOptions", self.gap_tol)
+
+
+@dataclass(frozen=True)
+class NestedWilsonOptions(_GapCheck):
+    """Convergence of the nested Wilson loops of :func:`~td_physics.invariants.quadrupole_moment`.
+
+    A ``mesh`` x ``mesh`` grid of k-points, doubled up to ``max_mesh`` while a Wannier-sector
+    polarisation moves by more than ``pos_tol`` when every second point along both axes is dropped.
+    The answer is converged when, besides, the energy gap exceeds ``gap_tol``, every Wannier band
+    keeps ``wannier_gap_tol`` away from 0 and 1/2 (so the sectors are defined) and both sector
+    polarisations lie within ``quantization_tol`` of 0 or 1/2.
+    """
+
+    mesh: int = 16  # points per axis to start with (even: the coarse check drops every second one)
+    max_mesh: int = 128  # the largest mesh the doubling reaches
+    pos_tol: float = 0.01  # largest sector-polarisation change (units of the lattice vector) on the half mesh
+    gap_tol: float | None = 1e-6  # smallest direct gap (energy units of the model); None: no gap check
+    wannier_gap_tol: float = 1e-3  # smallest distance of a Wannier band from 0 and 1/2 (units of the lattice vector)
+    quantization_tol: float = 0.05  # largest distance of a sector polarisation from 0 or 1/2
+
+    def __post_init__(self) -> None:
+        _check_range("NestedWilsonOptions", "mesh", "max_mesh", (self.mesh, self.max_mesh), 4)
+        if self.mesh % 2:
+            raise ConvergenceError(f"NestedWilsonOptions.mesh must be even (the half mesh checks it), got {self.mesh}")
+        check_number(ConvergenceError, "NestedWilsonOptions", "pos_tol", self.pos_tol, minimum=0.0, strict=True)
+        _check_gap_tol("NestedWilsonOptions", self.gap_tol)
+        check_number(ConvergenceError, "NestedWilsonOptions", "wannier_gap_tol", self.wannier_gap_tol, minimum=0.0)
+        check_number(ConvergenceError, "NestedWilsonOptions", "quantization_tol", self.quantization_tol, minimum=0.0)
 
 
 # ----------------------------------------------------------------------------- structure builder

@@ -13,12 +13,13 @@ from td_physics.invariants.chern import (
     chern_number,
     spin_chern_number,
 )
+from td_physics.invariants.higher_order import corner_charges, quadrupole_moment
 from td_physics.invariants.majorana import majorana_number, pfaffian, winding_number
 from td_physics.invariants.parity import detect_inversion, parity_z2
 from td_physics.invariants.weyl import WeylNode, node_chirality, weyl_nodes
 from td_physics.invariants.wilson import WilsonLoopResult, wilson_loop
 from td_physics.invariants.z2 import z2_indices, z2_invariant
-from td_physics.options import ChernOptions, Z2Options
+from td_physics.options import ChernOptions, NestedWilsonOptions, Z2Options
 
 __all__ = [
     "InvariantResult",
@@ -38,6 +39,9 @@ __all__ = [
     "weyl_nodes",
     "WeylNode",
     "node_chirality",
+    "quadrupole_moment",
+    "corner_charges",
+    "NestedWilsonOptions",
     "majorana_number",
     "winding_number",
     "pfaffian",

@@ -8,6 +8,7 @@ operator is declared (and checked) wherever the model has inversion symmetry.
 
 from __future__ import annotations
 
+from td_physics.models.bbh import bbh
 from td_physics.models.bhz import bhz, hgte_quantum_well
 from td_physics.models.bi2se3 import bi2se3
 from td_physics.models.buckled import buckled_honeycomb, germanene, silicene, stanene
@@ -34,6 +35,7 @@ __all__ = [
     "silicene",
     "germanene",
     "stanene",
+    "bbh",
     "kitaev_chain",
     "p_wave_superconductor",
     "helical_p_wave_superconductor",

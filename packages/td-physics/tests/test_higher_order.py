@@ -1,0 +1,284 @@
+"""Higher-order topology: the BBH model, nested Wilson loops, open flakes and their corner charges, the Z4 indicator.
+
+Every invariant is checked against its closed form and against a second, independent method: the quadrupole
+moment of the nested Wilson loops against the corner charges and zero modes of a finite flake.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from td_physics.exceptions import ConvergenceError, ModelDefinitionError, OccupationError
+from td_physics.finite import flake, ribbon, tile
+from td_physics.invariants import NestedWilsonOptions, chern_number, corner_charges, quadrupole_moment
+from td_physics.invariants._core import eigenstates, position_phase, unit
+from td_physics.invariants.higher_order import _sector_polarization, quadrupole_batch, sector_polarizations
+from td_physics.model import TightBindingModel
+from td_physics.models import bbh, qwz
+
+# (gamma, lam) pairs at least 25 % away from the transition |gamma| = |lam|, both sides, all four sign sectors
+GRID = [
+    (g * sg, l * sl)
+    for g, l in ((0.0, 1.0), (0.3, 1.0), (0.7, 1.0), (1.0, 0.7), (1.0, 0.3), (1.4, 0.5))
+    for sg in (1, -1)
+    for sl in (1, -1)
+]
+
+
+def closed_form_q(gamma: float, lam: float) -> float:
+    return 0.5 if abs(gamma) < abs(lam) else 0.0
+
+
+def pauli_bloch(gamma: float, lam: float, delta: float, k: np.ndarray) -> np.ndarray:
+    """BBH 2017's Bloch Hamiltonian written with its Gamma matrices, (nk, 4, 4)."""
+    s0, s1, s2, s3 = np.eye(2), np.array([[0, 1], [1, 0]]), np.array([[0, -1j], [1j, 0]]), np.diag([1.0, -1.0])
+    g0, g4 = np.kron(s3, s0), np.kron(s1, s0)
+    g1, g2, g3 = -np.kron(s2, s1), -np.kron(s2, s2), -np.kron(s2, s3)
+    kx, ky = (2 * np.pi * k).T
+    c = lambda f: f[:, None, None]  # noqa: E731
+    return (
+        c(gamma + lam * np.cos(kx)) * g4
+        + c(lam * np.sin(kx)) * g3
+        + c(gamma + lam * np.cos(ky)) * g2
+        + c(lam * np.sin(ky)) * g1
+        + delta * g0
+    )
+
+
+# ----------------------------------------------------------------------------- the model
+def test_bbh_is_the_papers_bloch_hamiltonian():
+    k = np.random.default_rng(0).random((20, 2))
+    model = bbh(0.3, -1.1, delta=0.07)
+    assert np.allclose(model.hamiltonian(k), pauli_bloch(0.3, -1.1, 0.07, k), atol=1e-12)
+
+
+def test_bbh_bands_follow_the_closed_form_and_are_doubly_degenerate():
+    k = np.random.default_rng(1).random((50, 2))
+    gamma, lam = 0.4, 0.9
+    e = bbh(gamma, lam).eigvalsh(k)
+    kx, ky = (2 * np.pi * k).T
+    expected = np.sqrt(2 * gamma**2 + 2 * lam**2 + 2 * gamma * lam * (np.cos(kx) + np.cos(ky)))
+    assert np.allclose(e, np.stack([-expected, -expected, expected, expected], axis=1), atol=1e-12)
+
+
+def test_bbh_has_a_pi_flux_through_every_plaquette():
+    model = bbh(0.6, 1.3)
+    t = model.hoppings
+    intra = t[(0, 0)]
+    # the cell's plaquette 0 -> 2 -> 1 -> 3 -> 0 (upper right, upper left, lower left, lower right)
+    loop = intra[0, 2] * intra[2, 1] * np.conj(intra[3, 1]) * np.conj(intra[0, 3])
+    assert np.real(loop) < 0 and abs(np.imag(loop)) < 1e-12
+    # the plaquette between four cells around the cell corner (1/2, 1/2): 0 -> 2(+x) -> 1(+x+y) -> 3(+y) -> 0
+    tx, ty = t[(1, 0)], t[(0, 1)]
+    loop = tx[0, 2] * ty[2, 1] * np.conj(tx[3, 1]) * np.conj(ty[0, 3])
+    assert np.real(loop) < 0
+
+
+def test_bbh_metadata_and_bad_parameters():
+    model = bbh(0.5, 1.0)
+    assert model.metadata["parameters"] == {"gamma": 0.5, "lam": 1.0, "delta": 0.0}
+    assert "Science 357, 61" in model.metadata["reference"]
+    assert model.metadata["k_path"]["labels"] == ["Γ", "X", "M", "Γ"]
+    with pytest.raises(ModelDefinitionError, match="gamma must be a finite real number"):
+        bbh(float("nan"), 1.0)
+    with pytest.raises(ModelDefinitionError, match="delta must be a finite real number"):
+        bbh(0.5, 1.0, delta=1j)
+
+
+# ----------------------------------------------------------------------------- nested Wilson loops
+@pytest.mark.parametrize(("gamma", "lam"), GRID)
+def test_quadrupole_moment_follows_the_closed_form(gamma, lam):
+    result = quadrupole_moment(bbh(gamma, lam))
+    assert result.value == closed_form_q(gamma, lam)
+    assert result.converged and result.method == "nested-wilson-loop"
+    assert result.details["wannier_gap"] > 0.05
+    # both Wannier-sector polarisations are quantised and equal (C4 symmetry of the model)
+    for key in ("p_y_nu_x", "p_x_nu_y"):
+        assert abs(result.details[key] - closed_form_q(gamma, lam)) < 1e-8
+
+
+def test_quadrupole_batch_gives_the_phase_diagram_in_one_call():
+    gammas = np.linspace(-1.8, 1.8, 13)
+    models = [bbh(g, 1.0) for g in gammas]
+    res = quadrupole_batch(models, 2, NestedWilsonOptions())
+    away = np.abs(np.abs(gammas) - 1.0) > 0.1
+    assert np.array_equal(res["q_xy"][away], np.where(np.abs(gammas[away]) < 1.0, 0.5, 0.0))
+    assert res["converged"][away].all()
+
+
+def test_quadrupole_moment_at_the_transition_is_not_converged():
+    result = quadrupole_moment(bbh(1.0, 1.0))
+    assert not result.converged
+    assert result.min_gap < 1e-6
+
+
+def test_an_odd_number_of_occupied_bands_is_refused():
+    with pytest.raises(OccupationError, match="even number"):
+        quadrupole_moment(qwz(-1.0))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    st.floats(0.0, 0.75),
+    st.sampled_from([1.0, -1.0]),
+    st.lists(st.floats(-np.pi, np.pi), min_size=4, max_size=4),
+)
+def test_quadrupole_is_invariant_under_orbital_phases(ratio, lam, phases):
+    """A gauge transformation c_j -> exp(i phi_j) c_j of the orbitals changes no observable."""
+    u = np.diag(np.exp(1j * np.asarray(phases)))
+    for gamma, expected in ((ratio, 0.5), (1.3 + ratio, 0.0)):
+        model = bbh(gamma, lam)
+        rotated = TightBindingModel.from_hopping_matrices(
+            model.lattice,
+            model.positions,
+            u @ model.onsite @ u.conj().T,
+            {r: u @ t @ u.conj().T for r, t in model.hoppings.items()},
+            occupied=2,
+        )
+        assert quadrupole_moment(rotated).value == quadrupole_moment(model).value == expected
+
+
+@settings(max_examples=10, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_sector_polarization_is_invariant_under_random_unitaries_of_the_occupied_states(seed):
+    """The occupied states are degenerate in BBH: any U(2) rotation at every k is a legitimate gauge."""
+    rng = np.random.default_rng(seed)
+    model, n = bbh(0.4, 1.0), 12
+    axis = np.arange(n) / n
+    kpts = np.stack(np.meshgrid(axis, axis, indexing="ij"), axis=-1).reshape(-1, 2)
+    _, v = eigenstates([model], kpts, 2)
+    v = v.reshape(1, n, n, 4, 2)
+    a = rng.normal(size=(n, n, 2, 2)) + 1j * rng.normal(size=(n, n, 2, 2))
+    q, _ = np.linalg.qr(a)  # (n, n, 2, 2) random unitaries
+    pos = model.positions
+    phases = position_phase(pos, unit(2, 0) / n), position_phase(pos, unit(2, 1) / n)
+    nu, p, _ = _sector_polarization(v, *phases)
+    nu_r, p_r, _ = _sector_polarization(v @ q[None], *phases)
+    assert np.allclose(nu, nu_r, atol=1e-10)
+    assert abs(((p - p_r + 0.5) % 1.0) - 0.5) < 1e-10
+    assert abs(p[0] - 0.5) < 1e-8
+
+
+def test_shifting_the_orbitals_by_half_a_cell_moves_the_sector_polarisation_by_half():
+    """Wannier centres are physical positions: a different unit cell (origin at the cell corner) is a different
+    termination, with p_x^{nu_y} moved by 1/2; a whole lattice vector changes nothing."""
+    model = bbh(0.3, 1.0)
+    base = sector_polarizations([model], 2, 16)
+
+    def shifted(shift):
+        return TightBindingModel.from_hopping_matrices(
+            model.lattice, model.positions + shift, model.onsite, model.hoppings, occupied=2
+        )
+
+    half = sector_polarizations([shifted([0.5, 0.0])], 2, 16)
+    whole = sector_polarizations([shifted([1.0, -1.0])], 2, 16)
+    assert abs(half["p_x_nu_y"][0] - ((base["p_x_nu_y"][0] + 0.5) % 1.0)) < 1e-8
+    assert abs(half["p_y_nu_x"][0] - base["p_y_nu_x"][0]) < 1e-8
+    assert abs(whole["p_x_nu_y"][0] - base["p_x_nu_y"][0]) < 1e-8
+    assert quadrupole_moment(shifted([0.5, 0.0])).value == 0.0
+
+
+def test_wannier_bands_are_gapped_and_symmetric():
+    out = sector_polarizations([bbh(0.5, 1.0)], 2, 16)
+    nu = out["nu_x"][0]  # (ky, 2)
+    assert np.allclose(nu[:, 0], -nu[:, 1], atol=1e-10)  # mirror M_x: nu -> -nu
+    assert out["balanced"][0] and out["wannier_gap"][0] > 0.1
+
+
+def test_nested_wilson_options_are_validated():
+    with pytest.raises(ConvergenceError, match="mesh must be even"):
+        NestedWilsonOptions(mesh=15)
+    with pytest.raises(ConvergenceError, match="max_mesh must be >= mesh"):
+        NestedWilsonOptions(mesh=32, max_mesh=16)
+    with pytest.raises(TypeError, match="unknown convergence options"):
+        quadrupole_moment(bbh(0.5, 1.0), n_string=4)
+    assert quadrupole_moment(bbh(0.5, 1.0), mesh=8).mesh == (8, 8)
+
+
+# ----------------------------------------------------------------------------- finite pieces
+def test_supercell_keeps_the_bands_and_the_chern_number():
+    model = qwz(-1.0)
+    big = tile(model, (2, 3))
+    k = np.random.default_rng(2).random((3, 2))
+    small_k = (k[:, None, None, :] + np.stack(np.meshgrid(np.arange(2), np.arange(3), indexing="ij"), -1)) / [2, 3]
+    folded = np.sort(model.eigvalsh(small_k.reshape(-1, 2)).reshape(3, -1), axis=1)
+    assert np.allclose(big.eigvalsh(k), folded, atol=1e-10)
+    assert big.n_occupied == 6
+    assert chern_number(big).value == chern_number(model).value == 1
+
+
+def test_ribbon_of_a_chern_insulator_has_edge_states_crossing_the_bulk_gap():
+    model = qwz(-1.0)
+    chain = ribbon(model, axis=1, n_cells=24)
+    assert chain.dim_k == 1 and chain.norb == 48 and chain.n_occupied == 24 and chain.lattice[1, 1] == 24
+    axis = np.linspace(0, 1, 61)
+    bulk = model.eigvalsh(np.stack(np.meshgrid(axis, axis), -1).reshape(-1, 2))
+    assert np.abs(bulk).min() > 0.9  # the bulk gap of QWZ at m = -1
+    e = chain.eigvalsh(np.linspace(0, 1, 401)[:, None])
+    assert np.abs(e[:, 23:25]).min() < 0.05  # the chiral edge modes cross zero energy
+
+
+def test_flake_is_hermitian_and_cuts_every_bond_leaving_it():
+    piece = flake(bbh(0.5, 1.0), (3, 2))
+    h = piece.dense()
+    assert np.allclose(h, h.conj().T)
+    assert piece.norb == 24 and piece.n_electrons == 12
+    # bonds (each counted twice in H): 4 in each of 6 cells, 2 per neighbouring pair along x (2 x 2 pairs)
+    # and along y (3 x 1 pairs); none leaves the piece
+    assert np.count_nonzero(h - np.diag(np.diag(h))) == 2 * (4 * 6 + 2 * 4 + 2 * 3)
+    assert np.allclose(piece.positions[piece.orbitals == 1][0], [-0.25, -0.25])
+    assert np.allclose(piece.positions[-1], [2.25, 0.75])  # orbital 3 (lower right) of cell (2, 1)
+
+
+def test_finite_pieces_refuse_bad_input():
+    with pytest.raises(ModelDefinitionError, match="repeats must be 2 positive integers"):
+        flake(bbh(0.5, 1.0), (3,))
+    with pytest.raises(ModelDefinitionError, match="use flake"):
+        tile(bbh(0.5, 1.0), (2, 2), open_axes=(0, 1))
+    with pytest.raises(ModelDefinitionError, match="open axes must be distinct"):
+        ribbon(bbh(0.5, 1.0), axis=2, n_cells=4)
+
+
+# ----------------------------------------------------------------------------- second method: the flake
+def filling_below(energies: np.ndarray, window: float) -> int:
+    """Electrons filling every state below ``-window``: in-gap (corner) modes of a chiral flake stay empty."""
+    return int(np.sum(energies < -window))
+
+
+@pytest.mark.parametrize(
+    ("gamma", "lam"), [(0.0, 1.0), (0.3, 1.0), (-0.5, 1.0), (0.4, -1.0), (1.0, 0.4), (1.0, 0.0), (-1.0, 0.5)]
+)
+def test_corner_charge_and_zero_modes_agree_with_the_quadrupole_moment(gamma, lam):
+    q = quadrupole_moment(bbh(gamma, lam)).value
+    piece = flake(bbh(gamma, lam), (12, 12))
+    energies, vectors = piece.eigh()
+    scale = abs(abs(lam) - abs(gamma))
+    zero = np.flatnonzero(np.abs(energies) < 0.1 * scale)
+    assert len(zero) == (4 if q == 0.5 else 0)
+    charges = corner_charges(piece, filling_below(energies, 0.1 * scale))
+    assert np.allclose(np.abs(charges), q, atol=1e-6)
+    if len(zero):
+        # the zero modes sit at the corners: within 4 cells of one of the four (decay (gamma / lam)^2 per cell)
+        weight = np.sum(np.abs(vectors[:, zero]) ** 2, axis=1)
+        near = np.all((piece.cells < 4) | (piece.cells >= 8), axis=1)
+        assert weight[near].sum() / weight.sum() > 0.99
+
+
+def test_the_regulator_splits_the_corner_states_into_alternating_half_charges():
+    piece = flake(bbh(0.2, 1.0, delta=1e-3), (8, 8))
+    charges = corner_charges(piece)  # neutral filling is now unique
+    assert np.allclose(charges, [[0.5, -0.5], [-0.5, 0.5]], atol=5e-3)  # O(delta) off 1/2: delta breaks the mirrors
+    assert abs(charges.sum()) < 1e-10
+
+
+def test_corner_charges_refuse_an_ambiguous_filling_and_odd_flakes():
+    piece = flake(bbh(0.0, 1.0), (6, 6))  # decoupled corners: four exactly degenerate zero modes
+    with pytest.raises(OccupationError, match="splits a degenerate level"):
+        corner_charges(piece)
+    with pytest.raises(ModelDefinitionError, match="repeats must be even"):
+        corner_charges(flake(bbh(0.2, 1.0), (5, 6)))
+    with pytest.raises(OccupationError, match="n_electrons must be between"):
+        corner_charges(piece, 0)
