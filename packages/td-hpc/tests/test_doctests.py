@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-MODULES = ["td_hpc", "td_hpc.validation", "td_hpc.presets", "td_hpc.scripts", "td_hpc.slurm"]
+MODULES = ["td_hpc", "td_hpc.validation", "td_hpc.presets", "td_hpc.scripts", "td_hpc.slurm", "td_hpc.chain"]
 
 
 @pytest.mark.parametrize("name", MODULES)
