@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from td_physics.exceptions import ConvergenceError, ModelDefinitionError, OccupationError
+from td_physics.exceptions import ConvergenceError, ModelDefinitionError, OccupationError, SymmetryError
 from td_physics.finite import flake, ribbon, tile
-from td_physics.invariants import NestedWilsonOptions, chern_number, corner_charges, quadrupole_moment
+from td_physics.invariants import (
+    NestedWilsonOptions,
+    chern_number,
+    corner_charges,
+    detect_inversion,
+    quadrupole_moment,
+    z2_indices,
+    z4_indicator,
+)
 from td_physics.invariants._core import eigenstates, position_phase, unit
 from td_physics.invariants.higher_order import _sector_polarization, quadrupole_batch, sector_polarizations
+from td_physics.invariants.indicators import z4_batch
+from td_physics.invariants.parity import trim_points
 from td_physics.model import TightBindingModel
-from td_physics.models import bbh, qwz
+from td_physics.models import bbh, bi2se3, fu_kane_mele, kane_mele, qwz
 
 # (gamma, lam) pairs at least 25 % away from the transition |gamma| = |lam|, both sides, all four sign sectors
 GRID = [
@@ -282,3 +292,104 @@ def test_corner_charges_refuse_an_ambiguous_filling_and_odd_flakes():
         corner_charges(flake(bbh(0.2, 1.0), (5, 6)))
     with pytest.raises(OccupationError, match="n_electrons must be between"):
         corner_charges(piece, 0)
+
+
+# ----------------------------------------------------------------------------- the Z4 symmetry indicator
+def bi2se3_mass_at_trims(M: float, B1: float, B2: float, a: float = 4.14, c: float = 9.55) -> np.ndarray:
+    """Zhang's M(k) of the lattice-regularised Bi2Se3 model at the eight TRIMs (order of ``trim_points(3)``)."""
+    trims = trim_points(3)
+    n_perp = trims[:, 0] * 2 + trims[:, 1] * 2  # (1 - cos) / 2 at k = 0 or 1/2, summed over x and y
+    return M - 4 * B1 * (trims[:, 2] * 2) / c**2 - 4 * B2 * n_perp / a**2
+
+
+def doubled(model: TightBindingModel, coupling: float) -> TightBindingModel:
+    """Two copies of ``model`` coupled by ``coupling`` between the same orbitals of the two copies (even under
+    inversion, real and spin-independent, so time reversal and inversion survive): a doubled strong TI."""
+    n = model.norb
+    onsite = np.kron(np.eye(2), model.onsite) + coupling * np.kron(np.array([[0, 1], [1, 0]]), np.eye(n))
+    hoppings = {r: np.kron(np.eye(2), t) for r, t in model.hoppings.items()}
+    out = TightBindingModel.from_hopping_matrices(
+        model.lattice,
+        np.concatenate([model.site_positions, model.site_positions]),
+        onsite,
+        hoppings,
+        spinful=model.spinful,
+        occupied=2 * model.n_occupied,
+        name=f"2 x {model.name}",
+    )
+    inv = model.inversion
+    out.set_inversion(list(inv.permutation) + [p + n for p in inv.permutation], list(inv.parities) * 2, inv.centre)
+    return out
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.floats(-0.3, 1.2), st.floats(2.0, 30.0), st.floats(5.0, 80.0))
+def test_z4_of_bi2se3_follows_the_band_inversions_at_the_trims(M, B1, B2):
+    """At a TRIM the sine terms vanish and H = eps + M(K) Gamma_M: the occupied pair is P2- (odd) where
+    M(K) > 0, P1+ (even) where M(K) < 0, so z4 = -#{K: M(K) > 0} mod 4 (Khalaf et al.'s formula, pairs once)."""
+    mass = bi2se3_mass_at_trims(M, B1, B2)
+    assume(np.abs(mass).min() > 0.02)
+    result = z4_indicator(bi2se3(M=M, B1=B1, B2=B2))
+    assert result.value == (-int(np.sum(mass > 0))) % 4
+    assert result.details["pairs_minus"] == (mass > 0).astype(int).tolist()
+    assert result.value % 2 == result.details["fu_kane"][0]
+
+
+def test_z4_published_cases():
+    """Khalaf et al. 2018: a strong TI has odd z4; two coupled copies of it have z4 = 2 and nu0 = 0 (the
+    inversion-protected second-order TI); the atomic limit has z4 = 0."""
+    strong = z4_indicator(bi2se3())
+    assert strong.value == 3 and strong.converged
+    pair = doubled(bi2se3(), 0.05)
+    assert pair.is_time_reversal_symmetric()
+    double = z4_indicator(pair)
+    assert double.value == 2 and double.details["fu_kane"] == (0, 0, 0, 0) and double.min_gap > 0.1
+    assert z4_indicator(bi2se3(M=-0.28)).value == 0
+    assert z4_indicator(fu_kane_mele(dt=0.4)).value % 2 == 1
+    weak = z4_indicator(fu_kane_mele(dt=-0.4))
+    assert weak.value % 2 == 0 and weak.details["fu_kane"] == (0, 1, 1, 1)
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        bi2se3(),
+        bi2se3(M=-0.28),
+        bi2se3(M=0.28, B1=3.0),
+        bi2se3(M=1.0, B2=20.0),
+        fu_kane_mele(dt=0.4),
+        fu_kane_mele(dt=-0.4),
+        fu_kane_mele(dt=0.2, lambda_so=0.06),
+        doubled(bi2se3(), 0.05),
+    ],
+    ids=[
+        "bi2se3",
+        "bi2se3-trivial",
+        "bi2se3-B1=3",
+        "bi2se3-M=1-B2=20",
+        "fkm-strong",
+        "fkm-weak",
+        "fkm-soc",
+        "2xbi2se3",
+    ],
+)
+def test_z4_mod_2_is_the_strong_index_of_the_wannier_centre_flow(model):
+    """The second method: Wilson loops on the six TRIM planes (no parities) give nu0 = z4 mod 2."""
+    flow = z2_indices(model, method="wcc")
+    assert flow.converged
+    assert z4_indicator(model).value % 2 == flow.value[0]
+
+
+def test_z4_batch_agrees_with_one_model_at_a_time():
+    models = [bi2se3(M=m) for m in (-0.3, 0.1, 0.28, 0.7, 1.2)]
+    batch = z4_batch(models, 2, models[0].inversion)
+    assert batch["z4"].tolist() == [z4_indicator(m).value for m in models]
+
+
+def test_z4_refuses_models_it_does_not_apply_to():
+    with pytest.raises(ModelDefinitionError, match="for 3D models"):
+        z4_batch([kane_mele()], 2, kane_mele().inversion or detect_inversion(kane_mele()))
+    with pytest.raises(SymmetryError, match="needs time reversal"):
+        z4_indicator(tile(qwz(1.0), (1, 1)))
+    with pytest.raises(OccupationError, match="counts Kramers pairs"):
+        z4_batch([bi2se3()], 1, bi2se3().inversion)

@@ -14,6 +14,7 @@ from td_physics.invariants.chern import (
     spin_chern_number,
 )
 from td_physics.invariants.higher_order import corner_charges, quadrupole_moment
+from td_physics.invariants.indicators import z4_indicator
 from td_physics.invariants.majorana import majorana_number, pfaffian, winding_number
 from td_physics.invariants.parity import detect_inversion, parity_z2
 from td_physics.invariants.weyl import WeylNode, node_chirality, weyl_nodes
@@ -42,6 +43,7 @@ __all__ = [
     "quadrupole_moment",
     "corner_charges",
     "NestedWilsonOptions",
+    "z4_indicator",
     "majorana_number",
     "winding_number",
     "pfaffian",

@@ -26,6 +26,8 @@ __all__ = [
     "trim_points",
     "parity_deltas",
     "batched_parity_deltas",
+    "batched_parity_counts",
+    "deltas_from_counts",
     "fu_kane_indices",
     "parity_z2",
     "parity_result",
@@ -92,6 +94,24 @@ def batched_parity_deltas(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fu-Kane delta_i (nm, ntrim) and the smallest direct gap at the TRIMs (nm,) of many models at once.
 
+    ``delta_i = (-1)^(n_minus / 2)`` from the odd occupied states ``n_minus`` of
+    :func:`batched_parity_counts`, which takes the same arguments.
+    """
+    n_minus, gaps = batched_parity_counts(hamiltonians, trims, inversion, nocc, method=method)
+    return deltas_from_counts(n_minus), gaps
+
+
+def deltas_from_counts(n_minus: np.ndarray) -> np.ndarray:
+    """Fu-Kane ``delta = (-1)^(n_minus / 2)``: the parity product of one member of each occupied Kramers pair,
+    from the number of odd occupied states ``n_minus`` (even: Kramers pairs share their parity)."""
+    return np.where((n_minus // 2) % 2 == 1, -1, 1)
+
+
+def batched_parity_counts(
+    hamiltonians: np.ndarray, trims: np.ndarray, inversion: InversionSymmetry, nocc: int, *, method: str = "eigh"
+) -> tuple[np.ndarray, np.ndarray]:
+    """Occupied states of odd parity at each TRIM (nm, ntrim) and the smallest direct gap at the TRIMs (nm,).
+
     ``hamiltonians`` (nm, ntrim, norb, norb) are ``H(k)`` (periodic gauge) of ``nm`` models with the
     same orbitals and the same ``inversion`` at the ``trims`` (ntrim, dim_k).
 
@@ -117,17 +137,16 @@ def batched_parity_deltas(
         gaps = gaps_at.min(axis=1)
         redo = np.flatnonzero(~clean)
         if len(redo):
-            deltas_redo, gaps_redo = batched_parity_deltas(h[redo], trims, inversion, nocc, method="eigh")
+            minus_redo, gaps_redo = batched_parity_counts(h[redo], trims, inversion, nocc, method="eigh")
         for m in np.flatnonzero(clean):  # in model order, as the eigh check raises for the first bad one
             if np.any(n_minus[m] % 2):
                 raise SymmetryError(
                     f"odd number of negative parities at a TRIM ({n_minus[m].tolist()}): "
                     "occupied bands are not Kramers pairs"
                 )
-        deltas = np.where((n_minus // 2) % 2 == 1, -1, 1)
         if len(redo):
-            deltas[redo], gaps[redo] = deltas_redo, gaps_redo
-        return deltas, gaps
+            n_minus[redo], gaps[redo] = minus_redo, gaps_redo
+        return n_minus, gaps
     e, v = np.linalg.eigh(h)  # (nm, ntrim, norb), (nm, ntrim, norb, norb)
     gaps = direct_gap(e, nocc).min(axis=1)
     ops = np.stack([inversion.matrix_at(k) for k in trims])  # (ntrim, norb, norb): +-1 signed permutations
@@ -150,8 +169,7 @@ def batched_parity_deltas(
                 f"odd number of negative parities at a TRIM ({n_minus[m].tolist()}): "
                 "occupied bands are not Kramers pairs"
             )
-    deltas = np.where((n_minus // 2) % 2 == 1, -1, 1)
-    return deltas, gaps
+    return n_minus, gaps
 
 
 def _parity_basis(inversion: InversionSymmetry, trim: np.ndarray) -> dict[int, tuple[np.ndarray, ...]] | None:
