@@ -34,6 +34,7 @@ from td_physics.magnetic import (
 )
 from td_physics.models import afm_fu_kane_mele, fu_kane_mele, kane_mele, kane_mele_exchange, qwz
 from td_physics.phase_diagram import phase_diagram
+from td_physics.structure import StructureError, Variant, tight_binding_from_structure
 
 LAMBDA_SO = 0.06
 CRITICAL = 3 * np.sqrt(3) * LAMBDA_SO  # the Kane-Mele gap closing at K: |lambda_v +- M_s| = 3 sqrt(3) lambda_so
@@ -158,6 +159,31 @@ def test_bad_exchange_constant_and_spinless_models_are_refused():
         add_exchange(kane_mele(), [0.1, 0.1], J=np.inf)
     with pytest.raises(ModelDefinitionError, match="spinful"):
         site_moments(qwz(1.0), [0.1, 0.1])
+
+
+def silicon(moments, **kw):
+    """The structure builder's diamond silicon (no spin-orbit coupling) with per-atom moments."""
+    fcc = 0.5 * 5.431 * np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]])
+    frac = np.array([[0.0, 0.0, 0.0], [0.25, 0.25, 0.25]])
+    return tight_binding_from_structure(fcc, frac, [14, 14], Variant(spin_orbit=False), magnetic_moments=moments, **kw)
+
+
+def test_structure_builder_takes_non_collinear_moments_as_minus_half_j_m_dot_sigma():
+    collinear = silicon([1.0, -1.0], exchange_per_moment=0.5)
+    along_z = silicon([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]], exchange_per_moment=0.5)
+    np.testing.assert_allclose(along_z.onsite, collinear.onsite)
+    tilted = np.array([[0.6, 0.0, 0.8], [0.0, -0.6, 0.8]])
+    magnet = silicon(tilted, exchange_per_moment=0.5)
+    paramagnet = silicon(None)
+    per_orbital = np.repeat(tilted, [4, 4], axis=0)  # the four s/p orbitals of each atom
+    expected = add_exchange(paramagnet, per_orbital, J=-0.25)
+    np.testing.assert_allclose(magnet.onsite, expected.onsite, atol=1e-12)
+    assert not magnet.is_time_reversal_symmetric()
+    k = np.random.default_rng(6).random((4, 3))
+    rot = Rotation.from_euler("xyz", [0.3, -1.1, 2.0]).as_matrix()  # no spin-orbit: a global rotation is free
+    np.testing.assert_allclose(magnet.eigvalsh(k), silicon(tilted @ rot.T, exchange_per_moment=0.5).eigvalsh(k))
+    with pytest.raises(StructureError, match="Cartesian 3-vector"):
+        silicon([[1.0, 0.0], [0.0, 1.0]])
 
 
 # ----------------------------------------------------------------------------- supercells and S

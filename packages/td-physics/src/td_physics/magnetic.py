@@ -40,7 +40,15 @@ from td_physics.exceptions import ModelDefinitionError, SymmetryError
 from td_physics.fields import _PAULI, _recheck_inversion
 from td_physics.model import TightBindingModel
 
-__all__ = ["site_moments", "add_exchange", "model_supercell", "magnetic_translation", "is_s_symmetric"]
+__all__ = [
+    "site_moments",
+    "add_exchange",
+    "exchange_onsite",
+    "model_supercell",
+    "magnetic_translation",
+    "translation_matrices",
+    "is_s_symmetric",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -109,17 +117,30 @@ def add_exchange(model: TightBindingModel, moments: Any, J: float = 1.0) -> Tigh
     coupling = _real_array(J, "the exchange constant J")
     if coupling.ndim or not np.isfinite(coupling):
         raise ModelDefinitionError(f"the exchange constant J must be one finite real number (eV), got {J!r}")
-    nsite = len(moms)
-    blocks = float(coupling) * np.einsum("sa,aij->sij", moms, _PAULI)  # (nsite, 2, 2)
-    onsite = np.einsum("st,sij->sitj", np.eye(nsite), blocks).reshape(2 * nsite, 2 * nsite)  # block diagonal
     new = model.copy()
-    new.set_onsite(onsite, mode="add")
+    new.set_onsite(exchange_onsite(moms, float(coupling)), mode="add")
     _recheck_inversion(new, model, "the exchange")
     new.metadata["applied_fields"] = [
         *new.metadata.get("applied_fields", []),
         {"kind": "site_exchange", "moments": moms.tolist(), "J_eV": float(coupling)},
     ]
     return new
+
+
+def exchange_onsite(moments: np.ndarray, J: float = 1.0) -> np.ndarray:
+    """The block-diagonal (2 nsite, 2 nsite) matrix ``J m_i . sigma`` of (nsite,) (along z) or (nsite, 3) moments.
+
+    No validation: :func:`add_exchange` and the structure builder check their moments first.
+
+    >>> exchange_onsite(np.array([[0.0, 0.0, 0.5], [0.5, 0.0, 0.0]])).real.tolist()
+    [[0.5, 0.0, 0.0, 0.0], [0.0, -0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5], [0.0, 0.0, 0.5, 0.0]]
+    """
+    moms = np.asarray(moments, dtype=float)
+    if moms.ndim == 1:
+        moms = np.stack([np.zeros_like(moms), np.zeros_like(moms), moms], axis=1)  # collinear: along z
+    nsite = len(moms)
+    blocks = J * np.einsum("sa,aij->sij", moms, _PAULI)  # (nsite, 2, 2)
+    return np.einsum("st,sij->sitj", np.eye(nsite), blocks).reshape(2 * nsite, 2 * nsite)
 
 
 def _multiples(model: TightBindingModel, multiples: Sequence[int]) -> np.ndarray:
@@ -214,8 +235,8 @@ def magnetic_translation(model: TightBindingModel, translation: Sequence[float])
 
     Returns ``perm`` (norb,) and ``shifts`` (norb, dim_k): orbital ``j`` moves onto orbital ``perm[j]``
     of the cell ``shifts[j]`` (``tau_j + translation = tau_{perm[j]} + shifts[j]``, spin unchanged);
-    orbitals that share a position keep their order. Raises :class:`SymmetryError` when some orbital has no image (the translation does not map the
-    orbitals onto each other).
+    orbitals that share a position keep their order. Raises :class:`SymmetryError` when the translation
+    does not map the orbitals onto each other.
 
     >>> from td_physics.models import qwz
     >>> perm, shifts = magnetic_translation(model_supercell(qwz(1.0), (2, 1)), [0.5, 0.0])

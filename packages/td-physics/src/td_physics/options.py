@@ -196,7 +196,7 @@ class TightBindingOptions:
     """Everything the builder takes besides the crystal and the parameter variant."""
 
     spin_orbit_constants: Mapping[str, float] | None = None  # {symbol: lambda_p (eV)} before the sourced table
-    magnetic_moments: Sequence[float] | None = None  # one per atom, Bohr magnetons along +z; breaks time reversal
+    magnetic_moments: Sequence[Any] | None = None  # one per atom, Bohr magnetons: along +z, or (natom, 3) vectors
     exchange_per_moment: float = 1.0  # J (eV per Bohr magneton), a Stoner-type model parameter: splitting J m
     dimension: int | None = None  # 2 or 3; None: 2 when a vacuum gap of vacuum_gap lies along a3
     electric_field: float | None = None  # perpendicular field (V/Angstrom) along a1 x a2; 2D cells only
@@ -223,12 +223,14 @@ class TightBindingOptions:
                 moments = np.asarray(self.magnetic_moments, dtype=float)
             except (TypeError, ValueError):
                 moments = np.full(1, np.nan)
-            if moments.ndim != 1 or not np.all(np.isfinite(moments)):
+            vectors = moments.ndim == 2 and moments.shape[1] == 3
+            if not (moments.ndim == 1 or vectors) or not np.all(np.isfinite(moments)):
                 raise StructureError(
-                    f"{owner}.magnetic_moments must be finite values, one per atom (Bohr magnetons along z), "
-                    f"got {self.magnetic_moments!r}"
+                    f"{owner}.magnetic_moments must be finite values, one per atom (Bohr magnetons: a number along z "
+                    f"or a Cartesian 3-vector), got {self.magnetic_moments!r}"
                 )
-            object.__setattr__(self, "magnetic_moments", tuple(moments.tolist()))
+            value = tuple(tuple(m) for m in moments.tolist()) if vectors else tuple(moments.tolist())
+            object.__setattr__(self, "magnetic_moments", value)
         check_number(StructureError, owner, "exchange_per_moment", self.exchange_per_moment)
         if self.dimension not in (None, 2, 3) or isinstance(self.dimension, bool):
             raise StructureError(f"dimension must be 2 or 3 (or None to detect), got {self.dimension!r}")

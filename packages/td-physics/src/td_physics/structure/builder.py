@@ -11,9 +11,11 @@ numbers) into a :class:`~td_physics.model.TightBindingModel`:
 * hopping: two-centre Slater-Koster s/p integrals with Harrison's coefficients, the variant's
   distance law and a smooth cosine cutoff in ``d / d_ref``;
 * filling: ``occupied`` = number of valence s + p electrons (one electron per spinful band);
-* optional collinear moments ``m_i`` (Bohr magnetons, along +z): ``-(J m_i / 2) sigma_z`` on every
-  orbital of atom ``i``, lowering spin up by ``J m_i / 2`` (splitting ``J m_i``). ``J`` (eV per
-  Bohr magneton, default 1.0) is a model parameter of Stoner type, not a sourced value;
+* optional moments ``m_i`` (Bohr magnetons; a number along +z, or a Cartesian 3-vector for
+  non-collinear order): ``-(J / 2) m_i . sigma`` on every orbital of atom ``i``
+  (:func:`td_physics.magnetic.exchange_onsite`), lowering the spin along ``m_i`` by ``J |m_i| / 2``
+  (splitting ``J |m_i|``). ``J`` (eV per Bohr magneton, default 1.0) is a model parameter of Stoner
+  type, not a sourced value;
 * 2D cells: when the third lattice vector holds a vacuum gap of at least ``vacuum_gap`` Angstrom
   (or ``dimension=2``), the model has ``dim_k=2``, atoms are unwrapped into one contiguous slab and
   an optional perpendicular field (V/Angstrom, along ``a1 x a2``) is applied with
@@ -35,6 +37,7 @@ import numpy as np
 from td_physics.exceptions import StructureError
 from td_physics.fields import electric_field as apply_electric_field
 from td_physics.inversion import InversionSymmetry
+from td_physics.magnetic import exchange_onsite
 from td_physics.model import TightBindingModel
 from td_physics.options import TightBindingOptions, resolve
 from td_physics.structure.parameters import (
@@ -513,12 +516,12 @@ def tight_binding_variants(
     moments = None
     if opts.magnetic_moments is not None:
         moments = np.asarray(opts.magnetic_moments, dtype=float)
-        if moments.shape != (natom,):
+        if moments.shape not in ((natom,), (natom, 3)):
             raise StructureError(
-                f"magnetic_moments must be {natom} finite values (Bohr magnetons along z), got {np.shape(moments)}"
+                f"magnetic_moments must be {natom} finite values (Bohr magnetons along z) or {natom} Cartesian "
+                f"3-vectors, got shape {np.shape(moments)}"
             )
-        split = -0.5 * float(exchange_per_moment) * moments[site_atom_arr]  # (nsite,) eV
-        onsite[:, np.arange(norb), np.arange(norb)] += np.repeat(split, 2) * np.tile([1.0, -1.0], nsite)
+        onsite += exchange_onsite(moments[site_atom_arr], -0.5 * float(exchange_per_moment))  # -(J/2) m.sigma
     if not (np.all(np.isfinite(spatial)) and np.all(np.isfinite(onsite))):
         raise StructureError("the tight-binding parameters of this structure are not finite numbers")
 
