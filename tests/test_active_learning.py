@@ -189,6 +189,26 @@ def test_stop_after_ends_the_last_round_early_and_the_next_run_goes_on(inputs, t
     assert list(json.loads((work / "state.json").read_text())["rounds"]["1"]) == list(STEPS)
 
 
+def test_labels_from_a_sharded_array_equal_the_labels_made_here(inputs, tmp_path):
+    """The SLURM chain's hand-off without SLURM: stop after relax, label to_label.h5 in shards as the array's tasks
+    do, then finish the round; its labels and additions are those of a round that labelled in process."""
+    from pipelines.config import LabelConfig
+    from td_data.label_shard import label_shard
+
+    work = tmp_path / "sharded"
+    _run(inputs, work, rounds=1, stop_after="relax")
+    folder = work / "round_01"
+    options = {k: v for k, v in LabelConfig.from_dict(BLOCKS["label_options"]).classify_options().items()
+               if k != "variants"}  # fmt: skip
+    for shard in range(2):
+        label_shard(folder / "to_label.h5", shard, 2, folder / "label_shards", **options)
+    _, _, sharded, report = _run(inputs, work, rounds=1)
+    _, _, here, _ = _run(inputs, tmp_path / "here", rounds=1)
+    assert {k: _records(v) for k, v in sharded.items()} == {k: _records(v) for k, v in here.items()}
+    summary = json.loads((work / "state.json").read_text())["rounds"]["1"]["label"]
+    assert summary["labelled_by"] == "a SLURM array of 2 shards" and report["rounds"][0]["n_labelled"] >= 1
+
+
 KILLER = """
 import json, os, signal, sys
 from pathlib import Path

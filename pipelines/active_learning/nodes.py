@@ -51,7 +51,7 @@ from pipelines.active_learning.state import RoundState
 from pipelines.evaluate.nodes import verify_candidates
 from pipelines.exceptions import ParameterError
 from pipelines.generate.nodes import generate_candidates
-from pipelines.label.nodes import label_crystals
+from pipelines.label.nodes import label_crystals, records_to_label
 from pipelines.relax.nodes import relax_candidates
 from pipelines.train.nodes import train_model
 from td_data import CrystalRecord
@@ -74,6 +74,9 @@ _FILES = {
     "add": "added.h5",
     "train": "model.pt",
 }
+#: The relax step's store of the crystals the label step labels, and the folder of a SLURM array's labelled shards.
+TO_LABEL = "to_label.h5"
+LABEL_SHARDS = "label_shards"
 #: ``labels["label_source"]`` of a class that DFT gave.
 DFT_LABEL_SOURCE = "td-physics DFT (PBE + spin-orbit)"
 
@@ -219,12 +222,38 @@ def _stable(rec: CrystalRecord) -> bool:
     return rec.labels.get("passed_stability", True) is not False
 
 
-def _label(relaxed: Sequence[CrystalRecord], label_options: Mapping) -> tuple[list[CrystalRecord], dict]:
-    """Every relaxed candidate, those that passed the stability filter labelled by the TB ensemble."""
+def _label(relaxed: Sequence[CrystalRecord], label_options: Mapping, folder: Path) -> tuple[list[CrystalRecord], dict]:
+    """Every relaxed candidate, those that passed the stability filter labelled by the TB ensemble: here, or by a
+    SLURM labelling array whose shards are in ``folder/label_shards`` (:mod:`pipelines.active_learning.slurm`)."""
     stable = [r for r in relaxed if _stable(r)]
-    labelled, summary = label_crystals(stable, label_options)
+    shards = folder / LABEL_SHARDS
+    if list(shards.glob("shard_*.json")):
+        labelled, summary = _merge_shards(stable, records_to_label(stable, label_options), shards)
+    else:
+        labelled, summary = label_crystals(stable, label_options)
     by_id = {r.id: r for r in labelled}
     return [by_id.get(r.id, r) for r in relaxed], {**summary, "n_held_back_by_stability": len(relaxed) - len(stable)}
+
+
+def _merge_shards(stable: list[CrystalRecord], to_label: list[CrystalRecord], shards: Path):
+    """The labels a SLURM array wrote (``python -m td_data.label_shard``) for ``to_label``, as :func:`label_crystals`
+    gives them; an array that did not label every record of ``to_label`` is an error."""
+    from td_data.label_shard import merge_label_shards
+
+    notes = [json.loads(p.read_text(encoding="utf-8")) for p in sorted(shards.glob("shard_*.json"))]
+    n_shards = notes[0]["num_shards"]
+    n_records = sum(n["records"] for n in notes)
+    if len(notes) != n_shards or n_records != len(to_label):
+        raise ValueError(f"the labelling array in {shards} must cover the {len(to_label)} records to label in "
+                         f"{n_shards} shards, got {len(notes)} shards of {n_records} records")  # fmt: skip
+    merged = merge_label_shards(shards, shards / "merged.h5", num_shards=n_shards, overwrite=True)
+    labelled = {r.id: r for r in _read_store(merged)}
+    out = [labelled.get(r.id, r) for r in stable]
+    failures = [{"source": q["source"], "reason": q["reason"]} for n in notes for q in n["quarantined"]]
+    summary = {"n_records": len(stable), "n_attempted": len(to_label), "n_labelled": len(labelled),
+               "n_failed": len(failures), "failures": failures, "labelled_by": f"a SLURM array of {n_shards} shards",
+               "class_counts": _counts(r.labels.get("topo_class", "unlabelled") for r in out)}  # fmt: skip
+    return out, summary
 
 
 def _verify(labelled: Sequence[CrystalRecord], verify_options: Mapping, opts: ActiveLearningOptions):
@@ -428,13 +457,14 @@ def _round(run: _Run, r: int, steps: Sequence[str], model: Any, additions: list)
     compute = {
         "generate": lambda: _generate(model, r, run.physics, run.generate_options, run.opts),
         "relax": lambda: _relax(out["generate"], run),
-        "label": lambda: _label(out["relax"], run.label_options),
+        "label": lambda: _label(out["relax"], run.label_options, run.state.round_dir(r)),
         "verify": lambda: _verify(out["label"], run.verify_options, run.opts),
         "acquire": lambda: _acquire(model, out["verify"], r, run.opts, run.model_config),
         "add": lambda: _add(out["verify"], out["acquire"], r),
         "train": lambda: _fine_tune(model, _training_store(run.train, [*additions, out["add"]]), r, run),
     }
     files: dict[str, tuple[Any, Any]] = {n: _store_step(n) for n in ("generate", "relax", "label", "verify", "add")}
+    files["relax"] = (lambda d, f: _save_relaxed(d, f, run.label_options), files["relax"][1])
     files["acquire"] = (lambda d, f: _save_json(d, f, "acquire"), lambda f: _load_json(f, "acquire"))
     files["train"] = (
         lambda m, f: m.save(f / _FILES["train"]),
@@ -444,6 +474,14 @@ def _round(run: _Run, r: int, steps: Sequence[str], model: Any, additions: list)
         save, load = files[step]
         out[step], _ = run.state.run_step(r, step, compute[step], save, load)
     return out
+
+
+def _save_relaxed(records: list[CrystalRecord], folder: Path, label_options: Mapping[str, Any]) -> None:
+    """The relaxed candidates, and the store of those the label step labels (a SLURM array's input)."""
+    from td_data.store import write_store
+
+    write_store(folder / TO_LABEL, records_to_label([r for r in records if _stable(r)], label_options), overwrite=True)
+    write_store(folder / _FILES["relax"], records, overwrite=True)
 
 
 def _relax(generated: Sequence[CrystalRecord], run: _Run) -> tuple[list[CrystalRecord], dict[str, Any]]:

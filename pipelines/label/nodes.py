@@ -26,6 +26,14 @@ from td_data import CrystalRecord
 logger = logging.getLogger(__name__)
 
 
+def records_to_label(records: Sequence[CrystalRecord], label_options: Mapping[str, Any]) -> list[CrystalRecord]:
+    """The records :func:`label_crystals` labels: the ``max_records`` smallest cells (ties by id) of at most
+    ``max_atoms`` sites."""
+    cfg = LabelConfig.from_dict(label_options)
+    eligible = sorted((r for r in records if r.num_atoms <= cfg.max_atoms), key=lambda r: (r.num_atoms, r.id))
+    return eligible[: cfg.max_records]
+
+
 def label_crystals(
     records: Sequence[CrystalRecord], label_options: Mapping[str, Any]
 ) -> tuple[list[CrystalRecord], dict[str, Any]]:
@@ -33,8 +41,7 @@ def label_crystals(
     from td_data.labels import label_records
 
     cfg = LabelConfig.from_dict(label_options)
-    eligible = sorted((r for r in records if r.num_atoms <= cfg.max_atoms), key=lambda r: (r.num_atoms, r.id))
-    chosen = eligible[: cfg.max_records]
+    chosen = records_to_label(records, label_options)
     result = label_records(chosen, workers=cfg.workers, **cfg.classify_options())
     labelled = {r.id: r for r in result.records}
     out = [labelled.get(r.id, r) for r in records]
