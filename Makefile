@@ -44,6 +44,7 @@ viz-build: $(STAMP)  ## write the pipeline graph as a static site to build/
 
 examples: $(STAMP)  ## the canonical tight-binding models against published values (figures in outputs/)
 	$(BIN)/python examples/basic_usage.py --output-dir outputs/basic_usage
+	$(BIN)/python examples/superconductors.py --output-dir outputs/superconductors
 	$(BIN)/python examples/magnetic.py --output-dir outputs/magnetic
 
 test: $(STAMP) system-deps  ## the whole test suite (or one package: make pkg=td-physics test)
