@@ -205,9 +205,9 @@ def test_supercell_keeps_inversion_and_the_chern_number():
     assert chern_number(big).value == chern_number(parent).value != 0
 
 
-@pytest.mark.parametrize("multiples", [(2,), (0, 1), (1.5, 1), (100, 100)])
+@pytest.mark.parametrize("multiples", [(2,), (0, 1), (1.5, 1)])
 def test_bad_supercell_multiples_are_refused(multiples):
-    with pytest.raises(ModelDefinitionError, match="supercell multiples must be 2 positive integers"):
+    with pytest.raises(ModelDefinitionError, match="repeats must be 2 positive integers"):
         model_supercell(qwz(1.0), multiples)
 
 

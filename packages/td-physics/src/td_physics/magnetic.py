@@ -11,9 +11,9 @@
   ``J |m_i|``. With one moment ``m`` on every site and ``J = 1`` this is
   :func:`td_physics.fields.exchange_field` with ``m``; the structure builder's
   ``-(J_b m_i / 2) sigma_z`` is ``add_exchange(model, m, J=-J_b / 2)``.
-* :func:`model_supercell` repeats a model ``multiples[i]`` times along each periodic lattice vector, so
-  that an antiferromagnetic order that breaks a primitive translation fits in one cell; the model's
-  inversion operator is carried over.
+* :func:`model_supercell` repeats a model ``multiples[i]`` times along each periodic lattice vector
+  (:func:`td_physics.finite.tile`), so that an antiferromagnetic order that breaks a primitive
+  translation fits in one cell, and carries the model's inversion operator over.
 * :func:`magnetic_translation` and :func:`is_s_symmetric`: a translation ``T_tau`` as an orbital
   permutation, and the combined antiunitary symmetry ``S = Theta T_tau`` of an antiferromagnet
   (Mong, Essin and Moore, Phys. Rev. B 81, 245209 (2010)): ``Theta = i s_y K`` and ``T_tau`` each
@@ -29,7 +29,6 @@ Nothing here mutates its input; each function that builds a model returns a new 
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -38,6 +37,7 @@ import numpy as np
 
 from td_physics.exceptions import ModelDefinitionError, SymmetryError
 from td_physics.fields import _PAULI, _recheck_inversion
+from td_physics.finite import tile
 from td_physics.model import TightBindingModel
 
 __all__ = [
@@ -143,29 +143,14 @@ def exchange_onsite(moments: np.ndarray, J: float = 1.0) -> np.ndarray:
     return np.einsum("st,sij->sitj", np.eye(nsite), blocks).reshape(2 * nsite, 2 * nsite)
 
 
-def _multiples(model: TightBindingModel, multiples: Sequence[int]) -> np.ndarray:
-    reps = np.atleast_1d(np.asarray(multiples))
-    if (
-        reps.shape != (model.dim_k,)
-        or not np.issubdtype(reps.dtype, np.integer)
-        or np.any(reps < 1)
-        or np.prod(reps) > 4096
-    ):
-        raise ModelDefinitionError(
-            f"supercell multiples must be {model.dim_k} positive integers (one per periodic direction, at most "
-            f"4096 cells in all), got {multiples!r}"
-        )
-    return reps.astype(int)
-
-
 def model_supercell(model: TightBindingModel, multiples: Sequence[int]) -> TightBindingModel:
-    """The ``multiples[0] x multiples[1] (x multiples[2])`` supercell of ``model``: the same Hamiltonian.
+    """The ``multiples[0] x multiples[1] (x multiples[2])`` supercell of ``model`` with its inversion kept.
 
-    Lattice vector ``i`` becomes ``multiples[i]`` times longer; the copy of the primitive cell at
-    reduced offset ``c`` (``0 <= c_i < multiples[i]``, in ``itertools.product`` order) holds orbitals
-    ``c_index * norb ... c_index * norb + norb - 1``, so site ``s`` of copy ``c_index`` is site
-    ``c_index * nsite + s``. Its bands are the model's bands folded; a declared inversion is carried
-    over (same centre) and re-checked. ``occupied`` scales with the number of copies.
+    The cell of :func:`td_physics.finite.tile` with no open direction (cell ``c`` in row-major order holds
+    orbitals ``flat(c) * norb ... flat(c) * norb + norb - 1``, site ``s`` of it is site
+    ``flat(c) * nsite + s``; the bands are the model's, folded), plus the model's declared inversion
+    carried over (same centre, re-checked), which the parity method of an antiferromagnetic supercell
+    needs.
 
     Examples
     --------
@@ -178,55 +163,25 @@ def model_supercell(model: TightBindingModel, multiples: Sequence[int]) -> Tight
     ...             np.sort(qwz(1.0).eigvalsh([[0.0, 0.0], [0.5, 0.0]]).ravel()))
     True
     """
-    reps = _multiples(model, multiples)
-    dim_k, dim_r, norb = model.dim_k, model.dim_r, model.norb
-    pad = np.ones(dim_r)
-    pad[:dim_k] = reps
-    copies = np.array(list(itertools.product(*(range(r) for r in reps))), dtype=int)  # (ncopy, dim_k)
+    new = tile(model, multiples)
+    if model.inversion is None:
+        return new
+    reps = np.asarray(new.metadata["repeats"], dtype=int)
+    dim_k, norb = model.dim_k, model.norb
+    copies = np.array(list(np.ndindex(*reps)), dtype=int)  # (ncopy, dim_k), tile's row-major cell order
     index = {tuple(c): n for n, c in enumerate(copies)}
-    ncopy = len(copies)
-    lattice = model.lattice * pad[:, None]
-    offsets = np.zeros((ncopy, dim_r))
-    offsets[:, :dim_k] = copies
-    sites = ((model.site_positions[None] + offsets[:, None]) / pad).reshape(-1, dim_r)  # (ncopy * nsite, dim_r)
-    onsite = np.kron(np.eye(ncopy), model.onsite)
-    hoppings: dict[tuple[int, ...], np.ndarray] = {}
-    for r_vec, t in model.hoppings.items():  # loop over hopping vectors and cell copies, not k-points
-        target = copies + np.asarray(r_vec)[None]  # (ncopy, dim_k) parent cell reached from each copy
-        for src, (cell, dest) in enumerate(zip(np.floor_divide(target, reps), np.mod(target, reps))):
-            block = hoppings.setdefault(tuple(int(x) for x in cell), np.zeros((ncopy * norb,) * 2, dtype=complex))
-            d = index[tuple(dest)]
-            block[src * norb : (src + 1) * norb, d * norb : (d + 1) * norb] += t
-    labels = [f"{label}_{n}" for n in range(ncopy) for label in model.site_labels]
-    occupied = None if model.occupied is None else model.occupied * ncopy
-    new = TightBindingModel.from_hopping_matrices(
-        lattice,
-        sites,
-        onsite,
-        hoppings,
-        dim_k=dim_k,
-        spinful=model.spinful,
-        labels=labels,
-        occupied=occupied,
-        name=f"{model.name} {'x'.join(str(r) for r in reps)} supercell".strip(),
-    )
-    if model.inversion is not None:
-        inv = model.inversion
-        shifts = np.asarray(inv.shifts, dtype=int)[:, :dim_k]  # (norb, dim_k) parent cell of each image
-        perm = np.empty(ncopy * norb, dtype=int)
-        for n, c in enumerate(copies):  # orbital j of copy c goes to orbital perm[j] of cell shift_j - c
-            dest = np.mod(shifts - c[None], reps)  # (norb, dim_k)
-            perm[n * norb : (n + 1) * norb] = [index[tuple(d)] * norb + p for d, p in zip(dest, inv.permutation)]
-        centre = np.asarray(inv.centre) / pad
-        try:
-            new.set_inversion(perm.tolist(), list(inv.parities) * ncopy, centre.tolist())
-        except SymmetryError:  # cannot happen for a correct parent operator; logged rather than raised
-            logger.warning("the inversion of %r did not survive the supercell; dropped it", model.name)
-    new.metadata.update(
-        supercell={"multiples": reps.tolist(), "parent": model.name},
-        parameters=model.metadata.get("parameters", {}),
-        reference=model.metadata.get("reference", ""),
-    )
+    inv = model.inversion
+    shifts = np.asarray(inv.shifts, dtype=int)[:, :dim_k]  # (norb, dim_k) parent cell of each image
+    perm = np.empty(len(copies) * norb, dtype=int)
+    for n, c in enumerate(copies):  # orbital j of cell c goes to orbital perm[j] of cell shifts[j] - c
+        dest = np.mod(shifts - c[None], reps)  # (norb, dim_k)
+        perm[n * norb : (n + 1) * norb] = [index[tuple(d)] * norb + p for d, p in zip(dest, inv.permutation)]
+    scale = np.ones(model.dim_r)
+    scale[:dim_k] = reps
+    try:
+        new.set_inversion(perm.tolist(), list(inv.parities) * len(copies), (np.asarray(inv.centre) / scale).tolist())
+    except SymmetryError:  # cannot happen for a correct parent operator; logged rather than raised
+        logger.warning("the inversion of %r did not survive the supercell; dropped it", model.name)
     return new
 
 

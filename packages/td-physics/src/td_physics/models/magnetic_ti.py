@@ -165,7 +165,6 @@ def afm_fu_kane_mele(
     cell = model_supercell(parent, (1, 1, 2))
     model = add_exchange(cell, np.stack([moment, moment, -moment, -moment]))
     model.metadata.pop("applied_fields", None)
-    model.metadata.pop("supercell", None)
     model.name = "AFM Fu-Kane-Mele"
     return record_factory(
         model,
