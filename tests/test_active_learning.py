@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -13,7 +12,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -27,24 +25,9 @@ from pipelines.active_learning.acquisition import (
 )
 from pipelines.active_learning.nodes import STEPS, ActiveLearningOptions, active_learning_plots, run_active_learning
 from pipelines.exceptions import ParameterError
+from tests._active_learning import AL, BLOCKS, MODEL_CONFIG, PHYSICS, ROOT, TRAINING, project_copy, tiny_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
-
-MODEL_CONFIG = {"num_species": 100, "hidden_dim": 16, "num_topo_classes": 4, "num_layers": 1, "num_heads": 2,
-                "max_atoms": 20, "num_steps": 20, "dropout": 0.1}  # fmt: skip
-PHYSICS = {"topological_class": "TI", "band_gap_range": [0.1, 0.5], "stability_threshold": None}
-TRAINING = {"batch_size": 8, "learning_rate": 0.001, "max_epochs": 1, "warmup_epochs": 0, "checkpoint_every": 1,
-            "keep_checkpoints": 1, "seed": 0}  # fmt: skip
-#: The other pipelines' blocks: relax off (CHGNet is slow; the summary says so), small labelling.
-BLOCKS = {
-    "generate_options": {"steps": 5},
-    "relax_options": {"enabled": False},
-    "label_options": {"max_records": 4, "max_atoms": 6, "workers": 1, "gap_mesh": 4},
-    "verify_options": {"top_n": 1},
-}
-AL = {"rounds": 2, "n_candidates": 8, "sampling_steps": 5, "n_add": 3, "fine_tune_epochs": 1,
-      "acquisition": {"spread": 1.0, "mc_samples": 4, "exploration_share": 0.34}}  # fmt: skip
 
 
 # ------------------------------------------------------------------------------------------------ acquisition
@@ -112,20 +95,7 @@ def test_the_acquisition_block_refuses_what_it_cannot_do():
 
 @pytest.fixture(scope="module")
 def inputs(tmp_path_factory):
-    """Training and validation crystals and a tiny model trained for one epoch, also saved as files."""
-    from pipelines.ingest.nodes import ingest_crystals
-    from pipelines.split.nodes import split_crystals
-    from pipelines.train.nodes import train_model
-    from td_data.store import write_store
-
-    folder = tmp_path_factory.mktemp("al-inputs")
-    records, _ = ingest_crystals({"source": "synthetic", "n_samples": 30, "seed": 0, "max_atoms": 12})
-    _, train, val, _ = split_crystals(records, {"fractions": [0.8, 0.1, 0.1]})
-    model, _, _ = train_model(train, val, MODEL_CONFIG, PHYSICS, TRAINING, {"run_dir": str(folder / "train")})
-    model.save(folder / "model.pt")
-    write_store(folder / "train.h5", train)
-    write_store(folder / "val.h5", val)
-    return {"model": model, "train": train, "val": val, "folder": folder}
+    return tiny_inputs(tmp_path_factory.mktemp("al-inputs"))
 
 
 def _run(inputs, work_dir: Path, **al):
@@ -275,21 +245,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(inputs, tmp_path, kill_at)
 
 
 def test_kedro_run_active_learning_in_a_project_copy_then_again_resumes(inputs, tmp_path):
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(ROOT / name, project / name)
-    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "pipelines").symlink_to(ROOT / "pipelines")
-    local = {"model_config": MODEL_CONFIG, "physics_config": PHYSICS, "training_config": TRAINING, **BLOCKS,
-             "train_options": {"num_threads": 1}, "active_learning_options": AL}  # fmt: skip
-    (project / "conf" / "local").mkdir()
-    (project / "conf" / "local" / "parameters_tiny.yml").write_text(yaml.safe_dump(local), encoding="utf-8")
+    project = project_copy(tmp_path, inputs["folder"])
     data = project / "data"
-    (data / "05_model_input").mkdir(parents=True)
-    (data / "06_models").mkdir()
-    for name, dest in (("train.h5", "05_model_input"), ("val.h5", "05_model_input"), ("model.pt", "06_models")):
-        shutil.copy(inputs["folder"] / name, data / dest / name)
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     command = [str(KEDRO), "run", "--pipelines=active_learning"]
     done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=600, check=False)
