@@ -46,6 +46,7 @@ examples: $(STAMP)  ## the canonical tight-binding models against published valu
 	$(BIN)/python examples/basic_usage.py --output-dir outputs/basic_usage
 	$(BIN)/python examples/superconductors.py --output-dir outputs/superconductors
 	$(BIN)/python examples/magnetic.py --output-dir outputs/magnetic
+	$(BIN)/python examples/higher_order.py --output-dir outputs/higher_order
 
 test: $(STAMP) system-deps  ## the whole test suite (or one package: make pkg=td-physics test)
 ifeq ($(pkg),)

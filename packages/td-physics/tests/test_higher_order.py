@@ -27,7 +27,7 @@ from td_physics.invariants.higher_order import _sector_polarization, quadrupole_
 from td_physics.invariants.indicators import z4_batch
 from td_physics.invariants.parity import trim_points
 from td_physics.model import TightBindingModel
-from td_physics.models import bbh, bi2se3, fu_kane_mele, kane_mele, qwz
+from td_physics.models import bbh, bi2se3, doubled_model, fu_kane_mele, kane_mele, qwz
 
 # (gamma, lam) pairs at least 25 % away from the transition |gamma| = |lam|, both sides, all four sign sectors
 GRID = [
@@ -302,26 +302,6 @@ def bi2se3_mass_at_trims(M: float, B1: float, B2: float, a: float = 4.14, c: flo
     return M - 4 * B1 * (trims[:, 2] * 2) / c**2 - 4 * B2 * n_perp / a**2
 
 
-def doubled(model: TightBindingModel, coupling: float) -> TightBindingModel:
-    """Two copies of ``model`` coupled by ``coupling`` between the same orbitals of the two copies (even under
-    inversion, real and spin-independent, so time reversal and inversion survive): a doubled strong TI."""
-    n = model.norb
-    onsite = np.kron(np.eye(2), model.onsite) + coupling * np.kron(np.array([[0, 1], [1, 0]]), np.eye(n))
-    hoppings = {r: np.kron(np.eye(2), t) for r, t in model.hoppings.items()}
-    out = TightBindingModel.from_hopping_matrices(
-        model.lattice,
-        np.concatenate([model.site_positions, model.site_positions]),
-        onsite,
-        hoppings,
-        spinful=model.spinful,
-        occupied=2 * model.n_occupied,
-        name=f"2 x {model.name}",
-    )
-    inv = model.inversion
-    out.set_inversion(list(inv.permutation) + [p + n for p in inv.permutation], list(inv.parities) * 2, inv.centre)
-    return out
-
-
 @settings(max_examples=30, deadline=None)
 @given(st.floats(-0.3, 1.2), st.floats(2.0, 30.0), st.floats(5.0, 80.0))
 def test_z4_of_bi2se3_follows_the_band_inversions_at_the_trims(M, B1, B2):
@@ -340,7 +320,7 @@ def test_z4_published_cases():
     inversion-protected second-order TI); the atomic limit has z4 = 0."""
     strong = z4_indicator(bi2se3())
     assert strong.value == 3 and strong.converged
-    pair = doubled(bi2se3(), 0.05)
+    pair = doubled_model(bi2se3(), 0.05)
     assert pair.is_time_reversal_symmetric()
     double = z4_indicator(pair)
     assert double.value == 2 and double.details["fu_kane"] == (0, 0, 0, 0) and double.min_gap > 0.1
@@ -360,7 +340,7 @@ def test_z4_published_cases():
         fu_kane_mele(dt=0.4),
         fu_kane_mele(dt=-0.4),
         fu_kane_mele(dt=0.2, lambda_so=0.06),
-        doubled(bi2se3(), 0.05),
+        doubled_model(bi2se3(), 0.05),
     ],
     ids=[
         "bi2se3",

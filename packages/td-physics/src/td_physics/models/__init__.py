@@ -12,6 +12,7 @@ from td_physics.models.bbh import bbh
 from td_physics.models.bhz import bhz, hgte_quantum_well
 from td_physics.models.bi2se3 import bi2se3
 from td_physics.models.buckled import buckled_honeycomb, germanene, silicene, stanene
+from td_physics.models.doubled import doubled_model
 from td_physics.models.fu_kane_mele import fu_kane_mele
 from td_physics.models.graphene import graphene
 from td_physics.models.haldane import haldane
@@ -36,6 +37,7 @@ __all__ = [
     "germanene",
     "stanene",
     "bbh",
+    "doubled_model",
     "kitaev_chain",
     "p_wave_superconductor",
     "helical_p_wave_superconductor",
