@@ -2,27 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+from tests._examples import run_quick
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "higher_order.py"
 FIGURES = ("quadrupole_phase_diagram.png", "wannier_bands.png", "corner_states.png")
 
 
 def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path):
-    out = tmp_path / "hoti"
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--quick", "--output-dir", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    for name in FIGURES:
-        assert (out / name).stat().st_size > 10_000, name
-    summary = json.loads((out / "summary.json").read_text())
+    stdout, summary = run_quick("higher_order", tmp_path / "hoti", FIGURES)
     rows = {row["check"]: row for row in summary["checks"]}
     # the quick grid: 11 x 11 points of (gamma, lam) in [-1.5, 1.5]^2, of which the 21 on the two diagonals
     # |gamma| = |lam| are gapless (not trusted)
@@ -35,7 +21,7 @@ def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path)
     for name, (points, trusted) in expected.items():
         row = rows[name]
         assert (row["points"], row["trusted"], row["disagree"]) == (points, trusted, 0), row
-        assert f"{name:<42}{points:>8}{trusted:>9}{0:>10}" in proc.stdout
+        assert f"{name:<42}{points:>8}{trusted:>9}{0:>10}" in stdout
     wannier = summary["wannier_sector_polarization"]
     assert abs(wannier["quadrupole"] - 0.5) < 1e-8 and abs(wannier["trivial"]) < 1e-8
     corners = summary["corner_charges"]
