@@ -12,6 +12,7 @@ Figures:
   |mu| < 2|t|) and the probability density of those two modes, localised at the ends;
 * ``p_wave_phase_diagram.png``: the BdG Chern number of the spinless p + ip superconductor over
   (mu, Delta), with the boundaries mu = 0, +-4t;
+* ``p_wave_ribbon.png``: the bands of a p + ip ribbon, its chiral Majorana edge modes crossing the gap;
 * ``helical_z2.png``: the Z2 of the helical (class DIII) superconductor against mu.
 
 The BdG basis and its factor 1/2 are those of ``td_physics.bdg``. Prints a table of each diagram's
@@ -40,7 +41,7 @@ except ImportError:  # tqdm is installed by `make install`; the example still ru
         return iterable
 
 
-from td_physics.finite import flake  # noqa: E402
+from td_physics.finite import flake, ribbon  # noqa: E402
 from td_physics.invariants.majorana import majorana_batch  # noqa: E402
 from td_physics.models import helical_p_wave_superconductor, kitaev_chain, p_wave_superconductor  # noqa: E402
 from td_physics.phase_diagram import phase_diagram  # noqa: E402
@@ -150,6 +151,27 @@ def p_wave_diagram(mus: np.ndarray, deltas: np.ndarray, out: Path) -> dict:
     return agreement("p+ip Chern number", pd.values, expected, pd.converged)
 
 
+def p_wave_ribbon(mu: float, n_cells: int, nk: int, out: Path) -> dict:
+    """Bands of a p + ip ribbon (open along y) coloured by the weight on the top edge: the chiral Majorana mode."""
+    strip = ribbon(p_wave_superconductor(T, mu, 1.0), axis=1, n_cells=n_cells)
+    k = np.linspace(-0.5, 0.5, nk)
+    e, v = np.linalg.eigh(strip.hamiltonian(k[:, None]))  # (nk, norb), (nk, norb, norb): one batched solve
+    y = strip.positions[:, 1]
+    top = ((np.abs(v) ** 2) * (y > np.quantile(y, 0.8))[None, :, None]).sum(axis=1)  # (nk, norb)
+    bottom = ((np.abs(v) ** 2) * (y < np.quantile(y, 0.2))[None, :, None]).sum(axis=1)
+    fig, ax = plt.subplots(figsize=(5.5, 4.2), constrained_layout=True)
+    kk = np.repeat(k[:, None], e.shape[1], axis=1)
+    points = ax.scatter(kk, e, c=top - bottom, s=3, cmap="coolwarm", vmin=-1, vmax=1)
+    fig.colorbar(points, ax=ax, label="weight on top edge - bottom edge")
+    ax.set_xlabel("k_x (reduced)")
+    ax.set_ylabel("E / t")
+    ax.set_ylim(-3, 3)
+    ax.set_title(f"p + ip ribbon, {n_cells} rows, mu = {mu} t: chiral edge modes")
+    fig.savefig(out / "p_wave_ribbon.png", dpi=120)
+    plt.close(fig)
+    return {"mu": mu, "rows": n_cells, "lowest_abs_energy": float(np.abs(e).min())}
+
+
 def helical_line(mus: np.ndarray, out: Path) -> dict:
     pd = phase_diagram(helical_p_wave_superconductor, {"mu": mus}, "z2", fixed={"t": T, "delta": 1.0})
     fig = pd.plot(title="helical p-wave (class DIII): Z2")
@@ -181,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         "open_chain": open_chain(np.linspace(-3.0, 3.0, n[5]), n[4], 0.6, out),
         "p_wave": p_wave_diagram(p_mu, p_delta, out),
         "helical": helical_line(np.linspace(-5.1, 5.3, n[2]), out),
+        "p_wave_ribbon": p_wave_ribbon(1.0, 16 if args.quick else 40, 41 if args.quick else 201, out),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"{'diagram':<26}{'points':>8}{'converged':>11}{'disagree':>10}")

@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "superconductors.py"
-FIGURES = ("kitaev_phase_diagram.png", "kitaev_open_chain.png", "p_wave_phase_diagram.png", "helical_z2.png")
+FIGURES = (
+    "kitaev_phase_diagram.png",
+    "kitaev_open_chain.png",
+    "p_wave_phase_diagram.png",
+    "p_wave_ribbon.png",
+    "helical_z2.png",
+)
 
 
 def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path):
@@ -32,3 +38,4 @@ def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path)
     chain = summary["open_chain"]
     assert max(chain["zero_mode_energies"]) < 1e-6  # two Majorana zero modes at mu = 0.5 t
     assert chain["weight_on_3_end_sites"] > 0.95  # localised at the two ends
+    assert summary["p_wave_ribbon"]["lowest_abs_energy"] < 0.1  # edge modes fill the bulk gap (about 1.6 t)

@@ -26,7 +26,7 @@ from td_physics.bdg import (
     s_wave,
 )
 from td_physics.exceptions import ModelDefinitionError, SymmetryError
-from td_physics.finite import flake
+from td_physics.finite import flake, ribbon
 from td_physics.invariants import (
     berry_curvature,
     chern_number,
@@ -366,6 +366,28 @@ def test_p_wave_chern_from_the_berry_curvature_integral():
     k = np.stack(np.meshgrid(g, g, indexing="ij"), -1).reshape(-1, 2)
     flux = berry_curvature(model, k).sum() * (2 * np.pi / n) ** 2 / (2 * np.pi)
     assert flux == pytest.approx(chern_number(model).value, abs=1e-3)
+
+
+def _top_edge_spectral_flow(model: TightBindingModel, n_cells: int = 24, nk: int = 96) -> int:
+    """Signed count of zero crossings, along kx, of the in-gap modes localised on the top edge of a ribbon."""
+    strip = ribbon(model, axis=1, n_cells=n_cells)
+    k = ((np.arange(nk) + 0.5) / nk)[:, None]
+    e, v = np.linalg.eigh(strip.hamiltonian(k))  # (nk, norb), (nk, norb, norb)
+    top = strip.positions[:, 1] > np.quantile(strip.positions[:, 1], 0.9)
+    weight = (np.abs(v[:, top, :]) ** 2).sum(axis=1)  # (nk, norb) on the top tenth
+    in_gap = np.abs(e) < 0.5 * chern_number(model).min_gap
+    pick = np.argmax(np.where(in_gap, weight, -1.0), axis=1)  # the top-edge in-gap state at each k
+    energy = np.take_along_axis(e, pick[:, None], 1)[:, 0]
+    edge = (np.take_along_axis(weight, pick[:, None], 1)[:, 0] > 0.5) & in_gap[np.arange(nk), pick]
+    nxt = np.roll(np.arange(nk), -1)
+    crossing = edge & edge[nxt] & (np.sign(energy) != np.sign(energy[nxt]))
+    return int(np.sign(energy[nxt] - energy)[crossing].sum())
+
+
+@pytest.mark.parametrize("mu", [-1.0, 2.5, 5.0])
+def test_p_wave_chern_counts_the_chiral_majorana_modes_on_one_edge_of_a_ribbon(mu):
+    model = p_wave_superconductor(1.0, mu, 1.0)
+    assert _top_edge_spectral_flow(model) == chern_number(model).value == _p_wave_closed_form(1.0, mu, 1.0)
 
 
 @FAST
