@@ -159,6 +159,41 @@ def test_stop_after_ends_the_last_round_early_and_the_next_run_goes_on(inputs, t
     assert list(json.loads((work / "state.json").read_text())["rounds"]["1"]) == list(STEPS)
 
 
+def test_dft_asked_for_but_not_installed_is_recorded_as_skipped_with_the_reason(inputs, tmp_path, monkeypatch):
+    import td_physics.dft
+
+    monkeypatch.setattr(td_physics.dft, "dft_available", lambda: (False, "gpaw is not importable here"))
+    _, _, additions, report = _run(inputs, tmp_path / "work", rounds=1, dft=True)
+    dft = report["rounds"][0]["dft"]
+    assert dft["dft"] == "skipped" and dft["n_verified"] == 0
+    assert "the DFT extra is not installed" in dft["reason"] and "gpaw is not importable here" in dft["reason"]
+    assert {r.labels["al_label_source"] for r in additions["round_01"]} == {"tb"}
+
+
+@pytest.mark.slow
+def test_dft_verifies_the_top_labelled_candidate_and_its_label_says_so(inputs, tmp_path):
+    from td_physics.dft import dft_available
+
+    if not dft_available()[0]:
+        pytest.skip(f"td-physics[dft] is not installed: {dft_available()[1]}")
+    settings = {"kpt_spacing": 0.6, "max_kpts": 4, "confirm": False}
+    verify = {"top_n": 1, "max_atoms": 4, "timeout_per_crystal": 300, "settings": settings}
+    _, _, additions, report = run_active_learning(
+        inputs["model"], inputs["train"], inputs["val"], MODEL_CONFIG, PHYSICS, TRAINING,
+        {"run_dir": str(tmp_path / "unused")}, BLOCKS["generate_options"], BLOCKS["relax_options"],
+        BLOCKS["label_options"], verify, {**AL, "rounds": 1, "dft": True, "work_dir": str(tmp_path / "work")},
+    )  # fmt: skip
+    dft = report["rounds"][0]["dft"]
+    assert dft["dft"] == "computed" and dft["n_verified"] == 1 and len(dft["results"]) == 1, dft
+    result = dft["results"][0]
+    by_id = {r.id: r for r in additions["round_01"]}
+    if result["converged"] and result["id"] in by_id:  # a converged DFT class is the label the record carries
+        rec = by_id[result["id"]]
+        assert rec.labels["al_label_source"] == "dft" and rec.labels["topo_class"] == result["topo_class"]
+        assert rec.labels["tb_class"] == result["tb_class"]
+    assert all(r.labels["al_label_source"] == "tb" for r in additions["round_01"] if r.id != result["id"])
+
+
 def test_labels_from_a_sharded_array_equal_the_labels_made_here(inputs, tmp_path):
     """The SLURM chain's hand-off without SLURM: stop after relax, label to_label.h5 in shards as the array's tasks
     do, then finish the round; its labels and additions are those of a round that labelled in process."""
