@@ -169,7 +169,7 @@ def z4_table() -> tuple[list[dict], dict]:
     cases = [
         ("Bi2Se3 (strong TI)", bi2se3()),
         ("Bi2Se3, M < 0 (trivial)", bi2se3(M=-0.28)),
-        ("2 x Bi2Se3 (second-order TI)", doubled_model(bi2se3(), 0.05)),
+        ("2 x Bi2Se3 (doubled strong TI)", doubled_model(bi2se3(), 0.05)),
         ("Fu-Kane-Mele, dt = +0.4", fu_kane_mele(dt=0.4)),
         ("Fu-Kane-Mele, dt = -0.4", fu_kane_mele(dt=-0.4)),
     ]

@@ -31,7 +31,7 @@ def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path)
     assert z4 == {
         "Bi2Se3 (strong TI)": 3,
         "Bi2Se3, M < 0 (trivial)": 0,
-        "2 x Bi2Se3 (second-order TI)": 2,
+        "2 x Bi2Se3 (doubled strong TI)": 2,
         "Fu-Kane-Mele, dt = +0.4": 1,
         "Fu-Kane-Mele, dt = -0.4": 0,
     }

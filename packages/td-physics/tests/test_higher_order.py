@@ -125,6 +125,13 @@ def test_quadrupole_moment_at_the_transition_is_not_converged():
     assert result.min_gap < 1e-6
 
 
+def test_the_mirror_breaking_regulator_unquantises_the_sector_polarisations():
+    """delta G0 breaks M_x and M_y: the sector polarisations leave 1/2 and the answer is not trusted."""
+    result = quadrupole_moment(bbh(0.5, 1.0, delta=0.1))
+    assert not result.converged
+    assert abs(result.details["p_y_nu_x"] - 0.5) > 0.01 and result.min_gap > 0.1
+
+
 def test_an_odd_number_of_occupied_bands_is_refused():
     with pytest.raises(OccupationError, match="even number"):
         quadrupole_moment(qwz(-1.0))
@@ -231,6 +238,23 @@ def test_ribbon_of_a_chern_insulator_has_edge_states_crossing_the_bulk_gap():
     assert np.abs(e[:, 23:25]).min() < 0.05  # the chiral edge modes cross zero energy
 
 
+def test_slab_of_a_strong_ti_has_surface_dirac_points_in_the_bulk_gap():
+    """A 20-cell Bi2Se3 slab (open along z): at Gamma four degenerate states (a Dirac point on each surface) sit
+    inside the bulk gap; the trivial slab has none. Two copies coupled by doubled_model's on-site term keep their
+    Dirac points, shifted by +-coupling (the coupling does not gap the surfaces)."""
+    bulk_gap = np.ptp(bi2se3().eigvalsh([0.0, 0.0, 0.0])[0, 1:3])  # 0.56 eV at Gamma
+    for model, shifts in ((bi2se3(), (0.0,)), (doubled_model(bi2se3(), 0.05), (-0.05, 0.05))):
+        slab = ribbon(model, axis=2, n_cells=20)
+        assert slab.dim_k == 2 and slab.dim_r == 3 and slab.lattice[2, 2] == pytest.approx(20 * 9.55)
+        e = slab.eigvalsh([0.0, 0.0])[0]
+        dirac = 0.0296 + np.asarray(shifts)  # Bi2Se3's surface Dirac point (C and D shift it off zero)
+        for point in dirac:
+            assert np.sum(np.abs(e - point) < 1e-3) == 4
+        assert np.min(np.abs(e - dirac[:, None])) < 1e-3 < bulk_gap / 4
+    trivial = ribbon(bi2se3(M=-0.28), axis=2, n_cells=20).eigvalsh([0.0, 0.0])[0]
+    assert np.sum(np.abs(trivial) < 0.2) == 0
+
+
 def test_flake_is_hermitian_and_cuts_every_bond_leaving_it():
     piece = flake(bbh(0.5, 1.0), (3, 2))
     h = piece.dense()
@@ -316,8 +340,8 @@ def test_z4_of_bi2se3_follows_the_band_inversions_at_the_trims(M, B1, B2):
 
 
 def test_z4_published_cases():
-    """Khalaf et al. 2018: a strong TI has odd z4; two coupled copies of it have z4 = 2 and nu0 = 0 (the
-    inversion-protected second-order TI); the atomic limit has z4 = 0."""
+    """Khalaf et al. 2018: a strong TI has odd z4; two copies of it (here coupled, with the bulk gap open) have
+    z4 = 2 and nu0 = 0, a doubled strong TI; the atomic limit has z4 = 0."""
     strong = z4_indicator(bi2se3())
     assert strong.value == 3 and strong.converged
     pair = doubled_model(bi2se3(), 0.05)

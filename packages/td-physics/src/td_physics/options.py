@@ -178,7 +178,7 @@ class NestedWilsonOptions(_GapCheck):
     pos_tol: float = 0.01  # largest sector-polarisation change (units of the lattice vector) on the half mesh
     gap_tol: float | None = 1e-6  # smallest direct gap (energy units of the model); None: no gap check
     wannier_gap_tol: float = 1e-3  # smallest distance of a Wannier band from 0 and 1/2 (units of the lattice vector)
-    quantization_tol: float = 0.05  # largest distance of a sector polarisation from 0 or 1/2
+    quantization_tol: float = 1e-3  # largest distance of a sector polarisation from 0 or 1/2 (mirrors make it exact)
 
     def __post_init__(self) -> None:
         _check_range("NestedWilsonOptions", "mesh", "max_mesh", (self.mesh, self.max_mesh), 4)

@@ -13,7 +13,8 @@ parity ``+-1`` at ``K`` (each pair counted once; counting states ``N = 2 n`` ins
 
 * ``z4`` odd: a strong topological insulator; ``z4 mod 2`` is the strong Fu-Kane index ``nu0``.
 * ``z4 = 2`` with ``nu0 = 0``: not a strong TI; with vanishing weak indices an inversion-protected
-  second-order TI with helical hinge modes, for example two coupled copies of a strong TI.
+  second-order TI with helical hinge modes, for example two copies of a strong TI whose surfaces a
+  symmetric coupling gaps (:func:`~td_physics.models.doubled_model` builds the two copies).
 * ``z4 = 0``: no indicated topology (which does not prove the insulator trivial).
 
 The parities are those of :func:`td_physics.invariants.parity.batched_parity_counts` (the Fu-Kane
