@@ -18,6 +18,7 @@ from td_physics.invariants import (
     chern_number,
     corner_charges,
     detect_inversion,
+    edge_polarization,
     quadrupole_moment,
     z2_indices,
     z4_indicator,
@@ -299,6 +300,31 @@ def test_corner_charge_and_zero_modes_agree_with_the_quadrupole_moment(gamma, la
         weight = np.sum(np.abs(vectors[:, zero]) ** 2, axis=1)
         near = np.all((piece.cells < 4) | (piece.cells >= 8), axis=1)
         assert weight[near].sum() / weight.sum() > 0.99
+
+
+@pytest.mark.parametrize(("gamma", "lam"), [(0.0, 1.0), (0.5, 1.0), (-0.7, 1.0), (0.3, -1.0), (1.0, 0.5), (-1.2, 0.4)])
+def test_edge_polarisation_and_corner_charge_follow_from_the_quadrupole(gamma, lam):
+    """Three methods, one answer (BBH 2017): the ribbon's boundary polarisation along each edge is q_xy, and the
+    corner charge is Q = p_edge_x + p_edge_y - q_xy (mod 1) = 1/2 in the quadrupole phase, 0 otherwise."""
+    q = quadrupole_moment(bbh(gamma, lam)).value
+    edges = [edge_polarization(bbh(gamma, lam), open_axis=axis, n_cells=16, mesh=24) for axis in (0, 1)]
+    for edge in edges:
+        assert edge.converged
+        assert abs(edge.value - q) < 1e-6
+        layers = np.asarray(edge.details["layers"])
+        assert np.abs(layers[5:11]).max() < 0.05  # the dipole sits at the edges; the bulk layers carry none
+    piece = flake(bbh(gamma, lam), (12, 12))
+    energies, _ = piece.eigh()
+    window = 0.1 * abs(abs(lam) - abs(gamma))
+    corner = corner_charges(piece, filling_below(energies, window))[0, 0]
+    assert abs((edges[0].value + edges[1].value - q - corner + 0.5) % 1.0 - 0.5) < 1e-6
+
+
+def test_edge_polarisation_refuses_bad_ribbons():
+    with pytest.raises(ModelDefinitionError, match="n_cells must be even"):
+        edge_polarization(bbh(0.5, 1.0), n_cells=7)
+    with pytest.raises(ModelDefinitionError, match="for 2D models"):
+        edge_polarization(bi2se3())
 
 
 def test_the_regulator_splits_the_corner_states_into_alternating_half_charges():

@@ -193,7 +193,8 @@ def tile(model: TightBindingModel, repeats: Sequence[int], open_axes: Sequence[i
     the result has ``dim_k - len(open_axes)`` periodic directions, listed first in the original order,
     followed by the open ones (lattice rows scaled by their counts) and the parent's non-periodic rows.
     At least one axis must stay periodic (use :func:`flake` to open them all). Occupied bands scale with
-    the number of cells.
+    the number of cells. ``metadata["site_cells"]`` holds the parent cell (one integer per periodic
+    direction of the parent) of every site.
 
     Examples
     --------
@@ -235,7 +236,12 @@ def tile(model: TightBindingModel, repeats: Sequence[int], open_axes: Sequence[i
         occupied=occupied,
         name=f"{model.name or 'model'} x{reps}" + (f" open {opened}" if opened else ""),
     )
-    result.metadata.update(parent=model.name, repeats=list(reps), open_axes=list(opened))
+    result.metadata.update(
+        parent=model.name,
+        repeats=list(reps),
+        open_axes=list(opened),
+        site_cells=sites.tolist(),
+    )
     return result
 
 

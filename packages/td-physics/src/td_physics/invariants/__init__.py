@@ -13,7 +13,7 @@ from td_physics.invariants.chern import (
     chern_number,
     spin_chern_number,
 )
-from td_physics.invariants.higher_order import corner_charges, quadrupole_moment
+from td_physics.invariants.higher_order import corner_charges, edge_polarization, quadrupole_moment
 from td_physics.invariants.indicators import z4_indicator
 from td_physics.invariants.majorana import majorana_number, pfaffian, winding_number
 from td_physics.invariants.parity import detect_inversion, parity_z2
@@ -42,6 +42,7 @@ __all__ = [
     "node_chirality",
     "quadrupole_moment",
     "corner_charges",
+    "edge_polarization",
     "NestedWilsonOptions",
     "z4_indicator",
     "majorana_number",
