@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tests._examples import run_quick
 
-FIGURES = ("quadrupole_phase_diagram.png", "wannier_bands.png", "corner_states.png")
+FIGURES = ("quadrupole_phase_diagram.png", "wannier_bands.png", "corner_states.png", "edge_polarization.png")
 
 
 def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path):
@@ -16,6 +16,7 @@ def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path)
         "q_xy vs |gamma| < |lam|": (121, 100),
         "flake (quadrupole): modes and charges": (1, 1),
         "flake (trivial): modes and charges": (1, 1),
+        "edge polarisation vs q_xy": (4, 4),
         "z4 mod 2 vs nu0 (Wilson loops)": (5, 5),
     }
     for name, (points, trusted) in expected.items():
@@ -27,6 +28,8 @@ def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path)
     corners = summary["corner_charges"]
     assert all(abs(abs(q) - 0.5) < 1e-6 for row in corners["quadrupole"] for q in row)
     assert all(abs(q) < 1e-6 for row in corners["trivial"] for q in row)
+    assert abs(summary["edge_polarization"]["quadrupole"] - 0.5) < 1e-6
+    assert abs(summary["edge_polarization"]["trivial"]) < 1e-6
     z4 = {row["model"]: row["z4"] for row in summary["z4"]}
     assert z4 == {
         "Bi2Se3 (strong TI)": 3,
