@@ -111,6 +111,16 @@ def test_quadrupole_moment_follows_the_closed_form(gamma, lam):
         assert abs(result.details[key] - closed_form_q(gamma, lam)) < 1e-8
 
 
+@settings(max_examples=25, deadline=None)
+@given(st.floats(-2.0, 2.0), st.floats(-2.0, 2.0))
+def test_quadrupole_is_quantised_and_follows_the_closed_form_anywhere_off_the_transition(gamma, lam):
+    assume(abs(abs(gamma) - abs(lam)) > 0.1 and max(abs(gamma), abs(lam)) > 0.2)
+    result = quadrupole_moment(bbh(gamma, lam))
+    assert result.converged
+    assert result.value == closed_form_q(gamma, lam)
+    assert all(min(p % 0.5, 0.5 - p % 0.5) < 1e-8 for p in (result.details["p_y_nu_x"], result.details["p_x_nu_y"]))
+
+
 def test_quadrupole_batch_gives_the_phase_diagram_in_one_call():
     gammas = np.linspace(-1.8, 1.8, 13)
     models = [bbh(g, 1.0) for g in gammas]

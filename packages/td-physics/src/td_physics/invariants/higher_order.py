@@ -27,8 +27,13 @@ ionic background (``electrons_per_cell`` per cell) minus the electrons in it (un
 positive where electrons are missing). A quadrupole phase binds ``+-e/2`` (mod 1) to each corner,
 with four zero-energy corner states at ``delta = 0``; a trivial phase binds none.
 
-Everything is batched over models with the same orbitals: one ``eigh`` for all k-points of all
-models per mesh, no Python loop over k-points.
+Boundary polarisation (the third method, :func:`edge_polarization`): the hybrid Wannier functions of a
+ribbon's occupied bands, their centres weighted by their weight on each layer of cells, summed over
+half the ribbon: ``p_edge = q_xy`` for BBH, and ``Q_corner = p_edge_x + p_edge_y - q_xy`` (mod 1).
+
+The Wilson loops are batched over models with the same orbitals: one ``eigh`` for all k-points of all
+models per mesh, no Python loop over k-points; their eigenvectors come from a hermitian matrix, so they
+stay orthonormal where Wannier bands are degenerate.
 """
 
 from __future__ import annotations
