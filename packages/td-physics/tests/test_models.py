@@ -47,9 +47,23 @@ FACTORIES = {
     "silicene": silicene,
     "germanene": germanene,
     "stanene": stanene,
+    "kitaev_chain": models.kitaev_chain,
+    "p_wave_superconductor": models.p_wave_superconductor,
+    "helical_p_wave_superconductor": models.helical_p_wave_superconductor,
 }
-BROKEN_TIME_REVERSAL = {"haldane", "qwz", "weyl_two_band"}
-MODULES = ["bhz", "bi2se3", "buckled", "fu_kane_mele", "graphene", "haldane", "kane_mele", "qwz", "weyl"]
+BROKEN_TIME_REVERSAL = {"haldane", "qwz", "weyl_two_band", "p_wave_superconductor"}
+MODULES = [
+    "bhz",
+    "bi2se3",
+    "buckled",
+    "fu_kane_mele",
+    "graphene",
+    "haldane",
+    "kane_mele",
+    "qwz",
+    "weyl",
+    "superconductors",
+]
 finite = st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False)
 
 
