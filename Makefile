@@ -10,7 +10,7 @@ pkg    ?=
 export KEDRO_DISABLE_TELEMETRY := 1
 export MPLBACKEND := Agg
 
-.PHONY: install system-deps demo examples repro viz viz-build test test-fast lint bench bench-perov5 bench-carbon24 bench-yield clean
+.PHONY: install system-deps demo examples repro viz viz-build test test-fast lint bench bench-perov5 bench-carbon24 bench-yield active-learning-demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -76,6 +76,12 @@ bench-carbon24: $(STAMP)  ## Carbon-24 de-novo generation, CDVAE/DiffCSP protoco
 
 bench-yield: $(STAMP)  ## z2_ti yield, conditioned vs unconditioned, relabelled by the TB ensemble (outputs/yield)
 	$(BIN)/kedro run --env yield --pipelines=yield_benchmark $(if $(PARAMS),--params "$(PARAMS)")
+
+# A tiny model (conf/active_learning_demo, files under data/active_learning_demo/), then two rounds of active learning
+# from it: data/08_reporting/active_learning.json and its figures. Rerun: the rounds resume where they stopped.
+active-learning-demo: $(STAMP)  ## two tiny rounds of generate, relax, label, select and fine-tune (data/08_reporting/active_learning.json)
+	$(BIN)/kedro run --env active_learning_demo --pipelines=ingest,label,split,train
+	$(BIN)/kedro run --env active_learning_demo --pipelines=active_learning
 
 clean:
 	rm -rf $(VENV) outputs .pytest_cache .hypothesis

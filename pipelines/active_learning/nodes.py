@@ -549,7 +549,7 @@ def active_learning_plots(report: Mapping[str, Any]) -> tuple[Any, Any, Any]:
         low = ys - np.array([rounds[i]["yield"]["ci_low"] for i in ok])
         high = np.array([rounds[i]["yield"]["ci_high"] for i in ok]) - ys
         ax.errorbar([xs[i] for i in ok], ys, yerr=[low, high], marker="o", capsize=4)
-    ax.set(xlabel="round", ylabel=f"{report.get('target_class')} yield", ylim=(0, 1),
+    ax.set(xlabel="round", ylabel=f"{report.get('target_class')} yield", ylim=(-0.02, 1.02),
            title="target-class yield of labelled candidates")  # fmt: skip
     ax.set_xticks(xs)
     fig_yield.tight_layout()
@@ -557,10 +557,11 @@ def active_learning_plots(report: Mapping[str, Any]) -> tuple[Any, Any, Any]:
     fig_scores, ax = plt.subplots(figsize=(5, 3.5))
     for e in rounds:
         scores, picked = e["acquisition"]["scores"], e["acquisition"]["picked"]
-        for kind, marker in (("", "."), ("score", "o"), ("random", "s")):
+        for kind, marker, color in (("", ".", "0.5"), ("score", "o", "C1"), ("random", "s", "C2")):
             ys = [s for s, p in zip(scores, picked, strict=True) if p == kind]
             label = {"": "not picked", "score": "picked by score", "random": "picked at random"}[kind]
-            ax.scatter([e["round"]] * len(ys), ys, marker=marker, label=label if e is rounds[0] else None, alpha=0.7)
+            ax.scatter([e["round"]] * len(ys), ys, marker=marker, color=color, alpha=0.7,
+                       label=label if e is rounds[0] else None)  # fmt: skip
     ax.set(xlabel="round", ylabel="acquisition score", ylim=(-0.02, 1.02), title="acquisition scores")
     ax.set_xticks(xs)
     if rounds:
