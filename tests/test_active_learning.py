@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -301,6 +302,53 @@ def test_kedro_run_active_learning_in_a_project_copy_then_again_resumes(inputs, 
     assert again.returncode == 0, out[-4000:]
     assert "round 2, train already done; skipped" in out and "starting afresh" not in out
     assert json.loads((data / "08_reporting" / "active_learning.json").read_text()) == report
+
+
+def test_the_demo_configuration_is_valid_and_leaves_the_main_jobs_files_alone():
+    """conf/active_learning_demo: every block it writes is valid; ingest..train write under data/active_learning_demo/
+    (not over the main job's files), the active-learning outputs where conf/base puts them."""
+    from pipelines.config import DataConfig, LabelConfig
+    from pipelines.pipeline_registry import register_pipelines
+    from pipelines.relax.nodes import RelaxOptions
+    from pipelines.resolved_config import dataset_path, load_kedro_config
+    from pipelines.train.nodes import TrainOptions, experiment_config
+
+    params, catalog = load_kedro_config(ROOT, "active_learning_demo")
+    _, base = load_kedro_config(ROOT, "base")
+    experiment_config(params["model_config"], params["physics_config"], params["training_config"])
+    blocks = {"data_config": DataConfig, "label_options": LabelConfig, "relax_options": RelaxOptions,
+              "train_options": TrainOptions, "active_learning_options": ActiveLearningOptions}  # fmt: skip
+    for block, cls in blocks.items():
+        cls.from_dict(params[block])
+    assert params["model_config"]["dropout"] > 0 and params["active_learning_options"]["acquisition"]["spread"] > 0
+    pipelines = register_pipelines()
+    upstream = set().union(*(pipelines[p].all_outputs() for p in ("ingest", "label", "split", "train")))
+    for name in upstream:
+        assert dataset_path(catalog[name], ROOT).startswith("data/active_learning_demo/"), name
+    for name in pipelines["active_learning"].all_outputs():
+        assert dataset_path(catalog[name], ROOT) == dataset_path(base[name], ROOT), name
+    assert params["train_options"]["run_dir"].startswith("data/active_learning_demo/")
+    assert params["active_learning_options"]["work_dir"].startswith("data/active_learning_demo/")
+
+
+@pytest.mark.slow
+def test_the_demo_commands_write_two_rounds(tmp_path):
+    """The two commands of `make active-learning-demo`, in a copy of the project."""
+    project = tmp_path / "project"
+    project.mkdir()
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(ROOT / name, project / name)
+    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "pipelines").symlink_to(ROOT / "pipelines")
+    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    for pipelines in ("ingest,label,split,train", "active_learning"):
+        command = [str(KEDRO), "run", "--env", "active_learning_demo", f"--pipelines={pipelines}"]
+        done = subprocess.run(command, cwd=project, env=env, capture_output=True, text=True, timeout=1200, check=False)
+        assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
+    report = json.loads((project / "data" / "08_reporting" / "active_learning.json").read_text())
+    assert [e["round"] for e in report["rounds"]] == [1, 2]
+    assert all({"round", "n_generated", "n_added", "yield"} <= set(e) for e in report["rounds"])
+    assert not (project / "data" / "06_models" / "model.pt").exists()  # the main job's model is not the demo's
 
 
 def test_active_learning_is_registered_but_not_in_the_default_run():
