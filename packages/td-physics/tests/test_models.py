@@ -50,6 +50,8 @@ FACTORIES = {
     "kitaev_chain": models.kitaev_chain,
     "p_wave_superconductor": models.p_wave_superconductor,
     "helical_p_wave_superconductor": models.helical_p_wave_superconductor,
+    "bbh": lambda: models.bbh(0.5, 1.0),
+    "doubled_model": lambda: models.doubled_model(bi2se3(), 0.05),
 }
 BROKEN_TIME_REVERSAL = {"haldane", "qwz", "weyl_two_band", "p_wave_superconductor"}
 MODULES = [
@@ -63,6 +65,8 @@ MODULES = [
     "qwz",
     "weyl",
     "superconductors",
+    "bbh",
+    "doubled",
 ]
 finite = st.floats(-2.0, 2.0, allow_nan=False, allow_infinity=False)
 

@@ -10,13 +10,13 @@ with ``t`` and ``s`` Pauli matrices and the basis ``(t, s) = (up, up), (up, down
 (down, down)`` for orbitals 0..3 (the ``G`` are the paper's Gamma matrices; ``gamma_x = gamma_y = gamma``
 and ``lambda_x = lambda_y = lam`` here). Dimensionless, square lattice ``a = 1``.
 
-Real space (read off the formula above; ``<i, cell 0 | H | j, cell R>``): orbital 0 sits at the
-upper-right corner of a square plaquette centred on the cell's origin, reduced position
-``(1/4, 1/4)``; orbital 1 lower left ``(-1/4, -1/4)``, orbital 2 upper left ``(-1/4, 1/4)``, orbital 3
-lower right ``(1/4, -1/4)``. Intra-cell bonds: 0-2 and 3-1 along x with ``gamma``, 0-3 with ``gamma`` and
-2-1 with ``-gamma`` along y; inter-cell bonds: ``<0|H|2, +x> = <3|H|1, +x> = lam``, ``<0|H|3, +y> = lam``,
-``<2|H|1, +y> = -lam``. Every plaquette, inside a cell or between cells, carries one negative bond: a pi
-flux.
+Sign conventions: exactly the formula above. Real space (read off it; ``<i, cell 0 | H | j, cell R>``):
+orbital 0 sits at the upper-right corner of a square plaquette centred on the cell's origin, reduced
+position ``(1/4, 1/4)``; orbital 1 lower left ``(-1/4, -1/4)``, orbital 2 upper left ``(-1/4, 1/4)``,
+orbital 3 lower right ``(1/4, -1/4)``. Intra-cell bonds: 0-2 and 3-1 along x with ``gamma``, 0-3 with
+``gamma`` and 2-1 with ``-gamma`` along y; inter-cell bonds: ``<0|H|2, +x> = <3|H|1, +x> = lam``,
+``<0|H|3, +y> = lam``, ``<2|H|1, +y> = -lam``. Every plaquette, inside a cell or between cells, carries
+one negative bond: a pi flux.
 
 Phases (the closed form the tests check): at ``delta = 0`` the bands are doubly degenerate,
 ``E = +-sqrt(2 gamma^2 + 2 lam^2 + 2 gamma lam (cos kx + cos ky))``; the gap closes only at

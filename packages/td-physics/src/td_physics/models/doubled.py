@@ -6,14 +6,14 @@ perturbations that keep time reversal and inversion, which leaves an inversion-p
 TI with helical hinge modes.
 
 Construction: orbitals ``0 .. norb-1`` are the first copy and ``norb .. 2 norb - 1`` the second, at the
-same positions (sites likewise, so a spinful model stays spinful with its orbital order);
-``H = diag(H_model, H_model) + coupling * (t_x x 1)``, i.e. ``coupling`` on-site between each orbital and
-its twin. The coupling is real, spin-independent and even under inversion (twins share position and
-parity), so time reversal and a declared inversion (one operator per copy) are kept; it shifts the
-copies' bands by ``+-coupling`` (the bonding and antibonding combinations) and changes no indicator while
-the bulk gap stays open. It does not gap the surfaces: two surface Dirac cones of the same helicity
-coupled by it are shifted apart in energy, not gapped (the time-reversal-symmetric surface mass would
-be of the form ``s_z t_y``).
+same positions (sites likewise, so a spinful model stays spinful with its orbital order); ``H =
+diag(H_model, H_model) + coupling * (t_x x 1)``, i.e. ``coupling`` on-site between each orbital and its
+twin (sign conventions: those of the parent, and ``+coupling`` on both twin elements). The coupling is
+real, spin-independent and even under inversion (twins share position and parity), so time reversal and
+a declared inversion (one operator per copy) are kept; it shifts the copies' bands by ``+-coupling``
+(the bonding and antibonding combinations) and changes no indicator while the bulk gap stays open. It
+does not gap the surfaces: two surface Dirac cones of the same helicity coupled by it are shifted apart
+in energy, not gapped (the time-reversal-symmetric surface mass would be of the form ``s_z t_y``).
 """
 
 from __future__ import annotations
