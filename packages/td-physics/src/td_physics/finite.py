@@ -49,7 +49,7 @@ __all__ = ["FiniteSystem", "flake", "tile", "ribbon"]
 logger = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # arrays: compare by identity
 class FiniteSystem:
     """A finite piece of a periodic model with open boundaries in every direction.
 
