@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["PipelineConfigError", "ParameterError", "CatalogPathError"]
+__all__ = ["PipelineConfigError", "ParameterError", "CatalogPathError", "RoundDataError"]
 
 
 class PipelineConfigError(ValueError):
@@ -15,3 +15,8 @@ class ParameterError(PipelineConfigError):
 
 class CatalogPathError(PipelineConfigError):
     """The merged Kedro catalog puts a dataset where ``dvc.yaml`` does not track it."""
+
+
+class RoundDataError(ValueError):
+    """Active learning met data that breaks one of its rules (a record id twice in the training store, a labelling
+    array that left records out)."""

@@ -49,7 +49,7 @@ from pipelines.active_learning.acquisition import (
 )
 from pipelines.active_learning.state import RoundState
 from pipelines.evaluate.nodes import verify_candidates
-from pipelines.exceptions import ParameterError
+from pipelines.exceptions import ParameterError, RoundDataError
 from pipelines.generate.nodes import generate_candidates
 from pipelines.label.nodes import label_crystals, records_to_label
 from pipelines.relax.nodes import relax_candidates
@@ -112,8 +112,8 @@ class ActiveLearningOptions(OptionsBlock):
             value = getattr(self, name)
             if not is_int(value) or value < low:
                 raise ParameterError(f"{b}.{name} must be an integer >= {low}, got {value!r}")
-        if not is_int(self.seed):
-            raise ParameterError(f"{b}.seed must be an integer, got {self.seed!r}")
+        if not is_int(self.seed) or self.seed < 0:
+            raise ParameterError(f"{b}.seed must be an integer >= 0, got {self.seed!r}")
         steps = self.sampling_steps
         if steps is not None and (not is_int(steps) or steps < 1):
             raise ParameterError(f"{b}.sampling_steps must be an integer >= 1 or null, got {steps!r}")
@@ -244,7 +244,7 @@ def _merge_shards(stable: list[CrystalRecord], to_label: list[CrystalRecord], sh
     n_shards = notes[0]["num_shards"]
     n_records = sum(n["records"] for n in notes)
     if len(notes) != n_shards or n_records != len(to_label):
-        raise ValueError(f"the labelling array in {shards} must cover the {len(to_label)} records to label in "
+        raise RoundDataError(f"the labelling array in {shards} must cover the {len(to_label)} records to label in "
                          f"{n_shards} shards, got {len(notes)} shards of {n_records} records")  # fmt: skip
     merged = merge_label_shards(shards, shards / "merged.h5", num_shards=n_shards, overwrite=True)
     labelled = {r.id: r for r in _read_store(merged)}
@@ -289,11 +289,12 @@ def _label_source(rec: CrystalRecord) -> str:
     return "dft" if rec.labels.get("label_source") == DFT_LABEL_SOURCE else "tb"
 
 
-def _acquire(model: Any, verified: Sequence[CrystalRecord], round_number: int, opts: ActiveLearningOptions,
-             model_config: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:  # fmt: skip
-    """Scores of the eligible candidates (labelled, stable, within ``model_config.max_atoms``) and the picks."""
+def _acquire(
+    model: Any, verified: Sequence[CrystalRecord], round_number: int, opts: ActiveLearningOptions
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Scores of the eligible candidates (labelled, stable, within the model's ``max_atoms``) and the picks."""
     acq = opts.acquisition
-    max_atoms = int(model_config.get("max_atoms", 20))
+    max_atoms = model.config.model_config.max_atoms
     eligible = [r for r in verified if "topo_class" in r.labels and _stable(r) and r.num_atoms <= max_atoms]
     rows: list[dict[str, Any]] = []
     if eligible:
@@ -335,7 +336,7 @@ def _mc_spread(model: Any, crystals: list[dict], passes: int, seed: tuple[int, i
             f"in the model being fine-tuned, got dropout {model.config.model_config.dropout!r}"
         )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed[0]) * 1000 + int(seed[1]))
+        torch.manual_seed(int(np.random.SeedSequence(seed).generate_state(1)[0]))
         gaps = np.stack([model.predict_properties(crystals, dropout=True).band_gap for _ in range(passes)])
     return gaps.std(axis=0)  # (n,)
 
@@ -363,7 +364,7 @@ def _training_store(train: Sequence[CrystalRecord], additions: Sequence[Sequence
     seen = Counter(r.id for r in records)
     twice = sorted(i for i, n in seen.items() if n > 1)
     if twice:
-        raise ValueError(f"a record id may enter the training store once, got {twice[:5]} more than once")
+        raise RoundDataError(f"a record id may enter the training store once, got {twice[:5]} more than once")
     return records
 
 
@@ -459,7 +460,7 @@ def _round(run: _Run, r: int, steps: Sequence[str], model: Any, additions: list)
         "relax": lambda: _relax(out["generate"], run),
         "label": lambda: _label(out["relax"], run.label_options, run.state.round_dir(r)),
         "verify": lambda: _verify(out["label"], run.verify_options, run.opts),
-        "acquire": lambda: _acquire(model, out["verify"], r, run.opts, run.model_config),
+        "acquire": lambda: _acquire(model, out["verify"], r, run.opts),
         "add": lambda: _add(out["verify"], out["acquire"], r),
         "train": lambda: _fine_tune(model, _training_store(run.train, [*additions, out["add"]]), r, run),
     }
