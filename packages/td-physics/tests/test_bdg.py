@@ -103,6 +103,8 @@ def test_pairing_fills_in_the_minus_r_partner_as_minus_transpose():
     np.testing.assert_allclose(p.matrices[(-1, 0)], -d.T)
     k = np.random.default_rng(0).random((5, 2))
     np.testing.assert_allclose(p.delta(-k), -np.swapaxes(p.delta(k), -1, -2), atol=1e-12)
+    with pytest.raises(ValueError, match="read-only"):
+        p.matrices[(1, 0)][0, 0] = 5.0
 
 
 @pytest.mark.parametrize(

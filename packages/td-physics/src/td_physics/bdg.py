@@ -138,6 +138,8 @@ class Pairing:
                     )
             else:
                 full[neg] = partner
+        for d in full.values():
+            d.setflags(write=False)  # a frozen pairing: its matrices cannot be edited in place either
         return cls(full, int(norb), int(dim_k), name)
 
     def delta(self, k: Any) -> np.ndarray:
