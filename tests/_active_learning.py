@@ -43,15 +43,21 @@ def tiny_inputs(folder: Path) -> dict[str, Any]:
     return {"model": model, "train": train, "val": val, "folder": folder}
 
 
-def project_copy(tmp_path: Path, inputs_folder: Path, **al: Any) -> Path:
-    """A copy of the project's configuration with the real package linked in, the tiny parameters in conf/local
-    (``al`` updates the active-learning block) and the inputs of ``tiny_inputs`` where the catalog reads them."""
+def project_skeleton(tmp_path: Path) -> Path:
+    """``tmp_path/project``: the project's configuration (without conf/local) with the real package linked in."""
     project = tmp_path / "project"
     project.mkdir()
     for name in ("pyproject.toml", ".telemetry"):
         shutil.copy(ROOT / name, project / name)
     shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "pipelines").symlink_to(ROOT / "pipelines")
+    return project
+
+
+def project_copy(tmp_path: Path, inputs_folder: Path, **al: Any) -> Path:
+    """:func:`project_skeleton` with the tiny parameters in conf/local (``al`` updates the active-learning block) and
+    the inputs of ``tiny_inputs`` where the catalog reads them."""
+    project = project_skeleton(tmp_path)
     local = {"model_config": MODEL_CONFIG, "physics_config": PHYSICS, "training_config": TRAINING, **BLOCKS,
              "train_options": {"num_threads": 1}, "active_learning_options": {**AL, **al}}  # fmt: skip
     (project / "conf" / "local").mkdir()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,17 @@ from pipelines.active_learning.acquisition import (
 )
 from pipelines.active_learning.nodes import STEPS, ActiveLearningOptions, active_learning_plots, run_active_learning
 from pipelines.exceptions import ParameterError
-from tests._active_learning import AL, BLOCKS, MODEL_CONFIG, PHYSICS, ROOT, TRAINING, project_copy, tiny_inputs
+from tests._active_learning import (
+    AL,
+    BLOCKS,
+    MODEL_CONFIG,
+    PHYSICS,
+    ROOT,
+    TRAINING,
+    project_copy,
+    project_skeleton,
+    tiny_inputs,
+)
 
 KEDRO = Path(sys.executable).with_name("kedro")
 
@@ -334,12 +343,7 @@ def test_the_demo_configuration_is_valid_and_leaves_the_main_jobs_files_alone():
 @pytest.mark.slow
 def test_the_demo_commands_write_two_rounds(tmp_path):
     """The two commands of `make active-learning-demo`, in a copy of the project."""
-    project = tmp_path / "project"
-    project.mkdir()
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(ROOT / name, project / name)
-    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
-    (project / "pipelines").symlink_to(ROOT / "pipelines")
+    project = project_skeleton(tmp_path)
     env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "1", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
     for pipelines in ("ingest,label,split,train", "active_learning"):
         command = [str(KEDRO), "run", "--env", "active_learning_demo", f"--pipelines={pipelines}"]
