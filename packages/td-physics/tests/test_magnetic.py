@@ -24,6 +24,7 @@ from td_physics.invariants import (
     z2_indices,
 )
 from td_physics.invariants.antiferromagnetic import antiferromagnetic_z2_batch
+from td_physics.invariants.edge import edge_chirality
 from td_physics.magnetic import (
     add_exchange,
     is_s_symmetric,
@@ -282,6 +283,31 @@ def test_uniform_exchange_keeps_c_zero_until_the_gap_closes_at_three_root_three_
     above = kane_mele_exchange(1.2 * CRITICAL, 1.2 * CRITICAL, lambda_so=LAMBDA_SO)
     direct, _ = batched_band_gaps([above], 2, 48)
     assert direct[0] < 0.02 < indirect[0]  # the shifted spin blocks cross on a ring around K: a semimetal
+
+
+@pytest.mark.parametrize(
+    "model, chern",
+    [
+        (staggered_km(0.3, 0.1), 1),
+        (staggered_km(-0.3, 0.1), -1),
+        (kane_mele_exchange(0.2, 0.2, lambda_so=0.0, lambda_r=0.1), 2),
+        (qwz(-1.0), 1),
+        (qwz(3.0), 0),
+    ],
+)
+@pytest.mark.parametrize("open_axis", [0, 1])
+def test_chiral_edge_modes_of_a_ribbon_count_the_chern_number(model, chern, open_axis):
+    edges = edge_chirality(model, open_axis=open_axis, n_cells=24, n_k=160)
+    assert edges.converged and edges.value == chern == chern_number(model).value
+    assert edges.details["high_crossings"] == edges.details["low_crossings"] == abs(chern)
+
+
+def test_quantum_spin_hall_ribbon_has_helical_modes_with_no_net_chirality():
+    edges = edge_chirality(staggered_km(0.05, 0.0), n_cells=16, n_k=160)
+    assert edges.converged and edges.value == 0
+    assert edges.details["high_crossings"] == edges.details["low_crossings"] == 2
+    with pytest.raises(ModelDefinitionError, match="2D model"):
+        edge_chirality(afm_fu_kane_mele())
 
 
 @pytest.mark.parametrize("lambda_r, m", [(0.05, 0.1), (0.2, 0.4)])

@@ -13,6 +13,7 @@ from td_physics.invariants.chern import (
     chern_number,
     spin_chern_number,
 )
+from td_physics.invariants.edge import edge_chirality
 from td_physics.invariants.higher_order import corner_charges, edge_polarization, quadrupole_moment
 from td_physics.invariants.indicators import z4_indicator
 from td_physics.invariants.majorana import majorana_number, pfaffian, winding_number
@@ -49,4 +50,5 @@ __all__ = [
     "winding_number",
     "pfaffian",
     "antiferromagnetic_z2",
+    "edge_chirality",
 ]
