@@ -96,11 +96,11 @@ def quadrupole_diagram(n: int, chunk: int) -> tuple[PhaseDiagram, dict]:
 
 def plot_diagram(pd: PhaseDiagram, path: Path) -> None:
     shown = replace(pd, values=np.where(pd.converged, pd.values, np.nan))  # blank where the gap closes
-    fig = shown.plot(title="BBH quadrupole moment $q_{xy}$ (nested Wilson loops; blank: not converged)")
+    fig = shown.plot(title="BBH $q_{xy}$ from nested Wilson loops (blank: not converged)")
     ax = fig.axes[0]
     line = np.linspace(-1.5, 1.5, 2)
     for sign in (1, -1):
-        ax.plot(line, sign * line, "w--", lw=1.2, label="|γ| = |λ|" if sign == 1 else None)
+        ax.plot(line, sign * line, "k--", lw=0.8, label="|γ| = |λ|" if sign == 1 else None)
     ax.set_xlabel("γ (intra-cell)")
     ax.set_ylabel("λ (inter-cell)")
     ax.legend(loc="lower right", fontsize=8)
