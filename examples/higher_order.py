@@ -44,16 +44,15 @@ except ImportError:  # tqdm is installed by `make install`; the example still ru
 
 from td_physics.finite import flake  # noqa: E402
 from td_physics.invariants import (  # noqa: E402
-    NestedWilsonOptions,
     corner_charges,
     edge_polarization,
     quadrupole_moment,
     z2_indices,
     z4_indicator,
 )
-from td_physics.invariants.higher_order import quadrupole_batch, sector_polarizations  # noqa: E402
+from td_physics.invariants.higher_order import sector_polarizations  # noqa: E402
 from td_physics.models import bbh, bi2se3, doubled_model, fu_kane_mele  # noqa: E402
-from td_physics.phase_diagram import PhaseDiagram  # noqa: E402
+from td_physics.phase_diagram import PhaseDiagram, phase_diagram  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -64,32 +63,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def quadrupole_diagram(n: int, chunk: int) -> tuple[PhaseDiagram, dict]:
-    """q_xy on an n x n grid of (gamma, lam) in [-1.5, 1.5]^2, in batches of ``chunk`` models."""
+def quadrupole_diagram(n: int) -> tuple[PhaseDiagram, dict]:
+    """q_xy on an n x n grid of (gamma, lam) in [-1.5, 1.5]^2: one batched phase diagram."""
     axis = np.linspace(-1.5, 1.5, n)
-    grid = [(g, lam) for g in axis for lam in axis]
-    q = np.zeros(len(grid))
-    converged = np.zeros(len(grid), dtype=bool)
-    gap = np.zeros(len(grid))
-    options = NestedWilsonOptions()
-    for lo in tqdm(range(0, len(grid), chunk), desc="q_xy phase diagram", unit="batch"):
-        res = quadrupole_batch([bbh(g, lam) for g, lam in grid[lo : lo + chunk]], 2, options)
-        q[lo : lo + chunk], converged[lo : lo + chunk], gap[lo : lo + chunk] = (
-            res["q_xy"],
-            res["converged"],
-            res["min_gap"],
-        )
-    pd = PhaseDiagram(
-        ("gamma", "lam"), (axis, axis), "q_xy", q.reshape(n, n), converged.reshape(n, n), gap.reshape(n, n)
-    )
-    g, lam = np.array(grid).T
+    pd = phase_diagram(bbh, {"gamma": axis, "lam": axis}, "quadrupole")
+    g, lam = np.meshgrid(axis, axis, indexing="ij")
     closed = np.where(np.abs(g) < np.abs(lam), 0.5, 0.0)
-    trusted = converged & (np.abs(np.abs(g) - np.abs(lam)) > 1e-9)
+    trusted = pd.converged & (np.abs(np.abs(g) - np.abs(lam)) > 1e-9)
     row = {
         "check": "q_xy vs |gamma| < |lam|",
-        "points": len(grid),
+        "points": int(pd.values.size),
         "trusted": int(trusted.sum()),
-        "disagree": int(np.sum(trusted & (q != closed))),
+        "disagree": int(np.sum(trusted & (pd.values != closed))),
     }
     return pd, row
 
@@ -232,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     n_grid, flake_size, mesh = (11, 10, 16) if args.quick else (41, 20, 32)
-    pd, q_row = quadrupole_diagram(n_grid, chunk=64)
+    pd, q_row = quadrupole_diagram(n_grid)
     plot_diagram(pd, out / "quadrupole_phase_diagram.png")
     wannier = plot_wannier_bands(out / "wannier_bands.png", mesh)
     charges, flake_rows = plot_corner_states(out / "corner_states.png", flake_size)

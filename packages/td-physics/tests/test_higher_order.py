@@ -29,6 +29,7 @@ from td_physics.invariants.indicators import z4_batch
 from td_physics.invariants.parity import trim_points
 from td_physics.model import TightBindingModel
 from td_physics.models import bbh, bi2se3, doubled_model, fu_kane_mele, kane_mele, qwz
+from td_physics.phase_diagram import phase_diagram
 
 # (gamma, lam) pairs at least 25 % away from the transition |gamma| = |lam|, both sides, all four sign sectors
 GRID = [
@@ -119,6 +120,18 @@ def test_quadrupole_is_quantised_and_follows_the_closed_form_anywhere_off_the_tr
     assert result.converged
     assert result.value == closed_form_q(gamma, lam)
     assert all(min(p % 0.5, 0.5 - p % 0.5) < 1e-8 for p in (result.details["p_y_nu_x"], result.details["p_x_nu_y"]))
+
+
+def test_phase_diagram_of_the_quadrupole_follows_the_closed_form():
+    axis = np.array([-1.4, -0.6, 0.0, 0.6, 1.4])
+    pd = phase_diagram(bbh, {"gamma": axis, "lam": axis}, "quadrupole", mesh=8)
+    g, lam = np.meshgrid(axis, axis, indexing="ij")
+    off = np.abs(np.abs(g) - np.abs(lam)) > 1e-9
+    assert pd.values.shape == (5, 5) and pd.invariant == "quadrupole"
+    assert np.array_equal(pd.values[off], np.where(np.abs(g) < np.abs(lam), 0.5, 0.0)[off])
+    assert pd.converged[off].all() and not pd.converged[~off].any()
+    with pytest.raises(TypeError, match="unknown convergence options"):
+        phase_diagram(bbh, {"gamma": axis}, "quadrupole", fixed={"lam": 1.0}, n_string=8)
 
 
 def test_quadrupole_batch_gives_the_phase_diagram_in_one_call():

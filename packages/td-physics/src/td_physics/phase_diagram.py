@@ -18,15 +18,16 @@ import numpy as np
 from td_physics.bands import batched_band_gaps
 from td_physics.exceptions import ModelDefinitionError
 from td_physics.invariants.chern import chern_batch_converged, chern_plane, plane_orientation
+from td_physics.invariants.higher_order import quadrupole_batch
 from td_physics.invariants.wilson import flow_planes, indices_from_planes, z2_planes
 from td_physics.model import TightBindingModel
-from td_physics.options import ChernOptions, Z2Options, resolve
+from td_physics.options import ChernOptions, NestedWilsonOptions, Z2Options, resolve
 
 __all__ = ["PhaseDiagram", "phase_diagram", "INVARIANTS", "PHASE_DIAGRAM_CHERN"]
 
 logger = logging.getLogger(__name__)
 
-INVARIANTS = ("chern", "z2", "z2_indices", "spin_chern", "gap")
+INVARIANTS = ("chern", "z2", "z2_indices", "spin_chern", "gap", "quadrupole")
 
 #: The Chern options of a phase diagram given none: a lower mesh ceiling than one ``chern_number``, since
 #: a grid holds many points and its few unconverged ones (near a gap closing) are reported, not refined.
@@ -141,8 +142,9 @@ def phase_diagram(
     is applied model by model (not vectorised). The convergence options are those of the invariant
     functions: a :class:`ChernOptions` for ``"chern"``, ``"spin_chern"`` and ``"gap"`` (default
     :data:`PHASE_DIAGRAM_CHERN`; the gap uses its ``mesh``), a :class:`Z2Options` for ``"z2"`` and
-    ``"z2_indices"`` (default ``Z2Options()``), with ``overrides`` by field name (``mesh=48``,
-    ``n_string=48``). A callable takes none.
+    ``"z2_indices"`` (default ``Z2Options()``), a :class:`NestedWilsonOptions` for ``"quadrupole"`` (the
+    quadrupole moment ``q_xy`` of :func:`~td_physics.invariants.quadrupole_moment`, 0.0 or 0.5), with
+    ``overrides`` by field name (``mesh=48``, ``n_string=48``). A callable takes none.
 
     Examples
     --------
@@ -162,7 +164,7 @@ def phase_diagram(
     models = [factory(**dict(zip(names, p)), **fixed) for p in points]
     n = len(models)
     extra = (4,) if invariant == "z2_indices" else ()
-    values = np.zeros((n,) + extra, dtype=float if invariant == "gap" or callable(invariant) else int)
+    values = np.zeros((n,) + extra, dtype=float if invariant in ("gap", "quadrupole") or callable(invariant) else int)
     converged = np.ones(n, dtype=bool)
     min_gap = np.zeros(n)
     if callable(invariant):
@@ -180,6 +182,8 @@ def phase_diagram(
         name = invariant
         if invariant in ("z2", "z2_indices"):
             opts: Any = resolve(Z2Options, options, overrides, "convergence")
+        elif invariant == "quadrupole":
+            opts = resolve(NestedWilsonOptions, options, overrides, "convergence")
         else:
             opts = resolve(ChernOptions, PHASE_DIAGRAM_CHERN if options is None else options, overrides, "convergence")
         for idx in _groups(models):
@@ -191,6 +195,9 @@ def phase_diagram(
                 sign = np.array([plane_orientation(m, plane) for m in group])
                 values[idx] = np.rint(res["raw"] * sign).astype(int)
                 converged[idx], min_gap[idx] = res["converged"], res["min_gap"]
+            elif invariant == "quadrupole":
+                res = quadrupole_batch(group, nocc, opts)
+                values[idx], converged[idx], min_gap[idx] = res["q_xy"], res["converged"], res["min_gap"]
             elif invariant == "gap":
                 direct, _ = batched_band_gaps(group, nocc, opts.mesh)
                 values[idx], min_gap[idx] = direct, direct
