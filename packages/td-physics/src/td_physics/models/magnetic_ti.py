@@ -108,7 +108,10 @@ def kane_mele_exchange(
     """The Kane-Mele model with exchange ``m_a . s`` on sublattice A and ``m_b . s`` on B (dimensionless).
 
     ``m_a``, ``m_b``: numbers (along z) or Cartesian 3-vectors. Two occupied bands. Closed-form phase
-    diagram in the module docstring (Kane and Mele 2005; Qiao et al. 2010 with Rashba).
+    diagram and signs in the module docstring.
+
+    Reference: Kane and Mele, Phys. Rev. Lett. 95, 226801 (2005); with Rashba, Qiao et al., Phys. Rev. B
+    82, 161414(R) (2010).
 
     Examples
     --------
@@ -151,8 +154,11 @@ def afm_fu_kane_mele(
     Eight orbitals (four sites: A, B of the first parent cell with moment ``+m``, then A, B of the
     second with ``-m``), four occupied bands; ``m`` a number (along z) or a Cartesian 3-vector. ``S``
     translates by reduced ``(0, 0, 1/2)``; the antiferromagnetic Z2 lives on the plane ``k_3 = 0``
-    (:func:`td_physics.invariants.antiferromagnetic_z2` with ``axis=2``). Closed form in the module
-    docstring.
+    (:func:`td_physics.invariants.antiferromagnetic_z2` with ``axis=2``). Closed form and signs in the
+    module docstring.
+
+    Reference: Mong, Essin and Moore, Phys. Rev. B 81, 245209 (2010); Fu, Kane and Mele, Phys. Rev. Lett.
+    98, 106803 (2007).
 
     Examples
     --------
