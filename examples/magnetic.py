@@ -12,6 +12,9 @@ Figures:
   Hall (C = +-1) on the four sides, trivial beyond;
 * ``qah_hall_cut.png``: along lambda_v = 0.1, the Kubo anomalous Hall conductivity (a second method)
   against -C e^2/h from the Chern number;
+* ``qah_ribbon_bands.png``: the bands of a ribbon in the quantum spin Hall and the quantum anomalous Hall
+  phase, coloured by the edge that holds each state: helical pairs on each edge, then one chiral mode
+  per edge (``edge_chirality`` counts them along the cut, a third method);
 * ``afti_phase_diagram.png``: the Z2 of the antiferromagnetic Fu-Kane-Mele model (Mong, Essin and
   Moore 2010) over (|m|, dt) by the Wannier-centre flow on the plane k_3 = 0, with the closed-form
   boundaries |m|^2 = dt (dt - 2t) and |m|^2 = (4t + dt)(2t + dt); crosses mark points whose bulk gap is
@@ -44,7 +47,8 @@ except ImportError:  # tqdm is installed by `make install`; the example still ru
 
 
 from td_physics.bands import batched_band_gaps  # noqa: E402
-from td_physics.invariants import anomalous_hall_conductivity  # noqa: E402
+from td_physics.finite import ribbon  # noqa: E402
+from td_physics.invariants import anomalous_hall_conductivity, edge_chirality  # noqa: E402
 from td_physics.invariants.antiferromagnetic import antiferromagnetic_z2_batch  # noqa: E402
 from td_physics.models import afm_fu_kane_mele, kane_mele_exchange  # noqa: E402
 from td_physics.phase_diagram import phase_diagram  # noqa: E402
@@ -122,6 +126,30 @@ def hall_cut(m_s: np.ndarray, lambda_v: float, mesh: int, out: Path) -> dict:
     return tally("QAH Hall conductivity", np.rint(-sigma).astype(int), chern.values, trusted)
 
 
+def edge_cut(m_s: np.ndarray, lambda_v: float, out: Path) -> dict:
+    chern = phase_diagram(neel_kane_mele, {"m_s": m_s}, "chern", fixed={"lambda_v": lambda_v})
+    edges = [edge_chirality(neel_kane_mele(m, lambda_v)) for m in tqdm(m_s, desc="ribbons", leave=False)]
+    values = np.array([r.value for r in edges])
+    trusted = chern.converged & np.array([r.converged for r in edges])
+    fig, axes = plt.subplots(1, 2, figsize=(8.0, 3.8), sharey=True, constrained_layout=True)
+    for ax, (m, title) in zip(axes, ((0.05, "quantum spin Hall"), (0.3, "quantum anomalous Hall"))):
+        strip = ribbon(neel_kane_mele(m, lambda_v), 1, 24)
+        ks = np.linspace(0.0, 1.0, 241)
+        e, v = np.linalg.eigh(strip.hamiltonian(ks[:, None]))  # (nk, norb), (nk, norb, norb)
+        high = strip.positions[:, 1] > 0.5
+        weight = (np.abs(v) ** 2 * high[None, :, None]).sum(axis=1)  # (nk, norb) weight on the high edge
+        kk = np.broadcast_to(ks[:, None], e.shape)
+        points = ax.scatter(kk, e, c=weight, s=1.5, cmap="coolwarm", vmin=0, vmax=1)
+        ax.set_ylim(-0.6, 0.6)
+        ax.set_xlabel("k along the ribbon (reduced)")
+        ax.set_title(f"{title}: M_s = {m}, lambda_v = {lambda_v}")
+    axes[0].set_ylabel("energy (units of t)")
+    fig.colorbar(points, ax=axes, label="weight on the high edge")
+    fig.savefig(out / "qah_ribbon_bands.png", dpi=120)
+    plt.close(fig)
+    return tally("QAH edge modes", values, chern.values, trusted)
+
+
 def afti_diagram(m: np.ndarray, dt: np.ndarray, out: Path) -> dict:
     models = [afm_fu_kane_mele(m=mm, dt=d, t=T) for mm in tqdm(m, desc="AFM models", leave=False) for d in dt]
     res = antiferromagnetic_z2_batch(models)  # the whole grid in batched Wilson-loop and parity solves
@@ -163,6 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = [
         qah_diagram(np.linspace(-0.5, 0.5, n), np.linspace(-0.45, 0.45, n), out),
         hall_cut(np.linspace(-0.5, 0.5, 7 if args.quick else 41), 0.1, 64 if args.quick else 160, out),
+        edge_cut(np.linspace(-0.5, 0.5, 7 if args.quick else 41), 0.1, out),
         afti_diagram(
             np.linspace(0.0, 3.0, 7 if args.quick else 31), np.linspace(-1.0, 1.0, 5 if args.quick else 21), out
         ),

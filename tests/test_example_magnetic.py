@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "magnetic.py"
-FIGURES = ("qah_phase_diagram.png", "qah_hall_cut.png", "afti_phase_diagram.png")
+FIGURES = ("qah_phase_diagram.png", "qah_hall_cut.png", "qah_ribbon_bands.png", "afti_phase_diagram.png")
 
 
 def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path):
@@ -24,9 +24,14 @@ def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path)
         assert (out / name).stat().st_size > 10_000, name
     summary = json.loads((out / "summary.json").read_text())
     rows = {row["diagram"]: row for row in summary["diagrams"]}
-    # the quick grids: 9 x 9 QAH points off the boundaries, 7 Hall points, 7 x 5 AFTI points of which the
-    # one at (|m|, dt) = (0, 0) is the gapless parent (the Fu-Kane-Mele semimetal)
-    expected = {"QAH Chern number": (81, 81), "QAH Hall conductivity": (7, 7), "AFTI Z2": (35, 34)}
+    # the quick grids: 9 x 9 QAH points off the boundaries, 7 Hall and ribbon points, 7 x 5 AFTI points of
+    # which the one at (|m|, dt) = (0, 0) is the gapless parent (the Fu-Kane-Mele semimetal)
+    expected = {
+        "QAH Chern number": (81, 81),
+        "QAH Hall conductivity": (7, 7),
+        "QAH edge modes": (7, 7),
+        "AFTI Z2": (35, 34),
+    }
     for name, (points, trusted) in expected.items():
         row = rows[name]
         assert (row["points"], row["trusted"], row["disagree"]) == (points, trusted, 0), row

@@ -55,7 +55,7 @@ def edge_chirality(
     ``details``: the net count and the number of crossings on each edge (``high_net``, ``low_net``,
     ``high_crossings``, ``low_crossings``), the Fermi level and the bulk band edges. ``converged``
     needs an open bulk gap, edges with opposite net counts, and crossing states localised (at least
-    90 % of their weight on one half of the ribbon).
+    75 % of their weight on one half of the ribbon).
 
     Examples
     --------
@@ -86,7 +86,7 @@ def edge_chirality(
     for n, i in enumerate(where):
         for state in np.argsort(np.abs(e[i] - ef))[: abs(int(steps[i]))]:
             weight = float((np.abs(v[n, :, state]) ** 2)[high].sum())
-            localised &= max(weight, 1.0 - weight) >= 0.9
+            localised &= max(weight, 1.0 - weight) >= 0.75
             side = "high" if weight > 0.5 else "low"
             counts[f"{side}_net"] += 1 if e[i, state] < ef else -1  # emptied as k grows: moving up
             counts[f"{side}_crossings"] += 1
