@@ -142,7 +142,7 @@ def edge_cut(m_s: np.ndarray, lambda_v: float, out: Path) -> dict:
         points = ax.scatter(kk, e, c=weight, s=1.5, cmap="coolwarm", vmin=0, vmax=1)
         ax.set_ylim(-0.6, 0.6)
         ax.set_xlabel("k along the ribbon (reduced)")
-        ax.set_title(f"{title}: M_s = {m}, lambda_v = {lambda_v}")
+        ax.set_title(f"{title}\nM_s = {m}, lambda_v = {lambda_v}", fontsize=10)
     axes[0].set_ylabel("energy (units of t)")
     fig.colorbar(points, ax=axes, label="weight on the high edge")
     fig.savefig(out / "qah_ribbon_bands.png", dpi=120)

@@ -30,49 +30,18 @@ from td_physics.model import TightBindingModel
 __all__ = ["edge_chirality"]
 
 
-def _bulk_edges(model: TightBindingModel, nocc: int, mesh: int) -> tuple[float, float]:
-    """Top of the occupied bands and bottom of the empty ones (eV) on a ``mesh`` x ``mesh`` grid."""
+def _bulk_edges(model: TightBindingModel, nocc: int, mesh: int) -> tuple[float, float, float]:
+    """Top of the occupied bands, bottom of the empty ones and the bandwidth (eV) on a ``mesh`` x ``mesh`` grid."""
     axis = np.arange(mesh) / mesh
     grid = np.stack(np.meshgrid(axis, axis, indexing="ij"), -1).reshape(-1, 2)
     e = model.eigvalsh(grid)  # (mesh^2, norb)
-    return float(e[:, nocc - 1].max()), float(e[:, nocc].min())
+    return float(e[:, nocc - 1].max()), float(e[:, nocc].min()), float(e.max() - e.min())
 
 
-def edge_chirality(
-    model: TightBindingModel,
-    occupied: int | None = None,
-    *,
-    open_axis: int = 1,
-    n_cells: int = 24,
-    n_k: int = 240,
-    fermi_energy: float | None = None,
-    bulk_mesh: int = 48,
-) -> InvariantResult:
-    """Net number of chiral modes on the high edge of a ribbon of a 2D model (equal to the Chern number).
-
-    ``open_axis`` (0 or 1) is cut to ``n_cells`` cells; ``n_k`` points sample the other direction;
-    ``fermi_energy`` (eV) defaults to 60 % up the bulk gap found on a ``bulk_mesh`` grid.
-    ``details``: the net count and the number of crossings on each edge (``high_net``, ``low_net``,
-    ``high_crossings``, ``low_crossings``), the Fermi level and the bulk band edges. ``converged``
-    needs an open bulk gap, edges with opposite net counts, and crossing states localised (at least
-    75 % of their weight on one half of the ribbon).
-
-    Examples
-    --------
-    >>> from td_physics.models import qwz
-    >>> edge_chirality(qwz(-1.0), n_cells=20, n_k=200).value
-    1
-    """
-    if model.dim_k != 2:
-        raise ModelDefinitionError(f"edge_chirality needs a 2D model, got dim_k={model.dim_k}")
-    if open_axis not in (0, 1):
-        raise ModelDefinitionError(f"open_axis must be 0 or 1, got {open_axis!r}")
-    if n_cells < 4 or n_k < 16:
-        raise ModelDefinitionError(f"need n_cells >= 4 and n_k >= 16, got n_cells={n_cells}, n_k={n_k}")
-    nocc = resolve_occupied(model, occupied)
-    top_val, bottom_cond = _bulk_edges(model, nocc, bulk_mesh)
-    gap = bottom_cond - top_val
-    ef = top_val + 0.6 * gap if fermi_energy is None else float(fermi_energy)
+def _edge_counts(
+    model: TightBindingModel, open_axis: int, n_cells: int, n_k: int, ef: float
+) -> tuple[dict[str, int], bool]:
+    """Net modes and crossings on each edge of one ribbon, and whether every crossing state is localised."""
     strip = ribbon(model, open_axis, n_cells)
     ks = (np.arange(n_k) + 0.5) / n_k
     e = np.linalg.eigvalsh(strip.hamiltonian(ks[:, None]))  # (n_k, norb_r)
@@ -90,15 +59,71 @@ def edge_chirality(
             side = "high" if weight > 0.5 else "low"
             counts[f"{side}_net"] += 1 if e[i, state] < ef else -1  # emptied as k grows: moving up
             counts[f"{side}_crossings"] += 1
+    return counts, bool(localised)
+
+
+def edge_chirality(
+    model: TightBindingModel,
+    occupied: int | None = None,
+    *,
+    open_axis: int = 1,
+    n_cells: int = 32,
+    n_k: int = 240,
+    fermi_energy: float | None = None,
+    bulk_mesh: int = 48,
+) -> InvariantResult:
+    """Net number of chiral modes on the high edge of a ribbon of a 2D model (equal to the Chern number).
+
+    ``open_axis`` (0 or 1) is cut to ``n_cells`` cells; ``n_k`` points sample the other direction;
+    ``fermi_energy`` (eV) defaults to 60 % up the bulk gap found on a ``bulk_mesh`` grid.
+    ``details``: the net count and the number of crossings on each edge (``high_net``, ``low_net``,
+    ``high_crossings``, ``low_crossings``), the same for a ribbon 1.5 times wider (``wider_ribbon``),
+    the Fermi level and the bulk band edges. ``converged`` needs an open bulk gap, the same number of
+    crossings on both edges with opposite net counts, crossing states localised (at least 75 % of their
+    weight on one half of the ribbon), the wider ribbon counting the same, and at least
+    ``cells_needed = W / (3 gap)`` cells (``W`` the bulk bandwidth; a rough bound on the edge decay length
+    in cells): close to a gap closing the edge modes decay slowly and hybridise across a narrow ribbon.
+
+    Examples
+    --------
+    >>> from td_physics.models import qwz
+    >>> edge_chirality(qwz(-1.0), n_cells=20, n_k=200).value
+    1
+    """
+    if model.dim_k != 2:
+        raise ModelDefinitionError(f"edge_chirality needs a 2D model, got dim_k={model.dim_k}")
+    if open_axis not in (0, 1):
+        raise ModelDefinitionError(f"open_axis must be 0 or 1, got {open_axis!r}")
+    if n_cells < 4 or n_k < 16:
+        raise ModelDefinitionError(f"need n_cells >= 4 and n_k >= 16, got n_cells={n_cells}, n_k={n_k}")
+    nocc = resolve_occupied(model, occupied)
+    top_val, bottom_cond, width = _bulk_edges(model, nocc, bulk_mesh)
+    gap = bottom_cond - top_val
+    cells_needed = width / (3.0 * gap) if gap > 0 else np.inf  # edge decay length bound, in cells
+    ef = top_val + 0.6 * gap if fermi_energy is None else float(fermi_energy)
+    counts, localised = _edge_counts(model, open_axis, n_cells, n_k, ef)
+    wider, _ = _edge_counts(model, open_axis, n_cells + n_cells // 2, n_k, ef)  # finite-size check
     periodic = 1 - open_axis
-    sign = plane_orientation(model, (periodic, open_axis))
-    value = sign * counts["high_net"]
-    converged = gap > 0 and counts["high_net"] == -counts["low_net"] and bool(localised)
+    value = plane_orientation(model, (periodic, open_axis)) * counts["high_net"]
+    converged = (
+        n_cells >= cells_needed
+        and counts["high_net"] == -counts["low_net"]
+        and counts["high_crossings"] == counts["low_crossings"]
+        and localised
+        and wider == counts
+    )
     return InvariantResult(
         value=int(value),
         converged=bool(converged),
         min_gap=float(gap),
         mesh=(n_k, n_cells),
         method="ribbon-edge-modes",
-        details={**counts, "fermi_energy": ef, "bulk_valence_top": top_val, "bulk_conduction_bottom": bottom_cond},
+        details={
+            **counts,
+            "wider_ribbon": wider,
+            "cells_needed": float(cells_needed),
+            "fermi_energy": ef,
+            "bulk_valence_top": top_val,
+            "bulk_conduction_bottom": bottom_cond,
+        },
     )
