@@ -53,6 +53,10 @@ def as_candidate(rec: CrystalRecord, **labels) -> CrystalRecord:
         (lambda: relax_candidates([], [], PHYSICS, {"fmax": -1}), "relax_options.fmax must be a number > 0"),
         (lambda: relax_candidates([], [], PHYSICS, {"max_steps": 0}), "relax_options.max_steps must be an integer"),
         (lambda: relax_candidates([], [], PHYSICS, {"enabled": "yes"}), "relax_options.enabled must be true or false"),
+        (
+            lambda: relax_candidates([], [], PHYSICS, {"symprec": 0}),
+            r"relax_options.symprec must be a number > 0 \(Angs",
+        ),
         (lambda: verify_candidates([], {"top": 2}), r"verify_options has unknown keys \['top'\]"),
         (lambda: verify_candidates([], {"top_n": -1}), "verify_options.top_n must be an integer >= 0, got -1"),
         (lambda: verify_candidates([], {"timeout_per_crystal": 0}), "timeout_per_crystal must be seconds > 0"),
@@ -137,6 +141,22 @@ def test_relax_keeps_every_candidate_in_order_with_energies_rmsd_and_the_hull(re
     assert abs(dia.properties["e_above_hull"]) < 0.02  # diamond Si on its own hull
     assert summary["n_candidates"] == 4 and summary["n_relaxed"] == 3 and summary["stability_threshold"] == 0.1
     assert "not the Materials Project hull" in summary["hull"]
+
+
+def test_a_converged_relaxation_is_put_on_its_symmetric_sites(relaxed):
+    """relax_options.symprec (1e-3 A): CHGNet's float32 noise is gone, so the symmetry spglib finds at 1e-3 A
+    holds at a tolerance 1000 times tighter, and the labeller sees it exactly (simple cubic Si: Pm-3m)."""
+    import spglib
+
+    _, out, _, summary = relaxed
+    assert summary["options"]["symprec"] == 1e-3
+    converged = [r for r in out if r.labels["relax_converged"]]
+    assert [r.id for r in converged] == ["cand-0000", "cand-0001"]
+    for rec in converged:
+        cell = (rec.lattice, rec.frac_coords, rec.atomic_numbers)
+        loose, tight = (spglib.get_symmetry_dataset(cell, symprec=p).number for p in (1e-3, 1e-6))
+        assert loose == tight, rec.id
+    assert spglib.get_symmetry_dataset((out[1].lattice, out[1].frac_coords, out[1].atomic_numbers)).number == 221
 
 
 def test_the_threshold_drops_the_unstable_candidate_and_the_table_says_why(relaxed):

@@ -49,6 +49,10 @@ class RelaxOptions(OptionsBlock):
     # cost; null lifts them.
     max_atoms: int | None = 6  # larger cells are not relaxed (verification takes small cells only; None: no limit)
     max_candidates: int | None = 12  # relax at most this many, in sampling order (None: all)
+    # Angstrom: a converged relaxation is put on its symmetric sites (td_data.relax.idealised, spglib's idealised
+    # primitive cell) within this tolerance: CHGNet's float32 noise hides the symmetry from the labeller, which
+    # then labels the cell hundreds of times slower with the same answer. None keeps CHGNet's positions.
+    symprec: float | None = 1e-3
 
     def __post_init__(self) -> None:
         for name in ("enabled", "relax_cell"):
@@ -65,6 +69,9 @@ class RelaxOptions(OptionsBlock):
             value = getattr(self, name)
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ParameterError(f"relax_options.{name} must be an integer >= 1 or null, got {value!r}")
+        prec = self.symprec
+        if prec is not None and (isinstance(prec, bool) or not isinstance(prec, (int, float)) or not prec > 0):
+            raise ParameterError(f"relax_options.symprec must be a number > 0 (Angstrom) or null, got {prec!r}")
 
     def why_not_relaxed(self, rec: CrystalRecord, n_chosen: int) -> str:
         """Why ``rec`` is not relaxed ('' when it is), given ``n_chosen`` candidates chosen before it."""
@@ -107,7 +114,8 @@ def relax_candidates(
     """``(relaxed candidates, one table row per candidate, summary)``.
 
     Every candidate comes out, in input order: the relaxed structure when the relaxation ran (the last one
-    when it did not converge), else the input. Properties ``energy_per_atom`` (eV/atom, CHGNet), ``rmsd``
+    when it did not converge; a converged one on its symmetric sites within ``relax_options.symprec``), else
+    the input. Properties ``energy_per_atom`` (eV/atom, CHGNet), ``rmsd``
     (Angstrom, input to relaxed) and ``e_above_hull`` (eV/atom) where known; labels ``relax_converged``,
     ``relax_reason``, ``hull_reason``, ``passed_stability`` and ``stability_reason``. ``relaxer``: a loaded
     ``td_data.relax.Relaxer`` to reuse (tests); by default one is loaded here.
@@ -171,6 +179,7 @@ def relax_candidates(
             "batch_size": opts.batch_size,
             "max_atoms": opts.max_atoms,
             "max_candidates": opts.max_candidates,
+            "symprec": opts.symprec,
         },
         "stability_threshold": threshold,
         "n_candidates": len(candidates),
@@ -191,7 +200,7 @@ def _relax(
     candidates: list[CrystalRecord], references: list[CrystalRecord], opts: RelaxOptions, relaxer: Any
 ) -> list[tuple[CrystalRecord, dict[str, Any]]]:
     """CHGNet relaxation and hull of every candidate: ``(record to pass on, facts)`` in input order."""
-    from td_data.relax import Relaxer, energy_above_hull, relax_records
+    from td_data.relax import Relaxer, energy_above_hull, idealised, relax_records
 
     logger.info(
         "relax: %d candidates with CHGNet (fmax %g eV/A, at most %d steps), then the hull of %d training crystals",
@@ -216,6 +225,8 @@ def _relax(
             )
         except ValueError as err:  # a cell the relaxation collapsed: the candidate is kept as sampled
             record, converged, reason = cand, False, f"the relaxed structure is not a valid crystal: {err}"
+        if converged and opts.symprec is not None:
+            record = idealised(record, opts.symprec)
         phases = getattr(hull, "reference_phases", None) or ()
         out.append((record, {
             "converged": converged, "reason": reason, "n_steps": res.n_steps,
