@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
+from tests._examples import run_quick
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "superconductors.py"
 FIGURES = (
     "kitaev_phase_diagram.png",
     "kitaev_open_chain.png",
@@ -18,23 +14,13 @@ FIGURES = (
 
 
 def test_quick_run_writes_the_figures_and_agrees_with_the_closed_forms(tmp_path):
-    out = tmp_path / "sc"
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLE), "--quick", "--output-dir", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stderr
-    for name in FIGURES:
-        assert (out / name).stat().st_size > 10_000, name
-    summary = json.loads((out / "summary.json").read_text())
+    stdout, summary = run_quick("superconductors", tmp_path / "sc", FIGURES)
     expected_points = {"kitaev": 21 * 11, "p_wave": 13 * 5, "helical": 13}
     for key, points in expected_points.items():
         row = summary[key]
         assert row["points"] == points and row["disagree"] == 0, row
         assert row["converged"] == points, row  # the quick grids stay off the phase boundaries
-        assert f"{row['diagram']:<26}{points:>8}{points:>11}{0:>10}" in proc.stdout
+        assert f"{row['diagram']:<26}{points:>8}{points:>11}{0:>10}" in stdout
     chain = summary["open_chain"]
     assert max(chain["zero_mode_energies"]) < 1e-6  # two Majorana zero modes at mu = 0.5 t
     assert chain["weight_on_3_end_sites"] > 0.95  # localised at the two ends
