@@ -14,16 +14,15 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
 
 from tests._active_learning import project_copy, tiny_inputs
+from tests._slurm import one_node_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -37,28 +36,18 @@ FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 def slurm():
     """The cluster's environment; ``SLURM_CONF`` and the venv's bin/ are set in ``os.environ`` while it runs (the
     chain is submitted through td_hpc.submit, which passes this process's environment to sbatch)."""
-    run_dir = Path(tempfile.mkdtemp(prefix="td-slurm-al-", dir="/tmp"))  # short: the munge socket path
-    env = {**os.environ, "TD_SLURM_DIR": str(run_dir), "TD_SLURM_CTLD_PORT": "16847", "TD_SLURM_D_PORT": "16848"}
-    proc = subprocess.run(["bash", str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode == 3:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        pytest.skip(f"scripts/slurm_cluster.sh cannot run here: {proc.stderr.strip()}")
-    if proc.returncode != 0:
-        subprocess.run(["bash", str(CLUSTER), "stop"], env=env, capture_output=True, timeout=120)
-        pytest.fail(f"scripts/slurm_cluster.sh start failed:\n{proc.stderr}")
-    saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
-    os.environ["SLURM_CONF"] = str(run_dir / "slurm.conf")
-    os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    try:
-        yield env
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
-        subprocess.run(["bash", str(CLUSTER), "stop"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(run_dir, ignore_errors=True)
+    with one_node_cluster("td-slurm-al-", 16847, 16848) as (env, run_dir):
+        saved = {k: os.environ.get(k) for k in ("SLURM_CONF", "PATH")}
+        os.environ["SLURM_CONF"] = str(run_dir / "slurm.conf")
+        os.environ["PATH"] = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+        try:
+            yield env
+        finally:
+            for key, value in saved.items():
+                if value is None:
+                    os.environ.pop(key, None)
+                else:
+                    os.environ[key] = value
 
 
 def _states(job: str) -> list[str]:

@@ -16,14 +16,14 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import pytest
+
+from tests._slurm import one_node_cluster
 
 pytestmark = pytest.mark.slow
 
@@ -38,26 +38,10 @@ FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 @pytest.fixture(scope="module")
 def slurm():
     """The cluster's environment (``SLURM_CONF`` and the venv's bin/ on ``PATH``) and its run folder."""
-    run_dir = Path(tempfile.mkdtemp(prefix="td-slurm-it-", dir="/tmp"))  # short: the munge socket path
-    env = {
-        **os.environ,
-        "TD_SLURM_DIR": str(run_dir),
-        "TD_SLURM_CTLD_PORT": "16827",  # not packages/td-hpc's ports: the two modules may run at once
-        "TD_SLURM_D_PORT": "16828",
-    }
-    proc = subprocess.run(["bash", str(CLUSTER), "start"], env=env, capture_output=True, text=True, timeout=900)
-    if proc.returncode == 3:
-        shutil.rmtree(run_dir, ignore_errors=True)
-        pytest.skip(f"scripts/slurm_cluster.sh cannot run here: {proc.stderr.strip()}")
-    if proc.returncode != 0:
-        subprocess.run(["bash", str(CLUSTER), "stop"], env=env, capture_output=True, timeout=120)
-        pytest.fail(f"scripts/slurm_cluster.sh start failed:\n{proc.stderr}")
-    env.update(SLURM_CONF=str(run_dir / "slurm.conf"), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
-    try:
+    # not packages/td-hpc's ports: the two modules may run at once
+    with one_node_cluster("td-slurm-it-", 16827, 16828) as (env, run_dir):
+        env.update(SLURM_CONF=str(run_dir / "slurm.conf"), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
         yield env
-    finally:
-        subprocess.run(["bash", str(CLUSTER), "stop"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def daemon_logs(env: dict[str, str], dest: Path) -> str:
