@@ -71,6 +71,25 @@ def test_an_interrupted_run_keeps_its_labels_and_checkpoints_as_it_goes(tmp_path
         label_records(records()[:1], store_path=path, checkpoint_seconds=0, **OPTS)
 
 
+def test_the_records_magnetic_moments_reach_the_labeller(monkeypatch):
+    import td_physics.classify
+
+    seen = []
+    real = td_physics.classify.classify_structure
+
+    def spy(*args, magnetic_moments=None, **kwargs):
+        seen.append(None if magnetic_moments is None else np.asarray(magnetic_moments).tolist())
+        return real(*args, magnetic_moments=magnetic_moments, **kwargs)
+
+    monkeypatch.setattr(td_physics.classify, "classify_structure", spy)
+    si = records()[0]
+    collinear = si.replace(id="si-fm", magmoms=[0.5, 0.5])
+    canted = si.replace(id="si-canted", magmoms=[[0.5, 0, 0], [0, 0, 0.5]])
+    res = label_records([si, collinear, canted], workers=1, **OPTS)
+    assert seen == [None, [0.5, 0.5], [[0.5, 0.0, 0.0], [0.0, 0.0, 0.5]]]
+    assert len(res.records) == 3 and not res.quarantined
+
+
 def test_a_user_model_takes_precedence_over_the_universal_tables():
     from td_physics.models import bi2se3
 

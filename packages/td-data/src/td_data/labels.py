@@ -87,7 +87,9 @@ def _classify_one(record: CrystalRecord, options: dict[str, Any]) -> tuple[str, 
     try:
         from td_physics.classify import classify_structure
 
-        moments = record.labels.get("magnetic_moments")
+        # the record's own moments (magCIF, pymatgen magmom, POSCAR MAGMOM); a "magnetic_moments" label is the
+        # older way of giving them and is read when the record has none
+        moments = record.magmoms if record.magmoms is not None else record.labels.get("magnetic_moments")
         result = classify_structure(
             record.lattice, record.frac_coords, record.atomic_numbers, magnetic_moments=moments, **options
         )
