@@ -313,17 +313,38 @@ def test_kedro_run_active_learning_in_a_project_copy_then_again_resumes(inputs, 
     assert json.loads((data / "08_reporting" / "active_learning.json").read_text()) == report
 
 
+def _kedro_config(env: str) -> tuple[dict, dict]:
+    """``(parameters, catalog)`` of ``kedro run --env ENV``, loaded in a process of its own: kedro's
+    bootstrap_project sets sys.path, PYTHONPATH and logging process-wide, which would leak into other tests."""
+    code = (
+        "import json, sys\n"
+        "from pipelines.resolved_config import load_kedro_config\n"
+        "print(json.dumps(load_kedro_config(sys.argv[1], sys.argv[2]), default=str))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code, str(ROOT), env],
+        cwd=ROOT,
+        env={**os.environ, "KEDRO_DISABLE_TELEMETRY": "1"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    params, catalog = json.loads(done.stdout.strip().splitlines()[-1])
+    return params, catalog
+
+
 def test_the_demo_configuration_is_valid_and_leaves_the_main_jobs_files_alone():
     """conf/active_learning_demo: every block it writes is valid; ingest..train write under data/active_learning_demo/
     (not over the main job's files), the active-learning outputs where conf/base puts them."""
     from pipelines.config import DataConfig, LabelConfig
     from pipelines.pipeline_registry import register_pipelines
     from pipelines.relax.nodes import RelaxOptions
-    from pipelines.resolved_config import dataset_path, load_kedro_config
+    from pipelines.resolved_config import dataset_path
     from pipelines.train.nodes import TrainOptions, experiment_config
 
-    params, catalog = load_kedro_config(ROOT, "active_learning_demo")
-    _, base = load_kedro_config(ROOT, "base")
+    params, catalog = _kedro_config("active_learning_demo")
+    _, base = _kedro_config("base")
     experiment_config(params["model_config"], params["physics_config"], params["training_config"])
     blocks = {"data_config": DataConfig, "label_options": LabelConfig, "relax_options": RelaxOptions,
               "train_options": TrainOptions, "active_learning_options": ActiveLearningOptions}  # fmt: skip

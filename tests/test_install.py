@@ -29,7 +29,10 @@ except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib
 
 LIBRARIES = sorted(p.parent for p in (ROOT / "packages").glob("*/pyproject.toml"))
-ENV = {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "KEDRO_DISABLE_TELEMETRY": "1"}
+# no PYTHONPATH: a fresh environment has none (kedro's bootstrap_project sets it process-wide to the project it
+# bootstraps, so a test that loaded the configuration in this worker would make the probes import this checkout)
+ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+ENV.update(PIP_DISABLE_PIP_VERSION_CHECK="1", KEDRO_DISABLE_TELEMETRY="1")
 
 
 def _name(folder: Path) -> str:
@@ -150,7 +153,9 @@ def test_pip_install_editable_at_the_root_in_a_fresh_environment(tmp_path):
         " 'project': m.version('topological-diffusion')}))\n"
     )
     where = json.loads(
-        subprocess.run([str(python), "-c", probe], cwd=tmp_path, capture_output=True, text=True, check=True).stdout
+        subprocess.run(
+            [str(python), "-c", probe], cwd=tmp_path, env=ENV, capture_output=True, text=True, check=True
+        ).stdout
     )
     venv = (tmp_path / "venv").resolve()
     assert Path(where["pipelines"]).resolve() == (project / "pipelines" / "__init__.py").resolve()  # editable
