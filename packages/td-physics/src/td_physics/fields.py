@@ -25,7 +25,7 @@ import numpy as np
 from td_physics.exceptions import ModelDefinitionError, SymmetryError
 from td_physics.model import TightBindingModel
 
-__all__ = ["electric_field", "exchange_field"]
+__all__ = ["electric_field", "exchange_field", "exchange_onsite"]
 
 logger = logging.getLogger(__name__)
 
@@ -117,6 +117,23 @@ def electric_field(
     return new
 
 
+def exchange_onsite(moments: np.ndarray, J: float = 1.0) -> np.ndarray:
+    """The block-diagonal (2 nsite, 2 nsite) matrix ``J m_i . sigma`` of (nsite,) (along z) or (nsite, 3) moments.
+
+    No validation: :func:`exchange_field`, :func:`td_physics.magnetic.add_exchange` and the structure builder check
+    their moments first.
+
+    >>> exchange_onsite(np.array([[0.0, 0.0, 0.5], [0.5, 0.0, 0.0]])).real.tolist()
+    [[0.5, 0.0, 0.0, 0.0], [0.0, -0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5], [0.0, 0.0, 0.5, 0.0]]
+    """
+    moms = np.asarray(moments, dtype=float)
+    if moms.ndim == 1:
+        moms = np.stack([np.zeros_like(moms), np.zeros_like(moms), moms], axis=1)  # collinear: along z
+    nsite = len(moms)
+    blocks = J * np.einsum("sa,aij->sij", moms, _PAULI)  # (nsite, 2, 2)
+    return np.einsum("st,sij->sitj", np.eye(nsite), blocks).reshape(2 * nsite, 2 * nsite)
+
+
 def exchange_field(model: TightBindingModel, m: float | Sequence[float]) -> TightBindingModel:
     """A copy of a spinful ``model`` with ``m . sigma`` (eV) added on every site.
 
@@ -133,9 +150,8 @@ def exchange_field(model: TightBindingModel, m: float | Sequence[float]) -> Tigh
     if not model.spinful:
         raise ModelDefinitionError(f"exchange_field needs a spinful model, got the spinless model {model.name!r}")
     vec = _vector(m, 3, "exchange field", "eV")
-    block = np.einsum("a,aij->ij", vec, _PAULI)  # (2, 2)
     new = model.copy()
-    new.set_onsite(np.kron(np.eye(model.norb // 2), block), mode="add")
+    new.set_onsite(exchange_onsite(np.tile(vec, (model.norb // 2, 1))), mode="add")  # the same m on every site
     _recheck_inversion(new, model, "the exchange field")
     new.metadata["applied_fields"] = [
         *new.metadata.get("applied_fields", []),

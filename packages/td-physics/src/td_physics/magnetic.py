@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from td_physics.exceptions import ModelDefinitionError, SymmetryError
-from td_physics.fields import _PAULI, _recheck_inversion
+from td_physics.fields import _recheck_inversion, exchange_onsite  # exchange_onsite: public here too
 from td_physics.finite import tile
 from td_physics.model import TightBindingModel
 
@@ -125,22 +125,6 @@ def add_exchange(model: TightBindingModel, moments: Any, J: float = 1.0) -> Tigh
         {"kind": "site_exchange", "moments": moms.tolist(), "J_eV": float(coupling)},
     ]
     return new
-
-
-def exchange_onsite(moments: np.ndarray, J: float = 1.0) -> np.ndarray:
-    """The block-diagonal (2 nsite, 2 nsite) matrix ``J m_i . sigma`` of (nsite,) (along z) or (nsite, 3) moments.
-
-    No validation: :func:`add_exchange` and the structure builder check their moments first.
-
-    >>> exchange_onsite(np.array([[0.0, 0.0, 0.5], [0.5, 0.0, 0.0]])).real.tolist()
-    [[0.5, 0.0, 0.0, 0.0], [0.0, -0.5, 0.0, 0.0], [0.0, 0.0, 0.0, 0.5], [0.0, 0.0, 0.5, 0.0]]
-    """
-    moms = np.asarray(moments, dtype=float)
-    if moms.ndim == 1:
-        moms = np.stack([np.zeros_like(moms), np.zeros_like(moms), moms], axis=1)  # collinear: along z
-    nsite = len(moms)
-    blocks = J * np.einsum("sa,aij->sij", moms, _PAULI)  # (nsite, 2, 2)
-    return np.einsum("st,sij->sitj", np.eye(nsite), blocks).reshape(2 * nsite, 2 * nsite)
 
 
 def model_supercell(model: TightBindingModel, multiples: Sequence[int]) -> TightBindingModel:

@@ -13,7 +13,7 @@ numbers) into a :class:`~td_physics.model.TightBindingModel`:
 * filling: ``occupied`` = number of valence s + p electrons (one electron per spinful band);
 * optional moments ``m_i`` (Bohr magnetons; a number along +z, or a Cartesian 3-vector for
   non-collinear order): ``-(J / 2) m_i . sigma`` on every orbital of atom ``i``
-  (:func:`td_physics.magnetic.exchange_onsite`), lowering the spin along ``m_i`` by ``J |m_i| / 2``
+  (:func:`td_physics.fields.exchange_onsite`), lowering the spin along ``m_i`` by ``J |m_i| / 2``
   (splitting ``J |m_i|``). ``J`` (eV per Bohr magneton, default 1.0) is a model parameter of Stoner
   type, not a sourced value;
 * 2D cells: when the third lattice vector holds a vacuum gap of at least ``vacuum_gap`` Angstrom
@@ -36,8 +36,8 @@ import numpy as np
 
 from td_physics.exceptions import StructureError
 from td_physics.fields import electric_field as apply_electric_field
+from td_physics.fields import exchange_onsite
 from td_physics.inversion import InversionSymmetry
-from td_physics.magnetic import exchange_onsite
 from td_physics.model import TightBindingModel
 from td_physics.options import TightBindingOptions, resolve
 from td_physics.structure.parameters import (
