@@ -54,6 +54,11 @@ def as_candidate(rec: CrystalRecord, **labels) -> CrystalRecord:
         (lambda: relax_candidates([], [], PHYSICS, {"max_steps": 0}), "relax_options.max_steps must be an integer"),
         (lambda: relax_candidates([], [], PHYSICS, {"enabled": "yes"}), "relax_options.enabled must be true or false"),
         (
+            lambda: relax_candidates([], [], PHYSICS, {"optimizer": "lbfgs"}),
+            "relax_options.optimizer must be 'fire' or 'bfgs', got 'lbfgs'",
+        ),
+        (lambda: relax_candidates([], [], PHYSICS, {"workers": 0}), "relax_options.workers must be an integer >= 1"),
+        (
             lambda: relax_candidates([], [], PHYSICS, {"symprec": 0}),
             r"relax_options.symprec must be a number > 0 \(Angs",
         ),
@@ -101,6 +106,18 @@ def test_relax_limits_say_which_candidates_were_not_relaxed():
     assert opts.why_not_relaxed(big, 0) == "not relaxed: 5 sites > relax_options.max_atoms=4"
     with pytest.raises(ParameterError, match="relax_options.max_candidates must be an integer >= 1 or null, got 0"):
         RelaxOptions.from_dict({"max_candidates": 0})
+
+
+def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs():
+    pytest.importorskip("chgnet")
+    from td_data.relax import Relaxer
+
+    relaxer = Relaxer(threads=1)
+    out, table, _ = relax_candidates([as_candidate(diamond_si("cand-0000", shift=0.01))], [diamond_si("train-si")],
+                                     PHYSICS, {**FAST_RELAX, "optimizer": "bfgs"}, relaxer=relaxer)  # fmt: skip
+    assert bool(table.loc[0, "relax_converged"]) and abs(out[0].properties["e_above_hull"]) < 0.02
+    settings = {key[2:] for key in relaxer.reference_cache}
+    assert settings == {(FAST_RELAX["fmax"], FAST_RELAX["max_steps"], "bfgs")}
 
 
 def test_relax_disabled_passes_candidates_through_and_the_threshold_holds_them_back():

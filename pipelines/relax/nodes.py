@@ -42,9 +42,15 @@ class RelaxOptions(OptionsBlock):
 
     enabled: bool = True  # false: candidates pass through unrelaxed (no energy above the hull)
     fmax: float = 0.1  # eV/Angstrom: a relaxation converged when every force is below it
-    max_steps: int = 200  # optimiser steps per crystal (FIRE); more is 'not converged'
+    max_steps: int = 200  # optimiser steps per crystal; more is 'not converged'
     relax_cell: bool = True  # relax the cell too (cell filter), not only the positions
     batch_size: int = 32  # crystals per CHGNet batch
+    # "fire" (CHGNet's StructOptimizer default) or "bfgs" (ASE's BFGS: about 30% fewer steps on small cells, the
+    # same minima; benchmarks/relaxation_throughput.py measures both)
+    optimizer: str = "fire"
+    # worker processes, one torch thread each; more than one only pays when there are more crystals than
+    # batch_size (each worker loads its own CHGNet, a few seconds)
+    workers: int = 1
     # The hull relaxes every reference phase of a candidate's chemical system, so the two limits below bound the
     # cost; null lifts them.
     max_atoms: int | None = 6  # larger cells are not relaxed (verification takes small cells only; None: no limit)
@@ -61,7 +67,9 @@ class RelaxOptions(OptionsBlock):
         fmax = self.fmax
         if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or not fmax > 0:
             raise ParameterError(f"relax_options.fmax must be a number > 0 (eV/Angstrom), got {fmax!r}")
-        for name in ("max_steps", "batch_size"):
+        if self.optimizer not in ("fire", "bfgs"):
+            raise ParameterError(f"relax_options.optimizer must be 'fire' or 'bfgs', got {self.optimizer!r}")
+        for name in ("max_steps", "batch_size", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ParameterError(f"relax_options.{name} must be an integer >= 1, got {value!r}")
@@ -203,18 +211,20 @@ def _relax(
     from td_data.relax import Relaxer, energy_above_hull, idealised, relax_records
 
     logger.info(
-        "relax: %d candidates with CHGNet (fmax %g eV/A, at most %d steps), then the hull of %d training crystals",
-        len(candidates), opts.fmax, opts.max_steps, len(references),
+        "relax: %d candidates with CHGNet (%s, fmax %g eV/A, at most %d steps, %d process(es)), then the hull of "
+        "%d training crystals",
+        len(candidates), opts.optimizer, opts.fmax, opts.max_steps, opts.workers, len(references),
     )  # fmt: skip
     if relaxer is None:
         relaxer = Relaxer()
     results = relax_records(
         candidates, fmax=opts.fmax, max_steps=opts.max_steps, relax_cell=opts.relax_cell,
-        batch_size=opts.batch_size, progress=False, relaxer=relaxer,
+        batch_size=opts.batch_size, progress=False, relaxer=relaxer, optimizer=opts.optimizer, workers=opts.workers,
     )  # fmt: skip
     # the reference phases relax with the same settings (and the relaxer caches them)
     hulls = energy_above_hull(results, references, relaxer=relaxer, progress=False, fmax=opts.fmax,
-                              max_steps=opts.max_steps, batch_size=opts.batch_size)  # fmt: skip
+                              max_steps=opts.max_steps, batch_size=opts.batch_size, optimizer=opts.optimizer,
+                      workers=opts.workers)  # fmt: skip
     out = []
     for cand, res, hull in zip(candidates, results, hulls, strict=True):
         converged, reason = bool(res.converged), res.reason or ""

@@ -100,10 +100,23 @@ def test_failed_or_unconverged_candidates_get_a_reason_and_the_others_a_value(re
 def test_reference_phases_are_cached_on_the_relaxer(relaxer, caplog):
     [res] = relax_records([rock_salt()], relaxer=relaxer)
     energy_above_hull([res], relaxer=relaxer)
-    assert relaxer.reference_cache[("element", 11, 0.1, 200)][1].startswith("Na (")
+    assert relaxer.reference_cache[("element", 11, 0.1, 200, "fire")][1].startswith("Na (")
     with caplog.at_level(logging.INFO, logger="td_data.hull"):
         energy_above_hull([res], relaxer=relaxer)
     assert "reference phases" not in caplog.text
+
+
+def test_the_hull_relaxes_its_references_with_the_candidates_optimizer(relaxer):
+    [fire] = relax_records([rock_salt()], relaxer=relaxer)
+    [bfgs] = relax_records([rock_salt()], relaxer=relaxer, optimizer="bfgs")
+    [by_fire] = energy_above_hull([fire], relaxer=relaxer)
+    [by_bfgs] = energy_above_hull([bfgs], relaxer=relaxer, optimizer="bfgs")
+    # a cache of its own: FIRE's reference energies are not reused for a BFGS hull
+    assert ("element", 11, 0.1, 200, "bfgs") in relaxer.reference_cache
+    # the same minima: the two hulls agree to within the relaxations' convergence
+    assert by_bfgs.hull_distance == pytest.approx(by_fire.hull_distance, abs=5e-3)
+    with pytest.raises(TDDataError, match="optimizer must be 'fire' or 'bfgs', got 'lbfgs'"):
+        energy_above_hull([fire], relaxer=relaxer, optimizer="lbfgs")
 
 
 def test_energies_of_another_model_are_refused(relaxer):

@@ -149,6 +149,8 @@ def energy_above_hull(
     fmax: float = 0.1,
     max_steps: int = 200,
     batch_size: int = 32,
+    optimizer: str = "fire",
+    workers: int = 1,
 ) -> list[HullResult]:
     """Energy above the hull of the phases at hand for each relaxed candidate (one :class:`HullResult` each).
 
@@ -166,14 +168,18 @@ def energy_above_hull(
         relaxed reference phases for later calls.
     progress:
         A progress bar while the reference phases relax.
-    fmax, max_steps, batch_size:
-        Relaxation settings of the reference phases (see :func:`~td_data.relax.relax_records`).
+    fmax, max_steps, batch_size, optimizer, workers:
+        Relaxation settings of the reference phases (see :func:`~td_data.relax.relax_records`). The
+        relaxer's cache keeps reference energies per ``(fmax, max_steps, optimizer)``: phases relaxed with
+        other settings are relaxed again, so that one hull never mixes two minimisations.
 
     See the module docstring for the caveat: missing phases make ``e_above_hull`` too low, never too high.
     """
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
     from pymatgen.core import Composition
 
+    if optimizer not in ("fire", "bfgs"):  # checked here too: a fully cached hull never reaches relax_records
+        raise TDDataError(f"optimizer must be 'fire' or 'bfgs', got {optimizer!r}")
     relaxer = relaxer if relaxer is not None else Relaxer()
     results = list(results)
     references = list(references)
@@ -194,7 +200,7 @@ def energy_above_hull(
     relevant = [ref for ref in references if any(set(ref.atomic_numbers.tolist()) <= s for s in systems)]
 
     # relax what the cache does not hold yet, in one batched call
-    settings = (float(fmax), int(max_steps))
+    settings = (float(fmax), int(max_steps), str(optimizer))
     todo: list[tuple[tuple, CrystalRecord]] = []
     for z in elements:
         key = ("element", z, *settings)
@@ -214,6 +220,8 @@ def energy_above_hull(
             progress=progress,
             relaxer=relaxer,
             rmsd=False,
+            optimizer=optimizer,
+            workers=workers,
         )
         for (key, rec), res in zip(todo, relaxed):
             name = rec.id or rec.formula

@@ -159,7 +159,7 @@ class Relaxer:
         self.name = f"CHGNet {model.version}"
         self.min_energy_per_atom = MIN_ENERGY_PER_ATOM[model_name]  # below this the potential has exploded
         self._torch = torch
-        # reference phases of the hull: (kind, key, fmax, max_steps) -> (energy per atom, phase name) or None
+        # reference phases of the hull: (kind, key, fmax, max_steps, optimizer) -> (energy per atom, phase name) or None
         self.reference_cache: dict[tuple, tuple[float, str] | None] = {}
 
     def __repr__(self) -> str:
