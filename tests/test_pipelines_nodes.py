@@ -325,3 +325,21 @@ def test_train_resumes_the_same_run_and_starts_afresh_for_another(labelled, tmp_
     with caplog.at_level("INFO", logger="pipelines.train.nodes"):
         train_model(train[1:], val, TINY_MODEL, PHYSICS, {**two, "learning_rate": 0.01}, options)
     assert "starting afresh" in caplog.text and "train_data" in caplog.text
+
+
+def test_train_budget_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(labelled, tmp_path):
+    from pipelines.exceptions import ParameterError
+
+    _, train, val, _ = split_crystals(labelled[0], {"fractions": [0.7, 0.15, 0.15]})
+    two = {**TINY_TRAINING, "max_epochs": 2}
+    whole = train_model(train, val, TINY_MODEL, PHYSICS, two, {"run_dir": str(tmp_path / "whole")})
+    assert whole[2]["stopped_by"] == "max_epochs" and whole[2]["budget_minutes"] is None
+    options = {"run_dir": str(tmp_path / "run"), "budget_minutes": 1e-6}  # 60 microseconds: less than one step
+    model, _, cut = train_model(train, val, TINY_MODEL, PHYSICS, two, options)
+    assert cut["stopped_by"] == "budget" and cut["global_step"] == 1 and model is not None
+    assert list((tmp_path / "run" / "checkpoints").glob("checkpoint_*.pt"))  # the stop wrote a checkpoint
+    _, _, rest = train_model(train, val, TINY_MODEL, PHYSICS, two, {**options, "budget_minutes": None})
+    assert rest["stopped_by"] == "max_epochs" and rest["global_step"] == whole[2]["global_step"]
+    for bad in (0, -5, True, "10"):
+        with pytest.raises(ParameterError, match="train_options.budget_minutes must be null or a number of minutes"):
+            train_model(train, val, TINY_MODEL, PHYSICS, two, {**options, "budget_minutes": bad})

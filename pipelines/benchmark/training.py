@@ -13,7 +13,6 @@ import dataclasses
 import logging
 import os
 import platform
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -24,17 +23,6 @@ from pipelines.exceptions import ParameterError
 from td_physics.jsonable import to_jsonable
 
 logger = logging.getLogger(__name__)
-
-
-class _BudgetStopFilter(logging.Filter):
-    """Drops the Trainer's "preempted: ... exit status 75" warning when the stop was our budget, not a signal."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.active = False
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (self.active and str(record.msg).startswith("preempted:"))
 
 
 def experiment_config(options: BenchmarkTraining, fitted_epochs: int | None = None) -> Any:
@@ -142,16 +130,6 @@ def fit_epochs_to_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkT
             "budget_share": BUDGET_SHARE, "steps_per_epoch": steps_per_epoch}  # fmt: skip
 
 
-def phases_reached(tc: Any, last_epoch: int) -> list[str]:
-    """Names of the training phases of epochs 1..last_epoch (the last one possibly unfinished), in order."""
-    names: list[str] = []
-    for epoch in range(1, max(last_epoch, 1) + 1):
-        name = tc.phase_at(epoch).name
-        if name not in names:
-            names.append(name)
-    return names
-
-
 def hardware(device: str) -> dict[str, Any]:
     """Where this process runs: CPU model and count, torch threads and versions, the device's name."""
     import accelerate
@@ -210,33 +188,15 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
         tensorboard=False,
     )
     setup_s = time.perf_counter() - t0
-    stop_filter = _BudgetStopFilter()
-    trainer_log = logging.getLogger("td_models.training.trainer")
-    trainer_log.addFilter(stop_filter)
-    timer = None
-    if options.budget_minutes is not None:
-
-        def stop() -> None:
-            stop_filter.active = True
-            trainer.request_stop()
-
-        timer = threading.Timer(60.0 * options.budget_minutes, stop)
-        timer.daemon = True
     t0 = time.perf_counter()
-    try:
-        if timer is not None:
-            timer.start()
-        result = trainer.fit()
-    finally:
-        if timer is not None:
-            timer.cancel()
-        trainer_log.removeFilter(stop_filter)
+    budget = None if options.budget_minutes is None else 60.0 * options.budget_minutes
+    result = trainer.fit(max_seconds=budget)  # stops after the step that crosses the budget
     fit_s = time.perf_counter() - t0
     model = trainer.ema.model if trainer.ema is not None else trainer.model
     model.eval()
     tc = trainer.config.training_config
     summary = {
-        "stopped_by": "budget" if result.preempted else "max_epochs",
+        "stopped_by": "budget" if result.time_limited else "preempted" if result.preempted else "max_epochs",
         "budget_minutes": options.budget_minutes,
         "epochs_completed": result.epochs_completed,
         "max_epochs": tc.max_epochs,
@@ -249,7 +209,7 @@ def train_with_budget(items: Sequence[Mapping[str, Any]], options: BenchmarkTrai
         "weights": "EMA" if trainer.ema is not None else "raw (ema_decay 0)",
         "last_losses": result.last_losses,
         "nonfinite_steps": result.nonfinite_steps,
-        "phases_reached": phases_reached(tc, result.epochs_completed + (1 if result.preempted else 0)),
+        "phases_reached": list(result.phases),  # of the epochs begun, the one the budget stopped included
         "setup_seconds": round(setup_s, 2),
         "fit_seconds": round(fit_s, 2),
         "seconds_per_step": round(fit_s / result.global_step, 4) if result.global_step else None,

@@ -57,6 +57,9 @@ class TrainOptions(OptionsBlock):
     augmentation: tuple[str, ...] = ()  # td_data.augment.OPERATIONS applied to training crystals, in order
     augmentation_copies: int = 1  # augmented copies added per training crystal (the originals stay)
     augmentation_seed: int = 0  # seed of the augmentation draws
+    # wall-clock minutes for this run's training (None: until max_epochs); past it the step in progress finishes, a
+    # checkpoint is written in run_dir and the model trained so far (EMA weights) goes on; a rerun resumes there
+    budget_minutes: float | None = None
 
     def __post_init__(self) -> None:
         from td_data.augment import OPERATIONS
@@ -76,6 +79,13 @@ class TrainOptions(OptionsBlock):
         threads = self.num_threads
         if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
             raise ParameterError(f"train_options.num_threads must be None or an integer >= 1, got {threads!r}")
+        budget = self.budget_minutes
+        if budget is not None and (
+            isinstance(budget, bool) or not isinstance(budget, (int, float)) or not np.isfinite(budget) or budget <= 0
+        ):
+            raise ParameterError(
+                f"train_options.budget_minutes must be null or a number of minutes > 0, got {budget!r}"
+            )
         if not isinstance(self.run_dir, str) or not self.run_dir.strip():
             raise ParameterError(f"train_options.run_dir must be a folder path, got {self.run_dir!r}")
 
@@ -234,7 +244,8 @@ def train_model(
 
     ``train_options`` (:class:`TrainOptions`): ``run_dir`` for the trainer's checkpoints and logs (a rerun of
     the same run resumes there), ``augmentation`` applied to the training crystals (never to validation),
-    ``num_threads`` (torch threads while training, restored afterwards) and ``progress_bar``.
+    ``num_threads`` (torch threads while training, restored afterwards), ``progress_bar`` and ``budget_minutes``
+    (a wall-clock limit: the summary's ``stopped_by`` says whether it or ``max_epochs`` ended the run).
     ``initial_model``: a trained model to fine-tune (its weights and data normalisation, under this
     configuration, whose architecture must match); None trains a new model.
     """
@@ -274,12 +285,14 @@ def train_model(
         if resume:
             checkpoint = trainer.resume("latest")
             logger.info("train: resuming the same run from %s after epoch %d", checkpoint, trainer.epoch)
-        result = trainer.fit()
+        result = trainer.fit(max_seconds=None if options.budget_minutes is None else 60.0 * options.budget_minutes)
     metrics = metrics_frame(result.history)
     model = result.model.cpu()
     summary = {
         "epochs_completed": result.epochs_completed,
         "global_step": result.global_step,
+        "stopped_by": "budget" if result.time_limited else "max_epochs",
+        "budget_minutes": options.budget_minutes,
         "last_losses": _last_losses(result.last_losses, metrics),
         "nonfinite_steps": result.nonfinite_steps,
         "n_train": len(train_items),

@@ -286,6 +286,41 @@ def test_options_are_checked_and_single_process_compression_is_ignored(tmp_path,
     assert trainer.model.denoiser.gradient_checkpointing and trainer.config.model_config.gradient_checkpointing
 
 
+def test_max_seconds_stops_after_the_step_that_crosses_it_with_a_checkpoint(tmp_path, monkeypatch):
+    import time as real_time
+
+    import td_models.training.trainer as trainer_module
+
+    clock = {"now": 0.0}
+
+    class FakeTime:  # time.monotonic advances one second per optimiser step; the rest is the real module
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+        @staticmethod
+        def monotonic():
+            return clock["now"]
+
+    monkeypatch.setattr(trainer_module, "time", FakeTime())
+    trainer = make_trainer(tmp_path, tiny_config(max_epochs=3), val=False)
+    for bad in (0, -1.0, float("nan"), True, "60"):
+        with pytest.raises(ConfigError, match="max_seconds must be None or a number of seconds > 0"):
+            trainer.fit(max_seconds=bad)
+    step = trainer.optimizer.step
+
+    def step_and_tick(*args, **kwargs):
+        step(*args, **kwargs)
+        clock["now"] += 1.0
+
+    trainer.optimizer.step = step_and_tick
+    result = trainer.fit(max_seconds=3.5)  # 6 steps an epoch: the 4th step ends at 4 s, past the limit
+    assert result.time_limited and not result.preempted and not result.reached_max_steps
+    assert (result.global_step, result.epochs_completed) == (4, 0) and result.final_model is None
+    assert result.last_checkpoint.name == "checkpoint_epoch_0000_batch_000004.pt"
+    rest = make_trainer(tmp_path, tiny_config(max_epochs=3), val=False).fit(resume_from="latest")
+    assert not rest.time_limited and rest.global_step == 18 and rest.final_model.is_file()
+
+
 def test_max_steps_stops_without_writing_and_fit_continues(tmp_path):
     trainer = make_trainer(tmp_path, tiny_config(max_epochs=3), val=False)
     with pytest.raises(ConfigError, match="max_steps must be None or an integer >= 1"):

@@ -36,6 +36,7 @@ class TrainingResult:
     final_model: Path | None  # EMA weights at the end (None when preempted)
     step_losses: list[float] = field(default_factory=list)  # total loss of each step of this call, main process
     reached_max_steps: bool = False  # stopped by fit(max_steps=...), nothing written at the stop
+    time_limited: bool = False  # stopped by fit(max_seconds=...) after writing a checkpoint (no final_model)
     # The trainer's inference model when fit returned, not a copy: the EMA weights when ema_decay > 0 (the
     # weights final_model.pt holds), else the trained model; on the training device.
     model: TopologicalDiffusionModel | None = None

@@ -249,6 +249,7 @@ class Trainer:
         self.last_checkpoint: Path | None = None
         self.last_losses: dict[str, float] = {}
         self.preemption = PreemptionFlag()
+        self._deadline: float | None = None  # time.monotonic() past which fit(max_seconds=...) stops
         self._resumed_step: int | None = None
         self.resumed_from: Path | None = None
         self._logbook: MetricsLogger | None = None
@@ -291,7 +292,13 @@ class Trainer:
         self.preemption.request()
 
     # ------------------------------------------------------------------------------ public loop
-    def fit(self, resume_from: str | os.PathLike | None = None, *, max_steps: int | None = None) -> TrainingResult:
+    def fit(
+        self,
+        resume_from: str | os.PathLike | None = None,
+        *,
+        max_steps: int | None = None,
+        max_seconds: float | None = None,
+    ) -> TrainingResult:
         """Train until ``max_epochs`` (or a preemption signal) and return what happened.
 
         ``resume_from``: a checkpoint file, or ``"latest"`` for the newest in ``output_dir``
@@ -303,9 +310,21 @@ class Trainer:
         ``max_steps``: stop after this many optimiser steps of this call, mid-epoch if need be,
         without writing a checkpoint or the final model, and keeping the process group so that
         ``fit`` can continue (benchmarks and smoke tests).
+        ``max_seconds``: a wall-clock budget for this call, counted from here (a time limit, a benchmark's
+        budget): after the first optimiser step that ends past it, every process stops, a checkpoint is
+        written (``fit(resume_from="latest")`` goes on from it) and the result has ``time_limited=True`` and
+        no final model. The check is between steps: a step in progress always finishes.
         """
         if max_steps is not None and (not isinstance(max_steps, int) or max_steps < 1):
             raise ConfigError(f"max_steps must be None or an integer >= 1, got {max_steps!r}")
+        if max_seconds is not None and (
+            isinstance(max_seconds, bool)
+            or not isinstance(max_seconds, (int, float))
+            or not math.isfinite(max_seconds)
+            or max_seconds <= 0
+        ):
+            raise ConfigError(f"max_seconds must be None or a number of seconds > 0, got {max_seconds!r}")
+        self._deadline = None if max_seconds is None else time.monotonic() + float(max_seconds)
         if resume_from is not None:
             try:
                 self.resume(resume_from)
@@ -348,6 +367,10 @@ class Trainer:
                 if status == "preempted":
                     self.save_checkpoint()
                     log.warning("preempted: wrote %s; exit status %d", self.last_checkpoint, PREEMPTED_EXIT_CODE)
+                elif status == "time_limit":
+                    self.save_checkpoint()
+                    log.info("time limit of %g s reached after step %d: wrote %s", max_seconds, self.global_step,
+                             self.last_checkpoint)  # fmt: skip
                 if status != "done":
                     break
                 self._end_of_epoch()
@@ -379,6 +402,7 @@ class Trainer:
             final_model=final_model,
             step_losses=step_losses,
             reached_max_steps=status == "max_steps",
+            time_limited=status == "time_limit",
             model=self._inference_model(),
             history=None if history is None else tuple(history),
             phases=self._phases_begun(),
@@ -419,7 +443,8 @@ class Trainer:
         return bool(value[0] > 0)
 
     def _train_epoch(self, step_losses: list[float], stop_at: int | None) -> str:
-        """Train the rest of epoch ``self.epoch + 1``: ``"done"``, ``"preempted"`` or ``"max_steps"``."""
+        """Train the rest of epoch ``self.epoch + 1``: ``"done"``, ``"preempted"``, ``"time_limit"`` or
+        ``"max_steps"``."""
         tc = self.config.training_config
         acc = self.accelerator
         phase = self._phase()
@@ -523,9 +548,11 @@ class Trainer:
                     self._bar.set_postfix(loss=f"{step_mean['total']:.4f}", lr=f"{lr:.2e}")
             window, window_bad, window_samples = [], False, 0
             started = time.perf_counter()
-            if self._any_process(self.preemption.requested):  # the step is done: stop here if asked
+            late = self._deadline is not None and time.monotonic() >= self._deadline
+            if self._any_process(self.preemption.requested or late):  # the step is done: stop here if asked
                 self._write_data_order(order)
-                return "preempted"
+                # a signal on any process wins over the time limit (the job script requeues on it)
+                return "preempted" if self._any_process(self.preemption.requested) else "time_limit"
             if stop_at is not None and self.global_step >= stop_at:
                 self._write_data_order(order)
                 return "max_steps"
