@@ -146,6 +146,21 @@ def test_generate_bounds_torch_threads_and_restores_them(trained, monkeypatch):
         generate_candidates(model, PHYSICS, {"n_candidates": 2, "num_threads": 0})
 
 
+def test_generate_passes_corrector_steps_to_the_sampler(trained, monkeypatch):
+    model = trained[0]
+    real_sample, seen = model.sample, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs.get("corrector_steps"))
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(model, "sample", spy)
+    _, summary = generate_candidates(model, PHYSICS, {"n_candidates": 2, "steps": 2, "corrector_steps": 2})
+    assert seen == [2] and summary["corrector_steps"] == 2
+    with pytest.raises(ValueError, match="generate_options.corrector_steps must be an integer >= 0, got -1"):
+        generate_candidates(model, PHYSICS, {"n_candidates": 2, "corrector_steps": -1})
+
+
 def test_physics_consistency_and_report(raw, labelled, trained, candidates):
     cands = candidates[0]
     valid = [r for r in labelled[0] if "topo_class" in r.labels][:2]  # labellable crystals posing as candidates
