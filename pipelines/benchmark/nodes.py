@@ -169,7 +169,8 @@ def score(generated: list, test: list, train: list, options: BenchmarkOptions, c
 
     return generation_metrics(generated, test, dataset=options.dataset, train=train, cutoffs=options.coverage_cutoffs(),
                               protocol="published", n_wdist=options.n_wdist, seed=options.seed, n_jobs=options.n_jobs,
-                              reference_cache=options.reference_cache, checks=checks)  # fmt: skip
+                              reference_cache=options.reference_cache, checks=checks,
+                              generated_cache=options.generated_cache)  # fmt: skip
 
 
 def null_reasons(metrics: Mapping[str, Any]) -> dict[str, str]:
@@ -358,7 +359,7 @@ def benchmark_metrics(
     test, test_quarantined = split_records(test_split, options.max_test)
     timings = {"load_data": time.perf_counter() - t0}
     t0 = time.perf_counter()
-    checks = check_generated(generated, n_jobs=options.n_jobs)
+    checks = check_generated(generated, n_jobs=options.n_jobs, cache=options.generated_cache)
     metrics = score(generated, test, train, options, checks=checks)
     timings["metrics"] = time.perf_counter() - t0
     t0 = time.perf_counter()

@@ -54,6 +54,9 @@ class BenchmarkOptions(OptionsBlock):
     cutoffs: tuple[float, float] | None = None  # coverage (structure, composition); null: the dataset's (CDVAE)
     n_jobs: int = 1  # worker processes for the fingerprints and the random-structure baseline
     reference_cache: str | None = None  # the test split's fingerprints (.npz), reused by a second run; null: none
+    # fingerprints of the generated crystals and the baselines (.npz), written every minute while they are computed:
+    # an interrupted evaluate stage resumes from it (a 24-atom cell takes about a second); null: none
+    generated_cache: str | None = None
     n_wdist: int = 1000  # valid crystals drawn for the published protocol's Wasserstein distances (DiffCSP's)
     seed: int = 0  # the Wasserstein draw and the baselines' draws
     # baselines scored in the same run (td_data.evaluation.baselines.BASELINES); an empty list: none
@@ -77,6 +80,10 @@ class BenchmarkOptions(OptionsBlock):
             for value in cutoffs:
                 _positive_number(b, "cutoffs", value)
             object.__setattr__(self, "cutoffs", tuple(float(c) for c in cutoffs))
+        for name in ("reference_cache", "generated_cache"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.endswith(".npz")):
+                raise ParameterError(f"{b}.{name} must be a path to an .npz file or null, got {value!r}")
         _positive_int(b, "n_wdist", self.n_wdist)
         _positive_int(b, "baseline_samples", self.baseline_samples, optional=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

@@ -219,6 +219,50 @@ def test_fingerprint_cache_featurises_once(tmp_path, reference, monkeypatch):
     assert content_hash(reference[0]) != content_hash(rocksalt(5.65))
 
 
+def test_an_interrupted_featurisation_keeps_what_it_computed_and_resumes(tmp_path, monkeypatch):
+    records = [rocksalt(5.5 + 0.05 * i) for i in range(3)] + [copper(3.5 + 0.05 * i) for i in range(3)]
+    path = tmp_path / "generated.npz"
+
+    def stop_after_four(done, total):
+        if done == 4:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fingerprints(records, n_jobs=1, cache=path, progress=stop_after_four)
+    totals = []
+    resumed = fingerprints(records, n_jobs=1, cache=path, progress=lambda done, total: totals.append(total))
+    assert set(totals) == {2}  # the four done before the interrupt were kept
+    whole = fingerprints(records, n_jobs=1)
+    np.testing.assert_array_equal(resumed.structure, whole.structure)
+    np.testing.assert_array_equal(resumed.ok, whole.ok)
+
+
+def test_the_cache_is_written_while_featurising(tmp_path, monkeypatch):
+    import time as real_time
+
+    clock = iter(range(0, 1000, 30))  # 30 s per look at the clock: every crystal crosses a 20 s checkpoint
+
+    class FakeTime:  # only featurise's clock; the real time module stays untouched for everything else
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+        @staticmethod
+        def monotonic():
+            return next(clock)
+
+    monkeypatch.setattr(featurise, "time", FakeTime())
+    saved = []
+    real_save = featurise._save_cache
+    monkeypatch.setattr(
+        featurise, "_save_cache", lambda p, entries, v: saved.append(len(entries)) or real_save(p, entries, v)
+    )
+    records = [rocksalt(5.5 + 0.05 * i) for i in range(3)]
+    fingerprints(records, n_jobs=1, cache=tmp_path / "fp.npz", checkpoint_seconds=20)
+    assert saved == [1, 2, 3]  # one write per crystal, none left for the end
+    with pytest.raises(TDDataError, match="checkpoint_seconds must be a number of seconds > 0, got 0"):
+        fingerprints(records, n_jobs=1, cache=tmp_path / "fp.npz", checkpoint_seconds=0)
+
+
 def test_process_pool_gives_the_same_numbers_in_order():
     records = [rocksalt(5.5 + 0.05 * i) for i in range(4)] + [copper(3.5 + 0.05 * i) for i in range(4)]
     serial = fingerprints(records, n_jobs=1)

@@ -227,13 +227,15 @@ def check_generated(
     n_jobs: int | None = None,
     structure_fingerprint: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    cache: str | os.PathLike | None = None,
 ) -> GeneratedChecks:
     """Validity flags and fingerprints of ``generated`` (``progress`` as :func:`generation_metrics`'s, stages
-    ``"validity"`` and ``"fingerprints (generated)"``): pass them to :func:`generation_metrics` as ``checks``
-    to score one set twice, or to plot its valid crystals, without checking it again."""
+    ``"validity"`` and ``"fingerprints (generated)"``; ``cache`` as :func:`fingerprints`'): pass them to
+    :func:`generation_metrics` as ``checks`` to score one set twice, or to plot its valid crystals, without
+    checking it again."""
 
     struct_ok, comp_ok = validity_flags(generated, _stage(progress, "validity"))
-    fp = fingerprints(generated, n_jobs=n_jobs, structure_fingerprint=structure_fingerprint,
+    fp = fingerprints(generated, n_jobs=n_jobs, structure_fingerprint=structure_fingerprint, cache=cache,
                       progress=_stage(progress, "fingerprints (generated)"))  # fmt: skip
     return GeneratedChecks(struct_ok, comp_ok, fp)
 
@@ -507,6 +509,7 @@ def generation_metrics(
     structure_fingerprint: str | None = None,
     progress: Callable[[str, int, int], None] | None = None,
     checks: GeneratedChecks | None = None,
+    generated_cache: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """The CDVAE / DiffCSP generation metrics of ``generated`` against ``reference`` (the test set).
 
@@ -531,7 +534,10 @@ def generation_metrics(
         False (the reference code): every featurised generated crystal enters the coverage
         distances; True: only fully valid ones (``cov_*_valid_only`` are reported either way).
     n_jobs, reference_cache, structure_fingerprint:
-        Passed to :func:`fingerprints` (the cache only for the reference set).
+        Passed to :func:`fingerprints` (``reference_cache`` for the reference set).
+    generated_cache:
+        :func:`fingerprints`' cache for the generated set (kept while it is computed: an interrupted run resumes);
+        unused when ``checks`` is given.
     checks:
         :func:`check_generated` of ``generated``, when already computed (then not computed again).
     progress:
@@ -572,7 +578,7 @@ def generation_metrics(
 
     if checks is None:
         checks = check_generated(generated, n_jobs=n_jobs, structure_fingerprint=structure_fingerprint,
-                                 progress=progress)  # fmt: skip
+                                 progress=progress, cache=generated_cache)  # fmt: skip
     elif len(checks) != len(generated):
         raise TDDataError(f"checks must be those of the {len(generated)} generated crystals, got {len(checks)}")
     struct_ok, comp_ok, gen_fp = checks.struct_ok, checks.comp_ok, checks.fingerprints

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -186,16 +187,6 @@ def _save_cache(path: Path, entries: dict[str, tuple[np.ndarray, np.ndarray, boo
             os.remove(tmp)
 
 
-def _report(results: Any, total: int, progress: Callable[[int, int], None] | None) -> list:
-    """``list(results)``, calling ``progress(done, total)`` after each item."""
-    out = []
-    for res in results:
-        out.append(res)
-        if progress is not None:
-            progress(len(out), total)
-    return out
-
-
 def _run_featurisation(cells: list, n_jobs: int) -> Iterator:
     """The fingerprints of ``cells``, in order, as they come (a process pool for ``n_jobs`` > 1)."""
     if n_jobs <= 1 or len(cells) < 4 * n_jobs:
@@ -225,6 +216,7 @@ def fingerprints(
     cache: str | os.PathLike | None = None,
     structure_fingerprint: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    checkpoint_seconds: float = 60.0,
 ) -> Fingerprints:
     """Structure (CrystalNN "ops", site average) and composition (Magpie) fingerprints.
 
@@ -239,13 +231,17 @@ def fingerprints(
         Optional ``.npz`` file. Entries are keyed by :func:`content_hash` and tagged with the
         structure-fingerprint path and the matminer and pymatgen (and, for "fast", scipy)
         versions; a file with another tag is ignored. Missing crystals are featurised and the file
-        is rewritten (atomically) with the old and the new entries.
+        is rewritten (atomically) with the old and the new entries: every ``checkpoint_seconds`` while
+        they are computed, at the end, and when the call stops early (an interrupt, an error), so that
+        an interrupted run resumes with what was done.
     structure_fingerprint:
         "fast" (:mod:`td_data.fingerprint.crystalnn`) or "matminer" (``CrystalNNFingerprint`` site by site);
         ``None`` uses :data:`STRUCTURE_FINGERPRINT` ("fast"). Both give the same numbers to
         floating-point rounding.
     progress:
         ``progress(done, total)`` after each crystal featurised (``total``: those not in the cache).
+    checkpoint_seconds:
+        Seconds between writes of ``cache`` while featurising (no effect without a cache).
 
     Failures (any exception from the featurisers) give ``ok=False`` and NaN rows, and are logged.
     """
@@ -253,6 +249,10 @@ def fingerprints(
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
         raise TDDataError(f"n_jobs must be a positive number of processes or None, got {n_jobs}")
+    if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float)) or not (
+        checkpoint_seconds > 0
+    ):
+        raise TDDataError(f"checkpoint_seconds must be a number of seconds > 0, got {checkpoint_seconds!r}")
     method = _structure_path(structure_fingerprint)
     version = _featuriser_version(method)
     keys = [content_hash(r) for r in records]
@@ -265,16 +265,24 @@ def fingerprints(
     if todo:
         log.info("featurising %d crystals with %d process(es)", len(todo), n_jobs)
         cells = [(r.lattice.copy(), r.frac_coords.copy(), r.atomic_numbers.copy(), method) for r in todo.values()]
-        results = _report(_run_featurisation(cells, n_jobs), len(cells), progress)
         n_struct, n_comp = _dims()
-        for (key, rec), res in zip(todo.items(), results):
-            if isinstance(res, str):
-                log.warning("fingerprint of %r failed, counted invalid: %s", rec, res)
-                known[key] = (np.full(n_struct, np.nan), np.full(n_comp, np.nan), False)
-            else:
-                known[key] = (res[0], res[1], True)
-        if path is not None:
-            _save_cache(path, known, version)
+        saved, last_save, total = len(known), time.monotonic(), len(cells)
+        try:
+            for done, ((key, rec), res) in enumerate(zip(todo.items(), _run_featurisation(cells, n_jobs)), 1):
+                if isinstance(res, str):
+                    log.warning("fingerprint of %r failed, counted invalid: %s", rec, res)
+                    known[key] = (np.full(n_struct, np.nan), np.full(n_comp, np.nan), False)
+                else:
+                    known[key] = (res[0], res[1], True)
+                if progress is not None:
+                    progress(done, total)
+                if path is not None and time.monotonic() - last_save >= checkpoint_seconds:
+                    _save_cache(path, known, version)
+                    saved, last_save = len(known), time.monotonic()
+                    log.info("fingerprint cache %s: %d of %d new crystals written", path, done, total)
+        finally:  # finished, interrupted or failed: keep what was computed
+            if path is not None and len(known) > saved:
+                _save_cache(path, known, version)
     if not records:
         n_struct, n_comp = _dims()
         return Fingerprints(np.zeros((0, n_struct)), np.zeros((0, n_comp)), np.zeros(0, dtype=bool))
