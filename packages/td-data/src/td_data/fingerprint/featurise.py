@@ -249,8 +249,10 @@ def fingerprints(
     n_jobs = (os.cpu_count() or 1) if n_jobs is None else int(n_jobs)
     if n_jobs < 1:
         raise TDDataError(f"n_jobs must be a positive number of processes or None, got {n_jobs}")
-    if isinstance(checkpoint_seconds, bool) or not isinstance(checkpoint_seconds, (int, float)) or not (
-        checkpoint_seconds > 0
+    if (
+        isinstance(checkpoint_seconds, bool)
+        or not isinstance(checkpoint_seconds, (int, float))
+        or not (checkpoint_seconds > 0)
     ):
         raise TDDataError(f"checkpoint_seconds must be a number of seconds > 0, got {checkpoint_seconds!r}")
     method = _structure_path(structure_fingerprint)
