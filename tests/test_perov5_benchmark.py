@@ -87,6 +87,7 @@ def test_writes_every_output(run):
     assert (out / "perov5.png").stat().st_size > 1000
     metrics = json.loads((out / "metrics.json").read_text())
     assert len(list((out / "samples").glob("*.cif"))) == metrics["n_generated"] <= 16
+    assert metrics["n_match_sample"] == metrics["n_generated"]  # conf/perov5: match_sample null, all of them
     from td_models import TopologicalDiffusionModel
 
     model = TopologicalDiffusionModel.load(out / "model.pt")
@@ -202,7 +203,10 @@ def staged(tmp_path_factory):
     runs = {
         "prepare": kedro_run("perov5", "bench_prepare", f"output_dir={out},{DATA_TINY}"),
         "train": kedro_run("perov5", "bench_train", f"output_dir={out},{TRAIN_TINY}", blocked=True),
-        "evaluate": kedro_run("perov5", "bench_evaluate", f"output_dir={out},{DATA_TINY}"),
+        # uniqueness and novelty over 8 drawn crystals (benchmark_options.match_sample), as Carbon-24 runs them
+        "evaluate": kedro_run(
+            "perov5", "bench_evaluate", f"output_dir={out},{DATA_TINY},benchmark_options.match_sample=8"
+        ),
     }
     for stage, done in runs.items():
         assert done.returncode == 0, (stage, done.stdout[-2000:] + done.stderr[-4000:])
@@ -224,6 +228,9 @@ def test_staged_run(staged):
         assert key in result, key
     assert set(result["metrics"]) == set(METRIC_KEYS)
     assert result["n_requested"] == 16 and 1 <= result["n_generated"] <= 16
+    assert result["n_match_sample"] == min(8, result["n_generated"])
+    drawn = [c for c in result["caveats"] if c.startswith("Uniqueness and novelty (no published table has them) use")]
+    assert len(drawn) == (result["n_generated"] > 8)
     assert result["data"]["n_train"] == result["data"]["n_test"] == 64
     assert result["data"]["train_atom_counts"] == {"5": 64}
     _check_stopping(result["training"])

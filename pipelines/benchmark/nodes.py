@@ -170,7 +170,7 @@ def score(generated: list, test: list, train: list, options: BenchmarkOptions, c
     return generation_metrics(generated, test, dataset=options.dataset, train=train, cutoffs=options.coverage_cutoffs(),
                               protocol="published", n_wdist=options.n_wdist, seed=options.seed, n_jobs=options.n_jobs,
                               reference_cache=options.reference_cache, checks=checks,
-                              generated_cache=options.generated_cache)  # fmt: skip
+                              generated_cache=options.generated_cache, match_sample=options.match_sample)  # fmt: skip
 
 
 def null_reasons(metrics: Mapping[str, Any]) -> dict[str, str]:
@@ -298,6 +298,13 @@ def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
             f"{summary['n_requested']:,}: COV-R grows with the number generated, so it is understated here "
             "(the memorise baseline shows by how much)."
         )
+    if summary["n_match_sample"] < summary["n_generated"]:
+        subset.append(
+            f"Uniqueness and novelty (no published table has them) use {summary['n_match_sample']:,} of the "
+            f"{summary['n_generated']:,} generated crystals, drawn at random (seed {options.seed}; "
+            "benchmark_options.match_sample), and as many of each baseline's: StructureMatcher compares every pair "
+            "of one formula and cell size."
+        )
     published, legacy = summary["protocols"]["published"], summary["protocols"]["legacy"]
     notes = [
         *subset,
@@ -393,6 +400,7 @@ def benchmark_metrics(
         "n_valid": int(metrics["n_valid"]),
         "n_featurisation_failed": metrics["n_featurisation_failed"],
         "n_reference_featurisation_failed": metrics["n_reference_featurisation_failed"],
+        "n_match_sample": metrics["n_match_sample"],
         "cutoffs": list(cutoffs),
         "coverage_convention": "COV over every featurised generated crystal (CDVAE code); *_valid_only: valid ones; "
         "*_joint: one crystal within both cutoffs",

@@ -58,6 +58,9 @@ class BenchmarkOptions(OptionsBlock):
     # an interrupted evaluate stage resumes from it (a 24-atom cell takes about a second); null: none
     generated_cache: str | None = None
     n_wdist: int = 1000  # valid crystals drawn for the published protocol's Wasserstein distances (DiffCSP's)
+    # crystals drawn (with seed) for uniqueness and novelty, StructureMatcher pairs within a formula and cell size;
+    # null: all. One element (Carbon-24) puts 10,000 crystals in a few groups: tens of millions of matches
+    match_sample: int | None = None
     seed: int = 0  # the Wasserstein draw and the baselines' draws
     # baselines scored in the same run (td_data.evaluation.baselines.BASELINES); an empty list: none
     baselines: tuple[str, ...] = ("memorise", "random_structures", "prototype")
@@ -85,6 +88,7 @@ class BenchmarkOptions(OptionsBlock):
             if value is not None and (not isinstance(value, str) or not value.endswith(".npz")):
                 raise ParameterError(f"{b}.{name} must be a path to an .npz file or null, got {value!r}")
         _positive_int(b, "n_wdist", self.n_wdist)
+        _positive_int(b, "match_sample", self.match_sample, optional=True)
         _positive_int(b, "baseline_samples", self.baseline_samples, optional=True)
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise ParameterError(f"{b}.seed must be an integer >= 0, got {self.seed!r}")

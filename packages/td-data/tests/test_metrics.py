@@ -184,6 +184,48 @@ def test_novelty_against_training_set():
     assert m["valid"] == 0.75 and m["novelty"] == pytest.approx(2 / 3)  # over the three valid crystals
 
 
+def conventional_rocksalt(a: float = 5.64, id: str = "NaCl-conventional") -> CrystalRecord:
+    corners = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]
+    edges = [[0.5, 0, 0], [0, 0.5, 0], [0, 0, 0.5], [0.5, 0.5, 0.5]]
+    return CrystalRecord(a * np.eye(3), corners + edges, ["Na"] * 4 + ["Cl"] * 4, id=id)
+
+
+def test_the_cell_size_filter_leaves_uniqueness_and_novelty_as_the_matcher_gives_them():
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
+    from td_data.metrics import MATCHER_TOLERANCES
+
+    records = [
+        rocksalt(),
+        conventional_rocksalt(),  # 8 sites, the same crystal: reduced to 2 sites it matches the first
+        cscl_type(species=("Na", "Cl")),  # same formula, 2 sites, another structure
+        rocksalt(5.8).replace(frac_coords=[[0.1, 0.2, 0.3], [0.6, 0.7, 0.8]]),  # shifted and scaled: a duplicate
+        zincblende(),
+        copper(),
+        CrystalRecord(3.61 * np.eye(3), [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]], ["Cu"] * 4),  # fcc
+    ]
+    matcher = StructureMatcher(**MATCHER_TOLERANCES)
+    structures = [r.to_structure() for r in records]
+    naive = sum(not any(matcher.fit(structures[j], structures[i]) for j in range(i)) for i in range(len(records)))
+    assert uniqueness(records) == pytest.approx(naive / len(records)) == pytest.approx(4 / 7)
+    train = [conventional_rocksalt(5.5), copper(3.7)]
+    naive_novel = sum(not any(matcher.fit(t.to_structure(), s) for t in train) for s in structures)
+    # novel: only the CsCl-type NaCl and the zinc blende (the 4-site cubic Cu cell is fcc copper)
+    assert novelty(records, train) == pytest.approx(naive_novel / len(records)) == pytest.approx(2 / 7)
+
+
+def test_match_sample_draws_the_crystals_uniqueness_and_novelty_use():
+    generated = [rocksalt(5.5 + 0.01 * i) for i in range(6)] + [cscl_type(), zincblende()]
+    whole = generation_metrics(generated, generated, train=[rocksalt()], n_jobs=1)
+    assert whole["n_match_sample"] == 8 and whole["uniqueness"] == pytest.approx(3 / 8)
+    part = generation_metrics(generated, generated, train=[rocksalt()], n_jobs=1, match_sample=4, seed=1)
+    assert part["n_match_sample"] == 4 and part["cov_recall"] == whole["cov_recall"]  # coverage keeps them all
+    again = generation_metrics(generated, generated, train=[rocksalt()], n_jobs=1, match_sample=4, seed=1)
+    assert (again["uniqueness"], again["novelty"]) == (part["uniqueness"], part["novelty"])
+    with pytest.raises(TDDataError, match="match_sample must be None or an integer >= 1, got 0"):
+        generation_metrics(generated, generated, n_jobs=1, match_sample=0)
+
+
 def test_structure_prediction_match_and_rmse():
     rng = np.random.default_rng(0)
     corners = [[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]]

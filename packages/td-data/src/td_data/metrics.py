@@ -391,21 +391,42 @@ def _matcher(tolerances: dict[str, float]):
     return StructureMatcher(**tolerances)
 
 
-def _by_formula(records: Sequence[CrystalRecord]) -> tuple[list[str], list[Any]]:
-    return [r.formula for r in records], [r.to_structure() for r in records]
+def _match_key(matcher: Any, record: CrystalRecord, structure: Any) -> tuple[str, int]:
+    """(reduced formula, sites of the reduced cell): two crystals StructureMatcher can fit share it.
+
+    With ``attempt_supercell=False`` (the default, and MATCHER_TOLERANCES') ``fit`` reduces both structures to
+    their primitive Niggli cells and returns no match when the two hold different numbers of sites (its site mask
+    must be square). The reduction is StructureMatcher's own, cached by it, so the later ``fit`` calls reuse it.
+    """
+    if getattr(matcher, "_supercell", False) or getattr(matcher, "_subset", False):
+        return record.formula, 0  # supercell or subset matching: sizes may differ, group by formula only
+    reduced = matcher._get_reduced_structure(structure, matcher._primitive_cell, True)
+    return record.formula, len(reduced)
+
+
+def _match_sample(n: int, sample: int | None, seed: int) -> np.ndarray:
+    """Indices (sorted) of the crystals uniqueness and novelty look at: all, or ``sample`` drawn at random."""
+    if sample is None or sample >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
 
 
 def uniqueness(records: Sequence[CrystalRecord], *, tolerances: dict[str, float] | None = None) -> float:
     """Fraction of ``records`` that no earlier record matches (same reduced formula,
-    ``StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)`` by default)."""
+    ``StructureMatcher(ltol=0.2, stol=0.3, angle_tol=5)`` by default).
+
+    Only crystals with the same reduced formula and the same number of sites in their reduced cells are compared
+    (an exact filter: StructureMatcher matches no others), so a set of one element costs pairs per cell size, not
+    per set; the pairs within a group are still all compared (n^2 / 2 ``fit`` calls).
+    """
     if len(records) == 0:
         raise TDDataError("uniqueness needs at least one crystal, got an empty set")
     matcher = _matcher(tolerances or MATCHER_TOLERANCES)
-    formulas, structures = _by_formula(records)
-    seen: dict[str, list[Any]] = {}
+    seen: dict[tuple[str, int], list[Any]] = {}
     unique = 0
-    for formula, s in zip(formulas, structures):
-        earlier = seen.setdefault(formula, [])
+    for rec in records:
+        s = rec.to_structure()
+        earlier = seen.setdefault(_match_key(matcher, rec, s), [])
         if not any(matcher.fit(e, s) for e in earlier):
             unique += 1
         earlier.append(s)  # compared against *every* earlier crystal, duplicates included
@@ -416,26 +437,25 @@ def novelty(
     records: Sequence[CrystalRecord], train: Sequence[CrystalRecord], *, tolerances: dict[str, float] | None = None
 ) -> float:
     """Fraction of ``records`` that no ``train`` crystal matches (same reduced formula, same tolerances as
-    :func:`uniqueness`). :func:`generation_metrics` passes the valid generated crystals."""
+    :func:`uniqueness`, the same exact filter on reduced-cell sizes). :func:`generation_metrics` passes the valid
+    generated crystals."""
     if len(records) == 0:
         return float("nan")
     matcher = _matcher(tolerances or MATCHER_TOLERANCES)
-    train_by_formula: dict[str, list[CrystalRecord]] = {}
+    formulas = {r.formula for r in records}
+    train_by_key: dict[tuple[str, int], list[Any]] = {}
     for t in train:
-        train_by_formula.setdefault(t.formula, []).append(t)
-    structures: dict[int, Any] = {}
+        if t.formula in formulas:  # a training crystal of another formula can match nothing
+            ts = t.to_structure()
+            train_by_key.setdefault(_match_key(matcher, t, ts), []).append(ts)
+    known = {key[0] for key in train_by_key}
     novel = 0
     for rec in records:
-        candidates = train_by_formula.get(rec.formula, [])
-        s = rec.to_structure() if candidates else None
-        matched = False
-        for t in candidates:
-            if id(t) not in structures:
-                structures[id(t)] = t.to_structure()
-            if matcher.fit(structures[id(t)], s):
-                matched = True
-                break
-        novel += not matched
+        if rec.formula not in known:
+            novel += 1
+            continue
+        s = rec.to_structure()
+        novel += not any(matcher.fit(t, s) for t in train_by_key.get(_match_key(matcher, rec, s), ()))
     return novel / len(records)
 
 
@@ -510,6 +530,7 @@ def generation_metrics(
     progress: Callable[[str, int, int], None] | None = None,
     checks: GeneratedChecks | None = None,
     generated_cache: str | os.PathLike | None = None,
+    match_sample: int | None = None,
 ) -> dict[str, Any]:
     """The CDVAE / DiffCSP generation metrics of ``generated`` against ``reference`` (the test set).
 
@@ -538,6 +559,11 @@ def generation_metrics(
     generated_cache:
         :func:`fingerprints`' cache for the generated set (kept while it is computed: an interrupted run resumes);
         unused when ``checks`` is given.
+    match_sample:
+        ``uniqueness`` and ``novelty`` (StructureMatcher, pairs within a formula and cell size) over this many
+        generated crystals drawn at random with ``seed`` (``None``: all). A set of one element (Carbon-24) puts all
+        its crystals in few groups: 10,000 cost tens of millions of matches. No published table has these two
+        numbers; ``n_match_sample`` says how many crystals they used.
     checks:
         :func:`check_generated` of ``generated``, when already computed (then not computed again).
     progress:
@@ -550,7 +576,7 @@ def generation_metrics(
     -------
     dict with ``protocol``, ``n_generated``, ``n_valid``, ``struct_valid``, ``comp_valid``, ``valid``,
     ``uniqueness``, ``novelty``, ``n_featurisation_failed``, ``n_reference_featurisation_failed``,
-    ``struct_cutoff``, ``comp_cutoff``; the chosen protocol's ``cov_recall``, ``cov_precision``,
+    ``struct_cutoff``, ``comp_cutoff``, ``n_match_sample``; the chosen protocol's ``cov_recall``, ``cov_precision``,
     ``cov_recall_joint``, ``cov_precision_joint``, ``cov_recall_valid_only``, ``cov_precision_valid_only``,
     ``amsd_recall``, ``amsd_precision``, ``amcd_recall``, ``amcd_precision``, ``wdist_density``,
     ``wdist_num_elems``, ``wdist_prop``, ``n_wdist`` (crystals the Wasserstein distances used),
@@ -566,6 +592,10 @@ def generation_metrics(
                           f"got {n_wdist!r}")  # fmt: skip
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
         raise TDDataError(f"seed must be an integer, got {seed!r}")
+    if match_sample is not None and (
+        isinstance(match_sample, bool) or not isinstance(match_sample, (int, np.integer)) or match_sample < 1
+    ):
+        raise TDDataError(f"match_sample must be None or an integer >= 1, got {match_sample!r}")
     if cutoffs is None:
         if dataset not in COVERAGE_CUTOFFS:
             raise TDDataError(f"dataset must be one of {sorted(COVERAGE_CUTOFFS)} (or give cutoffs), got {dataset!r}")
@@ -611,10 +641,13 @@ def generation_metrics(
         "valid": float(valid.mean()),
         **per_protocol[protocol],
     }
-    out["uniqueness"] = uniqueness(generated)
+    picked = _match_sample(len(generated), match_sample, int(seed))
+    out["n_match_sample"] = len(picked)
+    out["uniqueness"] = uniqueness([generated[i] for i in picked])
     if steps:
         steps(len(PROTOCOLS) + 1, n_steps)
-    out["novelty"] = None if train is None else novelty(valid_records, list(train))
+    picked_valid = [generated[i] for i in picked if valid[i]]
+    out["novelty"] = None if train is None else novelty(picked_valid, list(train))
     if steps and train is not None:
         steps(n_steps, n_steps)
     out["n_featurisation_failed"] = int((~gen_fp.ok).sum())
