@@ -59,6 +59,8 @@ def _cpu() -> float:
 
 
 def main() -> None:
+    from td_data.relax import OPTIMIZERS  # light: numpy and threadpoolctl
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=64, help="crystals (default 64)")
     parser.add_argument("--max-atoms", type=int, default=10, help="largest cell (default 10 sites)")
@@ -67,7 +69,7 @@ def main() -> None:
     parser.add_argument("--peer-n", type=int, default=None, help="crystals for the one-by-one peer (default all)")
     parser.add_argument("--fmax", type=float, default=0.1, help="eV/A (default 0.1)")
     parser.add_argument("--max-steps", type=int, default=200, help="FIRE steps (default 200)")
-    parser.add_argument("--optimizer", choices=("fire", "bfgs"), default="fire", help="both sides (default fire)")
+    parser.add_argument("--optimizer", choices=OPTIMIZERS, default="fire", help="both sides (default fire)")
     parser.add_argument("--workers", type=int, default=1, help="relax_records worker processes (default 1)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()

@@ -167,6 +167,7 @@ def test_a_converged_relaxation_is_put_on_its_symmetric_sites(relaxed):
 
     _, out, _, summary = relaxed
     assert summary["options"]["symprec"] == 1e-3
+    assert (summary["options"]["optimizer"], summary["options"]["workers"]) == ("fire", 1)
     converged = [r for r in out if r.labels["relax_converged"]]
     assert [r.id for r in converged] == ["cand-0000", "cand-0001"]
     for rec in converged:

@@ -302,8 +302,8 @@ def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
         subset.append(
             f"Uniqueness and novelty (no published table has them) use {summary['n_match_sample']:,} of the "
             f"{summary['n_generated']:,} generated crystals, drawn at random (seed {options.seed}; "
-            "benchmark_options.match_sample), and as many of each baseline's: StructureMatcher compares every pair "
-            "of one formula and cell size."
+            "benchmark_options.match_sample), and at most as many of each baseline's: StructureMatcher compares "
+            "every pair of one formula and cell size."
         )
     published, legacy = summary["protocols"]["published"], summary["protocols"]["legacy"]
     notes = [

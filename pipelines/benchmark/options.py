@@ -55,7 +55,7 @@ class BenchmarkOptions(OptionsBlock):
     n_jobs: int = 1  # worker processes for the fingerprints and the random-structure baseline
     reference_cache: str | None = None  # the test split's fingerprints (.npz), reused by a second run; null: none
     # fingerprints of the generated crystals and the baselines (.npz), written every minute while they are computed:
-    # an interrupted evaluate stage resumes from it (a 24-atom cell takes about a second); null: none
+    # an interrupted evaluate stage resumes from it; null: none
     generated_cache: str | None = None
     n_wdist: int = 1000  # valid crystals drawn for the published protocol's Wasserstein distances (DiffCSP's)
     # crystals drawn (with seed) for uniqueness and novelty, StructureMatcher pairs within a formula and cell size;

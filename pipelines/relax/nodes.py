@@ -67,8 +67,11 @@ class RelaxOptions(OptionsBlock):
         fmax = self.fmax
         if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or not fmax > 0:
             raise ParameterError(f"relax_options.fmax must be a number > 0 (eV/Angstrom), got {fmax!r}")
-        if self.optimizer not in ("fire", "bfgs"):
-            raise ParameterError(f"relax_options.optimizer must be 'fire' or 'bfgs', got {self.optimizer!r}")
+        from td_data.relax.relaxer import OPTIMIZERS  # numpy and threadpoolctl only: no CHGNet needed to check
+
+        if self.optimizer not in OPTIMIZERS:
+            allowed = " or ".join(map(repr, OPTIMIZERS))
+            raise ParameterError(f"relax_options.optimizer must be {allowed}, got {self.optimizer!r}")
         for name in ("max_steps", "batch_size", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -185,6 +188,8 @@ def relax_candidates(
             "max_steps": opts.max_steps,
             "relax_cell": opts.relax_cell,
             "batch_size": opts.batch_size,
+            "optimizer": opts.optimizer,
+            "workers": opts.workers,
             "max_atoms": opts.max_atoms,
             "max_candidates": opts.max_candidates,
             "symprec": opts.symprec,
@@ -224,7 +229,7 @@ def _relax(
     # the reference phases relax with the same settings (and the relaxer caches them)
     hulls = energy_above_hull(results, references, relaxer=relaxer, progress=False, fmax=opts.fmax,
                               max_steps=opts.max_steps, batch_size=opts.batch_size, optimizer=opts.optimizer,
-                      workers=opts.workers)  # fmt: skip
+                              workers=opts.workers)  # fmt: skip
     out = []
     for cand, res, hull in zip(candidates, results, hulls, strict=True):
         converged, reason = bool(res.converged), res.reason or ""

@@ -22,6 +22,7 @@ from td_data.relax.idealise import idealised
 from td_data.relax.relaxer import (
     MAX_ATOMIC_NUMBER,
     MIN_ENERGY_PER_ATOM,
+    OPTIMIZERS,
     FireSettings,
     Relaxer,
     RelaxResult,
@@ -42,4 +43,5 @@ __all__ = [
     "PROTOTYPES",
     "MAX_ATOMIC_NUMBER",
     "MIN_ENERGY_PER_ATOM",
+    "OPTIMIZERS",
 ]

@@ -62,6 +62,7 @@ __all__ = [
     "relax_records",
     "MAX_ATOMIC_NUMBER",
     "MIN_ENERGY_PER_ATOM",
+    "OPTIMIZERS",
 ]
 
 logger = logging.getLogger(__name__)
@@ -74,6 +75,8 @@ MAX_ATOMIC_NUMBER = 94  # CHGNet 0.3.0 embeds H..Pu (MPtrj holds no heavier elem
 MIN_ENERGY_PER_ATOM = {"0.3.0": -20.0, "r2scan": -100.0}  # eV/atom, per checkpoint
 MAX_VOLUME_PER_ATOM = 500.0  # Angstrom^3: a cell that grows past this has fallen apart (solids stay below 100)
 MIN_VOLUME_PER_ATOM = 1.0  # Angstrom^3: the plausibility floor of td_data.plausibility
+#: the optimisers relax_records runs: ASE's FIRE (CHGNet's StructOptimizer default) and ASE's BFGS
+OPTIMIZERS = ("fire", "bfgs")
 BFGS_ALPHA = 70.0  # eV/A^2: ASE's initial Hessian
 BFGS_MAXSTEP = 0.2  # Angstrom: ASE's largest move of one atom (or cell row) per step
 # MatterGen's RMSDStructureMatcher tolerances (loose, so that relaxed crystals still find their input)
@@ -562,8 +565,8 @@ def relax_records(
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
         raise TDDataError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     _check_batch_size(batch_size)
-    if optimizer not in ("fire", "bfgs"):
-        raise TDDataError(f"optimizer must be 'fire' or 'bfgs', got {optimizer!r}")
+    if optimizer not in OPTIMIZERS:
+        raise TDDataError(f"optimizer must be {' or '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
     records = list(records)
     for i, r in enumerate(records):
         if not isinstance(r, CrystalRecord):
