@@ -258,3 +258,46 @@ def test_pair_values_keep_the_symmetries_and_change_the_output():
     assert not torch.allclose(plain(lattice, frac, species, mask, t, cond).coord_score, out.coord_score)
     with pytest.raises(ConfigError, match="pair_values"):
         TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, pair_values=1)
+
+
+def test_angstrom_pair_distances_see_the_physical_cell_and_keep_the_symmetries():
+    """With ``pair_distances="angstrom"`` the network reads ``lattice * length_scale``: a normalised cell with its
+    scale gives exactly what the physical cell with scale one gives, the lattice output stays equivariant in the
+    normalised cell, the symmetries hold, and the scale changes the output (it is not ignored)."""
+    model = _small(pair_distances="angstrom").requires_grad_(False)
+    assert model.rbf_cutoff == 6.0  # the Angstrom default
+    lattice, frac, species, mask, t, cond = _batch(9)
+    scale = torch.tensor([1.8, 3.1], dtype=DT)
+    out = model(lattice, frac, species, mask, t, cond, length_scale=scale)
+    physical = model(lattice * scale[:, None, None], frac, species, mask, t, cond, length_scale=torch.ones(2, dtype=DT))
+    _close(out, physical, skip=("lattice_eps",))
+    rms = lambda x: torch.sqrt(x.pow(2).mean(dim=(1, 2)))[:, None, None]  # noqa: E731
+    torch.testing.assert_close(out.lattice_eps, physical.lattice_eps, **TOL)  # M @ (L / rms(L)): scale-free
+    assert bool((rms(out.lattice_eps) > 1e-3).all())
+    q, _ = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(10), dtype=DT))
+    rot = model(lattice @ q.T, frac + 0.21, species, mask, t, cond, length_scale=scale)
+    torch.testing.assert_close(rot.lattice_eps, out.lattice_eps @ q.T, **TOL)
+    _close(rot, out, skip=("lattice_eps",))
+    alone = model(lattice[1:], frac[1:], species[1:], mask[1:], t[1:], cond[1:], length_scale=scale[1:])
+    torch.testing.assert_close(out.coord_score[1:], alone.coord_score, **TOL)
+    other = model(lattice, frac, species, mask, t, cond, length_scale=1.5 * scale)
+    assert not torch.allclose(other.coord_score, out.coord_score)
+    together = model(lattice, frac, species, mask, t, torch.cat([cond, -cond]), length_scale=scale)
+    flipped = model(lattice, frac, species, mask, t, -cond, length_scale=scale)
+    torch.testing.assert_close(together.coord_score, torch.cat([out.coord_score, flipped.coord_score]), **TOL)
+    torch.testing.assert_close(together.lattice_eps, torch.cat([out.lattice_eps, flipped.lattice_eps]), **TOL)
+
+
+def test_length_scale_is_required_exactly_when_distances_are_in_angstrom():
+    lattice, frac, species, mask, t, cond = _batch(11)
+    model = _small(pair_distances="angstrom").requires_grad_(False)
+    with pytest.raises(BatchError, match='pair_distances="angstrom" needs length_scale'):
+        model(lattice, frac, species, mask, t, cond)
+    with pytest.raises(BatchError, match=r"length_scale must have shape \(2,\), got \(3,\)"):
+        model(lattice, frac, species, mask, t, cond, length_scale=torch.ones(3, dtype=DT))
+    with pytest.raises(BatchError, match="length_scale finite and > 0"):
+        model(lattice, frac, species, mask, t, cond, length_scale=torch.tensor([1.0, 0.0], dtype=DT))
+    with pytest.raises(BatchError, match='only read with pair_distances="angstrom"'):
+        MODEL(lattice, frac, species, mask, t, cond, length_scale=torch.ones(2, dtype=DT))
+    with pytest.raises(ConfigError, match=r"pair_distances must be one of \['normalised', 'angstrom'\], got 'bohr'"):
+        TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, pair_distances="bohr")

@@ -231,3 +231,49 @@ def test_sampling_keeps_to_the_training_elements_unless_told_otherwise():
     assert set(kept.tolist()) <= seen
     free = np.concatenate([c["atomic_numbers"] for c in model.sample(8, steps=6, seed=0, restrict_species=False)])
     assert not set(free.tolist()) <= seen
+
+
+def test_the_denoiser_sees_the_physical_cell_whatever_the_atom_count(monkeypatch):
+    """``pair_distances="angstrom"`` (the default): the pair distances are those of the crystal in Angstrom, for a
+    2-atom and an 8-atom cell alike (normalised lattices differ by N^(1/3) and would put one bond on two RBF
+    channels); ``"normalised"`` gives the network the unit-volume cell."""
+    batch = collate(dataset())
+    seen = {}
+    for units in ("angstrom", "normalised"):
+        model = TopologicalDiffusionModel(tiny_config(pair_distances=units))
+        model.fit_normalisation(batch)
+        original = model.denoiser._pair_state
+
+        def spy(lattice, frac, original=original, units=units):
+            seen[units] = lattice.detach().clone()
+            return original(lattice, frac)
+
+        monkeypatch.setattr(model.denoiser, "_pair_state", spy)
+        lattice_n = model.normalise_lattice(batch.lattice, batch.num_atoms)
+        t = torch.full((len(batch),), 3)
+        cond = model.conditions(*model.conditions.null_like(len(batch)))
+        model.denoise(lattice_n, batch.frac_coords, batch.atom_types - 1, batch.batch_index, batch.num_atoms, t, cond)
+        expected = batch.lattice if units == "angstrom" else lattice_n
+        torch.testing.assert_close(seen[units], expected.to(seen[units].dtype), rtol=1e-5, atol=1e-5)
+    assert ModelConfig().pair_distances == "angstrom"
+    with pytest.raises(ConfigError, match="model_config.pair_distances must be 'angstrom' or 'normalised', got 'bohr'"):
+        ModelConfig(pair_distances="bohr")
+
+
+def test_a_checkpoint_from_before_pair_distances_loads_as_normalised(tmp_path):
+    """Files written before the option existed were trained on normalised distances: they load as such and sample
+    exactly as a model built with ``pair_distances="normalised"``."""
+    model = TopologicalDiffusionModel(tiny_config(pair_distances="normalised"))
+    model.fit_normalisation(collate(dataset()))
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.02)
+    path = model.save(tmp_path / "model.pt")
+    payload = torch.load(path, weights_only=True)
+    del payload["config"]["model_config"]["pair_distances"]
+    torch.save(payload, tmp_path / "old.pt")
+    loaded = TopologicalDiffusionModel.load(tmp_path / "old.pt")
+    assert loaded.config.model_config.pair_distances == "normalised"
+    for x, y in zip(model.sample(3, steps=5, seed=2), loaded.sample(3, steps=5, seed=2)):
+        np.testing.assert_array_equal(x["atomic_numbers"], y["atomic_numbers"])
+        np.testing.assert_allclose(x["lattice"], y["lattice"])
+        np.testing.assert_allclose(x["frac_coords"], y["frac_coords"])

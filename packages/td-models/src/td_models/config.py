@@ -137,6 +137,9 @@ class ModelConfig(_Block):
     property_loss_weight: float = 1.0
     gradient_checkpointing: bool = False
     pair_values: bool = False  # pair state projected into every attention value (geometry in each layer's messages)
+    # units of the pair distances and lattice-metric features the denoiser sees: "angstrom" (the physical cell) or
+    # "normalised" (the cell scaled to about unit volume per crystal: blind to the atom count; files without the key)
+    pair_distances: str = "angstrom"
 
     def __post_init__(self) -> None:
         for name in ("num_species", "hidden_dim", "num_topo_classes", "num_layers", "num_heads", "mlp_ratio"):
@@ -193,6 +196,7 @@ class ModelConfig(_Block):
             isinstance(self.pair_values, bool),
             f"model_config.pair_values must be true or false, got {self.pair_values!r}",
         )
+        _check_choice("model_config.pair_distances", self.pair_distances, ("angstrom", "normalised"))
 
 
 def _check_stability_threshold(value: Any) -> None:
@@ -206,8 +210,12 @@ def config_from_checkpoint(data: dict[str, Any]) -> ExperimentConfig:
     """The configuration stored in a checkpoint, read as :meth:`ExperimentConfig.from_dict` reads a user's.
 
     Checkpoints of older td-models versions hold ``stability_threshold: 0.1`` (the user guide's value,
-    unused then), or no such key (while it was refused): both load, as the value they hold.
+    unused then), or no such key (while it was refused): both load, as the value they hold. Files from
+    before ``model_config.pair_distances`` were trained on normalised distances and load as such.
     """
+    if isinstance(data, dict) and isinstance(data.get("model_config"), dict):
+        if "pair_distances" not in data["model_config"]:
+            data = {**data, "model_config": {**data["model_config"], "pair_distances": "normalised"}}
     return ExperimentConfig.from_dict(data)
 
 

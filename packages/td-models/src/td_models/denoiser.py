@@ -8,7 +8,10 @@ Design (ideas from the literature; no code copied):
 * **Invariant inputs only.** Atoms see each other through pair features that are functions of the
   wrapped fractional difference and the lattice metric ``G = L L^T``: Fourier features of
   ``f_j - f_i`` (DiffCSP's CSPNet), a Gaussian RBF of the approximate minimum-image distance and
-  the six lattice-metric features broadcast to every pair. They are mapped once per forward by an
+  the six lattice-metric features broadcast to every pair. With ``pair_distances="angstrom"`` the distance
+  and the metric features are those of the physical cell (the normalised lattice times the per-crystal
+  length scale the caller passes), so one bond length is one RBF channel whatever the number of atoms.
+  They are mapped once per forward by an
   MLP to a ``pair_dim`` "pair state", which every layer projects to one additive attention bias per
   head (Graphormer's spatial encoding, Ying et al. 2021), gives each atom an environment descriptor
   at the input, and reads the coordinate score out of pair messages at the output.
@@ -43,11 +46,13 @@ from td_models.features import (
     sinusoidal_embedding,
 )
 
-__all__ = ["TopologicalTransformer", "DenoiserOutput", "count_parameters"]
+__all__ = ["PAIR_DISTANCES", "TopologicalTransformer", "DenoiserOutput", "count_parameters"]
 
 TIME_SCALE = 1000.0  # t in [0, 1] is embedded as sinusoidal_embedding(1000 t, ...)
 TIME_FREQ_DIM = 256
 _DIST_EPS = 1e-10  # sqrt(d^2 + eps): finite gradients at d = 0 (the diagonal)
+#: The units of the pair distances and their default RBF cutoff (see ``TopologicalTransformer``).
+PAIR_DISTANCES = {"normalised": 2.0, "angstrom": 6.0}
 
 
 class DenoiserOutput(NamedTuple):
@@ -145,9 +150,17 @@ class TopologicalTransformer(nn.Module):
         ``sum_j a_ij (v_j + W pair_ij)``, per head), so geometry enters every layer's messages as in
         CSPNet's edge messages, not only the attention weights. Off: plain scaled-dot-product attention.
     rbf_cutoff:
-        Largest RBF centre, in the units of the lattice given to :meth:`forward` (distances
-        beyond it map to ~0). The default 2.0 suits lattices normalised to about unit volume (rows of
-        order one, as :mod:`td_models.model` passes them, noisy ones included); use ~8 for Angstrom.
+        Largest RBF centre (distances beyond it map to ~0), in the units of the pair distances: the
+        lattice given to :meth:`forward` (``pair_distances="normalised"``) or Angstrom. ``None``: 2.0 for
+        lattices normalised to about unit volume (rows of order one, as :mod:`td_models.model` passes
+        them, noisy ones included), 6.0 for Angstrom.
+    pair_distances:
+        ``"normalised"``: the RBF distance and the lattice-metric features come from the lattice given
+        to :meth:`forward`, which :mod:`td_models.model` normalises to about unit volume per crystal;
+        a bond of one length then falls on different RBF channels for cells of different atom counts,
+        and nothing in the input tells the network the count. ``"angstrom"``: they come from the
+        physical cell ``lattice * length_scale`` (``length_scale`` a (B,) argument of :meth:`forward`),
+        so the network sees bond lengths and the cell size in Angstrom.
     """
 
     def __init__(
@@ -163,8 +176,9 @@ class TopologicalTransformer(nn.Module):
         dropout: float = 0.0,
         gradient_checkpointing: bool = False,
         pair_dim: int = 64,
-        rbf_cutoff: float = 2.0,
+        rbf_cutoff: float | None = None,
         pair_values: bool = False,
+        pair_distances: str = "normalised",
     ) -> None:
         super().__init__()
         cond_dim = hidden_dim if cond_dim is None else cond_dim
@@ -189,6 +203,10 @@ class TopologicalTransformer(nn.Module):
             raise ConfigError(f"pair_values must be true or false, got {pair_values!r}")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        if pair_distances not in PAIR_DISTANCES:
+            raise ConfigError(f"pair_distances must be one of {list(PAIR_DISTANCES)}, got {pair_distances!r}")
+        if rbf_cutoff is None:
+            rbf_cutoff = PAIR_DISTANCES[pair_distances]
         if not (isinstance(rbf_cutoff, (int, float)) and math.isfinite(rbf_cutoff) and rbf_cutoff > 0):
             raise ConfigError(f"rbf_cutoff must be a finite number > 0, got {rbf_cutoff!r}")
         self.num_species = num_species
@@ -199,6 +217,7 @@ class TopologicalTransformer(nn.Module):
         self.num_frequencies = num_frequencies
         self.num_rbf = num_rbf
         self.rbf_cutoff = float(rbf_cutoff)
+        self.pair_distances = pair_distances
         self.gradient_checkpointing = bool(gradient_checkpointing)
         h, p = hidden_dim, pair_dim
 
@@ -249,7 +268,7 @@ class TopologicalTransformer(nn.Module):
             nn.init.zeros_(layer.bias)
 
     # ------------------------------------------------------------------ checks
-    def _check(self, lattice, frac_coords, species, mask, t, cond) -> None:
+    def _check(self, lattice, frac_coords, species, mask, t, cond, length_scale) -> None:
         if not isinstance(frac_coords, torch.Tensor) or frac_coords.dim() != 3 or frac_coords.shape[-1] != 3:
             raise BatchError(f"frac_coords must have shape (B, N, 3), got {getattr(frac_coords, 'shape', None)}")
         b, n, _ = frac_coords.shape
@@ -259,6 +278,12 @@ class TopologicalTransformer(nn.Module):
             "mask": (mask, (b, n)),
             "t": (t, (b,)),
         }
+        if self.pair_distances == "angstrom":
+            if length_scale is None:
+                raise BatchError('pair_distances="angstrom" needs length_scale, the (B,) Angstrom per lattice unit')
+            expected["length_scale"] = (length_scale, (b,))
+        elif length_scale is not None:
+            raise BatchError('length_scale is only read with pair_distances="angstrom"; this denoiser has "normalised"')
         rows = cond.shape[0] if isinstance(cond, torch.Tensor) and cond.dim() == 2 else -1
         k = rows // b if b and rows > 0 and rows % b == 0 else 1
         expected["cond"] = (cond, (k * b, self.cond_dim))
@@ -272,6 +297,8 @@ class TopologicalTransformer(nn.Module):
         bad_species = (species < 0) | (species > self.num_species)
         empty = ~mask.any(dim=1)
         nonfinite = ~(torch.isfinite(lattice).all() & torch.isfinite(frac_coords).all() & torch.isfinite(t).all())
+        if length_scale is not None:
+            nonfinite = nonfinite | ~(torch.isfinite(length_scale) & (length_scale > 0)).all()
         if bool(bad_species.any() | empty.any() | nonfinite):  # one device sync for all value checks
             if bool(bad_species.any()):
                 value = int(species[bad_species][0])
@@ -281,11 +308,12 @@ class TopologicalTransformer(nn.Module):
             if bool(empty.any()):
                 index = int(torch.nonzero(empty)[0, 0])
                 raise BatchError(f"every crystal needs >= 1 real atom in mask, crystal {index} has 0")
-            raise BatchError("lattice, frac_coords and t must be finite, got a NaN or inf")
+            raise BatchError("lattice, frac_coords and t must be finite and length_scale finite and > 0")
 
     # ----------------------------------------------------------------- forward
     def _pair_state(self, lattice: torch.Tensor, frac_coords: torch.Tensor) -> torch.Tensor:
-        """Invariant pair state ``(B, N, N, P)`` from Fourier, RBF and lattice-metric features."""
+        """Invariant pair state ``(B, N, N, P)`` from Fourier, RBF and lattice-metric features of ``lattice``
+        (the physical cell with ``pair_distances="angstrom"``: :meth:`forward` scales it)."""
         fourier = periodic_pair_features(frac_coords, self.num_frequencies)  # (B, N, N, 6 K)
         dist = torch.sqrt(minimum_image_sq_distance(frac_coords, lattice) + _DIST_EPS)  # (B, N, N)
         rbf = gaussian_rbf(dist, self.num_rbf, self.rbf_cutoff)  # (B, N, N, R)
@@ -310,6 +338,7 @@ class TopologicalTransformer(nn.Module):
         mask: torch.Tensor,
         t: torch.Tensor,
         cond: torch.Tensor,
+        length_scale: torch.Tensor | None = None,
     ) -> DenoiserOutput:
         """Predict lattice noise, coordinate score and species logits.
 
@@ -330,21 +359,27 @@ class TopologicalTransformer(nn.Module):
             conditions (classifier-free guidance's conditioned and unconditioned passes). The geometry
             (pair state and environment) is then computed once and shared, and every output has
             ``k B`` rows, condition block by condition block.
+        length_scale:
+            ``(B,)`` Angstrom per unit of ``lattice`` (``lattice * length_scale`` is the physical cell):
+            required with ``pair_distances="angstrom"``, refused otherwise.
 
         Returns
         -------
         :class:`DenoiserOutput`.
         """
-        self._check(lattice, frac_coords, species, mask, t, cond)
+        self._check(lattice, frac_coords, species, mask, t, cond, length_scale)
         dtype = self.cond_proj.weight.dtype
         lattice, frac_coords, t, cond = (x.to(dtype) for x in (lattice, frac_coords, t, cond))
+        # the cell whose distances and metric the network sees (the equivariant lattice output still
+        # uses ``lattice``)
+        seen = lattice if length_scale is None else lattice * length_scale.to(dtype)[:, None, None]
         maskf = mask.to(dtype)  # (B, N)
         count = maskf.sum(dim=1).clamp_min(1.0)  # (B,)
 
         k = cond.shape[0] // lattice.shape[0]  # conditions per crystal (see ``cond``)
         time = t.repeat(k) if k > 1 else t
         c = self.time_mlp(sinusoidal_embedding(time * TIME_SCALE, TIME_FREQ_DIM)) + self.cond_proj(cond)  # (k B, H)
-        pair = self._pair_state(lattice, frac_coords)  # (B, N, N, P)
+        pair = self._pair_state(seen, frac_coords)  # (B, N, N, P)
         key_mask = torch.zeros_like(maskf).masked_fill(~mask, float("-inf"))[:, None, None, :]  # (B, 1, 1, N)
 
         x = self.species_embed(species.long())  # (B, N, H)
@@ -356,6 +391,7 @@ class TopologicalTransformer(nn.Module):
 
         if k > 1:  # the same crystals under k conditions: share the geometry, repeat it per condition
             lattice, x, pair = lattice.repeat(k, 1, 1), x.repeat(k, 1, 1), pair.repeat(k, 1, 1, 1)
+            seen = seen.repeat(k, 1, 1)
             maskf, count, key_mask = maskf.repeat(k, 1), count.repeat(k), key_mask.repeat(k, 1, 1, 1)
             pair_coord = pair_coord.repeat(k, 1, 1, 1)
 
@@ -377,7 +413,7 @@ class TopologicalTransformer(nn.Module):
         coord_score = (self.coord_node(node) + self.coord_out(messages)) * maskf[:, :, None]  # (B, N, 3)
 
         rms = torch.sqrt(lattice.pow(2).mean(dim=(1, 2)) + 1e-12)  # (B,), rotation invariant
-        m = self.lattice_head(torch.cat([graph, lattice_metric_features(lattice)], dim=-1)).view(-1, 3, 3)  # (B, 3, 3)
+        m = self.lattice_head(torch.cat([graph, lattice_metric_features(seen)], dim=-1)).view(-1, 3, 3)  # (B, 3, 3)
         lattice_hat = lattice / rms[:, None, None]  # (B, 3, 3)
         lattice_eps = (m[:, :, :, None] * lattice_hat[:, None, :, :]).sum(dim=2)  # M @ L_hat, not a bf16 matmul
         return DenoiserOutput(lattice_eps, coord_score, species_logits, node, graph)

@@ -122,6 +122,7 @@ class TopologicalDiffusionModel(nn.Module):
             dropout=mc.dropout,
             gradient_checkpointing=mc.gradient_checkpointing,
             pair_values=mc.pair_values,
+            pair_distances=mc.pair_distances,
         )
         self.conditions = ConditionEmbedding(cond_dim=mc.hidden_dim, num_topo_classes=mc.num_topo_classes)
         self.heads = PropertyHeads(mc.hidden_dim, num_topo_classes=mc.num_topo_classes, dropout=mc.dropout)
@@ -208,7 +209,10 @@ class TopologicalDiffusionModel(nn.Module):
 
         dense_frac, dense_species, mask = to_dense(frac, species, num_atoms, pad_species=self.num_species)
         time = t.to(lattice_n.dtype) / self.num_steps  # (B,) in [0, 1]
-        return self.denoiser(lattice_n, dense_frac, dense_species, mask, time, cond), mask
+        scale = None
+        if self.denoiser.pair_distances == "angstrom":  # Angstrom per normalised unit (see normalise_lattice)
+            scale = num_atoms.to(lattice_n.dtype).pow(1.0 / 3.0) * self.lattice_scale.to(lattice_n.dtype)
+        return self.denoiser(lattice_n, dense_frac, dense_species, mask, time, cond, length_scale=scale), mask
 
     def embed_conditions(self, batch: CrystalBatch, drop_prob: float, generator: torch.Generator | None):
         conds = (batch.topo_class, batch.band_gap, batch.chern, batch.formation_energy)
