@@ -389,3 +389,28 @@ def test_budget_cosine_fits_one_annealing_to_the_budget():
     assert fit["epochs"] == max(1, int(planned // 2))
     with pytest.raises(ParameterError, match="benchmark_training.model"):
         experiment_config(BenchmarkTraining.from_dict({"model": {"hidden_size": 8}}))
+
+
+def test_denoising_by_noise_level_scores_an_untrained_model_at_one(tmp_path):
+    """``benchmarks/denoising_by_noise_level.py``: one row per level, one column per model; a model that has learnt
+    nothing (zero-initialised outputs) scores the coordinate loss at about 1, as its docstring says, and two
+    copies of one model score alike (the same crystals and noise draws for every model)."""
+    _require_data("perov5")
+    from td_models import TopologicalDiffusionModel
+    from td_models.config import ExperimentConfig
+
+    config = ExperimentConfig.preset("cpu-demo", model_config={"max_atoms": 8, "num_steps": 100})
+    paths = [str(TopologicalDiffusionModel(config).save(tmp_path / f"m{i}.pt")) for i in range(2)]
+    script = ROOT / "benchmarks" / "denoising_by_noise_level.py"
+    args = [sys.executable, str(script), "--dataset", "perov_5", "--n", "64", "--levels", "1,100", "--model-path"]
+    done = subprocess.run(args + paths, capture_output=True, text=True, check=True, timeout=300)
+    rows = [line for line in done.stdout.splitlines() if line.startswith("| 1 |") or line.startswith("| 100 |")]
+    assert len(rows) == 2, done.stdout
+    for row in rows:
+        cells = [float(x) for x in row.strip("| ").split(" | ")]
+        coords, lattice = cells[2:4], cells[4:6]
+        assert coords[0] == coords[1] and lattice[0] == lattice[1]
+        assert 0.8 < coords[0] < 1.2, row
+    assert "mean(1/N) = 0.200" in done.stdout  # Perov-5 cells hold 5 atoms
+    bad = subprocess.run(args[:-1] + ["--levels", "0,101", "--model-path", paths[0]], capture_output=True, text=True)
+    assert bad.returncode != 0 and "--levels must lie in 1..100 (the model's diffusion steps), got [0, 101]" in bad.stderr
