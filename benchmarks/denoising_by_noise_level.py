@@ -104,7 +104,8 @@ def main() -> None:
                      for r in records])  # fmt: skip
     levels = parse_levels(args.levels, min(m.num_steps for m in models))
     floor = float((1.0 / batch.num_atoms.double()).mean())
-    log(f"{len(records)} test crystals of {args.dataset}, {len(models)} model(s), load average {os.getloadavg()[0]:.1f}")
+    load = os.getloadavg()[0]
+    log(f"{len(records)} test crystals of {args.dataset}, {len(models)} model(s), load average {load:.1f}")
     rows = []
     for t_value in levels:
         sigma = float(models[0].coord_process.sigma(t_value))

@@ -413,4 +413,5 @@ def test_denoising_by_noise_level_scores_an_untrained_model_at_one(tmp_path):
         assert 0.8 < coords[0] < 1.2, row
     assert "mean(1/N) = 0.200" in done.stdout  # Perov-5 cells hold 5 atoms
     bad = subprocess.run(args[:-1] + ["--levels", "0,101", "--model-path", paths[0]], capture_output=True, text=True)
-    assert bad.returncode != 0 and "--levels must lie in 1..100 (the model's diffusion steps), got [0, 101]" in bad.stderr
+    assert bad.returncode != 0
+    assert "--levels must lie in 1..100 (the model's diffusion steps), got [0, 101]" in bad.stderr
