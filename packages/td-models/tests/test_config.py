@@ -70,6 +70,8 @@ def test_save_and_load_round_trip(tmp_path, suffix):
         ("model_config", "species_process", "gaussian", "species_process"),
         ("model_config", "species_schedule", "linear", "species_schedule"),
         ("model_config", "pair_values", "yes", "pair_values must be true or false, got 'yes'"),
+        ("model_config", "coord_vectors", "yes", "coord_vectors must be true or false, got 'yes'"),
+        ("model_config", "pair_distances", "bohr", "pair_distances must be 'angstrom' or 'normalised', got 'bohr'"),
         ("physics_config", "band_gap_range", [0.5, 0.1], "low <= high"),
         ("physics_config", "band_gap_range", [0.1], "two numbers"),
         ("physics_config", "topological_class", "axion", "topological_class must be one of"),

@@ -301,3 +301,41 @@ def test_length_scale_is_required_exactly_when_distances_are_in_angstrom():
         MODEL(lattice, frac, species, mask, t, cond, length_scale=torch.ones(2, dtype=DT))
     with pytest.raises(ConfigError, match=r"pair_distances must be one of \['normalised', 'angstrom'\], got 'bohr'"):
         TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, pair_distances="bohr")
+
+
+def test_coord_vectors_keep_the_symmetries_start_at_zero_and_are_smooth_across_half_a_cell():
+    """``coord_vectors``: the score gains sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi). Rotation, origin and integer
+    shifts, permutations, padding and several conditions in one pass behave as without it; a fresh network still
+    predicts zero; the term is continuous where the wrapped difference jumps (two atoms half a cell apart)."""
+    model = _small(coord_vectors=True, pair_distances="angstrom").requires_grad_(False)
+    lattice, frac, species, mask, t, cond = _batch(12)
+    scale = torch.tensor([2.2, 2.9], dtype=DT)
+    out = model(lattice, frac, species, mask, t, cond, length_scale=scale)
+    q = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(13), dtype=DT))[0]
+    moved = model(lattice @ q.T, (frac + 0.41) % 1.0 - 2.0, species, mask, t, cond, length_scale=scale)
+    torch.testing.assert_close(moved.lattice_eps, out.lattice_eps @ q.T, **TOL)
+    _close(moved, out, skip=("lattice_eps",))
+    perm = torch.tensor([[3, 1, 0, 2, 4, 5], [5, 0, 4, 1, 3, 2]])
+    take = lambda x: torch.gather(x, 1, perm.view(2, 6, *([1] * (x.dim() - 2))).expand_as(x))  # noqa: E731
+    permuted = model(lattice, take(frac), take(species), take(mask), t, cond, length_scale=scale)
+    torch.testing.assert_close(permuted.coord_score, take(out.coord_score), **TOL)
+    alone = model(lattice[:1], frac[:1, :4], species[:1, :4], mask[:1, :4], t[:1], cond[:1], length_scale=scale[:1])
+    torch.testing.assert_close(out.coord_score[:1, :4], alone.coord_score, **TOL)
+    together = model(lattice, frac, species, mask, t, torch.cat([cond, 2 * cond]), length_scale=scale)
+    doubled = model(lattice, frac, species, mask, t, 2 * cond, length_scale=scale)
+    torch.testing.assert_close(together.coord_score, torch.cat([out.coord_score, doubled.coord_score]), **TOL)
+    plain = _small(pair_distances="angstrom")  # the same seed: equal weights but the pair-vector weights
+    assert not torch.allclose(plain(lattice, frac, species, mask, t, cond, length_scale=scale).coord_score,
+                              out.coord_score)  # fmt: skip
+    fresh = TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, coord_vectors=True)
+    init = fresh(*(x.float() if x.is_floating_point() else x for x in _batch(12)))
+    assert bool((init.coord_score == 0).all())
+    pair = torch.tensor([[[0.1, 0.2, 0.3], [0.6 - 1e-7, 0.2, 0.3]]], dtype=DT)  # half a cell apart along a
+    across = pair.clone()
+    across[0, 1, 0] += 2e-7
+    args = (torch.eye(3, dtype=DT)[None], species[:1, :2], mask[:1, :2], t[:1], cond[:1])
+    before = model(args[0], pair, *args[1:], length_scale=scale[:1]).coord_score
+    after = model(args[0], across, *args[1:], length_scale=scale[:1]).coord_score
+    torch.testing.assert_close(before, after, atol=1e-5, rtol=0)
+    with pytest.raises(ConfigError, match="coord_vectors must be true or false, got 1"):
+        TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, coord_vectors=1)

@@ -140,6 +140,8 @@ class ModelConfig(_Block):
     # units of the pair distances and lattice-metric features the denoiser sees: "angstrom" (the physical cell) or
     # "normalised" (the cell scaled to about unit volume per crystal: blind to the atom count; files without the key)
     pair_distances: str = "angstrom"
+    # coordinate score plus sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi): a pair "force" along each pair's direction
+    coord_vectors: bool = False
 
     def __post_init__(self) -> None:
         for name in ("num_species", "hidden_dim", "num_topo_classes", "num_layers", "num_heads", "mlp_ratio"):
@@ -197,6 +199,10 @@ class ModelConfig(_Block):
             f"model_config.pair_values must be true or false, got {self.pair_values!r}",
         )
         _check_choice("model_config.pair_distances", self.pair_distances, ("angstrom", "normalised"))
+        _check(
+            isinstance(self.coord_vectors, bool),
+            f"model_config.coord_vectors must be true or false, got {self.coord_vectors!r}",
+        )
 
 
 def _check_stability_threshold(value: Any) -> None:

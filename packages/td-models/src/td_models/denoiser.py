@@ -179,6 +179,7 @@ class TopologicalTransformer(nn.Module):
         rbf_cutoff: float | None = None,
         pair_values: bool = False,
         pair_distances: str = "normalised",
+        coord_vectors: bool = False,
     ) -> None:
         super().__init__()
         cond_dim = hidden_dim if cond_dim is None else cond_dim
@@ -203,6 +204,8 @@ class TopologicalTransformer(nn.Module):
             raise ConfigError(f"pair_values must be true or false, got {pair_values!r}")
         if not (isinstance(dropout, (int, float)) and 0.0 <= dropout < 1.0):
             raise ConfigError(f"dropout must be in [0, 1), got {dropout!r}")
+        if not isinstance(coord_vectors, bool):
+            raise ConfigError(f"coord_vectors must be true or false, got {coord_vectors!r}")
         if pair_distances not in PAIR_DISTANCES:
             raise ConfigError(f"pair_distances must be one of {list(PAIR_DISTANCES)}, got {pair_distances!r}")
         if rbf_cutoff is None:
@@ -244,6 +247,9 @@ class TopologicalTransformer(nn.Module):
         self.coord_dst = nn.Linear(h, p, bias=False)
         self.coord_pair = nn.Linear(p, p, bias=False)
         self.coord_out = nn.Linear(p, 3)
+        # pair vectors: sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi), w_ij from the same pair messages (coord_vectors)
+        self.coord_vectors = coord_vectors
+        self.coord_weight = nn.Linear(p, 1) if coord_vectors else None
         self.lattice_head = nn.Sequential(nn.Linear(h + 6, h), nn.SiLU(), nn.Linear(h, 9))
         self.reset_parameters()
 
@@ -263,6 +269,8 @@ class TopologicalTransformer(nn.Module):
         nn.init.normal_(self.time_mlp[2].weight, std=0.02)
         zero = [block.ada[-1] for block in self.blocks]
         zero += [self.final_ada[-1], self.species_head, self.coord_node, self.coord_out, self.lattice_head[-1]]
+        if self.coord_weight is not None:
+            zero.append(self.coord_weight)
         for layer in zero:
             nn.init.zeros_(layer.weight)
             nn.init.zeros_(layer.bias)
@@ -409,8 +417,18 @@ class TopologicalTransformer(nn.Module):
         messages = F.silu(
             self.coord_src(node)[:, :, None, :] + self.coord_dst(node)[:, None, :, :] + pair_coord
         )  # (B, N, N, P): i on dim 1, j on dim 2
+        if self.coord_weight is not None:  # a weighted sum of smooth periodic pair vectors, in cell fractions
+            weight = self.coord_weight(messages) * maskf[:, None, :, None]  # (B, N, N, 1)
+            diff = frac_coords[:, None, :, :] - frac_coords[:, :, None, :]  # (B, N, N, 3): f_j - f_i
+            vectors = torch.sin((2.0 * math.pi) * diff) / (2.0 * math.pi)  # ~ f_j - f_i near, 0 half a cell away
+            if k > 1:
+                vectors = vectors.repeat(k, 1, 1, 1)
+            pair_term = (weight * vectors).sum(dim=2) / count[:, None, None]  # (B, N, 3)
         messages = (messages * maskf[:, None, :, None]).sum(dim=2) / count[:, None, None]  # (B, N, P)
-        coord_score = (self.coord_node(node) + self.coord_out(messages)) * maskf[:, :, None]  # (B, N, 3)
+        coord_score = self.coord_node(node) + self.coord_out(messages)  # (B, N, 3)
+        if self.coord_weight is not None:
+            coord_score = coord_score + pair_term
+        coord_score = coord_score * maskf[:, :, None]
 
         rms = torch.sqrt(lattice.pow(2).mean(dim=(1, 2)) + 1e-12)  # (B,), rotation invariant
         m = self.lattice_head(torch.cat([graph, lattice_metric_features(seen)], dim=-1)).view(-1, 3, 3)  # (B, 3, 3)

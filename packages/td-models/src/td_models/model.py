@@ -123,6 +123,7 @@ class TopologicalDiffusionModel(nn.Module):
             gradient_checkpointing=mc.gradient_checkpointing,
             pair_values=mc.pair_values,
             pair_distances=mc.pair_distances,
+            coord_vectors=mc.coord_vectors,
         )
         self.conditions = ConditionEmbedding(cond_dim=mc.hidden_dim, num_topo_classes=mc.num_topo_classes)
         self.heads = PropertyHeads(mc.hidden_dim, num_topo_classes=mc.num_topo_classes, dropout=mc.dropout)
