@@ -161,6 +161,10 @@ class TopologicalTransformer(nn.Module):
         and nothing in the input tells the network the count. ``"angstrom"``: they come from the
         physical cell ``lattice * length_scale`` (``length_scale`` a (B,) argument of :meth:`forward`),
         so the network sees bond lengths and the cell size in Angstrom.
+    coord_vectors:
+        Add ``sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi)`` to the coordinate score (a mean over real atoms
+        ``j``, ``w_ij`` a zero-initialised projection of the pair messages): a pair "force" along each
+        pair's own direction, close to ``f_j - f_i`` for near pairs and smooth (zero) half a cell away.
     """
 
     def __init__(
