@@ -112,16 +112,15 @@ def main() -> None:
         rows.append((t_value, sigma, [losses_at(m, batch, t_value, args.seed) for m in models]))
         log(f"t = {t_value} done")
 
-    names = [Path(p).parent.name + "/" + Path(p).name for p in args.model_path]
     print(f"# Denoising error by noise level: {args.dataset}, {len(records)} test crystals, seed {args.seed}")
     print(f"# translation floor of the coordinate loss at small sigma: mean(1/N) = {floor:.3f}")
     for i, (path, model) in enumerate(zip(args.model_path, models)):
         mc = model.config.model_config
         print(f"# [{i}] {path}: {model.num_parameters() / 1e6:.2f}M parameters, pair_distances {mc.pair_distances}")
-    head = " | ".join(f"coords [{i}]" for i in range(len(names))) + " | "
-    head += " | ".join(f"lattice [{i}]" for i in range(len(names)))
+    head = " | ".join(f"coords [{i}]" for i in range(len(models))) + " | "
+    head += " | ".join(f"lattice [{i}]" for i in range(len(models)))
     print(f"| t | sigma | {head} |")
-    print("|---" * (2 + 2 * len(names)) + "|")
+    print("|---" * (2 + 2 * len(models)) + "|")
     for t_value, sigma, results in rows:
         cells = [f"{c:.3f}" for c, _ in results] + [f"{lat:.3f}" for _, lat in results]
         print(f"| {t_value} | {sigma:.4f} | " + " | ".join(cells) + " |")

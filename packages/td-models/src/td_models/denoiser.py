@@ -44,6 +44,7 @@ from td_models.features import (
     pair_feature_dim,
     periodic_pair_features,
     sinusoidal_embedding,
+    wrapped_frac_difference,
 )
 
 __all__ = ["PAIR_DISTANCES", "TopologicalTransformer", "DenoiserOutput", "count_parameters"]
@@ -418,20 +419,17 @@ class TopologicalTransformer(nn.Module):
         graph = node.sum(dim=1) / count[:, None]  # (B, H)
 
         species_logits = self.species_head(node) * maskf[:, :, None]  # (B, N, num_species)
-        messages = F.silu(
+        pair_messages = F.silu(
             self.coord_src(node)[:, :, None, :] + self.coord_dst(node)[:, None, :, :] + pair_coord
         )  # (B, N, N, P): i on dim 1, j on dim 2
-        if self.coord_weight is not None:  # a weighted sum of smooth periodic pair vectors, in cell fractions
-            weight = self.coord_weight(messages) * maskf[:, None, :, None]  # (B, N, N, 1)
-            diff = frac_coords[:, None, :, :] - frac_coords[:, :, None, :]  # (B, N, N, 3): f_j - f_i
-            vectors = torch.sin((2.0 * math.pi) * diff) / (2.0 * math.pi)  # ~ f_j - f_i near, 0 half a cell away
-            if k > 1:
-                vectors = vectors.repeat(k, 1, 1, 1)
-            pair_term = (weight * vectors).sum(dim=2) / count[:, None, None]  # (B, N, 3)
-        messages = (messages * maskf[:, None, :, None]).sum(dim=2) / count[:, None, None]  # (B, N, P)
+        messages = (pair_messages * maskf[:, None, :, None]).sum(dim=2) / count[:, None, None]  # (B, N, P)
         coord_score = self.coord_node(node) + self.coord_out(messages)  # (B, N, 3)
-        if self.coord_weight is not None:
-            coord_score = coord_score + pair_term
+        if self.coord_weight is not None:  # a weighted sum of smooth periodic pair vectors, in cell fractions
+            weight = self.coord_weight(pair_messages) * maskf[:, None, :, None]  # (B, N, N, 1)
+            # ~ f_j - f_i for near pairs, 0 half a cell away
+            vectors = torch.sin((2.0 * math.pi) * wrapped_frac_difference(frac_coords)) / (2.0 * math.pi)
+            vectors = vectors.repeat(k, 1, 1, 1) if k > 1 else vectors
+            coord_score = coord_score + (weight * vectors).sum(dim=2) / count[:, None, None]
         coord_score = coord_score * maskf[:, :, None]
 
         rms = torch.sqrt(lattice.pow(2).mean(dim=(1, 2)) + 1e-12)  # (B,), rotation invariant

@@ -182,13 +182,15 @@ class TopologicalDiffusionModel(nn.Module):
         self.atom_count_weights.copy_(counts)
         log.info("normalisation: lattice scale %.3f Angstrom from %d crystals", float(per_atom.median()), len(batch))
 
+    def length_scale(self, num_atoms: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """``(B,)`` Angstrom per unit of the normalised lattice: ``N^(1/3)`` times the lattice scale."""
+        return num_atoms.to(dtype).pow(1.0 / 3.0) * self.lattice_scale.to(dtype)
+
     def normalise_lattice(self, lattice: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
-        scale = num_atoms.to(lattice.dtype).pow(1.0 / 3.0) * self.lattice_scale.to(lattice.dtype)  # (B,)
-        return lattice / scale[:, None, None]
+        return lattice / self.length_scale(num_atoms, lattice.dtype)[:, None, None]
 
     def denormalise_lattice(self, lattice: torch.Tensor, num_atoms: torch.Tensor) -> torch.Tensor:
-        scale = num_atoms.to(lattice.dtype).pow(1.0 / 3.0) * self.lattice_scale.to(lattice.dtype)  # (B,)
-        return lattice * scale[:, None, None]
+        return lattice * self.length_scale(num_atoms, lattice.dtype)[:, None, None]
 
     # ------------------------------------------------------------------------------ network
     def denoise(
@@ -210,9 +212,7 @@ class TopologicalDiffusionModel(nn.Module):
 
         dense_frac, dense_species, mask = to_dense(frac, species, num_atoms, pad_species=self.num_species)
         time = t.to(lattice_n.dtype) / self.num_steps  # (B,) in [0, 1]
-        scale = None
-        if self.denoiser.pair_distances == "angstrom":  # Angstrom per normalised unit (see normalise_lattice)
-            scale = num_atoms.to(lattice_n.dtype).pow(1.0 / 3.0) * self.lattice_scale.to(lattice_n.dtype)
+        scale = self.length_scale(num_atoms, lattice_n.dtype) if self.denoiser.pair_distances == "angstrom" else None
         return self.denoiser(lattice_n, dense_frac, dense_species, mask, time, cond, length_scale=scale), mask
 
     def embed_conditions(self, batch: CrystalBatch, drop_prob: float, generator: torch.Generator | None):

@@ -42,7 +42,7 @@ import numpy as np
 
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord, atomic_number, symbol
-from td_data.relax.relaxer import OPTIMIZERS, Relaxer, RelaxResult, relax_records
+from td_data.relax.relaxer import Relaxer, RelaxResult, check_optimizer, relax_records
 
 __all__ = ["HullResult", "energy_above_hull", "elemental_prototypes", "PROTOTYPES"]
 
@@ -178,8 +178,7 @@ def energy_above_hull(
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
     from pymatgen.core import Composition
 
-    if optimizer not in OPTIMIZERS:  # checked here too: a fully cached hull never reaches relax_records
-        raise TDDataError(f"optimizer must be {' or '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
+    check_optimizer(optimizer)  # checked here too: a fully cached hull never reaches relax_records
     relaxer = relaxer if relaxer is not None else Relaxer()
     results = list(results)
     references = list(references)

@@ -77,6 +77,14 @@ MAX_VOLUME_PER_ATOM = 500.0  # Angstrom^3: a cell that grows past this has falle
 MIN_VOLUME_PER_ATOM = 1.0  # Angstrom^3: the plausibility floor of td_data.plausibility
 #: the optimisers relax_records runs: ASE's FIRE (CHGNet's StructOptimizer default) and ASE's BFGS
 OPTIMIZERS = ("fire", "bfgs")
+
+
+def check_optimizer(optimizer: Any) -> None:
+    """Refuse an optimiser name that is not in :data:`OPTIMIZERS`, naming the ones there are."""
+    if optimizer not in OPTIMIZERS:
+        raise TDDataError(f"optimizer must be {' or '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
+
+
 BFGS_ALPHA = 70.0  # eV/A^2: ASE's initial Hessian
 BFGS_MAXSTEP = 0.2  # Angstrom: ASE's largest move of one atom (or cell row) per step
 # MatterGen's RMSDStructureMatcher tolerances (loose, so that relaxed crystals still find their input)
@@ -565,8 +573,7 @@ def relax_records(
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
         raise TDDataError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     _check_batch_size(batch_size)
-    if optimizer not in OPTIMIZERS:
-        raise TDDataError(f"optimizer must be {' or '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
+    check_optimizer(optimizer)
     records = list(records)
     for i, r in enumerate(records):
         if not isinstance(r, CrystalRecord):
