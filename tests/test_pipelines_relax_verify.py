@@ -108,16 +108,40 @@ def test_relax_limits_say_which_candidates_were_not_relaxed():
         RelaxOptions.from_dict({"max_candidates": 0})
 
 
-def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs():
+@pytest.mark.parametrize("alpha", [None, 35.0])
+def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs(alpha, monkeypatch):
     pytest.importorskip("chgnet")
-    from td_data.relax import Relaxer
+    import td_data.relax
+    from td_data.relax import BfgsSettings, Relaxer
 
+    calls = []
+    real = td_data.relax.relax_records
+
+    def spy(records, **kwargs):
+        calls.append(kwargs.get("bfgs"))
+        return real(records, **kwargs)
+
+    monkeypatch.setattr(td_data.relax, "relax_records", spy)
     relaxer = Relaxer(threads=1)
-    out, table, _ = relax_candidates([as_candidate(diamond_si("cand-0000", shift=0.01))], [diamond_si("train-si")],
-                                     PHYSICS, {**FAST_RELAX, "optimizer": "bfgs"}, relaxer=relaxer)  # fmt: skip
+    options = {**FAST_RELAX, "optimizer": "bfgs", "bfgs_alpha": alpha}
+    out, table, summary = relax_candidates([as_candidate(diamond_si("cand-0000", shift=0.01))],
+                                           [diamond_si("train-si")], PHYSICS, options, relaxer=relaxer)  # fmt: skip
     assert bool(table.loc[0, "relax_converged"]) and abs(out[0].properties["e_above_hull"]) < 0.02
+    expected = BfgsSettings() if alpha is None else BfgsSettings(alpha=alpha)
+    # the candidates get the setting; the hull's references relax with it too (its own cache key)
+    assert calls[0] == (None if alpha is None else expected)
     settings = {key[2:] for key in relaxer.reference_cache}
-    assert settings == {(FAST_RELAX["fmax"], FAST_RELAX["max_steps"], "bfgs")}
+    assert settings == {(FAST_RELAX["fmax"], FAST_RELAX["max_steps"], "bfgs", expected)}
+    assert summary["options"]["bfgs_alpha"] == alpha
+
+
+def test_bfgs_alpha_is_refused_without_bfgs_or_when_not_positive():
+    with pytest.raises(ParameterError, match="relax_options.bfgs_alpha=35 needs relax_options.optimizer: bfgs"):
+        relax_candidates([], [], PHYSICS, {"bfgs_alpha": 35})
+    with pytest.raises(
+        ParameterError, match=r"relax_options.bfgs_alpha must be a number > 0 \(eV/A\^2\) or null, got 0"
+    ):
+        relax_candidates([], [], PHYSICS, {"optimizer": "bfgs", "bfgs_alpha": 0})
 
 
 def test_relax_disabled_passes_candidates_through_and_the_threshold_holds_them_back():

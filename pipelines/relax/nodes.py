@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -48,6 +49,9 @@ class RelaxOptions(OptionsBlock):
     # "fire" (CHGNet's StructOptimizer default) or "bfgs" (ASE's BFGS: about 30% fewer steps on small cells, the
     # same minima; benchmarks/relaxation_throughput.py measures both)
     optimizer: str = "fire"
+    # BFGS's initial Hessian, eV/A^2 (only with optimizer bfgs; null: ASE's 70). A softer start (35) takes fewer
+    # steps; benchmarks/relaxation_throughput.py --bfgs-alpha prints the steps and the minima against ASE's start
+    bfgs_alpha: float | None = None
     # worker processes, one torch thread each; more than one only pays when there are more crystals than
     # batch_size (each worker loads its own CHGNet, a few seconds)
     workers: int = 1
@@ -72,6 +76,19 @@ class RelaxOptions(OptionsBlock):
         if self.optimizer not in OPTIMIZERS:
             allowed = " or ".join(map(repr, OPTIMIZERS))
             raise ParameterError(f"relax_options.optimizer must be {allowed}, got {self.optimizer!r}")
+        alpha = self.bfgs_alpha
+        if alpha is not None:
+            if (
+                isinstance(alpha, bool)
+                or not isinstance(alpha, (int, float))
+                or not (math.isfinite(alpha) and alpha > 0)
+            ):
+                raise ParameterError(f"relax_options.bfgs_alpha must be a number > 0 (eV/A^2) or null, got {alpha!r}")
+            if self.optimizer != "bfgs":
+                raise ParameterError(
+                    f"relax_options.bfgs_alpha={alpha!r} needs relax_options.optimizer: bfgs (it is "
+                    f"{self.optimizer!r}, which has no initial Hessian); set it to null or choose bfgs"
+                )
         for name in ("max_steps", "batch_size", "workers"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -189,6 +206,7 @@ def relax_candidates(
             "relax_cell": opts.relax_cell,
             "batch_size": opts.batch_size,
             "optimizer": opts.optimizer,
+            "bfgs_alpha": opts.bfgs_alpha,
             "workers": opts.workers,
             "max_atoms": opts.max_atoms,
             "max_candidates": opts.max_candidates,
@@ -213,7 +231,7 @@ def _relax(
     candidates: list[CrystalRecord], references: list[CrystalRecord], opts: RelaxOptions, relaxer: Any
 ) -> list[tuple[CrystalRecord, dict[str, Any]]]:
     """CHGNet relaxation and hull of every candidate: ``(record to pass on, facts)`` in input order."""
-    from td_data.relax import Relaxer, energy_above_hull, idealised, relax_records
+    from td_data.relax import BfgsSettings, Relaxer, energy_above_hull, idealised, relax_records
 
     logger.info(
         "relax: %d candidates with CHGNet (%s, fmax %g eV/A, at most %d steps, %d process(es)), then the hull of "
@@ -222,14 +240,16 @@ def _relax(
     )  # fmt: skip
     if relaxer is None:
         relaxer = Relaxer()
+    bfgs = BfgsSettings(alpha=float(opts.bfgs_alpha)) if opts.bfgs_alpha is not None else None
     results = relax_records(
         candidates, fmax=opts.fmax, max_steps=opts.max_steps, relax_cell=opts.relax_cell,
         batch_size=opts.batch_size, progress=False, relaxer=relaxer, optimizer=opts.optimizer, workers=opts.workers,
+        bfgs=bfgs,
     )  # fmt: skip
     # the reference phases relax with the same settings (and the relaxer caches them)
     hulls = energy_above_hull(results, references, relaxer=relaxer, progress=False, fmax=opts.fmax,
                               max_steps=opts.max_steps, batch_size=opts.batch_size, optimizer=opts.optimizer,
-                              workers=opts.workers)  # fmt: skip
+                              workers=opts.workers, bfgs=bfgs)  # fmt: skip
     out = []
     for cand, res, hull in zip(candidates, results, hulls, strict=True):
         converged, reason = bool(res.converged), res.reason or ""

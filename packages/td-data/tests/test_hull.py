@@ -13,7 +13,7 @@ pytest.importorskip("ase")
 
 from td_data.exceptions import TDDataError  # noqa: E402
 from td_data.record import CrystalRecord  # noqa: E402
-from td_data.relax import HullResult, Relaxer, RelaxResult, energy_above_hull, relax_records  # noqa: E402
+from td_data.relax import BfgsSettings, HullResult, Relaxer, RelaxResult, energy_above_hull, relax_records  # noqa: E402
 from td_data.relax.hull import elemental_prototypes  # noqa: E402
 
 FCC = np.array([[0, 1, 1], [1, 0, 1], [1, 1, 0]]) / 2.0
@@ -100,7 +100,7 @@ def test_failed_or_unconverged_candidates_get_a_reason_and_the_others_a_value(re
 def test_reference_phases_are_cached_on_the_relaxer(relaxer, caplog):
     [res] = relax_records([rock_salt()], relaxer=relaxer)
     energy_above_hull([res], relaxer=relaxer)
-    assert relaxer.reference_cache[("element", 11, 0.1, 200, "fire")][1].startswith("Na (")
+    assert relaxer.reference_cache[("element", 11, 0.1, 200, "fire", None)][1].startswith("Na (")
     with caplog.at_level(logging.INFO, logger="td_data.hull"):
         energy_above_hull([res], relaxer=relaxer)
     assert "reference phases" not in caplog.text
@@ -112,7 +112,14 @@ def test_the_hull_relaxes_its_references_with_the_candidates_optimizer(relaxer):
     [by_fire] = energy_above_hull([fire], relaxer=relaxer)
     [by_bfgs] = energy_above_hull([bfgs], relaxer=relaxer, optimizer="bfgs")
     # a cache of its own: FIRE's reference energies are not reused for a BFGS hull
-    assert ("element", 11, 0.1, 200, "bfgs") in relaxer.reference_cache
+    assert ("element", 11, 0.1, 200, "bfgs", BfgsSettings()) in relaxer.reference_cache
+    # and one per BFGS start: references relaxed from ASE's Hessian are not reused for a softer start
+    soft = BfgsSettings(alpha=35.0)
+    [by_soft] = energy_above_hull([bfgs], relaxer=relaxer, optimizer="bfgs", bfgs=soft)
+    assert ("element", 11, 0.1, 200, "bfgs", soft) in relaxer.reference_cache
+    assert by_soft.hull_distance == pytest.approx(by_bfgs.hull_distance, abs=5e-3)
+    with pytest.raises(TDDataError, match="bfgs=BfgsSettings.* was given but optimizer is 'fire'"):
+        energy_above_hull([fire], relaxer=relaxer, bfgs=soft)
     # the same minima: the two hulls agree to within the relaxations' convergence
     assert by_bfgs.hull_distance == pytest.approx(by_fire.hull_distance, abs=5e-3)
     with pytest.raises(TDDataError, match="optimizer must be 'fire' or 'bfgs', got 'lbfgs'"):

@@ -23,6 +23,7 @@ from td_data.relax.relaxer import (
     MAX_ATOMIC_NUMBER,
     MIN_ENERGY_PER_ATOM,
     OPTIMIZERS,
+    BfgsSettings,
     FireSettings,
     Relaxer,
     RelaxResult,
@@ -33,6 +34,7 @@ from td_data.relax.relaxer import (
 __all__ = [
     "Relaxer",
     "RelaxResult",
+    "BfgsSettings",
     "FireSettings",
     "relax_records",
     "with_rmsd",

@@ -42,7 +42,7 @@ import numpy as np
 
 from td_data.exceptions import TDDataError
 from td_data.record import CrystalRecord, atomic_number, symbol
-from td_data.relax.relaxer import Relaxer, RelaxResult, check_optimizer, relax_records
+from td_data.relax.relaxer import BfgsSettings, Relaxer, RelaxResult, check_optimizer, relax_records
 
 __all__ = ["HullResult", "energy_above_hull", "elemental_prototypes", "PROTOTYPES"]
 
@@ -151,6 +151,7 @@ def energy_above_hull(
     batch_size: int = 32,
     optimizer: str = "fire",
     workers: int = 1,
+    bfgs: BfgsSettings | None = None,
 ) -> list[HullResult]:
     """Energy above the hull of the phases at hand for each relaxed candidate (one :class:`HullResult` each).
 
@@ -168,17 +169,17 @@ def energy_above_hull(
         relaxed reference phases for later calls.
     progress:
         A progress bar while the reference phases relax.
-    fmax, max_steps, batch_size, optimizer, workers:
+    fmax, max_steps, batch_size, optimizer, workers, bfgs:
         Relaxation settings of the reference phases (see :func:`~td_data.relax.relax_records`). The
-        relaxer's cache keeps reference energies per ``(fmax, max_steps, optimizer)``: phases relaxed with
-        other settings are relaxed again, so that one hull never mixes two minimisations.
+        relaxer's cache keeps reference energies per ``(fmax, max_steps, optimizer, bfgs)``: phases relaxed
+        with other settings are relaxed again, so that one hull never mixes two minimisations.
 
     See the module docstring for the caveat: missing phases make ``e_above_hull`` too low, never too high.
     """
     from pymatgen.analysis.phase_diagram import PDEntry, PhaseDiagram
     from pymatgen.core import Composition
 
-    check_optimizer(optimizer)  # checked here too: a fully cached hull never reaches relax_records
+    check_optimizer(optimizer, bfgs=bfgs)  # checked here too: a fully cached hull never reaches relax_records
     relaxer = relaxer if relaxer is not None else Relaxer()
     results = list(results)
     references = list(references)
@@ -199,7 +200,9 @@ def energy_above_hull(
     relevant = [ref for ref in references if any(set(ref.atomic_numbers.tolist()) <= s for s in systems)]
 
     # relax what the cache does not hold yet, in one batched call
-    settings = (float(fmax), int(max_steps), str(optimizer))
+    if optimizer == "bfgs":
+        bfgs = bfgs if bfgs is not None else BfgsSettings()
+    settings = (float(fmax), int(max_steps), str(optimizer), bfgs)
     todo: list[tuple[tuple, CrystalRecord]] = []
     for z in elements:
         key = ("element", z, *settings)
@@ -221,6 +224,7 @@ def energy_above_hull(
             rmsd=False,
             optimizer=optimizer,
             workers=workers,
+            bfgs=bfgs,
         )
         for (key, rec), res in zip(todo, relaxed):
             name = rec.id or rec.formula

@@ -46,6 +46,7 @@ import warnings
 from collections import deque
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -59,6 +60,7 @@ __all__ = [
     "Relaxer",
     "RelaxResult",
     "FireSettings",
+    "BfgsSettings",
     "relax_records",
     "MAX_ATOMIC_NUMBER",
     "MIN_ENERGY_PER_ATOM",
@@ -79,14 +81,6 @@ MIN_VOLUME_PER_ATOM = 1.0  # Angstrom^3: the plausibility floor of td_data.plaus
 OPTIMIZERS = ("fire", "bfgs")
 
 
-def check_optimizer(optimizer: Any) -> None:
-    """Refuse an optimiser name that is not in :data:`OPTIMIZERS`, naming the ones there are."""
-    if optimizer not in OPTIMIZERS:
-        raise TDDataError(f"optimizer must be {' or '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
-
-
-BFGS_ALPHA = 70.0  # eV/A^2: ASE's initial Hessian
-BFGS_MAXSTEP = 0.2  # Angstrom: ASE's largest move of one atom (or cell row) per step
 # MatterGen's RMSDStructureMatcher tolerances (loose, so that relaxed crystals still find their input)
 _RMSD_MATCHER = {
     "ltol": 0.5,
@@ -364,6 +358,48 @@ class FireSettings:
     fa: float = 0.99  # mixing decay
 
 
+@dataclass(frozen=True)
+class BfgsSettings:
+    """BFGS's parameters; the defaults are ASE's, which CHGNet's ``StructOptimizer`` uses.
+
+    ``alpha`` is the initial Hessian, ``alpha`` times the identity in eV/A^2 (over ``FrechetCellFilter``
+    coordinates). A smaller value makes the first steps longer: ``benchmarks/relaxation_throughput.py --bfgs-alpha``
+    measures the step count and the energies reached against ASE's 70.
+    """
+
+    alpha: float = 70.0  # eV/A^2: ASE's initial Hessian
+    maxstep: float = 0.2  # Angstrom: the largest move of one atom (or one cell row) per step
+
+    def __post_init__(self) -> None:
+        for name in ("alpha", "maxstep"):
+            value = getattr(self, name)
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not (math.isfinite(value) and value > 0)
+            ):
+                unit = "eV/A^2" if name == "alpha" else "Angstrom"
+                raise TDDataError(f"BfgsSettings.{name} must be a finite number > 0 ({unit}), got {value!r}")
+
+
+def check_optimizer(optimizer: Any, *, fire: Any = None, bfgs: Any = None) -> None:
+    """Refuse an optimiser name that is not in :data:`OPTIMIZERS`, naming the ones there are, and settings
+    (``fire``: :class:`FireSettings`, ``bfgs``: :class:`BfgsSettings`) of the wrong type or of an optimiser
+    that does not run."""
+    if optimizer not in OPTIMIZERS:
+        raise TDDataError(f"optimizer must be {' or '.join(map(repr, OPTIMIZERS))}, got {optimizer!r}")
+    for given, kind, name in ((fire, FireSettings, "fire"), (bfgs, BfgsSettings, "bfgs")):
+        if given is None:
+            continue
+        if not isinstance(given, kind):
+            raise TDDataError(f"{name} must be a {kind.__name__}, got {type(given).__name__}")
+        if optimizer != name:
+            raise TDDataError(
+                f"{name}={given!r} was given but optimizer is {optimizer!r}: settings of an optimiser that does not "
+                "run would be ignored"
+            )
+
+
 @dataclass
 class _Job:
     """One crystal in the lock-step relaxation, with its FIRE state.
@@ -453,12 +489,12 @@ def _fire_step(job: _Job, x: np.ndarray, force: np.ndarray, fire: FireSettings) 
     return x + dr
 
 
-def _bfgs_step(job: _Job, x: np.ndarray, force: np.ndarray) -> np.ndarray:
-    """One step of ASE's BFGS (Hessian 70 eV/A^2 times 1 to start, rank-two updates, the step scaled so
-    that no row of three coordinates moves more than 0.2 A); returns the new flat coordinates ``x``."""
+def _bfgs_step(job: _Job, x: np.ndarray, force: np.ndarray, bfgs: BfgsSettings) -> np.ndarray:
+    """One step of ASE's BFGS (Hessian ``alpha`` times 1 to start, rank-two updates, the step scaled so
+    that no row of three coordinates moves more than ``maxstep``); returns the new flat coordinates ``x``."""
     gradient = -force
     if job.hessian is None:
-        job.hessian = BFGS_ALPHA * np.eye(len(x))
+        job.hessian = bfgs.alpha * np.eye(len(x))
     else:
         dx = x - job.x0
         if np.abs(dx).max() >= 1e-7:
@@ -472,8 +508,8 @@ def _bfgs_step(job: _Job, x: np.ndarray, force: np.ndarray) -> np.ndarray:
     omega, vectors = np.linalg.eigh(job.hessian)
     dx = -vectors @ (gradient @ vectors / np.fabs(omega))
     longest = float(np.sqrt((dx.reshape(-1, 3) ** 2).sum(axis=1)).max())
-    if longest >= BFGS_MAXSTEP:
-        dx *= BFGS_MAXSTEP / longest
+    if longest >= bfgs.maxstep:
+        dx *= bfgs.maxstep / longest
     return x + dx
 
 
@@ -532,6 +568,7 @@ def relax_records(
     fire: FireSettings | None = None,
     optimizer: str = "fire",
     workers: int = 1,
+    bfgs: BfgsSettings | None = None,
 ) -> list[RelaxResult]:
     """Relax many crystals with CHGNet at once; one :class:`RelaxResult` per record, in order.
 
@@ -558,7 +595,7 @@ def relax_records(
     rmsd:
         Compute the input-relaxed RMSD (pymatgen's StructureMatcher; ``False`` skips it: ``rmsd=None``).
     fire:
-        FIRE's parameters (default :class:`FireSettings`, ASE's values).
+        FIRE's parameters (default :class:`FireSettings`, ASE's values); only with ``optimizer="fire"``.
     optimizer:
         ``"fire"`` (default; CHGNet's ``StructOptimizer`` default) or ``"bfgs"`` (ASE's BFGS, same
         coordinates: fewer steps on crystals near a minimum, each step a small eigen-decomposition).
@@ -567,13 +604,15 @@ def relax_records(
         that worker processes relax, each with its own model of ``relaxer``'s checkpoint and device on
         one torch thread (start-up: a few seconds a worker to import torch and load CHGNet); results come
         back in order, the same as with one process up to float32 noise.
+    bfgs:
+        BFGS's parameters (default :class:`BfgsSettings`, ASE's values); only with ``optimizer="bfgs"``.
     """
     if isinstance(fmax, bool) or not isinstance(fmax, (int, float)) or not fmax > 0 or not math.isfinite(fmax):
         raise TDDataError(f"fmax must be a positive number of eV/Angstrom, got {fmax!r}")
     if isinstance(max_steps, bool) or not isinstance(max_steps, (int, np.integer)) or max_steps < 0:
         raise TDDataError(f"max_steps must be a non-negative integer, got {max_steps!r}")
     _check_batch_size(batch_size)
-    check_optimizer(optimizer)
+    check_optimizer(optimizer, fire=fire, bfgs=bfgs)
     records = list(records)
     for i, r in enumerate(records):
         if not isinstance(r, CrystalRecord):
@@ -581,6 +620,7 @@ def relax_records(
     if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)) or workers < 1:
         raise TDDataError(f"workers must be a positive integer, got {workers!r}")
     fire = fire if fire is not None else FireSettings()
+    bfgs = bfgs if bfgs is not None else BfgsSettings()
     if workers > 1 and len(records) > batch_size:
         options = {
             "fmax": fmax,
@@ -589,13 +629,13 @@ def relax_records(
             "batch_size": batch_size,
             "plausibility": plausibility,
             "rmsd": rmsd,
-            "fire": fire,
+            "fire": fire if optimizer == "fire" else None,
+            "bfgs": bfgs if optimizer == "bfgs" else None,
             "optimizer": optimizer,
         }
         source = (relaxer.model_name, relaxer.device) if relaxer is not None else ("0.3.0", "cpu")
         return _relax_in_processes(records, options, source, workers, progress)
-    settings = fire
-    step = _bfgs_step if optimizer == "bfgs" else (lambda job, x, force: _fire_step(job, x, force, settings))
+    step = partial(_bfgs_step, bfgs=bfgs) if optimizer == "bfgs" else partial(_fire_step, fire=fire)
     relaxer = relaxer if relaxer is not None else Relaxer()
     check = plausibility if plausibility is not None else Plausibility()
 
