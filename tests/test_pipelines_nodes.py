@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import matplotlib
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -159,6 +160,26 @@ def test_generate_passes_corrector_steps_to_the_sampler(trained, monkeypatch):
     assert seen == [2] and summary["corrector_steps"] == 2
     with pytest.raises(ValueError, match="generate_options.corrector_steps must be an integer >= 0, got -1"):
         generate_candidates(model, PHYSICS, {"n_candidates": 2, "corrector_steps": -1})
+
+
+def test_generate_guides_with_the_runs_physics_config_not_the_models(trained, monkeypatch):
+    model = trained[0]
+    assert model.config.physics_config.guidance_scale == 2.0  # trained with PHYSICS: the defaults
+    real_sample, seen = model.sample, []
+
+    def spy(*args, **kwargs):
+        seen.append((kwargs.get("guidance_scale"), kwargs.get("physics_guidance")))
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(model, "sample", spy)
+    options = {"n_candidates": 3, "steps": 4, "seed": 0}
+    plain, summary = generate_candidates(model, {**PHYSICS, "guidance_scale": 1.0, "constraint_weight": 3.0}, options)
+    assert seen == [(1.0, pytest.approx(0.03))]
+    assert summary["guidance_scale"] == 1.0 and summary["physics_guidance"] == pytest.approx(0.03)
+    # the setting acts (a one-epoch model's two classifier-free branches still agree; the penalty step does not)
+    guided, _ = generate_candidates(model, {**PHYSICS, "guidance_scale": 4.0, "constraint_weight": 300.0}, options)
+    assert seen[1] == (4.0, pytest.approx(3.0))
+    assert not all(np.allclose(a.lattice, b.lattice) for a, b in zip(plain, guided))
 
 
 def test_physics_consistency_and_report(raw, labelled, trained, candidates):

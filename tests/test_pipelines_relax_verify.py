@@ -276,6 +276,7 @@ def test_without_the_dft_extra_the_run_goes_on_and_the_report_says_so_plainly(mo
     report = _report(summary, results)
     assert "**DFT verification: NOT RUN. the DFT extra is not installed (pip install 'td-physics[dft]')" in report
     assert "tight-binding labeller's only" in report
+    assert "5 sampler steps, classifier-free guidance w = 1.5." in report  # the run's own setting, stated
     fig = plot_dft_band_structure(results, [cand], summary)
     assert "the DFT extra is not installed" in fig.axes[0].texts[0].get_text()
 
@@ -288,7 +289,7 @@ def _report(verify_summary, dft_results, cid: str = "cand-0007") -> str:
     split = {"method": "random", "seed": 0, "train": [1], "val": [], "test": []}
     training = {"epochs_completed": 1, "global_step": 1, "num_parameters": 10, "last_losses": {}, "config": {}}
     generation = {"n_records": 1, "n_requested": 1, "requested_class": "z2_ti", "band_gap_range": [0.1, 0.5],
-                  "steps": 5}  # fmt: skip
+                  "steps": 5, "guidance_scale": 1.5}  # fmt: skip
     consistency = {
         "n_structurally_valid": 1,
         "n_candidates": 1,

@@ -67,16 +67,21 @@ def generate_candidates(
     ``predicted_band_gap`` (eV), ``predicted_formation_energy`` (eV/atom) and ``target_band_gap`` (eV),
     and ``labels`` ``requested_class``, ``predicted_class`` and ``predicted_class_probability``.
     Samples that are not valid records (for example atoms on top of each other are allowed, but a
-    non-invertible cell is not) are counted in the summary and left out.
+    non-invertible cell is not) are counted in the summary and left out. The guidance (classifier-free
+    ``guidance_scale`` and the penalty step from ``constraint_weight``) comes from ``physics_config``, the
+    run's parameters, not from the configuration the model was trained with.
     """
     from td_data.evaluation import attach_predictions, requested_class, samples_to_records
     from td_models import torch_threads
     from td_models.config import PhysicsConfig
+    from td_models.sampling import guidance_defaults
 
     pc = PhysicsConfig.from_dict(dict(physics_config))
     opts = GenerateOptions.from_dict(generate_options)
     n, steps = opts.n_candidates, opts.sampler_steps(model)
     requested = requested_class({"topo_class": pc.topological_class})
+    # this run's physics_config, not the one the model was trained with: its guidance scale and constraint weight
+    guidance = guidance_defaults(pc)
     with torch_threads(opts.num_threads):  # torch's default threads collapse on a loaded machine
         samples = model.sample(
             n,
@@ -87,6 +92,7 @@ def generate_candidates(
             seed=opts.seed,
             element_counts=opts.element_counts,
             charge_balance=opts.charge_balance,
+            **guidance,
         )
         predictions = model.predict_samples(samples)
     # the property heads see the samples they can featurise (a singular cell cannot be, nor become a record)
@@ -94,6 +100,7 @@ def generate_candidates(
     out, rejected = samples_to_records(samples, id_prefix=ID_PREFIX)
     summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "requested_class": requested,
                "band_gap_range": list(pc.band_gap_range), "steps": steps, "corrector_steps": opts.corrector_steps,
-               "element_counts": opts.element_counts, "charge_balance": opts.charge_balance}  # fmt: skip
+               "element_counts": opts.element_counts, "charge_balance": opts.charge_balance,
+               **guidance}  # fmt: skip
     logger.info("generate: %d of %d samples are valid records", len(out), n)
     return out, summary

@@ -325,7 +325,8 @@ def write_report(
         + " (`training_curves.png`).",
         f"- **Generation**: {generation_summary['n_records']} of {generation_summary['n_requested']} samples asked "
         f"for class `{generation_summary['requested_class']}`, band gap {generation_summary['band_gap_range']} eV, "
-        f"{generation_summary['steps']} sampler steps.",
+        f"{generation_summary['steps']} sampler steps, classifier-free guidance w = "
+        f"{_fmt(generation_summary['guidance_scale'])}.",
         _relax_line(relax_summary),
         _verify_line(verify_summary),
         "",

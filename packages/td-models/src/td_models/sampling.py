@@ -49,7 +49,7 @@ from td_models.diffusion import sampling_schedule
 from td_models.exceptions import BatchError, ConfigError
 from td_models.threads import check_threads, torch_threads
 
-__all__ = ["SamplingOptions", "sample", "plan_batches"]
+__all__ = ["SamplingOptions", "sample", "plan_batches", "guidance_defaults"]
 
 log = logging.getLogger(__name__)
 
@@ -239,13 +239,26 @@ def sample(model: nn.Module, n: int, options: SamplingOptions | None = None, **o
     return crystals  # type: ignore[return-value]
 
 
+def guidance_defaults(physics_config: Any) -> dict[str, float]:
+    """The guidance a :class:`~td_models.config.PhysicsConfig` asks for: ``guidance_scale`` (its classifier-free
+    scale) and ``physics_guidance`` (0.01 times its ``constraint_weight``), as keywords of :func:`sample`.
+
+    :func:`sample` takes them from the model's own ``physics_config`` when they are not given; a caller whose
+    physics settings may differ from the training run's (a pipeline's parameters) passes these instead.
+    """
+    return {
+        "guidance_scale": float(physics_config.guidance_scale),
+        "physics_guidance": 0.01 * float(physics_config.constraint_weight),
+    }
+
+
 def _resolve(model: nn.Module, options: SamplingOptions) -> SamplingOptions:
     """``options`` with the values the model decides filled in: steps, guidance_scale, physics_guidance, chern.
 
     Checks the rules that need the model (``steps <= num_steps``, ``|chern| <= max_abs_chern``).
     Without a condition the guidance scale is 1 (plain sampling, whatever was asked).
     """
-    pc = model.config.physics_config
+    defaults = guidance_defaults(model.config.physics_config)
     steps = options.steps
     if steps is None:
         steps = model.config.model_config.sampling_steps or model.num_steps
@@ -255,10 +268,10 @@ def _resolve(model: nn.Module, options: SamplingOptions) -> SamplingOptions:
     if not options.conditioned:
         guidance_scale = 1.0
     elif guidance_scale is None:
-        guidance_scale = pc.guidance_scale
+        guidance_scale = defaults["guidance_scale"]
     physics_guidance = options.physics_guidance
     if physics_guidance is None:
-        physics_guidance = 0.01 * pc.constraint_weight
+        physics_guidance = defaults["physics_guidance"]
     chern = _chern_target(model, options.topo_class, options.chern)
     return dataclasses.replace(
         options, steps=steps, guidance_scale=guidance_scale, physics_guidance=physics_guidance, chern=chern
