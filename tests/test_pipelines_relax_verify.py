@@ -108,8 +108,8 @@ def test_relax_limits_say_which_candidates_were_not_relaxed():
         RelaxOptions.from_dict({"max_candidates": 0})
 
 
-@pytest.mark.parametrize("alpha", [None, 35.0])
-def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs(alpha, monkeypatch):
+@pytest.mark.parametrize(("alpha", "start"), [(None, 35.0), (70.0, 70.0)])
+def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs(alpha, start, monkeypatch):
     pytest.importorskip("chgnet")
     import td_data.relax
     from td_data.relax import BfgsSettings, Relaxer
@@ -127,17 +127,18 @@ def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs(a
     out, table, summary = relax_candidates([as_candidate(diamond_si("cand-0000", shift=0.01))],
                                            [diamond_si("train-si")], PHYSICS, options, relaxer=relaxer)  # fmt: skip
     assert bool(table.loc[0, "relax_converged"]) and abs(out[0].properties["e_above_hull"]) < 0.02
-    expected = BfgsSettings() if alpha is None else BfgsSettings(alpha=alpha)
+    expected = BfgsSettings(alpha=start)  # null: the pipeline's softer start (DEFAULT_BFGS_ALPHA), not ASE's 70
     # the candidates get the setting; the hull's references relax with it too (its own cache key)
-    assert calls[0] == (None if alpha is None else expected)
+    assert calls[0] == expected
     settings = {key[2:] for key in relaxer.reference_cache}
     assert settings == {(FAST_RELAX["fmax"], FAST_RELAX["max_steps"], "bfgs", expected)}
-    assert summary["options"]["bfgs_alpha"] == alpha
+    assert summary["options"]["bfgs_alpha"] == start
 
 
 def test_bfgs_alpha_is_refused_without_bfgs_or_when_not_positive():
     with pytest.raises(ParameterError, match="relax_options.bfgs_alpha=35 needs relax_options.optimizer: bfgs"):
-        relax_candidates([], [], PHYSICS, {"bfgs_alpha": 35})
+        relax_candidates([], [], PHYSICS, {"optimizer": "fire", "bfgs_alpha": 35})
+    assert RelaxOptions.from_dict({"optimizer": "fire"}).bfgs_start is None  # the default start needs no change
     with pytest.raises(
         ParameterError, match=r"relax_options.bfgs_alpha must be a number > 0 \(eV/A\^2\) or null, got 0"
     ):
@@ -191,7 +192,8 @@ def test_a_converged_relaxation_is_put_on_its_symmetric_sites(relaxed):
 
     _, out, _, summary = relaxed
     assert summary["options"]["symprec"] == 1e-3
-    assert (summary["options"]["optimizer"], summary["options"]["workers"]) == ("fire", 1)
+    assert (summary["options"]["optimizer"], summary["options"]["workers"]) == ("bfgs", 2)
+    assert summary["options"]["bfgs_alpha"] == 35.0
     converged = [r for r in out if r.labels["relax_converged"]]
     assert [r.id for r in converged] == ["cand-0000", "cand-0001"]
     for rec in converged:

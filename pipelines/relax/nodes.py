@@ -35,6 +35,10 @@ HULL_CAVEAT = (
 INSTALL_HINT = "pip install 'td-data[relax]'"
 
 
+#: eV/A^2: BFGS's initial Hessian when relax_options.bfgs_alpha is null (ASE's is 70; README, benchmarks/README.md)
+DEFAULT_BFGS_ALPHA = 35.0
+
+
 @dataclass(frozen=True)
 class RelaxOptions(OptionsBlock):
     """The ``relax_options`` block of ``parameters_relax.yml``."""
@@ -48,13 +52,14 @@ class RelaxOptions(OptionsBlock):
     batch_size: int = 32  # crystals per CHGNet batch
     # "fire" (CHGNet's StructOptimizer default) or "bfgs" (ASE's BFGS: about 30% fewer steps on small cells, the
     # same minima; benchmarks/relaxation_throughput.py measures both)
-    optimizer: str = "fire"
-    # BFGS's initial Hessian, eV/A^2 (only with optimizer bfgs; null: ASE's 70). A softer start (35) takes fewer
-    # steps; benchmarks/relaxation_throughput.py --bfgs-alpha prints the steps and the minima against ASE's start
+    optimizer: str = "bfgs"
+    # BFGS's initial Hessian, eV/A^2, set only with optimizer bfgs; null: DEFAULT_BFGS_ALPHA (35), a softer start
+    # than ASE's 70 that takes about a quarter fewer steps (benchmarks/relaxation_throughput.py --bfgs-alpha prints
+    # the steps and the minima against ASE's start and FIRE's)
     bfgs_alpha: float | None = None
     # worker processes, one torch thread each; more than one only pays when there are more crystals than
     # batch_size (each worker loads its own CHGNet, a few seconds)
-    workers: int = 1
+    workers: int = 2
     # The hull relaxes every reference phase of a candidate's chemical system, so the two limits below bound the
     # cost; null lifts them.
     max_atoms: int | None = 6  # larger cells are not relaxed (verification takes small cells only; None: no limit)
@@ -100,6 +105,13 @@ class RelaxOptions(OptionsBlock):
         prec = self.symprec
         if prec is not None and (isinstance(prec, bool) or not isinstance(prec, (int, float)) or not prec > 0):
             raise ParameterError(f"relax_options.symprec must be a number > 0 (Angstrom) or null, got {prec!r}")
+
+    @property
+    def bfgs_start(self) -> float | None:
+        """BFGS's initial Hessian (eV/A^2) this block asks for; None with FIRE."""
+        if self.optimizer != "bfgs":
+            return None
+        return float(self.bfgs_alpha) if self.bfgs_alpha is not None else DEFAULT_BFGS_ALPHA
 
     def why_not_relaxed(self, rec: CrystalRecord, n_chosen: int) -> str:
         """Why ``rec`` is not relaxed ('' when it is), given ``n_chosen`` candidates chosen before it."""
@@ -206,7 +218,7 @@ def relax_candidates(
             "relax_cell": opts.relax_cell,
             "batch_size": opts.batch_size,
             "optimizer": opts.optimizer,
-            "bfgs_alpha": opts.bfgs_alpha,
+            "bfgs_alpha": opts.bfgs_start,
             "workers": opts.workers,
             "max_atoms": opts.max_atoms,
             "max_candidates": opts.max_candidates,
@@ -240,7 +252,7 @@ def _relax(
     )  # fmt: skip
     if relaxer is None:
         relaxer = Relaxer()
-    bfgs = BfgsSettings(alpha=float(opts.bfgs_alpha)) if opts.bfgs_alpha is not None else None
+    bfgs = BfgsSettings(alpha=opts.bfgs_start) if opts.bfgs_start is not None else None
     results = relax_records(
         candidates, fmax=opts.fmax, max_steps=opts.max_steps, relax_cell=opts.relax_cell,
         batch_size=opts.batch_size, progress=False, relaxer=relaxer, optimizer=opts.optimizer, workers=opts.workers,
