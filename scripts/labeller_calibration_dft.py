@@ -46,6 +46,7 @@ import re
 import sys
 import time
 from collections import Counter
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
@@ -281,6 +282,7 @@ def make_row(index: int, record: Any, tb: dict[str, Any] | None, dft: dict[str, 
         "dft_indirect_gap": None,
         "dft_kpts": None,
         "dft_seconds": None,
+        "dft_screened": None,
     }
     if dft is not None:
         row.update(
@@ -294,6 +296,8 @@ def make_row(index: int, record: Any, tb: dict[str, Any] | None, dft: dict[str, 
             dft_indirect_gap=dft.get("band_gap_indirect"),
             dft_kpts=dft.get("kpts"),
             dft_seconds=None if dft.get("wall_time") is None else round(float(dft["wall_time"]), 1),
+            # decided a clear metal by the coarse screening ground state (DFTSettings.screen_kpt_spacing)
+            dft_screened=bool(((dft.get("details") or {}).get("screen") or {}).get("clear_metal")),
         )
     both = row["tb_class"] is not None and row["dft_class"] is not None
     row["both"] = both
@@ -326,6 +330,7 @@ def summarise(rows: list[dict[str, Any]], n: int, threshold: float) -> dict[str,
         "n_tb_labelled": sum(1 for r in rows if r["tb_class"] is not None),
         "n_tb_failed": sum(1 for r in rows if r["tb_reason"]),
         "n_dft_converged": len(done) - len(refused),
+        "n_dft_screened": sum(1 for r in done if r["dft_screened"]),
         "n_both": len(both),
         "complete": len(done) == n and len(rows) == n,
         "agree": sum(r["agree"] for r in both),
@@ -518,6 +523,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--kpt-spacing", type=float, default=0.5, help="DFT k-point spacing, 1/A with 2 pi (default 0.5)")
     p.add_argument("--no-confirm", action="store_true", help="DFT on one k-mesh (no denser confirmation mesh)")
+    p.add_argument(
+        "--screen-kpt-spacing",
+        type=float,
+        default=None,
+        help="k-point spacing of the screening ground state that decides clear metals (DFTSettings."
+        "screen_kpt_spacing; default twice --kpt-spacing, 0: no screening)",
+    )
+    p.add_argument(
+        "--workers", type=int, default=1, help="crystals in DFT at once, one process each (default 1; needs --timeout)"
+    )
     p.add_argument("--settings", default=None, help="further DFTSettings as a JSON object or a JSON file")
     p.add_argument(
         "--timeout",
@@ -548,6 +563,13 @@ def _check_args(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         p.error(f"--tb-timeout must be a positive number of seconds, got {args.tb_timeout}")
     if args.threads is not None and args.threads < 1:
         p.error(f"--threads must be at least 1, got {args.threads}")
+    screen = args.screen_kpt_spacing
+    if screen is not None and not (screen >= 0 and math.isfinite(screen)):
+        p.error(f"--screen-kpt-spacing must be a number >= 0 (0: no screening), got {args.screen_kpt_spacing}")
+    if args.workers < 1:
+        p.error(f"--workers must be at least 1, got {args.workers}")
+    if args.workers > 1 and not args.timeout:
+        p.error(f"--workers {args.workers} runs each crystal in a child process, which needs a --timeout > 0")
     if not 0 <= args.threshold <= 1:
         p.error(f"--threshold must be between 0 and 1, got {args.threshold}")
     if args.fraction_2d is not None and not 0 <= args.fraction_2d <= 1:
@@ -588,6 +610,8 @@ def main(argv: list[str] | None = None) -> int:
         if not isinstance(raw, dict):
             parser.error(f"--settings must be a JSON object, got {type(raw).__name__}")
     raw.setdefault("kpt_spacing", args.kpt_spacing)
+    screen = 2 * raw["kpt_spacing"] if args.screen_kpt_spacing is None else args.screen_kpt_spacing
+    raw.setdefault("screen_kpt_spacing", screen or None)
     if args.no_confirm:
         raw["confirm"] = False
     try:
@@ -644,58 +668,71 @@ def main(argv: list[str] | None = None) -> int:
 
     settings_json = json.loads(json.dumps(settings.to_dict()))
     tb_dir, dft_dir = out / "tb", out / "dft"
-    rows: list[dict[str, Any]] = []
+
+    def load_row(j: int) -> dict[str, Any]:
+        """Crystal ``j``'s row from the result files there (a result for another crystal or settings is no
+        result)."""
+        record = records[j]
+        tb = _read_json(tb_dir / f"tb-{j:06d}.json")
+        if not (isinstance(tb, dict) and tb.get("id") == record.id and tb.get("options") == fingerprint):
+            tb = None
+        dft = _read_json(dft_dir / result_file_name(j))
+        if not (isinstance(dft, dict) and dft.get("id") == record.id and _same_settings(dft, settings_json)):
+            dft = None  # not computed yet, or with other settings or for another crystal
+        return make_row(j, record, tb, dft)
+
     stopped = None
     counts: Counter[str] = Counter()
-    with logging_redirect_tqdm():
-        bar = tqdm(total=len(records), desc="TB + DFT", unit="crystal", dynamic_ncols=True)
-        for i, record in enumerate(records):
-            dft_path = dft_dir / result_file_name(i)
-            if args.report_only or stopped:
-                tb = _read_json(tb_dir / f"tb-{i:06d}.json")
-                if not (isinstance(tb, dict) and tb.get("id") == record.id and tb.get("options") == fingerprint):
-                    tb = None
-            else:
-                tb = tb_label(i, record, classify_options, fingerprint, tb_dir, args.tb_timeout)
-            if tb is not None and not args.report_only and not stopped:
-                counts["tb_reused" if tb.get("reused") else "tb_computed"] += 1
-            if not args.report_only and not stopped:
-                done_now = run_crystals(
-                    crystals,
-                    dft_dir,
-                    indices=[i],
-                    settings=settings,
-                    spin_orbit=True,
-                    timeout=args.timeout or None,
-                    retry_failed=args.retry_failed,
-                )
-                counts["dft_computed"] += len(done_now.computed)
-                counts["dft_reused"] += len(done_now.skipped)
-            dft = _read_json(dft_path)
-            if not (isinstance(dft, dict) and dft.get("id") == record.id and _same_settings(dft, settings_json)):
-                dft = None  # not computed yet, or with other settings or for another crystal
-            rows.append(make_row(i, record, tb, dft))
-            row = rows[-1]
-            if dft is not None and not args.report_only and not stopped:
+    inflight: dict[Future, int] = {}
+
+    def settle(done: set[Future], bar: Any) -> None:
+        for future in sorted(done, key=inflight.__getitem__):
+            i = inflight.pop(future)
+            run = future.result()
+            counts["dft_computed"] += len(run.computed)
+            counts["dft_reused"] += len(run.skipped)
+            row = load_row(i)
+            if row["dft_done"]:
                 verdict = row["dft_class"] if row["dft_converged"] else f"no class ({reason_kind(row['dft_reason'])})"
                 bar.write(
-                    f"{i:4d} {record.id} {record.formula:<10} TB {row['tb_class']} {_z2(row['tb_z2'])} "
+                    f"{i:4d} {row['id']} {row['formula']:<10} TB {row['tb_class']} {_z2(row['tb_z2'])} "
                     f"({row['tb_confidence']}) | DFT {verdict} {_z2(row['dft_z2'])} {row['dft_seconds']} s"
-                    + (" (reused)" if done_now.skipped else "")
+                    + (" (reused)" if run.skipped else "")
                 )
             bar.update(1)
-            if not args.report_only and not stopped:
-                write_reports(
-                    out,
-                    rows + [make_row(j, r, None, None) for j, r in enumerate(records) if j > i],
-                    args.n,
-                    args.threshold,
-                    meta,
-                )
-                if args.max_minutes is not None and time.monotonic() - started > 60 * args.max_minutes:
-                    stopped = f"--max-minutes {args.max_minutes:g} reached after crystal {i}"
-                    bar.write(f"stopping: {stopped}; rerun the same command to go on")
+        write_reports(out, [load_row(j) for j in range(len(records))], args.n, args.threshold, meta)
+
+    with logging_redirect_tqdm(), ThreadPoolExecutor(max_workers=args.workers, thread_name_prefix="dft") as pool:
+        bar = tqdm(total=len(records), desc="TB + DFT", unit="crystal", dynamic_ncols=True)
+        for i, record in enumerate(records):
+            if args.report_only or stopped:
+                break
+            # TB in this process while earlier crystals are in DFT (each DFT crystal in its own child process
+            # when a --timeout is set; a thread here only waits for it)
+            tb = tb_label(i, record, classify_options, fingerprint, tb_dir, args.tb_timeout)
+            counts["tb_reused" if tb.get("reused") else "tb_computed"] += 1
+            future = pool.submit(
+                run_crystals,
+                crystals,
+                dft_dir,
+                indices=[i],
+                settings=settings,
+                spin_orbit=True,
+                timeout=args.timeout or None,
+                retry_failed=args.retry_failed,
+            )
+            inflight[future] = i
+            if len(inflight) >= args.workers:
+                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
+                settle(done, bar)
+            if args.max_minutes is not None and time.monotonic() - started > 60 * args.max_minutes:
+                stopped = f"--max-minutes {args.max_minutes:g} reached after starting crystal {i}"
+                bar.write(f"stopping: {stopped}; rerun the same command to go on")
+        if inflight:
+            done, _ = wait(inflight)
+            settle(done, bar)
         bar.close()
+    rows = [load_row(j) for j in range(len(records))]
     summary = write_reports(out, rows, args.n, args.threshold, meta)
     print(summary_text(summary))
     if not args.report_only:

@@ -67,6 +67,10 @@ def test_bad_options_are_refused_naming_the_rule_and_the_value(tmp_path):
     assert "--n must be at least 1, got 0" in done.stderr
     done = run(tmp_path, "--output-dir", str(tmp_path / "o"), "--kpt-spacing", "-0.5", expect=2)
     assert "--kpt-spacing must be a positive number, got -0.5" in done.stderr
+    done = run(tmp_path, "--output-dir", str(tmp_path / "o"), "--workers", "2", "--timeout", "0", expect=2)
+    assert "--workers 2 runs each crystal in a child process, which needs a --timeout > 0" in done.stderr
+    done = run(tmp_path, "--output-dir", str(tmp_path / "o"), "--screen-kpt-spacing", "0.4", expect=2)
+    assert "screen_kpt_spacing out of range: 0.4 (must be larger than kpt_spacing" in done.stderr
     done = run(tmp_path, "--output-dir", str(tmp_path / "o"), "--settings", '{"smearing": 0}', expect=2)
     assert "DFTSettings.smearing out of range: 0" in done.stderr
     assert not (tmp_path / "o").exists()
@@ -107,6 +111,7 @@ def test_input_store_is_drawn_class_by_class_and_refused_when_missing(tmp_path):
 def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is_missing(tmp_path):
     out = tmp_path / "calib"
     argv = ["--output-dir", str(out), "--n", "3", "--max-atoms", "1", "--kpt-spacing", "0.8", "--no-confirm"]
+    argv += ["--workers", "2"]  # two crystals in DFT at once, each in its own process
     done = run(tmp_path, *argv)
     data = read(out)
     rows = data["rows"]
@@ -115,13 +120,16 @@ def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is
         assert row["tb_class"] == "semimetal_or_metal" and row["tb_confidence"] == 1.0
         assert row["dft_converged"] and row["dft_class"] == "semimetal_or_metal" and row["agree"]
         assert row["dft_seconds"] >= 0
-    # Al and Cu: an odd electron count in the cell is a metal without an SCF; Pb gets one on a 4x4x4 mesh
-    assert [r["dft_method"] for r in rows] == ["electron_count", "electron_count", "parity"]
-    assert rows[2]["dft_kpts"] == [4, 4, 4] and rows[2]["dft_indirect_gap"] < 0
+    # Al and Cu: an odd electron count in the cell is a metal without an SCF; Pb gets one on the screening mesh
+    # (spacing 1.6, twice --kpt-spacing: 2x2x2), whose bands on the 4x4x4 gap mesh overlap by more than 0.5 eV
+    assert [r["dft_method"] for r in rows] == ["electron_count", "electron_count", "gap"]
+    assert [r["dft_screened"] for r in rows] == [False, False, True]
+    assert rows[2]["dft_kpts"] == [2, 2, 2] and rows[2]["dft_indirect_gap"] < -0.5
     summary = data["summary"]
     assert summary["n_both"] == 3 and summary["agree"] == 3 and summary["agreement"] == 1.0
     assert summary["n_both_by_count"] == 2 and summary["n_both_band_structure"] == 1  # Al and Cu counted, Pb computed
-    assert summary["agreement_band_structure"] == 1.0
+    assert summary["agreement_band_structure"] == 1.0 and summary["n_dft_screened"] == 1
+    assert data["settings"]["dft_settings"]["screen_kpt_spacing"] == 1.6
     assert summary["n_confident"] == 3 and summary["agreement_confident"] == 1.0 and summary["dft_refused"] == {}
     assert data["reliability"] == [{"lo": 0.9, "hi": 1.0, "n": 3, "agree": 3, "share": 1.0, "mean_confidence": 1.0}]
     assert "TB class = DFT class: 3/3 = 100%" in done.stdout

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from td_physics.dft import DFTInputError, DFTSettings, dft_invariants
-from td_physics.dft.core import kpoint_mesh, niggli_basis, to_user_basis
+from td_physics.dft.core import kpoint_mesh, niggli_basis, screening_mesh, to_user_basis
 from td_physics.dft.parity import find_inversion, fu_kane, trims
 from td_physics.dft.wilson import chern_number, strong_weak
 from td_physics.structure.reference import reference_arrays as _reference
@@ -60,6 +60,45 @@ def test_lcao_bloch_sums_are_periodic_in_k():
     c = states.coeffs[0]  # (n, 2, nao)
     gram = np.einsum("nsM,MN,msN->nm", np.conj(c), states.overlap[0], c)
     np.testing.assert_allclose(gram, np.eye(len(c)), atol=1e-8)
+
+
+@pytest.mark.slow
+def test_a_clear_metal_skips_the_confirming_mesh_and_the_screening_decides_it_alike():
+    """Al (two atoms, an even electron count, bands overlapping by ~5 eV): on the regular mesh the denser
+    confirming mesh is skipped (no mesh makes such a metal an insulator), and a ground state on a much
+    coarser screening mesh, its bands on the same gap mesh, gives the same class and the same overlap."""
+    lattice = 4.05 * np.array([[0.0, 0.5, 0.5], [0.5, 0.0, 0.5], [1.0, 1.0, 0.0]])  # fcc, doubled along a3
+    frac, numbers = [[0, 0, 0], [0, 0, 0.5]], [13, 13]
+    full = dft_invariants(lattice, frac, numbers, kpt_spacing=0.8)
+    assert full.converged and (full.topo_class, full.method) == ("semimetal_or_metal", "gap")
+    assert len(full.details["meshes"]) == 1 and "clear_metal_overlap 0.5 eV" in full.details["confirmation"]
+    screened = dft_invariants(lattice, frac, numbers, kpt_spacing=0.8, screen_kpt_spacing=2.0)
+    assert screened.converged and (screened.topo_class, screened.method) == ("semimetal_or_metal", "gap")
+    screen = screened.details["screen"]
+    assert screen["clear_metal"] and screened.details["meshes"] == [] and screened.kpts == tuple(screen["mesh"])
+    assert np.prod(screen["mesh"]) < np.prod(full.kpts) and screen["gap_mesh"] == list(full.kpts)
+    assert screened.band_gap_indirect < -4.0
+    assert screened.band_gap_indirect == pytest.approx(full.band_gap_indirect, abs=0.05)  # measured: 0.009 eV
+
+
+def test_screening_mesh_is_coarse_and_bounded():
+    lattice, _, _ = _reference("Bi2Se3")
+    settings = DFTSettings(kpt_spacing=0.35, screen_kpt_spacing=0.9)
+    screen = screening_mesh(lattice, settings)
+    assert all(settings.min_kpts <= n <= settings.max_kpts for n in screen)
+    assert np.prod(screen) < np.prod(kpoint_mesh(lattice, settings))
+    assert screening_mesh(lattice, DFTSettings(screen_kpt_spacing=100.0)) == (2, 2, 2)  # min_kpts
+    with pytest.raises(DFTInputError, match="needs DFTSettings.screen_kpt_spacing"):
+        screening_mesh(lattice, DFTSettings())
+
+
+def test_screening_settings_are_checked():
+    with pytest.raises(DFTInputError, match=r"screen_kpt_spacing out of range: 0.3 \(must be larger than kpt_spacing"):
+        DFTSettings(kpt_spacing=0.35, screen_kpt_spacing=0.3)
+    with pytest.raises(DFTInputError, match="screen_kpt_spacing needs clear_metal_overlap"):
+        DFTSettings(screen_kpt_spacing=1.0, clear_metal_overlap=None)
+    with pytest.raises(DFTInputError, match=r"clear_metal_overlap out of range: -0.1"):
+        DFTSettings(clear_metal_overlap=-0.1)
 
 
 # ----------------------------------------------------------------------------- refusals (a result, never a label)

@@ -128,6 +128,23 @@ def test_other_settings_or_retry_failed_redo_a_result(batch, tmp_path):
     assert "1 computed (1 not converged), 0 skipped" in proc.stderr, proc.stderr
 
 
+def test_workers_compute_crystals_at_once_with_the_same_answers(batch, tmp_path):
+    folder, crystals, settings, _ = batch
+    out = tmp_path / "out"
+    proc = cli(
+        "run", "--input", str(crystals), "--output-dir", str(out), "--settings", str(settings), "--workers", "2"
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "3 computed (2 not converged), 0 skipped" in proc.stderr
+    for i in range(3):
+        alone, parallel = load(folder, i), json.loads((out / result_file_name(i)).read_text())
+        for key in ("id", "converged", "reason", "topo_class", "z2_indices", "kpts"):
+            assert parallel[key] == alone[key], key
+    assert load(tmp_path, 0)["band_gap_direct"] == pytest.approx(load(folder, 0)["band_gap_direct"], abs=1e-6)
+    proc = cli("run", "--input", str(crystals), "--output-dir", str(out), "--workers", "0")
+    assert proc.returncode == 2 and "workers must be a whole number >= 1, got 0" in proc.stderr
+
+
 def test_slurm_array_task_id_picks_the_crystal(batch, tmp_path):
     _, crystals, settings, _ = batch
     out = tmp_path / "out"

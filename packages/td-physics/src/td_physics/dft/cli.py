@@ -4,7 +4,7 @@ crystal (resumable, one crystal per SLURM array task), and the merge of the resu
 ::
 
     python -m td_physics.dft run --input crystals.json --output-dir results/ [--index I]
-        [--settings settings.json] [--no-spin-orbit] [--timeout SECONDS] [--retry-failed]
+        [--settings settings.json] [--no-spin-orbit] [--timeout SECONDS] [--retry-failed] [--workers N]
     python -m td_physics.dft merge results/ --input crystals.json --output results.json [--allow-missing]
 
 Input (:func:`write_crystals_file` writes it)::
@@ -18,15 +18,15 @@ Input (:func:`write_crystals_file` writes it)::
 (``format`` and ``version`` are optional when reading.)
 
 ``run`` computes crystal ``I`` (``--index``, else ``$SLURM_ARRAY_TASK_ID``, else every crystal with a
-progress bar) and writes ``OUTPUT_DIR/result-IIIIII.json`` atomically: ``{"index": I, "id": ...,
-**DFTResult.to_dict()}``. A valid result file that is already there is skipped, so a resubmitted job
-array only does what is missing; a corrupt one, or one for another crystal or other settings (a
-newer td-physics that added a setting counts: its default may change the answer), is redone. A
-crystal that cannot be computed (malformed arrays, a calculation that raised, a child process that
-died, the ``--timeout`` limit) gets a result file with ``converged: false`` and the reason, and the
-others go on. Exit status: 0 when every requested crystal has a result file, 2 for an
-unusable input or settings file or a bad argument, 3 when the ``td-physics[dft]`` extra (GPAW and its
-setups) is missing (then no result is written, so that a later run computes them).
+progress bar; ``--workers N`` computes N of them at once, each in its own process) and writes
+``OUTPUT_DIR/result-IIIIII.json`` atomically: ``{"index": I, "id": ..., **DFTResult.to_dict()}``. A valid
+result file that is already there is skipped, so a resubmitted job array only does what is missing; a
+corrupt one, or one for another crystal or other settings (a newer td-physics that added a setting counts:
+its default may change the answer), is redone. A crystal that cannot be computed (malformed arrays, a
+calculation that raised, a child process that died, the ``--timeout`` limit) gets a result file with
+``converged: false`` and the reason, and the others go on. Exit status: 0 when every requested crystal has
+a result file, 2 for an unusable input or settings file or a bad argument, 3 when the ``td-physics[dft]``
+extra (GPAW and its setups) is missing (then no result is written, so that a later run computes them).
 
 ``merge`` reads the result files, checks each against the input (index and id), and writes
 ``{"n_crystals", "results": [... in input order ...], "missing": [indices], ...}`` atomically;
@@ -55,6 +55,7 @@ import os
 import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -346,10 +347,10 @@ def _child(
 
 
 def _compute_with_timeout(
-    crystal: Any, settings_dict: dict[str, Any] | None, spin_orbit: bool, where: str, timeout: float
+    crystal: Any, settings_dict: dict[str, Any] | None, spin_orbit: bool, where: str, timeout: float | None
 ) -> dict[str, Any]:
     """``_compute`` in a spawned child process, stopped (SIGTERM, then SIGKILL) after ``timeout`` s
-    counted from the child's start (its imports included)."""
+    counted from the child's start (its imports included); None: no limit."""
     ctx = multiprocessing.get_context("spawn")
     receive, send = ctx.Pipe(duplex=False)
     proc = ctx.Process(
@@ -423,12 +424,14 @@ def run_crystals(
     timeout: float | None = None,
     retry_failed: bool = False,
     progress: bool = False,
+    workers: int = 1,
 ) -> RunSummary:
     """Compute ``crystals[i]`` for each ``i`` of ``indices`` (all when None) and write
     ``output_dir/result-IIIIII.json``. ``settings``: a ``DFTSettings``, its dict, or None (defaults).
     A valid result already there is skipped (``retry_failed`` redoes those with converged=False);
-    ``timeout`` (s) runs each crystal in a child process stopped at the limit. ``progress``: a tqdm
-    bar when tqdm is installed."""
+    ``timeout`` (s) runs each crystal in a child process stopped at the limit. ``workers`` > 1 computes
+    that many crystals at once, each in its own child process (give each ``DFTSettings.threads`` =
+    cores / workers). ``progress``: a tqdm bar when tqdm is installed."""
     n = len(crystals)
     todo = list(range(n)) if indices is None else list(indices)
     for i in todo:
@@ -436,19 +439,20 @@ def run_crystals(
             raise DFTInputError(f"index must be a whole number in [0, {n}) (the number of crystals), got {i!r}")
     if timeout is not None and (not isinstance(timeout, (int, float)) or not timeout > 0 or not math.isfinite(timeout)):
         raise DFTInputError(f"timeout must be a finite number of seconds > 0, got {timeout!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise DFTInputError(f"workers must be a whole number >= 1, got {workers!r}")
     settings_dict = _settings_dict(settings)
     out = Path(output_dir)
     out.mkdir(parents=True, exist_ok=True)
     computed, skipped, failed = [], [], []
-    checked = False
     with contextlib.ExitStack() as stack:
         bar = _progress_bar(len(todo), stack) if progress else None
+        pending = []
         for i in todo:
             path = out / result_file_name(i)
-            crystal = crystals[i]
             existing = _read_result(path)
             if existing is not None:
-                why = _result_problem(existing, i, crystal, settings_dict, spin_orbit)
+                why = _result_problem(existing, i, crystals[i], settings_dict, spin_orbit)
                 if why is None and (existing["converged"] or not retry_failed):
                     logger.info("crystal %d (%s): valid result in %s, skipped", i, existing.get("id"), path)
                     skipped.append(i)
@@ -457,32 +461,47 @@ def run_crystals(
                 logger.warning("crystal %d: redoing %s: %s", i, path, why or "it did not converge (--retry-failed)")
             elif path.exists():
                 logger.warning("crystal %d: redoing the corrupt %s", i, path)
-            cid = _crystal_id(crystal)
-            if not checked:  # once, before the first calculation: a missing extra is no crystal's result
-                _require_dft()
-                checked = True
+            pending.append(i)
+        if pending:  # once, before the first calculation: a missing extra is no crystal's result
+            _require_dft()
+
+        def compute(i: int) -> dict[str, Any]:
+            cid = _crystal_id(crystals[i])
             logger.info("crystal %d (%s): computing", i, cid)
-            if timeout is None:
-                result = _compute(crystal, settings_dict, spin_orbit, f"crystals[{i}]")
+            where = f"crystals[{i}]"
+            if timeout is None and workers == 1:
+                result = _compute(crystals[i], settings_dict, spin_orbit, where)
             else:
-                result = _compute_with_timeout(crystal, settings_dict, spin_orbit, f"crystals[{i}]", float(timeout))
+                result = _compute_with_timeout(crystals[i], settings_dict, spin_orbit, where, timeout)
             record = {"index": i, "id": cid, **result}
-            _write_text(path, json.dumps(record, indent=1) + "\n")
+            _write_text(out / result_file_name(i), json.dumps(record, indent=1) + "\n")
+            return record
+
+        def finished(i: int, record: dict[str, Any]) -> None:
             computed.append(i)
             if not record.get("converged"):
                 failed.append(i)
-                logger.warning("crystal %d (%s): not converged: %s", i, cid, record.get("reason"))
+                logger.warning("crystal %d (%s): not converged: %s", i, record["id"], record.get("reason"))
             else:
                 logger.info(
                     "crystal %d (%s): %s %s, %.1f s",
                     i,
-                    cid,
+                    record["id"],
                     record.get("topo_class"),
                     record.get("z2_indices") or record.get("chern_numbers") or "",
                     record.get("wall_time") or 0.0,
                 )
             _advance(bar)
-    return RunSummary(tuple(computed), tuple(skipped), tuple(failed))
+
+        if workers == 1:
+            for i in pending:
+                finished(i, compute(i))
+        else:  # threads only wait: every crystal runs in its own child process
+            with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="td-dft") as pool:
+                futures = {pool.submit(compute, i): i for i in pending}
+                for future in as_completed(futures):
+                    finished(futures[future], future.result())
+    return RunSummary(tuple(sorted(computed)), tuple(skipped), tuple(sorted(failed)))
 
 
 def _require_dft() -> None:
@@ -582,6 +601,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--no-spin-orbit", action="store_true", help="leave spin-orbit coupling out")
     run.add_argument("--timeout", type=float, help="seconds per crystal; over it the crystal is stopped")
     run.add_argument("--retry-failed", action="store_true", help="redo results with converged=false too")
+    run.add_argument("--workers", type=int, default=1, help="crystals computed at once, one process each (default 1)")
     merge = sub.add_parser("merge", help="join the result files into one JSON file")
     merge.add_argument("output_dir", help="folder of the result files")
     merge.add_argument("--input", required=True, help="the crystals JSON file the results belong to")
@@ -640,6 +660,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             timeout=args.timeout,
             retry_failed=args.retry_failed,
             progress=index is None,
+            workers=args.workers,
         )
     except ValueError as err:
         print(f"error: {err}", file=sys.stderr)
