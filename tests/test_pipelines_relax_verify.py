@@ -109,7 +109,7 @@ def test_relax_limits_say_which_candidates_were_not_relaxed():
 
 
 @pytest.mark.parametrize(("alpha", "start"), [(None, 35.0), (70.0, 70.0)])
-def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs(alpha, start, monkeypatch):
+def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs(alpha, start, monkeypatch, caplog):
     pytest.importorskip("chgnet")
     import td_data.relax
     from td_data.relax import BfgsSettings, Relaxer
@@ -124,8 +124,10 @@ def test_the_optimizer_option_relaxes_candidates_and_hull_references_with_bfgs(a
     monkeypatch.setattr(td_data.relax, "relax_records", spy)
     relaxer = Relaxer(threads=1)
     options = {**FAST_RELAX, "optimizer": "bfgs", "bfgs_alpha": alpha}
-    out, table, summary = relax_candidates([as_candidate(diamond_si("cand-0000", shift=0.01))],
-                                           [diamond_si("train-si")], PHYSICS, options, relaxer=relaxer)  # fmt: skip
+    with caplog.at_level(logging.INFO, logger="pipelines.relax.nodes"):
+        out, table, summary = relax_candidates([as_candidate(diamond_si("cand-0000", shift=0.01))],
+                                               [diamond_si("train-si")], PHYSICS, options, relaxer=relaxer)  # fmt: skip
+    assert f"with CHGNet (bfgs, alpha {start:g} eV/A^2, fmax" in caplog.text  # the log names the start used
     assert bool(table.loc[0, "relax_converged"]) and abs(out[0].properties["e_above_hull"]) < 0.02
     expected = BfgsSettings(alpha=start)  # null: the pipeline's softer start (DEFAULT_BFGS_ALPHA), not ASE's 70
     # the candidates get the setting; the hull's references relax with it too (its own cache key)

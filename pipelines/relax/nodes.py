@@ -245,10 +245,11 @@ def _relax(
     """CHGNet relaxation and hull of every candidate: ``(record to pass on, facts)`` in input order."""
     from td_data.relax import BfgsSettings, Relaxer, energy_above_hull, idealised, relax_records
 
+    start = f", alpha {opts.bfgs_start:g} eV/A^2" if opts.bfgs_start is not None else ""
     logger.info(
-        "relax: %d candidates with CHGNet (%s, fmax %g eV/A, at most %d steps, %d process(es)), then the hull of "
+        "relax: %d candidates with CHGNet (%s%s, fmax %g eV/A, at most %d steps, %d process(es)), then the hull of "
         "%d training crystals",
-        len(candidates), opts.optimizer, opts.fmax, opts.max_steps, opts.workers, len(references),
+        len(candidates), opts.optimizer, start, opts.fmax, opts.max_steps, opts.workers, len(references),
     )  # fmt: skip
     if relaxer is None:
         relaxer = Relaxer()
