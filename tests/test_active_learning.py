@@ -156,6 +156,18 @@ def test_spread_without_dropout_is_refused_with_the_reason(inputs, tmp_path):
         _run({**inputs, "model": plain}, tmp_path / "work", rounds=1)
 
 
+def test_unconditioned_generation_is_refused_with_the_reason(inputs, tmp_path):
+    """Active learning steers toward its target class: generate_options.conditioned false is refused, not ignored."""
+    with pytest.raises(ParameterError, match=r"generate_options.conditioned: false would sample without it"):
+        run_active_learning(
+            inputs["model"], inputs["train"], inputs["val"], MODEL_CONFIG, PHYSICS, TRAINING,
+            {"run_dir": str(tmp_path / "unused")}, {**BLOCKS["generate_options"], "conditioned": False},
+            BLOCKS["relax_options"], BLOCKS["label_options"], BLOCKS["verify_options"],
+            {**AL, "work_dir": str(tmp_path / "work")},
+        )  # fmt: skip
+    assert not (tmp_path / "work").exists()
+
+
 def test_stop_after_ends_the_last_round_early_and_the_next_run_goes_on(inputs, tmp_path, caplog):
     work = tmp_path / "work"
     _, store, additions, report = _run(inputs, work, rounds=1, stop_after="label")

@@ -10,7 +10,8 @@ import pytest
 from pipelines.config import LABELLER_ELEMENTS
 from pipelines.datasets import CifFolderDataset, CrystalFilesDataset
 from pipelines.evaluate.nodes import composition_statistics, physics_consistency
-from pipelines.generate.nodes import generate_candidates
+from pipelines.exceptions import ParameterError
+from pipelines.generate.nodes import GenerateOptions, generate_candidates
 from pipelines.ingest.nodes import ingest_crystals
 from pipelines.label.nodes import label_crystals
 from pipelines.report.nodes import (
@@ -180,6 +181,43 @@ def test_generate_guides_with_the_runs_physics_config_not_the_models(trained, mo
     guided, _ = generate_candidates(model, {**PHYSICS, "guidance_scale": 4.0, "constraint_weight": 300.0}, options)
     assert seen[1] == (4.0, pytest.approx(3.0))
     assert not all(np.allclose(a.lattice, b.lattice) for a, b in zip(plain, guided))
+
+
+def test_generate_without_a_condition_asks_for_nothing_and_the_report_says_so(raw, labelled, trained, monkeypatch):
+    """generate_options.conditioned false: no class, no band gap, no classifier-free guidance (the unconditioned
+    reference arm); the candidates carry no requested class, evaluate counts no match and the report says why."""
+    model = trained[0]
+    real_sample, seen = model.sample, []
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real_sample(*args, **kwargs)
+
+    monkeypatch.setattr(model, "sample", spy)
+    options = {"n_candidates": 3, "steps": 4, "seed": 0, "conditioned": False}
+    records, summary = generate_candidates(model, PHYSICS, options)
+    assert "topo_class" not in seen[0] and "band_gap_range" not in seen[0] and seen[0]["guidance_scale"] == 1.0
+    assert summary["conditioned"] is False and summary["requested_class"] is None
+    assert summary["band_gap_range"] is None
+    assert all(r.labels.get("requested_class") is None and "target_band_gap" not in r.properties for r in records)
+    conditioned, _ = generate_candidates(model, PHYSICS, {**options, "conditioned": True})
+    assert seen[1]["topo_class"] == PHYSICS["topological_class"] and conditioned[0].labels["requested_class"]
+    with pytest.raises(ParameterError, match="generate_options.conditioned must be true or false, got 'no'"):
+        GenerateOptions.from_dict({"conditioned": "no"})
+
+    valid = [r for r in labelled[0] if "topo_class" in r.labels][:2]
+    posed = [r.replace(labels={"requested_class": None, "predicted_class": "trivial"}) for r in valid]
+    checked, report, table = physics_consistency(posed, LABEL, {"max_relabel": 4, "max_relabel_atoms": 20})
+    assert report["requested_class"] is None and report["n_checked"] == len(posed)
+    assert report["n_as_requested"] is None and report["share_as_requested"] is None
+    assert plot_class_distribution(labelled[0], checked).axes[0].get_title().endswith("none, unconditioned)")
+    relax_summary = {"note": "not relaxed: relax_options.enabled is false", "stability_threshold": None,
+                     "n_candidates": len(checked), "n_passed_stability": len(checked), "hull": "estimate"}  # fmt: skip
+    verify_summary = {"enabled": False, "reason": "verification disabled (verify_options.enabled is false)"}
+    text = write_report(raw[1], labelled[1], split_crystals(labelled[0], {})[0], trained[2], summary,
+                        {"valid": 1.0}, report, table, relax_summary, verify_summary, [])  # fmt: skip
+    assert "generated without a condition (`generate_options.conditioned: false`" in text
+    assert "| recomputed class = requested | no class requested (unconditioned generation) |" in text
 
 
 def test_physics_consistency_and_report(raw, labelled, trained, candidates):

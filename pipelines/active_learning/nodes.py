@@ -50,7 +50,7 @@ from pipelines.active_learning.acquisition import (
 from pipelines.active_learning.state import RoundState
 from pipelines.evaluate.nodes import verify_candidates
 from pipelines.exceptions import ParameterError, RoundDataError
-from pipelines.generate.nodes import generate_candidates
+from pipelines.generate.nodes import GenerateOptions, generate_candidates
 from pipelines.label.nodes import label_crystals, records_to_label
 from pipelines.relax.nodes import relax_candidates
 from pipelines.train.nodes import train_model
@@ -393,6 +393,12 @@ def run_active_learning(
     model and store are those of the rounds completed before it.
     """
     opts = ActiveLearningOptions.from_dict(active_learning_options)
+    if not GenerateOptions.from_dict(generate_options).conditioned:
+        raise ParameterError(
+            "active learning generates for its target class (active_learning_options.target_class, else "
+            "physics_config's); generate_options.conditioned: false would sample without it. Set it to true for "
+            "kedro run --pipeline=active_learning"
+        )
     physics = opts.round_physics(physics_config)
     target = _target(physics)
     params = {"model_config": model_config, "physics_config": physics, "training_config": training_config,

@@ -169,12 +169,12 @@ def physics_consistency(
         "labeller_options": {"spin_orbit": cfg.spin_orbit, "gap_mesh": cfg.gap_mesh},
         "relabel_limits": {"max_relabel": opts.max_relabel, "max_relabel_atoms": max_atoms},
     }
-    logger.info(
-        "evaluate: %d of %d checked candidates are %s",
-        report["n_as_requested"],
-        report["n_checked"],
-        report["requested_class"],
-    )
+    if report["requested_class"] is None:
+        logger.info("evaluate: %d candidates checked (unconditioned: no class requested): %s", report["n_checked"],
+                    report["recomputed_class_counts"])  # fmt: skip
+    else:
+        logger.info("evaluate: %d of %d checked candidates are %s", report["n_as_requested"], report["n_checked"],
+                    report["requested_class"])  # fmt: skip
     return out, report, pd.DataFrame(rows)
 
 

@@ -1,4 +1,5 @@
-"""Generate: candidates for the target class and band-gap range of ``physics_config``, with predictions."""
+"""Generate: candidates for the target class and band-gap range of ``physics_config`` (or, with
+``generate_options.conditioned: false``, without any condition), with the property heads' predictions."""
 
 from __future__ import annotations
 
@@ -24,6 +25,10 @@ class GenerateOptions(OptionsBlock):
     block: ClassVar[str] = "generate_options"
 
     n_candidates: int = 256  # crystals sampled
+    # true: ask for physics_config's class and band-gap range (classifier-free guidance w = guidance_scale);
+    # false: ask for nothing (the model's learned null condition, no classifier-free guidance): the reference arm
+    # that a conditioned run is compared with
+    conditioned: bool = True
     steps: int | None = None  # strided reverse steps; None: model_config.sampling_steps (null there: the full chain)
     seed: int = 0  # sampler seed
     # Langevin corrector steps on the coordinates after each reverse step (DiffCSP's sampler: 1; the Perov-5
@@ -46,7 +51,7 @@ class GenerateOptions(OptionsBlock):
         threads = self.num_threads
         if threads is not None and (not is_int(threads) or threads < 1):
             raise ParameterError(f"generate_options.num_threads must be null or an integer >= 1, got {threads!r}")
-        for name in ("element_counts", "charge_balance"):
+        for name in ("conditioned", "element_counts", "charge_balance"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"generate_options.{name} must be true or false, got {getattr(self, name)!r}")
 
@@ -79,14 +84,18 @@ def generate_candidates(
     pc = PhysicsConfig.from_dict(dict(physics_config))
     opts = GenerateOptions.from_dict(generate_options)
     n, steps = opts.n_candidates, opts.sampler_steps(model)
-    requested = requested_class({"topo_class": pc.topological_class})
     # this run's physics_config, not the one the model was trained with: its guidance scale and constraint weight
     guidance = guidance_defaults(pc)
+    if opts.conditioned:
+        requested, gap_range = requested_class({"topo_class": pc.topological_class}), tuple(pc.band_gap_range)
+        condition = {"topo_class": pc.topological_class, "band_gap_range": gap_range}
+    else:  # no condition: the learned null; classifier-free guidance has nothing to amplify (w = 1)
+        requested, gap_range, condition = None, None, {}
+        guidance = {**guidance, "guidance_scale": 1.0}
     with torch_threads(opts.num_threads):  # torch's default threads collapse on a loaded machine
         samples = model.sample(
             n,
-            topo_class=pc.topological_class,
-            band_gap_range=tuple(pc.band_gap_range),
+            **condition,
             steps=steps,
             corrector_steps=opts.corrector_steps,
             seed=opts.seed,
@@ -98,8 +107,9 @@ def generate_candidates(
     # the property heads see the samples they can featurise (a singular cell cannot be, nor become a record)
     samples = attach_predictions(samples, *predictions)
     out, rejected = samples_to_records(samples, id_prefix=ID_PREFIX)
-    summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "requested_class": requested,
-               "band_gap_range": list(pc.band_gap_range), "steps": steps, "corrector_steps": opts.corrector_steps,
+    summary = {"n_requested": n, "n_records": len(out), "rejected": rejected, "conditioned": opts.conditioned,
+               "requested_class": requested, "band_gap_range": None if gap_range is None else list(gap_range),
+               "steps": steps, "corrector_steps": opts.corrector_steps,
                "element_counts": opts.element_counts, "charge_balance": opts.charge_balance,
                **guidance}  # fmt: skip
     logger.info("generate: %d of %d samples are valid records", len(out), n)

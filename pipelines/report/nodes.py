@@ -75,8 +75,8 @@ def plot_class_distribution(labelled: Sequence[CrystalRecord], checked: Sequence
     ax.set_xticks(x)
     ax.set_xticklabels(classes, rotation=20, fontsize=8)
     ax.set_ylabel("share")
-    requested = checked[0].labels.get("requested_class") if checked else "?"
-    ax.set_title(f"Topological classes (requested: {requested})")
+    requested = checked[0].labels.get("requested_class", "?") if checked else "?"
+    ax.set_title(f"Topological classes (requested: {requested or 'none, unconditioned'})")
     ax.legend(fontsize=8)
     return fig
 
@@ -323,10 +323,7 @@ def write_report(
         f"{cfg.get('model_config', {}).get('hidden_dim')}); last losses "
         + ", ".join(f"{k} {_fmt(v)}" for k, v in losses.items() if k in ("total", "diffusion", "val", "val_diffusion"))
         + " (`training_curves.png`).",
-        f"- **Generation**: {generation_summary['n_records']} of {generation_summary['n_requested']} samples asked "
-        f"for class `{generation_summary['requested_class']}`, band gap {generation_summary['band_gap_range']} eV, "
-        f"{generation_summary['steps']} sampler steps, classifier-free guidance w = "
-        f"{_fmt(generation_summary['guidance_scale'])}.",
+        _generation_line(generation_summary),
         _relax_line(relax_summary),
         _verify_line(verify_summary),
         "",
@@ -348,7 +345,9 @@ def write_report(
         f"| structurally valid candidates | {pc['n_structurally_valid']} of {pc['n_candidates']} |",
         f"| relabelled by the physics labeller | {pc['n_checked']} |",
         f"| recomputed class = requested (`{pc['requested_class']}`) | {pc['n_as_requested']} "
-        f"({_fmt(pc['share_as_requested'])}) |",
+        f"({_fmt(pc['share_as_requested'])}) |"
+        if pc["requested_class"] is not None
+        else "| recomputed class = requested | no class requested (unconditioned generation) |",
         f"| recomputed classes | {pc['recomputed_class_counts']} |",
         "",
         "Confusion of requested against recomputed class: "
@@ -442,12 +441,16 @@ def _property_limits(training: Mapping[str, Any], generation: Mapping[str, Any])
     if gaps is None:
         return []
     if gaps == 0:
-        low, high = generation.get("band_gap_range", ("?", "?"))
+        gap_range = generation.get("band_gap_range", ("?", "?"))
+        asked = (
+            "and this run asked for no band gap"
+            if gap_range is None
+            else f"and asking for {gap_range[0]}-{gap_range[1]} eV does not steer the samples"
+        )
         return [
             f"- None of the training crystals carries a band gap ({energies} a formation energy), so the band-gap "
             "head and the band-gap condition have nothing to learn from: predicted band gaps are close to a "
-            f"constant, and asking for {low}-{high} eV does not steer the samples. Feed data with properties (a "
-            "Materials Project export) for that."
+            f"constant, {asked}. Feed data with properties (a Materials Project export) for that."
         ]
     return [
         f"- {gaps} training crystals carry a band gap and {energies} a formation energy: the property heads learn "
@@ -488,6 +491,17 @@ def limits_lines(run: Mapping[str, Mapping[str, Any]]) -> list[str]:
             "  inverted in experiment.",
         ]
     return lines
+
+
+def _generation_line(summary: Mapping[str, Any]) -> str:
+    """The report's sentence on generation: what was asked (or that nothing was), steps and guidance."""
+    head = f"- **Generation**: {summary['n_records']} of {summary['n_requested']} samples "
+    if summary.get("requested_class") is None:
+        return head + (f"generated without a condition (`generate_options.conditioned: false`: no class or band gap "
+                       f"asked, no classifier-free guidance), {summary['steps']} sampler steps.")  # fmt: skip
+    w = _fmt(summary["guidance_scale"])
+    return head + (f"asked for class `{summary['requested_class']}`, band gap {summary['band_gap_range']} eV, "
+                   f"{summary['steps']} sampler steps, classifier-free guidance w = {w}.")  # fmt: skip
 
 
 def _relax_line(rs: Mapping[str, Any]) -> str:

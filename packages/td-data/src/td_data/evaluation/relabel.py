@@ -142,20 +142,27 @@ def consistency_report(relabelled: Sequence[CrystalRecord]) -> dict[str, Any]:
     """Counts of relabelled candidates (:func:`relabel_candidates`): checked, as requested, the confusion.
 
     ``requested_class`` is that of the first candidate (the generate pipeline asks for one class per
-    run); ``confusion`` lists ``{"requested", "recomputed", "count"}`` of the checked candidates;
-    ``share_as_requested`` is None when none was checked.
+    run, or none: unconditioned generation); ``confusion`` lists ``{"requested", "recomputed", "count"}`` of
+    the checked candidates; ``n_as_requested`` and ``share_as_requested`` are None when no class was requested,
+    the share also when none was checked.
     """
     checked = [r for r in relabelled if r.labels["recomputed_class"] != NOT_CHECKED]
+    requested = relabelled[0].labels.get("requested_class") if relabelled else None
     confusion = Counter((r.labels.get("requested_class"), r.labels["recomputed_class"]) for r in checked)
     matches = sum(r.labels["recomputed_class"] == r.labels.get("requested_class") for r in checked)
+    if requested is None:
+        matches = None
     return {
-        "requested_class": relabelled[0].labels.get("requested_class") if relabelled else None,
+        "requested_class": requested,
         "n_candidates": len(relabelled),
         "n_structurally_valid": sum(bool(r.labels["struct_valid"]) for r in relabelled),
         "n_checked": len(checked),
         "n_as_requested": matches,
-        "share_as_requested": matches / len(checked) if checked else None,
-        "confusion": [{"requested": a, "recomputed": b, "count": n} for (a, b), n in sorted(confusion.items())],
+        "share_as_requested": matches / len(checked) if checked and matches is not None else None,
+        "confusion": [
+            {"requested": a, "recomputed": b, "count": n}
+            for (a, b), n in sorted(confusion.items(), key=lambda item: (str(item[0][0]), item[0][1]))
+        ],
         "recomputed_class_counts": dict(Counter(r.labels["recomputed_class"] for r in relabelled)),
         "predicted_vs_recomputed_agree": sum(
             r.labels.get("predicted_class") == r.labels["recomputed_class"] for r in checked
