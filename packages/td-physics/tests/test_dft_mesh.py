@@ -56,4 +56,22 @@ def test_a_rotated_hexagonal_cell_is_still_recognised():
     lattice = np.array([[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 15.0]])
     rotation = np.linalg.qr(np.random.default_rng(0).normal(size=(3, 3)))[0]
     assert mesh_steps(lattice @ rotation.T) == (6, 6, 2)
-    assert mesh_steps(lattice * [[1.0], [1.01], [1.0]]) == (2, 2, 2)  # b 1% longer than a: not hexagonal
+    # b 1% longer than a (the synthetic generator's strain): still a hexagonal pair, unless the tolerance is tighter
+    assert mesh_steps(lattice * [[1.0], [1.01], [1.0]]) == (6, 6, 2)
+    assert mesh_steps(lattice * [[1.0], [1.01], [1.0]], tolerance=1e-3) == (2, 2, 2)
+    assert mesh_steps(lattice * [[1.0], [1.05], [1.0]]) == (2, 2, 2)  # 5%: not hexagonal
+
+
+def test_a_strained_hexagonal_cell_keeps_k_on_the_mesh_and_the_setting_is_honoured():
+    """The synthetic generator's cells carry a random strain of about 1%: a strained silicene sheet (its Dirac
+    cones near K) gets a mesh that holds K; hexagonal_tolerance 0 asks for exact hexagons only."""
+    a = 3.87
+    lattice = np.array([[a, 0, 0], [-a / 2, a * np.sqrt(3) / 2, 0], [0, 0, 18.0]])
+    strain = np.eye(3) + np.array([[0.008, 0.004, 0.0], [0.004, -0.006, 0.0], [0.0, 0.0, 0.01]])
+    strained = lattice @ strain
+    mesh = kpoint_mesh(strained, DFTSettings(kpt_spacing=0.5))
+    assert _holds(mesh, [1 / 3, 1 / 3, 0]) and mesh[2] == 2
+    exact = kpoint_mesh(strained, DFTSettings(kpt_spacing=0.5, hexagonal_tolerance=0.0))
+    assert not _holds(exact, [1 / 3, 1 / 3, 0])
+    with pytest.raises(ValueError, match=r"hexagonal_tolerance out of range: 0.5"):
+        DFTSettings(hexagonal_tolerance=0.5)

@@ -73,6 +73,10 @@ class DFTSettings:
     kpt_spacing: float = 0.35  # 1/A (2 pi included): n_i = ceil(|b_i| / spacing), up to even (x6 on hexagonal axes)
     min_kpts: int = 2
     max_kpts: int = 12
+    # two axes of equal length within this fraction, at 60 or 120 degrees within this fraction of 60 degrees
+    # (the third perpendicular as closely) are a hexagonal pair: the mesh holds K there (a strained or sampled
+    # hexagonal cell keeps its Dirac cones near K)
+    hexagonal_tolerance: float = 0.03
     confirm: bool = True  # repeat the ground state on a mesh 2 denser along each axis; the answers must agree
     # eV: bands overlapping in energy by more than this on the gap mesh make a clear metal. Its answer needs no
     # confirming mesh, and a screening ground state (screen_kpt_spacing) may decide it. None: always confirm.
@@ -113,6 +117,7 @@ class DFTSettings:
             "grid_spacing": 0.05 <= self.grid_spacing <= 0.4,
             "min_kpts": self.min_kpts >= 1,
             "max_kpts": self.max_kpts >= self.min_kpts,
+            "hexagonal_tolerance": 0 <= self.hexagonal_tolerance <= 0.1,
             "smearing": self.smearing > 0,
             "density_tolerance": self.density_tolerance > 0,
             "max_scf_iterations": self.max_scf_iterations >= 1,
@@ -313,11 +318,13 @@ def to_user_basis(
     return z2, chern
 
 
-def mesh_steps(lattice: np.ndarray, length_tol: float = 1e-3, angle_tol: float = 0.5) -> tuple[int, int, int]:
+def mesh_steps(lattice: np.ndarray, tolerance: float = 0.03) -> tuple[int, int, int]:
     """Per axis, the number a Gamma-centred mesh size must be a multiple of: 2 (the TRIMs), or 6 on the two
-    axes of a hexagonal pair (equal lengths within ``length_tol`` relative, 60 or 120 degrees within
-    ``angle_tol``, the third axis perpendicular to both), so that the mesh also holds K = (1/3, 1/3), where
-    Dirac cones sit (graphene). An fcc primitive cell (three axes at 60 degrees) has no such pair."""
+    axes of a hexagonal pair (equal lengths within ``tolerance`` relative, 60 or 120 degrees within
+    ``tolerance`` x 60 degrees, the third axis as close to perpendicular to both), so that the mesh also holds
+    K = (1/3, 1/3), where Dirac cones sit (graphene; near K in a strained cell). An fcc primitive cell (three
+    axes at 60 degrees) has no such pair. ``DFTSettings.hexagonal_tolerance`` sets ``tolerance``."""
+    length_tol, angle_tol = float(tolerance), 60.0 * float(tolerance)
     lattice = np.asarray(lattice, dtype=float)
     lengths = np.linalg.norm(lattice, axis=1)
     cosines = (lattice @ lattice.T) / np.outer(lengths, lengths)
@@ -340,7 +347,7 @@ def kpoint_mesh(lattice: np.ndarray, settings: DFTSettings, refinements: int = 0
     (:func:`mesh_steps`); ``refinements`` adds that many steps per axis (the confirming mesh)."""
     recip = 2 * np.pi * np.linalg.inv(lattice).T
     out = []
-    for b, step in zip(np.linalg.norm(recip, axis=1), mesh_steps(lattice)):
+    for b, step in zip(np.linalg.norm(recip, axis=1), mesh_steps(lattice, settings.hexagonal_tolerance)):
         n = max(settings.min_kpts, math.ceil(b / settings.kpt_spacing))
         n, cap = -(-n // step) * step, -(-settings.max_kpts // step) * step  # max_kpts >= min_kpts (validated)
         out.append(min(n, cap) + refinements * step)
