@@ -50,7 +50,7 @@ examples: $(STAMP)  ## the canonical tight-binding models against published valu
 
 test: $(STAMP) system-deps  ## the whole test suite (or one package: make pkg=td-physics test)
 ifeq ($(pkg),)
-	$(BIN)/python -m pytest -n 2 --dist loadfile -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q --durations=25  # the slowest tests, to keep the suite short
 else
 	$(BIN)/python -m pytest -n 2 --dist loadfile -q packages/$(pkg)/tests
 endif

@@ -302,7 +302,12 @@ def make_row(index: int, record: Any, tb: dict[str, Any] | None, dft: dict[str, 
     both = row["tb_class"] is not None and row["dft_class"] is not None
     row["both"] = both
     row["agree"] = both and row["tb_class"] == row["dft_class"]
-    same_z2 = list(row["tb_z2"] or []) == list(row["dft_z2"] or [])
+    tb_z2, dft_z2 = list(row["tb_z2"] or []), list(row["dft_z2"] or [])
+    if row["dimensionality"] == 2 and len(tb_z2) == 1 and len(dft_z2) == 4:
+        # a sheet (the generator puts its vacuum along the third lattice vector): DFT sees the stack of sheets, whose
+        # only index is the weak one of G = b3, equal to the sheet's 2D Z2
+        tb_z2 = [0, 0, 0, tb_z2[0]]
+    same_z2 = tb_z2 == dft_z2
     row["agree_z2"] = row["agree"] and (row["tb_class"] != "z2_ti" or same_z2)
     return row
 

@@ -154,3 +154,28 @@ def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is
     assert {p: p.stat().st_mtime_ns for p in stamps if p != results[1]} == {
         p: t for p, t in stamps.items() if p != results[1]
     }
+
+
+def test_a_sheets_2d_index_is_compared_with_the_weak_index_of_its_stacking():
+    """DFT computes a sheet with vacuum as a 3D stack: silicene's 2D Z2 = 1 is DFT's (0;001) (G = b3, the vacuum
+    axis of the generator's sheets), not a disagreement; (0;100) would be one."""
+    import importlib.util
+
+    from td_data import CrystalRecord
+
+    spec = importlib.util.spec_from_file_location("labeller_calibration_dft", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    sheet = CrystalRecord(
+        [[3.87, 0, 0], [-1.935, 3.35, 0], [0, 0, 18.0]], [[1 / 3, 2 / 3, 0.49], [2 / 3, 1 / 3, 0.51]], [14, 14],
+        labels={"dimensionality": 2}, id="sheet",
+    )  # fmt: skip
+    tb = {"labels": {"topo_class": "z2_ti", "z2_indices": [1], "confidence": 1.0}, "reason": None}
+
+    def dft(z2):
+        return {"topo_class": "z2_ti", "z2_indices": z2, "converged": True, "method": "parity", "wall_time": 1.0}
+
+    row = script.make_row(0, sheet, tb, dft([0, 0, 0, 1]))
+    assert row["agree"] and row["agree_z2"]
+    row = script.make_row(0, sheet, tb, dft([0, 1, 0, 0]))
+    assert row["agree"] and not row["agree_z2"]
