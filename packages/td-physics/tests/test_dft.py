@@ -81,6 +81,21 @@ def test_a_clear_metal_skips_the_confirming_mesh_and_the_screening_decides_it_al
     assert screened.band_gap_indirect == pytest.approx(full.band_gap_indirect, abs=0.05)  # measured: 0.009 eV
 
 
+@pytest.mark.slow
+def test_a_wide_gap_insulator_skips_the_confirming_mesh_only_when_asked():
+    """confirm_max_gap: silicon's direct gap (well above 0.5 eV on the mesh) needs no second mesh; by default the
+    second mesh runs, and the answers are the same."""
+    lattice, frac, numbers = _reference("Si")
+    quick = dft_invariants(lattice, frac, numbers, kpt_spacing=1.0, confirm_max_gap=0.5)
+    assert quick.converged and (quick.topo_class, quick.z2_indices) == ("trivial", (0, 0, 0, 0))
+    assert len(quick.details["meshes"]) == 1 and "confirm_max_gap 0.5 eV" in quick.details["confirmation"]
+    both = dft_invariants(lattice, frac, numbers, kpt_spacing=1.0)
+    assert len(both.details["meshes"]) == 2 and "confirmation" not in both.details
+    assert (both.topo_class, both.z2_indices) == (quick.topo_class, quick.z2_indices)
+    with pytest.raises(DFTInputError, match="confirm_max_gap out of range: 0"):
+        DFTSettings(confirm_max_gap=0)
+
+
 def test_screening_mesh_is_coarse_and_bounded():
     lattice, _, _ = _reference("Bi2Se3")
     settings = DFTSettings(kpt_spacing=0.35, screen_kpt_spacing=0.9)

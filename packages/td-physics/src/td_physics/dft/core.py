@@ -81,6 +81,9 @@ class DFTSettings:
     # eV: bands overlapping in energy by more than this on the gap mesh make a clear metal. Its answer needs no
     # confirming mesh, and a screening ground state (screen_kpt_spacing) may decide it. None: always confirm.
     clear_metal_overlap: float | None = 0.5
+    # eV: an insulator whose smallest direct gap on the first mesh is at least this needs no confirming mesh (a
+    # denser density moves bands by far less than such a gap, so the invariant cannot change). None: confirm always
+    confirm_max_gap: float | None = None
     # 1/A: first a ground state on this coarser mesh, its bands on the gap mesh; a clear metal there is the
     # answer (metals cost most: the density's k-sum dominates GPAW's LCAO time). None: no screening.
     screen_kpt_spacing: float | None = None
@@ -137,6 +140,7 @@ class DFTSettings:
             "min_distance": self.min_distance >= 0,
             "gap_kpts": self.gap_kpts >= 0,
             "clear_metal_overlap": self.clear_metal_overlap is None or self.clear_metal_overlap >= 0,
+            "confirm_max_gap": self.confirm_max_gap is None or self.confirm_max_gap > 0,
             "screen_kpt_spacing": self.screen_kpt_spacing is None or self.screen_kpt_spacing > self.kpt_spacing,
         }
         checks["method"] = self.method in ("auto", "parity", "wilson")
@@ -471,6 +475,12 @@ def dft_invariants(
                         f"{settings.clear_metal_overlap} eV on {mesh}, a metal on any mesh"
                     )
                     break
+                if k == 0 and len(meshes) > 1 and _wide_gap(answer, settings):
+                    confirmation = (
+                        f"skipped: the smallest direct gap on {mesh} is {answer['gap_direct']:.3f} eV >= "
+                        f"confirm_max_gap {settings.confirm_max_gap} eV"
+                    )
+                    break
     except Exception as exc:  # GPAW's errors are many (ConvergenceError, LinAlgError, RuntimeError ...)
         from gpaw import KohnShamConvergenceError
 
@@ -607,6 +617,16 @@ def _clear_metal(answer: Mapping[str, Any], settings: DFTSettings) -> bool:
         and answer["topo_class"] == "semimetal_or_metal"
         and answer["gap_indirect"] is not None
         and answer["gap_indirect"] < -settings.clear_metal_overlap
+    )
+
+
+def _wide_gap(answer: Mapping[str, Any], settings: DFTSettings) -> bool:
+    """An insulator whose direct gap is at least ``confirm_max_gap`` everywhere on the mesh."""
+    return (
+        settings.confirm_max_gap is not None
+        and answer["topo_class"] in ("trivial", "z2_ti", "chern")
+        and answer["gap_direct"] is not None
+        and answer["gap_direct"] >= settings.confirm_max_gap
     )
 
 
