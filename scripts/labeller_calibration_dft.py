@@ -16,8 +16,10 @@ topological-families build's output), drawn class by class so that ``z2_ti`` cry
 Each is
 labelled by the structure labeller (``td_data.labels.label_records`` with the ``label_options`` of
 ``conf/base/parameters_label.yml``) and by DFT (PBE + spin-orbit, GPAW LCAO:
-``td_physics.dft.run_crystals``, the function behind ``python -m td_physics.dft run``), one crystal after
-the other. Written in ``--output-dir``:
+``td_physics.dft.run_crystals``, the function behind ``python -m td_physics.dft run``), ``--workers``
+crystals in DFT at once (each in its own process; the TB labeller runs meanwhile). Clear metals are
+decided on a coarse screening mesh first (``--screen-kpt-spacing``, ``DFTSettings.screen_kpt_spacing``).
+Written in ``--output-dir``:
 
 * ``crystals.json``: the crystals (the input format of ``python -m td_physics.dft run``);
 * ``tb/tb-IIIIII.json`` and ``dft/result-IIIIII.json``: one result per crystal and judge, written as it
