@@ -132,14 +132,19 @@ start() {
     echo "slurmctld $(cat "$RUN_DIR/slurmctld.pid")" >>"$PIDS"
     echo "slurmd $(cat "$RUN_DIR/slurmd.pid")" >>"$PIDS"
     for i in $(seq 1 60); do
-        if [ "$(sinfo -h -n "$NODE" -o %t 2>/dev/null)" = "idle" ]; then
+        if ! running; then  # a daemon died (a port already taken, a bad config): say so now, not after sinfo's retries
+            log "a daemon exited while starting ($(tr '\n' ' ' <"$PIDS")); logs in $RUN_DIR/log"
+            tail -n 20 "$RUN_DIR/log/slurmctld.log" "$RUN_DIR/log/slurmd.log" >&2 || true
+            exit 1
+        fi
+        if [ "$(timeout 10 sinfo -h -n "$NODE" -o %t 2>/dev/null)" = "idle" ]; then
             log "node $NODE idle after ${i}x0.5 s; $(tr '\n' ' ' <"$PIDS"); export SLURM_CONF=$CONF"
             return 0
         fi
         sleep 0.5
     done
     log "node $NODE did not become idle; logs in $RUN_DIR/log"
-    sinfo -N -l >&2 || true
+    timeout 10 sinfo -N -l >&2 || true
     tail -n 20 "$RUN_DIR/log/slurmctld.log" "$RUN_DIR/log/slurmd.log" >&2 || true
     exit 1
 }

@@ -38,8 +38,8 @@ FINISHED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "NODE_FAIL", "OUT_OF_
 @pytest.fixture(scope="module")
 def slurm():
     """The cluster's environment (``SLURM_CONF`` and the venv's bin/ on ``PATH``) and its run folder."""
-    # not packages/td-hpc's ports: the two modules may run at once
-    with one_node_cluster("td-slurm-it-", 16827, 16828) as (env, run_dir):
+    # ports of its own: the modules that start a cluster may run at once (tests/test_slurm_ports.py checks)
+    with one_node_cluster("td-slurm-it-", 16837, 16838) as (env, run_dir):
         env.update(SLURM_CONF=str(run_dir / "slurm.conf"), PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}")
         yield env
 
