@@ -346,12 +346,16 @@ def mesh_steps(lattice: np.ndarray, tolerance: float = 0.03) -> tuple[int, int, 
     return tuple(steps)
 
 
+def _reciprocal_lengths(lattice: np.ndarray) -> np.ndarray:
+    """|b_i| in 1/A, 2 pi included."""
+    return np.linalg.norm(2 * np.pi * np.linalg.inv(lattice).T, axis=1)
+
+
 def kpoint_mesh(lattice: np.ndarray, settings: DFTSettings, refinements: int = 0) -> tuple[int, int, int]:
     """Gamma-centred mesh from ``kpt_spacing`` that holds the eight TRIMs, and K on hexagonal axes
     (:func:`mesh_steps`); ``refinements`` adds that many steps per axis (the confirming mesh)."""
-    recip = 2 * np.pi * np.linalg.inv(lattice).T
     out = []
-    for b, step in zip(np.linalg.norm(recip, axis=1), mesh_steps(lattice, settings.hexagonal_tolerance)):
+    for b, step in zip(_reciprocal_lengths(lattice), mesh_steps(lattice, settings.hexagonal_tolerance)):
         n = max(settings.min_kpts, math.ceil(b / settings.kpt_spacing))
         n, cap = -(-n // step) * step, -(-settings.max_kpts // step) * step  # max_kpts >= min_kpts (validated)
         out.append(min(n, cap) + refinements * step)
@@ -364,8 +368,7 @@ def screening_mesh(lattice: np.ndarray, settings: DFTSettings) -> tuple[int, int
     hold the TRIMs or K."""
     if settings.screen_kpt_spacing is None:
         raise DFTInputError("screening_mesh needs DFTSettings.screen_kpt_spacing")
-    recip = 2 * np.pi * np.linalg.inv(lattice).T
-    sizes = np.ceil(np.linalg.norm(recip, axis=1) / settings.screen_kpt_spacing)
+    sizes = np.ceil(_reciprocal_lengths(lattice) / settings.screen_kpt_spacing)
     return tuple(int(n) for n in np.clip(sizes, settings.min_kpts, settings.max_kpts))
 
 
@@ -644,11 +647,7 @@ def _screen(
     t0 = time.perf_counter()
     calc = _gpaw.ground_state(atoms, settings, screen_mesh, spinpol=magnetic)
     t_scf = time.perf_counter() - t0
-    gap_mesh = tuple(n + settings.gap_kpts for n in mesh)
-    states = _gpaw.spinor_states(
-        _gpaw.nscf(calc, {"size": gap_mesh, "gamma": True}, settings), spin_orbit=spin_orbit, n_states=n_el + 1
-    )
-    direct, indirect = _gaps(states.energies, n_el)
+    gap_mesh, _, direct, indirect = _gap_mesh_states(calc, mesh, n_el, settings, spin_orbit)
     clear = indirect < -settings.clear_metal_overlap
     return {
         "mesh": list(screen_mesh),
@@ -659,6 +658,16 @@ def _screen(
         "scf_seconds": round(t_scf, 2),
         "seconds": round(time.perf_counter() - t0, 2),
     }
+
+
+def _gap_mesh_states(calc, mesh: tuple[int, int, int], nocc: int, settings: DFTSettings, spin_orbit: bool):
+    """``(gap mesh, spinor states on it, smallest direct gap, indirect gap)`` of a ground state: the states of
+    ``mesh`` plus ``gap_kpts`` per axis, non-self-consistently."""
+    gap_mesh = tuple(n + settings.gap_kpts for n in mesh)
+    full = _gpaw.nscf(calc, {"size": gap_mesh, "gamma": True}, settings)
+    states = _gpaw.spinor_states(full, spin_orbit=spin_orbit, n_states=nocc + 1)
+    direct, indirect = _gaps(states.energies, nocc)
+    return gap_mesh, states, direct, indirect
 
 
 def _gaps(energies: np.ndarray, nocc: int) -> tuple[float, float]:
@@ -684,10 +693,7 @@ def _one_mesh(
     layout = _gpaw.basis_layout(calc)
     if 2 * layout.nao <= nocc:
         return _verdict(mesh, False, f"the basis has {2 * layout.nao} spinor states for {nocc} electrons")
-    gap_mesh = tuple(n + settings.gap_kpts for n in mesh)
-    full = _gpaw.nscf(calc, {"size": gap_mesh, "gamma": True}, settings)
-    states = _gpaw.spinor_states(full, spin_orbit=spin_orbit, n_states=nocc + 1)
-    direct, indirect = _gaps(states.energies, nocc)
+    _, states, direct, indirect = _gap_mesh_states(calc, mesh, nocc, settings, spin_orbit)
     details: dict[str, Any] = {
         "mesh": list(mesh),
         "scf_seconds": round(t_scf, 2),
