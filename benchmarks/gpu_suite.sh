@@ -55,10 +55,10 @@ step gpu_invariants 90 "$PY" benchmarks/gpu_invariants.py --grid "$GRID" --mesh 
 
 # the two models train at the same time (each leaves most of an H100/H200 idle at these sizes)
 train_limit=$("$PY" -c "print(int(60 * $MINUTES + 360))")  # + set-up, sampling (the yield step samples two arms)
-bt=benchmark_training  # the same training and sampling parameters for both runs
+bt=benchmark_training go=generate_options  # the same training and sampling parameters for both runs
 params="$bt.device=$DEVICE,$bt.preset=$PRESET,$bt.budget_minutes=$MINUTES,$bt.max_epochs=100000,$bt.batch_size=256"
-params+=",$bt.warmup_epochs=5,$bt.learning_rate=0.0003,$bt.sample_batch_size=1000,$bt.n_samples=$N_SAMPLES"
-params+="${STEPS:+,$bt.steps=$STEPS}"
+params+=",$bt.warmup_epochs=5,$bt.learning_rate=0.0003,$go.device=$DEVICE,$go.batch_size=1000,$go.n_candidates=$N_SAMPLES"
+params+="${STEPS:+,$go.steps=$STEPS}"
 mkdir -p "$WORK/perov5" "$WORK/yield" "$OUT/perov5" "$OUT/yield"
 cp "$DATA/perov5/train_items.npz" "$WORK/perov5/"; cp "$DATA/yield/train_items.npz" "$WORK/yield/"
 ( step perov5 "$train_limit" "$PY" -m kedro run --env perov5 --pipelines=bench_train \

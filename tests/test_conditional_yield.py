@@ -18,7 +18,7 @@ from tests.gpu_node import ROOT, kedro_run
 #: one guidance scale, no relaxation and no DFT: the fast path (the sweep and relaxation: test_guidance_sweep_...)
 SINGLE = "yield_options.guidance_scales=null,yield_options.relax=false,yield_options.dft_top_k=0"
 TINY = ("yield_options.n_train=24,benchmark_training.budget_minutes=0.2,benchmark_training.max_epochs=2,"
-        f"benchmark_training.n_samples=6,benchmark_training.steps=5,{SINGLE}")  # fmt: skip
+        f"generate_options.n_candidates=6,generate_options.steps=5,{SINGLE}")  # fmt: skip
 
 
 def _kedro(pipeline: str, params: str, blocked: bool = False) -> subprocess.CompletedProcess:
@@ -137,7 +137,7 @@ def test_resampling_a_trained_model_skips_training(tiny_run, tmp_path):
     for name in ("model.pt", "training_summary.json"):
         shutil.copy2(out / name, tmp_path / name)
     before = (tmp_path / "model.pt").stat().st_mtime_ns
-    params = (f"output_dir={tmp_path},benchmark_training.n_samples=3,benchmark_training.steps=3,{SINGLE},"
+    params = (f"output_dir={tmp_path},generate_options.n_candidates=3,generate_options.steps=3,{SINGLE},"
               "yield_options.guidance_scale=1.0,yield_options.num_atoms=2,yield_options.label_timeout=8.0")  # fmt: skip
     _ok(kedro_run("yield", "yield_train", params, from_nodes="yield_sample_arms_node"))
     _ok(_kedro("yield_evaluate", params))
@@ -190,7 +190,7 @@ def test_stages_in_separate_processes(tmp_path):
     rows = (out / "crystals.csv").read_text().splitlines()[1:]
     for arm, (crystals, meta) in samples.items():
         a = result["arms"][arm]
-        assert a["n_generated"] == len(crystals) == 6 == meta["options"]["n_samples"]
+        assert a["n_generated"] == len(crystals) == 6 == meta["generate_options"]["n_candidates"]
         assert a["n_labelled"] + a["n_unlabelled"] == len(crystals) == sum(r.startswith(f"{arm},") for r in rows)
         assert a["n_labelled"] == sum(a["class_counts"].values())
         n_predicted = sum(c["predicted"]["topo_class"] is not None for c in crystals)
@@ -216,10 +216,10 @@ def test_guidance_sweep_with_relaxation_on_the_tiny_model(tiny_run, tmp_path):
     model = TorchCheckpointDataset(filepath=str(out / "model.pt")).load()
     summary = json.loads((out / "training_summary.json").read_text())
     params = yaml.safe_load((ROOT / "conf" / "yield" / "parameters_benchmark.yml").read_text())
-    training = {**params["benchmark_training"], "n_samples": 4, "steps": 5, "run_dir": str(tmp_path)}
+    generate = {**params["generate_options"], "n_candidates": 4, "steps": 5}
     options = {**params["yield_options"], "guidance_scales": [1.0, 3.0], "property_guidance_scales": [0.0, 1.0],
                "relax": True, "relax_max_steps": 30, "dft_top_k": 0, "label_timeout": 8.0}  # fmt: skip
-    conditioned, unconditioned = sample_yield_arms(model, summary, options, training)
+    conditioned, unconditioned = sample_yield_arms(model, summary, options, generate)
     assert len(conditioned[0]) == 16 and len(unconditioned[0]) == 4
     assert [(p["sampling"]["guidance_scale"], p["sampling"]["property_guidance"]) for p in conditioned[1]["sweep"]] == [
         (1.0, 0.0), (1.0, 1.0), (3.0, 0.0), (3.0, 1.0)]  # fmt: skip
@@ -245,3 +245,12 @@ def test_guidance_sweep_with_relaxation_on_the_tiny_model(tiny_run, tmp_path):
     assert sorted(crystals["point"][crystals["arm"] == "conditioned"].unique()) == [0, 1, 2, 3]
     sweep_figure.savefig(tmp_path / "guidance_sweep.png")
     assert (tmp_path / "guidance_sweep.png").stat().st_size > 1000
+
+
+def test_the_yield_arms_refuse_an_unconditioned_generate_block():
+    """The yield run samples both arms itself: generate_options.conditioned false would be ignored, so it is refused
+    before any model is touched."""
+    from pipelines.benchmark.yields import sample_yield_arms
+
+    with pytest.raises(ParameterError, match="generate_options.conditioned is false, but the yield benchmark samples"):
+        sample_yield_arms(None, {}, {}, {"conditioned": False})

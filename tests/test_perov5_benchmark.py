@@ -27,7 +27,7 @@ FILES = {"perov5": ("perov_5", ("val.csv.gz", "train_first1024.csv.gz", "test.cs
          "carbon24": ("carbon_24", ("val.csv.gz", "test.csv.gz"))}  # fmt: skip
 # the training options of the tiny runs: about six seconds of training (budget_cosine fits the epochs to them)
 TRAIN_TINY = ("benchmark_training.budget_minutes=0.1,benchmark_training.max_epochs=10000,"
-              "benchmark_training.n_samples=16,benchmark_training.steps=20")  # fmt: skip
+              "generate_options.n_candidates=16,generate_options.steps=20")  # fmt: skip
 DATA_TINY = "benchmark_options.max_train=64,benchmark_options.max_test=64"
 #: table.md's table lines: each protocol's header and rows (the separator lines start with "|-")
 TABLE_LINES = 1 + len(TABLE_ROWS) + 1 + len(PROTOCOL_KEYS)
@@ -247,14 +247,16 @@ def test_staged_run(staged):
 
     from td_models import TopologicalDiffusionModel, load_crystals
 
-    samples, meta = load_crystals(out / "samples.npz")
-    assert len(samples) == 16 == meta["sampling"]["n_requested"]
+    samples, sampling = load_crystals(out / "samples.npz")  # the generate node's output: crystals and its summary
+    assert len(samples) == 16 == sampling["n_requested"] and sampling["conditioned"] is False
+    assert sampling == result["sampling"]
     assert len(list((out / "samples").glob("*.cif"))) == result["n_generated"]
     for s in samples:
         assert set(s["predicted"]) == {"band_gap", "formation_energy", "topo_class", "topo_class_probability"}
         assert all(v is None for v in s["conditions"].values())
         assert len(s["atomic_numbers"]) == len(s["frac_coords"]) == 5
     assert any(s["predicted"]["band_gap"] is not None for s in samples)
+    meta = json.loads((out / "training_summary.json").read_text())
     assert meta["prepare"]["n_train"] == 64 and meta["prepare"]["max_train"] == 64
     assert meta["parameters"] == result["parameters"]
     assert TopologicalDiffusionModel.load(out / "model.pt").num_parameters() == meta["parameters"]
@@ -294,15 +296,24 @@ def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
         (BenchmarkOptions, {"baseline_samples": 0}, "benchmark_options.baseline_samples must be an integer >= 1"),
         (BenchmarkTraining, {"budget_minutes": -1}, "benchmark_training.budget_minutes must be a number > 0"),
         (BenchmarkTraining, {"device": "tpu"}, "benchmark_training.device must be one of"),
-        (BenchmarkTraining, {"n_samples": 0}, "benchmark_training.n_samples must be an integer >= 1"),
+        (
+            BenchmarkTraining,
+            {"n_samples": 10},
+            "benchmark_training no longer holds the sampling (the generate node "
+            "samples): n_samples -> generate_options.n_candidates",
+        ),
         (BenchmarkTraining, {"preset": "huge"}, "benchmark_training.preset must be one of"),
         (BenchmarkTraining, {"schedule": "linear"}, "benchmark_training.schedule must be one of"),
         (BenchmarkTraining, {"schedule": "budget_cosine"}, "anneals to the end of the budget: set budget_minutes"),
         (BenchmarkTraining, {"physics": True}, "benchmark_training.physics applies to schedule budget_cosine"),
         (BenchmarkTraining, {"model": [1]}, "benchmark_training.model must be a mapping"),
         (BenchmarkTraining, {"ema_decay": 1.0}, "benchmark_training.ema_decay must be a number in [0, 1)"),
-        (BenchmarkTraining, {"corrector_steps": -1}, "benchmark_training.corrector_steps must be an integer >= 0"),
-        (BenchmarkTraining, {"composition_rules": 1}, "benchmark_training.composition_rules must be true or false"),
+        (
+            BenchmarkTraining,
+            {"composition_rules": False, "steps": 5},
+            "composition_rules -> generate_options.element_counts and generate_options.charge_balance, steps -> "
+            "generate_options.steps",
+        ),
     ],
 )
 def test_bad_options_name_the_rule_and_the_value(block, values, message):
@@ -319,14 +330,41 @@ def test_each_environment_sets_every_option():
     import yaml
 
     from pipelines.benchmark.options import YieldOptions
+    from pipelines.generate.nodes import GenerateOptions
 
-    blocks = {"perov5": (BenchmarkOptions, BenchmarkTraining), "carbon24": (BenchmarkOptions, BenchmarkTraining),
-              "yield": (YieldOptions, BenchmarkTraining)}  # fmt: skip
+    blocks = {"perov5": (BenchmarkOptions, BenchmarkTraining, GenerateOptions),
+              "carbon24": (BenchmarkOptions, BenchmarkTraining, GenerateOptions),
+              "yield": (YieldOptions, BenchmarkTraining, GenerateOptions)}  # fmt: skip
     for env, classes in blocks.items():
         params = yaml.safe_load((ROOT / "conf" / env / "parameters_benchmark.yml").read_text())
         for block in classes:
             names = {f.name for f in dataclasses.fields(block)}
             assert set(params[block.block]) == names, (env, block.block)
+
+
+def test_the_benchmarks_sample_with_the_generate_node():
+    """One sampler: bench_train's sampling node is the generate pipeline's node function, and the yield arms call
+    the sampler that node calls."""
+    from pipelines.generate import nodes as generate_nodes
+    from pipelines.pipeline_registry import register_pipelines
+
+    pipelines = register_pipelines()
+    sampling = {n.name: n.func for n in pipelines["bench_train"].nodes}
+    generate = {n.name: n.func for n in pipelines["generate"].nodes}
+    assert sampling["bench_sample_node"] is generate["generate_candidates_node"] is generate_nodes.sample_candidates
+    from pipelines.benchmark import yields
+
+    assert yields.sample_crystals is generate_nodes.sample_crystals
+
+
+def test_the_unconditional_benchmarks_refuse_conditioned_samples():
+    from pipelines.benchmark.nodes import run_meta
+
+    with pytest.raises(ParameterError, match="de-novo generation: set generate_options.conditioned to false"):
+        run_meta({"seconds": 1.0}, {"conditioned": True, "requested_class": "z2_ti", "seconds": 2.0})
+    sampling = {"conditioned": False, "seconds": 2.0, "timings_seconds": {"sample": 1.5, "predict": 0.5}}
+    meta = run_meta({"seconds": 1.0, "timings_seconds": {"train": 1.0}}, sampling)
+    assert meta["seconds"] == 3.0 and meta["timings_seconds"] == {"train": 1.0, "sample": 1.5, "predict": 0.5}
 
 
 def test_a_plain_kedro_run_runs_no_benchmark():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -11,7 +13,7 @@ from pipelines.config import LABELLER_ELEMENTS
 from pipelines.datasets import CifFolderDataset, CrystalFilesDataset
 from pipelines.evaluate.nodes import composition_statistics, physics_consistency
 from pipelines.exceptions import ParameterError
-from pipelines.generate.nodes import GenerateOptions, generate_candidates
+from pipelines.generate.nodes import GenerateOptions, candidate_records, generate_candidates, sample_candidates
 from pipelines.ingest.nodes import ingest_crystals
 from pipelines.label.nodes import label_crystals
 from pipelines.report.nodes import (
@@ -129,18 +131,23 @@ def test_generate_attaches_predictions(candidates):
         assert {"predicted_band_gap", "predicted_formation_energy"} <= set(r.properties)
 
 
-def test_generate_bounds_torch_threads_and_restores_them(trained, monkeypatch):
-    import torch
-
-    seen = []
-    model = trained[0]
-    real_sample = model.sample
+def _spy_on_sample(model, monkeypatch, record=lambda kwargs: kwargs) -> list:
+    """The list that gets ``record(keywords)`` of each ``model.sample`` call (the real sampler still runs)."""
+    real_sample, seen = model.sample, []
 
     def spy(*args, **kwargs):
-        seen.append(torch.get_num_threads())
+        seen.append(record(kwargs))
         return real_sample(*args, **kwargs)
 
     monkeypatch.setattr(model, "sample", spy)
+    return seen
+
+
+def test_generate_bounds_torch_threads_and_restores_them(trained, monkeypatch):
+    import torch
+
+    model = trained[0]
+    seen = _spy_on_sample(model, monkeypatch, lambda kwargs: torch.get_num_threads())
     before = torch.get_num_threads()
     generate_candidates(model, PHYSICS, {"n_candidates": 2, "steps": 2, "seed": 1, "num_threads": 1})
     assert seen == [1] and torch.get_num_threads() == before
@@ -150,29 +157,45 @@ def test_generate_bounds_torch_threads_and_restores_them(trained, monkeypatch):
 
 def test_generate_passes_corrector_steps_to_the_sampler(trained, monkeypatch):
     model = trained[0]
-    real_sample, seen = model.sample, []
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs.get("corrector_steps"))
-        return real_sample(*args, **kwargs)
-
-    monkeypatch.setattr(model, "sample", spy)
+    seen = _spy_on_sample(model, monkeypatch, lambda kwargs: kwargs.get("corrector_steps"))
     _, summary = generate_candidates(model, PHYSICS, {"n_candidates": 2, "steps": 2, "corrector_steps": 2})
     assert seen == [2] and summary["corrector_steps"] == 2
     with pytest.raises(ValueError, match="generate_options.corrector_steps must be an integer >= 0, got -1"):
         generate_candidates(model, PHYSICS, {"n_candidates": 2, "corrector_steps": -1})
 
 
+def test_generate_is_two_nodes_and_its_sampler_settings_reach_the_sampler(trained, monkeypatch):
+    """sample_candidates (the model's half, its output a crystal file's contents) then candidate_records; the
+    batch size and progress bar reach model.sample, the seed is recorded, and a CUDA device that torch does not see
+    is refused by name."""
+    import torch
+
+    model = trained[0]
+    seen = _spy_on_sample(model, monkeypatch)
+    options = {"n_candidates": 3, "steps": 2, "seed": 4, "batch_size": 2, "progress_bar": False}
+    samples, sampling = sample_candidates(model, PHYSICS, options)
+    assert (seen[0]["batch_size"], seen[0]["progress"], seen[0]["seed"], seen[0]["num_atoms"]) == (2, False, 4, None)
+    assert len(samples) == 3 and all("predicted" in s for s in samples)
+    assert (sampling["seed"], sampling["batch_size"], sampling["device"], sampling["n_requested"]) == (4, 2, "cpu", 3)
+    records, summary = candidate_records((samples, sampling))
+    assert summary == {**sampling, "n_records": len(records), "rejected": summary["rejected"]}
+    assert len(records) + len(summary["rejected"]) == 3 and all(r.id.startswith("cand-") for r in records)
+    if not torch.cuda.is_available():
+        with pytest.raises(ParameterError, match="generate_options.device is 'cuda', but torch .* sees no CUDA"):
+            sample_candidates(model, PHYSICS, {**options, "device": "cuda"})
+    for bad, message in (({"batch_size": 0}, "generate_options.batch_size must be an integer >= 1, got 0"),
+                         ({"device": "tpu"}, "generate_options.device must be one of ['cpu', 'cuda'], got 'tpu'"),
+                         ({"progress_bar": "yes"}, "generate_options.progress_bar must be true or false")):  # fmt: skip
+        with pytest.raises(ParameterError, match=re.escape(message)):
+            GenerateOptions.from_dict(bad)
+
+
 def test_generate_guides_with_the_runs_physics_config_not_the_models(trained, monkeypatch):
     model = trained[0]
     assert model.config.physics_config.guidance_scale == 2.0  # trained with PHYSICS: the defaults
-    real_sample, seen = model.sample, []
-
-    def spy(*args, **kwargs):
-        seen.append((kwargs.get("guidance_scale"), kwargs.get("physics_guidance")))
-        return real_sample(*args, **kwargs)
-
-    monkeypatch.setattr(model, "sample", spy)
+    seen = _spy_on_sample(
+        model, monkeypatch, lambda kwargs: (kwargs.get("guidance_scale"), kwargs.get("physics_guidance"))
+    )
     options = {"n_candidates": 3, "steps": 4, "seed": 0}
     plain, summary = generate_candidates(model, {**PHYSICS, "guidance_scale": 1.0, "constraint_weight": 3.0}, options)
     assert seen == [(1.0, pytest.approx(0.03))]
@@ -187,13 +210,7 @@ def test_generate_without_a_condition_asks_for_nothing_and_the_report_says_so(ra
     """generate_options.conditioned false: no class, no band gap, no classifier-free guidance (the unconditioned
     reference arm); the candidates carry no requested class, evaluate counts no match and the report says why."""
     model = trained[0]
-    real_sample, seen = model.sample, []
-
-    def spy(*args, **kwargs):
-        seen.append(kwargs)
-        return real_sample(*args, **kwargs)
-
-    monkeypatch.setattr(model, "sample", spy)
+    seen = _spy_on_sample(model, monkeypatch)
     options = {"n_candidates": 3, "steps": 4, "seed": 0, "conditioned": False}
     records, summary = generate_candidates(model, PHYSICS, options)
     assert "topo_class" not in seen[0] and "band_gap_range" not in seen[0] and seen[0]["guidance_scale"] == 1.0

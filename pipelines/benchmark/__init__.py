@@ -5,13 +5,16 @@ the stages also run alone, with their hand-offs as catalog datasets (``conf/<env
 
 * ``bench_prepare`` (td-data): the published training split -> model items (``benchmark_items``);
 * ``bench_train`` (torch, accelerate, td-models; no pymatgen or spglib: a GPU node without the materials stack):
-  items -> ``benchmark_model`` and ``benchmark_samples`` (with the property heads' predictions);
+  items -> ``benchmark_model``, then the generate pipeline's sampling node
+  (:func:`pipelines.generate.nodes.sample_candidates`, with the environment's ``generate_options``) ->
+  ``benchmark_samples`` (with the property heads' predictions);
 * ``bench_evaluate`` (td-data): the baselines built from the training crystals and scored
   (``bench_baselines_node``); samples -> CIFs, ``metrics.json``, ``table.md`` and the figure.
 
 ``kedro run --env yield --pipelines=yield_benchmark`` is the conditional-yield benchmark
 (:mod:`pipelines.benchmark.yields`), staged the same way: ``yield_prepare`` (labelled synthetic crystals),
-``yield_train`` (the GPU half: train, sample both arms and the guidance sweep) and ``yield_evaluate`` (relax,
+``yield_train`` (the GPU half: train, then both arms and the guidance sweep through the generate node's
+sampler, :func:`pipelines.generate.nodes.sample_crystals`) and ``yield_evaluate`` (relax,
 relabel, yields, enrichment, DFT on the top crystals).
 
 These pipelines are registered by :func:`pipelines.pipeline_registry.register_pipelines` but are not part of
@@ -23,8 +26,9 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node
 
 from pipelines.benchmark.nodes import baseline_metrics, benchmark_metrics, generated_records, prepare_items
-from pipelines.benchmark.training import sample_benchmark, train_benchmark
+from pipelines.benchmark.training import train_benchmark
 from pipelines.benchmark.yields import sample_yield_arms, yield_report, yield_training_items
+from pipelines.generate.nodes import sample_candidates
 
 __all__ = ["create_pipelines"]
 
@@ -44,24 +48,25 @@ def create_pipelines() -> dict[str, Pipeline]:
     run ``benchmark``; the conditional-yield run's ``yield_prepare``, ``yield_train``, ``yield_evaluate`` and
     ``yield_benchmark``."""
     b, y = "params:benchmark_options", "params:yield_options"
-    t = "params:benchmark_training"
+    t, g = "params:benchmark_training", "params:generate_options"
     generation = _staged(
         *RUNS[0],
         prepare=[node(prepare_items, ["benchmark_train_split", b], "benchmark_items", name="bench_prepare_items_node")],
         train=[
             node(train_benchmark, ["benchmark_items", t], ["benchmark_model", "benchmark_training_summary"],
                  name="bench_train_node"),
-            node(sample_benchmark, ["benchmark_model", "benchmark_training_summary", t], "benchmark_samples",
-                 name="bench_sample_node"),
+            node(sample_candidates, ["benchmark_model", "params:physics_config", g], "benchmark_samples",
+                 name="bench_sample_node"),  # the generate pipeline's node
         ],
         evaluate=[
             node(generated_records, ["benchmark_samples", b], "benchmark_generated",
                  name="bench_generated_records_node"),
-            node(baseline_metrics, ["benchmark_train_split", "benchmark_test_split", "benchmark_samples", b],
+            node(baseline_metrics, ["benchmark_train_split", "benchmark_test_split", "benchmark_training_summary",
+                                    "benchmark_samples", b],
                  "benchmark_baselines", name="bench_baselines_node"),
             node(benchmark_metrics,
-                 ["benchmark_generated", "benchmark_samples", "benchmark_train_split", "benchmark_test_split",
-                  "benchmark_baselines", b],
+                 ["benchmark_generated", "benchmark_training_summary", "benchmark_samples", "benchmark_train_split",
+                  "benchmark_test_split", "benchmark_baselines", b],
                  ["benchmark_metrics", "benchmark_table", "benchmark_figure"], name="bench_metrics_node"),
         ],
     )  # fmt: skip
@@ -72,7 +77,7 @@ def create_pipelines() -> dict[str, Pipeline]:
         train=[
             node(train_benchmark, ["yield_items", t], ["yield_model", "yield_training_summary"],
                  name="yield_train_node"),
-            node(sample_yield_arms, ["yield_model", "yield_training_summary", y, t], arms,
+            node(sample_yield_arms, ["yield_model", "yield_training_summary", y, g], arms,
                  name="yield_sample_arms_node"),
         ],
         evaluate=[node(yield_report, [*arms, y],

@@ -80,6 +80,9 @@ METRIC_KEYS = (
     "uniqueness",
     "novelty",
 )
+#: the generate node's settings that metrics.json["options"]["generate_options"] repeats from its summary
+GENERATE_KEYS = ("n_requested", "conditioned", "steps", "corrector_steps", "element_counts", "charge_balance",
+                 "seed", "batch_size", "device")  # fmt: skip
 #: each entry of metrics.json["protocols"]: the metrics and what the protocol used
 PROTOCOL_ENTRY_KEYS = (*METRIC_KEYS, "n_wdist", "wdist_sample", "comp_scaling")
 
@@ -203,8 +206,31 @@ def summarise(metrics: Mapping[str, Any]) -> dict[str, Any]:
             "null_reasons": null_reasons(metrics)}  # fmt: skip
 
 
+def run_meta(training_summary: Mapping[str, Any], sampling: Mapping[str, Any]) -> dict[str, Any]:
+    """The train stage's record: the training summary (with the prepare stage's metadata) and the generate node's
+    sampling summary, the sampling's seconds added to the stage's timings. Conditioned samples are refused: the
+    published protocol is de-novo generation, and the benchmark rows carry no labels to condition on."""
+    if sampling.get("conditioned"):
+        raise ParameterError(
+            f"the samples were conditioned on {sampling.get('requested_class')!r}, but the benchmark scores de-novo "
+            "generation: set generate_options.conditioned to false"
+        )
+    seconds = sampling.get("seconds") or 0.0
+    timings = {**(training_summary.get("timings_seconds") or {}), **(sampling.get("timings_seconds") or {})}
+    return {
+        **training_summary,
+        "sampling": dict(sampling),
+        "timings_seconds": timings,
+        "seconds": round((training_summary.get("seconds") or 0.0) + seconds, 2),
+    }
+
+
 def baseline_metrics(
-    train_split: Any, test_split: Any, samples_file: tuple[list, dict], benchmark_options: Mapping[str, Any]
+    train_split: Any,
+    test_split: Any,
+    training_summary: Mapping[str, Any],
+    samples_file: tuple[list, dict],
+    benchmark_options: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Each of ``benchmark_options.baselines`` built from the model's training crystals, as many crystals as
     the model's samples (or ``baseline_samples``), scored as the model is: ``{kind: {"n", "metrics",
@@ -214,7 +240,7 @@ def baseline_metrics(
     from td_data.exceptions import BaselineNotApplicableError
 
     options = BenchmarkOptions.from_dict(benchmark_options)
-    _, meta = samples_file
+    meta = run_meta(training_summary, samples_file[1])
     if not options.baselines:
         return {}
     train = training_crystals(train_split, options, meta["prepare"])
@@ -344,6 +370,7 @@ def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
 
 def benchmark_metrics(
     generated: list,
+    training_summary: Mapping[str, Any],
     samples_file: tuple[list, dict],
     train_split: Any,
     test_split: Any,
@@ -359,7 +386,8 @@ def benchmark_metrics(
 
     options = BenchmarkOptions.from_dict(benchmark_options)
     started = time.perf_counter()
-    samples, meta = samples_file
+    samples = samples_file[0]
+    meta = run_meta(training_summary, samples_file[1])
     prep = meta["prepare"]
     t0 = time.perf_counter()
     train = training_crystals(train_split, options, prep)
@@ -425,7 +453,11 @@ def benchmark_metrics(
         "timings_seconds": {k: round(v, 2) for k, v in all_timings.items()},
         "hardware": meta["hardware"],  # where the model trained and sampled
         "stages": stages,
-        "options": {"benchmark_options": {**benchmark_options}, "benchmark_training": meta.get("options")},
+        "options": {
+            "benchmark_options": {**benchmark_options},
+            "benchmark_training": meta.get("options"),
+            "generate_options": {k: meta["sampling"].get(k) for k in GENERATE_KEYS},
+        },
     }
     notes = caveats(summary, options)
     summary["caveats"] = notes

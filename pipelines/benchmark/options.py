@@ -1,4 +1,5 @@
-"""The benchmarks' parameter blocks: ``benchmark_options`` (data and metrics) and ``benchmark_training``.
+"""The benchmarks' parameter blocks: ``benchmark_options`` (data and metrics), ``benchmark_training`` and
+``yield_options``. The sampling is the generate pipeline's node and block (``generate_options``).
 
 Both are read by :meth:`OptionsBlock.from_dict`, so an unknown key or a value outside its rule is a
 :class:`~pipelines.exceptions.ParameterError` that names the key and the value. Nothing here imports torch or
@@ -19,6 +20,15 @@ from pipelines.exceptions import ParameterError
 DATASETS = ("perov_5", "carbon_24")
 DEVICES = ("cpu", "cuda")
 SCHEDULES = ("preset", "budget_cosine")
+#: benchmark_training keys of the sampling before it became the generate node's, and their generate_options names
+#: (composition_rules is the pair element_counts and charge_balance)
+MOVED_TO_GENERATE = {
+    "n_samples": "n_candidates",
+    "steps": "steps",
+    "corrector_steps": "corrector_steps",
+    "composition_rules": "element_counts and generate_options.charge_balance",
+    "sample_batch_size": "batch_size",
+}
 
 
 def _positive_int(block: str, name: str, value: Any, optional: bool = False) -> None:
@@ -114,7 +124,8 @@ class BenchmarkOptions(OptionsBlock):
 
 @dataclass(frozen=True)
 class BenchmarkTraining(OptionsBlock):
-    """``benchmark_training``: the preset and its overrides, the wall-clock budget, and the sampling."""
+    """``benchmark_training``: the preset and its overrides and the wall-clock budget. The sampling is the generate
+    node's, with the environment's ``generate_options`` (keys that lived here before: :data:`MOVED_TO_GENERATE`)."""
 
     block: ClassVar[str] = "benchmark_training"
 
@@ -125,21 +136,26 @@ class BenchmarkTraining(OptionsBlock):
     learning_rate: float | None = None  # the first phase's peak; later phases keep their ratio (null: preset's)
     warmup_epochs: int | None = None  # the preset's when null
     device: str = "cpu"  # cuda trains in bf16
-    seed: int = 0  # weights, data order, noise and sampling
-    num_threads: int = 1  # torch threads while training and sampling
+    seed: int = 0  # weights, data order and noise (the sampler's: generate_options.seed)
+    num_threads: int = 1  # torch threads while training
     progress_bar: bool = False
     run_dir: str = "outputs/perov5/training"  # the trainer's config.json, metrics.csv and last checkpoint
-    n_samples: int = 1000  # crystals generated
-    steps: int | None = None  # reverse sampling steps; null: the model's full chain
-    corrector_steps: int = 0  # Langevin corrector steps on the coordinates per reverse step (DiffCSP's sampler: 1)
-    composition_rules: bool = True  # the sampler's element-count and charge-balance rules (False: the network alone)
-    sample_batch_size: int = 256  # crystals per sampling batch
     # preset: the preset's phases and rates; budget_cosine: one phase, warm-up, then cosine annealing that ends
     # when budget_minutes is spent (max_epochs fitted to the budget by timing training steps first)
     schedule: str = "preset"
     physics: bool = False  # budget_cosine only: the physics penalties on (the benchmark rows carry no labels)
     model: dict[str, Any] | None = None  # model_config overrides of the preset (td_models.ModelConfig keys)
     ema_decay: float | None = None  # the preset's when null
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> BenchmarkTraining:
+        """The block from its YAML mapping; a sampling key that moved to ``generate_options`` is refused with its
+        new name."""
+        moved = sorted(set(data or {}) & set(MOVED_TO_GENERATE))
+        if moved:
+            where = ", ".join(f"{k} -> generate_options.{MOVED_TO_GENERATE[k]}" for k in moved)
+            raise ParameterError(f"{cls.block} no longer holds the sampling (the generate node samples): {where}")
+        return super().from_dict(data)
 
     def __post_init__(self) -> None:
         from td_models import ExperimentConfig
@@ -151,17 +167,11 @@ class BenchmarkTraining(OptionsBlock):
             raise ParameterError(f"{b}.device must be one of {list(DEVICES)}, got {self.device!r}")
         _positive_number(b, "budget_minutes", self.budget_minutes, optional=True)
         _positive_number(b, "learning_rate", self.learning_rate, optional=True)
-        for name in ("max_epochs", "batch_size", "steps"):
+        for name in ("max_epochs", "batch_size"):
             _positive_int(b, name, getattr(self, name), optional=True)
-        for name in ("num_threads", "n_samples", "sample_batch_size"):
-            _positive_int(b, name, getattr(self, name))
+        _positive_int(b, "num_threads", self.num_threads)
         if self.warmup_epochs is not None and (not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0):
             raise ParameterError(f"{b}.warmup_epochs must be an integer >= 0 or null, got {self.warmup_epochs!r}")
-        if not isinstance(self.composition_rules, bool):
-            raise ParameterError(f"{b}.composition_rules must be true or false, got {self.composition_rules!r}")
-        c = self.corrector_steps
-        if isinstance(c, bool) or not isinstance(c, int) or c < 0:
-            raise ParameterError(f"{b}.corrector_steps must be an integer >= 0, got {c!r}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise ParameterError(f"{b}.seed must be an integer, got {self.seed!r}")
         if not isinstance(self.progress_bar, bool):
@@ -186,7 +196,7 @@ class BenchmarkTraining(OptionsBlock):
 @dataclass(frozen=True)
 class YieldOptions(OptionsBlock):
     """``yield_options``: the conditional-yield benchmark's data, arms and labeller (``benchmark_training``: the
-    training and sampling)."""
+    training; ``generate_options``: the sampler settings of both arms, ``n_candidates`` crystals each)."""
 
     block: ClassVar[str] = "yield_options"
 

@@ -1,8 +1,8 @@
-"""The benchmarks' GPU half: train on model items within a wall-clock budget, sample, predict.
+"""The benchmarks' GPU half: train on model items within a wall-clock budget (the sampling that follows is the
+generate pipeline's node, :func:`pipelines.generate.nodes.sample_candidates`).
 
-Everything here needs only torch, accelerate, numpy, td-models and td-data's plain-array helpers
-(``td_data.evaluation.attach_predictions``; no reader, pymatgen or spglib is imported), so
-``kedro run --pipelines=bench_train`` runs on a GPU node without the materials stack. The items arrive, and
+Everything here needs only torch, accelerate, numpy and td-models (no reader, pymatgen or spglib is imported),
+so ``kedro run --pipelines=bench_train`` runs on a GPU node without the materials stack. The items arrive, and
 the samples leave, as ``td_models.save_crystals`` files (the catalog's
 :class:`pipelines.benchmark.datasets.CrystalFileDataset`).
 """
@@ -267,51 +267,3 @@ def _has_class(item: Mapping[str, Any]) -> bool:
     """Whether a training item has a topological class (index >= 0, or a class name)."""
     cls = item.get("topo_class")
     return cls is not None and (isinstance(cls, str) or int(cls) >= 0)
-
-
-def sample_benchmark(model: Any, training_summary: Mapping[str, Any], benchmark_training: Mapping[str, Any]) -> tuple:
-    """``(samples with the model's predictions, metadata)``: ``n_samples`` crystals without conditions, atom
-    counts drawn from the training distribution, elements restricted to those seen in training."""
-    from td_data.evaluation import attach_predictions  # plain arrays in, no reader or pymatgen
-    from td_models import torch_threads
-    from td_models.exceptions import TDModelsError
-
-    options = BenchmarkTraining.from_dict(benchmark_training)
-    check_device(options)
-    if options.device == "cuda":
-        model = model.to("cuda")
-    steps = options.steps if options.steps is not None else model.num_steps
-    started = time.perf_counter()
-    with torch_threads(options.num_threads):
-        try:
-            rules = options.composition_rules
-            samples = model.sample(options.n_samples, steps=steps, corrector_steps=options.corrector_steps,
-                                   seed=options.seed, batch_size=options.sample_batch_size, element_counts=rules,
-                                   charge_balance=rules, progress=options.progress_bar)  # fmt: skip
-        except TDModelsError as err:
-            raise ParameterError(f"sampling {options.n_samples} crystals failed: {err}") from err
-        sampled = time.perf_counter()
-        samples = attach_predictions(samples, *model.predict_samples(samples))  # the heads run where the model is
-    done = time.perf_counter()
-    timings = {**training_summary["timings_seconds"], "sample": sampled - started, "predict": done - sampled}
-    meta = {
-        **training_summary,
-        "sampling": {
-            "steps": steps,
-            "corrector_steps": options.corrector_steps,
-            "composition_rules": options.composition_rules,
-            "seed": options.seed,
-            "batch_size": options.sample_batch_size,
-            "n_requested": options.n_samples,
-            "conditions": None,
-            "num_atoms": "drawn from the training distribution",
-            "restrict_species": True,
-            "seconds_per_step_per_crystal": (sampled - started) / (steps * options.n_samples),
-            "seconds_per_1000_crystals": 1000.0 * (sampled - started) / options.n_samples,
-        },
-        "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
-        "seconds": round(training_summary["seconds"] + done - started, 2),
-    }
-    n_predicted = sum(s["predicted"]["band_gap"] is not None for s in samples)
-    logger.info("sampling: %d crystals (%d with predicted properties), %d steps", len(samples), n_predicted, steps)
-    return samples, to_jsonable(meta, strict=False)

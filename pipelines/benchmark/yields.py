@@ -1,12 +1,14 @@
 """The conditional-yield benchmark: how often does asking the diffusion model for ``z2_ti`` give a ``z2_ti`` crystal?
 
-Two arms of ``n_samples`` crystals each, from one model: **conditioned** on ``topo_class="z2_ti"`` and
-**unconditioned** (the learned null, guidance off). The conditioned arm is sampled at every point of the guidance
-sweep (:meth:`YieldOptions.sweep`: each classifier-free ``guidance_scales`` value with each
-``property_guidance_scales`` value, the class head's log-probability guidance; without lists, the single
-``guidance_scale`` (null: the model's ``physics_config.guidance_scale``) and ``property_guidance``). Every point and
+Two arms of ``generate_options.n_candidates`` crystals each, from one model, sampled by the generate node's
+sampler (:func:`pipelines.generate.nodes.sample_crystals`, with the environment's ``generate_options``):
+**conditioned** on ``topo_class="z2_ti"`` and **unconditioned** (the learned null, guidance off). The conditioned
+arm is sampled at every point of the guidance sweep (:meth:`YieldOptions.sweep`: each classifier-free
+``guidance_scales`` value with each ``property_guidance_scales`` value, the class head's log-probability guidance;
+without lists, the single ``guidance_scale`` (null: the model's ``physics_config.guidance_scale``) and
+``property_guidance``). Every point and
 the unconditioned arm get the same drawn atom counts (one seeded draw); the conditioned points share the noise seed
-``seed``, the unconditioned arm has ``seed + 1``.
+``generate_options.seed``, the unconditioned arm has that seed + 1.
 
 Every generated crystal the labeller can take is relaxed with CHGNet first (``relax``; :mod:`.yield_judging`), then
 relabelled by td-physics' structure labeller (``td_data.labels.label_records`` with the ``label`` pipeline's
@@ -48,8 +50,8 @@ import numpy as np
 from pipelines.benchmark.options import BenchmarkTraining, YieldOptions
 from pipelines.benchmark.training import experiment_config, hardware
 from pipelines.exceptions import ParameterError
+from pipelines.generate.nodes import GenerateOptions, on_device, sample_crystals
 from td_data.evaluation import (
-    attach_predictions,
     enrichment,
     enrichment_for_json,
     format_enrichment,
@@ -239,34 +241,26 @@ def sample_arm(
     model: Any,
     arm: str,
     counts: np.ndarray,
-    training: BenchmarkTraining,
+    generate: GenerateOptions,
     point: tuple[float | None, float] = (None, 0.0),
 ):
-    """Generate one arm; ``(samples with the model's predictions, sampling options)``. ``point``: the conditioned
-    arm's ``(guidance_scale, property_guidance)`` (guidance scale None: the model's ``physics_config`` one)."""
-    from td_models.exceptions import TDModelsError
-
-    steps = training.steps if training.steps is not None else model.num_steps
-    rules = training.composition_rules
-    opts: dict[str, Any] = {"steps": steps, "num_atoms": counts.tolist(), "batch_size": training.sample_batch_size,
-                            "corrector_steps": training.corrector_steps, "element_counts": rules,
-                            "charge_balance": rules, "progress": training.progress_bar}  # fmt: skip
+    """Generate one arm with the generate node's sampler; ``(samples with the model's predictions, sampling
+    options)``. ``point``: the conditioned arm's ``(guidance_scale, property_guidance)`` (guidance scale None: the
+    model's ``physics_config`` one). The physics guidance is the model's (0.01 x its ``constraint_weight``)."""
     if arm == "conditioned":
         w, p = point
         w = w if w is not None else model.config.physics_config.guidance_scale
-        opts.update(topo_class=TARGET, guidance_scale=float(w), property_guidance=float(p), seed=training.seed)
-    else:
-        opts.update(seed=training.seed + 1)  # no condition: the learned null, guidance off
-    try:
-        samples = model.sample(training.n_samples, **opts)
-        samples = attach_predictions(samples, *model.predict_samples(samples))
-    except TDModelsError as err:
-        raise ParameterError(f"sampling the {arm} arm failed: {err}") from err
-    info = {k: v for k, v in opts.items() if k not in ("num_atoms", "progress")}
-    info.setdefault("topo_class", None)
-    info.setdefault("guidance_scale", 1.0)
-    info.setdefault("property_guidance", 0.0)
-    info["physics_guidance"] = 0.01 * model.config.physics_config.constraint_weight  # the sampler's default
+        condition, guidance = {"topo_class": TARGET}, {"guidance_scale": float(w), "property_guidance": float(p)}
+        seed = generate.seed
+    else:  # no condition: the learned null, guidance off
+        condition, guidance, seed = {}, {}, generate.seed + 1
+    samples = sample_crystals(model, generate, condition=condition, guidance=guidance, num_atoms=counts, seed=seed)
+    info = {"steps": generate.sampler_steps(model), "batch_size": generate.batch_size,
+            "corrector_steps": generate.corrector_steps, "element_counts": generate.element_counts,
+            "charge_balance": generate.charge_balance, "seed": seed, "topo_class": condition.get("topo_class"),
+            "guidance_scale": guidance.get("guidance_scale", 1.0),
+            "property_guidance": guidance.get("property_guidance", 0.0),
+            "physics_guidance": 0.01 * model.config.physics_config.constraint_weight}  # fmt: skip
     return samples, info
 
 
@@ -274,40 +268,40 @@ def sample_yield_arms(
     model: Any,
     training_summary: Mapping[str, Any],
     yield_options: Mapping[str, Any],
-    benchmark_training: Mapping[str, Any],
+    generate_options: Mapping[str, Any],
 ) -> tuple[tuple[list, dict], tuple[list, dict]]:
-    """``(conditioned, unconditioned)`` sample files (samples with predictions, metadata): both arms of one run.
+    """``(conditioned, unconditioned)`` sample files (samples with predictions, metadata): both arms of one run,
+    ``generate_options.n_candidates`` crystals each, with the generate node's sampler settings.
 
     The conditioned file holds every point of the guidance sweep (:meth:`YieldOptions.sweep`), one after the
     other, each from the same seed and atom counts; its ``sweep`` metadata lists each point's ``start``,
     ``stop`` and sampling options."""
-    from td_models import torch_threads
-
     options = YieldOptions.from_dict(yield_options)
-    training = BenchmarkTraining.from_dict(benchmark_training)
-    if training.device == "cuda":
-        model = model.to("cuda")
+    generate = GenerateOptions.from_dict(generate_options)
+    if not generate.conditioned:
+        raise ParameterError("generate_options.conditioned is false, but the yield benchmark samples both arms "
+                             "(conditioned on z2_ti and unconditioned) itself: leave it true")  # fmt: skip
+    model = on_device(model, generate.device)
     prepared = training_summary.get("prepare") or {}
     timings = {**(prepared.get("timings_seconds") or {}), **(training_summary.get("timings_seconds") or {})}
     started = time.perf_counter()
-    counts, num_atoms_info = atom_counts(model, options, training.n_samples, training.seed)
+    counts, num_atoms_info = atom_counts(model, options, generate.n_candidates, generate.seed)
     conditioned: list[dict] = []
     sweep: list[dict[str, Any]] = []
-    with torch_threads(training.num_threads):
-        t0 = time.perf_counter()
-        for point in options.sweep():
-            samples, info = sample_arm(model, "conditioned", counts, training, point)
-            sweep.append({"start": len(conditioned), "stop": len(conditioned) + len(samples), "sampling": info})
-            conditioned += samples
-            n_pred = sum(s["predicted"]["topo_class"] == TARGET for s in samples)
-            logger.info("conditioned (w=%g, property guidance %g): %d crystals sampled, %d predicted %s",
-                        info["guidance_scale"], info["property_guidance"], len(samples), n_pred, TARGET)  # fmt: skip
-        timings["sample_conditioned"] = round(time.perf_counter() - t0, 2)
-        t0 = time.perf_counter()
-        unconditioned, info = sample_arm(model, "unconditioned", counts, training)
-        timings["sample_unconditioned"] = round(time.perf_counter() - t0, 2)
-        n_pred = sum(s["predicted"]["topo_class"] == TARGET for s in unconditioned)
-        logger.info("unconditioned: %d crystals sampled, %d predicted %s", len(unconditioned), n_pred, TARGET)
+    t0 = time.perf_counter()
+    for point in options.sweep():
+        samples, info = sample_arm(model, "conditioned", counts, generate, point)
+        sweep.append({"start": len(conditioned), "stop": len(conditioned) + len(samples), "sampling": info})
+        conditioned += samples
+        n_pred = sum(s["predicted"]["topo_class"] == TARGET for s in samples)
+        logger.info("conditioned (w=%g, property guidance %g): %d crystals sampled, %d predicted %s",
+                    info["guidance_scale"], info["property_guidance"], len(samples), n_pred, TARGET)  # fmt: skip
+    timings["sample_conditioned"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    unconditioned, info = sample_arm(model, "unconditioned", counts, generate)
+    timings["sample_unconditioned"] = round(time.perf_counter() - t0, 2)
+    n_pred = sum(s["predicted"]["topo_class"] == TARGET for s in unconditioned)
+    logger.info("unconditioned: %d crystals sampled, %d predicted %s", len(unconditioned), n_pred, TARGET)
     shared = {
         "benchmark": "yield",
         "run_id": uuid.uuid4().hex,
@@ -317,11 +311,12 @@ def sample_yield_arms(
         "n_train": prepared.get("n_train"),
         "model_config": model.config.to_dict(),
         "n_parameters": model.num_parameters(),
-        "options": dataclasses.asdict(training),
+        "options": training_summary.get("options") or {},
+        "generate_options": dataclasses.asdict(generate),
         "timings_seconds": timings,
         "stage_seconds": {"prepare": prepared.get("seconds"),
                           "train": round((training_summary.get("seconds") or 0.0) + time.perf_counter() - started, 2)},
-        "hardware": training_summary.get("hardware") or hardware(training.device),
+        "hardware": training_summary.get("hardware") or hardware(generate.device),
         "hardware_prepare": prepared.get("hardware"),
     }  # fmt: skip
     return (

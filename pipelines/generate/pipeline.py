@@ -1,18 +1,24 @@
-"""Generate pipeline: ``model`` + ``physics_config`` -> ``candidates`` (a CIF folder)."""
+"""Generate pipeline: ``model`` + ``physics_config`` -> ``candidate_samples`` -> ``candidates`` (a CIF folder)."""
 
 from kedro.pipeline import Pipeline, node
 
-from pipelines.generate.nodes import generate_candidates
+from pipelines.generate.nodes import candidate_records, sample_candidates
 
 
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             node(
-                generate_candidates,
+                sample_candidates,
                 inputs=["model", "params:physics_config", "params:generate_options"],
-                outputs=["candidates", "generation_summary"],
+                outputs="candidate_samples",
                 name="generate_candidates_node",
-            )
+            ),
+            node(
+                candidate_records,
+                inputs="candidate_samples",
+                outputs=["candidates", "generation_summary"],
+                name="candidate_records_node",
+            ),
         ]
     )
