@@ -143,6 +143,23 @@ def test_scf_that_does_not_converge_says_so():
     assert "SCF did not converge in 2 iterations" in result.reason
 
 
+def test_a_linearly_dependent_basis_is_named_as_such():
+    """A compressed CsF cell (2.57 A apart, 21 A^3 per atom; a synthetic crystal of the calibration run): the dzp
+    basis of Cs is numerically linearly dependent there and GPAW's Cholesky of S(k) fails. The result says why in
+    words, with the shortest distance, instead of a bare LinAlgError."""
+    lattice = [
+        [0.0103686, -2.7297120, -2.5699167],
+        [-0.0015381, 2.7356016, -2.5761645],
+        [3.0148705, -0.0095320, 2.5678581],
+    ]
+    result = dft_invariants(lattice, [[0, 0, 0], [0.5, 0.5, 0]], [9, 55], confirm=False)
+    assert not result.converged and result.topo_class is None
+    assert "the LCAO overlap matrix is not positive definite: the dzp basis is numerically linearly dependent" in (
+        result.reason
+    )
+    assert "shortest interatomic distance 2.57 A" in result.reason
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [

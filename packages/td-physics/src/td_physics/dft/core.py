@@ -489,6 +489,14 @@ def dft_invariants(
 
         if isinstance(exc, KohnShamConvergenceError):
             return fail(f"SCF did not converge in {settings.max_scf_iterations} iterations ({exc})", n_electrons=n_el)
+        if isinstance(exc, np.linalg.LinAlgError) and "positive definite" in str(exc):
+            # GPAW's Cholesky of the LCAO overlap S(k): the basis is numerically linearly dependent in this cell
+            return fail(
+                f"the LCAO overlap matrix is not positive definite: the {settings.basis} basis is numerically "
+                f"linearly dependent in this cell (shortest interatomic distance {dmin:.2f} A, atoms {i} and {j}; "
+                f"a compressed cell or diffuse orbitals); GPAW: {exc}",
+                n_electrons=n_el,
+            )
         logger.exception("DFT %s failed", base["formula"])
         return fail(f"GPAW failed: {type(exc).__name__}: {exc}", n_electrons=n_el)
     niggli = {} if np.array_equal(op, np.eye(3, dtype=int)) else {"niggli_basis": op.tolist()}
