@@ -26,9 +26,11 @@ Written in ``--output-dir``:
   finishes; a rerun reuses every one (a DFT result made with other settings is redone), so an interrupted
   run resumes where it stopped;
 * ``calibration.json``: one row per crystal (id, formula, sites, TB class, confidence and Z2, DFT class
-  and Z2, whether DFT converged and why not, gaps, seconds) and the summary;
-* ``confusion.md``: TB class against DFT class, crystals where DFT converged;
-* ``reliability.png``: share of TB labels that DFT confirms per confidence bin, with counts.
+  and Z2, whether DFT converged and why not, gaps, seconds), the summary, the reliability bins and the agreement
+  by TB gap (``agreement_by_tb_gap``: the TB metals, then the TB insulators by their smallest direct gap);
+* ``confusion.md``: TB class against DFT class, crystals where DFT converged, and the agreement by TB gap;
+* ``reliability.png``: share of TB labels that DFT confirms per confidence bin, with counts, and beside it the
+  same share by TB gap (the confidence, a share of agreeing variants, hardly varies).
 
 The three reports are rewritten after every crystal, so they describe a stopped run too (as partial:
 the summary says how many of ``--n`` were done). ``--max-minutes`` stops starting new crystals after that
@@ -408,6 +410,23 @@ def confusion_markdown(rows: list[dict[str, Any]], summary: dict[str, Any]) -> s
     return "\n".join(lines) + "\n"
 
 
+def gap_markdown(by_gap: list[dict[str, Any]]) -> str:
+    """The agreement by TB gap (:func:`gap_bins`) as a Markdown table, with the disagreements named."""
+    if not by_gap:
+        return ""
+    lines = [
+        "",
+        "Agreement by what the TB labeller saw (its metals; its insulators by their smallest direct gap):",
+        "",
+        "| TB group | crystals | DFT agrees | mean TB confidence | disagreements |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for g in by_gap:
+        lines.append(f"| {g['group']} | {g['n']} | {g['agree']} ({100 * g['share']:.0f}%) | "
+                     f"{g['mean_confidence']:.2f} | {'; '.join(g['disagree']) or '-'} |")  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
 def reliability_bins(rows: list[dict[str, Any]], width: float = 0.1) -> list[dict[str, Any]]:
     """Crystals with both classes binned by TB confidence: [lo, hi), the last bin closed at 1."""
     both = [r for r in rows if r["both"] and r["tb_confidence"] is not None]
@@ -431,13 +450,45 @@ def reliability_bins(rows: list[dict[str, Any]], width: float = 0.1) -> list[dic
     return out
 
 
-def reliability_png(path: Path, bins: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+#: TB direct-gap bins (eV, [lo, hi)) of the agreement by gap: where a band inversion is a few tenths of an eV away,
+#: the tight-binding variants (one s/p basis, one scaling) can all be wrong together
+GAP_EDGES = (0.0, 0.1, 0.3, 1.0, math.inf)
+
+
+def gap_bins(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Crystals with both classes grouped by what the TB labeller saw: its metals, then its insulators by the
+    smallest direct gap on its mesh (:data:`GAP_EDGES`); per group the count, the DFT agreements and the TB
+    confidences. The labeller's confidence is the share of variants that agree, so it hardly varies; the gap is
+    what tells a reliable label from a fragile one."""
+    both = [r for r in rows if r["both"]]
+    groups: list[tuple[str, list[dict[str, Any]]]] = [
+        ("TB metal or semimetal", [r for r in both if r["tb_class"] == "semimetal_or_metal"])
+    ]
+    insulators = [r for r in both if r["tb_class"] != "semimetal_or_metal" and r["tb_direct_gap"] is not None]
+    for lo, hi in zip(GAP_EDGES[:-1], GAP_EDGES[1:]):
+        name = f"TB gap >= {lo:g} eV" if math.isinf(hi) else f"TB gap {lo:g}-{hi:g} eV"
+        groups.append((name, [r for r in insulators if lo <= r["tb_direct_gap"] < hi]))
+    out = []
+    for name, members in groups:
+        if not members:
+            continue
+        agree = sum(r["agree"] for r in members)
+        out.append({"group": name, "n": len(members), "agree": agree, "share": agree / len(members),
+                    "mean_confidence": sum(r["tb_confidence"] or 0.0 for r in members) / len(members),
+                    "disagree": [f"{r['formula']} (#{r['index']}: TB {r['tb_class']}, DFT {r['dft_class']})"
+                                 for r in members if not r["agree"]]})  # fmt: skip
+    return out
+
+
+def reliability_png(
+    path: Path, bins: list[dict[str, Any]], summary: dict[str, Any], by_gap: list[dict[str, Any]] | None = None
+) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.2, 4.6))
+    fig, (ax, gx) = plt.subplots(1, 2, figsize=(10.4, 4.6), gridspec_kw={"width_ratios": [1, 1.1]})
     ax.plot([0, 1], [0, 1], color="0.6", ls="--", lw=1, label="perfect calibration")
     if bins:
         x = [b["mean_confidence"] for b in bins]
@@ -459,6 +510,16 @@ def reliability_png(path: Path, bins: list[dict[str, Any]], summary: dict[str, A
     state = "" if summary["complete"] else f", partial: {summary['n_dft_done']} of {summary['n_target']}"
     ax.set_title(f"TB labeller vs DFT PBE+SOC, {summary['n_both']} crystals{state}", fontsize=9)
     ax.legend(loc="lower right", fontsize=8)
+    groups = by_gap or []
+    gx.bar(range(len(groups)), [g["share"] for g in groups], color="C1")
+    for k, g in enumerate(groups):
+        gx.annotate(f"{g['agree']}/{g['n']}", (k, g["share"]), textcoords="offset points", xytext=(0, 3),
+                    ha="center", fontsize=8)  # fmt: skip
+    gx.set_xticks(range(len(groups)), [g["group"].replace("TB ", "").replace(" eV", "\neV") for g in groups],
+                  fontsize=8)  # fmt: skip
+    gx.set_ylim(0, 1.12)
+    gx.set_ylabel("share of TB classes equal to DFT's")
+    gx.set_title("by what the TB labeller saw: a metal, or its smallest direct gap", fontsize=9)
     fig.tight_layout()
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
@@ -466,11 +527,11 @@ def reliability_png(path: Path, bins: list[dict[str, Any]], summary: dict[str, A
 
 def write_reports(out: Path, rows: list[dict[str, Any]], n: int, threshold: float, meta: dict[str, Any]) -> dict:
     summary = summarise(rows, n, threshold)
-    bins = reliability_bins(rows)
-    data = {"summary": summary, "reliability": bins, "settings": meta, "rows": rows}
+    bins, by_gap = reliability_bins(rows), gap_bins(rows)
+    data = {"summary": summary, "reliability": bins, "agreement_by_tb_gap": by_gap, "settings": meta, "rows": rows}
     _write_text(out / "calibration.json", json.dumps(data, indent=1) + "\n")
-    _write_text(out / "confusion.md", confusion_markdown(rows, summary))
-    reliability_png(out / "reliability.png", bins, summary)
+    _write_text(out / "confusion.md", confusion_markdown(rows, summary) + gap_markdown(by_gap))
+    reliability_png(out / "reliability.png", bins, summary, by_gap)
     return summary
 
 

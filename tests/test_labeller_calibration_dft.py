@@ -132,6 +132,8 @@ def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is
     assert data["settings"]["dft_settings"]["screen_kpt_spacing"] == 1.6
     assert summary["n_confident"] == 3 and summary["agreement_confident"] == 1.0 and summary["dft_refused"] == {}
     assert data["reliability"] == [{"lo": 0.9, "hi": 1.0, "n": 3, "agree": 3, "share": 1.0, "mean_confidence": 1.0}]
+    assert data["agreement_by_tb_gap"] == [{"group": "TB metal or semimetal", "n": 3, "agree": 3, "share": 1.0,
+                                            "mean_confidence": 1.0, "disagree": []}]  # fmt: skip
     assert "TB class = DFT class: 3/3 = 100%" in done.stdout
     assert "where DFT computed bands (not an odd electron count, 2 left out): 1/1 = 100%" in done.stdout
     assert "confident TB labels (confidence >= 0.8): 3/3 = 100%" in done.stdout
@@ -156,16 +158,43 @@ def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is
     }
 
 
-def test_a_sheets_2d_index_is_compared_with_the_weak_index_of_its_stacking():
-    """DFT computes a sheet with vacuum as a 3D stack: silicene's 2D Z2 = 1 is DFT's (0;001) (G = b3, the vacuum
-    axis of the generator's sheets), not a disagreement; (0;100) would be one."""
+def _script():
     import importlib.util
-
-    from td_data import CrystalRecord
 
     spec = importlib.util.spec_from_file_location("labeller_calibration_dft", SCRIPT)
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
+    return script
+
+
+def test_the_agreement_by_tb_gap_groups_metals_and_insulators_by_their_gap():
+    """The TB metals, then the TB insulators by their smallest direct gap ([lo, hi) eV); each group counts its DFT
+    agreements and names its disagreements; crystals without both classes stay out."""
+    script = _script()
+
+    def row(i, tb, dft, gap, conf=1.0):
+        return {"index": i, "formula": f"X{i}", "tb_class": tb, "dft_class": dft, "tb_direct_gap": gap,
+                "tb_confidence": conf, "both": dft is not None, "agree": tb == dft}  # fmt: skip
+
+    rows = [row(0, "semimetal_or_metal", "semimetal_or_metal", -0.5), row(1, "z2_ti", "trivial", 0.05),
+            row(2, "trivial", "trivial", 0.1, conf=0.5), row(3, "trivial", "trivial", 2.0),
+            row(4, "trivial", None, 0.2)]  # fmt: skip
+    groups = {g["group"]: g for g in script.gap_bins(rows)}
+    assert list(groups) == ["TB metal or semimetal", "TB gap 0-0.1 eV", "TB gap 0.1-0.3 eV", "TB gap >= 1 eV"]
+    assert (groups["TB gap 0-0.1 eV"]["n"], groups["TB gap 0-0.1 eV"]["agree"]) == (1, 0)
+    assert groups["TB gap 0-0.1 eV"]["disagree"] == ["X1 (#1: TB z2_ti, DFT trivial)"]
+    assert groups["TB gap 0.1-0.3 eV"]["mean_confidence"] == 0.5 and groups["TB gap >= 1 eV"]["share"] == 1.0
+    text = script.gap_markdown(script.gap_bins(rows))
+    assert "| TB gap 0-0.1 eV | 1 | 0 (0%) | 1.00 | X1 (#1: TB z2_ti, DFT trivial) |" in text
+    assert script.gap_markdown([]) == ""
+
+
+def test_a_sheets_2d_index_is_compared_with_the_weak_index_of_its_stacking():
+    """DFT computes a sheet with vacuum as a 3D stack: silicene's 2D Z2 = 1 is DFT's (0;001) (G = b3, the vacuum
+    axis of the generator's sheets), not a disagreement; (0;100) would be one."""
+    from td_data import CrystalRecord
+
+    script = _script()
     sheet = CrystalRecord(
         [[3.87, 0, 0], [-1.935, 3.35, 0], [0, 0, 18.0]], [[1 / 3, 2 / 3, 0.49], [2 / 3, 1 / 3, 0.51]], [14, 14],
         labels={"dimensionality": 2}, id="sheet",
