@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from copy import deepcopy
 
 import matplotlib
 import numpy as np
@@ -166,26 +167,38 @@ def test_generate_passes_corrector_steps_to_the_sampler(trained, monkeypatch):
 
 def test_generate_is_two_nodes_and_its_sampler_settings_reach_the_sampler(trained, monkeypatch):
     """sample_candidates (the model's half, its output a crystal file's contents) then candidate_records; the
-    batch size and progress bar reach model.sample, the seed is recorded, and a CUDA device that torch does not see
-    is refused by name."""
+    batch size, progress bar and volume guidance reach model.sample, the seed is recorded; a model file without
+    element volumes is refused with the way out, and a CUDA device that torch does not see by name."""
     import torch
 
     model = trained[0]
-    seen = _spy_on_sample(model, monkeypatch)
     options = {"n_candidates": 3, "steps": 2, "seed": 4, "batch_size": 2, "progress_bar": False}
+    old = deepcopy(model)
+    old.species_volume.zero_()  # a model file from before the element volumes were kept
+    with pytest.raises(ParameterError, match=r"volume_guidance is 0.2, but this model file has no element volumes"):
+        sample_candidates(old, PHYSICS, options)
+    assert len(sample_candidates(old, PHYSICS, {**options, "volume_guidance": 0})[0]) == 3
+    seen = _spy_on_sample(model, monkeypatch)
     samples, sampling = sample_candidates(model, PHYSICS, options)
     assert (seen[0]["batch_size"], seen[0]["progress"], seen[0]["seed"], seen[0]["num_atoms"]) == (2, False, 4, None)
+    assert (seen[0]["volume_guidance"], seen[0]["volume_tolerance"]) == (0.2, 1.25)  # the pipeline's defaults
     assert len(samples) == 3 and all("predicted" in s for s in samples)
     assert (sampling["seed"], sampling["batch_size"], sampling["device"], sampling["n_requested"]) == (4, 2, "cpu", 3)
+    assert (sampling["volume_guidance"], sampling["volume_tolerance"]) == (0.2, 1.25)
     records, summary = candidate_records((samples, sampling))
     assert summary == {**sampling, "n_records": len(records), "rejected": summary["rejected"]}
     assert len(records) + len(summary["rejected"]) == 3 and all(r.id.startswith("cand-") for r in records)
     if not torch.cuda.is_available():
         with pytest.raises(ParameterError, match="generate_options.device is 'cuda', but torch .* sees no CUDA"):
             sample_candidates(model, PHYSICS, {**options, "device": "cuda"})
-    for bad, message in (({"batch_size": 0}, "generate_options.batch_size must be an integer >= 1, got 0"),
-                         ({"device": "tpu"}, "generate_options.device must be one of ['cpu', 'cuda'], got 'tpu'"),
-                         ({"progress_bar": "yes"}, "generate_options.progress_bar must be true or false")):  # fmt: skip
+    refusals = (
+        ({"batch_size": 0}, "generate_options.batch_size must be an integer >= 1, got 0"),
+        ({"device": "tpu"}, "generate_options.device must be one of ['cpu', 'cuda'], got 'tpu'"),
+        ({"progress_bar": "yes"}, "generate_options.progress_bar must be true or false"),
+        ({"volume_guidance": -1}, "generate_options.volume_guidance must be a number >= 0 (0: off)"),
+        ({"volume_tolerance": 1.0}, "generate_options.volume_tolerance must be a number > 1, got 1.0"),
+    )
+    for bad, message in refusals:
         with pytest.raises(ParameterError, match=re.escape(message)):
             GenerateOptions.from_dict(bad)
 

@@ -10,12 +10,13 @@ their own model and ``generate_options``; :func:`sample_crystals` is the one cal
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from pipelines._options import OptionsBlock, is_int
+from pipelines._options import OptionsBlock, is_int, is_number
 from pipelines.exceptions import ParameterError
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ class GenerateOptions(OptionsBlock):
     batch_size: int = 256  # most crystals per denoiser batch (the sampler's plan_batches)
     device: str = "cpu"  # cpu | cuda: where the model samples (cuda: the model moves to the first CUDA device)
     progress_bar: bool = False  # a tqdm bar over the batches
+    # step of the composition-volume guidance (td_models SamplingOptions.volume_guidance): each cell's volume held
+    # within [V / volume_tolerance, volume_tolerance V], V the sum of its atoms' element volumes fitted on the
+    # training crystals; 0: off (models trained before the volumes were kept need 0)
+    volume_guidance: float = 0.2
+    volume_tolerance: float = 1.25
 
     def __post_init__(self) -> None:
         if not is_int(self.n_candidates) or self.n_candidates < 1:
@@ -66,6 +72,11 @@ class GenerateOptions(OptionsBlock):
             raise ParameterError(f"generate_options.num_threads must be null or an integer >= 1, got {threads!r}")
         if not is_int(self.batch_size) or self.batch_size < 1:
             raise ParameterError(f"generate_options.batch_size must be an integer >= 1, got {self.batch_size!r}")
+        guidance, tolerance = self.volume_guidance, self.volume_tolerance
+        if not is_number(guidance) or not math.isfinite(guidance) or guidance < 0:
+            raise ParameterError(f"generate_options.volume_guidance must be a number >= 0 (0: off), got {guidance!r}")
+        if not is_number(tolerance) or not math.isfinite(tolerance) or tolerance <= 1:
+            raise ParameterError(f"generate_options.volume_tolerance must be a number > 1, got {tolerance!r}")
         if self.device not in DEVICES:
             raise ParameterError(f"generate_options.device must be one of {list(DEVICES)}, got {self.device!r}")
         for name in ("conditioned", "element_counts", "charge_balance", "progress_bar"):
@@ -105,6 +116,12 @@ def sample_crystals(
 
     model = on_device(model, options.device)
     n = options.n_candidates
+    if options.volume_guidance > 0 and not bool((model.species_volume > 0).any()):
+        raise ParameterError(
+            f"generate_options.volume_guidance is {options.volume_guidance:g}, but this model file has no element "
+            "volumes (it was written before td-models kept them): retrain it (kedro run --pipeline=train) or "
+            "run with --params generate_options.volume_guidance=0"
+        )
     started = time.perf_counter()
     with torch_threads(options.num_threads):  # torch's default threads collapse on a loaded machine
         try:
@@ -119,6 +136,8 @@ def sample_crystals(
                 batch_size=options.batch_size,
                 element_counts=options.element_counts,
                 charge_balance=options.charge_balance,
+                volume_guidance=options.volume_guidance,
+                volume_tolerance=options.volume_tolerance,
                 progress=options.progress_bar,
             )
         except TDModelsError as err:
@@ -174,7 +193,8 @@ def sample_candidates(
     summary = {"n_requested": opts.n_candidates, "conditioned": opts.conditioned, "requested_class": requested,
                "band_gap_range": None if gap_range is None else list(gap_range), "steps": steps,
                "corrector_steps": opts.corrector_steps, "element_counts": opts.element_counts,
-               "charge_balance": opts.charge_balance, "seed": opts.seed, "batch_size": opts.batch_size,
+               "charge_balance": opts.charge_balance, "volume_guidance": opts.volume_guidance,
+               "volume_tolerance": opts.volume_tolerance, "seed": opts.seed, "batch_size": opts.batch_size,
                "device": opts.device, **guidance, "seconds": round(seconds, 2),
                "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
                "seconds_per_1000_crystals": round(1000.0 * timings["sample"] / opts.n_candidates, 2)}  # fmt: skip

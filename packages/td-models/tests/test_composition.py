@@ -166,18 +166,34 @@ def test_composition_rules_are_deterministic_under_a_seed():
     assert any(not np.array_equal(x["atomic_numbers"], y["atomic_numbers"]) for x, y in zip(a, c))
 
 
-def test_a_model_fitted_before_the_histogram_was_kept_loads_and_samples_with_free_element_counts(tmp_path, caplog):
-    model = fitted_model()
-    path = model.save(tmp_path / "model.pt")
+def _file_without(model, buffer: str, path):
+    """``model`` saved at ``path`` without ``buffer``: a file written before td-models kept it."""
+    model.save(path)
     payload = torch.load(path, weights_only=True)
-    del payload["state_dict"]["element_count_weights"]
+    del payload["state_dict"][buffer]
     torch.save(payload, path)
+    return path
+
+
+def test_a_model_fitted_before_the_histogram_was_kept_loads_and_samples_with_free_element_counts(tmp_path, caplog):
+    path = _file_without(fitted_model(), "element_count_weights", tmp_path / "model.pt")
     with caplog.at_level(logging.INFO, logger="td_models"):
         old = TopologicalDiffusionModel.load(path)
         samples = old.sample(6, steps=4, seed=0)
     assert float(old.element_count_weights.sum()) == 0
     assert "no element-count histogram" in caplog.text
     assert len(samples) == 6 and all(neutral(s["atomic_numbers"]) for s in samples)
+
+
+def test_a_model_file_without_element_volumes_loads_and_refuses_the_volume_guidance(tmp_path, caplog):
+    model = fitted_model()
+    assert float(model.species_volume.max()) > 0
+    with caplog.at_level(logging.INFO, logger="td_models"):
+        old = TopologicalDiffusionModel.load(_file_without(model, "species_volume", tmp_path / "model.pt"))
+    assert float(old.species_volume.abs().sum()) == 0 and "no fitted element volumes" in caplog.text
+    assert len(old.sample(2, steps=2, seed=0)) == 2
+    with pytest.raises(ConfigError, match="volume_guidance needs the element volumes fitted on the training crystals"):
+        old.sample(2, steps=2, volume_guidance=0.2)
 
 
 def test_the_new_options_are_checked():

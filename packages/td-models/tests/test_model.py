@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -277,3 +279,25 @@ def test_a_checkpoint_from_before_pair_distances_loads_as_normalised(tmp_path):
         np.testing.assert_array_equal(x["atomic_numbers"], y["atomic_numbers"])
         np.testing.assert_allclose(x["lattice"], y["lattice"])
         np.testing.assert_allclose(x["frac_coords"], y["frac_coords"])
+
+
+def test_element_volumes_fit_additive_cells_and_the_volume_penalty_is_zero_inside_the_tolerance():
+    """fit_species_volumes recovers per-element volumes of cells built additively (and leaves unseen elements at the
+    median); composition_volume_penalty is zero within [V / f, f V], symmetric in log, and grows outside."""
+    from td_models.constraints import composition_volume_penalty, fit_species_volumes
+
+    cells = [([14] * 2, 40.0), ([8] * 2, 24.0), ([14, 8, 8], 44.0), ([14, 14, 8], 52.0), ([14], 20.0), ([8], 12.0)]
+    lattice = torch.stack([torch.eye(3, dtype=torch.float64) * v ** (1 / 3) for _, v in cells])
+    types = torch.tensor([z for zs, _ in cells for z in zs])
+    index = torch.tensor([i for i, (zs, _) in enumerate(cells) for _ in zs])
+    volumes = fit_species_volumes(lattice, types, index, num_species=20, ridge=1e-6)
+    assert float(volumes[13]) == pytest.approx(20.0, rel=1e-3) and float(volumes[7]) == pytest.approx(12.0, rel=1e-3)
+    median = float(torch.tensor([v / len(zs) for zs, v in cells]).median())
+    assert float(volumes[0]) == pytest.approx(median, rel=1e-3)  # hydrogen, never seen
+    expected = torch.tensor([100.0, 100.0, 100.0, 100.0])
+    scales = torch.tensor([1.0, 1.2, 1 / 1.2, 2.0]) ** (1 / 3)
+    cells_v = torch.stack([torch.eye(3) * 100.0 ** (1 / 3) * s for s in scales])
+    penalty = composition_volume_penalty(cells_v, expected, tolerance=1.25)
+    assert penalty[:3].abs().max() < 1e-9 and float(penalty[3]) == pytest.approx((math.log(2.0) - math.log(1.25)) ** 2)
+    down = composition_volume_penalty(torch.eye(3).expand(1, 3, 3) * 50.0 ** (1 / 3), expected[:1], 1.25)
+    assert float(down[0]) == pytest.approx(float(penalty[3]), rel=1e-5)  # half the volume = twice the volume

@@ -443,3 +443,18 @@ def test_sampler_shards_are_disjoint_and_depend_only_on_seed_and_epoch():
     assert list(again) == list(shards[0])[1:] and len(again) == 1
     odd = [ShardedBatchSampler(7, 2, num_replicas=2, rank=r, seed=0) for r in range(2)]
     assert [o.batches_per_epoch() for o in odd] == [2, 2]  # padded: the same number of batches everywhere
+
+
+def test_a_checkpoint_from_before_the_element_volumes_resumes_with_the_runs_own(tmp_path):
+    """A training checkpoint written before the model kept its element volumes lacks ``species_volume``; resuming
+    fills in the volumes this run fitted on its training data (set-up) instead of refusing the file."""
+    from td_models.training.trainer import _with_data_buffers
+
+    trainer = make_trainer(tmp_path)
+    model = trainer.model
+    assert float(model.species_volume.max()) > 0  # fitted at set-up
+    old = {k: v for k, v in model.state_dict().items() if k != "species_volume"}
+    filled = _with_data_buffers(old, model)
+    torch.testing.assert_close(filled["species_volume"], model.species_volume.cpu())
+    model.load_state_dict(filled)  # strict: nothing missing
+    assert _with_data_buffers(model.state_dict(), model).keys() == model.state_dict().keys()

@@ -9,6 +9,11 @@ penalty that is zero when the rule holds:
   over the 27 images around the wrapped difference, so small cells are handled;
 * **plausible density**: volume per atom outside ``[low, high]`` Angstrom^3 is penalised by the
   square of its excess in logarithms;
+* **volume for the composition** (sampling guidance, optional): each element's volume per atom is fitted on
+  the training crystals (:func:`fit_species_volumes`); a cell whose volume lies outside ``[V / f, f V]``,
+  ``V`` the sum of its atoms' fitted volumes (weighted by the predicted species probabilities) and ``f`` the
+  tolerance, is penalised by the square of its log-excess (:func:`composition_volume_penalty`). The density
+  window above is blind to composition: 5 Angstrom^3 per atom is plausible for Si and 66 g/cm^3 for Au;
 * **charge neutrality** (soft): with each atom's species distribution ``p_i``, the lowest and
   highest total charge reachable with common oxidation states are ``sum_i E_p[min ox]`` and
   ``sum_i E_p[max ox]``; the penalty is ``relu(q_low)^2 + relu(-q_high)^2`` divided by the atom
@@ -36,6 +41,8 @@ __all__ = [
     "pair_distances",
     "min_distance_penalty",
     "density_penalty",
+    "fit_species_volumes",
+    "composition_volume_penalty",
     "charge_bounds_table",
     "common_oxidation_states",
     "is_metal",
@@ -95,6 +102,33 @@ def density_penalty(lattice: torch.Tensor, num_atoms: torch.Tensor, low: float, 
     volume = torch.linalg.det(lattice).abs().clamp_min(1e-12)
     log_per_atom = torch.log(volume / num_atoms.to(volume.dtype))
     return torch.relu(math.log(low) - log_per_atom) ** 2 + torch.relu(log_per_atom - math.log(high)) ** 2
+
+
+def fit_species_volumes(
+    lattice: torch.Tensor, atom_types: torch.Tensor, batch_index: torch.Tensor, num_species: int, ridge: float = 1.0
+) -> torch.Tensor:
+    """(num_species,) volume per atom (Angstrom^3) of each element, fitted on crystals: least squares of the cell
+    volumes on the element counts, ``(C^T C + ridge I) v = C^T V + ridge v0``, so that an element seen in few
+    crystals stays near ``v0``, the median volume per atom; elements never seen get ``v0``; every value is kept
+    in ``[v0 / 4, 4 v0]``. ``atom_types`` are atomic numbers (1-based), ``batch_index`` each atom's crystal.
+    """
+    volume = torch.linalg.det(lattice.double()).abs()  # (B,)
+    n_crystals = volume.shape[0]
+    counts = torch.zeros(n_crystals, num_species, dtype=torch.float64, device=volume.device)
+    counts.index_put_((batch_index.long(), atom_types.long() - 1), torch.ones_like(batch_index, dtype=torch.float64),
+                      accumulate=True)  # fmt: skip
+    v0 = torch.median(volume / counts.sum(dim=1).clamp_min(1.0))
+    gram = counts.T @ counts + ridge * torch.eye(num_species, dtype=torch.float64, device=volume.device)
+    fitted = torch.linalg.solve(gram, counts.T @ volume + ridge * v0)
+    return fitted.clamp(float(v0) / 4.0, 4.0 * float(v0)).to(torch.float32)
+
+
+def composition_volume_penalty(lattice: torch.Tensor, expected: torch.Tensor, tolerance: float) -> torch.Tensor:
+    """(B,) squared log-excess of the cell volume outside ``[expected / tolerance, tolerance expected]``
+    (``expected``: (B,) Angstrom^3, :func:`fit_species_volumes` summed over the atoms; ``tolerance`` > 1)."""
+    volume = torch.linalg.det(lattice).abs().clamp_min(1e-12)
+    excess = torch.abs(torch.log(volume) - torch.log(expected.to(volume.dtype).clamp_min(1e-12)))
+    return torch.relu(excess - math.log(tolerance)) ** 2
 
 
 # Non-metals and metalloids (by atomic number); every other element may also take oxidation state 0,

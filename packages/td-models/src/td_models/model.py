@@ -39,7 +39,13 @@ from td_models.batch import CrystalBatch, collate, crystal_item
 from td_models.composition import element_count_histogram
 from td_models.conditioning import ConditionEmbedding
 from td_models.config import TOPO_CLASSES, ExperimentConfig, ModelConfig, config_from_checkpoint
-from td_models.constraints import charge_bounds_table, charge_neutrality_penalty, density_penalty, min_distance_penalty
+from td_models.constraints import (
+    charge_bounds_table,
+    charge_neutrality_penalty,
+    density_penalty,
+    fit_species_volumes,
+    min_distance_penalty,
+)
 from td_models.denoiser import DenoiserOutput, TopologicalTransformer, count_parameters
 from td_models.diffusion import DiscreteProcess, VPProcess, WrappedNormalProcess, sample_timesteps
 from td_models.exceptions import BatchError, CheckpointError, CorruptCheckpointError
@@ -147,6 +153,9 @@ class TopologicalDiffusionModel(nn.Module):
         self.register_buffer("species_seen", torch.ones(mc.num_species, dtype=torch.bool))
         # Joint histogram of (atoms, distinct elements) per training crystal; zero until fit_normalisation.
         self.register_buffer("element_count_weights", torch.zeros(mc.max_atoms + 1, mc.max_atoms + 1))
+        # Volume per atom (Angstrom^3) of each element fitted on the training crystals; zero until fit_normalisation
+        # (and in files written before it was kept): the sampler's volume guidance needs it.
+        self.register_buffer("species_volume", torch.zeros(mc.num_species))
         self.register_buffer("charge_bounds", charge_bounds_table(mc.num_species), persistent=False)
 
     # ------------------------------------------------------------------------------ bookkeeping
@@ -164,7 +173,9 @@ class TopologicalDiffusionModel(nn.Module):
         have rows of order one; the atom-count histogram is what :meth:`sample` draws from when no
         count is given (counts above ``max_atoms`` are refused); the elements present are the ones
         :meth:`sample` uses unless told otherwise (``restrict_species=False``); the joint histogram of atoms
-        and distinct elements per crystal is what :meth:`sample` draws the element counts from.
+        and distinct elements per crystal is what :meth:`sample` draws the element counts from; each element's
+        volume per atom (:func:`~td_models.constraints.fit_species_volumes`) is what the sampler's
+        ``volume_tolerance`` guidance holds a cell's volume to.
         """
         batch = crystals if isinstance(crystals, CrystalBatch) else collate(list(crystals))
         volume = torch.linalg.det(batch.lattice.double()).abs()
@@ -178,6 +189,8 @@ class TopologicalDiffusionModel(nn.Module):
         seen[(batch.atom_types - 1).to(seen.device)] = True
         self.species_seen.copy_(seen)
         self.element_count_weights.copy_(element_count_histogram(batch, max_atoms).to(self.element_count_weights))
+        volumes = fit_species_volumes(batch.lattice, batch.atom_types, batch.batch_index, self.num_species)
+        self.species_volume.copy_(volumes.to(self.species_volume))
         self.lattice_scale.fill_(float(per_atom.median()))
         self.atom_count_weights.copy_(counts)
         log.info("normalisation: lattice scale %.3f Angstrom from %d crystals", float(per_atom.median()), len(batch))
@@ -452,6 +465,9 @@ class TopologicalDiffusionModel(nn.Module):
         if "element_count_weights" in missing:  # files from before the element counts were kept
             log.warning("%s has no element-count histogram; sampling leaves the number of elements free", path)
             missing.remove("element_count_weights")
+        if "species_volume" in missing:  # files from before the element volumes were kept: no volume guidance
+            log.info("%s has no fitted element volumes; sample(volume_tolerance=...) is refused for it", path)
+            missing.remove("species_volume")
         if missing or unexpected:
             raise CheckpointError(f"{str(path)!r} does not match the model: missing {missing}, unexpected {unexpected}")
         return model.to(map_location)

@@ -44,7 +44,7 @@ from torch import nn
 from td_models.batch import to_dense
 from td_models.composition import CompositionRule, constrained_unmask, draw_counts
 from td_models.config import TOPO_CLASSES, topo_class_index
-from td_models.constraints import density_penalty, min_distance_penalty
+from td_models.constraints import composition_volume_penalty, density_penalty, min_distance_penalty
 from td_models.diffusion import sampling_schedule
 from td_models.exceptions import BatchError, ConfigError
 from td_models.threads import check_threads, torch_threads
@@ -111,6 +111,11 @@ class SamplingOptions:
     corrector_step_lr: float = 1e-5  # size of a corrector step
     physics_guidance: float | None = None  # penalty-guidance step; None: 0.01 * constraint_weight; 0: off
     property_guidance: float = 0.0  # scale of the property-head guidance; 0: off
+    # step of the composition-volume guidance: each cell's volume held within [V / f, f V] (f: volume_tolerance),
+    # V the sum of its atoms' element volumes fitted on the training crystals (weighted by the predicted species);
+    # 0: off. Like physics_guidance, a step on the clean estimate, bounded with it
+    volume_guidance: float = 0.0
+    volume_tolerance: float = 1.25
     restrict_species: bool = True  # keep to the elements of the training data (fit_normalisation)
     element_counts: bool = True  # distinct elements per crystal drawn with its atom count from the training data
     charge_balance: bool = True  # species drawn only where a charge-neutral completion stays reachable
@@ -135,6 +140,8 @@ class SamplingOptions:
         _check_real("corrector_step_lr", self.corrector_step_lr, low=0.0, low_open=True)
         _check_real("physics_guidance", self.physics_guidance, allow_none=True, low=0.0)
         _check_real("property_guidance", self.property_guidance, low=0.0)
+        _check_real("volume_guidance", self.volume_guidance, low=0.0)
+        _check_real("volume_tolerance", self.volume_tolerance, low=1.0, low_open=True)
         for name in ("restrict_species", "element_counts", "charge_balance"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -272,6 +279,11 @@ def _resolve(model: nn.Module, options: SamplingOptions) -> SamplingOptions:
     physics_guidance = options.physics_guidance
     if physics_guidance is None:
         physics_guidance = defaults["physics_guidance"]
+    if options.volume_guidance > 0 and not bool((model.species_volume > 0).any()):
+        raise ConfigError(
+            "volume_guidance needs the element volumes fitted on the training crystals, and this model has none "
+            "(trained before td-models kept them): retrain it, or set volume_guidance 0"
+        )
     chern = _chern_target(model, options.topo_class, options.chern)
     return dataclasses.replace(
         options, steps=steps, guidance_scale=guidance_scale, physics_guidance=physics_guidance, chern=chern
@@ -473,9 +485,14 @@ def _sample_chunk(
                 frac, t_atoms, score, step_lr=options.corrector_step_lr, generator=generator
             )
             eps, score, logits = evaluate(lattice, frac, species, t)
-        if physics_guidance > 0:
+        if physics_guidance > 0 or options.volume_guidance > 0:
+            volume = None
+            if options.volume_guidance > 0:  # the clean crystal's expected volume from the species logits
+                expected = (torch.softmax(logits.double(), dim=-1) * model.species_volume.double()).sum(dim=-1)
+                cells = torch.zeros(num_crystals, dtype=torch.float64, device=device)
+                volume = (cells.index_add_(0, batch_index, expected), options.volume_tolerance, options.volume_guidance)
             eps, score = _physics_guidance(
-                model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, physics_guidance
+                model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, physics_guidance, volume
             )
         if property_guidance > 0 and cls >= 0:
             eps, score = _property_guidance(
@@ -529,11 +546,13 @@ def _charge_rule_applies(rule: CompositionRule | None, num_atoms: torch.Tensor, 
     return feasible
 
 
-def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step):
+def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step, volume=None):
     """Move the clean estimate down the penalty gradient and return the matching (eps, score).
 
     The step is scaled by ``alpha_bar(t)`` (the clean estimate means little at high noise) and
     bounded: at most 5 % of the lattice's norm and 0.05 of the cell in fractional coordinates.
+    ``volume``: ``((B,) expected cell volumes in Angstrom^3, tolerance, step)`` adds the composition's volume
+    penalty (:func:`~td_models.constraints.composition_volume_penalty`) with its own step, or None.
     """
     pc = model.config.physics_config
     ab = model.lattice_process.alpha_bar(t).to(lattice.dtype).reshape(-1, 1, 1)  # (B, 1, 1)
@@ -543,11 +562,15 @@ def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, b
         frac0 = frac0.detach().requires_grad_(True)
         dense, _, mask = to_dense(frac0, batch_index, num_atoms, pad_species=0)
         low, high = pc.volume_per_atom_range
-        penalty = min_distance_penalty(lattice0, dense, mask, d_min=pc.min_distance) + density_penalty(
-            lattice0, num_atoms, low, high
+        penalty = step * (
+            min_distance_penalty(lattice0, dense, mask, d_min=pc.min_distance)
+            + density_penalty(lattice0, num_atoms, low, high)
         )
+        if volume is not None:
+            expected, tolerance, volume_step = volume
+            penalty = penalty + volume_step * composition_volume_penalty(lattice0, expected, tolerance)
         grad_lattice, grad_frac = torch.autograd.grad(penalty.sum(), (lattice0, frac0))
-    move = step * ab * torch.nan_to_num(grad_lattice)  # (B, 3, 3) Angstrom
+    move = ab * torch.nan_to_num(grad_lattice)  # (B, 3, 3) Angstrom, the steps already in the gradient
     limit = 0.05 * lattice0.detach().flatten(1).norm(dim=1).reshape(-1, 1, 1)
     norm = move.flatten(1).norm(dim=1).reshape(-1, 1, 1).clamp_min(1e-30)
     move = move * torch.clamp(limit / norm, max=1.0)
@@ -557,7 +580,7 @@ def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, b
     sigma = model.coord_process.sigma(t_atoms).to(frac.dtype).reshape(-1, 1)
     norm = model.coord_process.sigma_norm(t_atoms).to(frac.dtype).reshape(-1, 1)
     ab_atoms = ab.reshape(-1)[batch_index].reshape(-1, 1)
-    shift = torch.clamp(step * ab_atoms * torch.nan_to_num(grad_frac), -0.05, 0.05)  # fractional units
+    shift = torch.clamp(ab_atoms * torch.nan_to_num(grad_frac), -0.05, 0.05)  # fractional units, step included
     score = score - shift / (sigma**2 * norm.sqrt())
     return eps, score
 

@@ -768,12 +768,13 @@ class Trainer:
         check_resumable(payload, path, self.config, self.world_size, len(self.train_dataset))
         order = payload["data_order"]
         try:
-            self.model.load_state_dict(payload["model"])
+            self.model.load_state_dict(_with_data_buffers(payload["model"], self.model))
         except RuntimeError as exc:
             raise CheckpointError(f"checkpoint {str(path)!r} does not match the model: {exc}") from exc
         if self.ema is not None:
             if payload["ema"] is not None:
-                self.ema.load_state_dict(payload["ema"])
+                ema = payload["ema"]
+                self.ema.load_state_dict({**ema, "weights": _with_data_buffers(ema.get("weights") or {}, self.model)})
             else:
                 self.ema.copy_from(self.model)
         self.optimizer.load_state_dict(payload["optimizer"])
@@ -815,3 +816,17 @@ class Trainer:
         self.last_checkpoint = path
         log.info("resumed %s: epoch %d, micro-batch %d, step %d", path, self.epoch, self.batches_done, self.global_step)
         return path
+
+
+#: data statistics a checkpoint may predate (the element volumes were added later): the model's own,
+#: fitted on the training data at set-up, fill them in on resume
+DATA_BUFFERS_ADDED_LATER = ("species_volume",)
+
+
+def _with_data_buffers(state: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
+    """``state`` with each of :data:`DATA_BUFFERS_ADDED_LATER` it lacks taken from ``model`` (fitted at set-up)."""
+    own = model.state_dict()
+    missing = {k: own[k].detach().cpu() for k in DATA_BUFFERS_ADDED_LATER if k not in state and k in own}
+    if missing:
+        log.info("the checkpoint predates %s: using the ones fitted on this run's training data", sorted(missing))
+    return {**state, **missing}
