@@ -143,6 +143,21 @@ def test_scf_that_does_not_converge_says_so():
     assert "SCF did not converge in 2 iterations" in result.reason
 
 
+def test_a_cell_with_very_short_axes_gets_a_grid_gpaw_can_interpolate(monkeypatch):
+    """He on a 0.9 x 0.9 x 2.4 A cell (a compressed synthetic N2 cell of the calibration had two 1.1 A plane
+    spacings): h2gpts gives 4 points on the short axes and GPAW cannot build its density interpolator. With at
+    least MIN_GPTS points an axis the cell computes; every axis longer than about 1.6 A keeps h2gpts' grid."""
+    from td_physics.dft import _gpaw
+
+    lattice, frac, numbers = np.diag([0.9, 0.9, 2.4]), [[0, 0, 0]], [2]
+    assert _gpaw.MIN_GPTS == 12
+    result = dft_invariants(lattice, frac, numbers, kpt_spacing=1.5, confirm=False)
+    assert result.converged and result.topo_class is not None
+    monkeypatch.setattr(_gpaw, "MIN_GPTS", 4)  # h2gpts' grid alone: the failure the minimum removes
+    result = dft_invariants(lattice, frac, numbers, kpt_spacing=1.5, confirm=False)
+    assert not result.converged and "Cannot construct interpolator" in result.reason
+
+
 def test_a_linearly_dependent_basis_is_named_as_such():
     """A compressed CsF cell (2.57 A apart, 21 A^3 per atom; a synthetic crystal of the calibration run): the dzp
     basis of Cs is numerically linearly dependent there and GPAW's Cholesky of S(k) fails. The result says why in

@@ -123,6 +123,10 @@ def basis_layout(calc: Any) -> BasisLayout:
     return layout
 
 
+#: the fewest real-space grid points an axis (a multiple of 4, as GPAW's h2gpts gives)
+MIN_GPTS = 12
+
+
 def ground_state(atoms: Any, settings: Any, mesh: tuple[int, int, int], *, spinpol: bool) -> Any:
     """Self-consistent LCAO ground state on a Gamma-centred ``mesh`` (symmetry reduces k where the grid allows)."""
     from ase.units import Bohr
@@ -133,6 +137,9 @@ def ground_state(atoms: Any, settings: Any, mesh: tuple[int, int, int], *, spinp
     # explicitly: left to GPAW, a grid compatible with every symmetry of a Niggli-reduced rhombohedral cell is
     # 48^3 for Bi2Se3 (16 x 16 x 48 here, ten times cheaper; same spacing)
     gpts = tuple(int(n) for n in h2gpts(settings.grid_spacing / Bohr, np.asarray(atoms.cell) / Bohr))
+    # GPAW's density interpolation needs a coarse grid of more than 4 points an axis: a cell axis shorter than
+    # about 1.6 A (8 points at 0.2 A) gets MIN_GPTS; every other grid is h2gpts' own
+    gpts = tuple(max(n, MIN_GPTS) for n in gpts)
     calc = GPAW(
         mode="lcao",
         gpts=gpts,
