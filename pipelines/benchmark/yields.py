@@ -257,7 +257,8 @@ def sample_arm(
     samples = sample_crystals(model, generate, condition=condition, guidance=guidance, num_atoms=counts, seed=seed)
     info = {"steps": generate.sampler_steps(model), "batch_size": generate.batch_size,
             "corrector_steps": generate.corrector_steps, "element_counts": generate.element_counts,
-            "charge_balance": generate.charge_balance, "seed": seed, "topo_class": condition.get("topo_class"),
+            "charge_balance": generate.charge_balance, "volume_guidance": generate.volume_guidance,
+            "volume_tolerance": generate.volume_tolerance, "seed": seed, "topo_class": condition.get("topo_class"),
             "guidance_scale": guidance.get("guidance_scale", 1.0),
             "property_guidance": guidance.get("property_guidance", 0.0),
             "physics_guidance": 0.01 * model.config.physics_config.constraint_weight}  # fmt: skip
