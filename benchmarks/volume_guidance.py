@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     model = TopologicalDiffusionModel.load(args.model)
     with CrystalStore.open(args.train) as store:
         train = store.read_all()
-    if not bool((model.species_volume > 0).any()):
+    if not model.has_element_volumes:
         batch = collate([item_from_record(r, model.num_species) for r in train])
         model.species_volume.copy_(fit_species_volumes(batch.lattice, batch.atom_types, batch.batch_index,
                                                        model.num_species))  # fmt: skip

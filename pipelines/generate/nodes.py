@@ -116,7 +116,7 @@ def sample_crystals(
 
     model = on_device(model, options.device)
     n = options.n_candidates
-    if options.volume_guidance > 0 and not bool((model.species_volume > 0).any()):
+    if options.volume_guidance > 0 and not model.has_element_volumes:
         raise ParameterError(
             f"generate_options.volume_guidance is {options.volume_guidance:g}, but this model file has no element "
             "volumes (it was written before td-models kept them): retrain it (kedro run --pipeline=train) or "

@@ -191,6 +191,7 @@ def test_a_model_file_without_element_volumes_loads_and_refuses_the_volume_guida
     with caplog.at_level(logging.INFO, logger="td_models"):
         old = TopologicalDiffusionModel.load(_file_without(model, "species_volume", tmp_path / "model.pt"))
     assert float(old.species_volume.abs().sum()) == 0 and "no fitted element volumes" in caplog.text
+    assert model.has_element_volumes and not old.has_element_volumes
     assert len(old.sample(2, steps=2, seed=0)) == 2
     with pytest.raises(ConfigError, match="volume_guidance needs the element volumes fitted on the training crystals"):
         old.sample(2, steps=2, volume_guidance=0.2)

@@ -166,6 +166,12 @@ class TopologicalDiffusionModel(nn.Module):
     def num_parameters(self) -> int:
         return count_parameters(self)
 
+    @property
+    def has_element_volumes(self) -> bool:
+        """Whether ``fit_normalisation`` fitted the element volumes (files written before they were kept have none);
+        the sampler's ``volume_guidance`` needs them."""
+        return bool((self.species_volume > 0).any())
+
     def fit_normalisation(self, crystals: Sequence[dict[str, Any]] | CrystalBatch) -> None:
         """Set the lattice scale and the atom-count distribution from training crystals.
 

@@ -279,7 +279,7 @@ def _resolve(model: nn.Module, options: SamplingOptions) -> SamplingOptions:
     physics_guidance = options.physics_guidance
     if physics_guidance is None:
         physics_guidance = defaults["physics_guidance"]
-    if options.volume_guidance > 0 and not bool((model.species_volume > 0).any()):
+    if options.volume_guidance > 0 and not model.has_element_volumes:
         raise ConfigError(
             "volume_guidance needs the element volumes fitted on the training crystals, and this model has none "
             "(trained before td-models kept them): retrain it, or set volume_guidance 0"
