@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import warnings
@@ -35,6 +36,13 @@ def space_group(lattice, frac, numbers, symprec=1e-3) -> int:
         return int(spglib.get_symmetry_dataset((lattice, frac, numbers), symprec=symprec).number)
 
 
+def same_formula(formula: str) -> str:
+    """pymatgen's reduced formula (element order by electronegativity: CuInSe2 is 'InCuSe2')."""
+    from pymatgen.core import Composition
+
+    return Composition(formula).reduced_formula
+
+
 def electrons(record) -> int:
     return sum(sum(valence_counts(s)) for s in record.species)
 
@@ -47,7 +55,8 @@ def expanded():
 # ------------------------------------------------------------------ the table
 def test_the_table_holds_the_families_of_the_issue():
     expected = {"tetradymite", "tlbise2", "a7", "zincblende", "rocksalt", "na3bi", "khgsb", "antiperovskite",
-                "half_heusler", "buckled_honeycomb", "buckled_bilayer"}  # fmt: skip
+                "half_heusler", "buckled_honeycomb", "buckled_bilayer", "bi_bilayer", "diamond", "chalcopyrite",
+                "caagas", "septuple", "bitei"}  # fmt: skip
     assert expected <= set(FAMILIES)
     assert {f.dimensionality for f in FAMILIES.values()} == {2, 3}
     assert all(f.parent_label in (None, "trivial", "z2_ti", "semimetal_or_metal") for f in FAMILIES.values())
@@ -58,7 +67,7 @@ def test_the_table_holds_the_families_of_the_issue():
 def test_parent_cell_has_the_expected_space_group_and_composition(name):
     family = FAMILIES[name]
     rec = family_prototype(name)
-    assert rec.formula == family.parent
+    assert rec.formula == same_formula(family.parent)
     assert space_group(rec.lattice, rec.frac_coords, rec.atomic_numbers) == family.parent_space_group
     assert rec.num_atoms <= 10
     assert structure_validity(rec)[0]
@@ -137,7 +146,7 @@ def test_each_family_starts_with_its_parent_unless_its_parent_cell_is_another_fa
         if name == "zincblende_cupt":  # HgTe in the doubled cell is the zincblende family's parent
             assert not rec.labels["is_parent"]
         else:
-            assert rec.labels["is_parent"] and rec.formula == FAMILIES[name].parent
+            assert rec.labels["is_parent"] and rec.formula == same_formula(FAMILIES[name].parent)
 
 
 def test_2d_families_scale_the_sheet_and_keep_the_vacuum(expanded):
@@ -189,3 +198,29 @@ def test_bad_input_names_the_rule_and_the_value(kwargs, message):
 def test_unknown_family_prototype_is_refused():
     with pytest.raises(TDDataError, match="no topological family named 'nope'; known: tetradymite"):
         family_prototype("nope")
+
+
+@pytest.mark.parametrize(
+    ("space_group", "lattice", "cell"),
+    [
+        (122, {"a": 5.0, "c": 10.0}, [5.0, 5.0, 10.0, 90.0, 90.0, 90.0]),
+        (62, {"a": 11.5, "b": 4.15, "c": 4.44}, [11.5, 4.15, 4.44, 90.0, 90.0, 90.0]),
+        (14, {"a": 8.2, "b": 4.5, "c": 9.0, "beta": 112.8}, [8.2, 4.5, 9.0, 90.0, 112.8, 90.0]),
+        (166, {"a": 4.1, "c": 28.6}, [4.1, 4.1, 28.6, 90.0, 90.0, 120.0]),
+        (225, {"a": 6.3}, [6.3, 6.3, 6.3, 90.0, 90.0, 90.0]),
+    ],
+)
+def test_the_conventional_cell_follows_the_crystal_system(space_group, lattice, cell):
+    from td_data.families import _conventional_lattice
+
+    family = dataclasses.replace(FAMILIES["rocksalt"], space_group=space_group, lattice=lattice)
+    assert np.allclose(_conventional_lattice(family).parameters, cell)
+
+
+def test_a_lattice_with_the_wrong_parameters_for_its_system_names_them():
+    from td_data.families import _conventional_lattice
+
+    family = dataclasses.replace(FAMILIES["chalcopyrite"], lattice={"a": 5.78})
+    rule = r"'chalcopyrite': a tetragonal lattice \(space group 122\) takes a, c; got a"
+    with pytest.raises(TDDataError, match=rule):
+        _conventional_lattice(family)

@@ -4,8 +4,10 @@ The table ``td_data/data/topological_families.json`` describes the parent of eac
 chemistry reaches (tetradymite Bi2Se3, TlBiSe2, A7 Bi, zincblende HgTe in its own cell and with
 CuPt-type layer order along [111], rock-salt SnTe, Na3Bi,
 KHgSb, the anti-perovskite Ca3PbO, the half-Heusler MgAgAs, the halide perovskite CsPbI3, the
-low-buckled honeycomb sheet stanene and an AA-stacked bilayer of it) crystallographically: space
-group, Wyckoff sites with their coordinates, lattice parameters, with the references for the
+low-buckled honeycomb sheet stanene and an AA-stacked bilayer of it, the Bi(111) bilayer, diamond
+alpha-Sn, the chalcopyrite CuInSe2, CaAgAs, the septuple-layer GeBi2Te4 and BiTeI)
+crystallographically: space group, Wyckoff sites with their coordinates, lattice parameters (those
+of the space group's crystal system), with the references for the
 structure and for the parent's class (:meth:`TopologicalFamily.citations`,
 :func:`family_citations`). :func:`family_prototype` builds the parent's primitive cell.
 
@@ -165,6 +167,9 @@ def _families() -> Mapping[str, TopologicalFamily]:
             structure_source=tuple(row["structure_source"]),
             topology_source=tuple(row["topology_source"]),
         )
+        for key in ("space_group", "parent_space_group"):
+            if not 1 <= getattr(family, key) <= 230:
+                raise TDDataError(f"family {name!r}: {key} must be 1-230, got {getattr(family, key)}")
         if family.parent_label is not None and family.parent_label not in TOPO_CLASSES:
             raise TDDataError(
                 f"family {name!r}: parent_label must be one of {TOPO_CLASSES} or null, got {family.parent_label!r}"
@@ -207,6 +212,44 @@ class _Cell:
     symbols: tuple[str, ...]
 
 
+#: The lattice parameters each crystal system takes (the others follow from the system), by the highest
+#: space-group number of the system: triclinic 1-2, monoclinic 3-15 (unique axis b), orthorhombic 16-74,
+#: tetragonal 75-142, trigonal and hexagonal 143-194 (rhombohedral groups in the hexagonal setting), cubic 195-230.
+_LATTICE_KEYS = (
+    (2, "triclinic", ("a", "b", "c", "alpha", "beta", "gamma")),
+    (15, "monoclinic", ("a", "b", "c", "beta")),
+    (74, "orthorhombic", ("a", "b", "c")),
+    (142, "tetragonal", ("a", "c")),
+    (194, "hexagonal", ("a", "c")),
+    (230, "cubic", ("a",)),
+)
+
+
+def _conventional_lattice(family: TopologicalFamily) -> Any:
+    """The conventional cell of a 3D family's space group from the parameters its crystal system takes."""
+    from pymatgen.core import Lattice
+
+    system, keys = next((name, keys) for last, name, keys in _LATTICE_KEYS if family.space_group <= last)
+    if set(family.lattice) != set(keys):
+        raise TDDataError(
+            f"family {family.name!r}: a {system} lattice (space group {family.space_group}) takes "
+            f"{', '.join(keys)}; got {', '.join(sorted(family.lattice))}"
+        )
+    p = dict(family.lattice)
+    a = p["a"]
+    if system == "cubic":
+        return Lattice.cubic(a)
+    if system == "hexagonal":
+        return Lattice.hexagonal(a, p["c"])
+    if system == "tetragonal":
+        return Lattice.tetragonal(a, p["c"])
+    if system == "orthorhombic":
+        return Lattice.orthorhombic(a, p["b"], p["c"])
+    if system == "monoclinic":
+        return Lattice.monoclinic(a, p["b"], p["c"], p["beta"])
+    return Lattice.from_parameters(a, p["b"], p["c"], p["alpha"], p["beta"], p["gamma"])
+
+
 @lru_cache(maxsize=64)
 def _parent_cell(name: str) -> _Cell:
     from pymatgen.core import Lattice, Structure
@@ -221,7 +264,7 @@ def _parent_cell(name: str) -> _Cell:
         lattice = Lattice.hexagonal(a, c)
     else:
         coords = [list(s.coords) for s in family.sites]
-        lattice = Lattice.hexagonal(a, family.lattice["c"]) if "c" in family.lattice else Lattice.cubic(a)
+        lattice = _conventional_lattice(family)
     structure = Structure.from_spacegroup(
         family.space_group,
         lattice,
