@@ -250,11 +250,18 @@ def reason_kind(reason: str | None) -> str:
 
 
 def _same_settings(result: dict[str, Any], settings: dict[str, Any]) -> bool:
-    """Whether a DFT result was made with ``settings``, compared on the settings both know: a td-physics that
+    """Whether a DFT result is the one ``settings`` give, compared on the settings both know: a td-physics that
     added a setting while the run went on (the child process of each crystal imports it afresh) leaves
-    the others' meaning alone. ``run_crystals`` is stricter and redoes such results when it runs again."""
+    the others' meaning alone. ``run_crystals`` is stricter and redoes such results when it runs again. A
+    ``min_margin`` that differs counts as the same where the result shows no step depended on it
+    (``td_physics.dft.cli.settings_change_problem``, the rule ``run_crystals`` applies too)."""
+    from td_physics.dft.cli import settings_change_problem
+
     made = result.get("settings")
-    return isinstance(made, dict) and all(made[k] == v for k, v in settings.items() if k in made)
+    if not isinstance(made, dict):
+        return False
+    shared = {k: v for k, v in settings.items() if k in made}
+    return settings_change_problem({**result, "settings": {k: made[k] for k in shared}}, shared) is None
 
 
 def make_row(index: int, record: Any, tb: dict[str, Any] | None, dft: dict[str, Any] | None) -> dict[str, Any]:

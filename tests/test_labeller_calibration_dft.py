@@ -156,6 +156,12 @@ def test_calibration_reports_agree_with_the_rows_and_a_rerun_redoes_only_what_is
     assert {p: p.stat().st_mtime_ns for p in stamps if p != results[1]} == {
         p: t for p, t in stamps.items() if p != results[1]
     }
+    # another min_margin: no result used one (none needed Wilson loops), so all three still count; another
+    # n_pump is another calculation, so none does
+    done = run(tmp_path, *argv, "--report-only", "--settings", '{"min_margin": 0.1}')
+    assert read(out)["summary"]["complete"] and read(out)["summary"]["agree"] == 3
+    done = run(tmp_path, *argv, "--report-only", "--settings", '{"n_pump": 5}')
+    assert "DFT done on 0 of 3 crystals" in done.stdout
 
 
 def _script():

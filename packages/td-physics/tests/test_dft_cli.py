@@ -327,3 +327,27 @@ def test_module_doctests():
 
     result = doctest.testmod(td_physics.dft.cli, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0 and result.attempted > 0
+
+
+def test_a_result_is_reused_under_another_min_margin_only_where_no_step_depends_on_it():
+    from td_physics.dft import DFTSettings
+    from td_physics.dft.cli import settings_change_problem
+
+    old = {**DFTSettings(min_margin=0.05).to_dict(), **{}}
+    new = DFTSettings().to_dict()  # min_margin 0.3
+
+    def result(converged, *meshes):
+        return {"settings": old, "converged": converged, "details": {"meshes": list(meshes)}}
+
+    wilson = lambda margin: {"plane_z2": {"k1=0": 0}, "wilson_min_margin": margin}  # noqa: E731
+    assert settings_change_problem(result(True), old) is None  # the same settings
+    assert settings_change_problem(result(True, {"parity_deltas": [1]}), new) is None  # parities never used it
+    assert settings_change_problem(result(True, wilson(0.41), wilson(0.5)), new) is None  # no step near either
+    # a step with margin 0.2 was accepted under 0.05 and would be refined under 0.3: another calculation
+    assert "other settings (min_margin)" in settings_change_problem(result(True, wilson(0.41), wilson(0.2)), new)
+    # a result stopped before it recorded anything shows nothing either way
+    assert "other settings (min_margin)" in settings_change_problem(result(False), new)
+    # any other setting changes the calculation
+    assert "n_pump" in settings_change_problem(result(True), {**old, "n_pump": 5})
+    assert settings_change_problem(result(True), {**new, "n_pump": 5}).endswith("(min_margin, n_pump)")
+    assert settings_change_problem({"converged": True}, new) == "it has no settings"

@@ -253,6 +253,38 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return data
 
 
+def settings_change_problem(data: Mapping[str, Any], settings: Mapping[str, Any]) -> str | None:
+    """Why the result ``data`` (``DFTResult.to_dict()``) is not the one ``settings`` (a ``DFTSettings`` dict) would
+    give, or None when it is: the same settings, or settings that differ only in ``min_margin`` where the result
+    shows that the difference changes no step of the calculation.
+
+    ``min_margin`` only decides where the Wannier-centre flow gets more strings. A converged result with no
+    Wilson loops (parities, a gap or the electron count decided it) never used it. One with Wilson loops is the
+    same calculation under another threshold when every mesh's smallest margin (``wilson_min_margin``) is at
+    least both thresholds: no step was refined, or refused, because of a threshold between the two. A result
+    that did not converge and recorded no Wilson loops (stopped at the time limit, say) shows nothing either
+    way, so it is not reused; nor is one made before a setting existed (its settings lack the key).
+    """
+    made = data.get("settings")
+    if not isinstance(made, Mapping):
+        return "it has no settings"
+    changed = sorted(k for k in set(made) | set(settings) if made.get(k, _ABSENT) != settings.get(k, _ABSENT))
+    if not changed:
+        return None
+    if changed == ["min_margin"]:
+        meshes = (data.get("details") or {}).get("meshes") or []
+        wilson = [m for m in meshes if isinstance(m, Mapping) and "plane_z2" in m]
+        floor = max(float(made["min_margin"]), float(settings["min_margin"]))
+        margins = [m.get("wilson_min_margin") for m in wilson]
+        clear = all(isinstance(x, (int, float)) and x >= floor for x in margins)
+        if clear and (wilson or data.get("converged") is True):
+            return None
+    return f"it was computed with other settings ({', '.join(changed)})"
+
+
+_ABSENT = object()
+
+
 def _result_problem(
     data: dict[str, Any], index: int, crystal: Any, settings: dict[str, Any] | None, spin_orbit: bool | None
 ) -> str | None:
@@ -268,8 +300,10 @@ def _result_problem(
         DFTResult.from_dict({k: v for k, v in data.items() if k not in _OWN_KEYS})
     except (TypeError, ValueError, KeyError) as err:
         return f"it does not read as a DFT result ({err})"
-    if settings is not None and data.get("settings") is not None and data["settings"] != settings:
-        return "it was computed with other settings"
+    if settings is not None and data.get("settings") is not None:
+        why = settings_change_problem(data, settings)
+        if why is not None:
+            return why
     if spin_orbit is not None and "spin_orbit" in data and data["spin_orbit"] != spin_orbit:
         return f"it was computed with spin_orbit={data['spin_orbit']}"
     return None

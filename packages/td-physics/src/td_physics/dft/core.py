@@ -106,7 +106,10 @@ class DFTSettings:
     n_pump: int = 9  # strings per TRIM plane over k in [0, 1/2]; midpoints added where the flow is ambiguous
     max_pump: int = 65
     min_link: float = 0.2  # smallest singular value of a Wilson-loop link matrix accepted
-    min_margin: float = 0.05  # WCC-flow margin accepted (relative to the largest WCC gap)
+    # WCC-flow margin accepted: the closest approach of a largest-gap midpoint to a centre of the neighbouring
+    # string, in gap widths (Z2Pack's move_tol and td-physics' Z2Options.margin_tol, both 0.3). 0.05 let strained
+    # HgTe through as (0;000) with n_pump=5: the switch near Gamma fell between two strings.
+    min_margin: float = 0.3
     n_chern: int = 12  # k-mesh of a Chern plane (magnetic case)
     symprec: float = 1e-3  # A, inversion search
     max_atoms: int = 40
@@ -848,7 +851,9 @@ def _wilson(calc, nocc: int, settings: DFTSettings, spin_orbit: bool, details: d
     ``n_pump`` strings per plane; then the midpoints of the steps whose largest-gap margin is below
     ``min_margin`` (up to ``max_pump`` strings a plane); every string again with twice the points when a
     link overlap falls below ``min_link`` or the three readings of nu0 disagree (up to ``max_string``).
-    Strained HgTe (gap 0.06 eV at Gamma) needs 24 points: with 12, two planes missed the switch at Gamma.
+    Strained HgTe (gap 0.06 eV at Gamma) needs 24 points: with 12, two planes missed the switch at Gamma. It
+    also needs a strict margin: its centres switch within the first pumping step from Gamma, which a margin of
+    0.05 accepted with 5 strings (a wrong (0;000) with every check passed) and 0.3 (the default) refines.
     """
     planes = trim_planes()
     positions = _frame_positions(calc)
