@@ -24,7 +24,8 @@ interrupted build resumes; the labelling also resumes record by record):
 
 Outputs: ``families.h5`` (the labelled crystals, a td-data crystal store written atomically),
 ``summary.json`` (counts per family and stage, classes per family, the ``z2_ti`` share overall and among bulk
-crystals, space groups, the seconds of each stage, every quarantined crystal with its stage and reason) and
+crystals, space groups, the seconds of each stage, every quarantined crystal with its stage and reason, and
+``parents``: each family's literature parent with its class in the sources beside its TB label) and
 ``families.png`` (class share per family; space-group histogram).
 """
 
@@ -248,6 +249,7 @@ def summarise(
         per_family[f]["labelled"] = len(mine)
         per_family[f]["classes"] = {c: sum(r.labels.get("topo_class") == c for r in mine) for c in CLASSES}
         per_family[f]["z2_ti_share"] = per_family[f]["classes"]["z2_ti"] / len(mine) if mine else None
+    parents = parents_check(expanded, labelled, quarantined)
     bulk = [r for r in labelled if int(r.labels.get("dimensionality", 3)) == 3]
     z2 = [r for r in labelled if r.labels.get("topo_class") == "z2_ti"]
     z2_bulk = [r for r in bulk if r.labels.get("topo_class") == "z2_ti"]
@@ -266,6 +268,8 @@ def summarise(
             "labelled": len(labelled),
         },
         "per_family": per_family,
+        "parents": parents,
+        "parents_agree": [sum(p["agree"] is True for p in parents), sum(p["agree"] is not None for p in parents)],
         "classes": {c: sum(r.labels.get("topo_class") == c for r in labelled) for c in CLASSES},
         "z2_ti_share": len(z2) / len(labelled) if labelled else None,
         "n_bulk": len(bulk),
@@ -286,6 +290,31 @@ def summarise(
             if row["status"] == "above_hull"
         ],
     }
+
+
+def parents_check(expanded: list, labelled: list, quarantined: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each family's parent (the literature compound itself): its class in the cited sources (``parent_label``,
+    None where they do not settle it) beside the TB ensemble's label of it after the build's relaxation, or
+    why it has none (above the hull, quarantined). A check of the labeller on crystals whose answer is known."""
+    labels = {r.id: r.labels.get("topo_class") for r in labelled}
+    why = {q["id"]: f"{q['stage']}: {q['reason']}" for q in quarantined}
+    rows = []
+    for r in expanded:
+        if not r.labels.get("is_parent"):
+            continue
+        tb = labels.get(r.id)
+        literature = r.labels.get("parent_label")
+        rows.append(
+            {
+                "family": r.labels["family"],
+                "parent": r.formula,
+                "literature": literature,
+                "tb": tb,
+                "agree": None if literature is None or tb is None else tb == literature,
+                "why_no_label": None if tb is not None else why.get(r.id, "filtered out (above the hull)"),
+            }
+        )
+    return rows
 
 
 def plot(summary: dict[str, Any], path: Path) -> None:
@@ -356,7 +385,8 @@ def main(argv: list[str] | None = None) -> int:
     plot(summary, out / "families.png")
     print(
         f"{len(labelled)} labelled crystals of {len(expanded)} expanded; z2_ti share {summary['z2_ti_share']}, "
-        f"bulk {summary['z2_ti_share_bulk']}; {summary['n_space_groups']} space groups; "
+        f"bulk {summary['z2_ti_share_bulk']}; {summary['n_space_groups']} space groups; parents labelled as the "
+        f"literature says: {summary['parents_agree'][0]} of {summary['parents_agree'][1]}; "
         f"{summary['n_quarantined']} quarantined; wrote {out / 'families.h5'}, summary.json, families.png"
     )
     return 0

@@ -50,6 +50,19 @@ def test_unrelaxed_build_writes_the_store_summary_and_plot_and_resumes(tmp_path)
     assert summary["n_bulk"] == sum(r.labels["dimensionality"] == 3 for r in records)
     assert summary["n_space_groups"] == len(summary["space_groups"]) >= 2
     assert summary["seconds"]["label"] > 0 and summary["seconds_per_crystal"]["relax"] is None
+    # the parents beside their literature class: Bi2Se3 and stanene z2_ti, HgTe a zero-gap semimetal
+    parents = {p["family"]: p for p in summary["parents"]}
+    assert {f: (p["parent"], p["literature"]) for f, p in parents.items()} == {
+        "tetradymite": ("Bi2Se3", "z2_ti"),
+        "zincblende": ("HgTe", "semimetal_or_metal"),
+        "buckled_honeycomb": ("Sn", "z2_ti"),
+    }
+    by_id = {r.labels["family"]: r.labels["topo_class"] for r in records if r.labels["is_parent"]}
+    for family, p in parents.items():
+        assert p["tb"] == by_id.get(family)
+        assert p["agree"] == (p["tb"] == p["literature"]) if p["tb"] else p["agree"] is None and p["why_no_label"]
+    agree = [p["agree"] for p in parents.values()]
+    assert summary["parents_agree"] == [agree.count(True), len(agree) - agree.count(None)]
 
     expanded = out / "stages" / "expanded.h5"
     stamp = expanded.stat().st_mtime_ns
