@@ -15,6 +15,12 @@ interrupted build resumes; the labelling also resumes record by record):
    above ``--max-e-above-hull`` is filtered out, a 2D sheet above ``--max-e-above-hull-2d``: a free-standing
    sheet lies above the bulk hull by construction (germanene above diamond Ge), so it has its own threshold.
    The thresholds are applied after the stage, so a resumed build can change them without relaxing again.
+   So is the **prototype check** (``--no-prototype-check`` turns it off): a relaxed crystal that pymatgen's
+   StructureMatcher (default tolerances, volume scaled) no longer matches to its unrelaxed self has left its
+   family's structure (CHGNet turns the low-buckled stanene sheet into a high-buckled one, a = 3.5 instead of
+   4.7 A, and removes A7 Bi's Peierls pairing); a substituted crystal is dropped (``left_prototype``), a
+   family's literature parent is kept as published, unrelaxed (``kept_unrelaxed``): its structure is
+   measured, the potential's is not.
 3. **label**: relaxed crystals are first idealised to their spglib primitive cell (``td_data.relax.idealised``,
    ``--symprec``: a relaxation
    leaves float32 noise on symmetric sites, which makes the labeller hundreds of times slower), then the TB
@@ -56,6 +62,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
         type=float,
         default=0.6,
         help="eV/atom: the same for 2D sheets, which sit above the bulk hull by construction",
+    )
+    parser.add_argument(
+        "--no-prototype-check",
+        dest="prototype_check",
+        action="store_false",
+        help="keep relaxed crystals that left their family's structure (StructureMatcher)",
     )
     parser.add_argument("--fmax", type=float, default=0.1, help="eV/Angstrom: relaxation force threshold")
     parser.add_argument("--max-steps", type=int, default=300, help="relaxation steps per crystal")
@@ -178,20 +190,39 @@ def relax_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[
     return kept, table
 
 
-def hull_filter(args: argparse.Namespace, relaxed: list, table: dict[str, Any]) -> tuple[list, list[dict[str, Any]]]:
-    """The relaxed crystals within the hull threshold of their dimensionality, and the table's rows with status
-    ``kept`` or ``above_hull`` in place of ``relaxed``."""
+def hull_filter(
+    args: argparse.Namespace, relaxed: list, table: dict[str, Any], expanded: list
+) -> tuple[list, list[dict[str, Any]]]:
+    """The crystals to label and the table's rows with a status in place of ``relaxed``: ``left_prototype`` (the
+    prototype check, module docstring), ``kept_unrelaxed`` (a literature parent that left it, kept as published),
+    ``above_hull`` (beyond the threshold of its dimensionality) or ``kept``."""
+    from pymatgen.analysis.structure_matcher import StructureMatcher
+
     limit = {3: args.max_e_above_hull, 2: args.max_e_above_hull_2d}
-    rows = []
+    matcher = StructureMatcher() if args.prototype_check else None
+    after = {r.id: r for r in relaxed}
+    before = {r.id: r for r in expanded}
+    rows, out = [], []
     for row in table["rows"]:
         row = dict(row)
         if row["status"] == "relaxed":
+            start, end = before[row["id"]], after[row["id"]]
+            if matcher is not None and not matcher.fit(start.to_structure(), end.to_structure()):
+                left = "the relaxation left the family's structure (StructureMatcher finds no match with the input)"
+                if start.labels.get("is_parent"):
+                    row.update(status="kept_unrelaxed", reason=f"{left}; the literature parent is kept as published")
+                    out.append(start)
+                else:
+                    row.update(status="left_prototype", reason=left)
+                rows.append(row)
+                continue
             above = row["e_above_hull"] > limit[row["dimensionality"]]
             row["status"] = "above_hull" if above else "kept"
             row["reason"] = f"{row['e_above_hull']:.3f} eV/atom above the hull" if above else ""
+            if not above:
+                out.append(end)
         rows.append(row)
-    kept = {row["id"] for row in rows if row["status"] == "kept"}
-    return [r for r in relaxed if r.id in kept], rows
+    return out, rows
 
 
 def label_stage(args: argparse.Namespace, records: list, stages: Path) -> tuple[list, list[dict[str, str]], float]:
@@ -244,12 +275,14 @@ def summarise(
             per_family[f]["relaxed"] = sum(row["converged"] for row in rows)
             per_family[f]["kept_by_hull"] = sum(row["status"] == "kept" for row in rows)
             per_family[f]["above_hull"] = sum(row["status"] == "above_hull" for row in rows)
+            per_family[f]["left_prototype"] = sum(row["status"] == "left_prototype" for row in rows)
+            per_family[f]["kept_unrelaxed"] = sum(row["status"] == "kept_unrelaxed" for row in rows)
     for f in families:
         mine = [r for r in labelled if r.labels["family"] == f]
         per_family[f]["labelled"] = len(mine)
         per_family[f]["classes"] = {c: sum(r.labels.get("topo_class") == c for r in mine) for c in CLASSES}
         per_family[f]["z2_ti_share"] = per_family[f]["classes"]["z2_ti"] / len(mine) if mine else None
-    parents = parents_check(expanded, labelled, quarantined)
+    parents = parents_check(expanded, labelled, quarantined, relax_table)
     bulk = [r for r in labelled if int(r.labels.get("dimensionality", 3)) == 3]
     z2 = [r for r in labelled if r.labels.get("topo_class") == "z2_ti"]
     z2_bulk = [r for r in bulk if r.labels.get("topo_class") == "z2_ti"]
@@ -265,6 +298,8 @@ def summarise(
             "expanded": len(expanded),
             "relaxed": None if relax_table is None else n_relaxed,
             "kept_by_hull": None if relax_table is None else sum(r["status"] == "kept" for r in relax_table["rows"]),
+            "left_prototype": None if relax_table is None else _count(relax_table, "left_prototype"),
+            "kept_unrelaxed": None if relax_table is None else _count(relax_table, "kept_unrelaxed"),
             "labelled": len(labelled),
         },
         "per_family": per_family,
@@ -282,6 +317,19 @@ def summarise(
         "relax_model": None if relax_table is None else relax_table["model"],
         "n_quarantined": len(quarantined),
         "quarantined": [{**q, "family": family_of.get(q["id"])} for q in quarantined],
+        "left_prototype": []
+        if relax_table is None
+        else [
+            {
+                "id": row["id"],
+                "family": row["family"],
+                "formula": row["formula"],
+                "status": row["status"],
+                "rmsd": row["rmsd"],
+            }
+            for row in relax_table["rows"]
+            if row["status"] in ("left_prototype", "kept_unrelaxed")
+        ],  # fmt: skip
         "above_hull": []
         if relax_table is None
         else [
@@ -292,12 +340,22 @@ def summarise(
     }
 
 
-def parents_check(expanded: list, labelled: list, quarantined: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _count(table: dict[str, Any], status: str) -> int:
+    return sum(row["status"] == status for row in table["rows"])
+
+
+def parents_check(
+    expanded: list, labelled: list, quarantined: list[dict[str, Any]], relax_table: dict[str, Any] | None
+) -> list[dict[str, Any]]:
     """Each family's parent (the literature compound itself): its class in the cited sources (``parent_label``,
-    None where they do not settle it) beside the TB ensemble's label of it after the build's relaxation, or
-    why it has none (above the hull, quarantined). A check of the labeller on crystals whose answer is known."""
+    None where they do not settle it) beside the TB ensemble's label of it after the build's relaxation (or as
+    published, ``relaxed: false``, where the relaxation left its structure), or why it has none (above the
+    hull, quarantined). A check of the labeller on crystals whose answer is known."""
     labels = {r.id: r.labels.get("topo_class") for r in labelled}
-    why = {q["id"]: f"{q['stage']}: {q['reason']}" for q in quarantined}
+    status = {row["id"]: row for row in relax_table["rows"]} if relax_table is not None else {}
+    filtered = ("above_hull", "left_prototype")
+    why = {i: f"relax: {row['reason']}" for i, row in status.items() if row["status"] in filtered}
+    why.update({q["id"]: f"{q['stage']}: {q['reason']}" for q in quarantined})
     rows = []
     for r in expanded:
         if not r.labels.get("is_parent"):
@@ -311,7 +369,8 @@ def parents_check(expanded: list, labelled: list, quarantined: list[dict[str, An
                 "literature": literature,
                 "tb": tb,
                 "agree": None if literature is None or tb is None else tb == literature,
-                "why_no_label": None if tb is not None else why.get(r.id, "filtered out (above the hull)"),
+                "relaxed": r.id in status and status[r.id]["status"] == "kept",
+                "why_no_label": None if tb is not None else why.get(r.id, "not labelled"),
             }
         )
     return rows
@@ -368,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     to_label = expanded
     if not args.no_relax:
         relaxed, relax_table = relax_stage(args, expanded, stages)
-        to_label, rows = hull_filter(args, relaxed, relax_table)
+        to_label, rows = hull_filter(args, relaxed, relax_table, expanded)
         relax_table = {**relax_table, "rows": rows}
         seconds["relax"] = relax_table["relax_seconds"]
         seconds["hull"] = relax_table["hull_seconds"]

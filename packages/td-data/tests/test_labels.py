@@ -42,6 +42,14 @@ def test_resume_from_the_store(tmp_path):
     assert second.reused == 2 and second.computed == 0
     with CrystalStore.open(path) as store:
         assert set(store.ids) == {"si", "c", "si-user"}
+    # the same id with another crystal (a structure step redone in between) is labelled again, not reused;
+    # a shift by a whole lattice vector is the same crystal
+    si, diamond = records()[:2]
+    moved = si.replace(frac_coords=si.frac_coords + [[1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
+    strained = diamond.replace(lattice=diamond.lattice * 1.02)
+    third = label_records([moved, strained], workers=1, store_path=path, **OPTS)
+    assert (third.reused, third.computed) == (1, 1)
+    assert {r.id: r.labels["topo_class"] for r in third.records} == {"si": "trivial", "c": "trivial"}
 
 
 def test_an_interrupted_run_keeps_its_labels_and_checkpoints_as_it_goes(tmp_path):

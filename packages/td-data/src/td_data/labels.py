@@ -11,8 +11,9 @@ ensemble and the labeller and its version (``label_source``).
   record id to a tight-binding model (for example ``TightBindingModel.from_wannier90``), which is
   classified directly (:func:`td_physics.classify.classify_model`) instead of by the
   universal-table ensemble.
-* Resumable: with ``store_path``, records already labelled in that HDF5 store (same id) are taken
-  from it and not recomputed. The store is rewritten atomically with every label so far at most every
+* Resumable: with ``store_path``, records already labelled in that HDF5 store (same id and the same
+  crystal: species, cell and positions) are taken from it and not recomputed; a record whose crystal
+  changed under the same id is labelled again. The store is rewritten atomically with every label so far at most every
   ``checkpoint_seconds`` while the work goes on, when the work stops on an error or an interrupt, and
   at the end, so a killed run loses at most that much work.
 * One failing record never loses the others: it is quarantined with its reason.
@@ -31,6 +32,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from td_data.readers import Quarantined
 from td_data.record import CrystalRecord
@@ -120,6 +123,17 @@ def _label_one(args: tuple[CrystalRecord, dict[str, Any], float | None]) -> tupl
         signal.signal(signal.SIGALRM, previous)
 
 
+def _same_crystal(a: CrystalRecord, b: CrystalRecord, tol: float = 1e-6) -> bool:
+    """Whether two records hold the same crystal: species in the same order, the same cell and the same positions
+    (fractional, up to whole lattice vectors) to ``tol``."""
+    if a.num_atoms != b.num_atoms or not np.array_equal(a.atomic_numbers, b.atomic_numbers):
+        return False
+    if not np.allclose(a.lattice, b.lattice, rtol=0.0, atol=tol):
+        return False
+    d = np.asarray(a.frac_coords) - np.asarray(b.frac_coords)
+    return bool(np.allclose(d - np.rint(d), 0.0, atol=tol))
+
+
 def label_records(
     records: Sequence[CrystalRecord],
     *,
@@ -162,7 +176,7 @@ def label_records(
         if _user_labelled(rec):
             out[rec.id] = rec
             user += 1
-        elif rec.id in previous:
+        elif rec.id in previous and _same_crystal(rec, previous[rec.id]):
             out[rec.id] = rec.replace(labels={**rec.labels, **previous[rec.id].labels})
             reused += 1
         else:
