@@ -235,7 +235,7 @@ def _conventional_lattice(family: TopologicalFamily) -> Any:
             f"family {family.name!r}: a {system} lattice (space group {family.space_group}) takes "
             f"{', '.join(keys)}; got {', '.join(sorted(family.lattice))}"
         )
-    p = dict(family.lattice)
+    p = family.lattice
     a = p["a"]
     if system == "cubic":
         return Lattice.cubic(a)

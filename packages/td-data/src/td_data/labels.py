@@ -13,9 +13,9 @@ ensemble and the labeller and its version (``label_source``).
   universal-table ensemble.
 * Resumable: with ``store_path``, records already labelled in that HDF5 store (same id and the same
   crystal: species, cell and positions) are taken from it and not recomputed; a record whose crystal
-  changed under the same id is labelled again. The store is rewritten atomically with every label so far at most every
-  ``checkpoint_seconds`` while the work goes on, when the work stops on an error or an interrupt, and
-  at the end, so a killed run loses at most that much work.
+  changed under the same id is labelled again. The store is rewritten atomically with every label so
+  far at most every ``checkpoint_seconds`` while the work goes on, when the work stops on an error or
+  an interrupt, and at the end, so a killed run loses at most that much work.
 * One failing record never loses the others: it is quarantined with its reason.
 """
 

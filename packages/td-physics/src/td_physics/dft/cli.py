@@ -253,6 +253,9 @@ def _read_result(path: Path) -> dict[str, Any] | None:
     return data
 
 
+_ABSENT = object()  # a setting a result's settings or the wanted ones lack
+
+
 def settings_change_problem(data: Mapping[str, Any], settings: Mapping[str, Any]) -> str | None:
     """Why the result ``data`` (``DFTResult.to_dict()``) is not the one ``settings`` (a ``DFTSettings`` dict) would
     give, or None when it is: the same settings, or settings that differ only in ``min_margin`` where the result
@@ -280,9 +283,6 @@ def settings_change_problem(data: Mapping[str, Any], settings: Mapping[str, Any]
         if clear and (wilson or data.get("converged") is True):
             return None
     return f"it was computed with other settings ({', '.join(changed)})"
-
-
-_ABSENT = object()
 
 
 def _result_problem(
