@@ -66,7 +66,7 @@ bench: $(STAMP)  ## timings against PythTB and Z2Pack in the same run
 	$(BIN)/python benchmarks/physics_vs_peers.py
 
 # The published generation benchmarks as Kedro runs (conf/<name>, pipelines/benchmark); outputs/<name>/metrics.json.
-# Override any parameter, e.g. make bench-perov5 PARAMS=benchmark_training.budget_minutes=5 (a short run).
+# Override any parameter, e.g. make bench-perov5 PARAMS=train_options.budget_minutes=5 (a short run).
 PARAMS ?=
 bench-perov5: $(STAMP)  ## Perov-5 de-novo generation, CDVAE/DiffCSP protocol (outputs/perov5)
 	$(BIN)/kedro run --env perov5 --pipelines=benchmark $(if $(PARAMS),--params "$(PARAMS)")

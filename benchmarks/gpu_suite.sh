@@ -55,10 +55,16 @@ step gpu_invariants 90 "$PY" benchmarks/gpu_invariants.py --grid "$GRID" --mesh 
 
 # the two models train at the same time (each leaves most of an H100/H200 idle at these sizes)
 train_limit=$("$PY" -c "print(int(60 * $MINUTES + 360))")  # + set-up, sampling (the yield step samples two arms)
-bt=benchmark_training go=generate_options  # the same training and sampling parameters for both runs
-params="$bt.device=$DEVICE,$bt.preset=$PRESET,$bt.budget_minutes=$MINUTES,$bt.max_epochs=100000,$bt.batch_size=256"
-params+=",$bt.warmup_epochs=5,$bt.learning_rate=0.0003,$go.device=$DEVICE,$go.batch_size=1000,$go.n_candidates=$N_SAMPLES"
-params+="${STEPS:+,$go.steps=$STEPS}"
+# the same training and sampling parameters for both runs: the train node's blocks (the preset's model shape, the
+# budget with the epochs fitted to it, one cosine from 3e-4; the yield run's phases still switch its physics on)
+model=$("$PY" -c "from td_models import ExperimentConfig; m = ExperimentConfig.preset('$PRESET').model_config; \
+print(f'model_config.hidden_dim={m.hidden_dim},model_config.num_layers={m.num_layers},model_config.num_heads={m.num_heads}')")
+tc=training_config to=train_options go=generate_options
+params="$model,$to.device=$DEVICE,$to.budget_minutes=$MINUTES,$to.fit_epochs_to_budget=true"
+params+=",$tc.max_epochs=100000,$tc.checkpoint_every=100000,$tc.batch_size=256,$tc.warmup_epochs=5,$tc.scheduler=cosine"
+params+=",$tc.learning_rate=0.0003"
+[ "$DEVICE" = cuda ] && params+=",$tc.mixed_precision=bf16"  # the environments' "no" on a CPU
+params+=",$go.device=$DEVICE,$go.batch_size=1000,$go.n_candidates=$N_SAMPLES${STEPS:+,$go.steps=$STEPS}"
 mkdir -p "$WORK/perov5" "$WORK/yield" "$OUT/perov5" "$OUT/yield"
 cp "$DATA/perov5/train_items.npz" "$WORK/perov5/"; cp "$DATA/yield/train_items.npz" "$WORK/yield/"
 ( step perov5 "$train_limit" "$PY" -m kedro run --env perov5 --pipelines=bench_train \

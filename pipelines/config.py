@@ -3,7 +3,8 @@
 A pipeline imports its configuration from here or from its own ``nodes.py``, never from another pipeline:
 ``data_config`` (ingest, and the ``user_crystals`` dataset that reads the user's files), the labeller's
 elements (ingest and evaluate) and ``label_options`` (label, and evaluate and report, which run the labeller
-with the same options).
+with the same options), the train node's parameter inputs (train, and the benchmarks' train stages) and the
+parameter blocks of earlier releases that every run refuses (the project's hooks).
 """
 
 from __future__ import annotations
@@ -20,9 +21,67 @@ from td_physics.structure import supported_elements
 if TYPE_CHECKING:
     from td_data.filters import QualityFilter
 
-__all__ = ["SOURCES", "LABELLER_ELEMENTS", "QualityFilterOptions", "DataConfig", "LabelConfig"]
+__all__ = [
+    "SOURCES",
+    "LABELLER_ELEMENTS",
+    "TRAIN_PARAMS",
+    "RETIRED_BLOCKS",
+    "retired_block_message",
+    "QualityFilterOptions",
+    "DataConfig",
+    "LabelConfig",
+]
 
 SOURCES = ("synthetic", "cif_folder", "mp_export", "benchmark_csv", "store")
+
+#: The train node's parameter inputs (``pipelines.train.nodes.train_on_items`` keyword -> dataset), the same in
+#: the train pipeline and in the benchmarks' train stages, which take the blocks from their environment.
+TRAIN_PARAMS = {
+    "model_config": "params:model_config",
+    "physics_config": "params:physics_config",
+    "training_config": "params:training_config",
+    "train_options": "params:train_options",
+}
+
+#: Parameter blocks of earlier releases, with where each key went (a run that still sets one is refused).
+RETIRED_BLOCKS = {
+    "benchmark_training": {
+        "preset": "model_config (hidden_dim, num_layers, num_heads of td_models.ExperimentConfig.preset) and "
+        "training_config",
+        "model": "model_config",
+        "budget_minutes": "train_options.budget_minutes",
+        "schedule": "training_config.scheduler (budget_cosine: scheduler cosine, one phase, and "
+        "train_options.fit_epochs_to_budget true)",
+        "physics": "training_config.phases[].physics",
+        "max_epochs": "training_config.max_epochs",
+        "batch_size": "training_config.batch_size",
+        "learning_rate": "training_config.learning_rate",
+        "warmup_epochs": "training_config.warmup_epochs",
+        "ema_decay": "training_config.ema_decay",
+        "seed": "training_config.seed",
+        "device": "train_options.device (and training_config.mixed_precision bf16 on CUDA)",
+        "num_threads": "train_options.num_threads",
+        "progress_bar": "train_options.progress_bar",
+        "run_dir": "train_options.run_dir",
+        "n_samples": "generate_options.n_candidates",
+        "steps": "generate_options.steps",
+        "corrector_steps": "generate_options.corrector_steps",
+        "composition_rules": "generate_options.element_counts and generate_options.charge_balance",
+        "sample_batch_size": "generate_options.batch_size",
+    }
+}
+
+
+def retired_block_message(block: str, given: Mapping[str, Any] | None) -> str:
+    """Why a retired parameter block is refused, with the new home of each key it sets."""
+    moved = RETIRED_BLOCKS[block]
+    keys = sorted(given or {}) or sorted(moved)
+    where = "; ".join(f"{k} -> {moved.get(k, 'no longer a setting')}" for k in keys)
+    return (
+        f"the {block} block is gone: the benchmarks train with the train pipeline's node and blocks, set in "
+        f"their environment (conf/<env>/parameters_benchmark.yml). Move its keys: {where}"
+    )
+
 
 #: Elements td-physics' structure labeller accepts (its parameter tables): crystals with others cannot be labelled.
 LABELLER_ELEMENTS = supported_elements()

@@ -1,5 +1,5 @@
-"""Project hooks: before a run, point the ``user_crystals`` dataset at ``data_config.path``, then check that
-the inputs of the selected pipelines exist on disk."""
+"""Project hooks: before a run, refuse a parameter block of an earlier release, point the ``user_crystals``
+dataset at ``data_config.path``, then check that the inputs of the selected pipelines exist on disk."""
 
 from __future__ import annotations
 
@@ -10,6 +10,21 @@ from kedro.framework.hooks import hook_impl
 #: The catalog entry of the user's crystal files, and the parameter block that says where they are.
 USER_CRYSTALS = "user_crystals"
 DATA_CONFIG = "params:data_config"
+
+
+class RetiredParametersHook:
+    """Refuses a run whose parameters still hold a block of an earlier release
+    (:data:`pipelines.config.RETIRED_BLOCKS`), naming where each of its keys went: a setting no node
+    reads would otherwise be accepted and ignored."""
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params: dict[str, Any], pipeline: Any, catalog: Any) -> None:
+        from pipelines.config import RETIRED_BLOCKS, retired_block_message
+        from pipelines.exceptions import ParameterError
+
+        for block in RETIRED_BLOCKS:
+            if f"params:{block}" in catalog:
+                raise ParameterError(retired_block_message(block, catalog.load(f"params:{block}")))
 
 
 class UserCrystalsHook:

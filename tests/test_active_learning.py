@@ -365,7 +365,8 @@ def test_the_demo_configuration_is_valid_and_leaves_the_main_jobs_files_alone():
     assert params["model_config"]["dropout"] > 0 and params["active_learning_options"]["acquisition"]["spread"] > 0
     pipelines = register_pipelines()
     upstream = set().union(*(pipelines[p].all_outputs() for p in ("ingest", "label", "split", "train")))
-    for name in upstream:
+    assert upstream - set(catalog) == {"train_items", "val_items"}  # the train pipeline's in-memory hand-off
+    for name in upstream & set(catalog):
         assert dataset_path(catalog[name], ROOT).startswith("data/active_learning_demo/"), name
     for name in pipelines["active_learning"].all_outputs():
         assert dataset_path(catalog[name], ROOT) == dataset_path(base[name], ROOT), name

@@ -17,7 +17,7 @@ from tests.gpu_node import ROOT, kedro_run
 
 #: one guidance scale, no relaxation and no DFT: the fast path (the sweep and relaxation: test_guidance_sweep_...)
 SINGLE = "yield_options.guidance_scales=null,yield_options.relax=false,yield_options.dft_top_k=0"
-TINY = ("yield_options.n_train=24,benchmark_training.budget_minutes=0.2,benchmark_training.max_epochs=2,"
+TINY = ("yield_options.n_train=24,train_options.budget_minutes=0.2,training_config.max_epochs=2,"
         f"generate_options.n_candidates=6,generate_options.steps=5,{SINGLE}")  # fmt: skip
 
 
@@ -183,7 +183,7 @@ def test_stages_in_separate_processes(tmp_path):
                 "timings_seconds", "hardware", "hardware_label", "notes", "num_atoms"):  # fmt: skip
         assert key in result, key
     assert result["training_labels"]["class_counts"] == items_meta["training_labels"]["class_counts"]
-    assert result["training"]["n_items"] == len(items) and result["config"]["n_train"] == 24
+    assert result["training"]["n_train"] == len(items) and result["config"]["n_train"] == 24
     assert result["hardware"]["device"] == "cpu" and "torch" in result["hardware_label"]
     walls = {"prepare": prepared.wall_seconds, "train": trained.wall_seconds, "evaluate": labelled.wall_seconds}
     _check_timings(result, walls)

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 
 from pipelines.benchmark.nodes import BASELINE_LABELS, METRIC_KEYS, PROTOCOL_ENTRY_KEYS, PROTOCOL_KEYS, TABLE_ROWS
-from pipelines.benchmark.options import BenchmarkOptions, BenchmarkTraining
+from pipelines.benchmark.options import BenchmarkOptions
 from pipelines.benchmark.published import PUBLISHED
 from pipelines.exceptions import ParameterError
+from pipelines.train.nodes import TrainOptions
 from tests.gpu_node import BLOCKER, kedro_run
 
 pytest.importorskip("td_models")
@@ -25,8 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "data" / "benchmarks"
 FILES = {"perov5": ("perov_5", ("val.csv.gz", "train_first1024.csv.gz", "test.csv.gz")),
          "carbon24": ("carbon_24", ("val.csv.gz", "test.csv.gz"))}  # fmt: skip
-# the training options of the tiny runs: about six seconds of training (budget_cosine fits the epochs to them)
-TRAIN_TINY = ("benchmark_training.budget_minutes=0.1,benchmark_training.max_epochs=10000,"
+# the training options of the tiny runs: about six seconds of training (fit_epochs_to_budget fits the epochs to them)
+TRAIN_TINY = ("train_options.budget_minutes=0.1,training_config.max_epochs=10000,"
               "generate_options.n_candidates=16,generate_options.steps=20")  # fmt: skip
 DATA_TINY = "benchmark_options.max_train=64,benchmark_options.max_test=64"
 #: table.md's table lines: each protocol's header and rows (the separator lines start with "|-")
@@ -138,16 +139,16 @@ def test_metrics_are_finite_or_explained(run):
 
 
 def _check_stopping(training: dict) -> None:
-    """conf/perov5 trains with ``schedule: budget_cosine``: the probe fits the epochs into 92% of the budget, so
-    the run ends at the fitted epochs, or at the budget when the machine got slower after the probe (a loaded
-    CI machine does). Either way the epochs and steps must agree with what stopped it."""
+    """conf/perov5 trains with ``train_options.fit_epochs_to_budget``: the probe fits the epochs into 92% of the
+    budget, so the run ends at the fitted epochs, or at the budget when the machine got slower after the probe (a
+    loaded CI machine does). Either way the epochs and steps must agree with what stopped it."""
     fit = training["budget_fit"]
-    assert training["schedule"] == "budget_cosine" and fit["epochs"] >= 1 and fit["probe_seconds_per_step"] > 0
+    assert fit["epochs"] >= 1 and fit["probe_seconds_per_step"] > 0
     assert training["max_epochs"] == fit["epochs"]  # the fitted epochs are below the configured 10,000
-    assert training["steps"] >= 1
+    assert training["global_step"] >= 1
     if training["stopped_by"] == "max_epochs":
         assert training["epochs_completed"] == training["max_epochs"], training
-        assert training["steps"] == training["epochs_completed"] * training["steps_per_epoch"], training
+        assert training["global_step"] == training["epochs_completed"] * training["steps_per_epoch"], training
     else:
         assert training["stopped_by"] == "budget", training
         assert training["epochs_completed"] < training["max_epochs"], training
@@ -257,9 +258,9 @@ def test_staged_run(staged):
         assert len(s["atomic_numbers"]) == len(s["frac_coords"]) == 5
     assert any(s["predicted"]["band_gap"] is not None for s in samples)
     meta = json.loads((out / "training_summary.json").read_text())
-    assert meta["prepare"]["n_train"] == 64 and meta["prepare"]["max_train"] == 64
-    assert meta["parameters"] == result["parameters"]
-    assert TopologicalDiffusionModel.load(out / "model.pt").num_parameters() == meta["parameters"]
+    assert meta["train_data"]["n_train"] == 64 and meta["train_data"]["max_train"] == 64
+    assert meta["num_parameters"] == result["parameters"]
+    assert TopologicalDiffusionModel.load(out / "model.pt").num_parameters() == meta["num_parameters"]
     items, prep = load_crystals(out / "train_items.npz")
     assert len(items) == prep["n_train"] == 64 and prep["train_files"] == ["val.csv.gz", "train_first1024.csv.gz"]
 
@@ -294,26 +295,10 @@ def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
         (BenchmarkOptions, {"n_wdist": 0}, "benchmark_options.n_wdist must be an integer >= 1, got 0"),
         (BenchmarkOptions, {"seed": -1}, "benchmark_options.seed must be an integer >= 0, got -1"),
         (BenchmarkOptions, {"baseline_samples": 0}, "benchmark_options.baseline_samples must be an integer >= 1"),
-        (BenchmarkTraining, {"budget_minutes": -1}, "benchmark_training.budget_minutes must be a number > 0"),
-        (BenchmarkTraining, {"device": "tpu"}, "benchmark_training.device must be one of"),
-        (
-            BenchmarkTraining,
-            {"n_samples": 10},
-            "benchmark_training no longer holds the sampling (the generate node "
-            "samples): n_samples -> generate_options.n_candidates",
-        ),
-        (BenchmarkTraining, {"preset": "huge"}, "benchmark_training.preset must be one of"),
-        (BenchmarkTraining, {"schedule": "linear"}, "benchmark_training.schedule must be one of"),
-        (BenchmarkTraining, {"schedule": "budget_cosine"}, "anneals to the end of the budget: set budget_minutes"),
-        (BenchmarkTraining, {"physics": True}, "benchmark_training.physics applies to schedule budget_cosine"),
-        (BenchmarkTraining, {"model": [1]}, "benchmark_training.model must be a mapping"),
-        (BenchmarkTraining, {"ema_decay": 1.0}, "benchmark_training.ema_decay must be a number in [0, 1)"),
-        (
-            BenchmarkTraining,
-            {"composition_rules": False, "steps": 5},
-            "composition_rules -> generate_options.element_counts and generate_options.charge_balance, steps -> "
-            "generate_options.steps",
-        ),
+        (TrainOptions, {"budget_minutes": -1}, "train_options.budget_minutes must be null or a number of minutes"),
+        (TrainOptions, {"device": "tpu"}, "train_options.device must be one of ['auto', 'cpu', 'cuda']"),
+        (TrainOptions, {"fit_epochs_to_budget": True}, "fits the epochs to the wall-clock budget: set budget_minutes"),
+        (TrainOptions, {"fit_epochs_to_budget": "yes"}, "train_options.fit_epochs_to_budget must be true or false"),
     ],
 )
 def test_bad_options_name_the_rule_and_the_value(block, values, message):
@@ -332,9 +317,9 @@ def test_each_environment_sets_every_option():
     from pipelines.benchmark.options import YieldOptions
     from pipelines.generate.nodes import GenerateOptions
 
-    blocks = {"perov5": (BenchmarkOptions, BenchmarkTraining, GenerateOptions),
-              "carbon24": (BenchmarkOptions, BenchmarkTraining, GenerateOptions),
-              "yield": (YieldOptions, BenchmarkTraining, GenerateOptions)}  # fmt: skip
+    blocks = {"perov5": (BenchmarkOptions, TrainOptions, GenerateOptions),
+              "carbon24": (BenchmarkOptions, TrainOptions, GenerateOptions),
+              "yield": (YieldOptions, TrainOptions, GenerateOptions)}  # fmt: skip
     for env, classes in blocks.items():
         params = yaml.safe_load((ROOT / "conf" / env / "parameters_benchmark.yml").read_text())
         for block in classes:
@@ -397,36 +382,58 @@ def test_carbon24_run(tmp_path):
     assert all(row["prototype"] is None for row in result["table"])
     assert result["data"]["n_train"] == result["data"]["n_test"] == 32
     assert result["data"]["train_files"] == ["val.csv.gz"] and result["data"]["test_files"] == ["test.csv.gz"]
-    assert result["training"]["n_items"] + result["training"]["n_items_too_large"] == 32
+    assert result["training"]["n_train"] + result["training"]["n_train_too_large"] == 32
     assert (tmp_path / "carbon24.png").stat().st_size > 1000
     assert "| W-distance, # elements |" in (tmp_path / "table.md").read_text()
 
 
-def test_budget_cosine_fits_one_annealing_to_the_budget():
-    """schedule budget_cosine: one phase (physics as asked), cosine from the peak to 1% of it over the epochs a
-    timed probe fits into the budget; the model overrides reach the configuration and a bad key is refused."""
-    from pipelines.benchmark.training import COSINE_FLOOR, experiment_config, fit_epochs_to_budget
+def test_the_budget_probe_fits_the_epochs_and_the_environment_anneals_over_them():
+    """conf/perov5's training: one phase without physics, cosine from the peak to 1% of it over max_epochs, which
+    a timed probe lowers to the epochs that fit in the budget (``pipelines.train.budget``)."""
+    import yaml
+
+    from pipelines.train.budget import fit_epochs_to_budget, with_epochs
+    from pipelines.train.nodes import experiment_config
     from td_data.evaluation import load_split
     from td_models.batch import item_from_record
 
-    block = {"schedule": "budget_cosine", "budget_minutes": 0.5, "batch_size": 8, "learning_rate": 2e-3,
-             "model": {"pair_values": True}, "ema_decay": 0.9}  # fmt: skip
-    options = BenchmarkTraining.from_dict(block)
-    config = experiment_config(options, fitted_epochs=7)
-    tc = config.training_config
-    assert tc.scheduler == "cosine" and tc.max_epochs == 7 and tc.learning_rate == 2e-3
-    assert tc.min_learning_rate == pytest.approx(2e-3 * COSINE_FLOOR) and tc.warmup_epochs == 1
+    params = yaml.safe_load((ROOT / "conf" / "base" / "parameters_train.yml").read_text())
+    params.update(yaml.safe_load((ROOT / "conf" / "perov5" / "parameters_benchmark.yml").read_text()))
+    config = experiment_config(params["model_config"], params["physics_config"],
+                               {**params["training_config"], "batch_size": 8})  # fmt: skip
+    assert params["train_options"]["fit_epochs_to_budget"] and params["train_options"]["budget_minutes"] == 30
+    tc = with_epochs(config, 7).training_config
+    assert tc.scheduler == "cosine" and tc.max_epochs == 7 and tc.cosine_period_epochs is None
+    assert tc.learning_rate == 1e-3 and tc.min_learning_rate == pytest.approx(1e-5) and tc.warmup_epochs == 1
     assert [(ph.name, ph.physics) for ph in tc.phases] == [("budget_cosine", False)]
-    assert config.model_config.pair_values and tc.ema_decay == 0.9 and tc.batch_size == 8
-    assert experiment_config(options).training_config.max_epochs == 30  # cpu-demo's, until the probe fits it
+    assert with_epochs(config, 10**6).training_config.max_epochs == 100000  # never above the configured bound
     _require_data()
     records = load_split([SHARED / "perov_5" / "test.csv.gz"], "test", limit=16).records
-    fit = fit_epochs_to_budget([item_from_record(r) for r in records], options)
+    fit = fit_epochs_to_budget([item_from_record(r) for r in records], config, 0.5, "cpu", 0)
     assert fit["steps_per_epoch"] == 2 and fit["epochs"] >= 1 and fit["probe_seconds_per_step"] > 0
     planned = fit["budget_share"] * 60 * 0.5 / fit["probe_seconds_per_step"]
     assert fit["epochs"] == max(1, int(planned // 2))
-    with pytest.raises(ParameterError, match="benchmark_training.model"):
-        experiment_config(BenchmarkTraining.from_dict({"model": {"hidden_size": 8}}))
+
+
+def test_the_benchmarks_train_with_the_train_node():
+    """One trainer: the benchmarks' train stages run the train pipeline's node function."""
+    from pipelines.pipeline_registry import register_pipelines
+    from pipelines.train import nodes as train_nodes
+
+    pipelines = register_pipelines()
+    train = {n.name: n.func for n in pipelines["train"].nodes}
+    assert train["train_model_node"] is train_nodes.train_on_items
+    for stage, name in (("bench_train", "bench_train_node"), ("yield_train", "yield_train_node")):
+        assert {n.name: n.func for n in pipelines[stage].nodes}[name] is train_nodes.train_on_items
+
+
+def test_a_run_with_the_retired_benchmark_training_block_is_refused(tmp_path):
+    """benchmark_training (earlier releases) is refused before any node runs, with each key's new home."""
+    done = kedro_run("perov5", "bench_prepare", f"output_dir={tmp_path},benchmark_training.budget_minutes=5")
+    assert done.returncode != 0
+    assert "the benchmark_training block is gone" in done.stderr
+    assert "budget_minutes -> train_options.budget_minutes" in done.stderr
+    assert not any(tmp_path.iterdir())
 
 
 def test_denoising_by_noise_level_scores_an_untrained_model_at_one(tmp_path):

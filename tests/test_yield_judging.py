@@ -65,11 +65,11 @@ def test_a_missing_or_unreadable_training_store_names_the_key(tmp_path):
     from pipelines.benchmark.yields import yield_training_items
 
     with pytest.raises(ParameterError, match=r"yield_options.train_data must name an existing td-data crystal store"):
-        yield_training_items({"train_data": str(tmp_path / "absent.h5")}, {})
+        yield_training_items({"train_data": str(tmp_path / "absent.h5")}, {}, {})
     bad = tmp_path / "not_a_store.h5"
     bad.write_text("plain text")
     with pytest.raises(ParameterError, match=r"yield_options.train_data .* is not a readable td-data crystal store"):
-        yield_training_items({"train_data": str(bad)}, {})
+        yield_training_items({"train_data": str(bad)}, {}, {})
 
 
 def test_the_training_store_trains_with_its_own_labels(tmp_path):
@@ -84,7 +84,7 @@ def test_the_training_store_trains_with_its_own_labels(tmp_path):
         CrystalRecord(rocksalt, [[0, 0, 0], [0.5, 0.5, 0.5]], ["Pb", "Te"], id="pbte"),
     ]
     path = write_store(tmp_path / "families.h5", records)
-    items, meta = yield_training_items({"train_data": str(path), "n_train": 1}, {})
+    items, meta = yield_training_items({"train_data": str(path), "n_train": 1}, {}, {})
     labels = meta["training_labels"]
     assert labels["source"] == "store" and labels["path"] == str(path)
     assert (labels["n_records"], labels["n_labelled"], labels["n_unlabelled"]) == (3, 2, 1)

@@ -5,7 +5,9 @@ the stages also run alone, with their hand-offs as catalog datasets (``conf/<env
 
 * ``bench_prepare`` (td-data): the published training split -> model items (``benchmark_items``);
 * ``bench_train`` (torch, accelerate, td-models; no pymatgen or spglib: a GPU node without the materials stack):
-  items -> ``benchmark_model``, then the generate pipeline's sampling node
+  items -> ``benchmark_model`` (with ``benchmark_training_metrics`` and ``benchmark_training_summary``) by the
+  train pipeline's node (:func:`pipelines.train.nodes.train_on_items`, with the environment's ``model_config``,
+  ``physics_config``, ``training_config`` and ``train_options``), then the generate pipeline's sampling node
   (:func:`pipelines.generate.nodes.sample_candidates`, with the environment's ``generate_options``) ->
   ``benchmark_samples`` (with the property heads' predictions);
 * ``bench_evaluate`` (td-data): the baselines built from the training crystals and scored
@@ -13,7 +15,7 @@ the stages also run alone, with their hand-offs as catalog datasets (``conf/<env
 
 ``kedro run --env yield --pipelines=yield_benchmark`` is the conditional-yield benchmark
 (:mod:`pipelines.benchmark.yields`), staged the same way: ``yield_prepare`` (labelled synthetic crystals),
-``yield_train`` (the GPU half: train, then both arms and the guidance sweep through the generate node's
+``yield_train`` (the GPU half: the train node, then both arms and the guidance sweep through the generate node's
 sampler, :func:`pipelines.generate.nodes.sample_crystals`) and ``yield_evaluate`` (relax,
 relabel, yields, enrichment, DFT on the top crystals).
 
@@ -26,9 +28,10 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline, node
 
 from pipelines.benchmark.nodes import baseline_metrics, benchmark_metrics, generated_records, prepare_items
-from pipelines.benchmark.training import train_benchmark
 from pipelines.benchmark.yields import sample_yield_arms, yield_report, yield_training_items
+from pipelines.config import TRAIN_PARAMS
 from pipelines.generate.nodes import sample_candidates
+from pipelines.train.nodes import train_on_items
 
 __all__ = ["create_pipelines"]
 
@@ -47,14 +50,14 @@ def create_pipelines() -> dict[str, Pipeline]:
     """The generation benchmarks' stages ``bench_prepare``, ``bench_train``, ``bench_evaluate`` and their whole
     run ``benchmark``; the conditional-yield run's ``yield_prepare``, ``yield_train``, ``yield_evaluate`` and
     ``yield_benchmark``."""
-    b, y = "params:benchmark_options", "params:yield_options"
-    t, g = "params:benchmark_training", "params:generate_options"
+    b, y, g = "params:benchmark_options", "params:yield_options", "params:generate_options"
     generation = _staged(
         *RUNS[0],
         prepare=[node(prepare_items, ["benchmark_train_split", b], "benchmark_items", name="bench_prepare_items_node")],
         train=[
-            node(train_benchmark, ["benchmark_items", t], ["benchmark_model", "benchmark_training_summary"],
-                 name="bench_train_node"),
+            node(train_on_items, {"train_items": "benchmark_items", **TRAIN_PARAMS},
+                 ["benchmark_model", "benchmark_training_metrics", "benchmark_training_summary"],
+                 name="bench_train_node"),  # the train pipeline's node
             node(sample_candidates, ["benchmark_model", "params:physics_config", g], "benchmark_samples",
                  name="bench_sample_node"),  # the generate pipeline's node
         ],
@@ -73,10 +76,12 @@ def create_pipelines() -> dict[str, Pipeline]:
     arms = ["yield_samples_conditioned", "yield_samples_unconditioned"]
     conditional = _staged(
         *RUNS[1],
-        prepare=[node(yield_training_items, [y, t], "yield_items", name="yield_training_items_node")],
+        prepare=[node(yield_training_items, [y, "params:model_config", "params:training_config"], "yield_items",
+                      name="yield_training_items_node")],
         train=[
-            node(train_benchmark, ["yield_items", t], ["yield_model", "yield_training_summary"],
-                 name="yield_train_node"),
+            node(train_on_items, {"train_items": "yield_items", **TRAIN_PARAMS},
+                 ["yield_model", "yield_training_metrics", "yield_training_summary"],
+                 name="yield_train_node"),  # the train pipeline's node
             node(sample_yield_arms, ["yield_model", "yield_training_summary", y, g], arms,
                  name="yield_sample_arms_node"),
         ],

@@ -26,8 +26,9 @@ import numpy as np
 
 from pipelines.benchmark.options import BenchmarkOptions
 from pipelines.benchmark.published import CITATIONS, PUBLISHED
-from pipelines.benchmark.training import hardware
+from pipelines.devices import hardware
 from pipelines.exceptions import ParameterError
+from pipelines.train.nodes import training_record
 from td_physics.jsonable import to_jsonable
 
 logger = logging.getLogger(__name__)
@@ -207,9 +208,10 @@ def summarise(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def run_meta(training_summary: Mapping[str, Any], sampling: Mapping[str, Any]) -> dict[str, Any]:
-    """The train stage's record: the training summary (with the prepare stage's metadata) and the generate node's
-    sampling summary, the sampling's seconds added to the stage's timings. Conditioned samples are refused: the
-    published protocol is de-novo generation, and the benchmark rows carry no labels to condition on."""
+    """The train stage's record: the train node's summary (with the prepare stage's metadata, ``train_data``) and
+    the generate node's sampling summary, the sampling's seconds added to the stage's timings. Conditioned
+    samples are refused: the published protocol is de-novo generation, and the benchmark rows carry no labels to
+    condition on."""
     if sampling.get("conditioned"):
         raise ParameterError(
             f"the samples were conditioned on {sampling.get('requested_class')!r}, but the benchmark scores de-novo "
@@ -243,7 +245,7 @@ def baseline_metrics(
     meta = run_meta(training_summary, samples_file[1])
     if not options.baselines:
         return {}
-    train = training_crystals(train_split, options, meta["prepare"])
+    train = training_crystals(train_split, options, meta["train_data"])
     test, _ = split_records(test_split, options.max_test)
     n = options.baseline_samples or meta["sampling"]["n_requested"]
     out: dict[str, Any] = {}
@@ -304,7 +306,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], baselines: Mapping[str, An
 
 def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
     """The lines under the tables: what the protocols are and why the comparison is not like for like."""
-    tr, data = summary["training"], summary["data"]
+    tr, data, mc = summary["training"], summary["data"], summary["config"]["model_config"]
     budget = "none (trained to max_epochs)" if tr["budget_minutes"] is None else f"{tr['budget_minutes']:g} min"
     subset = []
     if data["max_train"] or data["max_test"]:
@@ -337,8 +339,9 @@ def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
         f"Not like for like. Our training set: {data['n_train']:,} crystals (from {options.train_description}); "
         f"the published models trained on the full {options.full_train_split:,}-crystal train split.",
         f"Our training budget: {budget} of wall-clock on {tr['device']} ({summary['hardware']['device_name']}), "
-        f"preset {summary['preset']} ({summary['parameters'] / 1e6:.2f}M parameters), {tr['epochs_completed']} epochs "
-        f"/ {tr['steps']} steps done in {tr['fit_seconds']:.0f} s, stopped by {tr['stopped_by']}; "
+        f"model hidden_dim {mc['hidden_dim']}, {mc['num_layers']} layers ({summary['parameters'] / 1e6:.2f}M "
+        f"parameters), {tr['epochs_completed']} epochs / {tr['global_step']} steps done in "
+        f"{tr['timings_seconds']['train']:.0f} s, stopped by {tr['stopped_by']}; "
         "the published models used their own, full training schedules.",
         f"Generated: {summary['n_generated']} of {summary['n_requested']} requested "
         f"({summary['sampling']['steps']} reverse steps); {summary['n_valid']} fully valid "
@@ -388,7 +391,7 @@ def benchmark_metrics(
     started = time.perf_counter()
     samples = samples_file[0]
     meta = run_meta(training_summary, samples_file[1])
-    prep = meta["prepare"]
+    prep = meta["train_data"]
     t0 = time.perf_counter()
     train = training_crystals(train_split, options, prep)
     test, test_quarantined = split_records(test_split, options.max_test)
@@ -445,17 +448,16 @@ def benchmark_metrics(
             "full_train_split": options.full_train_split,
             "novelty_against": f"the {len(train)} training crystals used here",
         },
-        "preset": meta["preset"],
-        "parameters": meta["parameters"],
+        "parameters": meta["num_parameters"],
         "config": meta["config"],
-        "training": meta["training"],
+        "training": training_record(training_summary),
         "sampling": meta["sampling"],
         "timings_seconds": {k: round(v, 2) for k, v in all_timings.items()},
         "hardware": meta["hardware"],  # where the model trained and sampled
         "stages": stages,
         "options": {
             "benchmark_options": {**benchmark_options},
-            "benchmark_training": meta.get("options"),
+            "train_options": meta.get("options"),
             "generate_options": {k: meta["sampling"].get(k) for k in GENERATE_KEYS},
         },
     }

@@ -1,9 +1,13 @@
-"""The benchmarks' parameter blocks: ``benchmark_options`` (data and metrics), ``benchmark_training`` and
-``yield_options``. The sampling is the generate pipeline's node and block (``generate_options``).
+"""The benchmarks' parameter blocks: ``benchmark_options`` (data and metrics) and ``yield_options``. The
+training is the train pipeline's node and blocks (``model_config``, ``physics_config``, ``training_config``,
+``train_options``), the sampling the generate pipeline's (``generate_options``), each environment with its own.
 
 Both are read by :meth:`OptionsBlock.from_dict`, so an unknown key or a value outside its rule is a
-:class:`~pipelines.exceptions.ParameterError` that names the key and the value. Nothing here imports torch or
-td-data: the training stage reads ``benchmark_training`` on a machine without the materials stack.
+:class:`~pipelines.exceptions.ParameterError` that names the key and the value.
+
+The ``benchmark_training`` block of earlier releases is refused by a hook
+(:class:`pipelines.hooks.RetiredParametersHook`, :data:`pipelines.config.RETIRED_BLOCKS`) with where each of its
+keys went, never ignored.
 """
 
 from __future__ import annotations
@@ -18,17 +22,6 @@ from pipelines.exceptions import ParameterError
 
 #: The data sets whose published protocol the benchmarks follow (``td_data.metrics.COVERAGE_CUTOFFS`` keys).
 DATASETS = ("perov_5", "carbon_24")
-DEVICES = ("cpu", "cuda")
-SCHEDULES = ("preset", "budget_cosine")
-#: benchmark_training keys of the sampling before it became the generate node's, and their generate_options names
-#: (composition_rules is the pair element_counts and charge_balance)
-MOVED_TO_GENERATE = {
-    "n_samples": "n_candidates",
-    "steps": "steps",
-    "corrector_steps": "corrector_steps",
-    "composition_rules": "element_counts and generate_options.charge_balance",
-    "sample_batch_size": "batch_size",
-}
 
 
 def _positive_int(block: str, name: str, value: Any, optional: bool = False) -> None:
@@ -123,80 +116,9 @@ class BenchmarkOptions(OptionsBlock):
 
 
 @dataclass(frozen=True)
-class BenchmarkTraining(OptionsBlock):
-    """``benchmark_training``: the preset and its overrides and the wall-clock budget. The sampling is the generate
-    node's, with the environment's ``generate_options`` (keys that lived here before: :data:`MOVED_TO_GENERATE`)."""
-
-    block: ClassVar[str] = "benchmark_training"
-
-    preset: str = "cpu-demo"  # td_models.ExperimentConfig.preset_names()
-    budget_minutes: float | None = None  # stop after the step in progress once spent; null: train to max_epochs
-    max_epochs: int | None = None  # the preset's when null
-    batch_size: int | None = None  # the preset's when null
-    learning_rate: float | None = None  # the first phase's peak; later phases keep their ratio (null: preset's)
-    warmup_epochs: int | None = None  # the preset's when null
-    device: str = "cpu"  # cuda trains in bf16
-    seed: int = 0  # weights, data order and noise (the sampler's: generate_options.seed)
-    num_threads: int = 1  # torch threads while training
-    progress_bar: bool = False
-    run_dir: str = "outputs/perov5/training"  # the trainer's config.json, metrics.csv and last checkpoint
-    # preset: the preset's phases and rates; budget_cosine: one phase, warm-up, then cosine annealing that ends
-    # when budget_minutes is spent (max_epochs fitted to the budget by timing training steps first)
-    schedule: str = "preset"
-    physics: bool = False  # budget_cosine only: the physics penalties on (the benchmark rows carry no labels)
-    model: dict[str, Any] | None = None  # model_config overrides of the preset (td_models.ModelConfig keys)
-    ema_decay: float | None = None  # the preset's when null
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any] | None) -> BenchmarkTraining:
-        """The block from its YAML mapping; a sampling key that moved to ``generate_options`` is refused with its
-        new name."""
-        moved = sorted(set(data or {}) & set(MOVED_TO_GENERATE))
-        if moved:
-            where = ", ".join(f"{k} -> generate_options.{MOVED_TO_GENERATE[k]}" for k in moved)
-            raise ParameterError(f"{cls.block} no longer holds the sampling (the generate node samples): {where}")
-        return super().from_dict(data)
-
-    def __post_init__(self) -> None:
-        from td_models import ExperimentConfig
-
-        b = self.block
-        if self.preset not in ExperimentConfig.preset_names():
-            raise ParameterError(f"{b}.preset must be one of {ExperimentConfig.preset_names()}, got {self.preset!r}")
-        if self.device not in DEVICES:
-            raise ParameterError(f"{b}.device must be one of {list(DEVICES)}, got {self.device!r}")
-        _positive_number(b, "budget_minutes", self.budget_minutes, optional=True)
-        _positive_number(b, "learning_rate", self.learning_rate, optional=True)
-        for name in ("max_epochs", "batch_size"):
-            _positive_int(b, name, getattr(self, name), optional=True)
-        _positive_int(b, "num_threads", self.num_threads)
-        if self.warmup_epochs is not None and (not isinstance(self.warmup_epochs, int) or self.warmup_epochs < 0):
-            raise ParameterError(f"{b}.warmup_epochs must be an integer >= 0 or null, got {self.warmup_epochs!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise ParameterError(f"{b}.seed must be an integer, got {self.seed!r}")
-        if not isinstance(self.progress_bar, bool):
-            raise ParameterError(f"{b}.progress_bar must be true or false, got {self.progress_bar!r}")
-        if not isinstance(self.run_dir, str) or not self.run_dir.strip():
-            raise ParameterError(f"{b}.run_dir must be a folder path, got {self.run_dir!r}")
-        if self.schedule not in SCHEDULES:
-            raise ParameterError(f"{b}.schedule must be one of {list(SCHEDULES)}, got {self.schedule!r}")
-        if self.schedule == "budget_cosine" and self.budget_minutes is None:
-            raise ParameterError(f"{b}.schedule budget_cosine anneals to the end of the budget: set budget_minutes")
-        if not isinstance(self.physics, bool):
-            raise ParameterError(f"{b}.physics must be true or false, got {self.physics!r}")
-        if self.physics and self.schedule != "budget_cosine":
-            raise ParameterError(f"{b}.physics applies to schedule budget_cosine; the preset's phases set their own")
-        if self.model is not None and not isinstance(self.model, Mapping):
-            raise ParameterError(f"{b}.model must be a mapping of model_config keys or null, got {self.model!r}")
-        ema = self.ema_decay
-        if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool) and 0 <= ema < 1):
-            raise ParameterError(f"{b}.ema_decay must be a number in [0, 1) or null, got {ema!r}")
-
-
-@dataclass(frozen=True)
 class YieldOptions(OptionsBlock):
-    """``yield_options``: the conditional-yield benchmark's data, arms and labeller (``benchmark_training``: the
-    training; ``generate_options``: the sampler settings of both arms, ``n_candidates`` crystals each)."""
+    """``yield_options``: the conditional-yield benchmark's data, arms and labeller (the training: the train node's
+    blocks; ``generate_options``: the sampler settings of both arms, ``n_candidates`` crystals each)."""
 
     block: ClassVar[str] = "yield_options"
 

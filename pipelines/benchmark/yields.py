@@ -30,8 +30,8 @@ Crystals that cannot be labelled are counted by reason (:data:`UNLABELLED_REASON
 structurally invalid (atoms closer than 0.5 A or a tiny volume), too many sites, elements the labeller lacks, a
 relaxation refused, failed or exploded, labeller error, labeller timeout (``label_timeout`` seconds on one crystal).
 
-Nodes: :func:`yield_training_items` (prepare, td-data and td-physics), :func:`sample_yield_arms` (after
-:func:`pipelines.benchmark.training.train_benchmark`; torch and td-models only, the GPU half) and
+Nodes: :func:`yield_training_items` (prepare, td-data and td-physics), :func:`sample_yield_arms` (after the
+train pipeline's node, :func:`pipelines.train.nodes.train_on_items`; torch and td-models only, the GPU half) and
 :func:`yield_report` (relax, relabel, DFT, tables, figures).
 """
 
@@ -47,10 +47,11 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.benchmark.options import BenchmarkTraining, YieldOptions
-from pipelines.benchmark.training import experiment_config, hardware
+from pipelines.benchmark.options import YieldOptions
+from pipelines.devices import hardware
 from pipelines.exceptions import ParameterError
 from pipelines.generate.nodes import GenerateOptions, on_device, sample_crystals
+from pipelines.train.nodes import training_record
 from td_data.evaluation import (
     enrichment,
     enrichment_for_json,
@@ -169,23 +170,25 @@ def read_training_store(options: YieldOptions) -> tuple[list, dict[str, Any]]:
 
 
 def yield_training_items(
-    yield_options: Mapping[str, Any], benchmark_training: Mapping[str, Any]
+    yield_options: Mapping[str, Any], model_config: Mapping[str, Any], training_config: Mapping[str, Any]
 ) -> tuple[list[dict], dict[str, Any]]:
     """``(model items, metadata)``: the ``train_data`` store's crystals with their labels, or synthetic training
-    crystals labelled where small enough (td-data, td-physics)."""
+    crystals labelled where small enough (td-data, td-physics; the generator's seed is
+    ``training_config.seed``, its largest cell ``model_config.max_atoms`` up to 20)."""
     from pipelines.config import LABELLER_ELEMENTS
     from td_data import SyntheticDatasetGenerator
+    from td_models import ModelConfig, TrainingConfig
     from td_models.batch import item_from_record
 
     options = YieldOptions.from_dict(yield_options)
-    training = BenchmarkTraining.from_dict(benchmark_training)
-    mc = experiment_config(training).model_config
+    mc = ModelConfig.from_dict(dict(model_config or {}))
+    seed = TrainingConfig.from_dict(dict(training_config or {})).seed
     started = time.perf_counter()
     if options.train_data is not None:
         records, training_labels = read_training_store(options)
         generated = labelled = time.perf_counter()
     else:
-        generator = SyntheticDatasetGenerator(seed=training.seed, max_atoms=min(20, mc.max_atoms),
+        generator = SyntheticDatasetGenerator(seed=seed, max_atoms=min(20, mc.max_atoms),
                                               allowed_elements=LABELLER_ELEMENTS)  # fmt: skip
         records = generator.generate_dataset(options.n_train)
         generated = time.perf_counter()
@@ -283,7 +286,7 @@ def sample_yield_arms(
         raise ParameterError("generate_options.conditioned is false, but the yield benchmark samples both arms "
                              "(conditioned on z2_ti and unconditioned) itself: leave it true")  # fmt: skip
     model = on_device(model, generate.device)
-    prepared = training_summary.get("prepare") or {}
+    prepared = training_summary.get("train_data") or {}  # the prepare stage's metadata, through the train node
     timings = {**(prepared.get("timings_seconds") or {}), **(training_summary.get("timings_seconds") or {})}
     started = time.perf_counter()
     counts, num_atoms_info = atom_counts(model, options, generate.n_candidates, generate.seed)
@@ -307,7 +310,7 @@ def sample_yield_arms(
         "benchmark": "yield",
         "run_id": uuid.uuid4().hex,
         "num_atoms": num_atoms_info,
-        "training": training_summary.get("training"),
+        "training": training_record(training_summary),
         "training_labels": prepared.get("training_labels"),
         "n_train": prepared.get("n_train"),
         "model_config": model.config.to_dict(),
@@ -553,9 +556,11 @@ def notes(result: dict[str, Any]) -> list[str]:
         out.append(f"{timeouts} generated crystals hit the {limit:g} s labeller timeout (counted as not "
                    "labelled; they stay in the denominators of the shares of generated crystals).")  # fmt: skip
     if tr is not None:
-        out.append(f"Training: preset {result['config']['preset']}, {tr['epochs_completed']} epochs / {tr['steps']} "
-                   f"steps in {tr['fit_seconds']:.0f} s, stopped by {tr['stopped_by']}, phases "
-                   f"{', '.join(tr['phases_reached'])}.")  # fmt: skip
+        mc = result["config"]["model_config"]["model_config"]  # the model's whole configuration, its model block
+        out.append(f"Training: model hidden_dim {mc['hidden_dim']}, {mc['num_layers']} layers "
+                   f"({result['config']['n_parameters'] / 1e6:.2f}M parameters), {tr['epochs_completed']} epochs / "
+                   f"{tr['global_step']} steps in {tr['timings_seconds']['train']:.0f} s, stopped by "
+                   f"{tr['stopped_by']}, phases {', '.join(tr['phases_reached'])}.")  # fmt: skip
     s = result["sampling"]["conditioned"]
     out.append(f"Sampling: {s['steps']} reverse steps, atom counts {result['num_atoms']['mode']} (same draw for "
                "both arms), elements restricted to those seen in training, physics guidance "
@@ -759,10 +764,11 @@ def yield_report(
             "label_timeout": options.label_timeout,
         },
         "config": {
-            **training_options,
+            "train_options": training_options,
             **dataclasses.asdict(options),
             "n_train": meta.get("n_train"),
             "model_config": meta["model_config"],
+            "n_parameters": meta["n_parameters"],
         },  # fmt: skip
         "published_reference": PUBLISHED_NOTE,
     }

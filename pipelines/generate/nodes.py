@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from pipelines._options import OptionsBlock, is_int, is_number
+from pipelines.devices import DEVICES, require_device
 from pipelines.exceptions import ParameterError
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ logger = logging.getLogger(__name__)
 
 #: Candidate ids are ``cand-0000``, ``cand-0001``, ... (the sample's position, so ids survive rejects).
 ID_PREFIX = "cand"
-DEVICES = ("cpu", "cuda")
 
 
 @dataclass(frozen=True)
@@ -154,12 +154,7 @@ def on_device(model: Any, device: str) -> Any:
     """``model`` on ``device`` (``cpu`` leaves it where it is); a ParameterError when CUDA is asked for and absent."""
     if device != "cuda":
         return model
-    import torch
-
-    if not torch.cuda.is_available():
-        raise ParameterError(
-            f"generate_options.device is 'cuda', but torch {torch.__version__} sees no CUDA device; set it to 'cpu'"
-        )
+    require_device(GenerateOptions.block, device)
     return model.to("cuda")
 
 

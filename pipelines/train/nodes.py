@@ -1,4 +1,9 @@
-"""Train: the diffusion model on the training split, with the validation split for model selection.
+"""Train: the diffusion model on model items, with the validation items for model selection.
+
+Two nodes. :func:`training_items` (td-data) turns the ``train_crystals`` and ``val_crystals`` records into model
+items (the training ones with ``train_options.augmentation``); :func:`train_on_items` (torch, accelerate and
+td-models only, so it runs on a GPU node without the materials stack) trains on them. The benchmarks' train
+stages are the same node, fed with the items their prepare stage wrote (``pipelines.benchmark``).
 
 The trainer keeps its rotating checkpoints and logs in ``train_options.run_dir`` (``data/06_models/training``),
 a resume cache that no later pipeline reads; the node returns the trained model (EMA weights) and the metrics
@@ -11,22 +16,27 @@ difference the old files are removed and training starts afresh, and the log say
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
 import shutil
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
 
 from pipelines._options import OptionsBlock
+from pipelines.devices import hardware, require_device
 from pipelines.exceptions import ParameterError
-from td_data import CrystalRecord
 from td_physics.files import write_text_atomic
+
+if TYPE_CHECKING:
+    from td_data import CrystalRecord
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +51,13 @@ _TRAINER_FILES = (
     "final_model.pt",
     "data_order",
     "tensorboard",
+    "budget_fit.json",
 )
+#: ``train_options.device`` values: ``auto`` lets accelerate choose (the first CUDA device when torch sees one).
+TRAIN_DEVICES = ("auto", "cpu", "cuda")
+#: A training or validation set as the train node takes it: (model items, metadata), the contents of a
+#: ``td_models.save_crystals`` file (``pipelines.benchmark.datasets.CrystalFileDataset``).
+ItemSet = tuple[list[dict[str, Any]], dict[str, Any]]
 
 
 @dataclass(frozen=True)
@@ -60,6 +76,10 @@ class TrainOptions(OptionsBlock):
     # wall-clock minutes for this run's training (None: until max_epochs); past it the step in progress finishes, a
     # checkpoint is written in run_dir and the model trained so far (EMA weights) goes on; a rerun resumes there
     budget_minutes: float | None = None
+    # true: before training, time a few steps and lower training_config.max_epochs to the epochs that fit in
+    # budget_minutes, so that a schedule over max_epochs (cosine with cosine_period_epochs null) ends with the budget
+    fit_epochs_to_budget: bool = False
+    device: str = "auto"  # auto (accelerate's choice: CUDA when torch sees it) | cpu | cuda (refused without CUDA)
 
     def __post_init__(self) -> None:
         from td_data.augment import OPERATIONS
@@ -88,6 +108,16 @@ class TrainOptions(OptionsBlock):
             )
         if not isinstance(self.run_dir, str) or not self.run_dir.strip():
             raise ParameterError(f"train_options.run_dir must be a folder path, got {self.run_dir!r}")
+        if not isinstance(self.fit_epochs_to_budget, bool):
+            raise ParameterError(
+                f"train_options.fit_epochs_to_budget must be true or false, got {self.fit_epochs_to_budget!r}"
+            )
+        if self.fit_epochs_to_budget and budget is None:
+            raise ParameterError(
+                "train_options.fit_epochs_to_budget fits the epochs to the wall-clock budget: set budget_minutes"
+            )
+        if self.device not in TRAIN_DEVICES:
+            raise ParameterError(f"train_options.device must be one of {list(TRAIN_DEVICES)}, got {self.device!r}")
 
 
 def experiment_config(
@@ -231,6 +261,194 @@ def metrics_frame(history: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     return pd.DataFrame(list(history), columns=list(COLUMNS)).astype(types)
 
 
+def training_items(
+    train: Sequence[CrystalRecord],
+    val: Sequence[CrystalRecord],
+    model_config: Mapping[str, Any],
+    train_options: Mapping[str, Any],
+) -> tuple[ItemSet, ItemSet]:
+    """``(training items, validation items)``, each with its metadata: the records as model items (class, Chern
+    number, band gap and formation energy become conditions), the training ones followed by their
+    ``train_options.augmentation`` copies (never the validation ones)."""
+    from td_models import ModelConfig
+
+    options = TrainOptions.from_dict(train_options)
+    n = ModelConfig.from_dict(dict(model_config)).num_species
+    records = augment_records(train, options)
+    train_meta = {"source": "train_crystals", "n_records": len(train), "n_augmented": len(records) - len(train),
+                  "augmentation": list(options.augmentation)}  # fmt: skip
+    val_meta = {"source": "val_crystals", "n_records": len(val)}
+    return ([record_to_item(r, n) for r in records], train_meta), ([record_to_item(r, n) for r in val], val_meta)
+
+
+def _conditions(items: Sequence[Mapping[str, Any]]) -> dict[str, int]:
+    """How many items carry a class, a band gap and a formation energy (the conditions the model learns)."""
+
+    def present(value: Any) -> bool:
+        return value is not None and not (isinstance(value, float) and np.isnan(value))
+
+    def has_class(value: Any) -> bool:
+        return value is not None and (isinstance(value, str) or int(value) >= 0)
+
+    return {
+        "n_train_labelled": sum(has_class(it.get("topo_class")) for it in items),
+        "n_train_with_band_gap": sum(present(it.get("band_gap")) for it in items),
+        "n_train_with_formation_energy": sum(present(it.get("formation_energy")) for it in items),
+    }
+
+
+def _budget_fit(
+    run_dir: Path, resume: bool, items: Sequence[Mapping[str, Any]], config: Any, options: TrainOptions, device: str
+) -> dict[str, Any]:
+    """The epochs that fit in the budget: those of the run being resumed (``budget_fit.json``, so a resumed run
+    keeps its schedule), or measured now and written there."""
+    from pipelines.train.budget import fit_epochs_to_budget
+
+    path = run_dir / "budget_fit.json"
+    if resume and path.is_file():
+        fitted = json.loads(path.read_text(encoding="utf-8"))
+        logger.info("train: the resumed run's budget fit, %d epochs (%s)", fitted["epochs"], path)
+        return fitted
+    fitted = fit_epochs_to_budget(items, config, options.budget_minutes, device, config.training_config.seed)
+    write_text_atomic(path, json.dumps(fitted, indent=1) + "\n")
+    return fitted
+
+
+def train_on_items(
+    train_items: ItemSet,
+    model_config: Mapping[str, Any],
+    physics_config: Mapping[str, Any],
+    training_config: Mapping[str, Any],
+    train_options: Mapping[str, Any],
+    val_items: ItemSet | None = None,
+    initial_model: Any = None,
+) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
+    """``(model with EMA weights, metrics table (one row per step/epoch/validation), summary)``.
+
+    ``train_items`` and ``val_items`` (None: no validation) are ``(items, metadata)`` pairs
+    (:func:`training_items`, or a benchmark's prepare stage); items with more sites than ``max_atoms`` are left
+    out and counted. ``train_options`` (:class:`TrainOptions`): ``run_dir`` for the trainer's checkpoints and
+    logs (a rerun of the same run resumes there), ``num_threads`` (torch threads while training, restored
+    afterwards), ``progress_bar``, ``budget_minutes`` (a wall-clock limit: the summary's ``stopped_by`` says
+    whether it, a preemption or ``max_epochs`` ended the run), ``fit_epochs_to_budget`` and ``device``.
+    ``initial_model``: a trained model to fine-tune (its weights and data normalisation, under this
+    configuration, whose architecture must match); None trains a new model.
+
+    The summary holds the training figures, the item counts and conditions, the configuration as trained (with
+    fitted epochs), the timings, the machine (``hardware``), the options and both item sets' metadata
+    (``train_data``, ``val_data``).
+    """
+    from td_models import torch_threads
+    from td_models.exceptions import TDModelsError
+    from td_models.training import Trainer
+
+    started = time.perf_counter()
+    config = experiment_config(model_config, physics_config, training_config)
+    options = TrainOptions.from_dict(train_options)
+    require_device(TrainOptions.block, options.device)
+    items, train_meta = train_items
+    v_items, val_meta = val_items if val_items is not None else ([], {"source": "none"})
+    max_atoms = config.model_config.max_atoms
+    kept = [it for it in items if len(it["atomic_numbers"]) <= max_atoms]
+    v_kept = [it for it in v_items if len(it["atomic_numbers"]) <= max_atoms]
+    if len(kept) < 2:
+        raise ParameterError(f"training needs at least 2 crystals of at most max_atoms sites, got {len(kept)}")
+    run_dir = Path(options.run_dir)
+    fingerprint = run_fingerprint(config, kept, v_kept)
+    if options.fit_epochs_to_budget:  # the epochs come from the budget: a fixed max_epochs run is another run
+        fingerprint["fit_epochs_to_budget"] = True
+    if initial_model is not None:
+        fingerprint["initial_weights"] = _item_digest([initial_model.state_dict()])
+    resume = prepare_run_dir(run_dir, fingerprint, options.resume)
+    with torch_threads(options.num_threads):
+        import torch
+
+        use_cuda = options.device == "cuda" or (options.device == "auto" and torch.cuda.is_available())
+        fitted = None
+        if options.fit_epochs_to_budget:
+            from pipelines.train.budget import with_epochs
+
+            fitted = _budget_fit(run_dir, resume, kept, config, options, "cuda" if use_cuda else "cpu")
+            config = with_epochs(config, fitted["epochs"])
+        start: Any = config
+        if initial_model is not None:
+            from td_models import TopologicalDiffusionModel
+
+            start = TopologicalDiffusionModel(config)
+            start.load_state_dict(initial_model.state_dict())  # a different architecture is refused here
+        t0 = time.perf_counter()
+        try:
+            trainer = Trainer(
+                start,
+                kept,
+                v_kept or None,
+                output_dir=run_dir,
+                cpu=options.device == "cpu",
+                progress_bar=options.progress_bar,
+                tensorboard=False,
+                keep_history=True,
+                fit_normalisation=initial_model is None,
+            )
+        except TDModelsError as err:
+            raise ParameterError(f"training on {len(kept)} items failed: {err}") from err
+        setup_seconds = time.perf_counter() - t0
+        if resume:
+            checkpoint = trainer.resume("latest")
+            logger.info("train: resuming the same run from %s after epoch %d", checkpoint, trainer.epoch)
+        t0 = time.perf_counter()
+        result = trainer.fit(max_seconds=None if options.budget_minutes is None else 60.0 * options.budget_minutes)
+        fit_seconds = time.perf_counter() - t0
+    metrics = metrics_frame(result.history)
+    model = result.model.cpu().eval()
+    tc = trainer.config.training_config
+    device = str(trainer.accelerator.device)
+    summary = {
+        "epochs_completed": result.epochs_completed,
+        "max_epochs": tc.max_epochs,
+        "global_step": result.global_step,
+        "steps_per_epoch": trainer.steps_per_epoch,
+        "stopped_by": "budget" if result.time_limited else "preempted" if result.preempted else "max_epochs",
+        "budget_minutes": options.budget_minutes,
+        "budget_fit": fitted,
+        "last_losses": _last_losses(result.last_losses, metrics),
+        "nonfinite_steps": result.nonfinite_steps,
+        "phases_reached": list(result.phases),  # of the epochs begun, the one a budget stopped included
+        "n_train": len(kept),
+        "n_train_too_large": len(items) - len(kept),  # more sites than max_atoms
+        "n_train_augmented": int(train_meta.get("n_augmented", 0)),
+        "augmentation": list(train_meta.get("augmentation", [])),
+        "n_val": len(v_kept),
+        **_conditions(kept),
+        "num_parameters": int(model.num_parameters()),
+        "batch_size": tc.batch_size,
+        "mixed_precision": tc.mixed_precision,
+        "ema_decay": tc.ema_decay,
+        "weights": "EMA" if trainer.ema is not None else "raw (ema_decay 0)",
+        "device": device,
+        "seconds_per_step": round(fit_seconds / result.global_step, 4) if result.global_step else None,
+        "timings_seconds": {"train_setup": round(setup_seconds, 2), "train": round(fit_seconds, 2)},
+        "seconds": round(time.perf_counter() - started, 2),
+        "hardware": hardware("cuda" if device.startswith("cuda") else "cpu"),
+        "options": dataclasses.asdict(options),
+        "config": trainer.config.to_dict(),
+        "train_data": dict(train_meta),
+        "val_data": dict(val_meta),
+    }
+    logger.info("training: %d epochs, %d steps, stopped by %s, last losses %s", result.epochs_completed,
+                result.global_step, summary["stopped_by"], summary["last_losses"])  # fmt: skip
+    return model, metrics, summary
+
+
+#: Keys of the train node's summary that hold the run's setting rather than what the training did.
+SETTING_KEYS = ("config", "train_data", "val_data", "hardware", "options")
+
+
+def training_record(summary: Mapping[str, Any]) -> dict[str, Any]:
+    """What the training did (epochs, steps, stop, losses, counts, timings), from the train node's summary:
+    everything but :data:`SETTING_KEYS`."""
+    return {k: v for k, v in summary.items() if k not in SETTING_KEYS}
+
+
 def train_model(
     train: Sequence[CrystalRecord],
     val: Sequence[CrystalRecord],
@@ -240,72 +458,8 @@ def train_model(
     train_options: Mapping[str, Any],
     initial_model: Any = None,
 ) -> tuple[Any, pd.DataFrame, dict[str, Any]]:
-    """``(model with EMA weights, metrics table (one row per step/epoch/validation), summary)``.
-
-    ``train_options`` (:class:`TrainOptions`): ``run_dir`` for the trainer's checkpoints and logs (a rerun of
-    the same run resumes there), ``augmentation`` applied to the training crystals (never to validation),
-    ``num_threads`` (torch threads while training, restored afterwards), ``progress_bar`` and ``budget_minutes``
-    (a wall-clock limit: the summary's ``stopped_by`` says whether it or ``max_epochs`` ended the run).
-    ``initial_model``: a trained model to fine-tune (its weights and data normalisation, under this
-    configuration, whose architecture must match); None trains a new model.
-    """
-    from td_data.evaluation import BAND_GAP_KEYS, FORMATION_ENERGY_KEYS, first_property
-    from td_models import torch_threads
-    from td_models.training import Trainer
-
-    config = experiment_config(model_config, physics_config, training_config)
-    options = TrainOptions.from_dict(train_options)
-    n, max_atoms = config.model_config.num_species, config.model_config.max_atoms
-    train_records = augment_records(train, options)
-    train_items = [record_to_item(r, n) for r in train_records if r.num_atoms <= max_atoms]
-    val_items = [record_to_item(r, n) for r in val if r.num_atoms <= max_atoms]
-    if len(train_items) < 2:
-        raise ValueError(f"training needs at least 2 crystals of at most max_atoms sites, got {len(train_items)}")
-    run_dir = Path(options.run_dir)
-    fingerprint = run_fingerprint(config, train_items, val_items)
-    start: Any = config
-    if initial_model is not None:
-        from td_models import TopologicalDiffusionModel
-
-        start = TopologicalDiffusionModel(config)
-        start.load_state_dict(initial_model.state_dict())  # a different architecture is refused here
-        fingerprint["initial_weights"] = _item_digest([initial_model.state_dict()])
-    resume = prepare_run_dir(run_dir, fingerprint, options.resume)
-    with torch_threads(options.num_threads):
-        trainer = Trainer(
-            start,
-            train_items,
-            val_items or None,
-            output_dir=run_dir,
-            progress_bar=options.progress_bar,
-            tensorboard=False,
-            keep_history=True,
-            fit_normalisation=initial_model is None,
-        )
-        if resume:
-            checkpoint = trainer.resume("latest")
-            logger.info("train: resuming the same run from %s after epoch %d", checkpoint, trainer.epoch)
-        result = trainer.fit(max_seconds=None if options.budget_minutes is None else 60.0 * options.budget_minutes)
-    metrics = metrics_frame(result.history)
-    model = result.model.cpu()
-    summary = {
-        "epochs_completed": result.epochs_completed,
-        "global_step": result.global_step,
-        "stopped_by": "budget" if result.time_limited else "max_epochs",
-        "budget_minutes": options.budget_minutes,
-        "last_losses": _last_losses(result.last_losses, metrics),
-        "nonfinite_steps": result.nonfinite_steps,
-        "n_train": len(train_items),
-        "n_train_augmented": len(train_items) - sum(r.num_atoms <= max_atoms for r in train),
-        "augmentation": list(options.augmentation),
-        "n_val": len(val_items),
-        "n_train_labelled": sum("topo_class" in r.labels for r in train),
-        "n_train_with_band_gap": sum(first_property(r.properties, BAND_GAP_KEYS) is not None for r in train),
-        "n_train_with_formation_energy": sum(
-            first_property(r.properties, FORMATION_ENERGY_KEYS) is not None for r in train
-        ),
-        "num_parameters": int(model.num_parameters()),
-        "config": config.to_dict(),
-    }
-    logger.info("train: %d epochs, last losses %s", result.epochs_completed, summary["last_losses"])
-    return model, metrics, summary
+    """:func:`training_items` then :func:`train_on_items`, in one call: the train pipeline's two nodes on records
+    (active learning's fine-tuning uses it)."""
+    train_items, val_items = training_items(train, val, model_config, train_options)
+    return train_on_items(train_items, model_config, physics_config, training_config, train_options,
+                          val_items=val_items, initial_model=initial_model)  # fmt: skip
