@@ -15,6 +15,7 @@ import pytest
 from pipelines.benchmark.nodes import BASELINE_LABELS, METRIC_KEYS, PROTOCOL_ENTRY_KEYS, PROTOCOL_KEYS, TABLE_ROWS
 from pipelines.benchmark.options import BenchmarkOptions
 from pipelines.benchmark.published import PUBLISHED
+from pipelines.evaluate.nodes import EvaluateOptions
 from pipelines.exceptions import ParameterError
 from pipelines.train.nodes import TrainOptions
 from tests.gpu_node import BLOCKER, kedro_run
@@ -204,9 +205,9 @@ def staged(tmp_path_factory):
     runs = {
         "prepare": kedro_run("perov5", "bench_prepare", f"output_dir={out},{DATA_TINY}"),
         "train": kedro_run("perov5", "bench_train", f"output_dir={out},{TRAIN_TINY}", blocked=True),
-        # uniqueness and novelty over 8 drawn crystals (benchmark_options.match_sample), as Carbon-24 runs them
+        # uniqueness and novelty over 8 drawn crystals (evaluate_options.match_sample), as Carbon-24 runs them
         "evaluate": kedro_run(
-            "perov5", "bench_evaluate", f"output_dir={out},{DATA_TINY},benchmark_options.match_sample=8"
+            "perov5", "bench_evaluate", f"output_dir={out},{DATA_TINY},evaluate_options.match_sample=8"
         ),
     }
     for stage, done in runs.items():
@@ -288,12 +289,20 @@ def test_stage_without_its_input_names_the_stage_that_writes_it(tmp_path):
     [
         (BenchmarkOptions, {"dataset": "mp_20"}, "benchmark_options.dataset must be one of"),
         (BenchmarkOptions, {"max_train": 0}, "benchmark_options.max_train must be an integer >= 1"),
-        (BenchmarkOptions, {"cutoffs": [0.2]}, "benchmark_options.cutoffs must be [structure, composition]"),
+        (EvaluateOptions, {"cutoffs": [0.2]}, "evaluate_options.cutoffs must be [structure, composition]"),
         (BenchmarkOptions, {"colour": "red"}, "benchmark_options has unknown keys ['colour']"),
         (BenchmarkOptions, {"baselines": ["memorise", "gan"]}, "benchmark_options.baselines must name each of"),
         (BenchmarkOptions, {"baselines": "memorise"}, "benchmark_options.baselines must be a list of baseline names"),
-        (BenchmarkOptions, {"n_wdist": 0}, "benchmark_options.n_wdist must be an integer >= 1, got 0"),
-        (BenchmarkOptions, {"seed": -1}, "benchmark_options.seed must be an integer >= 0, got -1"),
+        (EvaluateOptions, {"n_wdist": 0}, "evaluate_options.n_wdist must be an integer >= 1, got 0"),
+        (EvaluateOptions, {"seed": -1}, "evaluate_options.seed must be an integer >= 0, got -1"),
+        (EvaluateOptions, {"max_metric_candidates": -1}, "evaluate_options.max_metric_candidates must be an integer"),
+        (EvaluateOptions, {"generated_cache": "x.json"}, "evaluate_options.generated_cache must be a path to an .npz"),
+        (
+            BenchmarkOptions,
+            {"n_wdist": 10, "seed": 1},
+            "benchmark_options no longer holds the scoring (the evaluate node scores): n_wdist -> "
+            "evaluate_options.n_wdist, seed -> evaluate_options.seed",
+        ),
         (BenchmarkOptions, {"baseline_samples": 0}, "benchmark_options.baseline_samples must be an integer >= 1"),
         (TrainOptions, {"budget_minutes": -1}, "train_options.budget_minutes must be null or a number of minutes"),
         (TrainOptions, {"device": "tpu"}, "train_options.device must be one of ['auto', 'cpu', 'cuda']"),
@@ -317,8 +326,8 @@ def test_each_environment_sets_every_option():
     from pipelines.benchmark.options import YieldOptions
     from pipelines.generate.nodes import GenerateOptions
 
-    blocks = {"perov5": (BenchmarkOptions, TrainOptions, GenerateOptions),
-              "carbon24": (BenchmarkOptions, TrainOptions, GenerateOptions),
+    blocks = {"perov5": (BenchmarkOptions, TrainOptions, GenerateOptions, EvaluateOptions),
+              "carbon24": (BenchmarkOptions, TrainOptions, GenerateOptions, EvaluateOptions),
               "yield": (YieldOptions, TrainOptions, GenerateOptions)}  # fmt: skip
     for env, classes in blocks.items():
         params = yaml.safe_load((ROOT / "conf" / env / "parameters_benchmark.yml").read_text())
@@ -415,8 +424,9 @@ def test_the_budget_probe_fits_the_epochs_and_the_environment_anneals_over_them(
     assert fit["epochs"] == max(1, int(planned // 2))
 
 
-def test_the_benchmarks_train_with_the_train_node():
-    """One trainer: the benchmarks' train stages run the train pipeline's node function."""
+def test_the_benchmarks_train_and_score_with_the_main_nodes():
+    """One trainer and one scorer: the benchmarks' train stages run the train pipeline's node function, the
+    generation benchmarks' evaluate stage the evaluate pipeline's metrics node."""
     from pipelines.pipeline_registry import register_pipelines
     from pipelines.train import nodes as train_nodes
 
@@ -425,6 +435,19 @@ def test_the_benchmarks_train_with_the_train_node():
     assert train["train_model_node"] is train_nodes.train_on_items
     for stage, name in (("bench_train", "bench_train_node"), ("yield_train", "yield_train_node")):
         assert {n.name: n.func for n in pipelines[stage].nodes}[name] is train_nodes.train_on_items
+    from pipelines.evaluate import nodes as evaluate_nodes
+
+    evaluate = {n.name: n.func for n in pipelines["evaluate"].nodes}
+    scoring = {n.name: n.func for n in pipelines["bench_evaluate"].nodes}
+    assert scoring["bench_generation_quality_node"] is evaluate["generation_quality_node"]
+    assert evaluate["generation_quality_node"] is evaluate_nodes.generation_quality
+
+
+def test_the_benchmark_refuses_coverage_cutoffs_of_another_data_set():
+    from pipelines.benchmark.nodes import evaluate_options_for
+
+    with pytest.raises(ParameterError, match="coverage_dataset is 'mp_20', but benchmark_options.dataset is"):
+        evaluate_options_for(BenchmarkOptions.from_dict({"dataset": "perov_5"}), {"coverage_dataset": "mp_20"})
 
 
 def test_a_run_with_the_retired_benchmark_training_block_is_refused(tmp_path):

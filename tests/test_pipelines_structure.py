@@ -17,10 +17,10 @@ from pipelines.pipeline_registry import OUTSIDE_DEFAULT, PIPELINE_ORDER
 ROOT = Path(__file__).resolve().parents[1]
 #: Pipelines made of the other pipelines' nodes, with those they import: active learning runs generate, relax,
 #: label, evaluate's DFT verification and train in rounds (importing the nodes, not copying them); the benchmarks
-#: train with the train node and sample with the generate node.
+#: train with the train node, sample with the generate node and score with the evaluate node.
 COMPOSED = {
     "active_learning": {"generate", "relax", "label", "evaluate", "train"},
-    "benchmark": {"generate", "train"},
+    "benchmark": {"generate", "train", "evaluate"},
 }
 #: conf/base blocks that are td-models' configuration (the user guide's), validated by td_models itself.
 TD_MODELS_BLOCKS = ("model_config", "physics_config", "training_config")

@@ -10,8 +10,10 @@ the stages also run alone, with their hand-offs as catalog datasets (``conf/<env
   ``physics_config``, ``training_config`` and ``train_options``), then the generate pipeline's sampling node
   (:func:`pipelines.generate.nodes.sample_candidates`, with the environment's ``generate_options``) ->
   ``benchmark_samples`` (with the property heads' predictions);
-* ``bench_evaluate`` (td-data): the baselines built from the training crystals and scored
-  (``bench_baselines_node``); samples -> CIFs, ``metrics.json``, ``table.md`` and the figure.
+* ``bench_evaluate`` (td-data): samples -> CIFs; the evaluate pipeline's metrics node
+  (:func:`pipelines.evaluate.nodes.generation_quality`, with the environment's ``evaluate_options``) on them
+  against the test split; the baselines built from the training crystals and scored the same way
+  (``bench_baselines_node``); ``metrics.json``, ``table.md`` and the figure.
 
 ``kedro run --env yield --pipelines=yield_benchmark`` is the conditional-yield benchmark
 (:mod:`pipelines.benchmark.yields`), staged the same way: ``yield_prepare`` (labelled synthetic crystals),
@@ -27,9 +29,16 @@ from __future__ import annotations
 
 from kedro.pipeline import Pipeline, node
 
-from pipelines.benchmark.nodes import baseline_metrics, benchmark_metrics, generated_records, prepare_items
+from pipelines.benchmark.nodes import (
+    baseline_metrics,
+    benchmark_metrics,
+    generated_records,
+    prepare_items,
+    reference_crystals,
+)
 from pipelines.benchmark.yields import sample_yield_arms, yield_report, yield_training_items
 from pipelines.config import TRAIN_PARAMS
+from pipelines.evaluate.nodes import generation_quality
 from pipelines.generate.nodes import sample_candidates
 from pipelines.train.nodes import train_on_items
 
@@ -51,6 +60,7 @@ def create_pipelines() -> dict[str, Pipeline]:
     run ``benchmark``; the conditional-yield run's ``yield_prepare``, ``yield_train``, ``yield_evaluate`` and
     ``yield_benchmark``."""
     b, y, g = "params:benchmark_options", "params:yield_options", "params:generate_options"
+    e = "params:evaluate_options"
     generation = _staged(
         *RUNS[0],
         prepare=[node(prepare_items, ["benchmark_train_split", b], "benchmark_items", name="bench_prepare_items_node")],
@@ -64,12 +74,17 @@ def create_pipelines() -> dict[str, Pipeline]:
         evaluate=[
             node(generated_records, ["benchmark_samples", b], "benchmark_generated",
                  name="bench_generated_records_node"),
-            node(baseline_metrics, ["benchmark_train_split", "benchmark_test_split", "benchmark_training_summary",
-                                    "benchmark_samples", b],
+            node(reference_crystals, ["benchmark_train_split", "benchmark_test_split", "benchmark_training_summary", b],
+                 ["benchmark_train_crystals", "benchmark_test_crystals", "benchmark_reference_read"],
+                 name="bench_reference_crystals_node"),
+            node(generation_quality, ["benchmark_generated", "benchmark_test_crystals", "benchmark_train_crystals", e],
+                 "benchmark_generation_metrics", name="bench_generation_quality_node"),  # the evaluate node
+            node(baseline_metrics, ["benchmark_train_crystals", "benchmark_test_crystals", "benchmark_samples", b, e],
                  "benchmark_baselines", name="bench_baselines_node"),
             node(benchmark_metrics,
-                 ["benchmark_generated", "benchmark_training_summary", "benchmark_samples", "benchmark_train_split",
-                  "benchmark_test_split", "benchmark_baselines", b],
+                 ["benchmark_generated", "benchmark_generation_metrics", "benchmark_training_summary",
+                  "benchmark_samples", "benchmark_test_crystals", "benchmark_reference_read", "benchmark_baselines",
+                  b, e],
                  ["benchmark_metrics", "benchmark_table", "benchmark_figure"], name="bench_metrics_node"),
         ],
     )  # fmt: skip

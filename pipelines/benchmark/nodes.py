@@ -16,6 +16,7 @@ sampling uses.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -27,6 +28,7 @@ import numpy as np
 from pipelines.benchmark.options import BenchmarkOptions
 from pipelines.benchmark.published import CITATIONS, PUBLISHED
 from pipelines.devices import hardware
+from pipelines.evaluate.nodes import EvaluateOptions, score_generated
 from pipelines.exceptions import ParameterError
 from pipelines.train.nodes import training_record
 from td_physics.jsonable import to_jsonable
@@ -166,15 +168,30 @@ def training_crystals(train_split: Any, options: BenchmarkOptions, prep: Mapping
     return train
 
 
-def score(generated: list, test: list, train: list, options: BenchmarkOptions, checks: Any = None) -> dict[str, Any]:
-    """:func:`td_data.metrics.generation_metrics` of a generated set (the model's or a baseline's) with the
-    benchmark's settings: both protocols, the published one at the top level."""
-    from td_data.metrics import generation_metrics
+def reference_crystals(
+    train_split: Any, test_split: Any, training_summary: Mapping[str, Any], benchmark_options: Mapping[str, Any]
+) -> tuple[list, list, dict[str, Any]]:
+    """``(training crystals, test crystals, what was read)``: the crystals the model trained on (novelty and the
+    baselines draw from them; :func:`training_crystals` checks them against the prepare stage's record, which
+    the train node's summary carries as ``train_data``) and the test split (the first ``max_test``)."""
+    options = BenchmarkOptions.from_dict(benchmark_options)
+    started = time.perf_counter()
+    train = training_crystals(train_split, options, training_summary["train_data"])
+    test, quarantined = split_records(test_split, options.max_test)
+    read = {"test_quarantined": quarantined, "test_files": _files(test_split.records),
+            "seconds": round(time.perf_counter() - started, 2)}  # fmt: skip
+    return train, test, read
 
-    return generation_metrics(generated, test, dataset=options.dataset, train=train, cutoffs=options.coverage_cutoffs(),
-                              protocol="published", n_wdist=options.n_wdist, seed=options.seed, n_jobs=options.n_jobs,
-                              reference_cache=options.reference_cache, checks=checks,
-                              generated_cache=options.generated_cache, match_sample=options.match_sample)  # fmt: skip
+
+def evaluate_options_for(benchmark: BenchmarkOptions, evaluate_options: Mapping[str, Any]) -> EvaluateOptions:
+    """The environment's ``evaluate_options``, refused when its coverage data set is not the benchmark's."""
+    options = EvaluateOptions.from_dict(evaluate_options)
+    if options.coverage_dataset != benchmark.dataset:
+        raise ParameterError(
+            f"evaluate_options.coverage_dataset is {options.coverage_dataset!r}, but benchmark_options.dataset is "
+            f"{benchmark.dataset!r}: the coverage cutoffs must be the benchmark's; set both to the same data set"
+        )
+    return options
 
 
 def null_reasons(metrics: Mapping[str, Any]) -> dict[str, str]:
@@ -228,37 +245,36 @@ def run_meta(training_summary: Mapping[str, Any], sampling: Mapping[str, Any]) -
 
 
 def baseline_metrics(
-    train_split: Any,
-    test_split: Any,
-    training_summary: Mapping[str, Any],
+    train: list,
+    test: list,
     samples_file: tuple[list, dict],
     benchmark_options: Mapping[str, Any],
+    evaluate_options: Mapping[str, Any],
 ) -> dict[str, Any]:
     """Each of ``benchmark_options.baselines`` built from the model's training crystals, as many crystals as
-    the model's samples (or ``baseline_samples``), scored as the model is: ``{kind: {"n", "metrics",
-    "protocols", "null_reasons", "seconds"}}``, or ``{kind: {"null_reason": why}}`` for a baseline the data
-    set does not have (``td_data.exceptions.BaselineNotApplicableError``)."""
+    the model's samples (or ``baseline_samples``), scored as the model is (the evaluate node's
+    :func:`~pipelines.evaluate.nodes.score_generated`): ``{kind: {"n", "metrics", "protocols", "null_reasons",
+    "seconds"}}``, or ``{kind: {"null_reason": why}}`` for a baseline the data set does not have
+    (``td_data.exceptions.BaselineNotApplicableError``)."""
     from td_data.evaluation.baselines import baseline_records
     from td_data.exceptions import BaselineNotApplicableError
 
     options = BenchmarkOptions.from_dict(benchmark_options)
-    meta = run_meta(training_summary, samples_file[1])
+    scoring = evaluate_options_for(options, evaluate_options)
     if not options.baselines:
         return {}
-    train = training_crystals(train_split, options, meta["train_data"])
-    test, _ = split_records(test_split, options.max_test)
-    n = options.baseline_samples or meta["sampling"]["n_requested"]
+    n = options.baseline_samples or samples_file[1]["n_requested"]
     out: dict[str, Any] = {}
     for kind in options.baselines:
         t0 = time.perf_counter()
         try:
-            records = baseline_records(kind, train, n, dataset=options.dataset, seed=options.seed,
-                                       n_jobs=options.n_jobs)  # fmt: skip
+            records = baseline_records(kind, train, n, dataset=options.dataset, seed=scoring.seed,
+                                       n_jobs=scoring.n_jobs)  # fmt: skip
         except BaselineNotApplicableError as err:
             out[kind] = {"null_reason": str(err)}
             logger.info("baseline %s: not applicable (%s)", kind, err)
             continue
-        out[kind] = {"n": len(records), **summarise(score(records, test, train, options)),
+        out[kind] = {"n": len(records), **summarise(score_generated(records, test, train, scoring)),
                      "seconds": round(time.perf_counter() - t0, 2)}  # fmt: skip
         logger.info("baseline %s: %d crystals scored in %.1f s", kind, len(records), out[kind]["seconds"])
     return to_jsonable(out, strict=False)
@@ -304,7 +320,7 @@ def markdown_table(rows: Sequence[Mapping[str, Any]], baselines: Mapping[str, An
     return "\n".join(lines)
 
 
-def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
+def caveats(summary: Mapping[str, Any], options: BenchmarkOptions, scoring: EvaluateOptions) -> list[str]:
     """The lines under the tables: what the protocols are and why the comparison is not like for like."""
     tr, data, mc = summary["training"], summary["data"], summary["config"]["model_config"]
     budget = "none (trained to max_epochs)" if tr["budget_minutes"] is None else f"{tr['budget_minutes']:g} min"
@@ -329,8 +345,8 @@ def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
     if summary["n_match_sample"] < summary["n_generated"]:
         subset.append(
             f"Uniqueness and novelty (no published table has them) use {summary['n_match_sample']:,} of the "
-            f"{summary['n_generated']:,} generated crystals, drawn at random (seed {options.seed}; "
-            "benchmark_options.match_sample), and at most as many of each baseline's: StructureMatcher compares "
+            f"{summary['n_generated']:,} generated crystals, drawn at random (seed {scoring.seed}; "
+            "evaluate_options.match_sample), and at most as many of each baseline's: StructureMatcher compares "
             "every pair of one formula and cell size."
         )
     published, legacy = summary["protocols"]["published"], summary["protocols"]["legacy"]
@@ -359,7 +375,7 @@ def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
     if summary["baselines"]:
         notes.append(
             f"Baselines, built in this run from the same {data['n_train']:,} training crystals (seed "
-            f"{options.seed}) and scored the same way: "
+            f"{scoring.seed}) and scored the same way: "
             + "; ".join(f"{BASELINE_LABELS[k]}: {summary['baselines'][k]['n']:,} crystals" for k in applied)
             + "".join(
                 f"; {BASELINE_LABELS[k]}: n/a, {b['null_reason']}"
@@ -373,42 +389,47 @@ def caveats(summary: Mapping[str, Any], options: BenchmarkOptions) -> list[str]:
 
 def benchmark_metrics(
     generated: list,
+    generation_metrics: Mapping[str, Any],
     training_summary: Mapping[str, Any],
     samples_file: tuple[list, dict],
-    train_split: Any,
-    test_split: Any,
+    test: list,
+    read: Mapping[str, Any],
     baselines: Mapping[str, Any],
     benchmark_options: Mapping[str, Any],
+    evaluate_options: Mapping[str, Any],
 ) -> tuple[dict[str, Any], str, Any]:
-    """``(metrics.json content, table.md text, figure)`` of the generated crystals against the test split, beside
+    """``(metrics.json content, table.md text, figure)``: the evaluate node's metrics of the generated crystals
+    (``generation_metrics``, :func:`pipelines.evaluate.nodes.generation_quality` against the test split) beside
     the baselines (:func:`baseline_metrics`) and the published rows.
 
-    Novelty is measured against the same training crystals the model trained on (``max_train`` must equal the
-    prepare stage's, a ParameterError otherwise)."""
-    from td_data.metrics import check_generated
+    Novelty is measured against the same training crystals the model trained on (:func:`reference_crystals`:
+    ``max_train`` must equal the prepare stage's, a ParameterError otherwise)."""
+    from td_data.metrics import validity_flags
 
     options = BenchmarkOptions.from_dict(benchmark_options)
+    scoring = evaluate_options_for(options, evaluate_options)
+    if scoring.max_metric_candidates is not None:
+        raise ParameterError(
+            f"evaluate_options.max_metric_candidates is {scoring.max_metric_candidates}, but the benchmark scores "
+            "every generated crystal: set it to null"
+        )
     started = time.perf_counter()
     samples = samples_file[0]
     meta = run_meta(training_summary, samples_file[1])
     prep = meta["train_data"]
+    metrics = generation_metrics
+    timings = {"load_data": read["seconds"], "metrics": metrics["seconds"]}
     t0 = time.perf_counter()
-    train = training_crystals(train_split, options, prep)
-    test, test_quarantined = split_records(test_split, options.max_test)
-    timings = {"load_data": time.perf_counter() - t0}
-    t0 = time.perf_counter()
-    checks = check_generated(generated, n_jobs=options.n_jobs, cache=options.generated_cache)
-    metrics = score(generated, test, train, options, checks=checks)
-    timings["metrics"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    fig = figure(generated, checks.valid, test, options.title)
+    struct_ok, comp_ok = validity_flags(generated)
+    fig = figure(generated, np.asarray(struct_ok) & np.asarray(comp_ok), test, options.title)
     timings["figure"] = time.perf_counter() - t0
     timings["baselines"] = sum(b.get("seconds", 0.0) for b in baselines.values())
     n_requested = meta["sampling"]["n_requested"]
-    cutoffs = options.coverage_cutoffs()
+    cutoffs = scoring.coverage_cutoffs()
     ours = summarise(metrics)
     rows = table_rows(ours, baselines, options.dataset)
-    evaluate_seconds = time.perf_counter() - started + timings["baselines"]  # the baselines ran in their own node
+    # the reference crystals, the metrics and the baselines ran in their own nodes
+    evaluate_seconds = time.perf_counter() - started + timings["load_data"] + timings["metrics"] + timings["baselines"]
     stages = {
         "prepare": {"hardware": prep.get("hardware"), "seconds": prep.get("seconds")},
         "train": {"hardware": meta["hardware"], "seconds": meta.get("seconds"), "options": meta.get("options")},
@@ -437,21 +458,22 @@ def benchmark_metrics(
         "*_joint: one crystal within both cutoffs",
         "data": {
             "train_files": prep["train_files"],
-            "test_files": _files(test_split.records),
+            "test_files": read["test_files"],
             "n_train": prep["n_train"],
             "n_test": len(test),
             "max_train": prep["max_train"],
             "max_test": options.max_test,
             "train_quarantined": prep["train_quarantined"],
-            "test_quarantined": test_quarantined,
+            "test_quarantined": read["test_quarantined"],
             "train_atom_counts": prep["train_atom_counts"],
             "full_train_split": options.full_train_split,
-            "novelty_against": f"the {len(train)} training crystals used here",
+            "novelty_against": f"the {prep['n_train']} training crystals used here",
         },
         "parameters": meta["num_parameters"],
         "config": meta["config"],
         "training": training_record(training_summary),
         "sampling": meta["sampling"],
+        "composition": metrics.get("composition"),  # elements and atoms per cell, charge balance, against training
         "timings_seconds": {k: round(v, 2) for k, v in all_timings.items()},
         "hardware": meta["hardware"],  # where the model trained and sampled
         "stages": stages,
@@ -459,9 +481,10 @@ def benchmark_metrics(
             "benchmark_options": {**benchmark_options},
             "train_options": meta.get("options"),
             "generate_options": {k: meta["sampling"].get(k) for k in GENERATE_KEYS},
+            "evaluate_options": dataclasses.asdict(scoring),
         },
     }
-    notes = caveats(summary, options)
+    notes = caveats(summary, options, scoring)
     summary["caveats"] = notes
     table = (
         f"# {options.title} de-novo generation\n\n"
@@ -475,7 +498,7 @@ def benchmark_metrics(
 
 
 def figure(generated: list, valid: np.ndarray, test: list, title: str) -> Any:
-    """Density and #elements histograms (valid generated vs test) and element frequencies."""
+    """Density and #elements histograms (generated crystals with ``valid`` true vs test) and element frequencies."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -492,7 +515,8 @@ def figure(generated: list, valid: np.ndarray, test: list, title: str) -> Any:
     bins = np.linspace(0.0, hi, 40)
     ax.hist(np.clip(d_test, 0, hi), bins=bins, density=True, alpha=0.6, label=f"test ({len(test)})")
     if len(d_gen):
-        ax.hist(np.clip(d_gen, 0, hi), bins=bins, density=True, alpha=0.6, label=f"generated, valid ({len(d_gen)})")
+        ax.hist(np.clip(d_gen, 0, hi), bins=bins, density=True, alpha=0.6,
+                label=f"generated, valid structure and composition ({len(d_gen)})")  # fmt: skip
     ax.set_xlabel("density (g/cm$^3$)")
     ax.legend(fontsize=8)
     ax = axes[1]

@@ -1,6 +1,7 @@
-"""The benchmarks' parameter blocks: ``benchmark_options`` (data and metrics) and ``yield_options``. The
-training is the train pipeline's node and blocks (``model_config``, ``physics_config``, ``training_config``,
-``train_options``), the sampling the generate pipeline's (``generate_options``), each environment with its own.
+"""The benchmarks' parameter blocks: ``benchmark_options`` (data, published table, baselines) and
+``yield_options``. The training is the train pipeline's node and blocks (``model_config``, ``physics_config``,
+``training_config``, ``train_options``), the sampling the generate pipeline's (``generate_options``), the scoring
+the evaluate pipeline's (``evaluate_options``), each environment with its own.
 
 Both are read by :meth:`OptionsBlock.from_dict`, so an unknown key or a value outside its rule is a
 :class:`~pipelines.exceptions.ParameterError` that names the key and the value.
@@ -41,33 +42,39 @@ def _positive_number(block: str, name: str, value: Any, optional: bool = False) 
         raise ParameterError(f"{block}.{name} must be a number > 0{none}, got {value!r}")
 
 
+#: benchmark_options keys of the scoring before it became the evaluate node's: they moved to evaluate_options
+MOVED_TO_EVALUATE = ("cutoffs", "n_jobs", "reference_cache", "generated_cache", "n_wdist", "match_sample", "seed")
+
+
 @dataclass(frozen=True)
 class BenchmarkOptions(OptionsBlock):
-    """``benchmark_options``: which published protocol, how much of the data, how the metrics run."""
+    """``benchmark_options``: which published protocol, how much of the data, which baselines. The scoring is the
+    evaluate node's, with the environment's ``evaluate_options`` (keys that lived here before:
+    :data:`MOVED_TO_EVALUATE`)."""
 
     block: ClassVar[str] = "benchmark_options"
 
     name: str = "perov5"  # the run's name: outputs/<name>/, the table's title
-    dataset: str = "perov_5"  # the protocol: coverage cutoffs and published numbers (perov_5 | carbon_24)
+    dataset: str = "perov_5"  # the published table (perov_5 | carbon_24); evaluate_options.coverage_dataset agrees
     title: str = "Perov-5"  # the data set's name in the table, figure and caveats
     train_description: str = "Perov-5 val + the first 1,024 of train, 4,811 in all"  # what the model trains on
     full_train_split: int = 11_356  # crystals in the train split the published models used
     max_train: int | None = None  # the first N training crystals only (smoke runs)
     max_test: int | None = None  # the first N test crystals only (smoke runs)
-    cutoffs: tuple[float, float] | None = None  # coverage (structure, composition); null: the dataset's (CDVAE)
-    n_jobs: int = 1  # worker processes for the fingerprints and the random-structure baseline
-    reference_cache: str | None = None  # the test split's fingerprints (.npz), reused by a second run; null: none
-    # fingerprints of the generated crystals and the baselines (.npz), written every minute while they are computed:
-    # an interrupted evaluate stage resumes from it; null: none
-    generated_cache: str | None = None
-    n_wdist: int = 1000  # valid crystals drawn for the published protocol's Wasserstein distances (DiffCSP's)
-    # crystals drawn (with seed) for uniqueness and novelty, StructureMatcher pairs within a formula and cell size;
-    # null: all. One element (Carbon-24) puts 10,000 crystals in a few groups: tens of millions of matches
-    match_sample: int | None = None
-    seed: int = 0  # the Wasserstein draw and the baselines' draws
-    # baselines scored in the same run (td_data.evaluation.baselines.BASELINES); an empty list: none
+    # baselines scored in the same run (td_data.evaluation.baselines.BASELINES), drawn with evaluate_options.seed;
+    # an empty list: none
     baselines: tuple[str, ...] = ("memorise", "random_structures", "prototype")
     baseline_samples: int | None = None  # crystals per baseline; null: as many as the model's samples
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> BenchmarkOptions:
+        """The block from its YAML mapping; a scoring key that moved to ``evaluate_options`` is refused with its
+        new name."""
+        moved = sorted(set(data or {}) & set(MOVED_TO_EVALUATE))
+        if moved:
+            where = ", ".join(f"{k} -> evaluate_options.{k}" for k in moved)
+            raise ParameterError(f"{cls.block} no longer holds the scoring (the evaluate node scores): {where}")
+        return super().from_dict(data)
 
     def __post_init__(self) -> None:
         b = self.block
@@ -78,23 +85,7 @@ class BenchmarkOptions(OptionsBlock):
         _positive_int(b, "full_train_split", self.full_train_split)
         _positive_int(b, "max_train", self.max_train, optional=True)
         _positive_int(b, "max_test", self.max_test, optional=True)
-        _positive_int(b, "n_jobs", self.n_jobs)
-        if self.cutoffs is not None:
-            cutoffs = tuple(self.cutoffs) if isinstance(self.cutoffs, (list, tuple)) else ()
-            if len(cutoffs) != 2:
-                raise ParameterError(f"{b}.cutoffs must be [structure, composition] or null, got {self.cutoffs!r}")
-            for value in cutoffs:
-                _positive_number(b, "cutoffs", value)
-            object.__setattr__(self, "cutoffs", tuple(float(c) for c in cutoffs))
-        for name in ("reference_cache", "generated_cache"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, str) or not value.endswith(".npz")):
-                raise ParameterError(f"{b}.{name} must be a path to an .npz file or null, got {value!r}")
-        _positive_int(b, "n_wdist", self.n_wdist)
-        _positive_int(b, "match_sample", self.match_sample, optional=True)
         _positive_int(b, "baseline_samples", self.baseline_samples, optional=True)
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ParameterError(f"{b}.seed must be an integer >= 0, got {self.seed!r}")
         if not isinstance(self.baselines, (list, tuple)):
             raise ParameterError(
                 f"{b}.baselines must be a list of baseline names ([] for none), got {self.baselines!r}"
@@ -107,12 +98,6 @@ class BenchmarkOptions(OptionsBlock):
                 f"{b}.baselines must name each of {list(BASELINES)} at most once, got {list(self.baselines)!r}"
             )
         object.__setattr__(self, "baselines", tuple(self.baselines))
-
-    def coverage_cutoffs(self) -> tuple[float, float]:
-        """``cutoffs``, or the published ones of ``dataset`` (CDVAE's ``COV_Cutoffs``)."""
-        from td_data.metrics import COVERAGE_CUTOFFS
-
-        return self.cutoffs if self.cutoffs is not None else tuple(COVERAGE_CUTOFFS[self.dataset])
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 import pandas as pd
 
-from pipelines._options import OptionsBlock, is_int
+from pipelines._options import OptionsBlock, is_int, is_number
 from pipelines.dft import dft_crystal, dft_settings, run_dft
 from pipelines.exceptions import ParameterError
 from td_data import CrystalRecord
@@ -30,30 +31,90 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class EvaluateOptions(OptionsBlock):
-    """The ``evaluate_options`` block of ``parameters_evaluate.yml``."""
+    """The ``evaluate_options`` block of ``parameters_evaluate.yml`` (the benchmarks' environments set their own)."""
 
     block: ClassVar[str] = "evaluate_options"
 
     coverage_dataset: str = "mp_20"  # coverage cutoffs of td_data.metrics.COVERAGE_CUTOFFS (perov_5, carbon_24, mp_20)
-    max_metric_candidates: int = 24  # the metrics take the first N candidates (CrystalNN fingerprints are slow)
+    # the metrics take the first N candidates (CrystalNN fingerprints are slow); None: all of them
+    max_metric_candidates: int | None = 24
     max_relabel: int = 6  # candidates re-labelled by the physics labeller
     max_relabel_atoms: int | None = 4  # larger candidates are not re-labelled; None: label_options.max_atoms
+    cutoffs: tuple[float, float] | None = None  # coverage (structure, composition); None: coverage_dataset's
+    n_wdist: int = 1000  # valid crystals drawn for the published protocol's Wasserstein distances (DiffCSP's)
+    seed: int = 0  # that draw's seed
+    n_jobs: int = 1  # worker processes of the fingerprints
+    # crystals drawn (with seed) for uniqueness and novelty, StructureMatcher pairs within a formula and cell size;
+    # None: all
+    match_sample: int | None = None
+    reference_cache: str | None = None  # the test crystals' fingerprints (.npz), reused by a later run; None: none
+    # the generated crystals' fingerprints (.npz), written every minute while they are computed, so an
+    # interrupted run resumes; None: none
+    generated_cache: str | None = None
 
     def __post_init__(self) -> None:
         from td_data.metrics import COVERAGE_CUTOFFS
 
+        b = self.block
         if self.coverage_dataset not in COVERAGE_CUTOFFS:
             raise ParameterError(
-                f"evaluate_options.coverage_dataset must be one of {sorted(COVERAGE_CUTOFFS)}, "
-                f"got {self.coverage_dataset!r}"
+                f"{b}.coverage_dataset must be one of {sorted(COVERAGE_CUTOFFS)}, got {self.coverage_dataset!r}"
             )
-        for name in ("max_metric_candidates", "max_relabel"):
-            value = getattr(self, name)
-            if not is_int(value) or value < 0:
-                raise ParameterError(f"evaluate_options.{name} must be an integer >= 0, got {value!r}")
+        if self.max_metric_candidates is not None and (
+            not is_int(self.max_metric_candidates) or self.max_metric_candidates < 0
+        ):
+            raise ParameterError(
+                f"{b}.max_metric_candidates must be an integer >= 0 or null, got {self.max_metric_candidates!r}"
+            )
+        if not is_int(self.max_relabel) or self.max_relabel < 0:
+            raise ParameterError(f"{b}.max_relabel must be an integer >= 0, got {self.max_relabel!r}")
         atoms = self.max_relabel_atoms
         if atoms is not None and (not is_int(atoms) or atoms < 1):
-            raise ParameterError(f"evaluate_options.max_relabel_atoms must be an integer >= 1 or null, got {atoms!r}")
+            raise ParameterError(f"{b}.max_relabel_atoms must be an integer >= 1 or null, got {atoms!r}")
+        if self.cutoffs is not None:
+            cutoffs = tuple(self.cutoffs) if isinstance(self.cutoffs, (list, tuple)) else ()
+            if len(cutoffs) != 2 or not all(is_number(c) and math.isfinite(c) and c > 0 for c in cutoffs):
+                raise ParameterError(
+                    f"{b}.cutoffs must be [structure, composition] (numbers > 0) or null, got {self.cutoffs!r}"
+                )
+            object.__setattr__(self, "cutoffs", tuple(float(c) for c in cutoffs))
+        for name in ("n_wdist", "n_jobs"):
+            value = getattr(self, name)
+            if not is_int(value) or value < 1:
+                raise ParameterError(f"{b}.{name} must be an integer >= 1, got {value!r}")
+        if self.match_sample is not None and (not is_int(self.match_sample) or self.match_sample < 1):
+            raise ParameterError(f"{b}.match_sample must be an integer >= 1 or null, got {self.match_sample!r}")
+        if not is_int(self.seed) or self.seed < 0:
+            raise ParameterError(f"{b}.seed must be an integer >= 0, got {self.seed!r}")
+        for name in ("reference_cache", "generated_cache"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.endswith(".npz")):
+                raise ParameterError(f"{b}.{name} must be a path to an .npz file or null, got {value!r}")
+
+    def coverage_cutoffs(self) -> tuple[float, float]:
+        """``cutoffs``, or the published ones of ``coverage_dataset`` (CDVAE's ``COV_Cutoffs``)."""
+        from td_data.metrics import COVERAGE_CUTOFFS
+
+        return self.cutoffs if self.cutoffs is not None else tuple(COVERAGE_CUTOFFS[self.coverage_dataset])
+
+
+def score_generated(
+    generated: Sequence[CrystalRecord],
+    test: Sequence[CrystalRecord],
+    train: Sequence[CrystalRecord],
+    options: EvaluateOptions,
+    checks: Any = None,
+) -> dict[str, Any]:
+    """:func:`td_data.metrics.generation_metrics` of a generated set (candidates, benchmark samples or a
+    baseline's crystals) with ``options``: both protocols, the published one at the top level. ``checks``: the
+    set's :func:`td_data.metrics.check_generated`, when already made."""
+    from td_data.metrics import generation_metrics
+
+    return generation_metrics(list(generated), list(test), dataset=options.coverage_dataset, train=list(train),
+                              cutoffs=options.coverage_cutoffs(), protocol="published", n_wdist=options.n_wdist,
+                              seed=options.seed, n_jobs=options.n_jobs, reference_cache=options.reference_cache,
+                              checks=checks, generated_cache=options.generated_cache,
+                              match_sample=options.match_sample)  # fmt: skip
 
 
 def generation_quality(
@@ -62,26 +123,29 @@ def generation_quality(
     train: Sequence[CrystalRecord],
     evaluate_options: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Validity, COV-R/COV-P, Wasserstein distances, uniqueness and novelty (against ``train``).
+    """Validity, COV-R/COV-P, Wasserstein distances, uniqueness and novelty (against ``train``) of the first
+    ``max_metric_candidates`` candidates (:func:`score_generated`), and the composition statistics of all of them
+    against the training crystals (:func:`composition_statistics`); ``seconds``: how long it took.
 
     ``evaluate_options.coverage_dataset`` picks the coverage cutoffs (``mp_20`` for MP-20-like data, the
-    default for the synthetic set of at most 20 sites). The test split is the reference set.
+    default for the synthetic set of at most 20 sites). The test split is the reference set. The benchmarks'
+    evaluate stages run this node on their generated crystals, with their environment's ``evaluate_options``.
     """
-    from td_data.metrics import generation_metrics
-
     if not candidates:
         return {"n_generated": 0, "error": "no candidate was a valid record"}
+    started = time.perf_counter()
     opts = EvaluateOptions.from_dict(evaluate_options)
     dataset, n_max = opts.coverage_dataset, opts.max_metric_candidates
     # CrystalNN fingerprints cost about a second per crystal here (more for the huge cells of an undertrained
-    # model), so the metrics use the first n_max candidates (in sampling order, no selection)
-    used = list(candidates)[:n_max]
-    metrics = generation_metrics(used, list(test), dataset=dataset, train=list(train), n_jobs=1)
+    # model), so the main job's metrics use the first n_max candidates (in sampling order, no selection)
+    used = list(candidates)[:n_max] if n_max is not None else list(candidates)
+    metrics = score_generated(used, test, train, opts)
     metrics = {k: (v.item() if hasattr(v, "item") else v) for k, v in metrics.items()}
     metrics["reference"] = f"test split ({len(test)} crystals), coverage cutoffs of {dataset}"
     metrics["coverage_dataset"] = dataset
     metrics["candidates_used"] = f"first {len(used)} of {len(candidates)} candidates"
     metrics["composition"] = composition_statistics(candidates, train)
+    metrics["seconds"] = round(time.perf_counter() - started, 2)
     return metrics
 
 
