@@ -164,8 +164,9 @@ def sample_candidates(
     """``(samples, sampling summary)``: ``n_candidates`` crystals for ``physics_config``'s class and band-gap range
     (``conditioned: false``: no condition, the learned null, w = 1), with the property heads' predictions.
 
-    The guidance (classifier-free ``guidance_scale`` and the penalty step from ``constraint_weight``) comes from
-    ``physics_config``, the run's parameters, not from the configuration the model was trained with. The pair is
+    The guidance (classifier-free ``guidance_scale``, the penalty step from ``constraint_weight`` and the
+    penalties' bounds ``min_distance`` and ``volume_per_atom_range``) comes from ``physics_config``, the run's
+    parameters, not from the configuration the model was trained with. The pair is
     a ``td_models.save_crystals`` file's contents, so a catalog can hand it from a GPU node to the CPU half.
     """
     from td_data.evaluation import requested_class

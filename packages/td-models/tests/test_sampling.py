@@ -157,6 +157,9 @@ def test_sampling_options_refuse_bad_values_naming_the_rule_and_the_value():
         ({"corrector_steps": -1}, ConfigError, "corrector_steps must be >= 0, got -1"),
         ({"corrector_step_lr": 0.0}, ConfigError, "corrector_step_lr must be a finite number > 0, got 0.0"),
         ({"physics_guidance": -0.1}, ConfigError, r"physics_guidance must be a finite number >= 0 or None, got -0.1"),
+        ({"min_distance": 0.0}, ConfigError, r"min_distance must be a finite number > 0 or None, got 0.0"),
+        ({"volume_per_atom_range": (60.0, 5.0)}, ConfigError, r"volume_per_atom_range must be None or \(low, high\)"),
+        ({"volume_per_atom_range": (5.0,)}, ConfigError, r"volume_per_atom_range must be None or \(low, high\)"),
         ({"property_guidance": -1.0}, ConfigError, "property_guidance must be a finite number >= 0, got -1.0"),
         ({"volume_guidance": -0.1}, ConfigError, "volume_guidance must be a finite number >= 0, got -0.1"),
         ({"volume_tolerance": 1.0}, ConfigError, "volume_tolerance must be a finite number > 1, got 1.0"),
@@ -229,6 +232,27 @@ def test_default_options_are_what_sample_always_did():
     assert not np.allclose(
         conditioned[0]["lattice"], model.sample(2, num_atoms=3, topo_class="trivial", guidance_scale=1.0)[0]["lattice"]
     )
+
+
+def test_the_physics_guidance_takes_its_bounds_from_the_options_or_the_model():
+    """min_distance and volume_per_atom_range: unset, the model's physics_config (the same crystals as giving
+    them); given, they move the crystals; guidance_defaults hands a PhysicsConfig's bounds to sample."""
+    from td_models.config import PhysicsConfig
+    from td_models.sampling import guidance_defaults
+
+    model = tiny_model()
+    for p in model.parameters():
+        torch.nn.init.normal_(p, std=0.1)
+    pc = model.config.physics_config
+    base = {"num_atoms": 3, "steps": 10, "physics_guidance": 0.5}
+    unset = model.sample(2, **base)
+    model_bounds = {"min_distance": pc.min_distance, "volume_per_atom_range": pc.volume_per_atom_range}
+    assert_same_crystals(unset, model.sample(2, **base, **model_bounds))
+    wider = model.sample(2, **base, min_distance=50.0)  # beyond every distance of these cells: the penalty acts
+    assert not all(np.allclose(a["lattice"], b["lattice"]) for a, b in zip(unset, wider))
+    other = PhysicsConfig(min_distance=1.25, volume_per_atom_range=(4.0, 30.0), constraint_weight=3.0)
+    assert guidance_defaults(other) == {"guidance_scale": other.guidance_scale, "physics_guidance": 0.03,
+                                        "min_distance": 1.25, "volume_per_atom_range": (4.0, 30.0)}  # fmt: skip
 
 
 def test_torch_threads_restores_the_setting_even_when_the_block_raises():

@@ -110,6 +110,10 @@ class SamplingOptions:
     corrector_steps: int = 0  # Langevin corrector steps on coordinates per reverse step (DiffCSP uses 1)
     corrector_step_lr: float = 1e-5  # size of a corrector step
     physics_guidance: float | None = None  # penalty-guidance step; None: 0.01 * constraint_weight; 0: off
+    # Angstrom: the physics guidance pushes apart atoms closer than this; None: physics_config.min_distance
+    min_distance: float | None = None
+    # Angstrom^3 per atom: the physics guidance's density window; None: physics_config.volume_per_atom_range
+    volume_per_atom_range: tuple[float, float] | None = None
     property_guidance: float = 0.0  # scale of the property-head guidance; 0: off
     # step of the composition-volume guidance: each cell's volume held within [V / f, f V] (f: volume_tolerance),
     # V the sum of its atoms' element volumes fitted on the training crystals (weighted by the predicted species);
@@ -139,6 +143,16 @@ class SamplingOptions:
             raise ConfigError(f"corrector_steps must be >= 0, got {self.corrector_steps!r}")
         _check_real("corrector_step_lr", self.corrector_step_lr, low=0.0, low_open=True)
         _check_real("physics_guidance", self.physics_guidance, allow_none=True, low=0.0)
+        _check_real("min_distance", self.min_distance, allow_none=True, low=0.0, low_open=True)
+        if self.volume_per_atom_range is not None:
+            window = tuple(self.volume_per_atom_range) if isinstance(self.volume_per_atom_range, (list, tuple)) else ()
+            real = all(isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) for v in window)
+            if len(window) != 2 or not real or not 0 < window[0] < window[1] < math.inf:
+                raise ConfigError(
+                    f"volume_per_atom_range must be None or (low, high) with 0 < low < high, got "
+                    f"{self.volume_per_atom_range!r}"
+                )
+            object.__setattr__(self, "volume_per_atom_range", (float(window[0]), float(window[1])))
         _check_real("property_guidance", self.property_guidance, low=0.0)
         _check_real("volume_guidance", self.volume_guidance, low=0.0)
         _check_real("volume_tolerance", self.volume_tolerance, low=1.0, low_open=True)
@@ -248,7 +262,8 @@ def sample(model: nn.Module, n: int, options: SamplingOptions | None = None, **o
 
 def guidance_defaults(physics_config: Any) -> dict[str, float]:
     """The guidance a :class:`~td_models.config.PhysicsConfig` asks for: ``guidance_scale`` (its classifier-free
-    scale) and ``physics_guidance`` (0.01 times its ``constraint_weight``), as keywords of :func:`sample`.
+    scale), ``physics_guidance`` (0.01 times its ``constraint_weight``) and the penalties' bounds
+    ``min_distance`` and ``volume_per_atom_range``, as keywords of :func:`sample`.
 
     :func:`sample` takes them from the model's own ``physics_config`` when they are not given; a caller whose
     physics settings may differ from the training run's (a pipeline's parameters) passes these instead.
@@ -256,11 +271,14 @@ def guidance_defaults(physics_config: Any) -> dict[str, float]:
     return {
         "guidance_scale": float(physics_config.guidance_scale),
         "physics_guidance": 0.01 * float(physics_config.constraint_weight),
+        "min_distance": float(physics_config.min_distance),
+        "volume_per_atom_range": tuple(float(v) for v in physics_config.volume_per_atom_range),
     }
 
 
 def _resolve(model: nn.Module, options: SamplingOptions) -> SamplingOptions:
-    """``options`` with the values the model decides filled in: steps, guidance_scale, physics_guidance, chern.
+    """``options`` with the values the model decides filled in: steps, guidance_scale, physics_guidance, the
+    penalties' bounds, chern.
 
     Checks the rules that need the model (``steps <= num_steps``, ``|chern| <= max_abs_chern``).
     Without a condition the guidance scale is 1 (plain sampling, whatever was asked).
@@ -286,7 +304,13 @@ def _resolve(model: nn.Module, options: SamplingOptions) -> SamplingOptions:
         )
     chern = _chern_target(model, options.topo_class, options.chern)
     return dataclasses.replace(
-        options, steps=steps, guidance_scale=guidance_scale, physics_guidance=physics_guidance, chern=chern
+        options,
+        steps=steps,
+        guidance_scale=guidance_scale,
+        physics_guidance=physics_guidance,
+        chern=chern,
+        min_distance=defaults["min_distance"] if options.min_distance is None else options.min_distance,
+        volume_per_atom_range=options.volume_per_atom_range or defaults["volume_per_atom_range"],
     )
 
 
@@ -491,8 +515,9 @@ def _sample_chunk(
                 expected = (torch.softmax(logits.double(), dim=-1) * model.species_volume.double()).sum(dim=-1)
                 cells = torch.zeros(num_crystals, dtype=torch.float64, device=device)
                 volume = (cells.index_add_(0, batch_index, expected), options.volume_tolerance, options.volume_guidance)
+            bounds = (options.min_distance, *options.volume_per_atom_range)
             eps, score = _physics_guidance(
-                model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, physics_guidance, volume
+                model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, physics_guidance, bounds, volume
             )
         if property_guidance > 0 and cls >= 0:
             eps, score = _property_guidance(
@@ -546,25 +571,26 @@ def _charge_rule_applies(rule: CompositionRule | None, num_atoms: torch.Tensor, 
     return feasible
 
 
-def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step, volume=None):
+def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step, bounds, volume=None):
     """Move the clean estimate down the penalty gradient and return the matching (eps, score).
+
+    ``bounds``: ``(min_distance, low, high)``, the shortest distance (Angstrom) and the volume-per-atom window
+    (Angstrom^3) of the penalties.
 
     The step is scaled by ``alpha_bar(t)`` (the clean estimate means little at high noise) and
     bounded: at most 5 % of the lattice's norm and 0.05 of the cell in fractional coordinates.
     ``volume``: ``((B,) expected cell volumes in Angstrom^3, tolerance, step)`` adds the composition's volume
     penalty (:func:`~td_models.constraints.composition_volume_penalty`) with its own step, or None.
     """
-    pc = model.config.physics_config
+    d_min, low, high = bounds
     ab = model.lattice_process.alpha_bar(t).to(lattice.dtype).reshape(-1, 1, 1)  # (B, 1, 1)
     with torch.enable_grad():
         lattice0, frac0 = model.clean_estimate(lattice, frac, t, t_atoms, eps, score, num_atoms)
         lattice0 = lattice0.detach().requires_grad_(True)
         frac0 = frac0.detach().requires_grad_(True)
         dense, _, mask = to_dense(frac0, batch_index, num_atoms, pad_species=0)
-        low, high = pc.volume_per_atom_range
         penalty = step * (
-            min_distance_penalty(lattice0, dense, mask, d_min=pc.min_distance)
-            + density_penalty(lattice0, num_atoms, low, high)
+            min_distance_penalty(lattice0, dense, mask, d_min=d_min) + density_penalty(lattice0, num_atoms, low, high)
         )
         if volume is not None:
             expected, tolerance, volume_step = volume
