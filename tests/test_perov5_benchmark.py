@@ -443,11 +443,14 @@ def test_the_benchmarks_train_and_score_with_the_main_nodes():
     assert evaluate["generation_quality_node"] is evaluate_nodes.generation_quality
 
 
-def test_the_benchmark_refuses_coverage_cutoffs_of_another_data_set():
+def test_the_benchmark_refuses_another_data_sets_cutoffs_and_a_partial_scoring():
     from pipelines.benchmark.nodes import evaluate_options_for
 
+    perov5 = BenchmarkOptions.from_dict({"dataset": "perov_5"})
     with pytest.raises(ParameterError, match="coverage_dataset is 'mp_20', but benchmark_options.dataset is"):
-        evaluate_options_for(BenchmarkOptions.from_dict({"dataset": "perov_5"}), {"coverage_dataset": "mp_20"})
+        evaluate_options_for(perov5, {"coverage_dataset": "mp_20", "max_metric_candidates": None})
+    with pytest.raises(ParameterError, match="max_metric_candidates is 24, but the benchmark scores every generated"):
+        evaluate_options_for(perov5, {"coverage_dataset": "perov_5", "max_metric_candidates": 24})
 
 
 def test_a_run_with_the_retired_benchmark_training_block_is_refused(tmp_path):

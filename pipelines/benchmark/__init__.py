@@ -74,7 +74,8 @@ def create_pipelines() -> dict[str, Pipeline]:
         evaluate=[
             node(generated_records, ["benchmark_samples", b], "benchmark_generated",
                  name="bench_generated_records_node"),
-            node(reference_crystals, ["benchmark_train_split", "benchmark_test_split", "benchmark_training_summary", b],
+            node(reference_crystals,
+                 ["benchmark_train_split", "benchmark_test_split", "benchmark_training_summary", b, e],
                  ["benchmark_train_crystals", "benchmark_test_crystals", "benchmark_reference_read"],
                  name="bench_reference_crystals_node"),
             node(generation_quality, ["benchmark_generated", "benchmark_test_crystals", "benchmark_train_crystals", e],

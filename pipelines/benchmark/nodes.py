@@ -169,12 +169,19 @@ def training_crystals(train_split: Any, options: BenchmarkOptions, prep: Mapping
 
 
 def reference_crystals(
-    train_split: Any, test_split: Any, training_summary: Mapping[str, Any], benchmark_options: Mapping[str, Any]
+    train_split: Any,
+    test_split: Any,
+    training_summary: Mapping[str, Any],
+    benchmark_options: Mapping[str, Any],
+    evaluate_options: Mapping[str, Any],
 ) -> tuple[list, list, dict[str, Any]]:
     """``(training crystals, test crystals, what was read)``: the crystals the model trained on (novelty and the
     baselines draw from them; :func:`training_crystals` checks them against the prepare stage's record, which
-    the train node's summary carries as ``train_data``) and the test split (the first ``max_test``)."""
+    the train node's summary carries as ``train_data``) and the test split (the first ``max_test``). The evaluate
+    stage's first node, so ``evaluate_options`` is checked here (:func:`evaluate_options_for`), before the
+    metrics run."""
     options = BenchmarkOptions.from_dict(benchmark_options)
+    evaluate_options_for(options, evaluate_options)
     started = time.perf_counter()
     train = training_crystals(train_split, options, training_summary["train_data"])
     test, quarantined = split_records(test_split, options.max_test)
@@ -184,12 +191,18 @@ def reference_crystals(
 
 
 def evaluate_options_for(benchmark: BenchmarkOptions, evaluate_options: Mapping[str, Any]) -> EvaluateOptions:
-    """The environment's ``evaluate_options``, refused when its coverage data set is not the benchmark's."""
+    """The environment's ``evaluate_options``, refused when its coverage data set is not the benchmark's or when
+    it scores only some of the generated crystals (``max_metric_candidates`` must be null)."""
     options = EvaluateOptions.from_dict(evaluate_options)
     if options.coverage_dataset != benchmark.dataset:
         raise ParameterError(
             f"evaluate_options.coverage_dataset is {options.coverage_dataset!r}, but benchmark_options.dataset is "
             f"{benchmark.dataset!r}: the coverage cutoffs must be the benchmark's; set both to the same data set"
+        )
+    if options.max_metric_candidates is not None:
+        raise ParameterError(
+            f"evaluate_options.max_metric_candidates is {options.max_metric_candidates}, but the benchmark scores "
+            "every generated crystal: set it to null"
         )
     return options
 
@@ -408,11 +421,6 @@ def benchmark_metrics(
 
     options = BenchmarkOptions.from_dict(benchmark_options)
     scoring = evaluate_options_for(options, evaluate_options)
-    if scoring.max_metric_candidates is not None:
-        raise ParameterError(
-            f"evaluate_options.max_metric_candidates is {scoring.max_metric_candidates}, but the benchmark scores "
-            "every generated crystal: set it to null"
-        )
     started = time.perf_counter()
     samples = samples_file[0]
     meta = run_meta(training_summary, samples_file[1])
