@@ -447,3 +447,21 @@ def test_train_budget_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(l
     for bad in (0, -5, True, "10"):
         with pytest.raises(ParameterError, match="train_options.budget_minutes must be null or a number of minutes"):
             train_model(train, val, TINY_MODEL, PHYSICS, two, {**options, "budget_minutes": bad})
+
+
+def test_fitted_epochs_bound_the_run_and_a_resumed_run_keeps_its_fit(labelled, tmp_path, caplog):
+    """fit_epochs_to_budget: the probe's epochs become max_epochs (never above the configured bound) and are written
+    to budget_fit.json; a rerun of the same run resumes with that fit instead of probing again."""
+    import json
+
+    _, train, val, _ = split_crystals(labelled[0], {"fractions": [0.7, 0.15, 0.15]})
+    three = {**TINY_TRAINING, "max_epochs": 3}
+    options = {"run_dir": str(tmp_path / "run"), "budget_minutes": 1e-6, "fit_epochs_to_budget": True}
+    _, _, cut = train_model(train, val, TINY_MODEL, PHYSICS, three, options)
+    fit = json.loads((tmp_path / "run" / "budget_fit.json").read_text())
+    assert cut["budget_fit"] == fit and fit["epochs"] == 1  # 60 microseconds hold less than an epoch: at least 1
+    assert cut["max_epochs"] == 1 and cut["config"]["training_config"]["max_epochs"] == 1
+    with caplog.at_level("INFO", logger="pipelines.train.nodes"):
+        _, _, rest = train_model(train, val, TINY_MODEL, PHYSICS, three, {**options, "budget_minutes": 10.0})
+    assert "the resumed run's budget fit, 1 epochs" in caplog.text and "resuming the same run" in caplog.text
+    assert rest["budget_fit"] == fit and rest["max_epochs"] == 1 and rest["epochs_completed"] == 1
