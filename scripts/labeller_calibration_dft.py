@@ -768,7 +768,7 @@ def main(argv: list[str] | None = None) -> int:
             counts["dft_reused"] += len(run.skipped)
             row = load_row(i)
             if row["dft_done"]:
-                verdict = row["dft_class"] if row["dft_converged"] else f"no class ({reason_kind(row['dft_reason'])})"
+                verdict = row["dft_class"] if row["dft_converged"] else f"no class ({row['dft_reason']})"
                 bar.write(
                     f"{i:4d} {row['id']} {row['formula']:<10} TB {row['tb_class']} {_z2(row['tb_z2'])} "
                     f"({row['tb_confidence']}) | DFT {verdict} {_z2(row['dft_z2'])} {row['dft_seconds']} s"

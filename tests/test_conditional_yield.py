@@ -254,3 +254,30 @@ def test_the_yield_arms_refuse_an_unconditioned_generate_block():
 
     with pytest.raises(ParameterError, match="generate_options.conditioned is false, but the yield benchmark samples"):
         sample_yield_arms(None, {}, {}, {"conditioned": False})
+
+
+def test_the_families_run_configuration_is_a_valid_kedro_run_file():
+    """benchmarks/yield_families.yml (``kedro run --config``): only keys ``kedro run`` takes, a registered
+    pipeline, and params that, merged over conf/yield's the way Kedro merges runtime params, pass every block's
+    checks (the phases fit inside max_epochs)."""
+    import yaml
+    from kedro.framework.cli.project import run
+    from omegaconf import OmegaConf
+
+    from pipelines.generate.nodes import GenerateOptions
+    from pipelines.pipeline_registry import register_pipelines
+    from pipelines.train.nodes import TrainOptions
+    from td_models import TrainingConfig
+
+    section = yaml.safe_load((ROOT / "benchmarks" / "yield_families.yml").read_text())["run"]
+    assert set(section) <= {p.name for p in run.params} - {"config"}
+    assert section["env"] == "yield" and section["pipelines"] in register_pipelines()
+    base = yaml.safe_load((ROOT / "conf" / "yield" / "parameters_benchmark.yml").read_text())
+    merged = OmegaConf.to_container(OmegaConf.merge(base, section["params"]))
+    options = YieldOptions.from_dict(merged["yield_options"])
+    assert options.train_data == "outputs/topological_families/families.h5" and options.dft_top_k == 3
+    assert options.sweep() == [(4.0, 0.0)]
+    assert GenerateOptions.from_dict(merged["generate_options"]).n_candidates == 150
+    assert TrainOptions.from_dict(merged["train_options"]).fit_epochs_to_budget
+    tc = TrainingConfig.from_dict(merged["training_config"])
+    assert tc.max_epochs == 1200 and [p.start_epoch for p in tc.phases] == [1, 121, 601]
