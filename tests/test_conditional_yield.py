@@ -30,10 +30,49 @@ def _ok(done: subprocess.CompletedProcess) -> subprocess.CompletedProcess:
     return done
 
 
+def test_class_modes_draw_the_conditioned_arms_sizes_from_the_z2_ti_training_crystals():
+    """num_atoms class-labellable: the conditioned arm takes the sizes of the model's z2_ti crystals (at most
+    max_label_atoms sites), the unconditioned arm all training sizes; train-labellable: one draw for both."""
+    import numpy as np
+
+    from pipelines.benchmark.yields import atom_counts, sample_yield_arms
+    from td_models import ExperimentConfig, ModelConfig, TopologicalDiffusionModel
+    from td_models.batch import crystal_item
+
+    rng = np.random.default_rng(0)
+
+    def item(n, topo_class):
+        return crystal_item(4.0 * np.eye(3), rng.random((n, 3)), [83, 34] * (n // 2) + [52] * (n % 2),
+                            topo_class=topo_class)  # fmt: skip
+
+    model = TopologicalDiffusionModel(ExperimentConfig(model_config=ModelConfig(
+        hidden_dim=16, num_layers=1, num_heads=2, num_steps=5, max_atoms=8)))  # fmt: skip
+    items = [item(5, "z2_ti")] * 3 + [item(7, "z2_ti")] * 2 + [item(2, "trivial")] * 6 + [item(3, None)] * 4
+    model.fit_normalisation(items)
+    options = YieldOptions.from_dict({"num_atoms": "class-labellable", "max_label_atoms": 6})
+    conditioned, unconditioned, info = atom_counts(model, options, 40, seed=0)
+    assert set(conditioned.tolist()) == {5}  # the 7-site z2_ti cells are over max_label_atoms
+    assert set(unconditioned.tolist()) <= {2, 3, 5} and len(set(unconditioned.tolist())) == 3
+    assert info["distribution_conditioned"] == {5: 1.0} and info["drawn_conditioned"] == {5: 40}
+    assert info["distribution"] == {2: 0.4615, 3: 0.3077, 5: 0.2308}
+    _, _, info = atom_counts(model, YieldOptions.from_dict({"num_atoms": "class"}), 400, seed=0)
+    assert set(info["drawn_conditioned"]) == {5, 7}
+    same = atom_counts(model, YieldOptions.from_dict({"num_atoms": "train-labellable"}), 40, seed=0)
+    assert same[0] is same[1] and (same[1] == unconditioned).all() and "drawn_conditioned" not in same[2]
+    model.class_element_count_weights.zero_()  # a model without z2_ti examples (or an older file)
+    with pytest.raises(ParameterError, match="no z2_ti training crystal in its per-class histograms"):
+        atom_counts(model, options, 4, seed=0)
+    with pytest.raises(ParameterError, match="generate_options.class_counts is true, but the yield benchmark"):
+        sample_yield_arms(model, {}, {}, {"class_counts": True})
+
+
 def test_bad_option_names_the_rule_and_the_value():
     with pytest.raises(ParameterError) as err:
         YieldOptions.from_dict({"num_atoms": "lots"})
-    assert str(err.value).startswith("yield_options.num_atoms must be 'train', 'train-labellable' or an integer")
+    assert str(err.value).startswith(
+        "yield_options.num_atoms must be one of 'train-labellable', 'train', "
+        "'class-labellable', 'class' or an integer, got 'lots'"
+    )
     with pytest.raises(ParameterError, match="yield_options.label_timeout must be a number > 0"):
         YieldOptions.from_dict({"label_timeout": 0})
     with pytest.raises(ParameterError, match="yield_options.guidance_scale must be a number >= 0"):

@@ -420,8 +420,10 @@ def test_the_budget_probe_fits_the_epochs_and_the_environment_anneals_over_them(
     records = load_split([SHARED / "perov_5" / "test.csv.gz"], "test", limit=16).records
     fit = fit_epochs_to_budget([item_from_record(r) for r in records], config, 0.5, "cpu", 0)
     assert fit["steps_per_epoch"] == 2 and fit["epochs"] >= 1 and fit["probe_seconds_per_step"] > 0
+    assert fit["probe_seconds_per_step_by_phase"] == {"budget_cosine": fit["probe_seconds_per_step"]}
     planned = fit["budget_share"] * 60 * 0.5 / fit["probe_seconds_per_step"]
     assert fit["epochs"] == max(1, int(planned // 2))
+    assert fit["planned_seconds"] == pytest.approx(fit["epochs"] * 2 * fit["probe_seconds_per_step"])
 
 
 def test_the_benchmarks_train_and_score_with_the_main_nodes():

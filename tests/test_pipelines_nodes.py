@@ -185,6 +185,14 @@ def test_generate_is_two_nodes_and_its_sampler_settings_reach_the_sampler(traine
     assert len(samples) == 3 and all("predicted" in s for s in samples)
     assert (sampling["seed"], sampling["batch_size"], sampling["device"], sampling["n_requested"]) == (4, 2, "cpu", 3)
     assert (sampling["volume_guidance"], sampling["volume_tolerance"]) == (0.2, 1.25)
+    assert seen[0]["class_counts"] is False and sampling["class_counts"] is False
+    by_class, by_class_options = old, {**options, "volume_guidance": 0, "class_counts": True}  # old: not spied on
+    by_class.class_element_count_weights.zero_()  # no z2_ti training crystal
+    with pytest.raises(ParameterError, match="class_counts: the model has no training crystal labelled 'z2_ti'"):
+        sample_candidates(by_class, PHYSICS, by_class_options)
+    by_class.class_element_count_weights[1, 3, 2] = 1.0  # one z2_ti crystal of 3 atoms, 2 elements
+    few, few_sampling = sample_candidates(by_class, PHYSICS, by_class_options)
+    assert [len(s["atomic_numbers"]) for s in few] == [3, 3, 3] and few_sampling["class_counts"] is True
     records, summary = candidate_records((samples, sampling))
     assert summary == {**sampling, "n_records": len(records), "rejected": summary["rejected"]}
     assert len(records) + len(summary["rejected"]) == 3 and all(r.id.startswith("cand-") for r in records)
@@ -197,6 +205,11 @@ def test_generate_is_two_nodes_and_its_sampler_settings_reach_the_sampler(traine
         ({"progress_bar": "yes"}, "generate_options.progress_bar must be true or false"),
         ({"volume_guidance": -1}, "generate_options.volume_guidance must be a number >= 0 (0: off)"),
         ({"volume_tolerance": 1.0}, "generate_options.volume_tolerance must be a number > 1, got 1.0"),
+        ({"class_counts": 1}, "generate_options.class_counts must be true or false, got 1"),
+        (
+            {"class_counts": True, "conditioned": False},
+            "class_counts draws the cell sizes from the training crystals of the asked class, but conditioned is false",
+        ),
     )
     for bad, message in refusals:
         with pytest.raises(ParameterError, match=re.escape(message)):
@@ -465,3 +478,33 @@ def test_fitted_epochs_bound_the_run_and_a_resumed_run_keeps_its_fit(labelled, t
         _, _, rest = train_model(train, val, TINY_MODEL, PHYSICS, three, {**options, "budget_minutes": 10.0})
     assert "the resumed run's budget fit, 1 epochs" in caplog.text and "resuming the same run" in caplog.text
     assert rest["budget_fit"] == fit and rest["max_epochs"] == 1 and rest["epochs_completed"] == 1
+
+
+def test_the_budget_probe_times_each_kind_of_phase_and_sums_the_epochs_phase_by_phase(labelled, monkeypatch):
+    """Physics phases cost more a step: the probe times each (physics, conditioning) setting of the phases that
+    start within max_epochs once and plans the epochs phase by phase (pipelines.train.budget.plan_epochs)."""
+    from pipelines.train import budget
+    from pipelines.train.nodes import experiment_config
+    from td_models.batch import item_from_record
+
+    phases = [
+        {"name": "structure", "start_epoch": 1, "learning_rate": 1e-3, "physics": False},
+        {"name": "physics", "start_epoch": 3, "learning_rate": 5e-4, "physics": True},
+        {"name": "fine", "start_epoch": 5, "learning_rate": 1e-4, "physics": True},
+        {"name": "never", "start_epoch": 50, "learning_rate": 1e-5, "physics": True, "conditioning": False},
+    ]
+    config = experiment_config(TINY_MODEL, PHYSICS, {**TINY_TRAINING, "max_epochs": 10, "phases": phases})
+    items = [item_from_record(r) for r in labelled[0][:10]]
+    with monkeypatch.context() as patch:  # a clock that reads one second later at each look: a timing-free test
+        clock = iter(range(10**6))
+        patch.setattr(budget.time, "perf_counter", lambda: float(next(clock)))
+        fit = budget.fit_epochs_to_budget(items, config, 0.5, "cpu", 0)
+    timed = fit["probe_seconds_per_step_by_phase"]
+    assert list(timed) == ["structure", "physics", "fine"]  # "never" starts after max_epochs: not probed
+    assert timed["physics"] == timed["fine"]  # one setting, timed once
+    assert fit["steps_per_epoch"] == 2 and fit["probe_seconds_per_step"] == timed["structure"]
+    epochs, planned = budget.plan_epochs([(1, 2 * timed["structure"]), (3, 2 * timed["physics"]),
+                                          (5, 2 * timed["fine"])], 0.92 * 30.0)  # fmt: skip
+    assert (fit["epochs"], fit["planned_seconds"]) == (epochs, planned)
+    assert budget.plan_epochs([(1, 1.0), (3, 5.0)], 12.0) == (4, 12.0)  # 2 x 1 s, then 2 x 5 s
+    assert budget.plan_epochs([(1, 1.0), (3, 5.0)], 0.5) == (1, 1.0)  # never fewer than one epoch

@@ -100,6 +100,10 @@ class BenchmarkOptions(OptionsBlock):
         object.__setattr__(self, "baselines", tuple(self.baselines))
 
 
+#: yield_options.num_atoms' named modes (an integer is the other choice)
+NUM_ATOMS_MODES = ("train-labellable", "train", "class-labellable", "class")
+
+
 @dataclass(frozen=True)
 class YieldOptions(OptionsBlock):
     """``yield_options``: the conditional-yield benchmark's data, arms and labeller (the training: the train node's
@@ -117,7 +121,10 @@ class YieldOptions(OptionsBlock):
     property_guidance: float = 0.0  # the class head's log-probability guidance of the conditioned arm; 0: off
     # property-guidance scales to sweep (each with each guidance scale); null: [property_guidance]
     property_guidance_scales: tuple[float, ...] | None = None
-    num_atoms: str | int = "train-labellable"  # train-labellable | train | an integer
+    # train-labellable | train | class-labellable | class | an integer. train: both arms share one draw from the
+    # training crystals' sizes (-labellable: those of at most max_label_atoms sites); class: the conditioned arm
+    # draws its sizes and element counts from the z2_ti training crystals, the unconditioned arm from all of them
+    num_atoms: str | int = "train-labellable"
     workers: int = 1  # labeller and relaxation worker processes
     label_timeout: float = 20.0  # seconds the labeller may spend on one crystal (slower: 'labeller timeout')
     gap_mesh: int = 6  # k-points per axis of the labeller's gap search
@@ -159,13 +166,13 @@ class YieldOptions(OptionsBlock):
             object.__setattr__(self, "dft_settings", {})
         if not isinstance(self.dft_settings, Mapping):
             raise ParameterError(f"{b}.dft_settings must be a mapping of DFTSettings keys, got {self.dft_settings!r}")
-        if self.num_atoms not in ("train", "train-labellable"):
+        if self.num_atoms not in NUM_ATOMS_MODES:
             try:
                 n = int(self.num_atoms)
             except (TypeError, ValueError):
-                raise ParameterError(
-                    f"{b}.num_atoms must be 'train', 'train-labellable' or an integer, got {self.num_atoms!r}"
-                ) from None
+                modes = ", ".join(repr(m) for m in NUM_ATOMS_MODES)
+                raise ParameterError(f"{b}.num_atoms must be one of {modes} or an integer, got {self.num_atoms!r}"
+                                     ) from None  # fmt: skip
             if n < 1 or isinstance(self.num_atoms, bool):
                 raise ParameterError(f"{b}.num_atoms must be >= 1, got {self.num_atoms!r}")
 

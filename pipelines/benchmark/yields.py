@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from pipelines.benchmark.options import YieldOptions
+from pipelines.benchmark.options import NUM_ATOMS_MODES, YieldOptions
 from pipelines.devices import hardware
 from pipelines.exceptions import ParameterError
 from pipelines.generate.nodes import GenerateOptions, on_device, sample_crystals
@@ -219,25 +219,49 @@ def yield_training_items(
 
 
 # ---------------------------------------------------------------------------------------------- sampling
-def atom_counts(model: Any, options: YieldOptions, n: int, seed: int) -> tuple[np.ndarray, dict[str, Any]]:
-    """One draw of ``n`` atom counts, shared by both arms, and how it was made."""
-    if options.num_atoms not in ("train", "train-labellable"):
+def atom_counts(model: Any, options: YieldOptions, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """``(conditioned counts, unconditioned counts, how they were made)``: ``n`` atom counts per arm.
+
+    ``train`` modes: one draw from the training crystals' sizes, shared by both arms. ``class`` modes: the
+    conditioned arm's from the sizes of the model's ``TARGET`` training crystals (its per-class histogram), the
+    unconditioned arm's from all of them, each with the same seed. ``-labellable``: sizes of at most
+    ``max_label_atoms`` sites only."""
+    if options.num_atoms not in NUM_ATOMS_MODES:
         value = int(options.num_atoms)
-        return np.full(n, value, dtype=np.int64), {"mode": "fixed", "value": value}
-    weights = model.atom_count_weights.double().cpu().numpy().copy()
-    if options.num_atoms == "train-labellable":
-        weights[options.max_label_atoms + 1 :] = 0.0
-    weights[0] = 0.0
-    if weights.sum() <= 0:
-        raise ParameterError(f"the model's training distribution has no cell of at most {options.max_label_atoms} "
-                             "sites (yield_options.num_atoms train-labellable); set num_atoms to train or an "
-                             "integer")  # fmt: skip
-    p = weights / weights.sum()
-    rng = np.random.default_rng([int(seed), 0xA70])
-    counts = rng.choice(np.arange(len(p)), size=n, p=p)
-    dist = {int(k): round(float(v), 4) for k, v in enumerate(p) if v > 0}
-    return counts, {"mode": options.num_atoms, "distribution": dist,
-                    "drawn": {int(k): int(v) for k, v in sorted(Counter(counts.tolist()).items())}}  # fmt: skip
+        counts = np.full(n, value, dtype=np.int64)
+        return counts, counts, {"mode": "fixed", "value": value}
+    labellable = options.num_atoms.endswith("-labellable")
+
+    def draw(weights: np.ndarray, what: str) -> tuple[np.ndarray, dict[str, float]]:
+        weights = weights.copy()
+        if labellable:
+            weights[options.max_label_atoms + 1 :] = 0.0
+        weights[0] = 0.0
+        if weights.sum() <= 0:
+            limit = f"of at most {options.max_label_atoms} sites " if labellable else ""
+            raise ParameterError(f"the model's training distribution has no {what} cell {limit}(yield_options."
+                                 f"num_atoms {options.num_atoms}); set num_atoms to another mode or an "
+                                 "integer")  # fmt: skip
+        p = weights / weights.sum()
+        rng = np.random.default_rng([int(seed), 0xA70])
+        shares = {int(k): round(float(v), 4) for k, v in enumerate(p) if v > 0}
+        return rng.choice(np.arange(len(p)), size=n, p=p), shares
+
+    def tally(counts: np.ndarray) -> dict[int, int]:
+        return {int(k): int(v) for k, v in sorted(Counter(counts.tolist()).items())}
+
+    counts, dist = draw(model.atom_count_weights.double().cpu().numpy(), "training")
+    info: dict[str, Any] = {"mode": options.num_atoms, "distribution": dist, "drawn": tally(counts)}
+    if not options.num_atoms.startswith("class"):
+        return counts, counts, info
+    by_class = model.class_element_count_weights[CLASSES.index(TARGET)].double().cpu().numpy().sum(axis=1)
+    if by_class.sum() <= 0:
+        raise ParameterError(f"yield_options.num_atoms {options.num_atoms}: the model has no {TARGET} training "
+                             "crystal in its per-class histograms (none in its training labels, or a file written "
+                             "before td-models kept them); use train-labellable")  # fmt: skip
+    conditioned, cond_dist = draw(by_class, TARGET)
+    info.update(distribution_conditioned=cond_dist, drawn_conditioned=tally(conditioned))
+    return conditioned, counts, info
 
 
 def sample_arm(
@@ -246,11 +270,15 @@ def sample_arm(
     counts: np.ndarray,
     generate: GenerateOptions,
     point: tuple[float | None, float] = (None, 0.0),
+    class_counts: bool = False,
 ):
     """Generate one arm with the generate node's sampler; ``(samples with the model's predictions, sampling
     options)``. ``point``: the conditioned arm's ``(guidance_scale, property_guidance)`` (guidance scale None: the
-    model's ``physics_config`` one). The physics guidance is the model's (0.01 x its ``constraint_weight``)."""
+    model's ``physics_config`` one). The physics guidance is the model's (0.01 x its ``constraint_weight``).
+    ``class_counts``: the conditioned arm's element counts from the ``TARGET`` training crystals (the sampler's
+    ``class_counts``)."""
     if arm == "conditioned":
+        generate = dataclasses.replace(generate, class_counts=class_counts)
         w, p = point
         w = w if w is not None else model.config.physics_config.guidance_scale
         condition, guidance = {"topo_class": TARGET}, {"guidance_scale": float(w), "property_guidance": float(p)}
@@ -260,6 +288,7 @@ def sample_arm(
     samples = sample_crystals(model, generate, condition=condition, guidance=guidance, num_atoms=counts, seed=seed)
     info = {"steps": generate.sampler_steps(model), "batch_size": generate.batch_size,
             "corrector_steps": generate.corrector_steps, "element_counts": generate.element_counts,
+            "class_counts": generate.class_counts,
             "charge_balance": generate.charge_balance, "volume_guidance": generate.volume_guidance,
             "volume_tolerance": generate.volume_tolerance, "seed": seed, "topo_class": condition.get("topo_class"),
             "guidance_scale": guidance.get("guidance_scale", 1.0),
@@ -289,12 +318,17 @@ def sample_yield_arms(
     prepared = training_summary.get("train_data") or {}  # the prepare stage's metadata, through the train node
     timings = {**(prepared.get("timings_seconds") or {}), **(training_summary.get("timings_seconds") or {})}
     started = time.perf_counter()
-    counts, num_atoms_info = atom_counts(model, options, generate.n_candidates, generate.seed)
+    if generate.class_counts:
+        raise ParameterError("generate_options.class_counts is true, but the yield benchmark sets it per arm from "
+                             "yield_options.num_atoms (class-labellable or class: the conditioned arm's sizes and "
+                             "element counts from its z2_ti training crystals): leave it false")  # fmt: skip
+    cond_counts, counts, num_atoms_info = atom_counts(model, options, generate.n_candidates, generate.seed)
+    by_class = str(options.num_atoms).startswith("class")
     conditioned: list[dict] = []
     sweep: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for point in options.sweep():
-        samples, info = sample_arm(model, "conditioned", counts, generate, point)
+        samples, info = sample_arm(model, "conditioned", cond_counts, generate, point, class_counts=by_class)
         sweep.append({"start": len(conditioned), "stop": len(conditioned) + len(samples), "sampling": info})
         conditioned += samples
         n_pred = sum(s["predicted"]["topo_class"] == TARGET for s in samples)
@@ -562,8 +596,11 @@ def notes(result: dict[str, Any]) -> list[str]:
                    f"{tr['global_step']} steps in {tr['timings_seconds']['train']:.0f} s, stopped by "
                    f"{tr['stopped_by']}, phases {', '.join(tr['phases_reached'])}.")  # fmt: skip
     s = result["sampling"]["conditioned"]
-    out.append(f"Sampling: {s['steps']} reverse steps, atom counts {result['num_atoms']['mode']} (same draw for "
-               "both arms), elements restricted to those seen in training, physics guidance "
+    mode = result["num_atoms"]["mode"]
+    drawn = (f"conditioned arm's sizes and element counts from the {TARGET} training crystals, unconditioned arm's "
+             "from all" if str(mode).startswith("class") else "same draw for both arms")  # fmt: skip
+    out.append(f"Sampling: {s['steps']} reverse steps, atom counts {mode} ({drawn}), elements restricted to those "
+               "seen in training, physics guidance "
                f"{s['physics_guidance']:g} in both arms.")  # fmt: skip
     relax = result["relaxation"]
     if relax["enabled"]:

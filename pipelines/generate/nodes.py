@@ -46,6 +46,9 @@ class GenerateOptions(OptionsBlock):
     # benchmark: 3, where they raised precision most); each one costs a denoiser pass
     corrector_steps: int = 0
     element_counts: bool = True  # distinct elements per cell drawn with the atom count from the training data
+    # atoms and distinct elements per cell drawn from the training crystals of the asked class (physics_config's
+    # topological_class) instead of all of them; needs conditioned true
+    class_counts: bool = False
     charge_balance: bool = True  # species unmasked only while a charge-neutral composition stays reachable
     num_threads: int | None = 1  # torch threads while sampling and predicting, restored afterwards (None: torch's)
     batch_size: int = 256  # most crystals per denoiser batch (the sampler's plan_batches)
@@ -79,9 +82,13 @@ class GenerateOptions(OptionsBlock):
             raise ParameterError(f"generate_options.volume_tolerance must be a number > 1, got {tolerance!r}")
         if self.device not in DEVICES:
             raise ParameterError(f"generate_options.device must be one of {list(DEVICES)}, got {self.device!r}")
-        for name in ("conditioned", "element_counts", "charge_balance", "progress_bar"):
+        for name in ("conditioned", "element_counts", "class_counts", "charge_balance", "progress_bar"):
             if not isinstance(getattr(self, name), bool):
                 raise ParameterError(f"generate_options.{name} must be true or false, got {getattr(self, name)!r}")
+        if self.class_counts and not self.conditioned:
+            raise ParameterError("generate_options.class_counts draws the cell sizes from the training crystals of "
+                                 "the asked class, but conditioned is false (no class is asked): set one of them "
+                                 "differently")  # fmt: skip
 
     def sampler_steps(self, model: Any) -> int:
         """The reverse steps the sampler takes for ``model``: ``steps``, else the model's default."""
@@ -135,6 +142,7 @@ def sample_crystals(
                 seed=options.seed if seed is None else seed,
                 batch_size=options.batch_size,
                 element_counts=options.element_counts,
+                class_counts=options.class_counts,
                 charge_balance=options.charge_balance,
                 volume_guidance=options.volume_guidance,
                 volume_tolerance=options.volume_tolerance,
@@ -189,6 +197,7 @@ def sample_candidates(
     summary = {"n_requested": opts.n_candidates, "conditioned": opts.conditioned, "requested_class": requested,
                "band_gap_range": None if gap_range is None else list(gap_range), "steps": steps,
                "corrector_steps": opts.corrector_steps, "element_counts": opts.element_counts,
+               "class_counts": opts.class_counts,
                "charge_balance": opts.charge_balance, "volume_guidance": opts.volume_guidance,
                "volume_tolerance": opts.volume_tolerance, "seed": opts.seed, "batch_size": opts.batch_size,
                "device": opts.device, **guidance, "seconds": round(seconds, 2),

@@ -1,6 +1,6 @@
 """Epochs fitted to a wall-clock budget (``train_options.fit_epochs_to_budget``): time a few optimiser steps of a
-throw-away copy of the model and plan the epochs that fit, so that a schedule over ``max_epochs`` (cosine
-annealing with ``cosine_period_epochs: null``, or the phases) ends when the budget is spent.
+throw-away copy of the model in each kind of phase and plan the epochs that fit, so that a schedule over
+``max_epochs`` (cosine annealing with ``cosine_period_epochs: null``, or the phases) ends when the budget is spent.
 
 Torch and td-models only: the train node runs on a GPU node without the materials stack.
 """
@@ -15,8 +15,8 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-#: Steps timed (after two warm-up steps) to fit the epochs to the budget, and the share of the budget planned
-#: (the rest absorbs the EMA, logging and a slower stretch of a shared machine).
+#: Steps timed per kind of phase (after two warm-up steps) to fit the epochs to the budget, and the share of the
+#: budget planned (the rest absorbs validation, logging, checkpoints and a slower stretch of a shared machine).
 PROBE_STEPS = 12
 BUDGET_SHARE = 0.92
 
@@ -24,49 +24,103 @@ BUDGET_SHARE = 0.92
 def fit_epochs_to_budget(
     items: Sequence[Mapping[str, Any]], config: Any, budget_minutes: float, device: str, seed: int
 ) -> dict[str, Any]:
-    """How many epochs of ``items`` fit in ``budget_minutes``: a throw-away model of ``config`` takes
-    :data:`PROBE_STEPS` optimiser steps on full training batches (forward, backward, AdamW, bf16 autocast on CUDA
-    when ``mixed_precision`` is bf16) and the rate found sets the epochs. Returns the epochs and what the probe
-    measured (``epochs``, ``probe_seconds_per_step``, ``probe_steps``, ``budget_share``, ``steps_per_epoch``)."""
+    """How many epochs of ``items`` fit in ``budget_minutes``.
+
+    A throw-away model of ``config`` takes :data:`PROBE_STEPS` optimiser steps (after two warm-up steps) on full
+    training batches for each distinct ``(physics, conditioning)`` setting of the phases that start within
+    ``max_epochs``, as the trainer's step does: a batch collated from the items, forward, backward (bf16 autocast on
+    CUDA when ``mixed_precision`` is bf16), gradient clipping, AdamW and the EMA update. The epochs are then summed
+    phase by phase (a physics phase's step costs more) until :data:`BUDGET_SHARE` of the budget is spent.
+
+    Returns ``epochs``, ``probe_seconds_per_step`` (the first phase's), ``probe_seconds_per_step_by_phase`` (each
+    timed phase's), ``planned_seconds`` (the probe's estimate of the fitted epochs), ``probe_steps``,
+    ``budget_share`` and ``steps_per_epoch``."""
     import torch
 
     from td_models import TopologicalDiffusionModel
     from td_models.batch import CrystalDataset, collate
+    from td_models.training.ema import ExponentialMovingAverage
 
     tc = config.training_config
     model = TopologicalDiffusionModel(config).to(device)
-    dataset = CrystalDataset(list(items[: tc.batch_size]), num_species=config.model_config.num_species)  # as Trainer
-    batch = collate([dataset[i] for i in range(len(dataset))])
-    model.fit_normalisation(batch)
+    dataset = CrystalDataset(list(items), num_species=config.model_config.num_species)  # as Trainer
+    size = min(tc.batch_size, len(dataset))
+    model.fit_normalisation(collate([dataset[i] for i in range(size)]))
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    ema = ExponentialMovingAverage(model, tc.ema_decay) if tc.ema_decay > 0 else None
     generator = torch.Generator(device=device).manual_seed(seed)
-    physics = tc.phases[0].physics
     autocast = device == "cuda" and tc.mixed_precision == "bf16"
+    clip = tc.gradient_clipping if tc.gradient_clipping > 0 else None
+    cursor = [0]
 
-    def step() -> None:
+    def step(physics: bool, conditioning: bool) -> None:
+        index = [(cursor[0] + i) % len(dataset) for i in range(size)]
+        cursor[0] += size
+        batch = collate([dataset[i] for i in index]).to(device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
-            loss = model.training_losses(batch, physics=physics, conditioning=False, generator=generator)["total"]
-        loss.backward()
+            loss = model.training_losses(batch, physics=physics, conditioning=conditioning, generator=generator)
+        loss["total"].backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
         optimizer.step()
+        if ema is not None:
+            ema.update(model)
         optimizer.zero_grad(set_to_none=True)
 
-    for _ in range(2):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(PROBE_STEPS):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    seconds_per_step = (time.perf_counter() - t0) / PROBE_STEPS
+    def timed(physics: bool, conditioning: bool) -> float:
+        for _ in range(2):
+            step(physics, conditioning)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        for _ in range(PROBE_STEPS):
+            step(physics, conditioning)
+        if device == "cuda":
+            torch.cuda.synchronize()
+        return (time.perf_counter() - t0) / PROBE_STEPS
+
+    phases = [ph for ph in tc.phases if ph.start_epoch <= tc.max_epochs] or list(tc.phases[:1])
+    by_setting: dict[tuple[bool, bool], float] = {}
+    for ph in phases:
+        key = (bool(ph.physics), bool(ph.conditioning))
+        if key not in by_setting:
+            by_setting[key] = timed(*key)
+    by_phase = {ph.name: by_setting[(bool(ph.physics), bool(ph.conditioning))] for ph in phases}
     steps_per_epoch = -(-len(items) // tc.batch_size)
-    planned = BUDGET_SHARE * 60.0 * budget_minutes / seconds_per_step
-    epochs = max(1, int(planned // steps_per_epoch))
-    logger.info("budget: %.3f s a step on %d crystals a batch -> %d epochs of %d steps in %.1f min",
-                seconds_per_step, tc.batch_size, epochs, steps_per_epoch, budget_minutes)  # fmt: skip
-    return {"epochs": epochs, "probe_seconds_per_step": seconds_per_step, "probe_steps": PROBE_STEPS,
+    epochs, planned = plan_epochs(
+        [(ph.start_epoch, steps_per_epoch * by_phase[ph.name]) for ph in phases], BUDGET_SHARE * 60.0 * budget_minutes
+    )
+    logger.info("budget: %s s a step on %d crystals a batch -> %d epochs of %d steps, %.1f of %.1f min planned",
+                ", ".join(f"{name} {sec:.3f}" for name, sec in by_phase.items()), tc.batch_size, epochs,
+                steps_per_epoch, planned / 60.0, budget_minutes)  # fmt: skip
+    return {"epochs": epochs, "probe_seconds_per_step": by_phase[phases[0].name],
+            "probe_seconds_per_step_by_phase": by_phase, "planned_seconds": planned, "probe_steps": PROBE_STEPS,
             "budget_share": BUDGET_SHARE, "steps_per_epoch": steps_per_epoch}  # fmt: skip
+
+
+def plan_epochs(phases: Sequence[tuple[int, float]], seconds: float) -> tuple[int, float]:
+    """``(epochs, their seconds)``: the most epochs (at least one) whose summed cost fits in ``seconds``.
+
+    ``phases`` are ``(start_epoch, seconds per epoch)`` in order, the first starting at epoch 1; each runs until
+    the next one starts, the last one on.
+
+    >>> plan_epochs([(1, 2.0), (4, 10.0)], 30.0)  # 3 epochs at 2 s, then 2 at 10 s
+    (5, 26.0)
+    >>> plan_epochs([(1, 2.0), (4, 10.0)], 5.0)
+    (2, 4.0)
+    """
+    epochs, spent = 0, 0.0
+    for i, (start, cost) in enumerate(phases):
+        stop = phases[i + 1][0] if i + 1 < len(phases) else None  # first epoch of the next phase
+        fit = int((seconds - spent) // cost) if cost > 0 else 10**9
+        if stop is not None and fit >= stop - start:
+            epochs, spent = stop - 1, spent + (stop - start) * cost
+            continue
+        epochs, spent = start - 1 + max(0, fit), spent + max(0, fit) * cost
+        break
+    if epochs < 1:
+        return 1, phases[0][1]
+    return epochs, spent
 
 
 def with_epochs(config: Any, epochs: int) -> Any:

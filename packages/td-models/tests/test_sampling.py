@@ -308,3 +308,41 @@ def test_the_volume_guidance_holds_cells_near_their_compositions_volume():
     assert all(np.allclose(a["lattice"], b["lattice"]) for a, b in zip(off, model.sample(4, steps=5, seed=3)))
     with pytest.raises(ConfigError, match="volume_guidance needs the element volumes fitted on the training crystals"):
         tiny_model().sample(2, steps=2, volume_guidance=0.2)
+
+
+def test_class_counts_draw_the_sizes_and_element_counts_of_the_asked_class(tmp_path, caplog):
+    """fit_normalisation keeps (atoms, distinct elements) per class; class_counts samples with the class's own."""
+    rng = np.random.default_rng(0)
+
+    def item(species, topo_class):
+        n = len(species)
+        return crystal_item(4.0 * np.eye(3) * n ** (1 / 3), rng.random((n, 3)), species, topo_class=topo_class)
+
+    items = [item([83, 83, 34, 34, 34], "z2_ti") for _ in range(3)] + [item([6, 6], "trivial") for _ in range(5)]
+    items += [item([11, 17, 11, 17], None), item([83, 52, 52, 52], "z2_ti")]
+    model = tiny_model()
+    model.fit_normalisation(items)
+    hist = model.class_element_count_weights
+    assert hist.shape == (4, 7, 7) and float(hist.sum()) == 9.0  # the unlabelled crystal is in no class
+    assert hist[1, 5, 2] == 3 and hist[1, 4, 2] == 1 and hist[0, 2, 1] == 5  # z2_ti is class 1, trivial 0
+    crystals = model.sample(8, topo_class="z2_ti", class_counts=True, steps=2, charge_balance=False)
+    sizes = sorted(len(c["atomic_numbers"]) for c in crystals)
+    assert sizes == [4, 4, 5, 5, 5, 5, 5, 5]  # a stratified draw of 1:3 (4 and 5 atoms)
+    assert all(len(set(c["atomic_numbers"].tolist())) == 2 for c in crystals)
+    plain = model.sample(8, topo_class="z2_ti", steps=2, charge_balance=False)  # all training crystals' sizes
+    assert {len(c["atomic_numbers"]) for c in plain} >= {2}
+    with pytest.raises(ConfigError, match="class_counts .* needs a topo_class"):
+        SamplingOptions(class_counts=True)
+    with pytest.raises(BatchError, match="no training crystal labelled 'chern'"):
+        model.sample(2, topo_class="chern", class_counts=True, steps=2)
+    path = model.save(tmp_path / "model.pt")
+    reloaded = TopologicalDiffusionModel.load(path)
+    torch.testing.assert_close(reloaded.class_element_count_weights, hist)
+    payload = torch.load(path, weights_only=True)  # a file from before the per-class histograms were kept
+    del payload["state_dict"]["class_element_count_weights"]
+    torch.save(payload, tmp_path / "old.pt")
+    with caplog.at_level(logging.INFO, logger="td_models"):
+        old = TopologicalDiffusionModel.load(tmp_path / "old.pt")
+    assert "no per-class atom-count histograms" in caplog.text
+    with pytest.raises(BatchError, match="no training crystal labelled 'z2_ti'"):
+        old.sample(2, topo_class="z2_ti", class_counts=True, steps=2)

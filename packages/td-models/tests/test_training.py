@@ -378,6 +378,15 @@ def test_phases_reached_count_an_epoch_stopped_midway(tmp_path):
     assert trainer.fit(max_steps=4).phases == ("structure_learning", "physics_integration")  # 2 into epoch 2
 
 
+def test_a_phase_that_starts_after_max_epochs_is_named_in_a_warning(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="td_models"):
+        make_trainer(tmp_path / "all", tiny_config(max_epochs=3), val=False)
+    assert "will not run" not in caplog.text
+    with caplog.at_level(logging.WARNING, logger="td_models"):
+        make_trainer(tmp_path / "cut", tiny_config(max_epochs=2), val=False)
+    assert "max_epochs = 2: the phases fine_tuning (from epoch 3) start after it and will not run" in caplog.text
+
+
 # ---------------------------------------------------------------------------------------------- schedule, EMA
 def test_learning_rate_follows_warmup_phases_and_cosine():
     tc = TrainingConfig(warmup_epochs=2, max_epochs=10, phases=PHASES)
@@ -445,16 +454,25 @@ def test_sampler_shards_are_disjoint_and_depend_only_on_seed_and_epoch():
     assert [o.batches_per_epoch() for o in odd] == [2, 2]  # padded: the same number of batches everywhere
 
 
-def test_a_checkpoint_from_before_the_element_volumes_resumes_with_the_runs_own(tmp_path):
-    """A training checkpoint written before the model kept its element volumes lacks ``species_volume``; resuming
-    fills in the volumes this run fitted on its training data (set-up) instead of refusing the file."""
-    from td_models.training.trainer import _with_data_buffers
+@pytest.mark.parametrize("buffer", ["species_volume", "class_element_count_weights"])
+def test_a_checkpoint_from_before_a_data_buffer_resumes_with_the_runs_own(tmp_path, buffer):
+    """A training checkpoint written before the model kept its element volumes (or its per-class histograms) lacks
+    that buffer; resuming fills in the one this run fitted on its training data (set-up) instead of refusing the
+    file, in the weights and in the EMA's."""
+    from td_models.training.trainer import DATA_BUFFERS_ADDED_LATER, _with_data_buffers
 
-    trainer = make_trainer(tmp_path)
+    assert buffer in DATA_BUFFERS_ADDED_LATER
+    trainer = make_trainer(tmp_path, tiny_config(max_epochs=1), val=False)
     model = trainer.model
-    assert float(model.species_volume.max()) > 0  # fitted at set-up
-    old = {k: v for k, v in model.state_dict().items() if k != "species_volume"}
+    assert float(getattr(model, buffer).max()) > 0  # fitted at set-up
+    old = {k: v for k, v in model.state_dict().items() if k != buffer}
     filled = _with_data_buffers(old, model)
-    torch.testing.assert_close(filled["species_volume"], model.species_volume.cpu())
+    torch.testing.assert_close(filled[buffer], getattr(model, buffer).cpu())
     model.load_state_dict(filled)  # strict: nothing missing
     assert _with_data_buffers(model.state_dict(), model).keys() == model.state_dict().keys()
+    path = trainer.fit().last_checkpoint
+    payload = torch.load(path, weights_only=True)
+    del payload["model"][buffer], payload["ema"]["weights"][buffer]
+    torch.save(payload, path)
+    resumed = make_trainer(tmp_path, tiny_config(max_epochs=2), val=False).fit(resume_from="latest")
+    assert resumed.resumed_from == path and resumed.epochs_completed == 2

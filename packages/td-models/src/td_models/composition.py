@@ -63,12 +63,24 @@ MAX_NEW_ELEMENTS_FREE = 2
 _Profile = tuple[tuple[int, ...], bool]  # (non-zero common oxidation states, metal): what the charge rule needs
 
 
-def element_count_histogram(batch, max_atoms: int) -> torch.Tensor:
-    """(max_atoms + 1, max_atoms + 1) float: crystals of ``batch`` (a CrystalBatch) by (atoms, distinct elements)."""
+def element_count_histogram(batch, max_atoms: int, num_classes: int | None = None) -> torch.Tensor:
+    """(max_atoms + 1, max_atoms + 1) float: crystals of ``batch`` (a CrystalBatch) by (atoms, distinct elements).
+
+    With ``num_classes``: (num_classes, max_atoms + 1, max_atoms + 1), one histogram per topological class of the
+    crystals' ``topo_class`` labels (crystals without one, -1, are left out of every class).
+    """
     pairs = torch.unique(torch.stack([batch.batch_index.long(), batch.atom_types.long()]), dim=1)  # (2, P)
-    distinct = torch.bincount(pairs[0], minlength=len(batch))  # (B,)
-    hist = torch.zeros(max_atoms + 1, max_atoms + 1, dtype=torch.float64)
-    hist.index_put_((batch.num_atoms.long().cpu(), distinct.cpu()), torch.ones(len(batch), dtype=torch.float64), True)
+    distinct = torch.bincount(pairs[0], minlength=len(batch)).cpu()  # (B,)
+    atoms = batch.num_atoms.long().cpu()
+    if num_classes is None:
+        hist = torch.zeros(max_atoms + 1, max_atoms + 1, dtype=torch.float64)
+        hist.index_put_((atoms, distinct), torch.ones(len(batch), dtype=torch.float64), True)
+        return hist
+    classes = batch.topo_class.long().cpu()
+    known = (classes >= 0) & (classes < num_classes)
+    hist = torch.zeros(num_classes, max_atoms + 1, max_atoms + 1, dtype=torch.float64)
+    hist.index_put_((classes[known], atoms[known], distinct[known]), torch.ones(int(known.sum()), dtype=torch.float64),
+                    True)  # fmt: skip
     return hist
 
 

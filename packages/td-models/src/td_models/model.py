@@ -153,6 +153,11 @@ class TopologicalDiffusionModel(nn.Module):
         self.register_buffer("species_seen", torch.ones(mc.num_species, dtype=torch.bool))
         # Joint histogram of (atoms, distinct elements) per training crystal; zero until fit_normalisation.
         self.register_buffer("element_count_weights", torch.zeros(mc.max_atoms + 1, mc.max_atoms + 1))
+        # The same histogram per topological class of the labelled training crystals (class, atoms, elements); zero
+        # until fit_normalisation (and in files written before it was kept): sample(class_counts=True) draws from it.
+        self.register_buffer(
+            "class_element_count_weights", torch.zeros(mc.num_topo_classes, mc.max_atoms + 1, mc.max_atoms + 1)
+        )
         # Volume per atom (Angstrom^3) of each element fitted on the training crystals; zero until fit_normalisation
         # (and in files written before it was kept): the sampler's volume guidance needs it.
         self.register_buffer("species_volume", torch.zeros(mc.num_species))
@@ -179,7 +184,8 @@ class TopologicalDiffusionModel(nn.Module):
         have rows of order one; the atom-count histogram is what :meth:`sample` draws from when no
         count is given (counts above ``max_atoms`` are refused); the elements present are the ones
         :meth:`sample` uses unless told otherwise (``restrict_species=False``); the joint histogram of atoms
-        and distinct elements per crystal is what :meth:`sample` draws the element counts from; each element's
+        and distinct elements per crystal is what :meth:`sample` draws the element counts from (and the same per
+        topological class of the labelled crystals, what ``sample(class_counts=True)`` draws from); each element's
         volume per atom (:func:`~td_models.constraints.fit_species_volumes`) is what the sampler's
         ``volume_tolerance`` guidance holds a cell's volume to.
         """
@@ -195,6 +201,8 @@ class TopologicalDiffusionModel(nn.Module):
         seen[(batch.atom_types - 1).to(seen.device)] = True
         self.species_seen.copy_(seen)
         self.element_count_weights.copy_(element_count_histogram(batch, max_atoms).to(self.element_count_weights))
+        by_class = element_count_histogram(batch, max_atoms, num_classes=self.class_element_count_weights.shape[0])
+        self.class_element_count_weights.copy_(by_class.to(self.class_element_count_weights))
         volumes = fit_species_volumes(batch.lattice, batch.atom_types, batch.batch_index, self.num_species)
         self.species_volume.copy_(volumes.to(self.species_volume))
         self.lattice_scale.fill_(float(per_atom.median()))
@@ -471,6 +479,9 @@ class TopologicalDiffusionModel(nn.Module):
         if "element_count_weights" in missing:  # files from before the element counts were kept
             log.warning("%s has no element-count histogram; sampling leaves the number of elements free", path)
             missing.remove("element_count_weights")
+        if "class_element_count_weights" in missing:  # files from before the per-class histograms were kept
+            log.info("%s has no per-class atom-count histograms; sample(class_counts=True) is refused for it", path)
+            missing.remove("class_element_count_weights")
         if "species_volume" in missing:  # files from before the element volumes were kept: no volume guidance
             log.info("%s has no fitted element volumes; sample(volume_tolerance=...) is refused for it", path)
             missing.remove("species_volume")

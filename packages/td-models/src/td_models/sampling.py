@@ -122,6 +122,9 @@ class SamplingOptions:
     volume_tolerance: float = 1.25
     restrict_species: bool = True  # keep to the elements of the training data (fit_normalisation)
     element_counts: bool = True  # distinct elements per crystal drawn with its atom count from the training data
+    # atoms (and distinct elements) per crystal drawn from the training crystals labelled topo_class (needs one)
+    # instead of from all training crystals: the sizes of the asked class's members; False: all crystals'
+    class_counts: bool = False
     charge_balance: bool = True  # species drawn only where a charge-neutral completion stays reachable
     seed: int = 0  # random seed: same model, options and seed give the same crystals
     batch_size: int = 256  # most crystals per denoiser batch (plan_batches)
@@ -156,7 +159,7 @@ class SamplingOptions:
         _check_real("property_guidance", self.property_guidance, low=0.0)
         _check_real("volume_guidance", self.volume_guidance, low=0.0)
         _check_real("volume_tolerance", self.volume_tolerance, low=1.0, low_open=True)
-        for name in ("restrict_species", "element_counts", "charge_balance"):
+        for name in ("restrict_species", "element_counts", "class_counts", "charge_balance"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
             object.__setattr__(self, name, bool(getattr(self, name)))
@@ -167,6 +170,9 @@ class SamplingOptions:
         if not (isinstance(self.progress, bool) or callable(self.progress)):
             raise ConfigError(f"progress must be True, False or a callable (done, total), got {self.progress!r}")
         check_threads(self.threads)
+        if self.class_counts and self.topo_class is None:
+            raise ConfigError("class_counts draws the atom counts from the training crystals of the requested class: "
+                              "it needs a topo_class, got none")  # fmt: skip
         for name in ("chern", "steps", "corrector_steps", "seed", "batch_size"):  # numpy integers as int
             value = getattr(self, name)
             if value is not None:
@@ -391,10 +397,23 @@ def _counts(model: nn.Module, n: int, options: SamplingOptions) -> tuple[np.ndar
 
     Atoms as asked, or drawn from the training histogram; elements drawn with them from the joint
     histogram of the training data (:func:`td_models.composition.draw_counts`, seeded by ``seed``)
-    when ``element_counts`` is on and the species process is absorbing.
+    when ``element_counts`` is on and the species process is absorbing. With ``class_counts`` both histograms are
+    those of the training crystals labelled ``topo_class`` (a :class:`BatchError` when the model has none).
     """
     num_atoms = options.num_atoms
     weights = model.atom_count_weights.double().cpu().numpy()
+    class_joint = None
+    if options.class_counts:
+        class_joint = model.class_element_count_weights[topo_class_index(options.topo_class)].double().cpu().numpy()
+        if class_joint.sum() <= 0:
+            raise BatchError(
+                f"class_counts: the model has no training crystal labelled {options.topo_class!r} in its per-class "
+                "histograms (none in its training data, or a file written before td-models kept them); sample "
+                "with class_counts=False"
+            )
+        weights = class_joint.sum(axis=1)
+        log.info("atom counts drawn from the %d training crystals labelled %s", int(class_joint.sum()),
+                 options.topo_class)  # fmt: skip
     given = None
     if num_atoms is None:
         if weights.sum() <= 0:
@@ -405,7 +424,7 @@ def _counts(model: nn.Module, n: int, options: SamplingOptions) -> tuple[np.ndar
             raise BatchError(f"num_atoms must be one int or {n} ints, got shape {given.shape}")
     joint = None
     if options.element_counts and model.species_process.absorbing:
-        joint = model.element_count_weights.double().cpu().numpy()
+        joint = model.element_count_weights.double().cpu().numpy() if class_joint is None else class_joint
         if joint.sum() <= 0:
             log.info("the model has no element-count histogram (fitted before it was kept): elements per crystal free")
             joint = None

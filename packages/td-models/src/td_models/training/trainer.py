@@ -216,6 +216,10 @@ class Trainer:
                 tc.min_learning_rate,
                 tc.cosine_period_epochs or tc.max_epochs,
             )
+        unrun = [f"{ph.name} (from epoch {ph.start_epoch})" for ph in tc.phases if ph.start_epoch > tc.max_epochs]
+        if unrun:  # legitimate when a wall-clock fit lowered max_epochs, but never silent
+            log.warning("training_config.max_epochs = %d: the phases %s start after it and will not run",
+                        tc.max_epochs, ", ".join(unrun))  # fmt: skip
         if precision == "fp16" and acc.device.type == "cpu":
             log.warning("mixed_precision='fp16' needs a GPU (loss scaling); on CPU Accelerate trains in fp32")
 
@@ -820,7 +824,7 @@ class Trainer:
 
 #: data statistics a checkpoint may predate (the element volumes were added later): the model's own,
 #: fitted on the training data at set-up, fill them in on resume
-DATA_BUFFERS_ADDED_LATER = ("species_volume",)
+DATA_BUFFERS_ADDED_LATER = ("species_volume", "class_element_count_weights")
 
 
 def _with_data_buffers(state: dict[str, Any], model: torch.nn.Module) -> dict[str, Any]:
