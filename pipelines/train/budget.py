@@ -26,15 +26,17 @@ def fit_epochs_to_budget(
 ) -> dict[str, Any]:
     """How many epochs of ``items`` fit in ``budget_minutes``.
 
-    A throw-away model of ``config`` takes :data:`PROBE_STEPS` optimiser steps (after two warm-up steps) on full
-    training batches for each distinct ``(physics, conditioning)`` setting of the phases that start within
-    ``max_epochs``, as the trainer's step does: a batch collated from the items, forward, backward (bf16 autocast on
-    CUDA when ``mixed_precision`` is bf16), gradient clipping, AdamW and the EMA update. The epochs are then summed
-    phase by phase (a physics phase's step costs more) until :data:`BUDGET_SHARE` of the budget is spent.
+    A throw-away model of ``config`` takes :data:`PROBE_STEPS` optimiser steps (after two warm-up steps) for each
+    distinct ``(physics, conditioning)`` setting of the phases that start within ``max_epochs``, as the trainer's
+    step does: a full batch drawn at random from ``items`` (a store sorted by size would otherwise time its
+    smallest cells, with the least padding), forward, backward (bf16 autocast on CUDA when ``mixed_precision`` is
+    bf16), gradient clipping, AdamW and the EMA update. The epochs are then summed phase by phase (a physics phase's
+    step costs more) until :data:`BUDGET_SHARE` of the budget is spent.
 
     Returns ``epochs``, ``probe_seconds_per_step`` (the first phase's), ``probe_seconds_per_step_by_phase`` (each
     timed phase's), ``planned_seconds`` (the probe's estimate of the fitted epochs), ``probe_steps``,
     ``budget_share`` and ``steps_per_epoch``."""
+    import numpy as np
     import torch
 
     from td_models import TopologicalDiffusionModel
@@ -51,12 +53,11 @@ def fit_epochs_to_budget(
     generator = torch.Generator(device=device).manual_seed(seed)
     autocast = device == "cuda" and tc.mixed_precision == "bf16"
     clip = tc.gradient_clipping if tc.gradient_clipping > 0 else None
-    cursor = [0]
+    rng = np.random.default_rng(seed)  # batches drawn as the trainer's shuffled epochs draw them: mixed sizes pad
 
     def step(physics: bool, conditioning: bool) -> None:
-        index = [(cursor[0] + i) % len(dataset) for i in range(size)]
-        cursor[0] += size
-        batch = collate([dataset[i] for i in index]).to(device)
+        index = rng.choice(len(dataset), size=size, replace=False)
+        batch = collate([dataset[int(i)] for i in index]).to(device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss = model.training_losses(batch, physics=physics, conditioning=conditioning, generator=generator)
         loss["total"].backward()
