@@ -7,8 +7,9 @@ arm is sampled at every point of the guidance sweep (:meth:`YieldOptions.sweep`:
 ``guidance_scales`` value with each ``property_guidance_scales`` value, the class head's log-probability guidance;
 without lists, the single ``guidance_scale`` (null: the model's ``physics_config.guidance_scale``) and
 ``property_guidance``). Every point and
-the unconditioned arm get the same drawn atom counts (one seeded draw); the conditioned points share the noise seed
-``generate_options.seed``, the unconditioned arm has that seed + 1.
+the unconditioned arm get the same drawn atom counts (one seeded draw; with ``num_atoms`` ``class-labellable`` or
+``class`` the points share their own draw from the ``TARGET`` training crystals' sizes); the conditioned points
+share the noise seed ``generate_options.seed``, the unconditioned arm has that seed + 1.
 
 Every generated crystal the labeller can take is relaxed with CHGNet first (``relax``; :mod:`.yield_judging`), then
 relabelled by td-physics' structure labeller (``td_data.labels.label_records`` with the ``label`` pipeline's
