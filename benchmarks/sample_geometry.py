@@ -12,7 +12,9 @@ sampling settings (steps, corrector steps, volume guidance) come from its own me
 
 With ``--coverage N``, COV-R and COV-P (CDVAE's fingerprints and the data set's published cutoffs, the published
 protocol's composition scaling) of the first N crystals of each file against the test crystals read
-(``--max-test``): a cheaper, smaller reading than the benchmark's, comparable between the files of one call only.
+(``--max-test``): a cheaper, smaller reading than the benchmark's, comparable between the files of one call only;
+beside them the mean, over the generated crystals, of the structure-fingerprint distance to the nearest test crystal
+(AMSD-P), which says how far the crystals are from the structure cutoff when no crystal is within it.
 
 Columns: crystals that are records; W(density) and W(volume per atom), the Wasserstein-1 distances to the test
 split's; the median volume per atom; the 5th percentile, median and 95th percentile of each crystal's shortest
@@ -70,11 +72,11 @@ def main(argv: list[str] | None = None) -> int:
     test = load_split([test_file], "test", limit=args.max_test).records
     ref = geometry(test)
     print(f"{args.dataset} test split: {len(test)} crystals ({test_file})\n")
-    cov_head = f" COV-R / COV-P, {args.coverage} vs {len(test)} [%] |" if args.coverage else ""
+    cov_head = f" COV-R / COV-P, {args.coverage} vs {len(test)} [%] | AMSD-P |" if args.coverage else ""
     print("| set | n | W(density) | W(volume/atom) | median volume/atom | shortest distance p5 / median / p95 [A] "
           f"| share < {args.close:g} A |{cov_head}")  # fmt: skip
-    print("|---|" + "---:|" * (6 + bool(args.coverage)))
-    print(row("test split", ref, None, args.close, " - |" if args.coverage else ""))
+    print("|---|" + "---:|" * (6 + 2 * bool(args.coverage)))
+    print(row("test split", ref, None, args.close, " - | - |" if args.coverage else ""))
     cache = tempfile.TemporaryDirectory()  # the test crystals' fingerprints, computed once for every file
     for path in args.samples:
         samples, meta = load_crystals(path)
@@ -90,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
 
             m = generation_metrics(records[: args.coverage], test, dataset=args.dataset, n_jobs=args.n_jobs,
                                    reference_cache=Path(cache.name) / "test.npz")  # fmt: skip
-            cov = f" {100 * m['cov_recall']:.1f} / {100 * m['cov_precision']:.1f} |"
+            cov = f" {100 * m['cov_recall']:.1f} / {100 * m['cov_precision']:.1f} | {m['amsd_precision']:.3f} |"
         print(row(f"{path} ({settings})", geometry(records), ref, args.close, cov), flush=True)
     cache.cleanup()
     return 0

@@ -41,3 +41,32 @@ def test_sample_geometry_reports_each_file_beside_the_test_split(tmp_path):
     p5, median, p95 = (float(v) for v in cells[5].split(" / "))
     assert 1.0 <= p5 < median == pytest.approx(1.545, abs=0.01) and p95 == pytest.approx(1.545, abs=0.01)
     assert float(cells[6]) == pytest.approx(1 / 3, abs=1e-3)
+
+
+def test_sample_geometry_coverage_counts_a_test_crystal_as_covered(tmp_path):
+    """``--coverage``: a test crystal among four samples is within the cutoffs of itself, so COV-P is at least 25%
+    and COV-R at least one test crystal in 16; AMSD-P, the mean distance to the nearest test fingerprint, is
+    finite and at least 0 (the test crystal's own is 0)."""
+    if not (CARBON / "test.csv.gz").is_file():
+        pytest.skip(f"shared Carbon-24 data not available in {CARBON}")
+    from td_data.evaluation import load_split
+    from td_models import save_crystals
+
+    first = load_split([CARBON / "test.csv.gz"], "test", limit=1).records[0]
+    own = {"lattice": np.asarray(first.lattice), "frac_coords": np.asarray(first.frac_coords),
+           "atomic_numbers": np.asarray(first.atomic_numbers)}  # fmt: skip
+    square = {"lattice": 4.0 * np.eye(3), "frac_coords": np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.0]]),
+              "atomic_numbers": np.array([6, 6])}  # fmt: skip
+    path = save_crystals(tmp_path / "samples.npz", [own, square, square, square], {"steps": 5})
+    script = ROOT / "benchmarks" / "sample_geometry.py"
+    args = [sys.executable, str(script), "--dataset", "carbon_24", "--data-dir", str(CARBON), "--max-test", "16",
+            "--coverage", "4", "--samples", str(path)]  # fmt: skip
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert done.returncode == 0, done.stderr[-3000:]
+    header = [line for line in done.stdout.splitlines() if line.startswith("| set |")][0]
+    assert header.rstrip().endswith("COV-R / COV-P, 4 vs 16 [%] | AMSD-P |")
+    ours = [line for line in done.stdout.splitlines() if line.startswith("| ") and "steps 5" in line][0]
+    cells = [c.strip() for c in ours.split("|")[1:-1]]
+    recall, precision = (float(v) for v in cells[7].split(" / "))
+    assert precision >= 25.0 and recall >= 6.2  # 1 of 16, printed with one decimal
+    assert 0.0 <= float(cells[8]) < float("inf")

@@ -72,6 +72,8 @@ def test_save_and_load_round_trip(tmp_path, suffix):
         ("model_config", "pair_values", "yes", "pair_values must be true or false, got 'yes'"),
         ("model_config", "coord_vectors", "yes", "coord_vectors must be true or false, got 'yes'"),
         ("model_config", "pair_distances", "bohr", "pair_distances must be 'angstrom' or 'normalised', got 'bohr'"),
+        ("model_config", "image_cutoff", 0, "image_cutoff must be null or a finite number > 0 (Angstrom), got 0"),
+        ("model_config", "image_cutoff", "3", "image_cutoff must be null or a finite number > 0 (Angstrom), got '3'"),
         ("physics_config", "band_gap_range", [0.5, 0.1], "low <= high"),
         ("physics_config", "band_gap_range", [0.1], "two numbers"),
         ("physics_config", "topological_class", "axion", "topological_class must be one of"),
@@ -87,6 +89,12 @@ def test_bad_values_name_the_rule_and_the_value(block, key, value, fragment):
     data[block][key] = value
     with pytest.raises(ConfigError, match=fragment.replace("(", r"\(").replace(")", r"\)")):
         ExperimentConfig.from_dict(data)
+
+
+def test_image_cutoff_needs_angstrom_pair_distances():
+    assert ModelConfig(image_cutoff=3.0).image_cutoff == 3.0 and ModelConfig().image_cutoff is None
+    with pytest.raises(ConfigError, match="image_cutoff needs pair_distances 'angstrom' .*, got 'normalised'"):
+        ModelConfig(pair_distances="normalised", image_cutoff=3.0)
 
 
 def test_unknown_keys_and_blocks_are_refused():

@@ -303,27 +303,35 @@ def test_length_scale_is_required_exactly_when_distances_are_in_angstrom():
         TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, pair_distances="bohr")
 
 
-def test_coord_vectors_keep_the_symmetries_start_at_zero_and_are_smooth_across_half_a_cell():
-    """``coord_vectors``: the score gains sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi). Rotation, origin and integer
-    shifts, permutations, padding and several conditions in one pass behave as without it; a fresh network still
-    predicts zero; the term is continuous where the wrapped difference jumps (two atoms half a cell apart)."""
-    model = _small(coord_vectors=True, pair_distances="angstrom").requires_grad_(False)
-    lattice, frac, species, mask, t, cond = _batch(12)
+def _check_symmetries_in_angstrom(model, seed: int, shift: float, perm: torch.Tensor):
+    """Rotation, origin and integer shifts, permutations, padding and several conditions in one pass, for a model
+    with ``pair_distances="angstrom"`` on a batch of cells about 2-3 A across; returns the batch, scales and output."""
+    lattice, frac, species, mask, t, cond = _batch(seed)
     scale = torch.tensor([2.2, 2.9], dtype=DT)
     out = model(lattice, frac, species, mask, t, cond, length_scale=scale)
-    q = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(13), dtype=DT))[0]
-    moved = model(lattice @ q.T, (frac + 0.41) % 1.0 - 2.0, species, mask, t, cond, length_scale=scale)
+    q = torch.linalg.qr(torch.randn(3, 3, generator=torch.Generator().manual_seed(seed + 1), dtype=DT))[0]
+    moved = model(lattice @ q.T, (frac + shift) % 1.0 - 2.0, species, mask, t, cond, length_scale=scale)
     torch.testing.assert_close(moved.lattice_eps, out.lattice_eps @ q.T, **TOL)
     _close(moved, out, skip=("lattice_eps",))
-    perm = torch.tensor([[3, 1, 0, 2, 4, 5], [5, 0, 4, 1, 3, 2]])
     take = lambda x: torch.gather(x, 1, perm.view(2, 6, *([1] * (x.dim() - 2))).expand_as(x))  # noqa: E731
     permuted = model(lattice, take(frac), take(species), take(mask), t, cond, length_scale=scale)
     torch.testing.assert_close(permuted.coord_score, take(out.coord_score), **TOL)
+    torch.testing.assert_close(permuted.species_logits, take(out.species_logits), **TOL)
     alone = model(lattice[:1], frac[:1, :4], species[:1, :4], mask[:1, :4], t[:1], cond[:1], length_scale=scale[:1])
     torch.testing.assert_close(out.coord_score[:1, :4], alone.coord_score, **TOL)
     together = model(lattice, frac, species, mask, t, torch.cat([cond, 2 * cond]), length_scale=scale)
     doubled = model(lattice, frac, species, mask, t, 2 * cond, length_scale=scale)
     torch.testing.assert_close(together.coord_score, torch.cat([out.coord_score, doubled.coord_score]), **TOL)
+    return (lattice, frac, species, mask, t, cond), scale, out
+
+
+def test_coord_vectors_keep_the_symmetries_start_at_zero_and_are_smooth_across_half_a_cell():
+    """``coord_vectors``: the score gains sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi). Rotation, origin and integer
+    shifts, permutations, padding and several conditions in one pass behave as without it; a fresh network still
+    predicts zero; the term is continuous where the wrapped difference jumps (two atoms half a cell apart)."""
+    model = _small(coord_vectors=True, pair_distances="angstrom").requires_grad_(False)
+    perm = torch.tensor([[3, 1, 0, 2, 4, 5], [5, 0, 4, 1, 3, 2]])
+    (lattice, frac, species, mask, t, cond), scale, out = _check_symmetries_in_angstrom(model, 12, 0.41, perm)
     plain = _small(pair_distances="angstrom")  # the same seed: equal weights but the pair-vector weights
     assert not torch.allclose(plain(lattice, frac, species, mask, t, cond, length_scale=scale).coord_score,
                               out.coord_score)  # fmt: skip
@@ -339,3 +347,32 @@ def test_coord_vectors_keep_the_symmetries_start_at_zero_and_are_smooth_across_h
     torch.testing.assert_close(before, after, atol=1e-5, rtol=0)
     with pytest.raises(ConfigError, match="coord_vectors must be true or false, got 1"):
         TopologicalTransformer(num_species=S, hidden_dim=32, num_layers=2, num_heads=4, coord_vectors=1)
+
+
+@pytest.mark.parametrize("coord_vectors", [False, True])
+def test_image_cutoff_keeps_the_symmetries_and_changes_the_prediction(coord_vectors):
+    """``image_cutoff``: the pair input also holds the basis summed over every periodic image within 3 A (and with
+    ``coord_vectors`` the score sums the pair vectors over those images). Rotation, origin and integer shifts,
+    permutations, padding and several conditions in one pass behave as without it; the image channels add weights
+    and change the prediction; a fresh network predicts zero."""
+    model = _small(image_cutoff=3.0, coord_vectors=coord_vectors, pair_distances="angstrom").requires_grad_(False)
+    perm = torch.tensor([[2, 0, 3, 1, 4, 5], [4, 5, 0, 2, 1, 3]])
+    batch, scale, out = _check_symmetries_in_angstrom(model, 21, 0.37, perm)  # cells of 2-3 A: images within 3 A
+    plain = _small(coord_vectors=coord_vectors, pair_distances="angstrom")
+    assert count_parameters(model) > count_parameters(plain)  # the image channels' weights
+    assert not torch.allclose(plain(*batch, length_scale=scale).coord_score, out.coord_score)
+    fresh = TopologicalTransformer(
+        num_species=S, hidden_dim=32, num_layers=2, num_heads=4, pair_distances="angstrom", image_cutoff=3.0,
+        coord_vectors=coord_vectors,
+    )  # fmt: skip
+    args = [x.float() if x.is_floating_point() else x for x in _batch(21)]
+    assert bool((fresh(*args, length_scale=scale.float()).coord_score == 0).all())
+
+
+def test_image_cutoff_errors():
+    kwargs = {"num_species": S, "hidden_dim": 32, "num_layers": 2, "num_heads": 4}
+    with pytest.raises(ConfigError, match='image_cutoff is in Angstrom and needs pair_distances="angstrom"'):
+        TopologicalTransformer(**kwargs, image_cutoff=3.0)
+    for bad in (0.0, -1.0, float("inf"), True, "3"):
+        with pytest.raises(ConfigError, match="image_cutoff must be null or a finite number > 0"):
+            TopologicalTransformer(**kwargs, pair_distances="angstrom", image_cutoff=bad)

@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from td_models.exceptions import BatchError, ConfigError
 from td_models.features import (
@@ -13,7 +15,9 @@ from td_models.features import (
     lattice_metric_features,
     minimum_image_sq_distance,
     pair_feature_dim,
+    periodic_image_features,
     periodic_pair_features,
+    plane_spacings,
     sinusoidal_embedding,
     wrapped_frac_difference,
 )
@@ -134,3 +138,106 @@ def test_feature_errors(crystal):
         minimum_image_sq_distance(frac, lattice[:, :2])
     with pytest.raises(BatchError, match="batch size"):
         minimum_image_sq_distance(frac, lattice[:1])
+
+
+# ----------------------------------------------------------------------------------- periodic images
+def _brute_images(frac, lattice, cutoff, num_rbf, num_vector_rbf, reach=4):
+    """The image sums over every n in {-reach..reach}^3, each crystal with its own cutoff min(cutoff, 1.5 h)."""
+    rng = torch.arange(-reach, reach + 1, dtype=DT)
+    offsets = torch.cartesian_prod(rng, rng, rng)  # (M, 3)
+    disp = (frac[:, None, :, :] - frac[:, :, None, :])[:, :, :, None, :] + offsets  # (B, N, N, M, 3), unwrapped
+    dist = torch.einsum("bijmk,bkl->bijml", disp, lattice).norm(dim=-1)  # (B, N, N, M)
+    limit = (1.5 * plane_spacings(lattice).amin(dim=1)).clamp(max=cutoff)[:, None, None, None]
+    env = torch.where(dist < limit, 0.5 * (torch.cos(math.pi * dist / limit) + 1.0), torch.zeros_like(dist))
+    rbf = (gaussian_rbf(dist, num_rbf, cutoff) * env[..., None]).sum(dim=3)
+    radial = gaussian_rbf(dist, num_vector_rbf, cutoff) * env[..., None]  # (B, N, N, M, Rv)
+    return rbf, torch.einsum("bijmr,bijmc->bijrc", radial, disp)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), skew=st.floats(0.0, 1.5), scale=st.floats(1.5, 5.0))
+def test_periodic_image_sums_equal_a_brute_force_sum_over_many_images(seed, skew, scale):
+    """The 27 images of the wrapped difference hold every image within each crystal's cutoff: the sums equal
+    those over 729 images of the unwrapped difference, for skewed cells of 1.5-5 A whose planes may lie closer
+    than the cutoff (where the cutoff shrinks to 1.5 plane spacings)."""
+    gen = torch.Generator().manual_seed(seed)
+    frac = torch.rand(3, 4, 3, generator=gen, dtype=DT) * 3 - 1  # coordinates outside [0, 1) too
+    lattice = scale * torch.eye(3, dtype=DT) + skew * torch.randn(3, 3, 3, generator=gen, dtype=DT)
+    rbf, vectors = periodic_image_features(frac, lattice, cutoff=3.0, num_rbf=12, num_vector_rbf=4)
+    brute_rbf, brute_vectors = _brute_images(frac, lattice, 3.0, 12, 4)
+    torch.testing.assert_close(rbf, brute_rbf, atol=1e-5, rtol=0)  # the r = 0 term's sqrt(eps) shifts it by 1e-6
+    torch.testing.assert_close(vectors, brute_vectors, atol=1e-9, rtol=0)
+
+
+@settings(max_examples=15, deadline=None)
+@given(seed=st.integers(0, 10_000), reflect=st.booleans())
+def test_periodic_image_features_are_invariant_to_rotation_origin_integer_shifts_and_permutation(seed, reflect):
+    gen = torch.Generator().manual_seed(seed)
+    frac = torch.rand(2, 5, 3, generator=gen, dtype=DT)
+    lattice = 2.5 * torch.eye(3, dtype=DT) + 0.6 * torch.randn(2, 3, 3, generator=gen, dtype=DT)
+    rbf, vectors = periodic_image_features(frac, lattice, 3.0, 16, 8)
+    q = _orthogonal(gen, reflect)
+    moved = frac + torch.rand(1, 1, 3, generator=gen, dtype=DT) + torch.randint(-2, 3, frac.shape, generator=gen)
+    rbf2, vectors2 = periodic_image_features(moved, lattice @ q.T, 3.0, 16, 8)
+    torch.testing.assert_close(rbf2, rbf, atol=1e-9, rtol=0)
+    torch.testing.assert_close(vectors2, vectors, atol=1e-9, rtol=0)
+    perm = torch.randperm(5, generator=gen)
+    rbf3, vectors3 = periodic_image_features(frac[:, perm], lattice, 3.0, 16, 8)
+    torch.testing.assert_close(rbf3, rbf[:, perm][:, :, perm], atol=1e-12, rtol=0)
+    torch.testing.assert_close(vectors3, vectors[:, perm][:, :, perm], atol=1e-12, rtol=0)
+    torch.testing.assert_close(vectors.transpose(1, 2), -vectors, atol=1e-12, rtol=0)  # j seen from i: opposite
+
+
+def test_periodic_images_see_the_neighbours_that_the_minimum_image_misses():
+    """A chain of one atom in a 1.5 A cell: the minimum image sees only the atom itself (distance 0), the image
+    sum its two neighbours at 1.5 A (and none at 3 A and beyond, past the 3 A cutoff: 1.5 plane spacings are 2.25 A
+    along the chain). Two atoms half a cell apart along a 2.8 A axis have two images at 1.4 A, not one."""
+    lattice = torch.diag(torch.tensor([1.5, 6.0, 6.0], dtype=DT))[None]
+    frac = torch.zeros(1, 1, 3, dtype=DT)
+    rbf, vectors = periodic_image_features(frac, lattice, cutoff=3.0, num_rbf=31, num_vector_rbf=2)
+    limit = 2.25
+    centres = torch.linspace(0.0, 3.0, 31, dtype=DT)
+    expected = torch.exp(-0.5 * (centres / 0.1) ** 2) + 2 * 0.5 * (math.cos(math.pi * 1.5 / limit) + 1) * torch.exp(
+        -0.5 * ((centres - 1.5) / 0.1) ** 2
+    )
+    torch.testing.assert_close(rbf[0, 0, 0], expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(vectors[0, 0, 0], torch.zeros(2, 3, dtype=DT), atol=1e-12, rtol=0)  # +a and -a cancel
+    assert float(minimum_image_sq_distance(frac, lattice)[0, 0, 0]) == 0.0
+    pair = torch.tensor([[[0.0, 0.0, 0.0], [0.5, 0.0, 0.0]]], dtype=DT)
+    lattice = torch.diag(torch.tensor([2.8, 6.0, 6.0], dtype=DT))[None]
+    rbf, _ = periodic_image_features(pair, lattice, cutoff=3.0, num_rbf=31)
+    one = 0.5 * (math.cos(math.pi * 1.4 / 3.0) + 1) * torch.exp(-0.5 * ((centres - 1.4) / 0.1) ** 2)
+    torch.testing.assert_close(rbf[0, 0, 1], 2 * one, atol=1e-9, rtol=0)
+
+
+def test_periodic_images_are_continuous_where_the_cutoff_shrinks_and_bounded_for_collapsed_cells():
+    gen = torch.Generator().manual_seed(3)
+    frac = torch.rand(1, 6, 3, generator=gen, dtype=DT)
+    base = torch.diag(torch.tensor([2.0, 3.0, 3.0], dtype=DT))[None]  # 1.5 h = 3.0: the cutoff starts to shrink
+    for delta in (1e-7, -1e-7):
+        near = base.clone()
+        near[0, 0, 0] += delta
+        for a, b in zip(
+            periodic_image_features(frac, base, 3.0, 16, 4), periodic_image_features(frac, near, 3.0, 16, 4)
+        ):
+            torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    tiny = 1e-3 * torch.randn(4, 3, 3, generator=gen, dtype=DT)  # a late diffusion time's lattice
+    rbf, vectors = periodic_image_features(torch.rand(4, 20, 3, generator=gen, dtype=DT), tiny, 3.0, 16, 4)
+    assert bool(torch.isfinite(rbf).all() & torch.isfinite(vectors).all())
+    assert float(rbf.sum(dim=-1).amax()) < 27 * 3.0  # at most 27 images, each basis sum below 3
+    flat = torch.diag(torch.tensor([4.0, 4.0, 0.0], dtype=DT))[None]  # singular: every cutoff zero, nothing summed
+    rbf, _ = periodic_image_features(frac, flat, 3.0, 16)
+    assert float(rbf.abs().max()) == 0.0
+
+
+def test_periodic_image_feature_errors(crystal):
+    _, frac, lattice = crystal
+    with pytest.raises(ConfigError, match="image cutoff must be a finite number > 0, got 0"):
+        periodic_image_features(frac, lattice, 0, 8)
+    with pytest.raises(ConfigError, match="num_vector_rbf must be an integer >= 0, got -1"):
+        periodic_image_features(frac, lattice, 3.0, 8, -1)
+    with pytest.raises(BatchError, match="share the batch size, got 1 and 2"):
+        periodic_image_features(frac, lattice[:1], 3.0, 8)
+    with pytest.raises(BatchError, match=r"atom_mask must be a bool tensor of shape \(2, 5\)"):
+        periodic_image_features(frac, lattice, 3.0, 8, atom_mask=torch.ones(2, 5))
+    assert torch.equal(plane_spacings(torch.diag(torch.tensor([2.0, 3.0, 4.0]))[None]), torch.tensor([[2.0, 3.0, 4.0]]))

@@ -142,6 +142,10 @@ class ModelConfig(_Block):
     pair_distances: str = "angstrom"
     # coordinate score plus sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi): a pair "force" along each pair's direction
     coord_vectors: bool = False
+    # null: pair distances of the minimum image only. A number (Angstrom, needs pair_distances "angstrom"): the pair
+    # input also sums the distance basis over every periodic image within it (an atom's own images included), and
+    # coord_vectors then sums the pair vectors over those images
+    image_cutoff: float | None = None
 
     def __post_init__(self) -> None:
         for name in ("num_species", "hidden_dim", "num_topo_classes", "num_layers", "num_heads", "mlp_ratio"):
@@ -202,6 +206,16 @@ class ModelConfig(_Block):
         _check(
             isinstance(self.coord_vectors, bool),
             f"model_config.coord_vectors must be true or false, got {self.coord_vectors!r}",
+        )
+        _check(
+            self.image_cutoff is None
+            or (_is_number(self.image_cutoff) and math.isfinite(self.image_cutoff) and self.image_cutoff > 0),
+            f"model_config.image_cutoff must be null or a finite number > 0 (Angstrom), got {self.image_cutoff!r}",
+        )
+        _check(
+            self.image_cutoff is None or self.pair_distances == "angstrom",
+            f"model_config.image_cutoff needs pair_distances 'angstrom' (it is in Angstrom), "
+            f"got {self.pair_distances!r}",
         )
 
 

@@ -11,6 +11,9 @@ Design (ideas from the literature; no code copied):
   the six lattice-metric features broadcast to every pair. With ``pair_distances="angstrom"`` the distance
   and the metric features are those of the physical cell (the normalised lattice times the per-crystal
   length scale the caller passes), so one bond length is one RBF channel whatever the number of atoms.
+  With ``image_cutoff`` the pair input also holds the RBF summed over every periodic image of the pair
+  within that distance (own images included), the radial distribution a radius graph over periodic images
+  gives CDVAE's and MatterGen's GemNet, which the minimum image misses in cells a bond or two long.
   They are mapped once per forward by an
   MLP to a ``pair_dim`` "pair state", which every layer projects to one additive attention bias per
   head (Graphormer's spatial encoding, Ying et al. 2021), gives each atom an environment descriptor
@@ -42,6 +45,7 @@ from td_models.features import (
     lattice_metric_features,
     minimum_image_sq_distance,
     pair_feature_dim,
+    periodic_image_features,
     periodic_pair_features,
     sinusoidal_embedding,
     wrapped_frac_difference,
@@ -54,6 +58,8 @@ TIME_FREQ_DIM = 256
 _DIST_EPS = 1e-10  # sqrt(d^2 + eps): finite gradients at d = 0 (the diagonal)
 #: The units of the pair distances and their default RBF cutoff (see ``TopologicalTransformer``).
 PAIR_DISTANCES = {"normalised": 2.0, "angstrom": 6.0}
+#: Radial channels of the image-summed pair vectors (``coord_vectors`` with ``image_cutoff``).
+NUM_VECTOR_RBF = 8
 
 
 class DenoiserOutput(NamedTuple):
@@ -166,6 +172,15 @@ class TopologicalTransformer(nn.Module):
         Add ``sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi)`` to the coordinate score (a mean over real atoms
         ``j``, ``w_ij`` a zero-initialised projection of the pair messages): a pair "force" along each
         pair's own direction, close to ``f_j - f_i`` for near pairs and smooth (zero) half a cell away.
+        With ``image_cutoff`` the vectors are instead the image sums of
+        :func:`~td_models.features.periodic_image_features` (``NUM_VECTOR_RBF`` radial channels, each with
+        its own weight ``w_ijr``): every image of ``j`` within the cutoff pulls or pushes along its own direction.
+    image_cutoff:
+        ``None`` (default): the pair distance is the minimum image's. A number (Angstrom; needs
+        ``pair_distances="angstrom"``): the pair input also gets ``num_rbf`` channels of the Gaussian basis
+        summed over every periodic image of the pair within this distance, own images included
+        (:func:`~td_models.features.periodic_image_features`), so each atom sees its whole neighbourhood
+        even in cells only a bond or two long.
     """
 
     def __init__(
@@ -185,6 +200,7 @@ class TopologicalTransformer(nn.Module):
         pair_values: bool = False,
         pair_distances: str = "normalised",
         coord_vectors: bool = False,
+        image_cutoff: float | None = None,
     ) -> None:
         super().__init__()
         cond_dim = hidden_dim if cond_dim is None else cond_dim
@@ -215,6 +231,17 @@ class TopologicalTransformer(nn.Module):
             raise ConfigError(f"pair_distances must be one of {list(PAIR_DISTANCES)}, got {pair_distances!r}")
         if rbf_cutoff is None:
             rbf_cutoff = PAIR_DISTANCES[pair_distances]
+        if image_cutoff is not None:
+            if isinstance(image_cutoff, bool) or not (
+                isinstance(image_cutoff, (int, float)) and math.isfinite(image_cutoff) and image_cutoff > 0
+            ):
+                raise ConfigError(f"image_cutoff must be null or a finite number > 0 (Angstrom), got {image_cutoff!r}")
+            if pair_distances != "angstrom":
+                raise ConfigError(
+                    f'image_cutoff is in Angstrom and needs pair_distances="angstrom", got {pair_distances!r}'
+                )
+            image_cutoff = float(image_cutoff)
+        self.image_cutoff = image_cutoff
         if not (isinstance(rbf_cutoff, (int, float)) and math.isfinite(rbf_cutoff) and rbf_cutoff > 0):
             raise ConfigError(f"rbf_cutoff must be a finite number > 0, got {rbf_cutoff!r}")
         self.num_species = num_species
@@ -233,7 +260,10 @@ class TopologicalTransformer(nn.Module):
         self.time_mlp = nn.Sequential(nn.Linear(TIME_FREQ_DIM, h), nn.SiLU(), nn.Linear(h, h))
         self.cond_proj = nn.Linear(cond_dim, h)
         self.pair_mlp = nn.Sequential(
-            nn.Linear(pair_feature_dim(num_frequencies, num_rbf), p), nn.SiLU(), nn.Linear(p, p), nn.SiLU()
+            nn.Linear(pair_feature_dim(num_frequencies, num_rbf) + (num_rbf if image_cutoff else 0), p),
+            nn.SiLU(),
+            nn.Linear(p, p),
+            nn.SiLU(),
         )
         # Input environment descriptor: masked mean over j of SiLU(W_p pair_ij + W_s species_j) -> H.
         self.env_pair = nn.Linear(p, p)
@@ -254,7 +284,8 @@ class TopologicalTransformer(nn.Module):
         self.coord_out = nn.Linear(p, 3)
         # pair vectors: sum_j w_ij sin(2 pi (f_j - f_i)) / (2 pi), w_ij from the same pair messages (coord_vectors)
         self.coord_vectors = coord_vectors
-        self.coord_weight = nn.Linear(p, 1) if coord_vectors else None
+        vector_channels = NUM_VECTOR_RBF if image_cutoff else 1
+        self.coord_weight = nn.Linear(p, vector_channels) if coord_vectors else None
         self.lattice_head = nn.Sequential(nn.Linear(h + 6, h), nn.SiLU(), nn.Linear(h, 9))
         self.reset_parameters()
 
@@ -324,12 +355,22 @@ class TopologicalTransformer(nn.Module):
             raise BatchError("lattice, frac_coords and t must be finite and length_scale finite and > 0")
 
     # ----------------------------------------------------------------- forward
-    def _pair_state(self, lattice: torch.Tensor, frac_coords: torch.Tensor) -> torch.Tensor:
+    def _pair_state(
+        self, lattice: torch.Tensor, frac_coords: torch.Tensor, mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Invariant pair state ``(B, N, N, P)`` from Fourier, RBF and lattice-metric features of ``lattice``
-        (the physical cell with ``pair_distances="angstrom"``: :meth:`forward` scales it)."""
+        (the physical cell with ``pair_distances="angstrom"``: :meth:`forward` scales it), and with
+        ``image_cutoff`` and ``coord_vectors`` the image-summed pair vectors ``(B, N, N, NUM_VECTOR_RBF, 3)``."""
         fourier = periodic_pair_features(frac_coords, self.num_frequencies)  # (B, N, N, 6 K)
         dist = torch.sqrt(minimum_image_sq_distance(frac_coords, lattice) + _DIST_EPS)  # (B, N, N)
         rbf = gaussian_rbf(dist, self.num_rbf, self.rbf_cutoff)  # (B, N, N, R)
+        vectors = None
+        if self.image_cutoff is not None:
+            vector_channels = NUM_VECTOR_RBF if self.coord_vectors else 0
+            images, vectors = periodic_image_features(
+                frac_coords, lattice, self.image_cutoff, self.num_rbf, vector_channels, atom_mask=mask
+            )  # (B, N, N, R), (B, N, N, Rv, 3) or None
+            rbf = torch.cat([rbf, images.to(rbf.dtype)], dim=-1)
         metric = lattice_metric_features(lattice)  # (B, 6)
         # The first layer of pair_mlp on [fourier, rbf, metric]: the metric is the same for every pair of
         # a crystal, so its part of the product is computed once per crystal and broadcast (the same
@@ -341,7 +382,7 @@ class TopologicalTransformer(nn.Module):
         hidden = hidden + per_crystal[:, None, None, :]
         for layer in self.pair_mlp[1:]:
             hidden = layer(hidden)
-        return hidden  # (B, N, N, P)
+        return hidden, vectors  # (B, N, N, P)
 
     def forward(
         self,
@@ -392,7 +433,7 @@ class TopologicalTransformer(nn.Module):
         k = cond.shape[0] // lattice.shape[0]  # conditions per crystal (see ``cond``)
         time = t.repeat(k) if k > 1 else t
         c = self.time_mlp(sinusoidal_embedding(time * TIME_SCALE, TIME_FREQ_DIM)) + self.cond_proj(cond)  # (k B, H)
-        pair = self._pair_state(seen, frac_coords)  # (B, N, N, P)
+        pair, image_vectors = self._pair_state(seen, frac_coords, mask)  # (B, N, N, P)
         key_mask = torch.zeros_like(maskf).masked_fill(~mask, float("-inf"))[:, None, None, :]  # (B, 1, 1, N)
 
         x = self.species_embed(species.long())  # (B, N, H)
@@ -424,7 +465,12 @@ class TopologicalTransformer(nn.Module):
         )  # (B, N, N, P): i on dim 1, j on dim 2
         messages = (pair_messages * maskf[:, None, :, None]).sum(dim=2) / count[:, None, None]  # (B, N, P)
         coord_score = self.coord_node(node) + self.coord_out(messages)  # (B, N, 3)
-        if self.coord_weight is not None:  # a weighted sum of smooth periodic pair vectors, in cell fractions
+        if self.coord_weight is not None and image_vectors is not None:  # every image within the cutoff
+            weight = self.coord_weight(pair_messages) * maskf[:, None, :, None]  # (k B, N, N, Rv)
+            vectors = image_vectors.to(weight.dtype)
+            vectors = vectors.repeat(k, 1, 1, 1, 1) if k > 1 else vectors  # (k B, N, N, Rv, 3)
+            coord_score = coord_score + torch.einsum("bijr,bijrc->bic", weight, vectors) / count[:, None, None]
+        elif self.coord_weight is not None:  # a weighted sum of smooth periodic pair vectors, in cell fractions
             weight = self.coord_weight(pair_messages) * maskf[:, None, :, None]  # (B, N, N, 1)
             # ~ f_j - f_i for near pairs, 0 half a cell away
             vectors = torch.sin((2.0 * math.pi) * wrapped_frac_difference(frac_coords)) / (2.0 * math.pi)

@@ -12,6 +12,11 @@ matrix products either: under autocast the features keep the precision of their 
   orthogonal cells; in strongly skewed cells a shorter image may exist, and the value jumps where a
   component of ``Δf`` crosses one half). Good enough for an attention bias.
 * :func:`gaussian_rbf` -- a Gaussian radial basis expansion of a distance.
+* :func:`periodic_image_features` -- the same basis summed over *every* periodic image of each pair within a
+  cutoff (an atom's own images included), with a smooth envelope: the radial distribution of each pair, which
+  the minimum image alone misses in cells shorter than a few bond lengths (a 6-atom carbon cell has a
+  2.5 A axis, so an atom bonds to two images of one neighbour, or to its own image). Optionally also the
+  envelope-weighted fractional displacements ``sum_n phi_r(|d + n|) (d + n)`` per radial channel.
 * :func:`lattice_metric_features` -- the six entries of the upper triangle of ``G = L L^T``
   (rotation and reflection invariant), by default as log squared lengths and cosines of angles.
 * :func:`sinusoidal_embedding` -- the transformer / DDPM sinusoidal embedding of a scalar.
@@ -44,6 +49,8 @@ __all__ = [
     "wrapped_frac_difference",
     "minimum_image_sq_distance",
     "gaussian_rbf",
+    "periodic_image_features",
+    "plane_spacings",
     "lattice_metric_features",
     "sinusoidal_embedding",
     "pair_feature_dim",
@@ -152,6 +159,118 @@ def gaussian_rbf(distance: torch.Tensor, num_rbf: int, cutoff: float) -> torch.T
     # below exp(-60) = 9e-27 the basis is set to exactly 0: far distances would otherwise give subnormal
     # floats, which CPUs handle on a slow path
     return torch.where(exponent > -60.0, torch.exp(exponent.clamp_min(-60.0)), torch.zeros_like(exponent))
+
+
+#: Image shells searched along each axis by :func:`periodic_image_features`: the 27 cells ``n`` in ``{-1, 0, 1}^3``.
+IMAGE_SHELLS = 1
+
+
+def plane_spacings(lattice: torch.Tensor) -> torch.Tensor:
+    """Distances between neighbouring lattice planes, ``h_a = |det L| / |b x c|`` for each axis ``a``; ``(B, 3)``.
+
+    An image ``d + n`` of a fractional difference is at least ``|d_a + n_a| h_a`` away, which bounds the image
+    shells needed for a cutoff. Rotation invariant; zero for a singular lattice (never inverted).
+
+    >>> plane_spacings(torch.diag(torch.tensor([2.0, 3.0, 4.0]))[None])
+    tensor([[2., 3., 4.]])
+    """
+    _check_lattice(lattice)
+    a, b, c = lattice[:, 0], lattice[:, 1], lattice[:, 2]
+    crosses = torch.stack([torch.cross(b, c, dim=-1), torch.cross(c, a, dim=-1), torch.cross(a, b, dim=-1)], dim=1)
+    volume = (a * crosses[:, 0]).sum(dim=-1).abs()  # (B,)
+    return volume[:, None] / crosses.norm(dim=-1).clamp_min(1e-12)  # (B, 3)
+
+
+def periodic_image_features(
+    frac_coords: torch.Tensor,
+    lattice: torch.Tensor,
+    cutoff: float,
+    num_rbf: int,
+    num_vector_rbf: int = 0,
+    atom_mask: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Radial basis of each pair summed over all periodic images within ``cutoff``, and pair displacement vectors.
+
+    For atoms ``i``, ``j`` with wrapped fractional difference ``d = Δf - round(Δf)`` the images are
+    ``d + n`` for integer vectors ``n``; each at distance ``r_n = |(d + n) L|`` below the crystal's cutoff
+    ``c`` contributes ``u(r_n) phi(r_n)``, with ``phi`` the :func:`gaussian_rbf` basis on ``[0, cutoff]`` and
+    the envelope ``u(r) = (1 + cos(pi r / c)) / 2``, which takes every image smoothly to zero at ``c``.
+
+    ``c = min(cutoff, 1.5 h)`` with ``h`` the crystal's thinnest plane spacing (:func:`plane_spacings`): the
+    27 images ``n`` in ``{-1, 0, 1}^3`` of the wrapped difference then hold every image closer than ``c``, so
+    the sum is complete, and the work is bounded even for the collapsed cells of a very noisy lattice (their
+    ``c`` shrinks with them). A real cell keeps the full cutoff when its planes are at least ``cutoff / 1.5``
+    apart (2 A for a 3 A cutoff: 95% of Carbon-24's training cells). Images enter and leave the sum only where
+    their weight is zero, so the result is continuous in the coordinates and the lattice, and invariant to
+    rotations of the lattice, origin shifts, integer shifts of atoms and the choice of wrapped difference.
+    ``i == j`` pairs count an atom's own images (``n != 0``) and itself (``r = 0``).
+
+    Parameters
+    ----------
+    frac_coords, lattice:
+        ``(B, N, 3)`` and ``(B, 3, 3)`` (rows are vectors; the distances are in its units).
+    cutoff:
+        Largest image distance, in the units of ``lattice``; also the span of the radial basis.
+    num_rbf:
+        Channels ``R`` of the summed basis.
+    num_vector_rbf:
+        If > 0, also return ``sum_n u(r_n) phi'_r(r_n) (d + n)`` for a basis ``phi'`` of this many channels
+        on ``[0, cutoff]``: displacements in cell fractions weighted by distance, zero for ``r = 0``.
+    atom_mask:
+        Optional ``(B, N)`` bool: pairs with a padding atom are left out (their rows are zero).
+
+    Returns
+    -------
+    ``(B, N, N, R)`` and ``(B, N, N, num_vector_rbf, 3)`` or ``None``.
+
+    >>> f = torch.zeros(1, 1, 3)
+    >>> rbf, _ = periodic_image_features(f, 2.0 * torch.eye(3)[None], cutoff=2.5, num_rbf=6)
+    >>> round(float(rbf[0, 0, 0].sum()), 3)  # itself (1.753) and its six images at 2 A (envelope 0.095 each)
+    3.105
+    """
+    _check_frac(frac_coords)
+    _check_lattice(lattice)
+    _check_positive_int("num_rbf", num_rbf)
+    if not (isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0):
+        raise ConfigError(f"image cutoff must be a finite number > 0, got {cutoff!r}")
+    if isinstance(num_vector_rbf, bool) or not isinstance(num_vector_rbf, int) or num_vector_rbf < 0:
+        raise ConfigError(f"num_vector_rbf must be an integer >= 0, got {num_vector_rbf!r}")
+    b, n, _ = frac_coords.shape
+    if lattice.shape[0] != b:
+        raise BatchError(f"lattice and frac_coords must share the batch size, got {lattice.shape[0]} and {b}")
+    if atom_mask is not None and (atom_mask.dtype != torch.bool or tuple(atom_mask.shape) != (b, n)):
+        raise BatchError(
+            f"atom_mask must be a bool tensor of shape {(b, n)}, got {atom_mask.dtype} {tuple(atom_mask.shape)}"
+        )
+    # each crystal's cutoff: the 27 images hold every image within 1.5 plane spacings
+    limit = ((IMAGE_SHELLS + 0.5) * plane_spacings(lattice).amin(dim=1)).clamp(max=float(cutoff))  # (B,)
+    axis = torch.arange(-IMAGE_SHELLS, IMAGE_SHELLS + 1, device=frac_coords.device, dtype=frac_coords.dtype)
+    offsets = torch.cartesian_prod(axis, axis, axis)  # (27, 3)
+    wrapped = wrapped_frac_difference(frac_coords)  # (B, N, N, 3)
+    metric = _metric(lattice)  # (B, 3, 3)
+    # |d + n|^2_G = d G d + 2 n . (G d) + n G n, by elementwise products (no bf16 matmul under autocast)
+    g_d = (metric[:, None, None, :, :] * wrapped[:, :, :, None, :]).sum(dim=-1)  # (B, N, N, 3)
+    n_g_n = (offsets[None, :, :, None] * metric[:, None, :, :] * offsets[None, :, None, :]).sum(dim=(-2, -1))
+    sq = (wrapped * g_d).sum(dim=-1)[..., None] + 2.0 * (g_d[:, :, :, None, :] * offsets).sum(dim=-1)
+    sq = sq + n_g_n[:, None, None, :]  # (B, N, N, 27)
+    keep = sq < (limit**2)[:, None, None, None]
+    if atom_mask is not None:
+        keep = keep & (atom_mask[:, :, None] & atom_mask[:, None, :])[..., None]
+    index = keep.nonzero(as_tuple=True)  # the few images inside the cutoff
+    pair_index = (index[0] * n + index[1]) * n + index[2]  # flat (b, i, j)
+    dist = torch.sqrt(sq[index].clamp_min(0.0) + 1e-12)  # (K,)
+    envelope = 0.5 * (torch.cos(dist * math.pi / limit[index[0]]) + 1.0)  # (K,)
+    weights = gaussian_rbf(dist, num_rbf, float(cutoff)) * envelope[:, None]  # (K, R)
+    rbf = torch.zeros(b * n * n, num_rbf, device=frac_coords.device, dtype=weights.dtype)
+    rbf = rbf.index_add(0, pair_index, weights).view(b, n, n, num_rbf)
+    if num_vector_rbf == 0:
+        return rbf, None
+    radial = gaussian_rbf(dist, num_vector_rbf, float(cutoff)) * envelope[:, None]  # (K, Rv)
+    disp = wrapped[index[0], index[1], index[2]] + offsets[index[3]]  # (K, 3): d + n in cell fractions
+    terms = radial[:, :, None] * disp[:, None, :]  # (K, Rv, 3)
+    vectors = torch.zeros(b * n * n, num_vector_rbf, 3, device=frac_coords.device, dtype=terms.dtype)
+    vectors = vectors.index_add(0, pair_index, terms).view(b, n, n, num_vector_rbf, 3)
+    return rbf, vectors
 
 
 def lattice_metric_features(lattice: torch.Tensor, log_scale: bool = True) -> torch.Tensor:

@@ -130,6 +130,7 @@ class TopologicalDiffusionModel(nn.Module):
             pair_values=mc.pair_values,
             pair_distances=mc.pair_distances,
             coord_vectors=mc.coord_vectors,
+            image_cutoff=mc.image_cutoff,
         )
         self.conditions = ConditionEmbedding(cond_dim=mc.hidden_dim, num_topo_classes=mc.num_topo_classes)
         self.heads = PropertyHeads(mc.hidden_dim, num_topo_classes=mc.num_topo_classes, dropout=mc.dropout)
