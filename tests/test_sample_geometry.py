@@ -15,7 +15,8 @@ CARBON = ROOT.parent / "shared" / "data" / "benchmarks" / "carbon_24"
 
 def test_sample_geometry_reports_each_file_beside_the_test_split(tmp_path):
     """Two diamond cells (shortest C-C 1.54 A) and one with two atoms 1.0 A apart: the close share is 1/3, the
-    percentiles bracket 1.0 and 1.54, and the test split's own row has no distances to itself."""
+    percentiles bracket 1.0 and 1.54, the test split's own row has no distances to itself, and the diamond cells'
+    CrystalNN coordination is 4 at every site."""
     if not (CARBON / "test.csv.gz").is_file():
         pytest.skip(f"shared Carbon-24 data not available in {CARBON}")
     from td_models import save_crystals
@@ -29,7 +30,7 @@ def test_sample_geometry_reports_each_file_beside_the_test_split(tmp_path):
     path = save_crystals(tmp_path / "samples.npz", [diamond, diamond, close], {"steps": 7, "volume_guidance": 0.2})
     script = ROOT / "benchmarks" / "sample_geometry.py"
     args = [sys.executable, str(script), "--dataset", "carbon_24", "--data-dir", str(CARBON), "--max-test", "16",
-            "--samples", str(path)]  # fmt: skip
+            "--coordination", "2", "--samples", str(path)]  # fmt: skip
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr[-3000:]
     lines = [line for line in done.stdout.splitlines() if line.startswith("| ")]
@@ -41,6 +42,7 @@ def test_sample_geometry_reports_each_file_beside_the_test_split(tmp_path):
     p5, median, p95 = (float(v) for v in cells[5].split(" / "))
     assert 1.0 <= p5 < median == pytest.approx(1.545, abs=0.01) and p95 == pytest.approx(1.545, abs=0.01)
     assert float(cells[6]) == pytest.approx(1 / 3, abs=1e-3)
+    assert cells[7] == "0 / 0 / 100 / 0"  # --coordination 2: the two diamond cells, every site 4-coordinated
 
 
 def test_sample_geometry_coverage_counts_a_test_crystal_as_covered(tmp_path):
