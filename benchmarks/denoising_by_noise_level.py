@@ -71,15 +71,23 @@ def losses_at(model, batch, t_value: int, seed: int) -> tuple[float, float]:
     return coords, lattice
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--model-path", nargs="+", default=[str(ROOT / "outputs" / "perov5" / "model.pt")])
-    parser.add_argument("--dataset", choices=SPLITS, default="perov_5")
+def split_options_parser(description: str, name: str, n: int, levels: str) -> argparse.ArgumentParser:
+    """The options this script shares with ``recovery_from_noise.py``: models, data set ``name`` (its
+    ``outputs/<name without _>/model.pt`` the default model), the first ``n`` test crystals, diffusion steps."""
+    parser = argparse.ArgumentParser(description=description)
+    default_model = ROOT / "outputs" / name.replace("_", "") / "model.pt"
+    parser.add_argument("--model-path", nargs="+", default=[str(default_model)])
+    parser.add_argument("--dataset", choices=SPLITS, default=name)
     parser.add_argument("--data-dir", default=None, help="folder of the CDVAE split files (default ../shared/...)")
-    parser.add_argument("--n", type=int, default=256, help="test crystals (the split's first N)")
-    parser.add_argument("--levels", default=LEVELS, help=f"diffusion steps t, comma separated (default {LEVELS})")
+    parser.add_argument("--n", type=int, default=n, help="test crystals (the split's first N)")
+    parser.add_argument("--levels", default=levels, help=f"diffusion steps t, comma separated (default {levels})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
+    return parser
+
+
+def main() -> None:
+    parser = split_options_parser(__doc__.split("\n")[0], "perov_5", 256, LEVELS)
     args = parser.parse_args()
     if args.n < 1:
         raise SystemExit(f"--n must be >= 1, got {args.n}")
