@@ -19,15 +19,13 @@ exactly these steps, so this separates poor local denoising from a poor start. N
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from denoising_by_noise_level import log, parse_levels, split_options_parser  # noqa: E402
+# run as a script, its own folder is first on the import path: the sibling script's helpers are shared, not copied
+from denoising_by_noise_level import ROOT, log, parse_levels, split_options_parser
 
 LEVELS = "10,30,100,200"
 CUTOFF = 0.2  # CDVAE's structure cutoff for Perov-5 and Carbon-24
