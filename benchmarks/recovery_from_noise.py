@@ -26,6 +26,7 @@ import torch
 
 # run as a script, its own folder is first on the import path: the sibling script's helpers are shared, not copied
 from denoising_by_noise_level import ROOT, log, parse_levels, split_options_parser
+from sample_geometry import coordination_cell
 
 LEVELS = "10,30,100,200"
 CUTOFF = 0.2  # CDVAE's structure cutoff for Perov-5 and Carbon-24
@@ -60,18 +61,15 @@ def recover(model, batch, t_start: int, corrector_steps: int, step_lr: float, se
 
 def describe(records, frac: torch.Tensor, offsets: np.ndarray, reference: np.ndarray) -> tuple[str, str]:
     """("mean fingerprint distance to ``reference`` (rows: the originals) | share within the cutoff", CN cell)."""
-    from td_data.fingerprint import FEATURE_LABELS, structure_fingerprint
+    from td_data.fingerprint import structure_fingerprint
 
-    columns = [FEATURE_LABELS.index(f"wt CN_{cn}") for cn in range(1, 25)]
     coords = torch.remainder(frac, 1.0).double().numpy()
     prints = np.stack([
         structure_fingerprint(np.asarray(r.lattice), coords[offsets[i] : offsets[i + 1]], r.atomic_numbers)
         for i, r in enumerate(records)
     ])  # fmt: skip
     dist = np.linalg.norm(prints - reference, axis=1)
-    wt = 100 * prints[:, columns].mean(axis=0)
-    cn = f"{wt[:2].sum():.0f} / {wt[2]:.0f} / {wt[3]:.0f} / {wt[4:].sum():.0f}"
-    return f"{dist.mean():.3f} | {100 * np.mean(dist <= CUTOFF):.0f}", cn
+    return f"{dist.mean():.3f} | {100 * np.mean(dist <= CUTOFF):.0f}", coordination_cell(prints)
 
 
 def main() -> None:

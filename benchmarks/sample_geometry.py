@@ -46,23 +46,30 @@ def geometry(records) -> dict[str, np.ndarray]:
     }
 
 
-def coordination(records, n: int) -> str:
-    """Mean CrystalNN probability (%) of coordination 1-2 / 3 / 4 / 5+ over the sites of the first ``n`` records,
-    as a table cell; records whose fingerprint fails are counted and left out."""
-    from td_data.fingerprint import FEATURE_LABELS, structure_fingerprint
+def coordination_cell(fingerprints: np.ndarray) -> str:
+    """ "1-2 / 3 / 4 / 5+": the mean CrystalNN probability (%) of each coordination over structure fingerprints
+    (rows of ``td_data.fingerprint.structure_fingerprint``); also used by ``recovery_from_noise.py``."""
+    from td_data.fingerprint import FEATURE_LABELS
 
     columns = [FEATURE_LABELS.index(f"wt CN_{cn}") for cn in range(1, 25)]
+    wt = 100 * np.asarray(fingerprints)[:, columns].mean(axis=0)  # (24,): CN 1..24
+    return f"{wt[:2].sum():.0f} / {wt[2]:.0f} / {wt[3]:.0f} / {wt[4:].sum():.0f}"
+
+
+def coordination(records, n: int) -> str:
+    """:func:`coordination_cell` of the first ``n`` records as a table cell; records whose fingerprint fails are
+    counted and left out."""
+    from td_data.fingerprint import structure_fingerprint
+
     rows, failed = [], 0
     for r in records[:n]:
         try:
-            rows.append(structure_fingerprint(r.lattice, r.frac_coords, r.atomic_numbers)[columns])
+            rows.append(structure_fingerprint(r.lattice, r.frac_coords, r.atomic_numbers))
         except Exception:  # noqa: BLE001 (a degenerate generated cell: counted in the cell, not fatal)
             failed += 1
     if not rows:
         return f" - ({failed} failed) |"
-    wt = 100 * np.mean(rows, axis=0)  # (24,): CN 1..24
-    cell = f"{wt[:2].sum():.0f} / {wt[2]:.0f} / {wt[3]:.0f} / {wt[4:].sum():.0f}"
-    return f" {cell}{f' ({failed} failed)' if failed else ''} |"
+    return f" {coordination_cell(np.stack(rows))}{f' ({failed} failed)' if failed else ''} |"
 
 
 def row(name: str, g: dict[str, np.ndarray], ref: dict[str, np.ndarray] | None, close: float, cov: str = "") -> str:
