@@ -4,10 +4,12 @@
     python scripts/build_topological_families.py --n 300 --output-dir outputs/topological_families
 
 Stages (each writes its output under ``<output-dir>/stages/`` and is skipped when that output exists, so an
-interrupted build resumes; the labelling also resumes record by record):
+interrupted build resumes; the labelling also resumes record by record). ``stages/options.json`` records the
+options each stage depends on (``STAGE_OPTIONS``); resuming a stage with other options is refused, naming them:
 
 1. **expand**: ``td_data.families.expand_families(n_total=N)``: the families' parents and their chemically
-   guided substitutions at the DLS volume (``stages/expanded.h5``).
+   guided substitutions at the DLS volume (``stages/expanded.h5``); ``--weights tetradymite=3,septuple=3`` gives
+   those families three turns for every one of the others until they run out.
 2. **relax** (``--no-relax`` skips it): CHGNet relaxation of cell and positions (``td_data.relax.relax_records``)
    and the energy above the hull of the phases at hand (``td_data.relax.energy_above_hull``) with every
    converged crystal of the set as a reference phase next to the elements (``stages/relaxed.h5``,
@@ -52,6 +54,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=300, help="crystals to expand, all families together")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--families", default=None, help="comma-separated family names (default: all)")
+    parser.add_argument(
+        "--weights",
+        type=_weights,
+        default=None,
+        help="family=weight,...: relative share of --n per family (default 1 each; td_data.families.expand_families)",
+    )
     parser.add_argument("--substitution-temperature", type=float, default=1.0)
     parser.add_argument("--no-relax", action="store_true", help="label the crystals at their DLS volume")
     parser.add_argument(
@@ -81,6 +89,56 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--label-timeout", type=float, default=120.0, help="seconds per crystal for the labeller")
     parser.add_argument("--output-dir", type=Path, default=Path("outputs/topological_families"))
     return parser.parse_args(argv)
+
+
+def _weights(text: str) -> dict[str, float]:
+    """``family=weight,...`` as a dict (expand_families checks the names and the values)."""
+    out = {}
+    for item in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = item.partition("=")
+        try:
+            out[name.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not name.strip():
+            raise argparse.ArgumentTypeError(f"each item must be family=weight, got {item!r}")
+    return out
+
+
+#: The options each stage's output depends on (with those of the stages before it): a resumed build whose options
+#: differ from those its stages were built with is refused (stages/options.json), not silently given the old stage.
+STAGE_OPTIONS = {
+    "expand": ("n", "seed", "families", "weights", "substitution_temperature"),
+    "relax": ("no_relax", "fmax", "max_steps"),
+    "label": ("symprec", "label_timeout"),
+}
+STAGE_FILES = {"expand": "expanded.h5", "relax": "relaxed.h5", "label": "labelled.h5"}
+
+
+def check_resume(args: argparse.Namespace, stages: Path) -> None:
+    """Refuse to resume stages built with other options (naming the option and both values); record this run's."""
+    current, upstream = {}, {}
+    for stage, keys in STAGE_OPTIONS.items():  # a stage depends on its own options and on every earlier stage's
+        upstream.update({k: getattr(args, k) for k in keys})
+        current[stage] = dict(upstream)
+    path = stages / "options.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        for stage, options in saved.items():
+            if not (stages / STAGE_FILES[stage]).exists():
+                continue
+            for key, value in options.items():
+                if current[stage].get(key) != value:
+                    flag, asked, built = (
+                        "--" + key.replace("_", "-"),
+                        current[stage].get(key),
+                        stages / STAGE_FILES[stage],
+                    )
+                    raise SystemExit(
+                        f"{stages}: the {stage} stage was built with {flag} {value!r}, this run asks {asked!r}; "
+                        f"give another --output-dir, or remove {built} and the later stages to rebuild"
+                    )
+    _write_json(path, current)
 
 
 def _bar(desc: str, total: int) -> Any:
@@ -124,6 +182,7 @@ def expand_stage(args: argparse.Namespace, stages: Path) -> tuple[list, float | 
         n_total=args.n,
         seed=args.seed,
         families=families,
+        weights=args.weights,
         substitution_temperature=args.substitution_temperature,
         progress=_callback(bar),
     )
@@ -420,6 +479,7 @@ def main(argv: list[str] | None = None) -> int:
     out: Path = args.output_dir
     stages = out / "stages"
     stages.mkdir(parents=True, exist_ok=True)
+    check_resume(args, stages)
     seconds: dict[str, float | None] = {}
     expanded, seconds["expand"] = expand_stage(args, stages)
     quarantined: list[dict[str, Any]] = []

@@ -72,6 +72,29 @@ def test_unrelaxed_build_writes_the_store_summary_and_plot_and_resumes(tmp_path)
     assert again["seconds"]["expand"] is None and again["seconds"]["label"] == summary["seconds"]["label"]
     assert [r.labels["topo_class"] for r in records_again] == [r.labels["topo_class"] for r in records]
 
+    # a resumed build that asks for another expansion is refused, not given the old stage
+    refused = subprocess.run(
+        [sys.executable, str(SCRIPT), "--n", "5", "--families", families, "--weights", "tetradymite=3", "--no-relax",
+         "--n-jobs", "1", "--output-dir", str(out)],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert refused.returncode != 0 and "the expand stage was built with --weights None" in refused.stderr
+    assert expanded.stat().st_mtime_ns == stamp
+
+
+def test_weights_share_the_expansion(tmp_path):
+    out = tmp_path / "weighted"
+    run("--n", "5", "--families", "tetradymite,rocksalt", "--weights", "tetradymite=4", "--no-relax", "--n-jobs",
+        "1", "--label-timeout", "60", "--output-dir", str(out))  # fmt: skip
+    summary, _ = read(out)
+    assert {f: v["expanded"] for f, v in summary["per_family"].items()} == {"tetradymite": 4, "rocksalt": 1}
+    assert summary["options"]["weights"] == {"tetradymite": 4.0}
+    bad = subprocess.run(
+        [sys.executable, str(SCRIPT), "--weights", "tetradymite", "--output-dir", str(tmp_path / "bad")],
+        cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert bad.returncode == 2 and "each item must be family=weight, got 'tetradymite'" in bad.stderr
+
 
 def test_relaxed_build_relaxes_places_on_the_hull_and_labels(tmp_path):
     pytest.importorskip("chgnet")

@@ -56,7 +56,8 @@ def expanded():
 def test_the_table_holds_the_families_of_the_issue():
     expected = {"tetradymite", "tlbise2", "a7", "zincblende", "rocksalt", "na3bi", "khgsb", "antiperovskite",
                 "half_heusler", "buckled_honeycomb", "buckled_bilayer", "bi_bilayer", "diamond", "chalcopyrite",
-                "caagas", "septuple", "bitei"}  # fmt: skip
+                "caagas", "septuple", "bitei", "flat_honeycomb", "tellurium", "inbi", "snse", "wurtzite",
+                "black_phosphorus", "bi2o2se"}  # fmt: skip
     assert expected <= set(FAMILIES)
     assert {f.dimensionality for f in FAMILIES.values()} == {2, 3}
     assert all(f.parent_label in (None, "trivial", "z2_ti", "semimetal_or_metal") for f in FAMILIES.values())
@@ -72,6 +73,20 @@ def test_parent_cell_has_the_expected_space_group_and_composition(name):
     assert rec.num_atoms <= 10
     assert structure_validity(rec)[0]
     assert rec.labels["dimensionality"] == family.dimensionality and rec.source == SOURCE_PREFIX + name
+
+
+@pytest.mark.parametrize("name", list(FAMILIES))
+def test_parent_bonds_match_the_covalent_radii(name):
+    # an independent check of the typed coordinates and of the space-group setting: every site's nearest
+    # neighbour sits at 0.9-1.25 times the sum of the two covalent radii (Cordero et al. 2008, as pymatgen ships
+    # them). InBi's sites typed in origin choice 2 of P4/nmm, which pymatgen does not use, put In and Bi 1.0 A apart
+    from pymatgen.analysis.molecule_structure_comparator import CovalentRadius
+
+    structure = family_prototype(name).to_structure()
+    for site in structure:
+        nearest = min(structure.get_neighbors(site, 5.0), key=lambda n: n.nn_distance)
+        bond = CovalentRadius.radius[site.specie.symbol] + CovalentRadius.radius[nearest.specie.symbol]
+        assert 0.9 <= nearest.nn_distance / bond <= 1.25, (name, site.specie.symbol, nearest.nn_distance, bond)
 
 
 @pytest.mark.parametrize("name", list(FAMILIES))
@@ -169,6 +184,21 @@ def test_n_total_shares_the_crystals_among_the_families_in_turn():
     assert sorted(counts.values())[0] >= 2 and max(counts.values()) == 3
 
 
+def test_weights_share_n_total_among_the_families_and_equal_weights_are_the_round_robin():
+    names = ["tetradymite", "rocksalt", "half_heusler"]
+    plain = expand_families(n_total=9, seed=0, families=names)
+    assert [r.id for r in expand_families(n_total=9, seed=0, families=names, weights={n: 2.0 for n in names})] == [
+        r.id for r in plain
+    ]
+    weighted = expand_families(n_total=10, seed=0, families=names, weights={"tetradymite": 3, "rocksalt": 1})
+    counts = {n: sum(r.labels["family"] == n for r in weighted) for n in names}
+    assert counts == {"tetradymite": 6, "rocksalt": 2, "half_heusler": 2}
+    # a family's crystals do not depend on its share: the first two tetradymites are the same either way
+    assert [r.id for r in weighted if r.labels["family"] == "tetradymite"][:2] == [
+        r.id for r in plain if r.labels["family"] == "tetradymite"
+    ][:2]
+
+
 def test_elements_restrict_the_substitutes_and_a_parent_outside_them_is_left_out():
     recs = expand_families(5, seed=0, families=["rocksalt"], elements=["Pb", "Se", "S", "Ge"])
     assert recs and all(set(r.species) <= {"Pb", "Se", "S", "Ge"} for r in recs)
@@ -188,6 +218,14 @@ def test_elements_restrict_the_substitutes_and_a_parent_outside_them_is_left_out
         ({"n_per_family": 1, "seed": -1}, "seed must be a non-negative integer, got -1"),
         ({"n_per_family": 1, "substitution_temperature": 0}, "substitution_temperature must be positive"),
         ({"n_per_family": 1, "elements": ["Xx"]}, "Xx"),
+        ({"n_per_family": 1, "weights": {"rocksalt": 2}}, "weights share n_total among the families"),
+        (
+            {"n_total": 4, "families": ["rocksalt"], "weights": {"a7": 2}},
+            r"weights name families that are not expanded: \['a7'\]",
+        ),
+        ({"n_total": 4, "weights": {"rocksalt": 0}}, r"weights\['rocksalt'\] must be a finite number > 0, got 0"),
+        ({"n_total": 4, "weights": {"rocksalt": float("inf")}}, r"weights\['rocksalt'\] must be a finite number > 0"),
+        ({"n_total": 4, "weights": [2]}, "weights must be a mapping"),
     ],
 )
 def test_bad_input_names_the_rule_and_the_value(kwargs, message):

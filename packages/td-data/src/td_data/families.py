@@ -5,8 +5,9 @@ chemistry reaches (tetradymite Bi2Se3, TlBiSe2, A7 Bi, zincblende HgTe in its ow
 CuPt-type layer order along [111], rock-salt SnTe, Na3Bi,
 KHgSb, the anti-perovskite Ca3PbO, the half-Heusler MgAgAs, the halide perovskite CsPbI3, the
 low-buckled honeycomb sheet stanene and an AA-stacked bilayer of it, the Bi(111) bilayer, diamond
-alpha-Sn, the chalcopyrite CuInSe2, CaAgAs, the septuple-layer GeBi2Te4 and BiTeI)
-crystallographically: space group, Wyckoff sites with their coordinates, lattice parameters (those
+alpha-Sn, the chalcopyrite CuInSe2, CaAgAs, the septuple-layer GeBi2Te4 and BiTeI; and, as trivial or
+semimetallic references in other space groups, planar honeycomb h-BN, trigonal Te, InBi, SnSe, wurtzite ZnO,
+black phosphorus and Bi2O2Se) crystallographically: space group, Wyckoff sites with their coordinates, lattice parameters (those
 of the space group's crystal system), with the references for the
 structure and for the parent's class (:meth:`TopologicalFamily.citations`,
 :func:`family_citations`). :func:`family_prototype` builds the parent's primitive cell.
@@ -505,6 +506,7 @@ def expand_families(
     max_radius_ratio: float = 1.4,
     isoelectronic: bool = True,
     max_failures: int = 2000,
+    weights: Mapping[str, float] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[CrystalRecord]:
     """Distinct substituted crystals of the topological families (see the module docstring).
@@ -533,6 +535,12 @@ def expand_families(
         turn an insulating family into a metal by its electron count alone (Cu-Ag on the HgTe sites).
     max_failures:
         Draws in a row that give no new crystal before a family counts as exhausted.
+    weights:
+        With ``n_total`` only: {family name: relative share of the turns} (default 1 for a family not named).
+        The next turn goes to the family furthest below its share (the smallest ``(made + 1) / weight``, ties in
+        table order), so with equal weights this is the plain round robin, and a family of weight 3 gets three
+        crystals for every one of a family of weight 1 until it runs out. Use it to spend the budget on the
+        families whose crystals a study needs most (for example those with topological members).
     progress:
         Called as ``progress(done, total)`` after each crystal.
 
@@ -550,6 +558,7 @@ def expand_families(
     if not names:
         raise TDDataError("families must name at least one family, got none")
     chosen = [_family(n) for n in names]
+    share = _check_weights(weights, names, n_total_given=n_total is not None)
     allowed = default_family_elements() if elements is None else tuple(elements)
     for s in allowed:
         atomic_number(s)  # raises on an unknown symbol
@@ -568,7 +577,8 @@ def expand_families(
     total = wanted * len(streams) if n_total is None else wanted
     by_family: dict[str, list[CrystalRecord]] = {f.name: [] for f in chosen}
     done = 0
-    for stream in _turns(streams, per_stream=wanted if n_total is None else None, total=total):
+    turns = _turns(streams, per_stream=wanted if n_total is None else None, total=total, weights=share)
+    for stream in turns:
         record = stream.next()
         if record is None:
             continue
@@ -586,13 +596,35 @@ def expand_families(
     return out
 
 
-def _turns(streams: Sequence[_FamilyStream], *, per_stream: int | None, total: int) -> Iterator[_FamilyStream]:
-    """The stream whose turn it is: round robin over those not exhausted and not full, until ``total``."""
-    while True:
-        live = [s for s in streams if not s.exhausted and (per_stream is None or s.made < per_stream)]
-        if not live or sum(s.made for s in streams) >= total:
+def _check_weights(weights: Mapping[str, float] | None, names: Sequence[str], *, n_total_given: bool) -> list[float]:
+    """One weight per family of ``names`` (see :func:`expand_families`); bad input refused by name."""
+    if weights is None:
+        return [1.0] * len(names)
+    if not n_total_given:
+        raise TDDataError(
+            "weights share n_total among the families; with n_per_family every family gets the same count"
+        )
+    if not isinstance(weights, Mapping):
+        raise TDDataError(f"weights must be a mapping {{family: weight}}, got {type(weights).__name__}")
+    unknown = [k for k in weights if k not in names]
+    if unknown:
+        raise TDDataError(f"weights name families that are not expanded: {unknown}; expanded: {', '.join(names)}")
+    out = []
+    for name in names:
+        w = weights.get(name, 1.0)
+        if isinstance(w, bool) or not isinstance(w, (int, float, np.integer, np.floating)) or not (0 < w < np.inf):
+            raise TDDataError(f"weights[{name!r}] must be a finite number > 0, got {w!r}")
+        out.append(float(w))
+    return out
+
+
+def _turns(
+    streams: Sequence[_FamilyStream], *, per_stream: int | None, total: int, weights: Sequence[float]
+) -> Iterator[_FamilyStream]:
+    """The stream whose turn it is, until ``total``: of those not exhausted and not full, the one furthest below
+    its share (smallest ``(made + 1) / weight``; ties in table order). Equal weights: the plain round robin."""
+    while sum(s.made for s in streams) < total:
+        live = [i for i, s in enumerate(streams) if not s.exhausted and (per_stream is None or s.made < per_stream)]
+        if not live:
             return
-        for s in live:
-            if sum(x.made for x in streams) >= total:
-                return
-            yield s
+        yield streams[min(live, key=lambda i: ((streams[i].made + 1) / weights[i], i))]
