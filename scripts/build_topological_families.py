@@ -444,7 +444,8 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     import numpy as np
 
     fams = [f for f, v in summary["per_family"].items() if v["labelled"]]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(13, 4.5), gridspec_kw={"width_ratios": [3, 2]})
+    width = max(13.0, 6.0 + 0.35 * len(fams))  # room for every family's name
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(width, 5.0), gridspec_kw={"width_ratios": [3, 2]})
     bottom = np.zeros(len(fams))
     for cls in CLASSES:
         share = np.array(
@@ -454,8 +455,10 @@ def plot(summary: dict[str, Any], path: Path) -> None:
         bottom += share
     ax1.set_ylabel("share of the labelled crystals")
     ax1.set_title("TB-ensemble class per family")
-    ax1.tick_params(axis="x", rotation=60)
-    ax1.legend(fontsize=8)
+    ax1.set_xticks(range(len(fams)), [f"{f} ({summary['per_family'][f]['labelled']})" for f in fams])
+    ax1.tick_params(axis="x", rotation=90, labelsize=8)
+    ax1.set_xlim(-0.6, len(fams) - 0.4)
+    ax1.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     groups = summary["space_groups"]
     ax2.bar(range(len(groups)), list(groups.values()))
     ax2.set_xticks(range(len(groups)), list(groups), rotation=90, fontsize=7)
