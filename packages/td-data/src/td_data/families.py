@@ -7,8 +7,8 @@ KHgSb, the anti-perovskite Ca3PbO, the half-Heusler MgAgAs, the halide perovskit
 low-buckled honeycomb sheet stanene and an AA-stacked bilayer of it, the Bi(111) bilayer, diamond
 alpha-Sn, the chalcopyrite CuInSe2, CaAgAs, the septuple-layer GeBi2Te4 and BiTeI; and, as trivial or
 semimetallic references in other space groups, planar honeycomb h-BN, trigonal Te, InBi, SnSe, wurtzite ZnO,
-black phosphorus and Bi2O2Se) crystallographically: space group, Wyckoff sites with their coordinates, lattice parameters (those
-of the space group's crystal system), with the references for the
+black phosphorus and Bi2O2Se) crystallographically: space group, Wyckoff sites with their coordinates,
+lattice parameters (those of the space group's crystal system), with the references for the
 structure and for the parent's class (:meth:`TopologicalFamily.citations`,
 :func:`family_citations`). :func:`family_prototype` builds the parent's primitive cell.
 
