@@ -95,12 +95,12 @@ def _weights(text: str) -> dict[str, float]:
     """``family=weight,...`` as a dict (expand_families checks the names and the values)."""
     out = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
-        name, sep, value = item.partition("=")
+        name, _, value = (part.strip() for part in item.partition("="))
         try:
-            out[name.strip()] = float(value)
+            out[name] = float(value)  # an item without "=" has an empty value, which float refuses
         except ValueError:
-            sep = ""
-        if not sep or not name.strip():
+            name = ""
+        if not name:
             raise argparse.ArgumentTypeError(f"each item must be family=weight, got {item!r}")
     return out
 
@@ -128,15 +128,12 @@ def check_resume(args: argparse.Namespace, stages: Path) -> None:
             if not (stages / STAGE_FILES[stage]).exists():
                 continue
             for key, value in options.items():
-                if current[stage].get(key) != value:
-                    flag, asked, built = (
-                        "--" + key.replace("_", "-"),
-                        current[stage].get(key),
-                        stages / STAGE_FILES[stage],
-                    )
+                asked = current[stage].get(key)
+                if asked != value:
                     raise SystemExit(
-                        f"{stages}: the {stage} stage was built with {flag} {value!r}, this run asks {asked!r}; "
-                        f"give another --output-dir, or remove {built} and the later stages to rebuild"
+                        f"{stages}: the {stage} stage was built with --{key.replace('_', '-')} {value!r}, this run "
+                        f"asks {asked!r}; give another --output-dir, or remove {stages / STAGE_FILES[stage]} and the "
+                        "later stages to rebuild"
                     )
     _write_json(path, current)
 
