@@ -8,7 +8,7 @@ the ``FrameworkComparator`` (species ignored: the prototype, not the chemistry),
 is recorded. Per arm it prints the share of crystals on a family framework, on a family that has ``z2_ti``
 members, and the families taken; with the run's ``crystals.csv`` it also splits the TB classes by match.
 
-    OMP_NUM_THREADS=1 python benchmarks/yield_prototypes.py                         # outputs/yield_families
+    OMP_NUM_THREADS=1 python benchmarks/yield_prototypes.py                      # outputs/yield_families_w4
     python benchmarks/yield_prototypes.py --run outputs/yield_families_train_labellable --representatives 5
 
 The tolerances are pymatgen's defaults (``--ltol 0.2 --stol 0.3 --angle-tol 5``); at ``--stol 0.5`` a zincblende
@@ -38,8 +38,8 @@ def family_of(record) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", type=Path, default=ROOT / "outputs" / "yield_families")
-    parser.add_argument("--store", type=Path, default=ROOT / "outputs" / "topological_families" / "families.h5")
+    parser.add_argument("--run", type=Path, default=ROOT / "outputs" / "yield_families_w4")
+    parser.add_argument("--store", type=Path, default=ROOT / "outputs" / "topological_families_w4" / "families.h5")
     parser.add_argument("--representatives", type=int, default=3, help="training crystals per family and size")
     parser.add_argument("--ltol", type=float, default=0.2)
     parser.add_argument("--stol", type=float, default=0.3)

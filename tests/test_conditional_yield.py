@@ -314,7 +314,7 @@ def test_the_families_run_configuration_is_a_valid_kedro_run_file():
     base = yaml.safe_load((ROOT / "conf" / "yield" / "parameters_benchmark.yml").read_text())
     merged = OmegaConf.to_container(OmegaConf.merge(base, section["params"]))
     options = YieldOptions.from_dict(merged["yield_options"])
-    assert options.train_data == "outputs/topological_families/families.h5" and options.dft_top_k == 3
+    assert options.train_data == "outputs/topological_families_w4/families.h5" and options.dft_top_k == 3
     assert options.sweep() == [(2.0, 0.0)] and options.num_atoms == "class-labellable"
     assert GenerateOptions.from_dict(merged["generate_options"]).n_candidates == 150
     assert TrainOptions.from_dict(merged["train_options"]).fit_epochs_to_budget
