@@ -5,7 +5,8 @@
         --model-path outputs/carbon24/model.pt outputs/carbon24_angstrom/model.pt
 
 For each model and each diffusion step ``t`` of ``--levels``, the first ``--n`` crystals of the data set's test
-split are noised at ``t`` and denoised once:
+split (``--split train``: of its training files, to see what a model learnt of its own crystals) are noised at ``t``
+and denoised once:
 
 * **coords**: the coordinates noised (wrapped normal, ``sigma_t`` in cell fractions), the lattice and the
   species clean; the mean squared error of the normalised score (the training target, unit mean square).
@@ -79,11 +80,28 @@ def split_options_parser(description: str, name: str, n: int, levels: str) -> ar
     parser.add_argument("--model-path", nargs="+", default=[str(default_model)])
     parser.add_argument("--dataset", choices=SPLITS, default=name)
     parser.add_argument("--data-dir", default=None, help="folder of the CDVAE split files (default ../shared/...)")
-    parser.add_argument("--n", type=int, default=n, help="test crystals (the split's first N)")
+    parser.add_argument("--n", type=int, default=n, help="crystals (the split's first N)")
+    parser.add_argument(
+        "--split",
+        choices=("test", "train"),
+        default="test",
+        help="the held-out test split (default), or the training files, to ask whether a model trained on the "
+        "first N of them (benchmark_options.max_train) has learnt those",
+    )
     parser.add_argument("--levels", default=levels, help=f"diffusion steps t, comma separated (default {levels})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1)
     return parser
+
+
+def load_records(args: argparse.Namespace) -> list:
+    """The first ``--n`` crystals of ``--split`` of ``--dataset`` (from ``--data-dir``)."""
+    from td_data.evaluation import SPLIT_FILES, load_split
+
+    data_dir = Path(args.data_dir) if args.data_dir else ROOT.parent / "shared" / "data" / "benchmarks" / args.dataset
+    files = SPLIT_FILES[args.dataset]
+    paths = [data_dir / f for f in files.train] if args.split == "train" else [data_dir / files.test]
+    return load_split(paths, args.split, limit=args.n).records
 
 
 def main() -> None:
@@ -92,13 +110,11 @@ def main() -> None:
     if args.n < 1:
         raise SystemExit(f"--n must be >= 1, got {args.n}")
 
-    from td_data.evaluation import SPLIT_FILES, load_split
     from td_models import TopologicalDiffusionModel
     from td_models.batch import collate, crystal_item
 
     torch.set_num_threads(args.threads)
-    data_dir = Path(args.data_dir) if args.data_dir else ROOT.parent / "shared" / "data" / "benchmarks" / args.dataset
-    records = load_split([data_dir / SPLIT_FILES[args.dataset].test], "test").records[: args.n]
+    records = load_records(args)
     models = []
     for path in args.model_path:
         if not Path(path).is_file():
@@ -107,20 +123,20 @@ def main() -> None:
     max_atoms = min(int(m.atom_count_weights.shape[0]) - 1 for m in models)
     records = [r for r in records if len(r.atomic_numbers) <= max_atoms]
     if not records:
-        raise SystemExit(f"no test crystal has at most {max_atoms} atoms (the models' max_atoms)")
+        raise SystemExit(f"no {args.split} crystal has at most {max_atoms} atoms (the models' max_atoms)")
     batch = collate([crystal_item(np.asarray(r.lattice), np.asarray(r.frac_coords), list(r.atomic_numbers))
                      for r in records])  # fmt: skip
     levels = parse_levels(args.levels, min(m.num_steps for m in models))
     floor = float((1.0 / batch.num_atoms.double()).mean())
     load = os.getloadavg()[0]
-    log(f"{len(records)} test crystals of {args.dataset}, {len(models)} model(s), load average {load:.1f}")
+    log(f"{len(records)} {args.split} crystals of {args.dataset}, {len(models)} model(s), load average {load:.1f}")
     rows = []
     for t_value in levels:
         sigma = float(models[0].coord_process.sigma(t_value))
         rows.append((t_value, sigma, [losses_at(m, batch, t_value, args.seed) for m in models]))
         log(f"t = {t_value} done")
 
-    print(f"# Denoising error by noise level: {args.dataset}, {len(records)} test crystals, seed {args.seed}")
+    print(f"# Denoising error by noise level: {args.dataset}, {len(records)} {args.split} crystals, seed {args.seed}")
     print(f"# translation floor of the coordinate loss at small sigma: mean(1/N) = {floor:.3f}")
     for i, (path, model) in enumerate(zip(args.model_path, models)):
         mc = model.config.model_config

@@ -4,10 +4,11 @@
     python benchmarks/recovery_from_noise.py --dataset carbon_24 --model-path outputs/c24_img/model.pt
 
 For each model and each start step ``t`` of ``--levels``, the first ``--n`` crystals of the data set's test split
-have their coordinates noised at ``t`` (wrapped normal, ``sigma_t`` in cell fractions; lattice and species clean,
-as the coordinate column of ``denoising_by_noise_level.py``), and the sampler's coordinate chain runs from ``t`` to
-0: the predictor step of the benchmark's 100-step chain (a stride of ``num_steps / 100``) with ``--corrector-steps``
-Langevin corrector steps before each, unconditioned, the lattice and species held at the crystal's own.
+(``--split train``: of its training files) have their coordinates noised at ``t`` (wrapped normal, ``sigma_t`` in
+cell fractions; lattice and species clean, as the coordinate column of ``denoising_by_noise_level.py``), and the
+sampler's coordinate chain runs from ``t`` to 0: the predictor step of the benchmark's 100-step chain (a stride of
+``num_steps / 100``) with ``--corrector-steps`` Langevin corrector steps before each, unconditioned, the lattice and
+species held at the crystal's own.
 
 Printed per start step, for the noised crystals and for the recovered ones: the mean CrystalNN fingerprint distance
 to the crystal's own original (the coverage metrics' structure fingerprint; their cutoff is 0.2 on Perov-5 and
@@ -25,7 +26,7 @@ import numpy as np
 import torch
 
 # run as a script, its own folder is first on the import path: the sibling script's helpers are shared, not copied
-from denoising_by_noise_level import ROOT, log, parse_levels, split_options_parser
+from denoising_by_noise_level import load_records, log, parse_levels, split_options_parser
 from sample_geometry import coordination_cell
 
 LEVELS = "10,30,100,200"
@@ -82,14 +83,12 @@ def main() -> None:
     if args.corrector_steps < 0:
         raise SystemExit(f"--corrector-steps must be >= 0, got {args.corrector_steps}")
 
-    from td_data.evaluation import SPLIT_FILES, load_split
     from td_data.fingerprint import structure_fingerprint
     from td_models import TopologicalDiffusionModel
     from td_models.batch import collate, crystal_item
 
     torch.set_num_threads(args.threads)
-    data_dir = Path(args.data_dir) if args.data_dir else ROOT.parent / "shared" / "data" / "benchmarks" / args.dataset
-    records = load_split([data_dir / SPLIT_FILES[args.dataset].test], "test").records[: args.n]
+    records = load_records(args)
     for path in args.model_path:
         if not Path(path).is_file():
             raise SystemExit(f"no model at {path}")
@@ -100,11 +99,12 @@ def main() -> None:
     offsets = np.concatenate([[0], np.cumsum(batch.num_atoms.numpy())])
     reference = np.stack([structure_fingerprint(np.asarray(r.lattice), r.frac_coords, r.atomic_numbers)
                           for r in records])  # fmt: skip
-    log(f"{len(records)} test crystals of {args.dataset}, {len(models)} model(s)")
+    log(f"{len(records)} {args.split} crystals of {args.dataset}, {len(models)} model(s)")
 
-    print(f"# Recovery from noise: {args.dataset}, {len(records)} test crystals, seed {args.seed}, "
+    print(f"# Recovery from noise: {args.dataset}, {len(records)} {args.split} crystals, seed {args.seed}, "
           f"{args.corrector_steps} corrector steps (step_lr {args.step_lr:g}), structure cutoff {CUTOFF}")  # fmt: skip
-    print(f"# the test crystals: CN 1-2 / 3 / 4 / 5+ = {describe(records, batch.frac_coords, offsets, reference)[1]} %")
+    shares = describe(records, batch.frac_coords, offsets, reference)[1]
+    print(f"# the {args.split} crystals: CN 1-2 / 3 / 4 / 5+ = {shares} %")
     for i, path in enumerate(args.model_path):
         print(f"# [{i}] {path}")
     print("| t | sigma | model | noised: distance | within 0.2 [%] | CN 1-2 / 3 / 4 / 5+ [%] "

@@ -488,3 +488,6 @@ def test_denoising_by_noise_level_scores_an_untrained_model_at_one(tmp_path):
     bad = subprocess.run(args[:-1] + ["--levels", "0,101", "--model-path", paths[0]], capture_output=True, text=True)
     assert bad.returncode != 0
     assert "--levels must lie in 1..100 (the model's diffusion steps), got [0, 101]" in bad.stderr
+    train = subprocess.run(args[:-2] + ["1", "--split", "train", "--n", "3", "--model-path", paths[0]],
+                           capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
+    assert "perov_5, 3 train crystals, seed 0" in train.stdout and "3 train crystals of perov_5" in train.stderr
