@@ -491,3 +491,19 @@ def test_denoising_by_noise_level_scores_an_untrained_model_at_one(tmp_path):
     train = subprocess.run(args[:-2] + ["1", "--split", "train", "--n", "3", "--model-path", paths[0]],
                            capture_output=True, text=True, check=True, timeout=300)  # fmt: skip
     assert "perov_5, 3 train crystals, seed 0" in train.stdout and "3 train crystals of perov_5" in train.stderr
+
+
+def test_batch_padding_times_random_and_bucketed_batches_on_the_same_crystals():
+    """``benchmarks/batch_padding.py`` on 96 Carbon-24 training crystals: one row per kind of batch, the bucketed
+    batches padding fewer pairs than the random ones (the times are printed, never asserted), and bad options
+    refused by name."""
+    _require_data("carbon24")
+    script = [sys.executable, str(ROOT / "benchmarks" / "batch_padding.py"), "--dataset", "carbon_24"]
+    args = ["--max-train", "96", "--batch-size", "16", "--bucket-batches", "3", "--epochs", "1"]
+    done = _ok(subprocess.run(script + args, capture_output=True, text=True, timeout=600))
+    rows = {line.split(" | ")[0].strip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    pads = [float(rows[k].strip("| ").split(" | ")[-1]) for k in ("random", "bucketed (bucket_batches 3)")]
+    assert pads[1] < pads[0] and pads[1] >= 1.0, done.stdout
+    assert "bucketed / random:" in done.stdout and "96 training crystals of carbon_24" in done.stderr
+    bad = subprocess.run(script + ["--bucket-batches", "1"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 2 and "--bucket-batches must be >= 2, got 1" in bad.stderr

@@ -508,3 +508,30 @@ def test_the_budget_probe_times_each_kind_of_phase_and_sums_the_epochs_phase_by_
     assert (fit["epochs"], fit["planned_seconds"]) == (epochs, planned)
     assert budget.plan_epochs([(1, 1.0), (3, 5.0)], 12.0) == (4, 12.0)  # 2 x 1 s, then 2 x 5 s
     assert budget.plan_epochs([(1, 1.0), (3, 5.0)], 0.5) == (1, 1.0)  # never fewer than one epoch
+
+
+def test_a_size_bucketed_budget_probe_times_batches_from_every_stratum_of_padded_cost(labelled, monkeypatch):
+    """With training_config.bucket_batches the probe's timed steps are batches of the trainer's bucketed epoch, one
+    from each cost stratum (a bucketed batch of small cells is several times cheaper than one of large cells)."""
+    import numpy as np
+
+    from pipelines.train import budget
+    from pipelines.train.nodes import experiment_config
+    from td_models.training.sampler import ShardedBatchSampler
+
+    sizes = np.random.default_rng(0).choice([2, 4, 8, 16, 24], size=300)
+    strata = budget._size_strata(sizes, 8, 5, seed=0)
+    epoch = ShardedBatchSampler(300, 8, seed=0, sizes=sizes, bucket_batches=5).batches(0)
+    cost = [len(b) * int(sizes[b].max()) ** 2 for b in strata]
+    assert len(strata) == budget.PROBE_STEPS and cost == sorted(cost) and cost[0] < cost[-1] / 10
+    assert all(any(np.array_equal(b, e) for e in epoch) for b in strata)
+    # and the probe runs with it, its timed steps drawing the strata in order
+    from td_models.batch import item_from_record
+
+    config = experiment_config(TINY_MODEL, PHYSICS, {**TINY_TRAINING, "max_epochs": 4, "bucket_batches": 2})
+    items = [item_from_record(r) for r in labelled[0][:10]]
+    drawn = []
+    real = budget._size_strata
+    monkeypatch.setattr(budget, "_size_strata", lambda *a, **k: drawn.append(a) or real(*a, **k))
+    fit = budget.fit_epochs_to_budget(items, config, 0.5, "cpu", 0)
+    assert len(drawn) == 1 and drawn[0][1:3] == (min(TINY_TRAINING["batch_size"], 10), 2) and fit["epochs"] >= 1

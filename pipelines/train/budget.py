@@ -29,7 +29,9 @@ def fit_epochs_to_budget(
     A throw-away model of ``config`` takes :data:`PROBE_STEPS` optimiser steps (after two warm-up steps) for each
     distinct ``(physics, conditioning)`` setting of the phases that start within ``max_epochs``, as the trainer's
     step does: a full batch drawn at random from ``items`` (a store sorted by size would otherwise time its
-    smallest cells, with the least padding), forward, backward (bf16 autocast on CUDA when ``mixed_precision`` is
+    smallest cells, with the least padding; with ``training_config.bucket_batches`` the epoch's size-sorted batches
+    instead, one from each of :data:`PROBE_STEPS` equal strata of their padded pair count, whose cost varies
+    several-fold), forward, backward (bf16 autocast on CUDA when ``mixed_precision`` is
     bf16), gradient clipping, AdamW and the EMA update. The epochs are then summed phase by phase (a physics phase's
     step costs more) until :data:`BUDGET_SHARE` of the budget is spent.
 
@@ -54,9 +56,13 @@ def fit_epochs_to_budget(
     autocast = device == "cuda" and tc.mixed_precision == "bf16"
     clip = tc.gradient_clipping if tc.gradient_clipping > 0 else None
     rng = np.random.default_rng(seed)  # batches drawn as the trainer's shuffled epochs draw them: mixed sizes pad
+    strata = _size_strata(dataset.num_atoms(), size, tc.bucket_batches, seed) if tc.bucket_batches else None
 
-    def step(physics: bool, conditioning: bool) -> None:
-        index = rng.choice(len(dataset), size=size, replace=False)
+    def step(physics: bool, conditioning: bool, stratum: int | None = None) -> None:
+        if strata is None or stratum is None:
+            index = rng.choice(len(dataset), size=size, replace=False)
+        else:
+            index = strata[stratum]
         batch = collate([dataset[int(i)] for i in index]).to(device)
         with torch.autocast(device, dtype=torch.bfloat16, enabled=autocast):
             loss = model.training_losses(batch, physics=physics, conditioning=conditioning, generator=generator)
@@ -74,8 +80,8 @@ def fit_epochs_to_budget(
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        for _ in range(PROBE_STEPS):
-            step(physics, conditioning)
+        for j in range(PROBE_STEPS):
+            step(physics, conditioning, j)
         if device == "cuda":
             torch.cuda.synchronize()
         return (time.perf_counter() - t0) / PROBE_STEPS
@@ -97,6 +103,20 @@ def fit_epochs_to_budget(
     return {"epochs": epochs, "probe_seconds_per_step": by_phase[phases[0].name],
             "probe_seconds_per_step_by_phase": by_phase, "planned_seconds": planned, "probe_steps": PROBE_STEPS,
             "budget_share": BUDGET_SHARE, "steps_per_epoch": steps_per_epoch}  # fmt: skip
+
+
+def _size_strata(sizes: Any, batch_size: int, bucket_batches: int, seed: int) -> list[Any]:
+    """:data:`PROBE_STEPS` batches of the trainer's first size-bucketed epoch, the middle one of each of as many
+    equal strata of the batches ranked by padded pair count (batch size times the largest cell squared)."""
+    import numpy as np
+
+    from td_models.training.sampler import ShardedBatchSampler
+
+    sampler = ShardedBatchSampler(len(sizes), batch_size, seed=seed, sizes=sizes, bucket_batches=bucket_batches)
+    batches = sampler.batches(0)
+    cost = [len(b) * int(sizes[b].max()) ** 2 for b in batches]
+    ranked = [batches[i] for i in np.argsort(cost, kind="stable")]
+    return [ranked[min(len(ranked) - 1, int((j + 0.5) * len(ranked) / PROBE_STEPS))] for j in range(PROBE_STEPS)]
 
 
 def plan_epochs(phases: Sequence[tuple[int, float]], seconds: float) -> tuple[int, float]:

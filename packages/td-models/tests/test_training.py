@@ -454,6 +454,82 @@ def test_sampler_shards_are_disjoint_and_depend_only_on_seed_and_epoch():
     assert [o.batches_per_epoch() for o in odd] == [2, 2]  # padded: the same number of batches everywhere
 
 
+def test_size_buckets_keep_every_crystal_once_and_cut_the_padding():
+    """bucket_batches: the same indices and batch count as random batches, a pure function of (seed, epoch),
+    disjoint DDP shards, resumable mid-epoch, and far fewer padded pairs on mixed sizes."""
+    sizes = np.random.default_rng(3).choice([6, 8, 10, 12, 16, 24], size=203)
+    kw = {"seed": 5, "sizes": sizes, "bucket_batches": 4}
+    plain, bucketed = ShardedBatchSampler(203, 8, seed=5), ShardedBatchSampler(203, 8, **kw)
+    for e in (0, 1):
+        plain.set_epoch(e)
+        bucketed.set_epoch(e)
+        batches = list(bucketed)
+        assert sorted(i for b in batches for i in b) == list(range(203))
+        assert len(batches) == len(list(plain)) == 26 and sorted(map(len, batches)) == [3] + [8] * 25
+        pads = [sum(len(b) * int(sizes[b].max()) ** 2 for b in bs) for bs in (list(plain), batches)]
+        assert pads[1] < 0.6 * pads[0], pads
+    again = ShardedBatchSampler(203, 8, **kw)
+    again.set_epoch(1)
+    assert list(again) == batches
+    again.set_epoch(0)
+    assert list(again) != batches
+    again.set_epoch(1, start_batch=5)
+    assert list(again) == batches[5:]
+    # a pool is sorted by size: within the 4-batch pools, each batch's sizes span a narrow range
+    assert np.median([int(np.ptp(sizes[b])) for b in batches]) <= 4
+    shards = [ShardedBatchSampler(203, 8, num_replicas=2, rank=r, **kw) for r in range(2)]
+    seen = [sorted(i for b in s.batches(2) for i in b) for s in shards]
+    assert len(shards[0].batches(2)) == len(shards[1].batches(2)) == 13
+    assert sorted(set(seen[0]) | set(seen[1])) == list(range(203))
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"bucket_batches": 1, "sizes": [1, 2]}, "must be 0 (off) or >= 2: a pool of 1 batch sorts nothing, got 1"),
+        ({"bucket_batches": -2}, "bucket_batches must be an integer >= 0, got -2"),
+        ({"bucket_batches": True}, "bucket_batches must be an integer >= 0, got True"),
+        ({"bucket_batches": 3}, "bucket_batches 3 needs the crystals' sizes, got none"),
+        ({"bucket_batches": 3, "sizes": [1, 2, 3]}, "sizes must hold one atom count per crystal (2), got 3"),
+    ],
+)
+def test_size_bucket_options_are_refused_with_the_rule(kwargs, message):
+    with pytest.raises(ConfigError) as err:
+        ShardedBatchSampler(2, 1, **kwargs)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("value", [1, -1, 2.5, True])
+def test_training_config_refuses_a_bucket_pool_of_one_batch_or_less(value):
+    with pytest.raises(ConfigError, match="training_config.bucket_batches must be 0 .off. or an integer >= 2"):
+        TrainingConfig(bucket_batches=value)
+
+
+def test_size_bucketed_training_resumes_mid_epoch_exactly(tmp_path):
+    """The trainer's bucketed batches (2-batch pools) through a stop in the 9th step (epoch 2) and a resume: the
+    same losses and weights as the uninterrupted run."""
+    config = tiny_config(max_epochs=2, bucket_batches=2, checkpoint_every=2)
+    whole = make_trainer(tmp_path / "whole", config, val=False).fit()
+    expected = train_losses(whole.metrics_csv)
+    assert len(expected) == 12
+    first = make_trainer(tmp_path / "split", config, val=False)
+    step = first.optimizer.step
+
+    def step_and_stop(*args, **kwargs):
+        step(*args, **kwargs)
+        if first.global_step == 8:
+            first.request_stop()
+
+    first.optimizer.step = step_and_stop
+    assert first.fit().preempted
+    done = make_trainer(tmp_path / "split", config, val=False).fit(resume_from="latest")
+    got = train_losses(done.metrics_csv)
+    assert sorted(got) == sorted(expected) and max(abs(got[s] - expected[s]) for s in expected) <= 1e-6
+    a, b = (TopologicalDiffusionModel.load(r.final_model) for r in (whole, done))
+    for (name, x), (_, y) in zip(a.state_dict().items(), b.state_dict().items()):
+        torch.testing.assert_close(x, y, rtol=0, atol=1e-6, msg=name)
+
+
 @pytest.mark.parametrize("buffer", ["species_volume", "class_element_count_weights"])
 def test_a_checkpoint_from_before_a_data_buffer_resumes_with_the_runs_own(tmp_path, buffer):
     """A training checkpoint written before the model kept its element volumes (or its per-class histograms) lacks

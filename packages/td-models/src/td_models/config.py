@@ -338,6 +338,9 @@ class TrainingConfig(_Block):
     _block_name = "training_config"
 
     batch_size: int = 32  # crystals per step per process
+    # 0: batches of random sizes. k >= 2: crystals pooled k batches at a time, each pool sorted by atom count and cut
+    # into batches, the batches shuffled (td_models.training.sampler): less padding in the dense denoiser
+    bucket_batches: int = 0
     # scheduler "phases": the first phase's rate. Given without phases, the default phases are scaled to
     # it (1e-4, 5e-5, 1e-5 keep their ratios); given with phases it must equal phases[0].learning_rate.
     # None: taken from the phases. scheduler "cosine": the peak rate (None: 1e-4).
@@ -365,6 +368,11 @@ class TrainingConfig(_Block):
         for name in ("batch_size", "max_epochs", "gradient_accumulation_steps", "checkpoint_every"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 1, f"training_config.{name} must be an integer >= 1, got {value!r}")
+        _check(
+            _is_int(self.bucket_batches) and (self.bucket_batches == 0 or self.bucket_batches >= 2),
+            "training_config.bucket_batches must be 0 (off) or an integer >= 2 (a pool of one batch sorts nothing), "
+            f"got {self.bucket_batches!r}",
+        )
         for name in ("warmup_epochs", "keep_checkpoints", "max_nonfinite_steps", "seed", "num_workers"):
             value = getattr(self, name)
             _check(_is_int(value) and value >= 0, f"training_config.{name} must be an integer >= 0, got {value!r}")

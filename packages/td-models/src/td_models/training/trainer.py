@@ -234,7 +234,15 @@ class Trainer:
         self.wrapped, self.optimizer = acc.prepare(self.loss_module, self._raw_optimizer)
 
         self.sampler = ShardedBatchSampler(
-            len(self.train_dataset), tc.batch_size, self.world_size, self.rank, seed=tc.seed, shuffle=True, pad=True
+            len(self.train_dataset),
+            tc.batch_size,
+            self.world_size,
+            self.rank,
+            seed=tc.seed,
+            shuffle=True,
+            pad=True,
+            sizes=self.train_dataset.num_atoms() if tc.bucket_batches else None,
+            bucket_batches=tc.bucket_batches,
         )
         self.batches_per_epoch = self.sampler.batches_per_epoch()
         self.steps_per_epoch = -(-self.batches_per_epoch // tc.gradient_accumulation_steps)
