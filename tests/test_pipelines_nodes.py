@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from copy import deepcopy
 
@@ -442,6 +443,32 @@ def test_train_resumes_the_same_run_and_starts_afresh_for_another(labelled, tmp_
     with caplog.at_level("INFO", logger="pipelines.train.nodes"):
         train_model(train[1:], val, TINY_MODEL, PHYSICS, {**two, "learning_rate": 0.01}, options)
     assert "starting afresh" in caplog.text and "train_data" in caplog.text
+
+
+def test_a_run_from_before_an_added_option_resumes_when_the_option_keeps_its_default(labelled, tmp_path, caplog):
+    """run.json of an earlier td-models lacks a training_config key added since (bucket_batches): it is read as the
+    default and the run resumes; the key set to another value, or a key today's td-models refuses, is a difference."""
+    _, train, val, _ = split_crystals(labelled[0], {"fractions": [0.7, 0.15, 0.15]})
+    options = {"run_dir": str(tmp_path / "run")}
+    two = {**TINY_TRAINING, "max_epochs": 2}
+    train_model(train, val, TINY_MODEL, PHYSICS, two, options)
+    marker = tmp_path / "run" / "run.json"
+    old = json.loads(marker.read_text())
+    del old["config"]["training_config"]["bucket_batches"]
+    marker.write_text(json.dumps(old))
+    with caplog.at_level("INFO", logger="pipelines.train.nodes"):
+        train_model(train, val, TINY_MODEL, PHYSICS, two, options)
+    assert "resuming the same run" in caplog.text and "starting afresh" not in caplog.text
+    caplog.clear()
+    old["config"]["training_config"]["removed_option"] = 1
+    marker.write_text(json.dumps(old))
+    with caplog.at_level("INFO", logger="pipelines.train.nodes"):
+        train_model(train, val, TINY_MODEL, PHYSICS, two, options)
+    assert "starting afresh" in caplog.text and "config.training_config.removed_option" in caplog.text
+    caplog.clear()
+    with caplog.at_level("INFO", logger="pipelines.train.nodes"):
+        train_model(train, val, TINY_MODEL, PHYSICS, {**two, "bucket_batches": 2}, options)
+    assert "starting afresh" in caplog.text and "config.training_config.bucket_batches" in caplog.text
 
 
 def test_train_budget_stops_after_the_step_that_crosses_it_and_a_rerun_resumes(labelled, tmp_path):

@@ -201,6 +201,22 @@ def _differences(old: Mapping[str, Any], new: Mapping[str, Any], prefix: str = "
     return found
 
 
+def _resolved(fingerprint: Any) -> Any:
+    """An earlier run's fingerprint with its configuration resolved again by today's td-models, so that an option
+    added since (whose default keeps the earlier behaviour) reads as its default instead of as a difference. A
+    configuration today's td-models refuses (a removed key, say) is left as it was and differs."""
+    if not isinstance(fingerprint, Mapping) or not isinstance(fingerprint.get("config"), Mapping):
+        return fingerprint
+    from td_models import ExperimentConfig
+    from td_models.exceptions import ConfigError
+
+    try:
+        config = ExperimentConfig.from_dict(dict(fingerprint["config"])).to_dict()
+    except (ConfigError, TypeError, ValueError):
+        return fingerprint
+    return {**fingerprint, "config": json.loads(json.dumps(config))}
+
+
 def prepare_run_dir(run_dir: Path, fingerprint: Mapping[str, Any], resume: bool) -> bool:
     """Make ``run_dir`` ready for this run; True when it holds checkpoints of the same run to resume from.
 
@@ -223,7 +239,7 @@ def prepare_run_dir(run_dir: Path, fingerprint: Mapping[str, Any], resume: bool)
             except (OSError, ValueError) as exc:
                 previous, reason = None, f"{marker} is unreadable ({exc})"
             if previous is not None:
-                differ = _differences(previous, fingerprint)
+                differ = _differences(_resolved(previous), fingerprint)
                 if differ:
                     reason = "the run differs from the checkpointed one in " + ", ".join(differ)
     if reason is not None:
