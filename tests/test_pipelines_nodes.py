@@ -186,6 +186,10 @@ def test_generate_is_two_nodes_and_its_sampler_settings_reach_the_sampler(traine
     assert len(samples) == 3 and all("predicted" in s for s in samples)
     assert (sampling["seed"], sampling["batch_size"], sampling["device"], sampling["n_requested"]) == (4, 2, "cpu", 3)
     assert (sampling["volume_guidance"], sampling["volume_tolerance"]) == (0.2, 1.25)
+    assert (seen[0]["covalent_guidance"], seen[0]["covalent_fraction"]) == (0.0, 0.75)  # off by default
+    bonded = sample_candidates(model, PHYSICS, {**options, "covalent_guidance": 0.5, "covalent_fraction": 0.8})[1]
+    assert (seen[1]["covalent_guidance"], seen[1]["covalent_fraction"]) == (0.5, 0.8)
+    assert (bonded["covalent_guidance"], bonded["covalent_fraction"]) == (0.5, 0.8)
     assert seen[0]["class_counts"] is False and sampling["class_counts"] is False
     by_class, by_class_options = old, {**options, "volume_guidance": 0, "class_counts": True}  # old: not spied on
     by_class.class_element_count_weights.zero_()  # no z2_ti training crystal
@@ -207,6 +211,8 @@ def test_generate_is_two_nodes_and_its_sampler_settings_reach_the_sampler(traine
         ({"volume_guidance": -1}, "generate_options.volume_guidance must be a number >= 0 (0: off)"),
         ({"volume_tolerance": 1.0}, "generate_options.volume_tolerance must be a number > 1, got 1.0"),
         ({"class_counts": 1}, "generate_options.class_counts must be true or false, got 1"),
+        ({"covalent_guidance": -0.5}, "generate_options.covalent_guidance must be a number >= 0 (0: off), got -0.5"),
+        ({"covalent_fraction": 2}, "generate_options.covalent_fraction must be a number in (0, 1.5]"),
         (
             {"class_counts": True, "conditioned": False},
             "class_counts draws the cell sizes from the training crystals of the asked class, but conditioned is false",

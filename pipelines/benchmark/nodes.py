@@ -85,7 +85,8 @@ METRIC_KEYS = (
 )
 #: the generate node's settings that metrics.json["options"]["generate_options"] repeats from its summary
 GENERATE_KEYS = ("n_requested", "conditioned", "steps", "corrector_steps", "element_counts", "class_counts",
-                 "charge_balance", "volume_guidance", "volume_tolerance", "seed", "batch_size", "device")  # fmt: skip
+                 "charge_balance", "volume_guidance", "volume_tolerance", "covalent_guidance", "covalent_fraction",
+                 "seed", "batch_size", "device")  # fmt: skip
 #: each entry of metrics.json["protocols"]: the metrics and what the protocol used
 PROTOCOL_ENTRY_KEYS = (*METRIC_KEYS, "n_wdist", "wdist_sample", "comp_scaling")
 

@@ -291,7 +291,8 @@ def sample_arm(
             "corrector_steps": generate.corrector_steps, "element_counts": generate.element_counts,
             "class_counts": generate.class_counts,
             "charge_balance": generate.charge_balance, "volume_guidance": generate.volume_guidance,
-            "volume_tolerance": generate.volume_tolerance, "seed": seed, "topo_class": condition.get("topo_class"),
+            "volume_tolerance": generate.volume_tolerance, "covalent_guidance": generate.covalent_guidance,
+            "covalent_fraction": generate.covalent_fraction, "seed": seed, "topo_class": condition.get("topo_class"),
             "guidance_scale": guidance.get("guidance_scale", 1.0),
             "property_guidance": guidance.get("property_guidance", 0.0),
             "physics_guidance": 0.01 * model.config.physics_config.constraint_weight}  # fmt: skip

@@ -59,6 +59,10 @@ class GenerateOptions(OptionsBlock):
     # training crystals; 0: off (models trained before the volumes were kept need 0)
     volume_guidance: float = 0.2
     volume_tolerance: float = 1.25
+    # step of the bond-length guidance (td_models SamplingOptions.covalent_guidance): two atoms closer than
+    # covalent_fraction times the sum of their covalent radii (Cordero 2008) pushed apart while sampling; 0: off
+    covalent_guidance: float = 0.0
+    covalent_fraction: float = 0.75
 
     def __post_init__(self) -> None:
         if not is_int(self.n_candidates) or self.n_candidates < 1:
@@ -80,6 +84,14 @@ class GenerateOptions(OptionsBlock):
             raise ParameterError(f"generate_options.volume_guidance must be a number >= 0 (0: off), got {guidance!r}")
         if not is_number(tolerance) or not math.isfinite(tolerance) or tolerance <= 1:
             raise ParameterError(f"generate_options.volume_tolerance must be a number > 1, got {tolerance!r}")
+        step, fraction = self.covalent_guidance, self.covalent_fraction
+        if not is_number(step) or not math.isfinite(step) or step < 0:
+            raise ParameterError(f"generate_options.covalent_guidance must be a number >= 0 (0: off), got {step!r}")
+        if not is_number(fraction) or not 0 < fraction <= 1.5:
+            raise ParameterError(
+                "generate_options.covalent_fraction must be a number in (0, 1.5] (of the sum of two covalent radii; "
+                f"bonds in real crystals are 0.7-1.2 of it), got {fraction!r}"
+            )
         if self.device not in DEVICES:
             raise ParameterError(f"generate_options.device must be one of {list(DEVICES)}, got {self.device!r}")
         for name in ("conditioned", "element_counts", "class_counts", "charge_balance", "progress_bar"):
@@ -146,6 +158,8 @@ def sample_crystals(
                 charge_balance=options.charge_balance,
                 volume_guidance=options.volume_guidance,
                 volume_tolerance=options.volume_tolerance,
+                covalent_guidance=options.covalent_guidance,
+                covalent_fraction=options.covalent_fraction,
                 progress=options.progress_bar,
             )
         except TDModelsError as err:
@@ -199,7 +213,8 @@ def sample_candidates(
                "corrector_steps": opts.corrector_steps, "element_counts": opts.element_counts,
                "class_counts": opts.class_counts,
                "charge_balance": opts.charge_balance, "volume_guidance": opts.volume_guidance,
-               "volume_tolerance": opts.volume_tolerance, "seed": opts.seed, "batch_size": opts.batch_size,
+               "volume_tolerance": opts.volume_tolerance, "covalent_guidance": opts.covalent_guidance,
+               "covalent_fraction": opts.covalent_fraction, "seed": opts.seed, "batch_size": opts.batch_size,
                "device": opts.device, **guidance, "seconds": round(seconds, 2),
                "timings_seconds": {k: round(v, 2) for k, v in timings.items()},
                "seconds_per_1000_crystals": round(1000.0 * timings["sample"] / opts.n_candidates, 2)}  # fmt: skip

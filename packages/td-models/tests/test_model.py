@@ -320,3 +320,25 @@ def test_element_volumes_fit_additive_cells_and_the_volume_penalty_is_zero_insid
     assert penalty[:3].abs().max() < 1e-9 and float(penalty[3]) == pytest.approx((math.log(2.0) - math.log(1.25)) ** 2)
     down = composition_volume_penalty(torch.eye(3).expand(1, 3, 3) * 50.0 ** (1 / 3), expected[:1], 1.25)
     assert float(down[0]) == pytest.approx(float(penalty[3]), rel=1e-5)  # half the volume = twice the volume
+
+
+def test_the_pair_penalty_is_the_squared_hinge_per_pair_and_the_radii_are_cordero_s():
+    """pair_distance_penalty with one d_min per pair: zero above it, relu(d_min - d)^2 / d_min^2 below, padding and
+    the lower triangle ignored; with a uniform d_min it is min_distance_penalty. covalent_radii: Cordero et al.
+    2008 (H 0.31, C 0.76, O 0.66, Te 1.38, Bi 1.48), Cm's radius after Cm."""
+    from td_models.constraints import covalent_radii, min_distance_penalty, pair_distance_penalty
+
+    lattice = 10.0 * torch.eye(3, dtype=torch.float64).unsqueeze(0)
+    frac = torch.tensor([[[0.0, 0.0, 0.0], [0.2, 0.0, 0.0], [0.0, 0.5, 0.0], [0.9, 0.9, 0.9]]], dtype=torch.float64)
+    mask = torch.tensor([[True, True, True, False]])  # the fourth atom is padding
+    d_min = torch.full((1, 4, 4), 1.0, dtype=torch.float64)
+    d_min[0, 0, 1] = d_min[0, 1, 0] = 3.0  # the pair 2 A apart must be 3 A apart
+    expected = (3.0 - 2.0) ** 2 / 3.0**2
+    assert float(pair_distance_penalty(lattice, frac, mask, d_min)[0]) == pytest.approx(expected)
+    uniform = torch.full((1, 4, 4), 2.5, dtype=torch.float64)
+    assert float(pair_distance_penalty(lattice, frac, mask, uniform)[0]) == pytest.approx(
+        float(min_distance_penalty(lattice, frac, mask, d_min=2.5)[0])
+    )
+    radii = covalent_radii(100)
+    assert [round(float(radii[z - 1]), 2) for z in (1, 6, 8, 52, 83, 96, 100)] == [0.31, 0.76, 0.66, 1.38, 1.48,
+                                                                                  1.69, 1.69]  # fmt: skip

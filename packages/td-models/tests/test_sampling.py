@@ -163,6 +163,9 @@ def test_sampling_options_refuse_bad_values_naming_the_rule_and_the_value():
         ({"property_guidance": -1.0}, ConfigError, "property_guidance must be a finite number >= 0, got -1.0"),
         ({"volume_guidance": -0.1}, ConfigError, "volume_guidance must be a finite number >= 0, got -0.1"),
         ({"volume_tolerance": 1.0}, ConfigError, "volume_tolerance must be a finite number > 1, got 1.0"),
+        ({"covalent_guidance": -1.0}, ConfigError, "covalent_guidance must be a finite number >= 0, got -1.0"),
+        ({"covalent_fraction": 0.0}, ConfigError, r"covalent_fraction must be a number in \(0, 1.5\] .* got 0.0"),
+        ({"covalent_fraction": 2.0}, ConfigError, r"covalent_fraction must be a number in \(0, 1.5\] .* got 2.0"),
         ({"restrict_species": "yes"}, ConfigError, "restrict_species must be True or False, got 'yes'"),
         ({"seed": -1}, ConfigError, "seed must be an integer >= 0, got -1"),
         ({"batch_size": 0}, ConfigError, "batch_size must be >= 1, got 0"),
@@ -308,6 +311,55 @@ def test_the_volume_guidance_holds_cells_near_their_compositions_volume():
     assert all(np.allclose(a["lattice"], b["lattice"]) for a, b in zip(off, model.sample(4, steps=5, seed=3)))
     with pytest.raises(ConfigError, match="volume_guidance needs the element volumes fitted on the training crystals"):
         tiny_model().sample(2, steps=2, volume_guidance=0.2)
+
+
+def test_the_covalent_guidance_pushes_apart_atoms_closer_than_their_radii_allow():
+    """Two pairs 1.5 Angstrom apart in one 10 Angstrom cell: Bi-Bi (radii 1.48 + 1.48, so below 0.75 of their sum,
+    2.22 A) and C-C (0.76 + 0.76: 1.14, so allowed). One guidance step on the clean estimate (t = 1, the network's
+    outputs zero) moves the Bi atoms apart, symmetrically, and leaves the carbon atoms where they were."""
+    from td_models.constraints import covalent_radii
+    from td_models.sampling import _atom_radii, _physics_guidance
+
+    model = tiny_model()
+    radii_table = covalent_radii(model.config.model_config.num_species)
+    frac = torch.tensor([[0.10, 0.1, 0.1], [0.25, 0.1, 0.1], [0.10, 0.6, 0.6], [0.25, 0.6, 0.6]], dtype=torch.float32)
+    num_atoms = torch.tensor([4])
+    batch_index = torch.zeros(4, dtype=torch.long)
+    lattice = model.normalise_lattice(10.0 * torch.eye(3).unsqueeze(0), num_atoms)
+    t = torch.ones(1, dtype=torch.long)
+    t_atoms = t[batch_index]
+    eps, score = torch.zeros_like(lattice), torch.zeros_like(frac)
+    radii = radii_table[torch.tensor([82, 82, 5, 5])]  # Bi, Bi, C, C (atomic number - 1)
+    bounds = (0.5, 1.0, 1e4)
+
+    def clean(bonds):
+        e, sc = _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, 0.0, bounds,
+                                  None, bonds)  # fmt: skip
+        return model.clean_estimate(lattice, frac, t, t_atoms, e, sc, num_atoms)[1]
+
+    assert torch.allclose(clean(None), frac, atol=1e-6)  # no bond guidance, no penalty in the way: nothing moves
+    moved = clean((radii, 0.75, 1.0)) - frac
+    assert moved[0, 0] < -1e-3 and moved[1, 0] > 1e-3  # the Bi pair apart along x
+    assert torch.allclose(moved[0], -moved[1], atol=1e-6)
+    assert torch.allclose(moved[2:], torch.zeros(2, 3), atol=1e-7)  # C-C at 1.5 A is a bond
+    assert moved.abs().max() <= 0.05 + 1e-6  # bounded like every guidance step
+
+    # the radius of an unmasked atom is its element's; a masked atom's is expected under the predicted species
+    mask_index = model.species_process.mask_index
+    logits = torch.full((2, radii_table.shape[0]), -1e9)
+    logits[:, 82] = 0.0
+    logits[:, 5] = 0.0  # Bi or C with equal probability
+    got = _atom_radii(model, torch.tensor([5, mask_index]), logits, radii_table)
+    assert got.tolist() == pytest.approx([0.76, (0.76 + 1.48) / 2])
+
+
+def test_the_covalent_guidance_off_leaves_the_samples_as_they_were():
+    model = tiny_model()
+    plain = model.sample(3, steps=4, seed=2)
+    off = model.sample(3, steps=4, seed=2, covalent_guidance=0.0, covalent_fraction=0.9)
+    on = model.sample(3, steps=4, seed=2, covalent_guidance=1.0)
+    assert all(np.allclose(a["frac_coords"], b["frac_coords"]) for a, b in zip(plain, off))
+    assert [s["atomic_numbers"].tolist() for s in on] == [s["atomic_numbers"].tolist() for s in plain]
 
 
 def test_class_counts_draw_the_sizes_and_element_counts_of_the_asked_class(tmp_path, caplog):

@@ -7,6 +7,10 @@ penalty that is zero when the rule holds:
 * **minimum interatomic distance** (CDVAE's structural validity rule, 0.5 Angstrom by default):
   ``sum over pairs (i, j) and lattice images of relu(d_min - d)^2 / d_min^2``, with the distances
   over the 27 images around the wrapped difference, so small cells are handled;
+* **bond lengths for the species** (sampling guidance, optional): two atoms closer than a fraction of the sum
+  of their covalent radii (Cordero et al. 2008, :func:`covalent_radii`) are pushed apart by the same squared
+  hinge with a per-pair ``d_min`` (:func:`pair_distance_penalty`). 0.5 Angstrom is a bound for any pair; a
+  Bi-Te bond is 3 Angstrom, and half of it is already implausible;
 * **plausible density**: volume per atom outside ``[low, high]`` Angstrom^3 is penalised by the
   square of its excess in logarithms;
 * **volume for the composition** (sampling guidance, optional): each element's volume per atom is fitted on
@@ -32,7 +36,7 @@ from __future__ import annotations
 
 import json
 import math
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 
 import torch
@@ -40,6 +44,8 @@ import torch
 __all__ = [
     "pair_distances",
     "min_distance_penalty",
+    "covalent_radii",
+    "pair_distance_penalty",
     "density_penalty",
     "fit_species_volumes",
     "composition_volume_penalty",
@@ -90,6 +96,40 @@ def min_distance_penalty(
     pair_mask = mask[:, :, None] & mask[:, None, :]
     upper = torch.triu(torch.ones_like(pair_mask[0]), diagonal=0)  # i <= j: pairs once, self-images once
     violation = torch.relu(d_min - dist) ** 2 / d_min**2
+    return (violation * (pair_mask & upper).to(violation.dtype)).sum(dim=(1, 2))
+
+
+@cache
+def _covalent_table() -> tuple[float, ...]:
+    text = resources.files("td_models").joinpath("data/covalent_radii.json").read_text(encoding="utf-8")
+    radii = json.loads(text)["radii"]
+    last = max(int(z) for z in radii)
+    return tuple(float(radii[str(z)]["radius"]) for z in range(1, last + 1))
+
+
+def covalent_radii(num_species: int) -> torch.Tensor:
+    """(num_species,) covalent radii in Angstrom of atomic numbers 1..num_species (Cordero et al., Dalton Trans.
+    2008, 2832; ``data/covalent_radii.json``). The source stops at Cm (96): later elements take Cm's radius.
+
+    >>> [round(float(r), 2) for r in covalent_radii(83)[[5, 82]]]  # C (sp3), Bi
+    [0.76, 1.48]
+    """
+    table = _covalent_table()
+    values = [table[min(z, len(table)) - 1] for z in range(1, num_species + 1)]
+    return torch.tensor(values, dtype=torch.float32)
+
+
+def pair_distance_penalty(
+    lattice: torch.Tensor, frac_coords: torch.Tensor, mask: torch.Tensor, d_min: torch.Tensor
+) -> torch.Tensor:
+    """(B,) ``sum_{i<=j} relu(d_min_ij - d_ij)^2 / d_min_ij^2`` over real atom pairs and self-images, as
+    :func:`min_distance_penalty` with a shortest distance per pair: ``d_min`` (B, N, N) in Angstrom, > 0 where
+    ``mask`` holds both atoms (e.g. a fraction of the sum of the two covalent radii)."""
+    dist = pair_distances(lattice, frac_coords)  # (B, N, N)
+    pair_mask = mask[:, :, None] & mask[:, None, :]
+    upper = torch.triu(torch.ones_like(pair_mask[0]), diagonal=0)
+    bound = d_min.to(dist.dtype).clamp_min(1e-6)
+    violation = torch.relu(bound - dist) ** 2 / bound**2
     return (violation * (pair_mask & upper).to(violation.dtype)).sum(dim=(1, 2))
 
 

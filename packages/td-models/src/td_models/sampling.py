@@ -44,7 +44,13 @@ from torch import nn
 from td_models.batch import to_dense
 from td_models.composition import CompositionRule, constrained_unmask, draw_counts
 from td_models.config import TOPO_CLASSES, topo_class_index
-from td_models.constraints import composition_volume_penalty, density_penalty, min_distance_penalty
+from td_models.constraints import (
+    composition_volume_penalty,
+    covalent_radii,
+    density_penalty,
+    min_distance_penalty,
+    pair_distance_penalty,
+)
 from td_models.diffusion import sampling_schedule
 from td_models.exceptions import BatchError, ConfigError
 from td_models.threads import check_threads, torch_threads
@@ -120,6 +126,12 @@ class SamplingOptions:
     # 0: off. Like physics_guidance, a step on the clean estimate, bounded with it
     volume_guidance: float = 0.0
     volume_tolerance: float = 1.25
+    # step of the bond-length guidance: two atoms closer than covalent_fraction times the sum of their covalent
+    # radii (Cordero 2008; a masked atom's radius expected under the predicted species) are pushed apart; 0: off.
+    # A step on the clean estimate like physics_guidance's, bounded with it. Real crystals stay above 0.68
+    # (Perov-5's 0.1st percentile; MP-20 0.74, Carbon-24 0.83)
+    covalent_guidance: float = 0.0
+    covalent_fraction: float = 0.75
     restrict_species: bool = True  # keep to the elements of the training data (fit_normalisation)
     element_counts: bool = True  # distinct elements per crystal drawn with its atom count from the training data
     # atoms (and distinct elements) per crystal drawn from the training crystals labelled topo_class (needs one)
@@ -159,6 +171,11 @@ class SamplingOptions:
         _check_real("property_guidance", self.property_guidance, low=0.0)
         _check_real("volume_guidance", self.volume_guidance, low=0.0)
         _check_real("volume_tolerance", self.volume_tolerance, low=1.0, low_open=True)
+        _check_real("covalent_guidance", self.covalent_guidance, low=0.0)
+        fraction = self.covalent_fraction
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 < fraction <= 1.5:
+            raise ConfigError(f"covalent_fraction must be a number in (0, 1.5] (of the sum of two covalent radii; "
+                              f"bonds in real crystals are 0.7-1.2 of it), got {fraction!r}")  # fmt: skip
         for name in ("restrict_species", "element_counts", "class_counts", "charge_balance"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be True or False, got {getattr(self, name)!r}")
@@ -518,6 +535,7 @@ def _sample_chunk(
             return out.lattice_eps, out.coord_score[mask], out.species_logits[mask].masked_fill(banned, -1e9)
 
     physics_guidance, property_guidance = options.physics_guidance, options.property_guidance
+    radii = covalent_radii(model.config.model_config.num_species).to(device) if options.covalent_guidance > 0 else None
     for t_int, s_int in sampling_schedule(model.num_steps, options.steps):
         t = torch.full((num_crystals,), t_int, dtype=torch.long, device=device)
         s = torch.full((num_crystals,), s_int, dtype=torch.long, device=device)
@@ -528,16 +546,18 @@ def _sample_chunk(
                 frac, t_atoms, score, step_lr=options.corrector_step_lr, generator=generator
             )
             eps, score, logits = evaluate(lattice, frac, species, t)
-        if physics_guidance > 0 or options.volume_guidance > 0:
-            volume = None
+        if physics_guidance > 0 or options.volume_guidance > 0 or options.covalent_guidance > 0:
+            volume = bonds = None
             if options.volume_guidance > 0:  # the clean crystal's expected volume from the species logits
                 expected = (torch.softmax(logits.double(), dim=-1) * model.species_volume.double()).sum(dim=-1)
                 cells = torch.zeros(num_crystals, dtype=torch.float64, device=device)
                 volume = (cells.index_add_(0, batch_index, expected), options.volume_tolerance, options.volume_guidance)
+            if options.covalent_guidance > 0:
+                radius = _atom_radii(model, species, logits, radii)
+                bonds = (radius, options.covalent_fraction, options.covalent_guidance)
             bounds = (options.min_distance, *options.volume_per_atom_range)
-            eps, score = _physics_guidance(
-                model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, physics_guidance, bounds, volume
-            )
+            state = (lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index)
+            eps, score = _physics_guidance(model, *state, physics_guidance, bounds, volume, bonds)
         if property_guidance > 0 and cls >= 0:
             eps, score = _property_guidance(
                 model, lattice, frac, species, t, t_atoms, eps, score, num_atoms, batch_index, cls, property_guidance
@@ -590,7 +610,19 @@ def _charge_rule_applies(rule: CompositionRule | None, num_atoms: torch.Tensor, 
     return feasible
 
 
-def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step, bounds, volume=None):
+def _atom_radii(model, species: torch.Tensor, logits: torch.Tensor, radii: torch.Tensor) -> torch.Tensor:
+    """(atoms,) covalent radius of each atom: its element's once unmasked (absorbing species diffusion), else the
+    radius expected under the predicted species probabilities (``logits``: banned elements at -1e9)."""
+    expected = (torch.softmax(logits.float(), dim=-1) * radii).sum(dim=-1)
+    if model.species_process.mask_index is None:  # uniform diffusion: the current species is noise until the end
+        return expected
+    known = species < radii.shape[0]
+    return torch.where(known, radii[species.clamp(max=radii.shape[0] - 1)], expected)
+
+
+def _physics_guidance(
+    model, lattice, frac, t, t_atoms, eps, score, num_atoms, batch_index, step, bounds, volume=None, bonds=None
+):
     """Move the clean estimate down the penalty gradient and return the matching (eps, score).
 
     ``bounds``: ``(min_distance, low, high)``, the shortest distance (Angstrom) and the volume-per-atom window
@@ -600,6 +632,9 @@ def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, b
     bounded: at most 5 % of the lattice's norm and 0.05 of the cell in fractional coordinates.
     ``volume``: ``((B,) expected cell volumes in Angstrom^3, tolerance, step)`` adds the composition's volume
     penalty (:func:`~td_models.constraints.composition_volume_penalty`) with its own step, or None.
+    ``bonds``: ``((atoms,) covalent radii in Angstrom, fraction, step)`` adds the pair penalty
+    (:func:`~td_models.constraints.pair_distance_penalty`) at ``fraction`` times the sum of each pair's radii, with
+    its own step, or None.
     """
     d_min, low, high = bounds
     ab = model.lattice_process.alpha_bar(t).to(lattice.dtype).reshape(-1, 1, 1)  # (B, 1, 1)
@@ -614,6 +649,11 @@ def _physics_guidance(model, lattice, frac, t, t_atoms, eps, score, num_atoms, b
         if volume is not None:
             expected, tolerance, volume_step = volume
             penalty = penalty + volume_step * composition_volume_penalty(lattice0, expected, tolerance)
+        if bonds is not None:
+            radii, fraction, bond_step = bonds
+            dense_radii, _, _ = to_dense(radii.to(frac0.dtype), batch_index, num_atoms, pad_species=0)
+            d_min = fraction * (dense_radii[:, :, None] + dense_radii[:, None, :])  # (B, N, N) Angstrom
+            penalty = penalty + bond_step * pair_distance_penalty(lattice0, dense, mask, d_min)
         grad_lattice, grad_frac = torch.autograd.grad(penalty.sum(), (lattice0, frac0))
     move = ab * torch.nan_to_num(grad_lattice)  # (B, 3, 3) Angstrom, the steps already in the gradient
     limit = 0.05 * lattice0.detach().flatten(1).norm(dim=1).reshape(-1, 1, 1)
