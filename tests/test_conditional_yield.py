@@ -295,8 +295,14 @@ def test_the_yield_arms_refuse_an_unconditioned_generate_block():
         sample_yield_arms(None, {}, {}, {"conditioned": False})
 
 
-def test_the_families_run_configuration_is_a_valid_kedro_run_file():
-    """benchmarks/yield_families.yml (``kedro run --config``): only keys ``kedro run`` takes, a registered
+@pytest.mark.parametrize(
+    ("name", "max_epochs", "starts", "bucket_batches", "covalent_guidance"),
+    [("yield_families.yml", 1200, [1, 121, 601], 0, 0.0), ("yield_families_bucket.yml", 2400, [1, 241, 1201], 20, 1.0)],
+)
+def test_the_families_run_configuration_is_a_valid_kedro_run_file(
+    name, max_epochs, starts, bucket_batches, covalent_guidance
+):
+    """benchmarks/yield_families*.yml (``kedro run --config``): only keys ``kedro run`` takes, a registered
     pipeline, and params that, merged over conf/yield's the way Kedro merges runtime params, pass every block's
     checks; every phase starts within max_epochs (TrainingConfig does not refuse a phase that never runs)."""
     import yaml
@@ -308,7 +314,7 @@ def test_the_families_run_configuration_is_a_valid_kedro_run_file():
     from pipelines.train.nodes import TrainOptions
     from td_models import TrainingConfig
 
-    section = yaml.safe_load((ROOT / "benchmarks" / "yield_families.yml").read_text())["run"]
+    section = yaml.safe_load((ROOT / "benchmarks" / name).read_text())["run"]
     assert set(section) <= {p.name for p in run.params} - {"config"}
     assert section["env"] == "yield" and section["pipelines"] in register_pipelines()
     base = yaml.safe_load((ROOT / "conf" / "yield" / "parameters_benchmark.yml").read_text())
@@ -316,8 +322,10 @@ def test_the_families_run_configuration_is_a_valid_kedro_run_file():
     options = YieldOptions.from_dict(merged["yield_options"])
     assert options.train_data == "outputs/topological_families_w4/families.h5" and options.dft_top_k == 3
     assert options.sweep() == [(2.0, 0.0)] and options.num_atoms == "class-labellable"
-    assert GenerateOptions.from_dict(merged["generate_options"]).n_candidates == 150
+    generate = GenerateOptions.from_dict(merged["generate_options"])
+    assert generate.n_candidates == 150 and generate.covalent_guidance == covalent_guidance
     assert TrainOptions.from_dict(merged["train_options"]).fit_epochs_to_budget
     tc = TrainingConfig.from_dict(merged["training_config"])
-    assert tc.max_epochs == 1200 and [p.start_epoch for p in tc.phases] == [1, 121, 601]
+    assert tc.max_epochs == max_epochs and [p.start_epoch for p in tc.phases] == starts
+    assert tc.bucket_batches == bucket_batches
     assert all(p.start_epoch <= tc.max_epochs for p in tc.phases)
